@@ -1,0 +1,1 @@
+# Model loading and forward tests (src/format, src/model, src/backend/cpu).

@@ -1,0 +1,1 @@
+# Chat-template tests (src/template/).
