@@ -49,6 +49,10 @@ BRISK_API const char *brisk_status_str(brisk_status st);
 /* The library version string, e.g. "0.1.0". */
 BRISK_API const char *brisk_version(void);
 
+/* Frees a buffer the library allocated and handed to the caller (rendered text, id arrays).
+ * NULL is a no-op. */
+BRISK_API void brisk_free(void *p);
+
 /* ---------------------------------------------------------------------------------------------
  * Models
  * ------------------------------------------------------------------------------------------- */

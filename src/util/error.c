@@ -39,3 +39,5 @@ const char *brisk_status_str(brisk_status st) {
 }
 
 const char *brisk_version(void) { return "0.1.0"; }
+
+void brisk_free(void *p) { free(p); }
