@@ -1,9 +1,96 @@
-/* backend.h: the backend vtable. A backend implements the engine's ~15 ops over its own memory;
- * model/forward.c composes them into the one forward pass. Never includes model or tokenizer code. */
+/* backend.h: the backend vtable and the weight-tensor descriptor the ops compute on. A backend
+ * implements ~12 ops over its own memory; model/forward.c composes them into the one forward.
+ * Never includes model or tokenizer code. */
 #ifndef BRISK_BACKEND_H
 #define BRISK_BACKEND_H
 
-typedef struct brisk_backend_ops brisk_backend_ops;
+#include "brisk.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Storage type of a weight matrix or of its quantization scales/biases. */
+typedef enum brisk_wtype {
+    BRISK_W_F32 = 0,
+    BRISK_W_F16,
+    BRISK_W_BF16,
+    BRISK_W_QAFFINE, /* MLX affine: packed uint32 words + per-group scales and biases */
+} brisk_wtype;
+
+/* A weight matrix [rows, cols] used as y = W x (rows = out features, cols = in features), or an
+ * embedding table [vocab, dim]. Row-major. For BRISK_W_QAFFINE each row is a little-endian bit
+ * stream of `bits`-bit codes (cols*bits/32 uint32 words per row) and element c of row r is
+ * scales[r][c/group_size] * q + biases[r][c/group_size]. Data pointers may be unaligned (MLX
+ * files are unpadded): read them with memcpy. */
+typedef struct brisk_tensor {
+    brisk_wtype type;
+    int64_t rows, cols;
+    const void *data;
+    const void *scales, *biases; /* QAFFINE only: [rows, cols/group_size] of stype */
+    brisk_wtype stype;
+    int bits, group_size;
+    const char *name; /* the tensor's name in the file, for messages */
+} brisk_tensor;
+
+/* Bytes of the stored tensor (codes + scales + biases). */
+uint64_t brisk_tensor_bytes(const brisk_tensor *t);
+
+/* The tokens of one forward step as attention sees them. Token i belongs to sequence seq[i], sits
+ * at position pos[i] of it and writes its k/v to cache slot slot[i]; it attends to positions
+ * max(0, pos[i]-window+1) .. pos[i] of its sequence, whose slots come from the sequence's block
+ * table: slot(p) = table[p / block_size] * block_size + p % block_size. */
+typedef struct brisk_attn_batch {
+    int n_tokens;
+    const int32_t *pos;
+    const int32_t *seq;
+    const int32_t *slot;
+    const int32_t *const *block_tables;
+    int block_size;
+    int sliding_window; /* 0 = none */
+} brisk_attn_batch;
+
+typedef struct brisk_backend brisk_backend;
+
+/* Activations are float32 [n, dim] row-major. Caches are [n_slots, n_head_kv * head_dim] per
+ * layer. `be` carries the backend's own state (thread pool, stream, scratch). */
+typedef struct brisk_backend_ops {
+    const char *name;
+    void (*destroy)(brisk_backend *be);
+    /* out[i] = row ids[i] of E, dequantized. */
+    void (*embed)(brisk_backend *be, const brisk_tensor *E, const int32_t *ids, int n, float *out);
+    /* out[i] = x[i] / sqrt(mean(x[i]^2) + eps) * w, for n rows of dim. */
+    void (*rmsnorm)(brisk_backend *be, const float *x, const float *w, int n, int dim, float eps,
+                    float *out);
+    /* y[n, W.rows] = x[n, W.cols] W^T (+ bias[W.rows] when not NULL). */
+    void (*matmul)(brisk_backend *be, const brisk_tensor *W, const float *bias, const float *x,
+                   int n, float *y);
+    /* Rotates n rows of n_heads heads in place: dims i and i + head_dim/2 pair (rotate_half),
+     * angle pos[row] * inv_freq[i] in float32. */
+    void (*rope)(brisk_backend *be, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+                 const float *inv_freq);
+    /* Writes k/v rows into their cache slots. */
+    void (*kv_store)(brisk_backend *be, float *kcache, float *vcache, const float *k,
+                     const float *v, const int32_t *slot, int n, int kv_dim);
+    /* Causal grouped-query attention of each token over its sequence's cached keys/values:
+     * out[n, n_head*head_dim]. Query head h reads kv head h / (n_head / n_head_kv). */
+    void (*attention)(brisk_backend *be, const float *q, const float *kcache, const float *vcache,
+                      const brisk_attn_batch *b, int n_head, int n_head_kv, int head_dim,
+                      float *out);
+    /* out = silu(gate) * up, elementwise over n values. */
+    void (*swiglu)(brisk_backend *be, const float *gate, const float *up, size_t n, float *out);
+    /* x += y over n values. */
+    void (*add)(brisk_backend *be, float *x, const float *y, size_t n);
+} brisk_backend_ops;
+
+struct brisk_backend {
+    const brisk_backend_ops *ops;
+    void *impl;
+};
+
+/* The scalar reference backend (ops_ref.c): the oracle every other path is tested against.
+ * One instance per context (it owns scratch). `max_ctx` bounds a sequence's length and
+ * `max_cols` the widest matrix row; both size the scratch planned here. */
+brisk_status brisk_backend_ref_create(int max_ctx, int64_t max_cols, brisk_backend **out);
 
 /* The CUDA backend's op table, or NULL when brisk was built without CUDA or no GPU is usable. */
 const brisk_backend_ops *brisk_backend_cuda(void);

@@ -1,0 +1,210 @@
+/* context.c: brisk_context: the KV block pool and its per-layer storage, per-sequence block
+ * tables, activation scratch, and brisk_context_eval (chunked prefill / decode of one sequence). */
+#include "engine/kv_pool.h"
+#include "model/model.h"
+#include "util/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct seq_state {
+    int32_t *blocks; /* [max_blocks] block ids; the first ceil(len/block_size) are valid */
+    int len;         /* tokens held */
+} seq_state;
+
+struct brisk_context {
+    brisk_model *model;
+    brisk_context_params p;
+    brisk_backend *be;
+    brisk_kv_pool pool;
+    int kv_dim;
+    float **kcache, **vcache; /* [n_layer] -> [n_blocks*block_size, kv_dim] */
+    seq_state *seqs;          /* [n_seq_max] */
+    int max_blocks;           /* per sequence */
+    brisk_fwd_scratch scratch;
+    int32_t *pos, *slot, *seq_ids, *out_rows; /* [n_batch] step arrays */
+    const int32_t **tables;                   /* [n_seq_max] */
+};
+
+brisk_context_params brisk_context_default_params(void) {
+    brisk_context_params p = {.n_ctx = 0, .n_seq_max = 1, .n_batch = 0, .kv_block = 16,
+                              .n_kv_blocks = 0};
+    return p;
+}
+
+void brisk_context_destroy(brisk_context *ctx) {
+    if (!ctx) return;
+    if (ctx->be) ctx->be->ops->destroy(ctx->be);
+    for (int l = 0; ctx->kcache && l < ctx->model->cfg.n_layer; l++) {
+        free(ctx->kcache[l]);
+        free(ctx->vcache[l]);
+    }
+    free(ctx->kcache);
+    free(ctx->vcache);
+    for (int s = 0; ctx->seqs && s < ctx->p.n_seq_max; s++) free(ctx->seqs[s].blocks);
+    free(ctx->seqs);
+    brisk_kv_pool_free(&ctx->pool);
+    brisk_fwd_scratch_free(&ctx->scratch);
+    free(ctx->pos);
+    free(ctx->slot);
+    free(ctx->seq_ids);
+    free(ctx->out_rows);
+    free(ctx->tables);
+    free(ctx);
+}
+
+brisk_status brisk_context_create(brisk_model *model, const brisk_context_params *params,
+                                  brisk_context **out) {
+    if (!out || !model)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_create: model and out must be set");
+    *out = NULL;
+    brisk_context_params p = params ? *params : brisk_context_default_params();
+    const brisk_config *c = &model->cfg;
+    if (p.n_ctx <= 0) p.n_ctx = c->max_position < 4096 ? c->max_position : 4096;
+    if (p.n_seq_max <= 0) p.n_seq_max = 1;
+    if (p.kv_block <= 0) p.kv_block = 16;
+    if (p.n_batch <= 0 || p.n_batch > p.n_ctx * p.n_seq_max) p.n_batch = p.n_ctx < 512 ? p.n_ctx : 512;
+    if (p.n_ctx > (1 << 24) || p.n_seq_max > (1 << 16) || p.kv_block > (1 << 16))
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_context_create: n_ctx %d, n_seq_max %d or kv_block %d is too large",
+                            p.n_ctx, p.n_seq_max, p.kv_block);
+    const int max_blocks = (p.n_ctx + p.kv_block - 1) / p.kv_block;
+    if (p.n_kv_blocks <= 0) p.n_kv_blocks = max_blocks * p.n_seq_max;
+
+    brisk_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return brisk_errorf(BRISK_ERR_OOM, "brisk_context_create: out of memory");
+    ctx->model = model;
+    ctx->p = p;
+    ctx->max_blocks = max_blocks;
+    ctx->kv_dim = c->n_head_kv * c->head_dim;
+    brisk_status st = BRISK_OK;
+    int64_t max_cols = c->n_embd > c->n_ff ? c->n_embd : c->n_ff;
+    if (c->n_head * c->head_dim > max_cols) max_cols = (int64_t)c->n_head * c->head_dim;
+    if (model->backend == BRISK_BACKEND_CUDA)
+        st = brisk_errorf(BRISK_ERR_UNSUPPORTED, "brisk_context_create: CUDA backend: %s",
+                          brisk_backend_cuda_unavailable());
+    else
+        st = brisk_backend_ref_create(p.n_ctx, max_cols, &ctx->be);
+    if (st == BRISK_OK) st = brisk_kv_pool_init(&ctx->pool, p.n_kv_blocks, p.kv_block);
+    if (st == BRISK_OK) st = brisk_fwd_scratch_create(c, p.n_batch, &ctx->scratch);
+    if (st != BRISK_OK) {
+        brisk_context_destroy(ctx);
+        return st;
+    }
+    const size_t slots = (size_t)p.n_kv_blocks * p.kv_block;
+    ctx->kcache = calloc((size_t)c->n_layer, sizeof *ctx->kcache);
+    ctx->vcache = calloc((size_t)c->n_layer, sizeof *ctx->vcache);
+    ctx->seqs = calloc((size_t)p.n_seq_max, sizeof *ctx->seqs);
+    ctx->tables = calloc((size_t)p.n_seq_max, sizeof *ctx->tables);
+    ctx->pos = malloc((size_t)p.n_batch * sizeof *ctx->pos);
+    ctx->slot = malloc((size_t)p.n_batch * sizeof *ctx->slot);
+    ctx->seq_ids = malloc((size_t)p.n_batch * sizeof *ctx->seq_ids);
+    ctx->out_rows = malloc((size_t)p.n_batch * sizeof *ctx->out_rows);
+    int ok = ctx->kcache && ctx->vcache && ctx->seqs && ctx->tables && ctx->pos && ctx->slot &&
+             ctx->seq_ids && ctx->out_rows;
+    for (int l = 0; ok && l < c->n_layer; l++) {
+        /* calloc: untouched slots read as zeros, which keeps valgrind/MSan quiet. */
+        ctx->kcache[l] = calloc(slots * (size_t)ctx->kv_dim, sizeof(float));
+        ctx->vcache[l] = calloc(slots * (size_t)ctx->kv_dim, sizeof(float));
+        ok = ctx->kcache[l] && ctx->vcache[l];
+    }
+    for (int s = 0; ok && s < p.n_seq_max; s++) {
+        ctx->seqs[s].blocks = malloc((size_t)max_blocks * sizeof(int32_t));
+        ctx->tables[s] = ctx->seqs[s].blocks;
+        ok = ctx->seqs[s].blocks != NULL;
+    }
+    if (!ok) {
+        brisk_context_destroy(ctx);
+        return brisk_errorf(BRISK_ERR_OOM,
+                            "brisk_context_create: out of memory for a KV cache of %d blocks x %d "
+                            "tokens",
+                            p.n_kv_blocks, p.kv_block);
+    }
+    *out = ctx;
+    return BRISK_OK;
+}
+
+int brisk_context_seq_len(const brisk_context *ctx, int seq) {
+    return ctx && seq >= 0 && seq < ctx->p.n_seq_max ? ctx->seqs[seq].len : 0;
+}
+
+static int blocks_for(const brisk_context *ctx, int len) {
+    return (len + ctx->p.kv_block - 1) / ctx->p.kv_block;
+}
+
+brisk_status brisk_context_seq_truncate(brisk_context *ctx, int seq, int keep) {
+    if (!ctx || seq < 0 || seq >= ctx->p.n_seq_max)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_seq_truncate: no sequence %d", seq);
+    seq_state *s = &ctx->seqs[seq];
+    if (keep < 0 || keep > s->len)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_context_seq_truncate: keep %d is outside [0, %d]", keep, s->len);
+    for (int b = blocks_for(ctx, keep); b < blocks_for(ctx, s->len); b++)
+        brisk_kv_unref(&ctx->pool, s->blocks[b]);
+    s->len = keep;
+    return BRISK_OK;
+}
+
+brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *tokens, int n_tokens,
+                                float *logits, bool last_only) {
+    if (!ctx || seq < 0 || seq >= ctx->p.n_seq_max)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_eval: no sequence %d", seq);
+    if (n_tokens <= 0 || !tokens)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_eval: no tokens given");
+    const brisk_config *c = &ctx->model->cfg;
+    seq_state *s = &ctx->seqs[seq];
+    for (int i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
+            return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                                "brisk_context_eval: token %d at index %d is outside the vocabulary "
+                                "[0, %d)",
+                                tokens[i], i, c->n_vocab);
+    if (n_tokens > ctx->p.n_ctx - s->len)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_context_eval: %d tokens do not fit: sequence %d holds %d of %d "
+                            "positions",
+                            n_tokens, seq, s->len, ctx->p.n_ctx);
+    /* Reserve every block the new tokens need up front, so a full pool fails cleanly. */
+    const int have = blocks_for(ctx, s->len), need = blocks_for(ctx, s->len + n_tokens);
+    for (int b = have; b < need; b++) {
+        int32_t id = brisk_kv_alloc(&ctx->pool);
+        if (id < 0) {
+            for (int k = have; k < b; k++) brisk_kv_unref(&ctx->pool, s->blocks[k]);
+            return brisk_errorf(BRISK_ERR_KV_FULL,
+                                "brisk_context_eval: the KV cache has no free block (%d blocks of "
+                                "%d tokens in use)",
+                                ctx->pool.n_blocks, ctx->pool.block_size);
+        }
+        s->blocks[b] = id;
+    }
+    const int bs = ctx->p.kv_block, V = c->n_vocab;
+    for (int start = 0; start < n_tokens; start += ctx->p.n_batch) {
+        const int T = n_tokens - start < ctx->p.n_batch ? n_tokens - start : ctx->p.n_batch;
+        for (int i = 0; i < T; i++) {
+            const int p = s->len + start + i;
+            ctx->pos[i] = p;
+            ctx->seq_ids[i] = seq;
+            ctx->slot[i] = s->blocks[p / bs] * bs + p % bs;
+        }
+        int n_out = 0;
+        float *dst = NULL;
+        if (logits && !last_only) {
+            for (int i = 0; i < T; i++) ctx->out_rows[n_out++] = i;
+            dst = logits + (size_t)start * V;
+        } else if (logits && start + T == n_tokens) {
+            ctx->out_rows[n_out++] = T - 1;
+            dst = logits;
+        }
+        brisk_fwd_batch fb = {
+            .tokens = tokens + start,
+            .attn = {.n_tokens = T, .pos = ctx->pos, .seq = ctx->seq_ids, .slot = ctx->slot,
+                     .block_tables = ctx->tables, .block_size = bs,
+                     .sliding_window = c->sliding_window},
+            .n_out = n_out,
+            .out_rows = ctx->out_rows,
+        };
+        brisk_forward(ctx->model, ctx->be, &ctx->scratch, ctx->kcache, ctx->vcache, &fb, dst);
+    }
+    s->len += n_tokens;
+    return BRISK_OK;
+}

@@ -1,0 +1,51 @@
+/* model.h: the loaded model (config + mapped weights + RoPE table) and the one forward pass.
+ * forward.c composes backend ops; it never includes a CUDA header. */
+#ifndef BRISK_MODEL_MODEL_H
+#define BRISK_MODEL_MODEL_H
+
+#include "backend/backend.h"
+#include "format/safetensors.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+struct brisk_model {
+    brisk_config cfg;
+    brisk_st_set *st;     /* owns the mappings the weights point into */
+    brisk_weights w;
+    float *inv_freq;      /* [head_dim/2] */
+    brisk_backend_kind backend;
+    int n_threads;
+};
+
+/* Activation scratch for up to max_tokens tokens per step, planned once per context. */
+typedef struct brisk_fwd_scratch {
+    int max_tokens;
+    float *x;    /* [T, n_embd] residual stream */
+    float *xb;   /* [T, n_embd] normed input / gathered output rows */
+    float *q;    /* [T, n_head*head_dim] */
+    float *k;    /* [T, n_head_kv*head_dim] */
+    float *v;    /* [T, n_head_kv*head_dim] */
+    float *att;  /* [T, n_head*head_dim] attention output */
+    float *proj; /* [T, n_embd] o_proj / down_proj output */
+    float *gate; /* [T, n_ff] */
+    float *up;   /* [T, n_ff] */
+} brisk_fwd_scratch;
+
+brisk_status brisk_fwd_scratch_create(const brisk_config *cfg, int max_tokens, brisk_fwd_scratch *s);
+void brisk_fwd_scratch_free(brisk_fwd_scratch *s);
+
+/* One forward step over a batch of tokens (several sequences may share it). k/v of every token
+ * go into the per-layer caches first, then each token attends over its sequence (b->attn). The
+ * rows listed in out_rows get logits, written contiguously to logits[n_out, n_vocab]. */
+typedef struct brisk_fwd_batch {
+    const int32_t *tokens;   /* [n_tokens] */
+    brisk_attn_batch attn;   /* n_tokens, positions, sequences, slots, block tables */
+    int n_out;
+    const int32_t *out_rows; /* [n_out] indices into tokens */
+} brisk_fwd_batch;
+
+void brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_scratch *s,
+                   float *const *kcache, float *const *vcache, const brisk_fwd_batch *b,
+                   float *logits);
+
+#endif
