@@ -1,1 +1,4 @@
-# Model loading and forward tests (src/format, src/model, src/backend/cpu).
+# Model loading and forward tests (src/format, src/model, src/engine, src/backend/cpu).
+brisk_test(test_stories SOURCES unit/test_stories.c ARGS ${BRISK_SHARED} LABELS model)
+brisk_test(test_loader_errors SOURCES unit/test_loader_errors.c ARGS ${BRISK_SHARED} LABELS unit)
+target_link_libraries(test_loader_errors PRIVATE m)

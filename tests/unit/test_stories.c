@@ -1,0 +1,157 @@
+/* test_stories.c: stories260K (a real trained tiny Llama) through the public API: position-0
+ * logits vs the f64 reference, 200 greedy tokens exactly, and prefill == chunked == decode. */
+#include "brisk.h"
+#include "check.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *SHARED;
+
+static int read_floats(const char *path, float *out, int cap) {
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    if (!f) return -1;
+    while (n < cap && fscanf(f, "%f", &out[n]) == 1) n++;
+    fclose(f);
+    return n;
+}
+
+static int read_ints(const char *path, int32_t *out, int cap) {
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    if (!f) return -1;
+    while (n < cap && fscanf(f, "%d", &out[n]) == 1) n++;
+    fclose(f);
+    return n;
+}
+
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static void test_folder(const char *name) {
+    char dir[1024], path[1200];
+    snprintf(dir, sizeof dir, "%s/models/%s", SHARED, name);
+    brisk_model *m = NULL;
+    brisk_model_params mp = brisk_model_default_params();
+    mp.backend = BRISK_BACKEND_CPU_REF;
+    brisk_status st = brisk_model_load(dir, &mp, &m);
+    CHECK_MSG(st == BRISK_OK, "%s: %s", name, brisk_last_error());
+    if (st != BRISK_OK) return;
+    brisk_model_info info;
+    brisk_model_get_info(m, &info);
+    CHECK(info.n_vocab == 512 && info.n_layer == 5 && info.tied_embeddings);
+    CHECK(info.bos_id == 1 && info.n_eos == 1 && info.eos_ids[0] == 2);
+
+    brisk_context_params cp = brisk_context_default_params();
+    cp.n_ctx = 256;
+    cp.n_seq_max = 2;
+    cp.n_batch = 64;
+    brisk_context *ctx = NULL;
+    CHECK((st = brisk_context_create(m, &cp, &ctx)) == BRISK_OK);
+    if (st != BRISK_OK) {
+        brisk_model_free(m);
+        return;
+    }
+    float logits[512], expect[512];
+    snprintf(path, sizeof path, "%s/expected_logits_pos0.txt", dir);
+    CHECK(read_floats(path, expect, 512) == 512);
+    int32_t tok = 1;
+    CHECK(brisk_context_eval(ctx, 0, &tok, 1, logits, true) == BRISK_OK);
+    double err = rel_l2(logits, expect, 512);
+    CHECK_MSG(err <= 1e-4, "%s: position-0 logits rel L2 %.3g", name, err);
+    printf("%s: position-0 logits rel L2 %.3g\n", name, err);
+
+    /* 200 greedy tokens, one decode step at a time. */
+    int32_t want[200], got[201];
+    snprintf(path, sizeof path, "%s/expected_tokens.txt", dir);
+    CHECK(read_ints(path, want, 200) == 200);
+    int match = 0;
+    got[0] = 1;
+    for (int i = 0; i < 200; i++) {
+        got[i + 1] = argmax(logits, 512);
+        if (got[i + 1] == want[i]) match++;
+        if (brisk_context_eval(ctx, 0, &got[i + 1], 1, logits, true) != BRISK_OK) break;
+    }
+    CHECK_MSG(match == 200, "%s: %d of 200 greedy tokens match", name, match);
+
+    /* The same 201 tokens as one chunked prefill in sequence 1 must give the same logits at
+     * every position as the decode steps did (checked at the last position and one middle). */
+    float *all = malloc(sizeof(float) * 201 * 512);
+    CHECK(brisk_context_eval(ctx, 1, got, 201, all, false) == BRISK_OK);
+    CHECK(rel_l2(all + 200 * 512, logits, 512) < 1e-5);
+    CHECK(argmax(all + 100 * 512, 512) == got[101]);
+
+    /* Truncate and re-run: KV blocks come back and the result repeats. */
+    CHECK(brisk_context_seq_truncate(ctx, 1, 150) == BRISK_OK);
+    CHECK(brisk_context_seq_len(ctx, 1) == 150);
+    float again[512];
+    CHECK(brisk_context_eval(ctx, 1, got + 150, 51, again, true) == BRISK_OK);
+    CHECK(rel_l2(again, logits, 512) < 1e-5);
+
+    /* Errors leave the sequence unchanged. */
+    int32_t bad = 512;
+    CHECK(brisk_context_eval(ctx, 0, &bad, 1, logits, true) == BRISK_ERR_INVALID_ARG);
+    CHECK(strstr(brisk_last_error(), "outside the vocabulary") != NULL);
+    CHECK(brisk_context_eval(ctx, 5, &tok, 1, logits, true) == BRISK_ERR_INVALID_ARG);
+    CHECK(brisk_context_seq_len(ctx, 0) == 201);
+    int32_t *many = calloc(100, sizeof *many);
+    CHECK(brisk_context_eval(ctx, 0, many, 100, NULL, true) == BRISK_ERR_INVALID_ARG);
+    CHECK(brisk_context_seq_len(ctx, 0) == 201);
+    free(many);
+    free(all);
+    brisk_context_destroy(ctx);
+    brisk_model_free(m);
+}
+
+/* A pool smaller than two sequences: the second fails with KV_FULL and holds nothing. */
+static void test_kv_full(void) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/stories260K-hf-f32", SHARED);
+    brisk_model *m = NULL;
+    if (brisk_model_load(dir, NULL, &m) != BRISK_OK) {
+        CHECK(0);
+        return;
+    }
+    brisk_context_params cp = brisk_context_default_params();
+    cp.n_ctx = 64;
+    cp.n_seq_max = 2;
+    cp.kv_block = 16;
+    cp.n_kv_blocks = 5;
+    brisk_context *ctx = NULL;
+    CHECK(brisk_context_create(m, &cp, &ctx) == BRISK_OK);
+    int32_t toks[64] = {1};
+    CHECK(brisk_context_eval(ctx, 0, toks, 64, NULL, true) == BRISK_OK);
+    CHECK(brisk_context_eval(ctx, 1, toks, 17, NULL, true) == BRISK_ERR_KV_FULL);
+    CHECK(brisk_context_seq_len(ctx, 1) == 0);
+    CHECK(brisk_context_eval(ctx, 1, toks, 16, NULL, true) == BRISK_OK);
+    CHECK(brisk_context_seq_truncate(ctx, 0, 0) == BRISK_OK);
+    CHECK(brisk_context_eval(ctx, 1, toks, 17, NULL, true) == BRISK_OK);
+    brisk_context_destroy(ctx);
+    brisk_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    SHARED = argc > 1 ? argv[1] : "../shared";
+    test_folder("stories260K-hf-f32");
+    test_folder("stories260K-hf-bf16");
+    test_folder("stories260K-mlx-4bit");
+    test_folder("stories260K-mlx-mixed");
+    test_kv_full();
+    CHECK_DONE();
+}
