@@ -35,6 +35,7 @@ import torch
 torch.set_num_threads(1)  # deterministic CPU reductions
 import transformers
 from transformers import AutoModelForCausalLM, AutoConfig
+import safetensors
 import safetensors.torch
 
 import mlx.core as mx
@@ -744,6 +745,14 @@ def verify(out):
         assert lg.size == len(toks) * V, d
         assert toks[0] == cfg["bos_token_id"] and max(toks) == V - 1
         T = read_folder_np(d)
+        # the safetensors library must read every file and agree with our own reader
+        for f in sorted(d.glob("model*.safetensors")):
+            with safetensors.safe_open(str(f), framework="pt") as sf:
+                for k in sf.keys():
+                    t = sf.get_tensor(k)
+                    assert tuple(t.shape) == T[k][1].shape, (f, k)
+                    if t.dtype != torch.uint32:
+                        assert np.array_equal(t.float().numpy(), T[k][1].astype(np.float32)), (f, k)
         idx = d / "model.safetensors.index.json"
         if idx.exists():
             wm = json.loads(idx.read_text())["weight_map"]
