@@ -6,6 +6,7 @@
 
 #include "brisk.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,7 @@ typedef struct brisk_tensor {
     brisk_wtype stype;
     int bits, group_size;
     const char *name; /* the tensor's name in the file, for messages */
+    int id;           /* index in brisk_backend_init.tensors: a backend's key for its own copy */
 } brisk_tensor;
 
 /* Bytes of the stored tensor (codes + scales + biases). */
@@ -51,35 +53,64 @@ typedef struct brisk_attn_batch {
 
 typedef struct brisk_backend brisk_backend;
 
-/* Activations are float32 [n, dim] row-major. Caches are [n_slots, n_head_kv * head_dim] per
- * layer. `be` carries the backend's own state (thread pool, stream, scratch). */
+/* What a backend instance is created with: every weight matrix (so a device backend can upload
+ * or repack them once), the f32 vectors buffer (norms, biases: a device copies it whole and maps
+ * pointers by offset), and the sizes that bound its scratch. */
+typedef struct brisk_backend_init {
+    const brisk_tensor *const *tensors; /* [n_tensors], tensors[i]->id == i */
+    int n_tensors;
+    const float *small;                 /* every f32 vector the ops receive points in here */
+    size_t n_small;
+    int max_tokens;                     /* tokens per step */
+    int max_ctx;                        /* positions per sequence */
+    int64_t max_cols;                   /* widest matrix row */
+    int n_threads;                      /* CPU threads; 0 = all cores */
+} brisk_backend_init;
+
+/* Memory the ops read and write (activations, KV caches) comes from alloc(): host memory on the
+ * CPU, device memory on a GPU. Activations are float32 [n, dim] row-major. Caches are
+ * [n_slots, n_head_kv * head_dim] per layer with elements of kv_elem_size bytes. Index arrays
+ * (token ids, positions, slots, block tables) are host arrays given to begin_step(), which a
+ * device backend copies over once per step; the ops then receive the same host pointers and a
+ * device backend reads its copies. Vectors (norm weights, biases) point into init.small. */
 typedef struct brisk_backend_ops {
     const char *name;
+    size_t kv_elem_size;
     void (*destroy)(brisk_backend *be);
+    void *(*alloc)(brisk_backend *be, size_t bytes); /* zeroed; NULL when out of memory */
+    void (*free)(brisk_backend *be, void *p);
+    /* Starts a step over these index arrays (tokens, positions, slots, block tables). */
+    brisk_status (*begin_step)(brisk_backend *be, const int32_t *tokens,
+                               const brisk_attn_batch *b, int max_blocks_per_seq, int n_seqs);
+    /* Ends a step: copies n rows of logits [n, V] from backend memory to host `out`. */
+    brisk_status (*end_step)(brisk_backend *be, const float *logits, int n, int V, float *out);
     /* out[i] = row ids[i] of E, dequantized. */
     void (*embed)(brisk_backend *be, const brisk_tensor *E, const int32_t *ids, int n, float *out);
-    /* out[i] = x[i] / sqrt(mean(x[i]^2) + eps) * w, for n rows of dim. */
+    /* out[i] = x[i] / sqrt(mean(x[i]^2) + eps) * w, for n rows of dim (in place allowed). */
     void (*rmsnorm)(brisk_backend *be, const float *x, const float *w, int n, int dim, float eps,
                     float *out);
     /* y[n, W.rows] = x[n, W.cols] W^T (+ bias[W.rows] when not NULL). */
     void (*matmul)(brisk_backend *be, const brisk_tensor *W, const float *bias, const float *x,
                    int n, float *y);
     /* Rotates n rows of n_heads heads in place: dims i and i + head_dim/2 pair (rotate_half),
-     * angle pos[row] * inv_freq[i] in float32. */
+     * angle pos[row] * inv_freq[i] in float32 (inv_freq points into init.small). */
     void (*rope)(brisk_backend *be, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
                  const float *inv_freq);
     /* Writes k/v rows into their cache slots. */
-    void (*kv_store)(brisk_backend *be, float *kcache, float *vcache, const float *k,
-                     const float *v, const int32_t *slot, int n, int kv_dim);
+    void (*kv_store)(brisk_backend *be, void *kcache, void *vcache, const float *k, const float *v,
+                     const int32_t *slot, int n, int kv_dim);
     /* Causal grouped-query attention of each token over its sequence's cached keys/values:
      * out[n, n_head*head_dim]. Query head h reads kv head h / (n_head / n_head_kv). */
-    void (*attention)(brisk_backend *be, const float *q, const float *kcache, const float *vcache,
+    void (*attention)(brisk_backend *be, const float *q, const void *kcache, const void *vcache,
                       const brisk_attn_batch *b, int n_head, int n_head_kv, int head_dim,
                       float *out);
-    /* out = silu(gate) * up, elementwise over n values. */
+    /* out = silu(gate) * up, elementwise over n values (out may alias gate). */
     void (*swiglu)(brisk_backend *be, const float *gate, const float *up, size_t n, float *out);
     /* x += y over n values. */
     void (*add)(brisk_backend *be, float *x, const float *y, size_t n);
+    /* dst[i] = src[rows[i]] for n rows of dim floats (gathers the rows that want logits). */
+    void (*get_rows)(brisk_backend *be, const float *src, const int32_t *rows, int n, int dim,
+                     float *dst);
 } brisk_backend_ops;
 
 struct brisk_backend {
@@ -87,14 +118,20 @@ struct brisk_backend {
     void *impl;
 };
 
-/* The scalar reference backend (ops_ref.c): the oracle every other path is tested against.
- * One instance per context (it owns scratch). `max_ctx` bounds a sequence's length and
- * `max_cols` the widest matrix row; both size the scratch planned here. */
-brisk_status brisk_backend_ref_create(int max_ctx, int64_t max_cols, brisk_backend **out);
+/* Creates an instance of the backend of that kind (BRISK_BACKEND_AUTO picks CUDA when usable,
+ * else the fastest CPU path). One instance per context: it owns the context's scratch and, on a
+ * device, its copy of the weights. */
+brisk_status brisk_backend_create(brisk_backend_kind kind, const brisk_backend_init *init,
+                                  brisk_backend **out);
 
-/* The CUDA backend's op table, or NULL when brisk was built without CUDA or no GPU is usable. */
-const brisk_backend_ops *brisk_backend_cuda(void);
-/* Why brisk_backend_cuda() returned NULL (one line). */
+/* The scalar reference backend (ops_ref.c): the oracle every other path is tested against. */
+brisk_status brisk_backend_ref_create(const brisk_backend_init *init, brisk_backend **out);
+
+/* The CUDA backend (backend/cuda/, or cuda_stub.c when built without CUDA). available() says
+ * whether a usable card is present; unavailable() says why not (one line). */
+bool brisk_backend_cuda_available(void);
+brisk_status brisk_backend_cuda_create(const brisk_backend_init *init, brisk_backend **out);
+/* Why CUDA is unavailable (one line). */
 const char *brisk_backend_cuda_unavailable(void);
 
 #endif

@@ -18,7 +18,7 @@ struct brisk_context {
     brisk_backend *be;
     brisk_kv_pool pool;
     int kv_dim;
-    float **kcache, **vcache; /* [n_layer] -> [n_blocks*block_size, kv_dim] */
+    void **kcache, **vcache; /* [n_layer] -> [n_blocks*block_size, kv_dim] in backend memory */
     seq_state *seqs;          /* [n_seq_max] */
     int max_blocks;           /* per sequence */
     brisk_fwd_scratch scratch;
@@ -34,17 +34,18 @@ brisk_context_params brisk_context_default_params(void) {
 
 void brisk_context_destroy(brisk_context *ctx) {
     if (!ctx) return;
-    if (ctx->be) ctx->be->ops->destroy(ctx->be);
-    for (int l = 0; ctx->kcache && l < ctx->model->cfg.n_layer; l++) {
-        free(ctx->kcache[l]);
-        free(ctx->vcache[l]);
+    brisk_backend *be = ctx->be;
+    for (int l = 0; be && ctx->kcache && l < ctx->model->cfg.n_layer; l++) {
+        if (ctx->kcache[l]) be->ops->free(be, ctx->kcache[l]);
+        if (ctx->vcache[l]) be->ops->free(be, ctx->vcache[l]);
     }
     free(ctx->kcache);
     free(ctx->vcache);
     for (int s = 0; ctx->seqs && s < ctx->p.n_seq_max; s++) free(ctx->seqs[s].blocks);
     free(ctx->seqs);
     brisk_kv_pool_free(&ctx->pool);
-    brisk_fwd_scratch_free(&ctx->scratch);
+    if (be) brisk_fwd_scratch_free(be, &ctx->scratch);
+    if (be) be->ops->destroy(be);
     free(ctx->pos);
     free(ctx->slot);
     free(ctx->seq_ids);
@@ -80,13 +81,15 @@ brisk_status brisk_context_create(brisk_model *model, const brisk_context_params
     brisk_status st = BRISK_OK;
     int64_t max_cols = c->n_embd > c->n_ff ? c->n_embd : c->n_ff;
     if (c->n_head * c->head_dim > max_cols) max_cols = (int64_t)c->n_head * c->head_dim;
-    if (model->backend == BRISK_BACKEND_CUDA)
-        st = brisk_errorf(BRISK_ERR_UNSUPPORTED, "brisk_context_create: CUDA backend: %s",
-                          brisk_backend_cuda_unavailable());
-    else
-        st = brisk_backend_ref_create(p.n_ctx, max_cols, &ctx->be);
+    const brisk_backend_init init = {
+        .tensors = model->w.all, .n_tensors = model->w.n_all,
+        .small = model->w.small, .n_small = model->w.n_small,
+        .max_tokens = p.n_batch, .max_ctx = p.n_ctx, .max_cols = max_cols,
+        .n_threads = model->n_threads,
+    };
+    st = brisk_backend_create(model->backend, &init, &ctx->be);
     if (st == BRISK_OK) st = brisk_kv_pool_init(&ctx->pool, p.n_kv_blocks, p.kv_block);
-    if (st == BRISK_OK) st = brisk_fwd_scratch_create(c, p.n_batch, &ctx->scratch);
+    if (st == BRISK_OK) st = brisk_fwd_scratch_create(ctx->be, c, p.n_batch, &ctx->scratch);
     if (st != BRISK_OK) {
         brisk_context_destroy(ctx);
         return st;
@@ -103,9 +106,9 @@ brisk_status brisk_context_create(brisk_model *model, const brisk_context_params
     int ok = ctx->kcache && ctx->vcache && ctx->seqs && ctx->tables && ctx->pos && ctx->slot &&
              ctx->seq_ids && ctx->out_rows;
     for (int l = 0; ok && l < c->n_layer; l++) {
-        /* calloc: untouched slots read as zeros, which keeps valgrind/MSan quiet. */
-        ctx->kcache[l] = calloc(slots * (size_t)ctx->kv_dim, sizeof(float));
-        ctx->vcache[l] = calloc(slots * (size_t)ctx->kv_dim, sizeof(float));
+        const size_t bytes = slots * (size_t)ctx->kv_dim * ctx->be->ops->kv_elem_size;
+        ctx->kcache[l] = ctx->be->ops->alloc(ctx->be, bytes);
+        ctx->vcache[l] = ctx->be->ops->alloc(ctx->be, bytes);
         ok = ctx->kcache[l] && ctx->vcache[l];
     }
     for (int s = 0; ok && s < p.n_seq_max; s++) {
@@ -203,7 +206,13 @@ brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *toke
             .n_out = n_out,
             .out_rows = ctx->out_rows,
         };
-        brisk_forward(ctx->model, ctx->be, &ctx->scratch, ctx->kcache, ctx->vcache, &fb, dst);
+        brisk_status st = brisk_forward(ctx->model, ctx->be, &ctx->scratch, ctx->kcache,
+                                        ctx->vcache, &fb, ctx->max_blocks, ctx->p.n_seq_max, dst);
+        if (st != BRISK_OK) {
+            /* Drop what this call added; the blocks already written are simply reused. */
+            for (int b = have; b < need; b++) brisk_kv_unref(&ctx->pool, s->blocks[b]);
+            return st;
+        }
     }
     s->len += n_tokens;
     return BRISK_OK;

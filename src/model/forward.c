@@ -6,17 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-brisk_status brisk_fwd_scratch_create(const brisk_config *c, int T, brisk_fwd_scratch *s) {
+brisk_status brisk_fwd_scratch_create(brisk_backend *be, const brisk_config *c, int T,
+                                      brisk_fwd_scratch *s) {
     memset(s, 0, sizeof *s);
     s->max_tokens = T;
     const size_t D = (size_t)c->n_embd, Q = (size_t)c->n_head * c->head_dim,
                  KV = (size_t)c->n_head_kv * c->head_dim, F = (size_t)c->n_ff;
-    float **bufs[] = {&s->x, &s->xb, &s->q, &s->k, &s->v, &s->att, &s->proj, &s->gate, &s->up};
-    const size_t sizes[] = {D, D, Q, KV, KV, Q, D, F, F};
+    float **bufs[] = {&s->x, &s->xb, &s->q, &s->k, &s->v, &s->att, &s->proj, &s->gate, &s->up,
+                      &s->logits};
+    const size_t sizes[] = {T * D, T * D, T * Q, T * KV, T * KV, T * Q, T * D, T * F, T * F,
+                            (size_t)BRISK_LOGIT_ROWS * (size_t)c->n_vocab};
     for (size_t i = 0; i < BRISK_ARRAY_LEN(bufs); i++) {
-        *bufs[i] = malloc((size_t)T * sizes[i] * sizeof(float));
+        *bufs[i] = be->ops->alloc(be, sizes[i] * sizeof(float));
         if (!*bufs[i]) {
-            brisk_fwd_scratch_free(s);
+            brisk_fwd_scratch_free(be, s);
             return brisk_errorf(BRISK_ERR_OOM,
                                 "brisk_context_create: out of memory for activations of %d tokens", T);
         }
@@ -24,21 +27,24 @@ brisk_status brisk_fwd_scratch_create(const brisk_config *c, int T, brisk_fwd_sc
     return BRISK_OK;
 }
 
-void brisk_fwd_scratch_free(brisk_fwd_scratch *s) {
-    float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->proj, s->gate, s->up};
-    for (size_t i = 0; i < BRISK_ARRAY_LEN(bufs); i++) free(bufs[i]);
+void brisk_fwd_scratch_free(brisk_backend *be, brisk_fwd_scratch *s) {
+    float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->proj, s->gate, s->up, s->logits};
+    for (size_t i = 0; i < BRISK_ARRAY_LEN(bufs); i++)
+        if (bufs[i]) be->ops->free(be, bufs[i]);
     memset(s, 0, sizeof *s);
 }
 
-void brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_scratch *s,
-                   float *const *kcache, float *const *vcache, const brisk_fwd_batch *b,
-                   float *logits) {
+brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_scratch *s,
+                           void *const *kcache, void *const *vcache, const brisk_fwd_batch *b,
+                           int max_blocks_per_seq, int n_seqs, float *logits) {
     const brisk_config *c = &m->cfg;
     const brisk_backend_ops *op = be->ops;
     const int T = b->attn.n_tokens, D = c->n_embd, H = c->n_head, HKV = c->n_head_kv,
-              hd = c->head_dim;
+              hd = c->head_dim, V = c->n_vocab;
     const size_t TD = (size_t)T * D, TF = (size_t)T * c->n_ff;
     BRISK_ASSERT(T <= s->max_tokens);
+    brisk_status st = op->begin_step(be, b->tokens, &b->attn, max_blocks_per_seq, n_seqs);
+    if (st != BRISK_OK) return st;
 
     op->embed(be, &m->w.tok_embd, b->tokens, T, s->x); /* x = embed_tokens[ids]  [T, D] */
     for (int l = 0; l < c->n_layer; l++) {
@@ -52,8 +58,8 @@ void brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_scratch *s
             op->rmsnorm(be, s->q, L->q_norm, T * H, hd, c->norm_eps, s->q);
             op->rmsnorm(be, s->k, L->k_norm, T * HKV, hd, c->norm_eps, s->k);
         }
-        op->rope(be, s->q, b->attn.pos, T, H, hd, m->inv_freq);
-        op->rope(be, s->k, b->attn.pos, T, HKV, hd, m->inv_freq);
+        op->rope(be, s->q, b->attn.pos, T, H, hd, m->w.inv_freq);
+        op->rope(be, s->k, b->attn.pos, T, HKV, hd, m->w.inv_freq);
         op->kv_store(be, kcache[l], vcache[l], s->k, s->v, b->attn.slot, T, HKV * hd);
         op->attention(be, s->q, kcache[l], vcache[l], &b->attn, H, HKV, hd, s->att);
         op->matmul(be, &L->wo, NULL, s->att, T, s->proj);
@@ -66,10 +72,15 @@ void brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_scratch *s
         op->matmul(be, &L->w_down, NULL, s->gate, T, s->proj);
         op->add(be, s->x, s->proj, TD);
     }
-    if (b->n_out == 0) return;
-    /* Final norm and the output projection, only for the rows that want logits. */
-    for (int i = 0; i < b->n_out; i++)
-        memcpy(s->proj + (size_t)i * D, s->x + (size_t)b->out_rows[i] * D, (size_t)D * sizeof(float));
-    op->rmsnorm(be, s->proj, m->w.out_norm, b->n_out, D, c->norm_eps, s->xb);
-    op->matmul(be, &m->w.output, NULL, s->xb, b->n_out, logits);
+    /* Final norm and the output projection, only for the rows that want logits, in chunks that
+     * bound the logits scratch. */
+    for (int r0 = 0; r0 < b->n_out && st == BRISK_OK; r0 += BRISK_LOGIT_ROWS) {
+        const int nr = b->n_out - r0 < BRISK_LOGIT_ROWS ? b->n_out - r0 : BRISK_LOGIT_ROWS;
+        op->get_rows(be, s->x, b->out_rows + r0, nr, D, s->proj);
+        op->rmsnorm(be, s->proj, m->w.out_norm, nr, D, c->norm_eps, s->xb);
+        op->matmul(be, &m->w.output, NULL, s->xb, nr, s->logits);
+        st = op->end_step(be, s->logits, nr, V, logits + (size_t)r0 * V);
+    }
+    if (b->n_out == 0) st = op->end_step(be, NULL, 0, V, NULL);
+    return st;
 }

@@ -19,7 +19,7 @@ brisk_status brisk_model_load(const char *dir, const brisk_model_params *params,
     if (!brisk_is_dir(dir))
         return brisk_errorf(BRISK_ERR_NOT_FOUND, "brisk_model_load: %s: not a folder", dir);
     brisk_model_params p = params ? *params : brisk_model_default_params();
-    if (p.backend == BRISK_BACKEND_CUDA && !brisk_backend_cuda())
+    if (p.backend == BRISK_BACKEND_CUDA && !brisk_backend_cuda_available())
         return brisk_errorf(BRISK_ERR_UNSUPPORTED, "brisk_model_load: CUDA backend: %s",
                             brisk_backend_cuda_unavailable());
     brisk_model *m = calloc(1, sizeof *m);
@@ -31,12 +31,8 @@ brisk_status brisk_model_load(const char *dir, const brisk_model_params *params,
         free(m);
         return st;
     }
-    if ((st = brisk_st_open_dir(dir, &m->st)) == BRISK_OK &&
-        (st = brisk_weights_bind(&m->cfg, m->st, &m->w)) == BRISK_OK) {
-        m->inv_freq = malloc((size_t)(m->cfg.head_dim / 2) * sizeof *m->inv_freq);
-        if (!m->inv_freq) st = brisk_errorf(BRISK_ERR_OOM, "brisk_model_load: out of memory");
-        else brisk_rope_inv_freq(&m->cfg.rope, m->cfg.head_dim, m->inv_freq);
-    }
+    if ((st = brisk_st_open_dir(dir, &m->st)) == BRISK_OK)
+        st = brisk_weights_bind(&m->cfg, m->st, &m->w);
     if (st != BRISK_OK) {
         brisk_model_free(m);
         return st;
@@ -50,7 +46,6 @@ void brisk_model_free(brisk_model *m) {
     brisk_weights_free(&m->w);
     brisk_st_close(m->st);
     brisk_config_free(&m->cfg);
-    free(m->inv_freq);
     free(m);
 }
 

@@ -12,14 +12,16 @@ struct brisk_model {
     brisk_config cfg;
     brisk_st_set *st;     /* owns the mappings the weights point into */
     brisk_weights w;
-    float *inv_freq;      /* [head_dim/2] */
     brisk_backend_kind backend;
     int n_threads;
 };
 
-/* Activation scratch for up to max_tokens tokens per step, planned once per context. */
+/* Activation scratch for up to max_tokens tokens per step, planned once per context, in the
+ * backend's memory. */
+#define BRISK_LOGIT_ROWS 16 /* output-projection rows per chunk (bounds the logits scratch) */
 typedef struct brisk_fwd_scratch {
     int max_tokens;
+    float *logits; /* [BRISK_LOGIT_ROWS, n_vocab] */
     float *x;    /* [T, n_embd] residual stream */
     float *xb;   /* [T, n_embd] normed input / gathered output rows */
     float *q;    /* [T, n_head*head_dim] */
@@ -31,12 +33,13 @@ typedef struct brisk_fwd_scratch {
     float *up;   /* [T, n_ff] */
 } brisk_fwd_scratch;
 
-brisk_status brisk_fwd_scratch_create(const brisk_config *cfg, int max_tokens, brisk_fwd_scratch *s);
-void brisk_fwd_scratch_free(brisk_fwd_scratch *s);
+brisk_status brisk_fwd_scratch_create(brisk_backend *be, const brisk_config *cfg, int max_tokens,
+                                      brisk_fwd_scratch *s);
+void brisk_fwd_scratch_free(brisk_backend *be, brisk_fwd_scratch *s);
 
 /* One forward step over a batch of tokens (several sequences may share it). k/v of every token
  * go into the per-layer caches first, then each token attends over its sequence (b->attn). The
- * rows listed in out_rows get logits, written contiguously to logits[n_out, n_vocab]. */
+ * rows listed in out_rows get logits, written contiguously to host logits[n_out, n_vocab]. */
 typedef struct brisk_fwd_batch {
     const int32_t *tokens;   /* [n_tokens] */
     brisk_attn_batch attn;   /* n_tokens, positions, sequences, slots, block tables */
@@ -44,8 +47,8 @@ typedef struct brisk_fwd_batch {
     const int32_t *out_rows; /* [n_out] indices into tokens */
 } brisk_fwd_batch;
 
-void brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_scratch *s,
-                   float *const *kcache, float *const *vcache, const brisk_fwd_batch *b,
-                   float *logits);
+brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_scratch *s,
+                           void *const *kcache, void *const *vcache, const brisk_fwd_batch *b,
+                           int max_blocks_per_seq, int n_seqs, float *logits);
 
 #endif

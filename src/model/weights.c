@@ -222,7 +222,7 @@ brisk_status brisk_weights_bind(const brisk_config *cfg, const brisk_st_set *st,
                       (2 * (size_t)cfg->n_embd +
                        ((size_t)cfg->n_head + 2 * (size_t)cfg->n_head_kv) * cfg->head_dim +
                        2 * (size_t)cfg->head_dim) +
-                  (size_t)cfg->n_embd;
+                  (size_t)cfg->n_embd + (size_t)cfg->head_dim / 2;
     b.small = malloc(b.small_cap * sizeof *b.small);
     w->layers = calloc((size_t)cfg->n_layer, sizeof *w->layers);
     brisk_status s = BRISK_OK;
@@ -254,6 +254,34 @@ brisk_status brisk_weights_bind(const brisk_config *cfg, const brisk_st_set *st,
                          cfg->arch->model_type);
         goto done;
     }
+    /* RoPE table lives with the other vectors so a device backend copies one buffer. */
+    w->inv_freq = b.small + b.small_len;
+    b.small_len += (size_t)cfg->head_dim / 2;
+    brisk_rope_inv_freq(&cfg->rope, cfg->head_dim, w->inv_freq);
+    w->n_small = b.small_len;
+    /* The matrix list a backend is created with; ids index it. */
+    w->all = calloc((size_t)cfg->n_layer * 7 + 2, sizeof *w->all);
+    if (!w->all) {
+        s = brisk_errorf(BRISK_ERR_OOM, "brisk_model_load: out of memory for weight tables");
+        goto done;
+    }
+    w->tok_embd.id = w->n_all;
+    w->all[w->n_all++] = &w->tok_embd;
+    for (int l = 0; l < cfg->n_layer; l++) {
+        brisk_tensor *mats[] = {&w->layers[l].wq,     &w->layers[l].wk,   &w->layers[l].wv,
+                                &w->layers[l].wo,     &w->layers[l].w_gate,
+                                &w->layers[l].w_up,   &w->layers[l].w_down};
+        for (size_t k = 0; k < BRISK_ARRAY_LEN(mats); k++) {
+            mats[k]->id = w->n_all;
+            w->all[w->n_all++] = mats[k];
+        }
+    }
+    if (w->tied) {
+        w->output = w->tok_embd;
+    } else {
+        w->output.id = w->n_all;
+        w->all[w->n_all++] = &w->output;
+    }
     w->n_params = b.n_params;
     w->bytes = b.bytes;
 done:
@@ -263,6 +291,7 @@ done:
 }
 
 void brisk_weights_free(brisk_weights *w) {
+    free(w->all);
     free(w->layers);
     free(w->small);
     memset(w, 0, sizeof *w);

@@ -29,7 +29,11 @@ typedef struct brisk_weights {
     float *out_norm;              /* [n_embd] */
     brisk_tensor output;          /* [n_vocab, n_embd]; == tok_embd when tied */
     bool tied;
-    float *small;                 /* owns every float vector above (norms, biases) as f32 */
+    float *inv_freq;              /* [head_dim/2] RoPE inverse frequencies (float32, as HF) */
+    float *small;                 /* owns every float vector above (norms, biases, inv_freq) */
+    size_t n_small;
+    const brisk_tensor **all;     /* every distinct matrix, all[i]->id == i (backend init) */
+    int n_all;
     uint64_t n_params;
     uint64_t bytes;
 } brisk_weights;

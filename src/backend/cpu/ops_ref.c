@@ -130,19 +130,21 @@ static void ref_rope(brisk_backend *be, float *x, const int32_t *pos, int n, int
     }
 }
 
-static void ref_kv_store(brisk_backend *be, float *kcache, float *vcache, const float *k,
-                         const float *v, const int32_t *slot, int n, int kv_dim) {
+static void ref_kv_store(brisk_backend *be, void *kc, void *vc, const float *k, const float *v,
+                         const int32_t *slot, int n, int kv_dim) {
     (void)be;
+    float *kcache = kc, *vcache = vc;
     for (int i = 0; i < n; i++) {
         memcpy(kcache + (size_t)slot[i] * kv_dim, k + (size_t)i * kv_dim, (size_t)kv_dim * 4);
         memcpy(vcache + (size_t)slot[i] * kv_dim, v + (size_t)i * kv_dim, (size_t)kv_dim * 4);
     }
 }
 
-static void ref_attention(brisk_backend *be, const float *q, const float *kcache,
-                          const float *vcache, const brisk_attn_batch *b, int n_head, int n_head_kv,
-                          int head_dim, float *out) {
+static void ref_attention(brisk_backend *be, const float *q, const void *kc, const void *vc,
+                          const brisk_attn_batch *b, int n_head, int n_head_kv, int head_dim,
+                          float *out) {
     ref_state *s = be->impl;
+    const float *kcache = kc, *vcache = vc;
     const int kv_dim = n_head_kv * head_dim, group = n_head / n_head_kv;
     const float scale = 1.0f / sqrtf((float)head_dim);
     for (int i = 0; i < b->n_tokens; i++) {
@@ -197,6 +199,35 @@ static void ref_add(brisk_backend *be, float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+static void ref_get_rows(brisk_backend *be, const float *src, const int32_t *rows, int n, int dim,
+                         float *dst) {
+    (void)be;
+    for (int i = 0; i < n; i++)
+        memmove(dst + (size_t)i * dim, src + (size_t)rows[i] * dim, (size_t)dim * sizeof *dst);
+}
+
+static void *ref_alloc(brisk_backend *be, size_t bytes) {
+    (void)be;
+    return calloc(1, bytes ? bytes : 1);
+}
+
+static void ref_free(brisk_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static brisk_status ref_begin_step(brisk_backend *be, const int32_t *tokens,
+                                   const brisk_attn_batch *b, int max_blocks, int n_seqs) {
+    (void)be, (void)tokens, (void)b, (void)max_blocks, (void)n_seqs;
+    return BRISK_OK; /* host memory: nothing to copy */
+}
+
+static brisk_status ref_end_step(brisk_backend *be, const float *logits, int n, int V, float *out) {
+    (void)be;
+    if (out && logits != out) memcpy(out, logits, (size_t)n * (size_t)V * sizeof *out);
+    return BRISK_OK;
+}
+
 static void ref_destroy(brisk_backend *be) {
     if (!be) return;
     ref_state *s = be->impl;
@@ -210,7 +241,13 @@ static void ref_destroy(brisk_backend *be) {
 
 static const brisk_backend_ops REF_OPS = {
     .name = "cpu-ref",
+    .kv_elem_size = sizeof(float),
     .destroy = ref_destroy,
+    .alloc = ref_alloc,
+    .free = ref_free,
+    .begin_step = ref_begin_step,
+    .end_step = ref_end_step,
+    .get_rows = ref_get_rows,
     .embed = ref_embed,
     .rmsnorm = ref_rmsnorm,
     .matmul = ref_matmul,
@@ -221,8 +258,10 @@ static const brisk_backend_ops REF_OPS = {
     .add = ref_add,
 };
 
-brisk_status brisk_backend_ref_create(int max_ctx, int64_t max_cols, brisk_backend **out) {
+brisk_status brisk_backend_ref_create(const brisk_backend_init *init, brisk_backend **out) {
     *out = NULL;
+    const int max_ctx = init->max_ctx;
+    const int64_t max_cols = init->max_cols;
     brisk_backend *be = calloc(1, sizeof *be);
     ref_state *s = calloc(1, sizeof *s);
     if (s) {

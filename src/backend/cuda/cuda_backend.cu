@@ -6,27 +6,36 @@
 
 extern "C" {
 #include "backend/backend.h"
+#include "util/error.h"
 }
 
 static char g_why[256];
 
-extern "C" const brisk_backend_ops *brisk_backend_cuda(void) {
+extern "C" bool brisk_backend_cuda_available(void) {
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess) {
         snprintf(g_why, sizeof g_why, "no usable CUDA driver or card (%s: %s)",
                  cudaGetErrorName(err), cudaGetErrorString(err));
-        return NULL;
+        return false;
     }
     if (n == 0) {
         snprintf(g_why, sizeof g_why, "no CUDA card found");
-        return NULL;
+        return false;
     }
     snprintf(g_why, sizeof g_why, "the CUDA kernels are not implemented yet (issue 7)");
-    return NULL;
+    return false;
 }
 
 extern "C" const char *brisk_backend_cuda_unavailable(void) {
-    if (!g_why[0]) brisk_backend_cuda();
+    if (!g_why[0]) brisk_backend_cuda_available();
     return g_why;
+}
+
+extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init,
+                                                  brisk_backend **out) {
+    (void)init;
+    *out = NULL;
+    return brisk_errorf(BRISK_ERR_UNSUPPORTED, "brisk_backend_cuda_create: %s",
+                        brisk_backend_cuda_unavailable());
 }
