@@ -80,6 +80,16 @@ BRISK_API brisk_model_params brisk_model_default_params(void);
 BRISK_API brisk_status brisk_model_load(const char *dir, const brisk_model_params *params,
                                         brisk_model **out);
 
+/* Creates a model of a named real shape with random weights made in memory, for benchmarks:
+ * shape is one of brisk_synthetic_shapes() ("llama3.2-1b", "llama3-8b", "qwen3-4b", ...); quant
+ * is "f32", "f16", "bf16" or "q<bits>g<group>" (MLX affine, e.g. "q4g64", "q8g32"). Embeddings
+ * and the output projection use the same format, as mlx_lm.convert writes them. */
+BRISK_API brisk_status brisk_model_create_synthetic(const char *shape, const char *quant,
+                                                    const brisk_model_params *params,
+                                                    brisk_model **out);
+/* The shape names brisk_model_create_synthetic accepts, comma separated (static string). */
+BRISK_API const char *brisk_synthetic_shapes(void);
+
 /* Frees a model. All contexts created from it must be destroyed first. NULL is a no-op. */
 BRISK_API void brisk_model_free(brisk_model *model);
 
@@ -99,6 +109,8 @@ typedef struct brisk_model_info {
     bool tied_embeddings;     /* output projection = token embedding */
     uint64_t n_params;        /* parameters (quantized weights counted as their values) */
     uint64_t weight_bytes;    /* bytes of all weight tensors as stored */
+    uint64_t decode_bytes;    /* weight bytes one decode step reads (all but the embedding
+                                 table, which is read one row per token, unless it is tied) */
     const char *backend_name; /* the backend the model runs on */
 } brisk_model_info;
 
@@ -142,6 +154,14 @@ BRISK_API int brisk_context_seq_len(const brisk_context *ctx, int seq);
 /* Drops positions >= keep of sequence `seq` (keep = 0 clears it), returning its KV blocks to the
  * pool. */
 BRISK_API brisk_status brisk_context_seq_truncate(brisk_context *ctx, int seq, int keep);
+
+/* Measures the read bandwidth of the memory the context's backend computes from (host RAM for
+ * CPU backends, device memory for GPUs) in GB/s, so speeds can be reported as a fraction of the
+ * floor measured in the same run. Takes about a second. */
+BRISK_API brisk_status brisk_context_measure_bandwidth(brisk_context *ctx, double *gbps);
+
+/* The backend the context computes on ("cpu-ref", "cpu-avx2", "cuda", ...). */
+BRISK_API const char *brisk_context_backend_name(const brisk_context *ctx);
 
 /* ---------------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.json)

@@ -108,6 +108,8 @@ typedef struct brisk_backend_ops {
     void (*swiglu)(brisk_backend *be, const float *gate, const float *up, size_t n, float *out);
     /* x += y over n values. */
     void (*add)(brisk_backend *be, float *x, const float *y, size_t n);
+    /* Read bandwidth of the backend's memory in GB/s (a ~1 s streaming read). */
+    double (*measure_bandwidth)(brisk_backend *be);
     /* dst[i] = src[rows[i]] for n rows of dim floats (gathers the rows that want logits). */
     void (*get_rows)(brisk_backend *be, const float *src, const int32_t *rows, int n, int dim,
                      float *dst);

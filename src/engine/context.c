@@ -217,3 +217,16 @@ brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *toke
     s->len += n_tokens;
     return BRISK_OK;
 }
+
+brisk_status brisk_context_measure_bandwidth(brisk_context *ctx, double *gbps) {
+    if (!ctx || !gbps)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_measure_bandwidth: NULL argument");
+    *gbps = ctx->be->ops->measure_bandwidth(ctx->be);
+    if (!(*gbps > 0))
+        return brisk_errorf(BRISK_ERR_BACKEND, "brisk_context_measure_bandwidth: measurement failed");
+    return BRISK_OK;
+}
+
+const char *brisk_context_backend_name(const brisk_context *ctx) {
+    return ctx ? ctx->be->ops->name : "";
+}

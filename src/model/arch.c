@@ -19,6 +19,12 @@ static const brisk_arch ARCHS[] = {
     {"qwen3", false, true, false, 1e-6f},
 };
 
+const brisk_arch *brisk_arch_find(const char *model_type) {
+    for (size_t i = 0; i < BRISK_ARRAY_LEN(ARCHS); i++)
+        if (!strcmp(ARCHS[i].model_type, model_type)) return &ARCHS[i];
+    return NULL;
+}
+
 static const int LIMIT_DIM = 1 << 20; /* sanity bound on every size, far above real models */
 
 typedef struct {
@@ -233,8 +239,7 @@ static brisk_status parse_root(parse_ctx *pc, const cJSON *root, brisk_config *c
     if (!cJSON_IsString(mt))
         return pc->st = brisk_errorf(BRISK_ERR_FORMAT,
                                      "brisk_config_load: %s: missing string 'model_type'", pc->fname);
-    for (size_t i = 0; i < BRISK_ARRAY_LEN(ARCHS); i++)
-        if (!strcmp(ARCHS[i].model_type, mt->valuestring)) cfg->arch = &ARCHS[i];
+    cfg->arch = brisk_arch_find(mt->valuestring);
     if (!cfg->arch) {
         char list[256] = "";
         for (size_t i = 0; i < BRISK_ARRAY_LEN(ARCHS); i++) {

@@ -69,6 +69,9 @@ typedef struct brisk_config {
     int32_t eos_ids[BRISK_MAX_EOS];
 } brisk_config;
 
+/* The traits row of a model_type, or NULL when unsupported. */
+const brisk_arch *brisk_arch_find(const char *model_type);
+
 /* Reads DIR/config.json (and DIR/generation_config.json for eos ids when present). */
 brisk_status brisk_config_load(const char *dir, brisk_config *cfg);
 /* Parses config.json text; `fname` labels errors. Used by load and by the fuzz target. */

@@ -45,6 +45,7 @@ void brisk_model_free(brisk_model *m) {
     if (!m) return;
     brisk_weights_free(&m->w);
     brisk_st_close(m->st);
+    free(m->synthetic);
     brisk_config_free(&m->cfg);
     free(m);
 }
@@ -67,5 +68,8 @@ void brisk_model_get_info(const brisk_model *m, brisk_model_info *info) {
     info->tied_embeddings = m->w.tied;
     info->n_params = m->w.n_params;
     info->weight_bytes = m->w.bytes;
-    info->backend_name = "cpu-ref";
+    info->decode_bytes = m->w.bytes - (m->w.tied ? 0 : brisk_tensor_bytes(&m->w.tok_embd));
+    info->backend_name = m->backend == BRISK_BACKEND_CUDA   ? "cuda"
+                         : m->backend == BRISK_BACKEND_AUTO ? "auto"
+                                                            : "cpu";
 }

@@ -12,6 +12,7 @@ struct brisk_model {
     brisk_config cfg;
     brisk_st_set *st;     /* owns the mappings the weights point into */
     brisk_weights w;
+    void *synthetic;      /* weight memory of a synthetic model (brisk_model_create_synthetic) */
     brisk_backend_kind backend;
     int n_threads;
 };

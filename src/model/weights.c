@@ -217,12 +217,7 @@ brisk_status brisk_weights_bind(const brisk_config *cfg, const brisk_st_set *st,
     binder b = {.cfg = cfg, .st = st};
     const int nt = brisk_st_count(st);
     b.used = calloc((size_t)nt + 1, 1);
-    /* Vectors: 2 norms + 3 biases (qkv) + 2 head norms per layer, + final norm. */
-    b.small_cap = (size_t)cfg->n_layer *
-                      (2 * (size_t)cfg->n_embd +
-                       ((size_t)cfg->n_head + 2 * (size_t)cfg->n_head_kv) * cfg->head_dim +
-                       2 * (size_t)cfg->head_dim) +
-                  (size_t)cfg->n_embd + (size_t)cfg->head_dim / 2;
+    b.small_cap = brisk_weights_small_cap(cfg);
     b.small = malloc(b.small_cap * sizeof *b.small);
     w->layers = calloc((size_t)cfg->n_layer, sizeof *w->layers);
     brisk_status s = BRISK_OK;
@@ -254,23 +249,41 @@ brisk_status brisk_weights_bind(const brisk_config *cfg, const brisk_st_set *st,
                          cfg->arch->model_type);
         goto done;
     }
-    /* RoPE table lives with the other vectors so a device backend copies one buffer. */
-    w->inv_freq = b.small + b.small_len;
-    b.small_len += (size_t)cfg->head_dim / 2;
-    brisk_rope_inv_freq(&cfg->rope, cfg->head_dim, w->inv_freq);
     w->n_small = b.small_len;
+    if ((s = brisk_weights_finish(cfg, w)) != BRISK_OK) goto done;
+    w->n_params = b.n_params;
+    w->bytes = b.bytes;
+done:
+    free(b.used);
+    if (s != BRISK_OK) brisk_weights_free(w);
+    return s;
+}
+
+size_t brisk_weights_small_cap(const brisk_config *cfg) {
+    /* Per layer: 2 norms + q/k/v biases + 2 head norms; then the final norm and the RoPE table. */
+    return (size_t)cfg->n_layer *
+               (2 * (size_t)cfg->n_embd +
+                ((size_t)cfg->n_head + 2 * (size_t)cfg->n_head_kv) * cfg->head_dim +
+                2 * (size_t)cfg->head_dim) +
+           (size_t)cfg->n_embd + (size_t)cfg->head_dim / 2;
+}
+
+brisk_status brisk_weights_finish(const brisk_config *cfg, brisk_weights *w) {
+    /* RoPE table lives with the other vectors so a device backend copies one buffer. */
+    BRISK_ASSERT(w->n_small + (size_t)cfg->head_dim / 2 <= brisk_weights_small_cap(cfg));
+    w->inv_freq = w->small + w->n_small;
+    w->n_small += (size_t)cfg->head_dim / 2;
+    brisk_rope_inv_freq(&cfg->rope, cfg->head_dim, w->inv_freq);
     /* The matrix list a backend is created with; ids index it. */
     w->all = calloc((size_t)cfg->n_layer * 7 + 2, sizeof *w->all);
-    if (!w->all) {
-        s = brisk_errorf(BRISK_ERR_OOM, "brisk_model_load: out of memory for weight tables");
-        goto done;
-    }
+    if (!w->all)
+        return brisk_errorf(BRISK_ERR_OOM, "brisk_model_load: out of memory for weight tables");
+    w->n_all = 0;
     w->tok_embd.id = w->n_all;
     w->all[w->n_all++] = &w->tok_embd;
     for (int l = 0; l < cfg->n_layer; l++) {
-        brisk_tensor *mats[] = {&w->layers[l].wq,     &w->layers[l].wk,   &w->layers[l].wv,
-                                &w->layers[l].wo,     &w->layers[l].w_gate,
-                                &w->layers[l].w_up,   &w->layers[l].w_down};
+        brisk_layer_weights *L = &w->layers[l];
+        brisk_tensor *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (size_t k = 0; k < BRISK_ARRAY_LEN(mats); k++) {
             mats[k]->id = w->n_all;
             w->all[w->n_all++] = mats[k];
@@ -282,12 +295,7 @@ brisk_status brisk_weights_bind(const brisk_config *cfg, const brisk_st_set *st,
         w->output.id = w->n_all;
         w->all[w->n_all++] = &w->output;
     }
-    w->n_params = b.n_params;
-    w->bytes = b.bytes;
-done:
-    free(b.used);
-    if (s != BRISK_OK) brisk_weights_free(w);
-    return s;
+    return BRISK_OK;
 }
 
 void brisk_weights_free(brisk_weights *w) {

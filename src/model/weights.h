@@ -43,4 +43,10 @@ typedef struct brisk_weights {
 brisk_status brisk_weights_bind(const brisk_config *cfg, const brisk_st_set *st, brisk_weights *w);
 void brisk_weights_free(brisk_weights *w);
 
+/* Floats the vector buffer `small` needs for this config (norms, biases, RoPE table). */
+size_t brisk_weights_small_cap(const brisk_config *cfg);
+/* Completes bound weights: appends the RoPE table to `small` (n_small grows) and builds the
+ * id-indexed matrix list `all`. Used by the file binder and by synthetic models. */
+brisk_status brisk_weights_finish(const brisk_config *cfg, brisk_weights *w);
+
 #endif

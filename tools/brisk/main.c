@@ -19,6 +19,7 @@ static const command COMMANDS[] = {
     {"tokenize", brisk_cmd_tokenize, "text -> token ids (JSON array)"},
     {"detokenize", brisk_cmd_detokenize, "token ids -> text"},
     {"template", brisk_cmd_template, "render the model's chat template"},
+    {"bench", brisk_cmd_bench, "prompt/generation speed and fraction of the bandwidth floor"},
 };
 
 static void usage(FILE *f) {

@@ -3,6 +3,7 @@
 #include "backend/backend.h"
 #include "util/error.h"
 #include "util/fp.h"
+#include "util/membw.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -228,6 +229,12 @@ static brisk_status ref_end_step(brisk_backend *be, const float *logits, int n, 
     return BRISK_OK;
 }
 
+/* One thread streaming over a buffer far larger than the caches: the reference path's floor. */
+static double ref_measure_bandwidth(brisk_backend *be) {
+    (void)be;
+    return brisk_measure_read_bandwidth();
+}
+
 static void ref_destroy(brisk_backend *be) {
     if (!be) return;
     ref_state *s = be->impl;
@@ -248,6 +255,7 @@ static const brisk_backend_ops REF_OPS = {
     .begin_step = ref_begin_step,
     .end_step = ref_end_step,
     .get_rows = ref_get_rows,
+    .measure_bandwidth = ref_measure_bandwidth,
     .embed = ref_embed,
     .rmsnorm = ref_rmsnorm,
     .matmul = ref_matmul,

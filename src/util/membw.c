@@ -1,0 +1,43 @@
+/* membw.c: measures how fast this machine streams memory into the cores (read-only, the access
+ * pattern of a batch-1 decode), so benchmarks report their fraction of it. */
+#include "util/membw.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Sums 64-bit words with 4 independent accumulators so the loop is bound by loads. */
+static uint64_t read_sum(const uint64_t *p, size_t n) {
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i + 4 <= n; i += 4) {
+        a += p[i];
+        b += p[i + 1];
+        c += p[i + 2];
+        d += p[i + 3];
+    }
+    return a ^ b ^ c ^ d;
+}
+
+double brisk_measure_read_bandwidth(void) {
+    const size_t bytes = (size_t)1 << 30, n = bytes / 8;
+    uint64_t *buf = malloc(bytes);
+    if (!buf) return 0;
+    memset(buf, 1, bytes); /* fault every page in before timing */
+    volatile uint64_t sink = 0;
+    double best = 0;
+    for (int rep = 0; rep < 4; rep++) {
+        double t0 = now_s();
+        sink += read_sum(buf, n);
+        double dt = now_s() - t0;
+        if (dt > 0 && bytes / dt / 1e9 > best) best = bytes / dt / 1e9;
+    }
+    free(buf);
+    return best;
+}

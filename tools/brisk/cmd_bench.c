@@ -1,0 +1,165 @@
+/* cmd_bench.c: `brisk bench`: prompt and generation speed of a model folder or of a named real
+ * shape with random weights, reported as tok/s and as a fraction of the measured bandwidth floor. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static const char USAGE[] =
+    "usage: brisk bench (--model DIR | --shape NAME [--quant Q]) [-p N] [-n N] [-r N]\n"
+    "                   [--backend auto|cpu|ref|cuda] [--threads N] [--json]\n"
+    "  --shape NAME   random weights of a real shape: see brisk_synthetic_shapes()\n"
+    "  --quant Q      weight format of --shape: q4g64 (default), q8g32, q<bits>g<group>, bf16, f16, f32\n"
+    "  -p N           prompt tokens to prefill (default 512; 0 skips)\n"
+    "  -n N           tokens to generate one at a time (default 128; 0 skips)\n"
+    "  -r N           repetitions; the best run is reported (default 3)\n"
+    "  --json         one JSON object per line instead of the table\n";
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int parse_int(const char *v, int *out) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || end == v || n < 0 || n > 1 << 24) return 0;
+    *out = (int)n;
+    return 1;
+}
+
+int brisk_cmd_bench(int argc, char **argv) {
+    const char *model_dir = NULL, *shape = NULL, *quant = "q4g64", *backend = "auto";
+    int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf(USAGE);
+            printf("  shapes: %s\n", brisk_synthetic_shapes());
+            return BRISK_EXIT_OK;
+        }
+        if (!strcmp(a, "--json")) {
+            json = 1;
+            continue;
+        }
+        if (i + 1 >= argc) return brisk_cli_usage("bench", USAGE, "unknown or incomplete option '%s'", a);
+        const char *v = argv[++i];
+        int *num = !strcmp(a, "-p") || !strcmp(a, "--n-prompt") ? &n_prompt
+                   : !strcmp(a, "-n") || !strcmp(a, "--n-gen")  ? &n_gen
+                   : !strcmp(a, "-r") || !strcmp(a, "--repetitions") ? &reps
+                   : !strcmp(a, "--threads") || !strcmp(a, "-t")     ? &threads
+                                                                     : NULL;
+        if (num) {
+            if (!parse_int(v, num))
+                return brisk_cli_usage("bench", USAGE, "%s expects a non-negative integer, got '%s'", a, v);
+        } else if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--shape")) shape = v;
+        else if (!strcmp(a, "--quant")) quant = v;
+        else if (!strcmp(a, "--backend")) backend = v;
+        else return brisk_cli_usage("bench", USAGE, "unknown option '%s'", a);
+    }
+    if (!model_dir == !shape) return brisk_cli_usage("bench", USAGE, "give exactly one of --model and --shape");
+    if (reps < 1) reps = 1;
+    if (n_prompt + n_gen == 0) return brisk_cli_usage("bench", USAGE, "-p and -n are both 0");
+    brisk_model_params mp = brisk_model_default_params();
+    mp.n_threads = threads;
+    if (!strcmp(backend, "auto")) mp.backend = BRISK_BACKEND_AUTO;
+    else if (!strcmp(backend, "cpu")) mp.backend = BRISK_BACKEND_CPU;
+    else if (!strcmp(backend, "ref")) mp.backend = BRISK_BACKEND_CPU_REF;
+    else if (!strcmp(backend, "cuda")) mp.backend = BRISK_BACKEND_CUDA;
+    else return brisk_cli_usage("bench", USAGE, "unknown backend '%s'", backend);
+
+    brisk_model *model = NULL;
+    brisk_context *ctx = NULL;
+    int32_t *toks = NULL;
+    int rc = BRISK_EXIT_FAIL;
+    double t0 = now_s();
+    brisk_status st = model_dir ? brisk_model_load(model_dir, &mp, &model)
+                                : brisk_model_create_synthetic(shape, quant, &mp, &model);
+    if (st != BRISK_OK) return brisk_cli_fail("bench", "cannot load model", st);
+    double t_load = now_s() - t0;
+    brisk_model_info info;
+    brisk_model_get_info(model, &info);
+    brisk_context_params cp = brisk_context_default_params();
+    cp.n_ctx = n_prompt + n_gen + 1;
+    cp.n_batch = n_prompt > 0 ? n_prompt : 1;
+    if ((st = brisk_context_create(model, &cp, &ctx)) != BRISK_OK) {
+        rc = brisk_cli_fail("bench", "cannot create context", st);
+        goto done;
+    }
+    double bw = 0;
+    if ((st = brisk_context_measure_bandwidth(ctx, &bw)) != BRISK_OK) {
+        rc = brisk_cli_fail("bench", "cannot measure bandwidth", st);
+        goto done;
+    }
+    toks = malloc(sizeof *toks * (size_t)(n_prompt + n_gen + 1));
+    if (!toks) goto done;
+    uint64_t rng = 12345;
+    for (int i = 0; i < n_prompt + n_gen + 1; i++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        toks[i] = (int32_t)((rng >> 33) % (uint64_t)info.n_vocab);
+    }
+    double best_pp = 0, best_tg = 0;
+    for (int r = 0; r < reps; r++) {
+        brisk_context_seq_truncate(ctx, 0, 0);
+        if (n_prompt > 0) {
+            t0 = now_s();
+            if ((st = brisk_context_eval(ctx, 0, toks, n_prompt, NULL, true)) != BRISK_OK) {
+                rc = brisk_cli_fail("bench", "prefill failed", st);
+                goto done;
+            }
+            double tps = n_prompt / (now_s() - t0);
+            if (tps > best_pp) best_pp = tps;
+        }
+        if (n_gen > 0) {
+            /* Decode steps compute the last position's logits, as generation does. */
+            float *logits = malloc(sizeof(float) * (size_t)info.n_vocab);
+            t0 = now_s();
+            for (int i = 0; i < n_gen && st == BRISK_OK; i++)
+                st = brisk_context_eval(ctx, 0, &toks[n_prompt + i], 1, logits, true);
+            double tps = n_gen / (now_s() - t0);
+            free(logits);
+            if (st != BRISK_OK) {
+                rc = brisk_cli_fail("bench", "decode failed", st);
+                goto done;
+            }
+            if (tps > best_tg) best_tg = tps;
+        }
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double peak_gb = ru.ru_maxrss / 1048576.0;
+    const double bpt = (double)info.decode_bytes, gbps = best_tg * bpt / 1e9;
+    const char *name = model_dir ? model_dir : shape;
+    const char *q = model_dir ? "file" : quant;
+    const char *be = brisk_context_backend_name(ctx);
+    if (json) {
+        printf("{\"shape\": \"%s\", \"quant\": \"%s\", \"backend\": \"%s\", \"threads\": %d, "
+               "\"n_prompt\": %d, \"n_gen\": %d, \"prompt_tps\": %.2f, \"gen_tps\": %.2f, "
+               "\"bytes_per_token\": %.0f, \"gbps\": %.2f, \"measured_gbps\": %.2f, "
+               "\"floor_fraction\": %.4f, \"params\": %llu, \"load_s\": %.3f, \"peak_rss_gb\": %.3f}\n",
+               name, q, be, threads, n_prompt, n_gen, best_pp, best_tg, bpt, gbps, bw,
+               bw > 0 ? gbps / bw : 0, (unsigned long long)info.n_params, t_load, peak_gb);
+    } else {
+        printf("model        %s (%s, %.2fB params, %.3f GB read per token)\n", name, q,
+               info.n_params / 1e9, bpt / 1e9);
+        printf("backend      %s, threads %d\n", be, threads);
+        if (n_prompt) printf("prompt       %d tokens: %.2f tok/s\n", n_prompt, best_pp);
+        if (n_gen) {
+            printf("generation   %d tokens: %.2f tok/s = %.2f GB/s\n", n_gen, best_tg, gbps);
+            printf("bandwidth    %.2f GB/s measured read -> %.1f%% of the floor (%.2f tok/s)\n", bw,
+                   100 * gbps / bw, bw * 1e9 / bpt);
+        }
+        printf("memory       peak RSS %.2f GB, load %.2f s\n", peak_gb, t_load);
+    }
+    rc = BRISK_EXIT_OK;
+done:
+    free(toks);
+    brisk_context_destroy(ctx);
+    brisk_model_free(model);
+    return rc;
+}
