@@ -164,6 +164,50 @@ BRISK_API brisk_status brisk_context_measure_bandwidth(brisk_context *ctx, doubl
 BRISK_API const char *brisk_context_backend_name(const brisk_context *ctx);
 
 /* ---------------------------------------------------------------------------------------------
+ * Sampling
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct brisk_sampler brisk_sampler;
+
+/* The chain, in order (as mlx_lm): logit bias, repetition/presence/frequency penalties over the
+ * last `penalty_window` tokens, then greedy when temperature == 0, else top-k, top-p and min-p on
+ * the log-probabilities and a draw from softmax(logits / temperature). */
+typedef struct brisk_sampler_params {
+    float temperature;        /* 0 = greedy (argmax) */
+    int top_k;                /* 0 = off */
+    float top_p;              /* 0 or 1 = off */
+    float min_p;              /* 0 = off */
+    float repetition_penalty; /* 1 = off; HF/mlx rule: logit > 0 ? logit / p : logit * p */
+    float presence_penalty;   /* subtracted once from every token seen in the window */
+    float frequency_penalty;  /* subtracted once per occurrence in the window */
+    int penalty_window;       /* tokens the penalties look back over (default 64) */
+    uint64_t seed;            /* the same seed and inputs give the same tokens */
+    const int32_t *bias_ids;  /* logit bias: logits[bias_ids[i]] += bias_values[i] */
+    const float *bias_values;
+    int n_bias;
+} brisk_sampler_params;
+
+BRISK_API brisk_sampler_params brisk_sampler_default_params(void);
+
+/* Creates a sampler for a vocabulary of n_vocab. The bias arrays are copied. Not thread-safe:
+ * one sampler per sequence. On failure *out is NULL. */
+BRISK_API brisk_status brisk_sampler_create(const brisk_sampler_params *params, int n_vocab,
+                                            brisk_sampler **out);
+BRISK_API void brisk_sampler_destroy(brisk_sampler *s);
+
+/* Records a token of the sequence (prompt or generated) for the penalties. */
+BRISK_API void brisk_sampler_accept(brisk_sampler *s, int32_t token);
+
+/* Forgets the accepted tokens and reseeds the generator. */
+BRISK_API void brisk_sampler_reset(brisk_sampler *s, uint64_t seed);
+
+/* Picks the next token from logits[n_vocab] (modified in place). *logprob, when not NULL,
+ * receives the log-probability of the token under the penalised distribution at temperature 1.
+ * The token is NOT accepted automatically. Errors: BRISK_ERR_INVALID_ARG when logits hold NaN. */
+BRISK_API brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *token,
+                                            float *logprob);
+
+/* ---------------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.json)
  * ------------------------------------------------------------------------------------------- */
 /* BRISK-SECTION tokenizer: declarations are added here by src/tokenizer/. */

@@ -4,3 +4,5 @@ brisk_test(test_loader_errors SOURCES unit/test_loader_errors.c ARGS ${BRISK_SHA
 target_link_libraries(test_loader_errors PRIVATE m)
 brisk_test(test_goldens SOURCES unit/test_goldens.c ARGS ${BRISK_GOLDEN} LABELS model)
 target_link_libraries(test_goldens PRIVATE m)
+brisk_test(test_sampler SOURCES unit/test_sampler.c LABELS unit)
+target_link_libraries(test_sampler PRIVATE m)

@@ -1,0 +1,179 @@
+/* test_sampler.c: the sampler chain: greedy, seeded reproducibility, top-k/top-p/min-p support
+ * sets, temperature, penalties and bias, the empirical distribution, and bad parameters. */
+#include "brisk.h"
+#include "check.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void fill(float *l, int n, const float *v) { memcpy(l, v, (size_t)n * sizeof *l); }
+
+static void test_greedy_and_seed(void) {
+    brisk_sampler *s;
+    brisk_sampler_params p = brisk_sampler_default_params();
+    CHECK(brisk_sampler_create(&p, 5, &s) == BRISK_OK);
+    const float v[5] = {0.1f, 3.0f, 2.0f, -1.0f, 2.9f};
+    float l[5], lp;
+    int32_t t;
+    fill(l, 5, v);
+    CHECK(brisk_sampler_sample(s, l, &t, &lp) == BRISK_OK && t == 1);
+    double z = exp(0.1) + exp(3.0) + exp(2.0) + exp(-1.0) + exp(2.9);
+    CHECK(fabs(lp - (3.0 - log(z))) < 1e-5);
+    brisk_sampler_destroy(s);
+
+    /* Same seed -> same sequence; another seed -> (almost surely) another. */
+    p.temperature = 1.0f;
+    p.seed = 42;
+    int32_t a[64], b[64], c[64];
+    for (int run = 0; run < 3; run++) {
+        p.seed = run == 2 ? 43 : 42;
+        CHECK(brisk_sampler_create(&p, 5, &s) == BRISK_OK);
+        for (int i = 0; i < 64; i++) {
+            fill(l, 5, v);
+            brisk_sampler_sample(s, l, run == 0 ? &a[i] : run == 1 ? &b[i] : &c[i], NULL);
+        }
+        brisk_sampler_destroy(s);
+    }
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(memcmp(a, c, sizeof a) != 0);
+}
+
+/* Counts draws over many samples and compares with the expected softmax(lp/T) over the kept set. */
+static void test_distribution(void) {
+    const float v[6] = {1.0f, 0.5f, 0.0f, -0.5f, 2.0f, -3.0f};
+    struct {
+        float temp, top_p, min_p;
+        int top_k;
+        int allowed[6];
+    } cases[] = {
+        {1.0f, 1.0f, 0.0f, 0, {1, 1, 1, 1, 1, 1}},
+        {0.5f, 1.0f, 0.0f, 0, {1, 1, 1, 1, 1, 1}},
+        {1.0f, 1.0f, 0.0f, 2, {1, 0, 0, 0, 1, 0}},
+        {1.0f, 0.7f, 0.0f, 0, {1, 0, 0, 0, 1, 0}},
+        {1.0f, 1.0f, 0.3f, 0, {1, 0, 0, 0, 1, 0}}, /* keeps lp >= max + ln 0.3 */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        brisk_sampler_params p = brisk_sampler_default_params();
+        p.temperature = cases[k].temp;
+        p.top_p = cases[k].top_p;
+        p.min_p = cases[k].min_p;
+        p.top_k = cases[k].top_k;
+        p.seed = 7 + k;
+        brisk_sampler *s;
+        CHECK(brisk_sampler_create(&p, 6, &s) == BRISK_OK);
+        int hist[6] = {0};
+        const int N = 40000;
+        for (int i = 0; i < N; i++) {
+            float l[6];
+            int32_t t;
+            fill(l, 6, v);
+            brisk_sampler_sample(s, l, &t, NULL);
+            hist[t]++;
+        }
+        double z = 0, e[6];
+        for (int i = 0; i < 6; i++) z += cases[k].allowed[i] ? exp(v[i] / cases[k].temp) : 0;
+        int ok = 1;
+        for (int i = 0; i < 6; i++) {
+            e[i] = cases[k].allowed[i] ? exp(v[i] / cases[k].temp) / z : 0;
+            double got = hist[i] / (double)N, sd = sqrt(e[i] * (1 - e[i]) / N) + 1e-9;
+            if (!cases[k].allowed[i] ? hist[i] != 0 : fabs(got - e[i]) > 5 * sd) ok = 0;
+        }
+        CHECK_MSG(ok, "case %zu: histogram %d %d %d %d %d %d", k, hist[0], hist[1], hist[2],
+                  hist[3], hist[4], hist[5]);
+        brisk_sampler_destroy(s);
+    }
+}
+
+static void test_penalties_and_bias(void) {
+    brisk_sampler_params p = brisk_sampler_default_params();
+    int32_t ids[1] = {0};
+    float vals[1] = {10.0f};
+    p.bias_ids = ids;
+    p.bias_values = vals;
+    p.n_bias = 1;
+    brisk_sampler *s;
+    CHECK(brisk_sampler_create(&p, 3, &s) == BRISK_OK);
+    float l[3] = {0.0f, 5.0f, 1.0f};
+    int32_t t;
+    CHECK(brisk_sampler_sample(s, l, &t, NULL) == BRISK_OK && t == 0 && l[0] == 10.0f);
+    brisk_sampler_destroy(s);
+
+    p = brisk_sampler_default_params();
+    p.repetition_penalty = 2.0f;
+    p.presence_penalty = 0.5f;
+    p.frequency_penalty = 0.25f;
+    p.penalty_window = 3;
+    CHECK(brisk_sampler_create(&p, 4, &s) == BRISK_OK);
+    brisk_sampler_accept(s, 1);
+    brisk_sampler_accept(s, 1);
+    brisk_sampler_accept(s, 2);
+    float m[4] = {1.0f, 4.0f, -2.0f, 0.0f};
+    CHECK(brisk_sampler_sample(s, m, &t, NULL) == BRISK_OK);
+    CHECK(fabsf(m[1] - (4.0f / 2 - 0.5f - 0.5f)) < 1e-6); /* seen twice */
+    CHECK(fabsf(m[2] - (-2.0f * 2 - 0.5f - 0.25f)) < 1e-6);
+    CHECK(m[0] == 1.0f && m[3] == 0.0f);
+    /* The window slides: after 3 more tokens, 1 and 2 are gone. */
+    brisk_sampler_accept(s, 3);
+    brisk_sampler_accept(s, 3);
+    brisk_sampler_accept(s, 3);
+    float q[4] = {1.0f, 4.0f, -2.0f, 0.0f};
+    CHECK(brisk_sampler_sample(s, q, &t, NULL) == BRISK_OK && q[1] == 4.0f && q[2] == -2.0f);
+    brisk_sampler_destroy(s);
+}
+
+static void test_errors(void) {
+    brisk_sampler *s = NULL;
+    brisk_sampler_params p = brisk_sampler_default_params();
+    p.top_p = 1.5f;
+    CHECK(brisk_sampler_create(&p, 3, &s) == BRISK_ERR_INVALID_ARG && !s);
+    p = brisk_sampler_default_params();
+    p.temperature = -1;
+    CHECK(brisk_sampler_create(&p, 3, &s) == BRISK_ERR_INVALID_ARG);
+    int32_t bad[1] = {7};
+    float bv[1] = {1};
+    p = brisk_sampler_default_params();
+    p.bias_ids = bad;
+    p.bias_values = bv;
+    p.n_bias = 1;
+    CHECK(brisk_sampler_create(&p, 3, &s) == BRISK_ERR_INVALID_ARG);
+    p = brisk_sampler_default_params();
+    CHECK(brisk_sampler_create(&p, 3, &s) == BRISK_OK);
+    float l[3] = {0, NAN, 1};
+    int32_t t;
+    CHECK(brisk_sampler_sample(s, l, &t, NULL) == BRISK_ERR_INVALID_ARG);
+    brisk_sampler_destroy(s);
+}
+
+/* A large vocabulary exercises the partial-selection paths of top-k and top-p. */
+static void test_large_vocab(void) {
+    const int V = 50000;
+    float *l = malloc(sizeof(float) * V), *base = malloc(sizeof(float) * V);
+    for (int i = 0; i < V; i++) base[i] = (float)((i * 7919) % 1000) / 100.0f;
+    brisk_sampler_params p = brisk_sampler_default_params();
+    p.temperature = 0.8f;
+    p.top_k = 40;
+    p.top_p = 0.9f;
+    brisk_sampler *s;
+    CHECK(brisk_sampler_create(&p, V, &s) == BRISK_OK);
+    int ok = 1;
+    for (int i = 0; i < 200; i++) {
+        memcpy(l, base, sizeof(float) * V);
+        int32_t t;
+        brisk_sampler_sample(s, l, &t, NULL);
+        ok &= base[t] >= 9.95f; /* the 40 best all have the top value 9.99 - 9.95 region */
+    }
+    CHECK(ok);
+    brisk_sampler_destroy(s);
+    free(l);
+    free(base);
+}
+
+int main(void) {
+    test_greedy_and_seed();
+    test_distribution();
+    test_penalties_and_bias();
+    test_errors();
+    test_large_vocab();
+    CHECK_DONE();
+}
