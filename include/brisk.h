@@ -148,6 +148,9 @@ BRISK_API void brisk_context_destroy(brisk_context *ctx);
 BRISK_API brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *tokens,
                                           int n_tokens, float *logits, bool last_only);
 
+/* Positions a sequence can hold (the context size). */
+BRISK_API int brisk_context_n_ctx(const brisk_context *ctx);
+
 /* Tokens held by sequence `seq` (its current length). */
 BRISK_API int brisk_context_seq_len(const brisk_context *ctx, int seq);
 
@@ -206,6 +209,63 @@ BRISK_API void brisk_sampler_reset(brisk_sampler *s, uint64_t seed);
  * The token is NOT accepted automatically. Errors: BRISK_ERR_INVALID_ARG when logits hold NaN. */
 BRISK_API brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *token,
                                             float *logprob);
+
+/* ---------------------------------------------------------------------------------------------
+ * Generation
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct brisk_tokenizer brisk_tokenizer;
+
+typedef enum brisk_stop_reason {
+    BRISK_STOP_NONE = 0,
+    BRISK_STOP_EOS,       /* an end-of-sequence token was sampled (it is not emitted) */
+    BRISK_STOP_LENGTH,    /* max_tokens were generated */
+    BRISK_STOP_CANCELLED, /* the callback returned false */
+    BRISK_STOP_CONTEXT,   /* the sequence reached the context size */
+} brisk_stop_reason;
+
+typedef struct brisk_generate_params {
+    int max_tokens;                /* tokens to generate at most (default 100; < 0 = no limit) */
+    brisk_sampler_params sampler;  /* default: greedy */
+    const int32_t *extra_eos;      /* more stop ids, besides the model's and tokenizer's EOS */
+    int n_extra_eos;
+    bool ignore_eos;               /* keep going past EOS (benchmarks) */
+    bool skip_special;             /* special tokens produce no text (default true) */
+} brisk_generate_params;
+
+BRISK_API brisk_generate_params brisk_generate_default_params(void);
+
+/* Called once per generated token: `text` is the text that became complete with it (valid
+ * UTF-8, possibly empty; owned by the library, valid during the call), `token` its id and
+ * `logprob` its log-probability. Return false to stop (BRISK_STOP_CANCELLED). When generation
+ * ends with text still held (a character whose bytes were cut by the stop, shown as U+FFFD as
+ * decode does), one last call carries it with token -1. */
+typedef bool (*brisk_token_callback)(void *user, const char *text, size_t len, int32_t token,
+                                     float logprob);
+
+typedef struct brisk_generate_stats {
+    int n_prompt;          /* tokens prefilled by this call */
+    int n_generated;       /* tokens emitted through the callback */
+    double prompt_seconds; /* prefill time (up to the first sampled token) */
+    double gen_seconds;    /* time of the decode steps */
+    brisk_stop_reason stop;
+} brisk_generate_stats;
+
+/* Appends `tokens` to sequence `seq` of ctx (after what it already holds: a chat keeps its
+ * cache across turns), then samples and feeds tokens until EOS, max_tokens, the context size or
+ * cancellation. The text given to the callback continues the text of the whole sequence (the
+ * detokenizer is primed with the new prompt tokens, so a SentencePiece continuation keeps its
+ * leading space). On return the sequence holds the prompt and every generated token except the
+ * last one sampled (which was not fed back). `stats` may be NULL. Errors from the forward pass
+ * (BRISK_ERR_KV_FULL, ...) stop generation; the tokens fed so far stay in the sequence. */
+BRISK_API brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *tok,
+                                      const int32_t *tokens, int n_tokens,
+                                      const brisk_generate_params *params,
+                                      brisk_token_callback cb, void *user,
+                                      brisk_generate_stats *stats);
+
+/* The model a context was created for. */
+BRISK_API brisk_model *brisk_context_model(const brisk_context *ctx);
 
 /* ---------------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.json)

@@ -230,3 +230,7 @@ brisk_status brisk_context_measure_bandwidth(brisk_context *ctx, double *gbps) {
 const char *brisk_context_backend_name(const brisk_context *ctx) {
     return ctx ? ctx->be->ops->name : "";
 }
+
+brisk_model *brisk_context_model(const brisk_context *ctx) { return ctx ? ctx->model : NULL; }
+
+int brisk_context_n_ctx(const brisk_context *ctx) { return ctx ? ctx->p.n_ctx : 0; }
