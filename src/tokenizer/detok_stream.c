@@ -14,6 +14,9 @@
 struct brisk_detok {
     const brisk_tokenizer *tok;
     bool skip_special;
+    bool hold_bytes; /* the decoder has ByteFallback: a run of <0xHH> pieces decodes as a whole
+                        (one U+FFFD per byte when the run is invalid UTF-8), so text is held
+                        until the run ends */
     tok_ids ids;
     size_t p, r;
     tok_buf prefix, full;
@@ -28,6 +31,7 @@ brisk_status brisk_detok_create(const brisk_tokenizer *tok, bool skip_special, b
     if (!d) return brisk_errorf(BRISK_ERR_OOM, "brisk_detok_create: out of memory");
     d->tok = tok;
     d->skip_special = skip_special;
+    for (int i = 0; i < tok->n_dec; i++) d->hold_bytes |= tok->dec[i].kind == TOK_DEC_BYTEFALLBACK;
     *out = d;
     return BRISK_OK;
 }
@@ -63,6 +67,10 @@ static brisk_status pending(brisk_detok *d, const char **text, size_t *len, bool
     *text = d->full.p + d->prefix.n;
     *len = d->full.n - d->prefix.n;
     *stable = !ends_incomplete(&d->full);
+    if (d->hold_bytes && d->ids.n > 0) {
+        const char *piece = brisk_tokenizer_token_text(d->tok, ids[d->ids.n - 1]);
+        if (strlen(piece) == 6 && memcmp(piece, "<0x", 3) == 0 && piece[5] == '>') *stable = false;
+    }
     return BRISK_OK;
 }
 
