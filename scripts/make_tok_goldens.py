@@ -121,5 +121,78 @@ def main():
         print(name, len(cases), "cases")
 
 
+
+
+# ---- synthetic tokenizers: components the four real files do not use ----
+def synthetic():
+    from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import processors, trainers
+    texts = corpus()
+    extra = ["  <mask>  x", "a<mask>b", "[WORD] [WORD]s a[WORD] ([WORD])", "Hello World hello world",
+             "HELLO   WORLD", "x1y22z333", "a,b;;c!!d", "Ünïcödé Àccents", "ﬁ ① ㍿", "xxaxx yxz"]
+    texts = texts[:200] + extra
+    specs = {}
+
+    def bpe(**kw):
+        return Tokenizer(models.BPE(**kw))
+
+    t = bpe(unk_token="<unk>", fuse_unk=True)
+    t.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase(),
+                                         normalizers.Strip(), normalizers.Replace(Regex(r"\s+"), " ")])
+    t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
+    t.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
+    specs["synth-metaspace"] = (t, trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>"]),
+                                [AddedToken("<mask>", lstrip=True, rstrip=True, special=True, normalized=False),
+                                 AddedToken("[word]", single_word=True, special=False, normalized=True),
+                                 AddedToken("hello world", special=False, normalized=True)])
+
+    t = bpe(unk_token="[UNK]", continuing_subword_prefix="##", end_of_word_suffix="</w>")
+    t.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents()])
+    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                               pre_tokenizers.Digits(individual_digits=True),
+                                               pre_tokenizers.Punctuation(behavior="contiguous")])
+    t.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                     special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    specs["synth-pieces"] = (t, trainers.BpeTrainer(vocab_size=500, special_tokens=["[UNK]", "[CLS]", "[SEP]"],
+                                                    continuing_subword_prefix="##", end_of_word_suffix="</w>"),
+                             [AddedToken("[WORD]", single_word=True, special=True, normalized=False)])
+
+    t = bpe()
+    t.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.Prepend("^"),
+                                         normalizers.Replace("  ", "_")])
+    t.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(" ", behavior="merged_with_next"),
+        pre_tokenizers.Split(Regex(r"\d+"), behavior="merged_with_previous"),
+        pre_tokenizers.Split(Regex(r"[aeiou]"), behavior="contiguous", invert=True),
+        pre_tokenizers.Split(Regex(r"x"), behavior="removed"),
+        pre_tokenizers.Whitespace(),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)])
+    t.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace("_", "  "),
+                                   decoders.Strip(content="^", left=1, right=0)])
+    specs["synth-splits"] = (t, trainers.BpeTrainer(vocab_size=600,
+                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+                             [AddedToken("<mask>", rstrip=True, special=True, normalized=False)])
+
+    for name, (tok, trainer, added) in specs.items():
+        tok.train_from_iterator(texts, trainer)
+        tok.add_tokens([a for a in added if not a.special])
+        tok.add_special_tokens([a for a in added if a.special])
+        path = os.path.join(OUT, name + ".tokenizer.json")
+        tok.save(path)
+        tok = Tokenizer.from_file(path)
+        cases = []
+        for s in texts:
+            ids = tok.encode(s, add_special_tokens=False).ids
+            ids_sp = tok.encode(s, add_special_tokens=True).ids
+            cases.append({"text": s, "ids": ids, "ids_special": ids_sp,
+                          "decoded": tok.decode(ids_sp, skip_special_tokens=False),
+                          "decoded_skip": tok.decode(ids_sp, skip_special_tokens=True)})
+        with open(os.path.join(OUT, name + ".json"), "w", encoding="utf-8") as f:
+            json.dump({"tokenizer": name, "cases": cases}, f, ensure_ascii=True, separators=(",", ":"))
+            f.write("\n")
+        print(name, len(cases), "cases")
+
+
 if __name__ == "__main__":
     main()
+    synthetic()

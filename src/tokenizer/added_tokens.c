@@ -65,7 +65,8 @@ brisk_status tok_added_init(brisk_tokenizer *t, const cJSON *arr) {
         const char *m = content;
         size_t ml = len;
         if (ad->normalized) {
-            st = tok_normalize(t, content, len, &norm, md);
+            bool origin = true;
+            st = tok_normalize(t, content, len, &norm, md, &origin);
             if (st) break;
             if (norm.n == 0) {
                 st = fmt(i, "content normalizes to nothing");

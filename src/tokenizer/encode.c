@@ -165,12 +165,13 @@ static brisk_status on_norm_segment(void *ctx, const char *s, size_t off, size_t
 static brisk_status on_raw_segment(void *ctx, const char *s, size_t off, size_t len, int added) {
     enc_ctx *c = ctx;
     if (added >= 0) return tok_ids_push(&c->ids, c->t->added[added].id) ? oom() : BRISK_OK;
-    brisk_status st = tok_normalize(c->t, s + off, len, &c->norm, c->md);
+    bool origin = true;
+    brisk_status st = tok_normalize(c->t, s + off, len, &c->norm, c->md, &origin);
     if (st) return st;
-    c->seg_first = off == 0;
+    c->seg_first = off == 0 && origin;
     if (c->t->has_normalized_added)
         return tok_added_split(c->t, c->norm.p, c->norm.n, true, on_norm_segment, c);
-    return model_segment(c, c->norm.p, c->norm.n, off == 0);
+    return model_segment(c, c->norm.p, c->norm.n, c->seg_first);
 }
 
 static brisk_status post_process(const brisk_tokenizer *t, tok_ids *ids) {

@@ -107,7 +107,7 @@ static brisk_status unicode_norm(int kind, const char *s, size_t n, tok_buf *out
 }
 
 brisk_status tok_norm_step_apply(const tok_norm_step *st, const char *s, size_t n, tok_buf *out,
-                                 pcre2_match_data *md) {
+                                 pcre2_match_data *md, bool *origin) {
     out->n = 0;
     if (tok_buf_reserve(out, n + 1)) return oom();
     out->p[0] = 0;
@@ -118,13 +118,18 @@ brisk_status tok_norm_step_apply(const tok_norm_step *st, const char *s, size_t 
     case TOK_NORM_NFKD:
         return unicode_norm(st->kind, s, n, out);
     case TOK_NORM_STRIP_ACCENTS:
-        /* HF StripAccents drops nonspacing marks (Mn) from the string as given. */
+        /* HF StripAccents drops combining marks (M*) from the string as given. */
         {
             for (size_t i = 0; i < n;) {
                 int l;
                 uint32_t cp = tok_utf8_decode(s + i, n - i, &l);
-                if (cp < 0x80 || utf8proc_category((utf8proc_int32_t)cp) != UTF8PROC_CATEGORY_MN)
+                int k = cp < 0x80 ? 0 : utf8proc_category((utf8proc_int32_t)cp);
+                if (k != UTF8PROC_CATEGORY_MN && k != UTF8PROC_CATEGORY_MC &&
+                    k != UTF8PROC_CATEGORY_ME) {
                     if (tok_buf_put(out, s + i, (size_t)l)) return oom();
+                } else if (i == 0) {
+                    *origin = false;
+                }
                 i += (size_t)l;
             }
             return BRISK_OK;
@@ -159,6 +164,7 @@ brisk_status tok_norm_step_apply(const tok_norm_step *st, const char *s, size_t 
             if (!tok_is_whitespace(tok_utf8_decode(s + k, b - k, &l))) break;
             b = k;
         }
+        if (a > 0) *origin = false;
         return tok_buf_put(out, s + a, b - a) ? oom() : BRISK_OK;
     }
     case TOK_NORM_PREPEND:
@@ -170,6 +176,7 @@ brisk_status tok_norm_step_apply(const tok_norm_step *st, const char *s, size_t 
         while ((rc = tok_pattern_next(&st->pat, s, n, pos, md, &ms, &me)) == 1) {
             if (tok_buf_put(out, s + pos, ms - pos) || tok_buf_put(out, st->str, st->str_len))
                 return oom();
+            if (ms == 0 && st->str_len == 0) *origin = false;
             pos = me;
         }
         if (rc < 0)
@@ -182,7 +189,7 @@ brisk_status tok_norm_step_apply(const tok_norm_step *st, const char *s, size_t 
 }
 
 brisk_status tok_normalize(const brisk_tokenizer *t, const char *s, size_t n, tok_buf *out,
-                           pcre2_match_data *md) {
+                           pcre2_match_data *md, bool *origin) {
     out->n = 0;
     if (t->n_norm == 0) return tok_buf_put(out, s, n) ? oom() : BRISK_OK;
     tok_buf tmp = {0};
@@ -192,7 +199,7 @@ brisk_status tok_normalize(const brisk_tokenizer *t, const char *s, size_t n, to
     size_t src_n = n;
     tok_buf *dst = (t->n_norm % 2) ? out : &tmp;
     for (int i = 0; i < t->n_norm && !st; i++) {
-        st = tok_norm_step_apply(&t->norm[i], src, src_n, dst, md);
+        st = tok_norm_step_apply(&t->norm[i], src, src_n, dst, md, origin);
         src = dst->p;
         src_n = dst->n;
         dst = dst == out ? &tmp : out;

@@ -9,6 +9,11 @@
 static const char GPT2_RE[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
+/* HF's Whitespace pattern \w+|[^\w\s]+ with the Unicode \w of Oniguruma/UTS#18 (letters,
+ * marks, decimal digits, connector punctuation, joiners); PCRE2's \w lacks marks and joiners. */
+#define WORD_CLASS "\\p{L}\\p{Nl}\\p{Nd}\\p{M}\\p{Pc}\\x{200C}\\x{200D}"
+static const char WORD_RE[] = "[" WORD_CLASS "]+|[^" WORD_CLASS "\\s]+";
+
 static brisk_status fmt_err(const char *what) {
     return brisk_errorf(BRISK_ERR_FORMAT, "brisk_tokenizer_load: pre_tokenizer %s", what);
 }
@@ -98,7 +103,7 @@ static brisk_status add_step(brisk_tokenizer *t, const cJSON *j, int depth) {
         st.individual_digits = tok_json_bool(j, "individual_digits", false);
     } else if (strcmp(type, "Whitespace") == 0) {
         st.kind = TOK_PRE_WHITESPACE;
-        s = tok_pattern_compile("\\w+|[^\\w\\s]+", "pre_tokenizer Whitespace", &st.pat);
+        s = tok_pattern_compile(WORD_RE, "pre_tokenizer Whitespace", &st.pat);
     } else if (strcmp(type, "WhitespaceSplit") == 0) {
         st.kind = TOK_PRE_WHITESPACE_SPLIT;
     } else if (strcmp(type, "Punctuation") == 0) {

@@ -220,11 +220,13 @@ struct brisk_tokenizer {
 
 /* ---- per-file entry points ---- */
 brisk_status tok_norm_parse(brisk_tokenizer *t, const cJSON *j);
-/* Applies the normalizer steps to s[0..n) into out (cleared first). */
+/* Applies the normalizer steps to s[0..n) into out (cleared first). *origin is cleared when
+ * the first character of the result no longer aligns with the first one of the input (a
+ * leading part was removed): HF's Metaspace prepend_scheme "first" looks at that alignment. */
 brisk_status tok_normalize(const brisk_tokenizer *t, const char *s, size_t n, tok_buf *out,
-                           pcre2_match_data *md);
+                           pcre2_match_data *md, bool *origin);
 brisk_status tok_norm_step_apply(const tok_norm_step *st, const char *s, size_t n, tok_buf *out,
-                                 pcre2_match_data *md);
+                                 pcre2_match_data *md, bool *origin);
 
 typedef struct tok_span {
     size_t off, len;
