@@ -272,6 +272,9 @@ void tok_steps_free(brisk_tokenizer *t);
 brisk_status tok_decode_to(const brisk_tokenizer *t, const int32_t *ids, size_t n,
                            bool skip_special, tok_buf *out);
 
+/* Loads a tokenizer.json held in memory (the fuzz target's entry; no tokenizer_config). */
+brisk_status tok_load_buffer(const char *json, size_t len, brisk_tokenizer **out);
+
 /* JSON helpers for the loader files. */
 const char *tok_json_str(const cJSON *o, const char *key);
 bool tok_json_bool(const cJSON *o, const char *key, bool dflt);

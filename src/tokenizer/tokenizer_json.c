@@ -239,20 +239,15 @@ static brisk_status load_config(brisk_tokenizer *t, const char *path) {
     return BRISK_OK;
 }
 
-static brisk_status load_json(brisk_tokenizer *t, const char *path) {
-    char *text;
-    size_t len;
-    brisk_status s = read_file(path, &text, &len);
-    if (s) return s;
+static brisk_status parse_json(brisk_tokenizer *t, const char *path, const char *text, size_t len) {
+    brisk_status s;
     cJSON *j = cJSON_ParseWithLength(text, len);
     if (!j) {
         const char *at = cJSON_GetErrorPtr();
         size_t off = at && at >= text && at <= text + len ? (size_t)(at - text) : 0;
-        free(text);
         return brisk_errorf(BRISK_ERR_FORMAT,
                             "brisk_tokenizer_load: %s: invalid JSON near byte %zu", path, off);
     }
-    free(text);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return brisk_errorf(BRISK_ERR_FORMAT, "brisk_tokenizer_load: %s is not a JSON object",
@@ -274,15 +269,43 @@ static brisk_status load_json(brisk_tokenizer *t, const char *path) {
     return s;
 }
 
+static brisk_status load_json(brisk_tokenizer *t, const char *path) {
+    char *text;
+    size_t len;
+    brisk_status s = read_file(path, &text, &len);
+    if (s) return s;
+    s = parse_json(t, path, text, len);
+    free(text);
+    return s;
+}
+
+static brisk_tokenizer *tok_new(void) {
+    brisk_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->bos_id = t->eos_id = t->unk_id = -1;
+    init_bytelevel(t);
+    return t;
+}
+
+brisk_status tok_load_buffer(const char *json, size_t len, brisk_tokenizer **out) {
+    *out = NULL;
+    brisk_tokenizer *t = tok_new();
+    if (!t) return brisk_errorf(BRISK_ERR_OOM, "brisk_tokenizer_load: out of memory");
+    brisk_status s = parse_json(t, "(buffer)", json, len);
+    if (s)
+        brisk_tokenizer_free(t);
+    else
+        *out = t;
+    return s;
+}
+
 brisk_status brisk_tokenizer_load(const char *path, brisk_tokenizer **out) {
     if (out) *out = NULL;
     if (!path || !out)
         return brisk_errorf(BRISK_ERR_INVALID_ARG,
                             "brisk_tokenizer_load: path and out are required");
-    brisk_tokenizer *t = calloc(1, sizeof *t);
+    brisk_tokenizer *t = tok_new();
     if (!t) return brisk_errorf(BRISK_ERR_OOM, "brisk_tokenizer_load: out of memory");
-    t->bos_id = t->eos_id = t->unk_id = -1;
-    init_bytelevel(t);
     struct stat st;
     brisk_status s;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
