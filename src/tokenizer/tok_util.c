@@ -336,9 +336,13 @@ int tok_pattern_next(const tok_pattern *p, const char *s, size_t n, size_t from,
     while (from <= n) {
         /* The JIT uses a small machine stack; on exhaustion fall back to the interpreter,
          * which keeps its backtracking state on the heap. */
-        int rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, from, 0, md, NULL);
+        /* Every subject is valid UTF-8 (input is checked by encode, tokenizer.json at load):
+         * without NO_UTF_CHECK PCRE2 re-validates the whole subject on every call, which is
+         * quadratic over a long segment. */
+        int rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, md, NULL);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-            rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, from, PCRE2_NO_JIT, md, NULL);
+            rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md,
+                             NULL);
         if (rc == PCRE2_ERROR_NOMATCH) return 0;
         if (rc < 0) return rc;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);

@@ -241,6 +241,11 @@ static brisk_status load_config(brisk_tokenizer *t, const char *path) {
 
 static brisk_status parse_json(brisk_tokenizer *t, const char *path, const char *text, size_t len) {
     brisk_status s;
+    /* every string taken from the file must be valid UTF-8 (regexes run without re-checking) */
+    size_t valid = tok_utf8_valid_prefix(text, len);
+    if (valid != len)
+        return brisk_errorf(BRISK_ERR_FORMAT,
+                            "brisk_tokenizer_load: %s: not valid UTF-8 at byte %zu", path, valid);
     cJSON *j = cJSON_ParseWithLength(text, len);
     if (!j) {
         const char *at = cJSON_GetErrorPtr();
