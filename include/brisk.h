@@ -211,10 +211,95 @@ BRISK_API brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int
                                             float *logprob);
 
 /* ---------------------------------------------------------------------------------------------
+ * Tokenizer (tokenizer.json)
+ * ------------------------------------------------------------------------------------------- */
+/* BRISK-SECTION tokenizer: declarations are added here by src/tokenizer/. */
+
+/* A Hugging Face tokenizer.json BPE tokenizer (byte-level like Llama 3 / Qwen, or
+ * SentencePiece-style like Llama 2 / Mistral), driven entirely by the file. Immutable after load:
+ * every function below that takes a const tokenizer is thread-safe and may run concurrently. */
+typedef struct brisk_tokenizer brisk_tokenizer;
+
+/* Loads `path`: a tokenizer.json file, or a model folder (then DIR/tokenizer.json plus, when
+ * present, DIR/tokenizer_config.json for bos_token/eos_token; for a file, a tokenizer_config.json
+ * beside it is read too). Unknown component types are BRISK_ERR_UNSUPPORTED naming the type.
+ * On success the caller owns *out (brisk_tokenizer_free); on failure *out is NULL and
+ * brisk_last_error() says what and where. */
+BRISK_API brisk_status brisk_tokenizer_load(const char *path, brisk_tokenizer **out);
+
+/* Frees a tokenizer. NULL is a no-op. No detokenizer created from it may be used afterwards. */
+BRISK_API void brisk_tokenizer_free(brisk_tokenizer *tok);
+
+/* Encodes len bytes of UTF-8 text (no NUL needed) into ids, as Hugging Face tokenizers'
+ * `encode(text, add_special_tokens=add_special)` does: added/special-token text in the input maps
+ * to its id either way; add_special applies the post-processor (e.g. BOS). Input that is not
+ * valid UTF-8 is rejected with BRISK_ERR_INVALID_ARG naming the byte offset. *n_out receives the
+ * id count; when it exceeds cap the status is BRISK_ERR_BUFFER_TOO_SMALL and ids holds nothing
+ * useful (call again with cap >= *n_out). ids may be NULL when cap is 0. Thread-safe. */
+BRISK_API brisk_status brisk_tokenizer_encode(const brisk_tokenizer *tok, const char *text,
+                                              size_t len, bool add_special, int32_t *ids,
+                                              size_t cap, size_t *n_out);
+
+/* Decodes ids into UTF-8 text like HF `decode(ids, skip_special_tokens=skip_special)`; invalid
+ * byte sequences become U+FFFD. *len_out receives the text length (without NUL); when it exceeds
+ * cap the status is BRISK_ERR_BUFFER_TOO_SMALL; a NUL is written when len < cap. An id outside
+ * the vocabulary is BRISK_ERR_INVALID_ARG (HF silently drops it). Thread-safe. */
+BRISK_API brisk_status brisk_tokenizer_decode(const brisk_tokenizer *tok, const int32_t *ids,
+                                              size_t n, bool skip_special, char *buf, size_t cap,
+                                              size_t *len_out);
+
+/* The raw vocabulary piece of id (e.g. "Ġthe", "▁the", "<0x0A>", "<|eot_id|>"), owned by the
+ * tokenizer; NULL when id is not in the vocabulary. Thread-safe. */
+BRISK_API const char *brisk_tokenizer_token_text(const brisk_tokenizer *tok, int32_t id);
+
+/* The id of a raw vocabulary piece or added token text, -1 when none. Thread-safe. */
+BRISK_API int32_t brisk_tokenizer_token_id(const brisk_tokenizer *tok, const char *piece);
+
+/* Vocabulary size: the largest id (model vocab or added token) + 1. */
+BRISK_API int brisk_tokenizer_n_vocab(const brisk_tokenizer *tok);
+
+/* True when id is an added token marked "special" (skipped by decode with skip_special). */
+BRISK_API bool brisk_tokenizer_is_special(const brisk_tokenizer *tok, int32_t id);
+
+/* BOS / EOS ids from tokenizer_config.json's bos_token / eos_token; -1 when none. */
+BRISK_API int32_t brisk_tokenizer_bos_id(const brisk_tokenizer *tok);
+BRISK_API int32_t brisk_tokenizer_eos_id(const brisk_tokenizer *tok);
+
+/* Streaming detokenizer: push ids one at a time and get the text that became complete. Text is
+ * emitted only at valid UTF-8 boundaries (bytes of a partial character are held), and the
+ * concatenation of all push and flush outputs equals brisk_tokenizer_decode(all ids,
+ * skip_special), SentencePiece's leading-space rule included. One detokenizer per stream: not
+ * thread-safe; the tokenizer must outlive it. */
+typedef struct brisk_detok brisk_detok;
+
+/* Creates a detokenizer; the caller owns *out (brisk_detok_destroy). On failure *out is NULL. */
+BRISK_API brisk_status brisk_detok_create(const brisk_tokenizer *tok, bool skip_special,
+                                          brisk_detok **out);
+
+/* Adds id and writes the newly complete text to buf (*len_out bytes, NUL when it fits; often 0).
+ * On BRISK_ERR_BUFFER_TOO_SMALL (*len_out = needed) or any error the id is not consumed and the
+ * state is unchanged, so the call may be retried. */
+BRISK_API brisk_status brisk_detok_push(brisk_detok *d, int32_t id, char *buf, size_t cap,
+                                        size_t *len_out);
+
+/* Writes any held text (an incomplete character at the end shows as U+FFFD, as decode does).
+ * Same buffer rules as push; the stream may continue afterwards. */
+BRISK_API brisk_status brisk_detok_flush(brisk_detok *d, char *buf, size_t cap, size_t *len_out);
+
+/* Forgets all pushed ids: the next push starts a new text. */
+BRISK_API void brisk_detok_reset(brisk_detok *d);
+
+/* Frees a detokenizer. NULL is a no-op. */
+BRISK_API void brisk_detok_destroy(brisk_detok *d);
+
+/* ---------------------------------------------------------------------------------------------
+ * Chat templates (Jinja)
+ * ------------------------------------------------------------------------------------------- */
+/* BRISK-SECTION template: declarations are added here by src/template/. */
+
+/* ---------------------------------------------------------------------------------------------
  * Generation
  * ------------------------------------------------------------------------------------------- */
-
-typedef struct brisk_tokenizer brisk_tokenizer;
 
 typedef enum brisk_stop_reason {
     BRISK_STOP_NONE = 0,
@@ -266,16 +351,6 @@ BRISK_API brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_t
 
 /* The model a context was created for. */
 BRISK_API brisk_model *brisk_context_model(const brisk_context *ctx);
-
-/* ---------------------------------------------------------------------------------------------
- * Tokenizer (tokenizer.json)
- * ------------------------------------------------------------------------------------------- */
-/* BRISK-SECTION tokenizer: declarations are added here by src/tokenizer/. */
-
-/* ---------------------------------------------------------------------------------------------
- * Chat templates (Jinja)
- * ------------------------------------------------------------------------------------------- */
-/* BRISK-SECTION template: declarations are added here by src/template/. */
 
 #ifdef __cplusplus
 }
