@@ -151,6 +151,91 @@ PER_TEMPLATE = {
 }
 
 
+# Language features one at a time (tests/golden/template-snippets.json): Python printing of
+# values, arithmetic, filters, tests, methods, scoping, macros, whitespace control.
+SNIPPETS = [
+    ("{{ 1.0 }}|{{ 1 }}|{{ true }}|{{ none }}|{{ 1e20 }}|{{ 0.0001 }}|{{ 1e-5 }}|{{ 1/3 }}|{{ 2.5e15 }}", {}),
+    ("{{ [1, 'a', none, true, 1.5] }}|{{ {'a': [1, \"b'\"], 'c': {}} }}|{{ (1,) }}|{{ (1, 2) }}|{{ () }}", {}),
+    ("{{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ 2 ** 10 }} {{ 2 ** -1 }} {{ 7 / 2 }} {{ 6 / 2 }}", {}),
+    ("{{ 'ab' * 3 }}|{{ 3 * 'x' }}|{{ [1] * 2 }}|{{ 1 + 2.0 }}|{{ true + 1 }}|{{ 'a' ~ 1 ~ none ~ x }}", {}),
+    ("{{ -3 | abs }} {{ 2.567 | round(2) }} {{ 2.5 | round }} {{ 3.5 | round }} {{ 2.1 | round(0, 'ceil') }}", {}),
+    ("{{ x }}|{{ x | default('d') }}|{{ '' | default('e', true) }}|{{ x is defined }}|{{ x is undefined }}", {}),
+    ("{{ none.foo }}|{{ [1, 2][5] }}|{{ {'a': 1}.b }}|{{ 'abc'[1] }}|{{ 'abc'[-1] }}|{{ [1,2,3][-2] }}", {}),
+    ("{{ s[1:] }}|{{ s[:-1] }}|{{ s[::-1] }}|{{ s[::2] }}|{{ l[1:3] }}|{{ l[::-1] }}|{{ l[-2:] }}|{{ s[10:] }}",
+     {"s": "héllo", "l": [1, 2, 3, 4]}),
+    ("{{ '  a b  ' | trim }}|{{ 'xxaxx' | trim('x') }}|{{ 'Hello World' | lower }}|{{ 'hello world-foo(bar' | title }}"
+     "|{{ 'hELLO' | capitalize }}|{{ 'straße' | upper }}|{{ 'ÉCOLE' | lower }}", {}),
+    ("{{ 'a,b,,c'.split(',') }}|{{ '  a  b '.split() }}|{{ 'a b c'.split(' ', 1) }}|{{ 'abc'.startswith('ab') }}"
+     "|{{ 'abc'.endswith(('x', 'c')) }}|{{ '\\nab\\n'.strip('\\n') }}|{{ 'xyx'.lstrip('x') }}|{{ 'xyx'.rstrip('x') }}", {}),
+    ("{{ 'a-b-c'.replace('-', '+') }}|{{ 'a-b-c'.replace('-', '+', 1) }}|{{ 'ab' | replace('', '.') }}"
+     "|{{ 'hello {} {}'.format(1, 'x') }}|{{ '{name}!'.format(name='n') }}|{{ 'they\\'re bill'.title() }}", {}),
+    ("{{ d.items() | list }}|{{ d.keys() | list }}|{{ d.values() | list }}|{{ d.get('a') }}|{{ d.get('z', 9) }}"
+     "|{{ d.get('z') }}|{{ d | items | list }}|{{ 'a' in d }}|{{ 'z' not in d }}", {"d": {"a": 1, "b": [2]}}),
+    ("{{ l | length }} {{ l | count }} {{ 'héllo' | length }} {{ d | length }} {{ l | first }} {{ l | last }}"
+     " {{ l | join('-') }} {{ l | sort }} {{ l | sort(reverse=true) }} {{ l | unique | list }} {{ l | sum }}"
+     " {{ l | min }} {{ l | max }} {{ l | reverse | list }}", {"l": [3, 1, 2, 3], "d": {"a": 1}}),
+    ("{{ ['b', 'A', 'a', 'C'] | sort }}|{{ ['b', 'A', 'a'] | unique | list }}|{{ ['b', 'A', 'a'] | sort(case_sensitive=true) }}", {}),
+    ("{{ users | selectattr('admin') | map(attribute='name') | join(', ') }}|{{ users | rejectattr('admin') | list | length }}"
+     "|{{ users | selectattr('name', 'equalto', 'bo') | list }}|{{ users | sort(attribute='age') | map(attribute='name') | list }}"
+     "|{{ users | map(attribute='missing', default='?') | list }}|{{ [1, 2, 3, 4] | select('even') | list }}"
+     "|{{ [1, 2, 3] | reject('odd') | list }}|{{ ['a', 'b'] | map('upper') | list }}",
+     {"users": [{"name": "al", "admin": True, "age": 30}, {"name": "bo", "admin": False, "age": 20}]}),
+    ("{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ x | tojson(sort_keys=true) }}|{{ 'é\\n\\u0001\"' | tojson }}"
+     "|{{ [] | tojson(indent=2) }}|{{ {} | tojson }}|{{ 1.0 | tojson }}|{{ none | tojson }}",
+     {"x": {"b": [1, 2.5, None, True, "ü"], "a": {"c": "d"}, "e": []}}),
+    ("{{ '42' | int }} {{ '4.7' | int }} {{ 'x' | int }} {{ 'x' | int(7) }} {{ 3.9 | int }} {{ '2.5' | float }}"
+     " {{ 'x' | float }} {{ 3 | float }} {{ 3 | string }} {{ [1] | string }} {{ true | string }}", {}),
+    ("{{ 'a\\nb\\n\\nc' | indent }}|{{ 'a\\nb' | indent(2, true) }}|{{ 'a\\n\\nb' | indent(2, blank=true) }}"
+     "|{{ 'one two  three' | wordcount }}|{{ 'x' | safe }}", {}),
+    ("{% for a, b in d.items() %}{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}{{ loop.revindex0 }}"
+     "{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ a }}{{ b }};{% endfor %}", {"d": {"x": 1, "y": 2, "z": 3}}),
+    ("{% for i in range(5) if i is odd %}{{ loop.index }}:{{ i }}/{{ loop.length }} {% endfor %}"
+     "{% for i in [] %}no{% else %}empty{% endfor %}{% for i in range(1, 10, 3) %}{{ i }}{% endfor %}", {}),
+    ("{% for i in l %}{{ loop.previtem }}<{{ i }}>{{ loop.nextitem }}|{% endfor %}"
+     "{% for c in 'héj' %}[{{ c }}]{% endfor %}{% for i in l %}{{ loop.cycle('a', 'b') }}{% endfor %}", {"l": [1, 2, 3]}),
+    ("{% for i in range(10) %}{% if i == 2 %}{% continue %}{% endif %}{% if i == 5 %}{% break %}{% endif %}{{ i }}"
+     "{% endfor %}", {}),
+    ("{% set y = 5 %}{% for i in [1, 2] %}{{ y }}{% set y = i %}{{ y }}{% endfor %}{{ y }}"
+     "{% if true %}{% set y = 6 %}{% endif %}{{ y }}{% set a, b = 1, 2 %}{{ a }}{{ b }}", {}),
+    ("{% set ns = namespace(n=0, s='') %}{% for i in range(4) %}{% set ns.n = ns.n + i %}{% set ns.s = ns.s ~ i %}"
+     "{% endfor %}{{ ns.n }}|{{ ns.s }}", {}),
+    ("{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('al') }} {{ greet('bo', '?') }}"
+     " {{ greet(name='cy', punct='.') }} {{ greet() }}", {}),
+    ("{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% call wrap('b') %}bold {{ 1 + 1 }}"
+     "{% endcall %}{% macro li(x) %}[{{ caller(x * 2) }}]{% endmacro %}{% call(v) li(4) %}v={{ v }}{% endcall %}", {}),
+    ("{% macro fact(n) %}{% if n <= 1 %}1{% else %}{{ n * (fact(n - 1) | int) }}{% endif %}{% endmacro %}{{ fact(10) }}", {}),
+    ("{% filter upper %}shout {{ 'this' }}{% endfilter %}|{% set body %}  block {{ 1 }}  {% endset %}[{{ body }}]"
+     "{% set t | trim %}  trimmed  {% endset %}[{{ t }}]", {}),
+    ("{{ 1 if x else 2 }}|{{ 1 if true }}|{{ 'a' if false }}|{{ x or 'y' }}|{{ 0 and 1 }}|{{ 1 and 'z' }}"
+     "|{{ not x }}|{{ not 1 == 2 }}|{{ 1 < 2 and 2 <= 2 and 3 > 2 and 3 >= 3 and 1 != 2 }}", {}),
+    ("{{ 1 in [1, 2] }}|{{ 'b' in 'abc' }}|{{ 3 not in [1] }}|{{ 1 == 1.0 }}|{{ [1, [2]] == [1, [2]] }}"
+     "|{{ {'a': 1} == {'a': 1} }}|{{ 'a' < 'b' }}|{{ none == none }}|{{ x == none }}", {}),
+    ("{{ 1 is number }}{{ 1.5 is float }}{{ 1 is integer }}{{ true is number }}{{ true is boolean }}{{ 'a' is string }}"
+     "{{ {} is mapping }}{{ [] is sequence }}{{ 'a' is iterable }}{{ 3 is odd }}{{ 4 is even }}{{ 9 is divisibleby 3 }}"
+     "{{ 9 is divisibleby(2) }}{{ none is none }}{{ true is true }}{{ false is false }}{{ 1 is true }}{{ x is not defined }}"
+     "{{ 'A' is upper }}{{ 'a' is lower }}{{ 2 is eq 2 }}{{ 1 is in [1] }}", {}),
+    ("{{ \"a\\tb\\\\c\\x41\\u00e9\\U0001F600\" }}|{{ 'it''s' }}|{{ 'con' 'cat' }}|{{ 1_000 }}|{{ 1.5e3 }}", {}),
+    ("  {% if true %}\n    kept\n  {% endif %}\n{%- if true -%}\n  stripped  \n{%- endif %}\n{# comment #}\n"
+     "  {#- c2 -#}  x {{- ' y ' -}} z\n{%+ if true %}plus{% endif +%}\nafter", {}),
+    ("a\r\nb\rc\n", {}),
+    ("{% for m in messages %}{{ m.role }}={{ m['content'] }};{% endfor %}{{ messages | length }}",
+     {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}),
+    ("{{ strftime_now('%Y-%m-%d %H:%M %a %b') }}", {}),
+    ("{% generation %}gen {{ 1 }}{% endgeneration %}", {}),
+    ("{{ dict(a=1, b='x') }}|{{ namespace(a=1).a }}|{{ {'a': 1}['a'] }}|{{ [[1, 2], [3]] | map('length') | list }}", {}),
+    ("{{ raise_exception('custom failure: ' ~ 42) }}", {}),
+    ("{{ x.y }}", {}),
+    ("{{ x.y.z }}", {"x": {}}),
+    ("{{ 1 + 'a' }}", {}),
+    ("{{ 1 / 0 }}", {}),
+    ("{{ d | tojson }}", {"d": {"big": 12345678901, "neg": -3, "f": -0.5, "e": 1e-7}}),
+]
+
+
+def render_snippet(template, variables):
+    return ctu._compile_jinja_template(template).render(**variables)
+
+
 def render(template, messages, variables, agp, bos, eos):
     kwargs = dict(variables)
     if bos is not None:
@@ -194,6 +279,21 @@ def main():
         out.write_text(json.dumps(cases, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         n_err = sum("error" in c for c in cases)
         print(f"{out.relative_to(ROOT)}: {len(cases)} cases ({n_err} errors)", file=sys.stderr)
+    snippets = []
+    for template, variables in SNIPPETS:
+        case = {"template": template, "vars": variables}
+        try:
+            case["expected"] = render_snippet(template, variables)
+        except jinja2.exceptions.TemplateError as e:
+            case["error"] = str(e)
+            case["raised"] = type(e) is jinja2.exceptions.TemplateError
+        except Exception as e:
+            case["error"] = f"{type(e).__name__}: {e}"
+            case["raised"] = False
+        snippets.append(case)
+    out = ROOT / "tests" / "golden" / "template-snippets.json"
+    out.write_text(json.dumps(snippets, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"{out.relative_to(ROOT)}: {len(snippets)} snippets", file=sys.stderr)
 
 
 if __name__ == "__main__":

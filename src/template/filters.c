@@ -98,6 +98,10 @@ static tp_value change_case(tp_rt *rt, tp_value s, int mode) {
         }
         prev_cased = is_cased(c);
         first = false;
+        if (c == 0xDF && o != c) { /* ß: Python's full case mapping makes two letters */
+            tp_buf_put(rt, &b, mode == CASE_TITLE || mode == CASE_CAPITALIZE ? "Ss" : "SS", 2);
+            continue;
+        }
         put_cp(rt, &b, o);
     }
     return tp_buf_value(&b);

@@ -16,7 +16,7 @@
 #define TP_MAX_CALL_DEPTH 100        /* macro / caller() recursion */
 #define TP_MAX_DEPTH 1000            /* evaluator recursion (expressions, statements, calls) */
 #define TP_MAX_OUTPUT (64u << 20)    /* bytes of rendered text */
-#define TP_MAX_ARENA (512u << 20)    /* bytes of values allocated during one render */
+#define TP_MAX_ARENA (256u << 20)    /* bytes of values allocated during one render */
 #define TP_MAX_STEPS 50000000ull     /* evaluation steps (loop iterations + node visits) */
 #define TP_MAX_RANGE 1000000         /* elements of range() */
 

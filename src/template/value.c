@@ -82,9 +82,10 @@ void tp_rt_fail(tp_rt *rt, brisk_status st, const char *fmt, ...) {
 
 void *tp_rt_alloc(tp_rt *rt, size_t n) {
     void *p = tp_arena_alloc(&rt->arena, n);
-    if (!p)
-        tp_rt_fail(rt, BRISK_ERR_OOM, "render needs more than %u MiB of memory",
+    if (!p && rt->arena.limit && n + rt->arena.total + 16 > rt->arena.limit)
+        tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "render needs more than the %u MiB memory limit",
                    TP_MAX_ARENA >> 20);
+    if (!p) tp_rt_fail(rt, BRISK_ERR_OOM, "out of memory");
     return p;
 }
 
