@@ -175,7 +175,8 @@ BRISK_API brisk_status brisk_chat_template_load(const char *model_dir, const cha
                                                 brisk_chat_template **out);
 
 /* Compiles the template in the file `path`, taking bos/eos tokens from
- * model_dir/tokenizer_config.json when model_dir is not NULL. Errors as brisk_chat_template_load. */
+ * model_dir/tokenizer_config.json when model_dir is not NULL.
+ * Errors as brisk_chat_template_load. */
 BRISK_API brisk_status brisk_chat_template_load_file(const char *path, const char *model_dir,
                                                      brisk_chat_template **out);
 

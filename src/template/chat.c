@@ -1,5 +1,6 @@
 /* chat.c: the public chat-template API: compile a template, find it in a model folder
- * (tokenizer_config.json, chat_template.jinja/.json) with its bos/eos tokens, and render messages. */
+ * (tokenizer_config.json, chat_template.jinja/.json) with its bos/eos tokens, and render messages.
+ */
 #include "template/tmpl.h"
 #include "util/error.h"
 
@@ -15,12 +16,14 @@ struct brisk_chat_template {
 };
 
 brisk_status brisk_chat_template_create(const char *source, size_t len, brisk_chat_template **out) {
-    if (!out || (!source && len)) return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: NULL argument", __func__);
+    if (!out || (!source && len))
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: NULL argument", __func__);
     *out = NULL;
     brisk_chat_template *t = calloc(1, sizeof *t);
     if (!t) return brisk_errorf(BRISK_ERR_OOM, "%s: out of memory", __func__);
     t->arena.limit = TP_MAX_ARENA;
-    /* Jinja normalizes \r\n and \r to \n and drops one trailing newline (keep_trailing_newline=False) */
+    /* Jinja normalizes \r\n and \r to \n and drops one trailing newline
+     * (keep_trailing_newline=False) */
     char *src = tp_arena_alloc(&t->arena, len + 1);
     if (!src) {
         free(t);
@@ -57,15 +60,21 @@ void brisk_chat_template_free(brisk_chat_template *t) {
     free(t);
 }
 
-const char *brisk_chat_template_bos(const brisk_chat_template *t) { return t ? t->bos_token : NULL; }
-const char *brisk_chat_template_eos(const brisk_chat_template *t) { return t ? t->eos_token : NULL; }
+const char *brisk_chat_template_bos(const brisk_chat_template *t) {
+    return t ? t->bos_token : NULL;
+}
+const char *brisk_chat_template_eos(const brisk_chat_template *t) {
+    return t ? t->eos_token : NULL;
+}
 
 /* ---- loading from a model folder ------------------------------------------------------------ */
 
 static char *read_file(const char *dir, const char *name, size_t *len, brisk_status *st) {
     char path[4096]; /* dir NULL: name is the whole path */
-    if (dir) snprintf(path, sizeof path, "%s/%s", dir, name);
-    else snprintf(path, sizeof path, "%s", name);
+    if (dir)
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+    else
+        snprintf(path, sizeof path, "%s", name);
     FILE *f = fopen(path, "rb");
     if (!f) {
         *st = errno == ENOENT ? BRISK_ERR_NOT_FOUND : BRISK_ERR_IO;
@@ -116,14 +125,17 @@ static const char *pick_template(const cJSON *ct, const char *name) {
     cJSON_ArrayForEach(item, ct) {
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(item, "name");
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(item, "template");
-        if (cJSON_IsString(n) && cJSON_IsString(t) && !strcmp(n->valuestring, name ? name : "default"))
+        if (cJSON_IsString(n) && cJSON_IsString(t) &&
+            !strcmp(n->valuestring, name ? name : "default"))
             return t->valuestring;
     }
     return NULL;
 }
 
-brisk_status brisk_chat_template_load(const char *model_dir, const char *name, brisk_chat_template **out) {
-    if (!model_dir || !out) return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: NULL argument", __func__);
+brisk_status brisk_chat_template_load(const char *model_dir, const char *name,
+                                      brisk_chat_template **out) {
+    if (!model_dir || !out)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: NULL argument", __func__);
     *out = NULL;
     brisk_status st;
     size_t len = 0;
@@ -132,7 +144,9 @@ brisk_status brisk_chat_template_load(const char *model_dir, const char *name, b
     if (text) {
         cfg = cJSON_ParseWithLength(text, len);
         free(text);
-        if (!cfg) return brisk_errorf(BRISK_ERR_FORMAT, "%s: %s/tokenizer_config.json is not valid JSON", __func__, model_dir);
+        if (!cfg)
+            return brisk_errorf(BRISK_ERR_FORMAT, "%s: %s/tokenizer_config.json is not valid JSON",
+                                __func__, model_dir);
     } else if (st != BRISK_ERR_NOT_FOUND) {
         return brisk_errorf(st, "%s: cannot read %s/tokenizer_config.json", __func__, model_dir);
     }
@@ -142,7 +156,8 @@ brisk_status brisk_chat_template_load(const char *model_dir, const char *name, b
     if (name && strcmp(name, "default")) {
         char file[300];
         snprintf(file, sizeof file, "additional_chat_templates/%s.jinja", name);
-        if (!strchr(name, '/') && (src = read_file(model_dir, file, &len, &st))) snprintf(where, sizeof where, "%s", file);
+        if (!strchr(name, '/') && (src = read_file(model_dir, file, &len, &st)))
+            snprintf(where, sizeof where, "%s", file);
     } else if ((src = read_file(model_dir, "chat_template.jinja", &len, &st))) {
         snprintf(where, sizeof where, "chat_template.jinja");
     } else if ((text = read_file(model_dir, "chat_template.json", &len, &st))) {
@@ -160,8 +175,8 @@ brisk_status brisk_chat_template_load(const char *model_dir, const char *name, b
     }
     if (!src) {
         cJSON_Delete(cfg);
-        return brisk_errorf(BRISK_ERR_NOT_FOUND, "%s: no chat template%s%s%s in %s", __func__, name ? " named '" : "",
-                            name ? name : "", name ? "'" : "", model_dir);
+        return brisk_errorf(BRISK_ERR_NOT_FOUND, "%s: no chat template%s%s%s in %s", __func__,
+                            name ? " named '" : "", name ? name : "", name ? "'" : "", model_dir);
     }
     brisk_chat_template *t = NULL;
     st = brisk_chat_template_create(src, len, &t);
@@ -194,14 +209,16 @@ brisk_status brisk_chat_template_load_file(const char *path, const char *model_d
         char *text = read_file(model_dir, "tokenizer_config.json", &len, &st);
         if (!text && st != BRISK_ERR_NOT_FOUND) {
             free(src);
-            return brisk_errorf(st, "%s: cannot read %s/tokenizer_config.json", __func__, model_dir);
+            return brisk_errorf(st, "%s: cannot read %s/tokenizer_config.json", __func__,
+                                model_dir);
         }
         cfg = text ? cJSON_ParseWithLength(text, len) : NULL;
         bool bad = text && !cfg;
         free(text);
         if (bad) {
             free(src);
-            return brisk_errorf(BRISK_ERR_FORMAT, "%s: %s/tokenizer_config.json is not valid JSON", __func__, model_dir);
+            return brisk_errorf(BRISK_ERR_FORMAT, "%s: %s/tokenizer_config.json is not valid JSON",
+                                __func__, model_dir);
         }
     }
     brisk_chat_template *t = NULL;
@@ -232,7 +249,8 @@ static tp_value prepare_messages(tp_rt *rt, tp_value msgs) {
     tp_list *l = msgs.u.list;
     for (size_t i = 0; i < l->n; i++) {
         if (l->items[i].kind != TV_DICT)
-            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "messages[%zu] is a %s, not an object", i, tp_type_name(l->items[i]));
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "messages[%zu] is a %s, not an object", i,
+                       tp_type_name(l->items[i]));
         tp_dict *m = l->items[i].u.dict, *d = tp_dict_new(rt, m->n + 2);
         tp_value reasoning = tp_none();
         for (size_t k = 0; k < 3 && reasoning.kind == TV_NONE; k++) {
@@ -242,7 +260,8 @@ static tp_value prepare_messages(tp_rt *rt, tp_value msgs) {
         if (reasoning.kind != TV_NONE) tp_dict_set(rt, d, tp_str("thinking", 8), reasoning);
         for (size_t k = 0; k < m->n; k++)
             if (m->vals[k].kind != TV_NONE) tp_dict_set(rt, d, m->keys[k], m->vals[k]);
-        if (reasoning.kind != TV_NONE) tp_dict_set(rt, d, tp_str("reasoning_content", 17), reasoning);
+        if (reasoning.kind != TV_NONE)
+            tp_dict_set(rt, d, tp_str("reasoning_content", 17), reasoning);
         l->items[i].u.dict = d;
     }
     return msgs;
@@ -255,7 +274,8 @@ static void set_global(tp_rt *rt, tp_dict *g, const char *key, tp_value v) {
 brisk_status brisk_chat_template_render(const brisk_chat_template *t, const char *messages_json,
                                         const char *vars_json, bool add_generation_prompt,
                                         char **out_text, size_t *out_len) {
-    if (!t || !messages_json || !out_text) return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: NULL argument", __func__);
+    if (!t || !messages_json || !out_text)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: NULL argument", __func__);
     *out_text = NULL;
     if (out_len) *out_len = 0;
     tp_rt *rt = calloc(1, sizeof *rt);
@@ -278,7 +298,8 @@ brisk_status brisk_chat_template_render(const brisk_chat_template *t, const char
         tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "messages: expected a JSON array of message objects");
     if (st == BRISK_OK && vars_json) {
         st = tp_parse_json(rt, vars_json, strlen(vars_json), &vars, "vars");
-        if (st == BRISK_OK && vars.kind != TV_DICT) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "vars: expected a JSON object");
+        if (st == BRISK_OK && vars.kind != TV_DICT)
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "vars: expected a JSON object");
     }
     if (st != BRISK_OK) {
         rt->err.st = st;

@@ -30,8 +30,10 @@ static flow exec(tp_ctx *C, const tp_node *n, tp_scope *sc, tp_buf *out);
 static const struct {
     const char *name;
     int func;
-} BUILTINS[] = {{"range", TF_RANGE},         {"raise_exception", TF_RAISE},
-                {"strftime_now", TF_STRFTIME}, {"namespace", TF_NAMESPACE},
+} BUILTINS[] = {{"range", TF_RANGE},
+                {"raise_exception", TF_RAISE},
+                {"strftime_now", TF_STRFTIME},
+                {"namespace", TF_NAMESPACE},
                 {"dict", TF_DICT}};
 
 /* ---- scopes --------------------------------------------------------------------------------- */
@@ -143,8 +145,10 @@ tp_value tp_get_item(tp_rt *rt, tp_value obj, tp_value key) {
 const tp_list *tp_iterate(tp_rt *rt, tp_value v) {
     static const tp_list empty = {0};
     switch (v.kind) {
-    case TV_UNDEF: return &empty;
-    case TV_LIST: return v.u.list;
+    case TV_UNDEF:
+        return &empty;
+    case TV_LIST:
+        return v.u.list;
     case TV_DICT:
     case TV_NS: {
         tp_list *l = tp_list_new(rt, v.u.dict->n);
@@ -168,8 +172,8 @@ const tp_list *tp_iterate(tp_rt *rt, tp_value v) {
 bool tp_contains(tp_rt *rt, tp_value c, tp_value item) {
     if (c.kind == TV_STR) {
         if (item.kind != TV_STR)
-            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "'in <string>' requires string as left operand, not %s",
-                       tp_type_name(item));
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG,
+                       "'in <string>' requires string as left operand, not %s", tp_type_name(item));
         if (item.n == 0) return true;
         for (size_t i = 0; i + item.n <= c.n; i++)
             if (memcmp(c.u.s + i, item.u.s, item.n) == 0) return true;
@@ -193,20 +197,24 @@ static tp_value slice(tp_ctx *C, const tp_node *n, tp_value obj, tp_scope *sc) {
         tp_value x = eval(C, parts[k], sc);
         if (x.kind == TV_NONE) continue;
         if (x.kind != TV_INT && x.kind != TV_BOOL)
-            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "slice indices must be integers, not %s", tp_type_name(x));
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "slice indices must be integers, not %s",
+                       tp_type_name(x));
         v[k] = x.kind == TV_INT ? x.u.i : x.u.b;
         given[k] = true;
     }
     if (obj.kind == TV_UNDEF) fail_undefined(rt, obj);
     if (obj.kind != TV_LIST && obj.kind != TV_STR)
-        tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "'%s' object is not subscriptable", tp_type_name(obj));
+        tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "'%s' object is not subscriptable",
+                   tp_type_name(obj));
     int64_t step = v[2];
     if (step == 0) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "slice step cannot be zero");
-    int64_t len = obj.kind == TV_LIST ? (int64_t)obj.u.list->n : (int64_t)tp_utf8_len(obj.u.s, obj.n);
+    int64_t len =
+        obj.kind == TV_LIST ? (int64_t)obj.u.list->n : (int64_t)tp_utf8_len(obj.u.s, obj.n);
     int64_t lo = step < 0 ? -1 : 0, hi = step < 0 ? len - 1 : len;
     int64_t start = given[0] ? v[0] : (step < 0 ? hi : lo);
     int64_t stop = given[1] ? v[1] : (step < 0 ? lo : hi);
-    if (given[0]) start = start < 0 ? (start + len < lo ? lo : start + len) : (start > hi ? hi : start);
+    if (given[0])
+        start = start < 0 ? (start + len < lo ? lo : start + len) : (start > hi ? hi : start);
     if (given[1]) stop = stop < 0 ? (stop + len < lo ? lo : stop + len) : (stop > hi ? hi : stop);
     size_t count = 0;
     if (step > 0 && start < stop) count = (size_t)((stop - start + step - 1) / step);
@@ -214,7 +222,8 @@ static tp_value slice(tp_ctx *C, const tp_node *n, tp_value obj, tp_scope *sc) {
     if (obj.kind == TV_LIST) {
         tp_list *l = tp_list_new(rt, count);
         l->tuple = obj.u.list->tuple;
-        for (size_t i = 0; i < count; i++) l->items[i] = obj.u.list->items[start + (int64_t)i * step];
+        for (size_t i = 0; i < count; i++)
+            l->items[i] = obj.u.list->items[start + (int64_t)i * step];
         return (tp_value){.kind = TV_LIST, .u.list = l};
     }
     const tp_list *chars = tp_iterate(rt, obj);
@@ -228,10 +237,18 @@ static tp_value slice(tp_ctx *C, const tp_node *n, tp_value obj, tp_scope *sc) {
 
 /* ---- arithmetic ----------------------------------------------------------------------------- */
 
-static bool is_intlike(tp_value v) { return v.kind == TV_INT || v.kind == TV_BOOL; }
-static int64_t as_int(tp_value v) { return v.kind == TV_INT ? v.u.i : v.u.b; }
-static bool is_number(tp_value v) { return is_intlike(v) || v.kind == TV_FLOAT; }
-static double as_float(tp_value v) { return v.kind == TV_FLOAT ? v.u.f : (double)as_int(v); }
+static bool is_intlike(tp_value v) {
+    return v.kind == TV_INT || v.kind == TV_BOOL;
+}
+static int64_t as_int(tp_value v) {
+    return v.kind == TV_INT ? v.u.i : v.u.b;
+}
+static bool is_number(tp_value v) {
+    return is_intlike(v) || v.kind == TV_FLOAT;
+}
+static double as_float(tp_value v) {
+    return v.kind == TV_FLOAT ? v.u.f : (double)as_int(v);
+}
 
 _Noreturn static void bad_operands(tp_rt *rt, const char *op, tp_value a, tp_value b) {
     if (a.kind == TV_UNDEF) fail_undefined(rt, a);
@@ -265,9 +282,15 @@ static tp_value arith(tp_rt *rt, int op, tp_value a, tp_value b) {
         int64_t x = as_int(a), y = as_int(b), r = 0;
         bool ovf = false;
         switch (op) {
-        case '+': ovf = __builtin_add_overflow(x, y, &r); break;
-        case '-': ovf = __builtin_sub_overflow(x, y, &r); break;
-        case '*': ovf = __builtin_mul_overflow(x, y, &r); break;
+        case '+':
+            ovf = __builtin_add_overflow(x, y, &r);
+            break;
+        case '-':
+            ovf = __builtin_sub_overflow(x, y, &r);
+            break;
+        case '*':
+            ovf = __builtin_mul_overflow(x, y, &r);
+            break;
         case '/':
             if (y == 0) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "division by zero");
             return tp_float((double)x / (double)y);
@@ -298,9 +321,12 @@ static tp_value arith(tp_rt *rt, int op, tp_value a, tp_value b) {
     if (is_number(a) && is_number(b)) {
         double x = as_float(a), y = as_float(b);
         switch (op) {
-        case '+': return tp_float(x + y);
-        case '-': return tp_float(x - y);
-        case '*': return tp_float(x * y);
+        case '+':
+            return tp_float(x + y);
+        case '-':
+            return tp_float(x - y);
+        case '*':
+            return tp_float(x * y);
         case '/':
             if (y == 0) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "float division by zero");
             return tp_float(x / y);
@@ -313,7 +339,8 @@ static tp_value arith(tp_rt *rt, int op, tp_value a, tp_value b) {
             if (r != 0 && ((r < 0) != (y < 0))) r += y;
             return tp_float(r);
         }
-        case OP_POW: return tp_float(pow(x, y));
+        case OP_POW:
+            return tp_float(pow(x, y));
         }
     }
     if (op == '+' && a.kind == TV_STR && b.kind == TV_STR) {
@@ -326,11 +353,14 @@ static tp_value arith(tp_rt *rt, int op, tp_value a, tp_value b) {
         tp_list *l = tp_list_new(rt, a.u.list->n + b.u.list->n);
         l->tuple = a.u.list->tuple;
         if (a.u.list->n) memcpy(l->items, a.u.list->items, a.u.list->n * sizeof(tp_value));
-        if (b.u.list->n) memcpy(l->items + a.u.list->n, b.u.list->items, b.u.list->n * sizeof(tp_value));
+        if (b.u.list->n)
+            memcpy(l->items + a.u.list->n, b.u.list->items, b.u.list->n * sizeof(tp_value));
         return (tp_value){.kind = TV_LIST, .u.list = l};
     }
-    if (op == '*' && (a.kind == TV_STR || a.kind == TV_LIST) && is_intlike(b)) return repeat(rt, a, as_int(b));
-    if (op == '*' && (b.kind == TV_STR || b.kind == TV_LIST) && is_intlike(a)) return repeat(rt, b, as_int(a));
+    if (op == '*' && (a.kind == TV_STR || a.kind == TV_LIST) && is_intlike(b))
+        return repeat(rt, a, as_int(b));
+    if (op == '*' && (b.kind == TV_STR || b.kind == TV_LIST) && is_intlike(a))
+        return repeat(rt, b, as_int(a));
     bad_operands(rt, opname, a, b);
 }
 
@@ -347,7 +377,8 @@ static void eval_args(tp_ctx *C, const tp_node *call, tp_scope *sc, tp_args *a) 
             tp_dict_set(C->rt, a->kw, tp_str(arg->name, arg->len), eval(C, arg->a, sc));
         } else {
             if (a->kw)
-                tp_rt_fail(C->rt, BRISK_ERR_INVALID_ARG, "positional argument follows keyword argument");
+                tp_rt_fail(C->rt, BRISK_ERR_INVALID_ARG,
+                           "positional argument follows keyword argument");
             a->pos[a->n_pos++] = eval(C, arg, sc);
         }
     }
@@ -369,10 +400,14 @@ static tp_value call_macro(tp_ctx *C, const tp_macro *m, tp_args *a, tp_value ca
         const tp_node *p = def->items[i];
         long k = a->kw ? tp_dict_find_str(a->kw, p->name, p->len) : -1;
         tp_value v;
-        if (i < a->n_pos) v = a->pos[i];
-        else if (k >= 0) v = a->kw->vals[k], used_kw++;
-        else if (p->a) v = eval(C, p->a, s);
-        else v = tp_undef(p->name), v.n = p->len;
+        if (i < a->n_pos)
+            v = a->pos[i];
+        else if (k >= 0)
+            v = a->kw->vals[k], used_kw++;
+        else if (p->a)
+            v = eval(C, p->a, s);
+        else
+            v = tp_undef(p->name), v.n = p->len;
         scope_set(rt, s, p->name, p->len, v);
     }
     if (a->kw && used_kw < a->kw->n)
@@ -396,7 +431,8 @@ static tp_value eval_call(tp_ctx *C, const tp_node *n, tp_scope *sc, tp_value ca
     tp_args a;
     if (n->a->kind == N_ATTR) { /* obj.method(...) */
         tp_value obj = eval(C, n->a->a, sc);
-        if (obj.kind == TV_STR || obj.kind == TV_DICT || obj.kind == TV_LOOP || obj.kind == TV_LIST) {
+        if (obj.kind == TV_STR || obj.kind == TV_DICT || obj.kind == TV_LOOP ||
+            obj.kind == TV_LIST) {
             eval_args(C, n, sc, &a);
             bool found = false;
             tp_value r = tp_call_method(C->rt, obj, n->a->name, n->a->len, &a, &found);
@@ -417,16 +453,22 @@ static tp_value eval_call(tp_ctx *C, const tp_node *n, tp_scope *sc, tp_value ca
 static tp_value eval_node(tp_ctx *C, const tp_node *n, tp_scope *sc) {
     tp_rt *rt = C->rt;
     switch (n->kind) {
-    case N_LIT: return n->lit;
-    case N_NAME: return lookup(C, sc, n->name, n->len);
-    case N_PLACEHOLDER: return rt->placeholder;
-    case N_ATTR: return tp_get_attr(rt, eval(C, n->a, sc), n->name, n->len);
+    case N_LIT:
+        return n->lit;
+    case N_NAME:
+        return lookup(C, sc, n->name, n->len);
+    case N_PLACEHOLDER:
+        return rt->placeholder;
+    case N_ATTR:
+        return tp_get_attr(rt, eval(C, n->a, sc), n->name, n->len);
     case N_ITEM: {
         tp_value obj = eval(C, n->a, sc);
         return tp_get_item(rt, obj, eval(C, n->b, sc));
     }
-    case N_SLICE: return slice(C, n, eval(C, n->a, sc), sc);
-    case N_CALL: return eval_call(C, n, sc, tp_undef(NULL));
+    case N_SLICE:
+        return slice(C, n, eval(C, n->a, sc), sc);
+    case N_CALL:
+        return eval_call(C, n, sc, tp_undef(NULL));
     case N_FILTER: {
         tp_value v = eval(C, n->a, sc);
         tp_args a;
@@ -451,15 +493,24 @@ static tp_value eval_node(tp_ctx *C, const tp_node *n, tp_scope *sc) {
             tp_write_str(rt, &buf, b);
             return tp_buf_value(&buf);
         }
-        case OP_EQ: return tp_bool(tp_equal(a, b));
-        case OP_NE: return tp_bool(!tp_equal(a, b));
-        case '<': return tp_bool(tp_compare(rt, a, b) < 0);
-        case '>': return tp_bool(tp_compare(rt, a, b) > 0);
-        case OP_LE: return tp_bool(tp_compare(rt, a, b) <= 0);
-        case OP_GE: return tp_bool(tp_compare(rt, a, b) >= 0);
-        case OP_IN: return tp_bool(tp_contains(rt, b, a));
-        case OP_NOTIN: return tp_bool(!tp_contains(rt, b, a));
-        default: return arith(rt, n->op, a, b);
+        case OP_EQ:
+            return tp_bool(tp_equal(a, b));
+        case OP_NE:
+            return tp_bool(!tp_equal(a, b));
+        case '<':
+            return tp_bool(tp_compare(rt, a, b) < 0);
+        case '>':
+            return tp_bool(tp_compare(rt, a, b) > 0);
+        case OP_LE:
+            return tp_bool(tp_compare(rt, a, b) <= 0);
+        case OP_GE:
+            return tp_bool(tp_compare(rt, a, b) >= 0);
+        case OP_IN:
+            return tp_bool(tp_contains(rt, b, a));
+        case OP_NOTIN:
+            return tp_bool(!tp_contains(rt, b, a));
+        default:
+            return arith(rt, n->op, a, b);
         }
     }
     case N_NEG:
@@ -471,10 +522,12 @@ static tp_value eval_node(tp_ctx *C, const tp_node *n, tp_scope *sc) {
                        n->kind == N_NEG ? '-' : '+', tp_type_name(v));
         if (n->kind == N_POS) return v.kind == TV_BOOL ? tp_int(v.u.b) : v;
         if (v.kind == TV_FLOAT) return tp_float(-v.u.f);
-        if (as_int(v) == INT64_MIN) tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "integer overflow in '-'");
+        if (as_int(v) == INT64_MIN)
+            tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "integer overflow in '-'");
         return tp_int(-as_int(v));
     }
-    case N_NOT: return tp_bool(!tp_truthy(eval(C, n->a, sc)));
+    case N_NOT:
+        return tp_bool(!tp_truthy(eval(C, n->a, sc)));
     case N_AND: {
         tp_value a = eval(C, n->a, sc);
         return tp_truthy(a) ? eval(C, n->b, sc) : a;
@@ -501,7 +554,8 @@ static tp_value eval_node(tp_ctx *C, const tp_node *n, tp_scope *sc) {
         }
         return (tp_value){.kind = TV_DICT, .u.dict = d};
     }
-    default: tp_rt_fail(rt, BRISK_ERR_FORMAT, "internal: statement node in expression");
+    default:
+        tp_rt_fail(rt, BRISK_ERR_FORMAT, "internal: statement node in expression");
     }
 }
 
@@ -530,7 +584,8 @@ static void assign(tp_ctx *C, const tp_node *target, tp_value v, tp_scope *sc) {
     if (target->kind == N_ATTR) {
         tp_value ns = lookup(C, sc, target->a->name, target->a->len);
         if (ns.kind != TV_NS)
-            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "cannot assign attribute on non-namespace object");
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG,
+                       "cannot assign attribute on non-namespace object");
         return tp_dict_set(rt, ns.u.dict, tp_str(target->name, target->len), v);
     }
     /* tuple unpacking */
@@ -589,15 +644,26 @@ static flow exec_node(tp_ctx *C, const tp_node *n, tp_scope *sc, tp_buf *out) {
             if (f != FLOW_NORMAL) return f;
         }
         return FLOW_NORMAL;
-    case N_TEXT: tp_buf_put(rt, out, n->name, n->len); return FLOW_NORMAL;
-    case N_OUTPUT: tp_write_str(rt, out, eval(C, n->a, sc)); return FLOW_NORMAL;
+    case N_TEXT:
+        tp_buf_put(rt, out, n->name, n->len);
+        return FLOW_NORMAL;
+    case N_OUTPUT:
+        tp_write_str(rt, out, eval(C, n->a, sc));
+        return FLOW_NORMAL;
     case N_IF:
         if (tp_truthy(eval(C, n->a, sc))) return exec(C, n->b, sc, out);
         return n->c ? exec(C, n->c, sc, out) : FLOW_NORMAL;
-    case N_FOR: return exec_for(C, n, sc, out);
-    case N_SET: assign(C, n->a, eval(C, n->b, sc), sc); return FLOW_NORMAL;
-    case N_SETBLOCK: assign(C, n->a, render_block(C, n, sc), sc); return FLOW_NORMAL;
-    case N_FILTERBLOCK: tp_write_str(rt, out, render_block(C, n, sc)); return FLOW_NORMAL;
+    case N_FOR:
+        return exec_for(C, n, sc, out);
+    case N_SET:
+        assign(C, n->a, eval(C, n->b, sc), sc);
+        return FLOW_NORMAL;
+    case N_SETBLOCK:
+        assign(C, n->a, render_block(C, n, sc), sc);
+        return FLOW_NORMAL;
+    case N_FILTERBLOCK:
+        tp_write_str(rt, out, render_block(C, n, sc));
+        return FLOW_NORMAL;
     case N_MACRO: {
         tp_macro *m = tp_rt_alloc(rt, sizeof *m);
         m->def = n, m->closure = sc;
@@ -611,9 +677,13 @@ static flow exec_node(tp_ctx *C, const tp_node *n, tp_scope *sc, tp_buf *out) {
         tp_write_str(rt, out, eval_call(C, n->a, sc, caller));
         return FLOW_NORMAL;
     }
-    case N_BREAK: return FLOW_BREAK;
-    case N_CONTINUE: return FLOW_CONTINUE;
-    default: tp_write_str(rt, out, eval(C, n, sc)); return FLOW_NORMAL;
+    case N_BREAK:
+        return FLOW_BREAK;
+    case N_CONTINUE:
+        return FLOW_CONTINUE;
+    default:
+        tp_write_str(rt, out, eval(C, n, sc));
+        return FLOW_NORMAL;
     }
 }
 

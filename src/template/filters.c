@@ -26,237 +26,50 @@ static tp_value arg(const tp_args *a, size_t idx, const char *kw, tp_value def) 
 static int64_t int_arg(tp_rt *rt, const tp_args *a, size_t idx, const char *kw, int64_t def) {
     tp_value v = arg(a, idx, kw, tp_int(def));
     if (v.kind == TV_BOOL) return v.u.b;
-    if (v.kind != TV_INT) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "'%s' must be an integer, not %s", kw, tp_type_name(v));
+    if (v.kind != TV_INT)
+        tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "'%s' must be an integer, not %s", kw,
+                   tp_type_name(v));
     return v.u.i;
 }
 
 static tp_value str_arg(tp_rt *rt, const tp_args *a, size_t idx, const char *kw) {
     tp_value v = arg(a, idx, kw, tp_undef(NULL));
     if (v.kind != TV_STR)
-        tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "argument '%s' must be a string, not %s", kw, tp_type_name(v));
+        tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "argument '%s' must be a string, not %s", kw,
+                   tp_type_name(v));
     return v;
 }
 
-static tp_value list_value(tp_list *l) { return (tp_value){.kind = TV_LIST, .u.list = l}; }
+static tp_value list_value(tp_list *l) {
+    return (tp_value){.kind = TV_LIST, .u.list = l};
+}
 
 static tp_value need_str(tp_rt *rt, tp_value v, const char *what) {
     if (v.kind == TV_UNDEF) return tp_str("", 0);
     if (v.kind != TV_STR) {
-        if (what) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "%s: expected a string, got %s", what, tp_type_name(v));
+        if (what)
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "%s: expected a string, got %s", what,
+                       tp_type_name(v));
         return tp_to_str(rt, v);
     }
     return v;
-}
-
-/* ---- Unicode helpers ------------------------------------------------------------------------ */
-
-static size_t decode(const char *s, size_t n, size_t i, int32_t *cp) {
-    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), cp);
-    if (k <= 0) {
-        *cp = (unsigned char)s[i];
-        return 1;
-    }
-    return (size_t)k;
-}
-
-static bool py_space(int32_t c) { /* Python's str.isspace() */
-    return (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f ||
-           c == 0x3000;
-}
-
-static bool is_cased(int32_t c) {
-    return utf8proc_toupper(c) != c || utf8proc_tolower(c) != c || utf8proc_category(c) == UTF8PROC_CATEGORY_LT;
-}
-
-static void put_cp(tp_rt *rt, tp_buf *b, int32_t c) {
-    utf8proc_uint8_t tmp[4];
-    utf8proc_ssize_t k = utf8proc_encode_char(c, tmp);
-    tp_buf_put(rt, b, (const char *)tmp, (size_t)k);
-}
-
-enum { CASE_UPPER, CASE_LOWER, CASE_TITLE, CASE_CAPITALIZE, CASE_JINJA_TITLE };
-
-static tp_value change_case(tp_rt *rt, tp_value s, int mode) {
-    tp_buf b = {0};
-    bool prev_cased = false, word_start = true, first = true;
-    for (size_t i = 0; i < s.n;) {
-        int32_t c;
-        i += decode(s.u.s, s.n, i, &c);
-        int32_t o = c;
-        switch (mode) {
-        case CASE_UPPER: o = utf8proc_toupper(c); break;
-        case CASE_LOWER: o = utf8proc_tolower(c); break;
-        case CASE_TITLE: o = prev_cased ? utf8proc_tolower(c) : utf8proc_totitle(c); break;
-        case CASE_CAPITALIZE: o = first ? utf8proc_totitle(c) : utf8proc_tolower(c); break;
-        case CASE_JINJA_TITLE: { /* words begin after runs of - whitespace ( { [ < */
-            bool sep = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || py_space(c);
-            o = sep ? c : word_start ? utf8proc_toupper(c) : utf8proc_tolower(c);
-            word_start = sep;
-            break;
-        }
-        }
-        prev_cased = is_cased(c);
-        first = false;
-        if (c == 0xDF && o != c) { /* ß: Python's full case mapping makes two letters */
-            tp_buf_put(rt, &b, mode == CASE_TITLE || mode == CASE_CAPITALIZE ? "Ss" : "SS", 2);
-            continue;
-        }
-        put_cp(rt, &b, o);
-    }
-    return tp_buf_value(&b);
-}
-
-/* strip with Python semantics: chars NULL = whitespace; which: 1 left, 2 right, 3 both. */
-static tp_value strip(tp_rt *rt, tp_value s, tp_value chars, int which) {
-    bool ws = chars.kind == TV_UNDEF || chars.kind == TV_NONE;
-    if (!ws && chars.kind != TV_STR) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "strip arg must be None or str");
-    const tp_list *set = ws ? NULL : tp_iterate(rt, chars);
-    size_t a = 0, b = s.n;
-    while ((which & 1) && a < b) {
-        int32_t c;
-        size_t k = decode(s.u.s, s.n, a, &c);
-        bool hit = ws ? py_space(c) : tp_contains(rt, chars, tp_str(s.u.s + a, k));
-        if (!hit) break;
-        a += k;
-    }
-    while ((which & 2) && b > a) {
-        size_t k = 1;
-        while (k < b - a && ((unsigned char)s.u.s[b - k] & 0xC0) == 0x80) k++;
-        int32_t c;
-        decode(s.u.s, s.n, b - k, &c);
-        bool hit = ws ? py_space(c) : tp_contains(rt, chars, tp_str(s.u.s + b - k, k));
-        if (!hit) break;
-        b -= k;
-    }
-    (void)set;
-    return tp_str(s.u.s + a, b - a);
-}
-
-static const char *find(const char *h, size_t hn, const char *n, size_t nn) {
-    if (nn == 0) return h;
-    for (size_t i = 0; i + nn <= hn; i++)
-        if (h[i] == n[0] && memcmp(h + i, n, nn) == 0) return h + i;
-    return NULL;
-}
-
-static tp_value split(tp_rt *rt, tp_value s, tp_value sep, int64_t maxsplit) {
-    tp_list *l = tp_list_new(rt, 8);
-    size_t cap = 8;
-    l->n = 0;
-#define PUSH(v)                                                                                   \
-    do {                                                                                          \
-        if (l->n == cap) {                                                                        \
-            tp_value *nv = tp_rt_alloc(rt, cap * 2 * sizeof(tp_value));                           \
-            memcpy(nv, l->items, l->n * sizeof(tp_value));                                        \
-            l->items = nv, cap *= 2;                                                              \
-        }                                                                                         \
-        l->items[l->n++] = (v);                                                                   \
-    } while (0)
-    if (sep.kind == TV_UNDEF || sep.kind == TV_NONE) { /* runs of whitespace, no empty parts */
-        size_t i = 0;
-        for (;;) {
-            int32_t c;
-            while (i < s.n && (decode(s.u.s, s.n, i, &c), py_space(c))) i += decode(s.u.s, s.n, i, &c);
-            if (i >= s.n) break;
-            size_t start = i;
-            if (maxsplit >= 0 && (int64_t)l->n == maxsplit) {
-                size_t e = s.n;
-                PUSH(strip(rt, tp_str(s.u.s + start, e - start), tp_undef(NULL), 2));
-                break;
-            }
-            while (i < s.n && !(decode(s.u.s, s.n, i, &c), py_space(c))) i += decode(s.u.s, s.n, i, &c);
-            PUSH(tp_str(s.u.s + start, i - start));
-        }
-        return list_value(l);
-    }
-    if (sep.kind != TV_STR) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "split: separator must be str");
-    if (sep.n == 0) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "empty separator");
-    const char *p = s.u.s, *end = s.u.s + s.n;
-    for (;;) {
-        const char *q = (maxsplit < 0 || (int64_t)l->n < maxsplit) ? find(p, (size_t)(end - p), sep.u.s, sep.n) : NULL;
-        if (!q) {
-            PUSH(tp_str(p, (size_t)(end - p)));
-            break;
-        }
-        PUSH(tp_str(p, (size_t)(q - p)));
-        p = q + sep.n;
-    }
-#undef PUSH
-    return list_value(l);
-}
-
-static tp_value replace(tp_rt *rt, tp_value s, tp_value old, tp_value new, int64_t count) {
-    if (old.kind != TV_STR || new.kind != TV_STR) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "replace: arguments must be strings");
-    tp_buf b = {0};
-    if (old.n == 0) { /* Python inserts `new` around every character */
-        const tp_list *chars = tp_iterate(rt, s);
-        for (size_t i = 0; i <= chars->n; i++) {
-            if (count < 0 || (int64_t)i < count) tp_buf_put(rt, &b, new.u.s, new.n);
-            if (i < chars->n) tp_buf_put(rt, &b, chars->items[i].u.s, chars->items[i].n);
-        }
-        return tp_buf_value(&b);
-    }
-    const char *p = s.u.s, *end = s.u.s + s.n;
-    for (int64_t k = 0; count < 0 || k < count; k++) {
-        const char *q = find(p, (size_t)(end - p), old.u.s, old.n);
-        if (!q) break;
-        tp_buf_put(rt, &b, p, (size_t)(q - p));
-        tp_buf_put(rt, &b, new.u.s, new.n);
-        p = q + old.n;
-    }
-    tp_buf_put(rt, &b, p, (size_t)(end - p));
-    return tp_buf_value(&b);
-}
-
-/* str.format: {} {0} {name} and {{ }}; format specs are not supported. */
-static tp_value format(tp_rt *rt, tp_value s, tp_args *a) {
-    tp_buf b = {0};
-    size_t auto_idx = 0;
-    for (size_t i = 0; i < s.n; i++) {
-        char c = s.u.s[i];
-        if ((c == '{' || c == '}') && i + 1 < s.n && s.u.s[i + 1] == c) {
-            tp_buf_put(rt, &b, &c, 1);
-            i++;
-            continue;
-        }
-        if (c == '}') tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "format: single '}' encountered");
-        if (c != '{') {
-            tp_buf_put(rt, &b, &c, 1);
-            continue;
-        }
-        size_t j = i + 1;
-        while (j < s.n && s.u.s[j] != '}') j++;
-        if (j >= s.n) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "format: single '{' encountered");
-        const char *f = s.u.s + i + 1;
-        size_t fn = j - i - 1;
-        if (memchr(f, ':', fn) || memchr(f, '!', fn)) tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "format specs are not supported");
-        tp_value v;
-        if (fn == 0 || (f[0] >= '0' && f[0] <= '9')) {
-            size_t idx = fn == 0 ? auto_idx++ : (size_t)strtoul(f, NULL, 10);
-            if (idx >= a->n_pos) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "format: index %zu out of range", idx);
-            v = a->pos[idx];
-        } else {
-            long k = a->kw ? tp_dict_find_str(a->kw, f, fn) : -1;
-            if (k < 0) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "format: missing key '%.*s'", (int)fn, f);
-            v = a->kw->vals[k];
-        }
-        tp_write_str(rt, &b, v);
-        i = j;
-    }
-    return tp_buf_value(&b);
 }
 
 /* ---- sequences ------------------------------------------------------------------------------ */
 
 static size_t py_len(tp_rt *rt, tp_value v) {
     switch (v.kind) {
-    case TV_UNDEF: return 0;
-    case TV_STR: return tp_utf8_len(v.u.s, v.n);
-    case TV_LIST: return v.u.list->n;
+    case TV_UNDEF:
+        return 0;
+    case TV_STR:
+        return tp_utf8_len(v.u.s, v.n);
+    case TV_LIST:
+        return v.u.list->n;
     case TV_DICT:
-    case TV_NS: return v.u.dict->n;
-    default: tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "object of type '%s' has no len()", tp_type_name(v));
+    case TV_NS:
+        return v.u.dict->n;
+    default:
+        tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "object of type '%s' has no len()", tp_type_name(v));
     }
 }
 
@@ -270,7 +83,8 @@ static tp_value get_path(tp_rt *rt, tp_value v, tp_value path) {
         if (!dot) dot = end;
         bool digits = dot > p;
         for (const char *q = p; q < dot; q++) digits &= *q >= '0' && *q <= '9';
-        v = digits ? tp_get_item(rt, v, tp_int(strtoll(p, NULL, 10))) : tp_get_item(rt, v, tp_str(p, (size_t)(dot - p)));
+        v = digits ? tp_get_item(rt, v, tp_int(strtoll(p, NULL, 10)))
+                   : tp_get_item(rt, v, tp_str(p, (size_t)(dot - p)));
         p = dot + 1;
     }
     return v;
@@ -278,12 +92,13 @@ static tp_value get_path(tp_rt *rt, tp_value v, tp_value path) {
 
 static tp_value sort_key(tp_rt *rt, tp_value v, tp_value attr, bool case_sensitive) {
     if (attr.kind != TV_UNDEF && attr.kind != TV_NONE) v = get_path(rt, v, attr);
-    if (!case_sensitive && v.kind == TV_STR) return change_case(rt, v, CASE_LOWER);
+    if (!case_sensitive && v.kind == TV_STR) return tp_str_case(rt, v, TP_CASE_LOWER);
     return v;
 }
 
 /* Stable merge sort by precomputed keys (Python's sort is stable). */
-static void merge_sort(tp_rt *rt, tp_value *items, tp_value *keys, size_t n, bool reverse, tp_value *ti, tp_value *tk) {
+static void merge_sort(tp_rt *rt, tp_value *items, tp_value *keys, size_t n, bool reverse,
+                       tp_value *ti, tp_value *tk) {
     if (n < 2) return;
     size_t h = n / 2;
     merge_sort(rt, items, keys, h, reverse, ti, tk);
@@ -292,8 +107,10 @@ static void merge_sort(tp_rt *rt, tp_value *items, tp_value *keys, size_t n, boo
     while (i < h && j < n) {
         int c = tp_compare(rt, keys[j], keys[i]);
         bool take_right = reverse ? c > 0 : c < 0;
-        if (take_right) ti[k] = items[j], tk[k++] = keys[j++];
-        else ti[k] = items[i], tk[k++] = keys[i++];
+        if (take_right)
+            ti[k] = items[j], tk[k++] = keys[j++];
+        else
+            ti[k] = items[i], tk[k++] = keys[i++];
     }
     while (i < h) ti[k] = items[i], tk[k++] = keys[i++];
     while (j < n) ti[k] = items[j], tk[k++] = keys[j++];
@@ -313,9 +130,12 @@ static tp_value select_items(tp_rt *rt, tp_value seq, tp_args *a, bool by_attr, 
         tp_value v = l->items[i];
         if (by_attr) v = get_path(rt, v, arg(a, 0, NULL, tp_undef(NULL)));
         bool ok;
-        if (test.kind == TV_UNDEF) ok = tp_truthy(v);
-        else if (test.kind == TV_STR) ok = tp_apply_test(rt, test.u.s, test.n, v, &rest);
-        else tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "test name must be a string");
+        if (test.kind == TV_UNDEF)
+            ok = tp_truthy(v);
+        else if (test.kind == TV_STR)
+            ok = tp_apply_test(rt, test.u.s, test.n, v, &rest);
+        else
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "test name must be a string");
         if (ok == keep) out->items[out->n++] = l->items[i];
     }
     return list_value(out);
@@ -326,8 +146,11 @@ static tp_value do_indent(tp_rt *rt, tp_value s, tp_args *a) {
     bool first = tp_truthy(arg(a, 1, "first", tp_bool(false)));
     bool blank = tp_truthy(arg(a, 2, "blank", tp_bool(false)));
     tp_buf ind = {0};
-    if (w.kind == TV_STR) tp_buf_put(rt, &ind, w.u.s, w.n);
-    else for (int64_t i = 0; i < int_arg(rt, a, 0, "width", 4) && i < 1000; i++) tp_buf_put(rt, &ind, " ", 1);
+    if (w.kind == TV_STR)
+        tp_buf_put(rt, &ind, w.u.s, w.n);
+    else
+        for (int64_t i = 0; i < int_arg(rt, a, 0, "width", 4) && i < 1000; i++)
+            tp_buf_put(rt, &ind, " ", 1);
     /* Jinja appends "\n" then splits lines; each line but the first gets the indent */
     tp_buf b = {0};
     if (first) tp_buf_put(rt, &b, ind.p, ind.n);
@@ -356,21 +179,26 @@ static tp_value do_round(tp_rt *rt, tp_value v, tp_args *a) {
     tp_value method = arg(a, 1, "method", tp_str("common", 6));
     double x = v.kind == TV_FLOAT ? v.u.f : (double)(v.kind == TV_INT ? v.u.i : v.u.b);
     double scale = pow(10.0, (double)prec);
-    if (method.kind == TV_STR && method.n == 5 && !memcmp(method.u.s, "floor", 5)) return tp_float(floor(x * scale) / scale);
-    if (method.kind == TV_STR && method.n == 4 && !memcmp(method.u.s, "ceil", 4)) return tp_float(ceil(x * scale) / scale);
-    return tp_float(prec == 0 ? nearbyint(x) : nearbyint(x * scale) / scale); /* round half to even */
+    if (method.kind == TV_STR && method.n == 5 && !memcmp(method.u.s, "floor", 5))
+        return tp_float(floor(x * scale) / scale);
+    if (method.kind == TV_STR && method.n == 4 && !memcmp(method.u.s, "ceil", 4))
+        return tp_float(ceil(x * scale) / scale);
+    return tp_float(prec == 0 ? nearbyint(x)
+                              : nearbyint(x * scale) / scale); /* round half to even */
 }
 
 static tp_value to_int(tp_rt *rt, tp_value v, tp_value def) {
     switch (v.kind) {
-    case TV_INT: return v;
-    case TV_BOOL: return tp_int(v.u.b);
+    case TV_INT:
+        return v;
+    case TV_BOOL:
+        return tp_int(v.u.b);
     case TV_FLOAT:
         if (!isfinite(v.u.f) || fabs(v.u.f) >= 9.2e18) return def;
         return tp_int((int64_t)v.u.f);
     case TV_STR: {
         char tmp[64];
-        tp_value t = strip(rt, v, tp_undef(NULL), 3);
+        tp_value t = tp_str_strip(rt, v, tp_undef(NULL), 3);
         if (t.n == 0 || t.n >= sizeof tmp) return def;
         memcpy(tmp, t.u.s, t.n);
         tmp[t.n] = 0;
@@ -381,18 +209,22 @@ static tp_value to_int(tp_rt *rt, tp_value v, tp_value def) {
         if (*end == 0 && isfinite(f) && fabs(f) < 9.2e18) return tp_int((int64_t)f);
         return def;
     }
-    default: return def;
+    default:
+        return def;
     }
 }
 
 static tp_value to_float(tp_rt *rt, tp_value v, tp_value def) {
     switch (v.kind) {
-    case TV_INT: return tp_float((double)v.u.i);
-    case TV_BOOL: return tp_float(v.u.b);
-    case TV_FLOAT: return v;
+    case TV_INT:
+        return tp_float((double)v.u.i);
+    case TV_BOOL:
+        return tp_float(v.u.b);
+    case TV_FLOAT:
+        return v;
     case TV_STR: {
         char tmp[64];
-        tp_value t = strip(rt, v, tp_undef(NULL), 3);
+        tp_value t = tp_str_strip(rt, v, tp_undef(NULL), 3);
         if (t.n == 0 || t.n >= sizeof tmp) return def;
         memcpy(tmp, t.u.s, t.n);
         tmp[t.n] = 0;
@@ -400,7 +232,8 @@ static tp_value to_float(tp_rt *rt, tp_value v, tp_value def) {
         double f = strtod(tmp, &end);
         return *end == 0 ? tp_float(f) : def;
     }
-    default: return def;
+    default:
+        return def;
     }
 }
 
@@ -410,7 +243,8 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
     tp_value none = tp_undef(NULL);
     if (NAME_IS("default") || NAME_IS("d")) {
         bool boolean = tp_truthy(arg(a, 1, "boolean", tp_bool(false)));
-        if (v.kind == TV_UNDEF || (boolean && !tp_truthy(v))) return arg(a, 0, "default_value", tp_str("", 0));
+        if (v.kind == TV_UNDEF || (boolean && !tp_truthy(v)))
+            return arg(a, 0, "default_value", tp_str("", 0));
         return v;
     }
     if (NAME_IS("length") || NAME_IS("count")) return tp_int((int64_t)py_len(rt, v));
@@ -420,7 +254,8 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
         tp_value ind = arg(a, 0, "indent", tp_none());
         if (tp_truthy(arg(a, 2, "ensure_ascii", tp_bool(false))))
             tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "tojson: ensure_ascii=True is not supported");
-        if (ind.kind != TV_NONE && ind.kind != TV_INT) tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "tojson: indent must be an integer");
+        if (ind.kind != TV_NONE && ind.kind != TV_INT)
+            tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "tojson: indent must be an integer");
         tp_buf b = {0};
         int indent = ind.kind == TV_INT ? (int)(ind.u.i < 0 ? 0 : ind.u.i > 64 ? 64 : ind.u.i) : -1;
         tp_write_json(rt, &b, v, indent, tp_truthy(arg(a, 3, "sort_keys", tp_bool(false))));
@@ -443,9 +278,11 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
     }
     if (NAME_IS("items")) {
         if (v.kind == TV_UNDEF) return list_value(tp_list_new(rt, 0));
-        if (v.kind != TV_DICT && v.kind != TV_NS) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "Can only get item pairs from a mapping.");
+        if (v.kind != TV_DICT && v.kind != TV_NS)
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "Can only get item pairs from a mapping.");
         bool f = false;
-        return tp_call_method(rt, (tp_value){.kind = TV_DICT, .u.dict = v.u.dict}, "items", 5, &(tp_args){0}, &f);
+        return tp_call_method(rt, (tp_value){.kind = TV_DICT, .u.dict = v.u.dict}, "items", 5,
+                              &(tp_args){0}, &f);
     }
     if (NAME_IS("first") || NAME_IS("last")) {
         const tp_list *l = tp_iterate(rt, v);
@@ -471,7 +308,10 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
         tp_buf b = {0};
         for (size_t i = 0; i < l->n; i++) {
             if (i) tp_write_str(rt, &b, sep);
-            tp_write_str(rt, &b, attr.kind == TV_UNDEF || attr.kind == TV_NONE ? l->items[i] : get_path(rt, l->items[i], attr));
+            tp_write_str(rt, &b,
+                         attr.kind == TV_UNDEF || attr.kind == TV_NONE
+                             ? l->items[i]
+                             : get_path(rt, l->items[i], attr));
         }
         return tp_buf_value(&b);
     }
@@ -481,7 +321,8 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
         tp_value attr = arg(a, SIZE_MAX, "attribute", none);
         tp_value def = arg(a, SIZE_MAX, "default", none);
         tp_value fname = arg(a, 0, NULL, none);
-        if (attr.kind == TV_UNDEF && fname.kind != TV_STR) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "map: needs attribute= or a filter name");
+        if (attr.kind == TV_UNDEF && fname.kind != TV_STR)
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "map: needs attribute= or a filter name");
         tp_args rest = {a->n_pos > 1 ? a->pos + 1 : NULL, a->n_pos > 1 ? a->n_pos - 1 : 0, NULL};
         for (size_t i = 0; i < l->n; i++) {
             if (attr.kind != TV_UNDEF) {
@@ -493,8 +334,10 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
         }
         return list_value(out);
     }
-    if (NAME_IS("select") || NAME_IS("reject")) return select_items(rt, v, a, false, name[0] == 's');
-    if (NAME_IS("selectattr") || NAME_IS("rejectattr")) return select_items(rt, v, a, true, name[0] == 's');
+    if (NAME_IS("select") || NAME_IS("reject"))
+        return select_items(rt, v, a, false, name[0] == 's');
+    if (NAME_IS("selectattr") || NAME_IS("rejectattr"))
+        return select_items(rt, v, a, true, name[0] == 's');
     if (NAME_IS("unique") || NAME_IS("sort")) {
         bool is_sort = name[0] == 's';
         bool cs = tp_truthy(arg(a, is_sort ? 1 : 0, "case_sensitive", tp_bool(false)));
@@ -514,7 +357,8 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
         if (is_sort) {
             tp_value *ti = tp_rt_alloc(rt, (l->n + 1) * sizeof(tp_value));
             tp_value *tk = tp_rt_alloc(rt, (l->n + 1) * sizeof(tp_value));
-            merge_sort(rt, out->items, keys, out->n, tp_truthy(arg(a, 0, "reverse", tp_bool(false))), ti, tk);
+            merge_sort(rt, out->items, keys, out->n,
+                       tp_truthy(arg(a, 0, "reverse", tp_bool(false))), ti, tk);
         }
         return list_value(out);
     }
@@ -524,10 +368,15 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
             tp_value attr = arg(a, 0, "attribute", none), acc = arg(a, 1, "start", tp_int(0));
             for (size_t i = 0; i < l->n; i++) {
                 tp_value x = attr.kind == TV_UNDEF ? l->items[i] : get_path(rt, l->items[i], attr);
-                if ((acc.kind != TV_INT && acc.kind != TV_FLOAT) || (x.kind != TV_INT && x.kind != TV_FLOAT && x.kind != TV_BOOL))
+                if ((acc.kind != TV_INT && acc.kind != TV_FLOAT) ||
+                    (x.kind != TV_INT && x.kind != TV_FLOAT && x.kind != TV_BOOL))
                     tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "sum: values must be numbers");
-                if (acc.kind == TV_INT && x.kind != TV_FLOAT) acc = tp_int(acc.u.i + (x.kind == TV_INT ? x.u.i : x.u.b));
-                else acc = tp_float((acc.kind == TV_INT ? (double)acc.u.i : acc.u.f) + (x.kind == TV_FLOAT ? x.u.f : (double)(x.kind == TV_INT ? x.u.i : x.u.b)));
+                if (acc.kind == TV_INT && x.kind != TV_FLOAT)
+                    acc = tp_int(acc.u.i + (x.kind == TV_INT ? x.u.i : x.u.b));
+                else
+                    acc = tp_float(
+                        (acc.kind == TV_INT ? (double)acc.u.i : acc.u.f) +
+                        (x.kind == TV_FLOAT ? x.u.f : (double)(x.kind == TV_INT ? x.u.i : x.u.b)));
             }
             return acc;
         }
@@ -536,7 +385,8 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
         bool cs = tp_truthy(arg(a, 0, "case_sensitive", tp_bool(false)));
         tp_value attr = arg(a, 1, "attribute", none);
         for (size_t i = 1; i < l->n; i++) {
-            int c = tp_compare(rt, sort_key(rt, l->items[i], attr, cs), sort_key(rt, best, attr, cs));
+            int c =
+                tp_compare(rt, sort_key(rt, l->items[i], attr, cs), sort_key(rt, best, attr, cs));
             if (name[1] == 'i' ? c < 0 : c > 0) best = l->items[i];
         }
         return best;
@@ -547,10 +397,11 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
         bool in_word = false;
         for (size_t i = 0; i < s.n;) {
             int32_t c;
-            i += decode(s.u.s, s.n, i, &c);
+            i += tp_utf8_decode(s.u.s, s.n, i, &c);
             utf8proc_category_t cat = utf8proc_category(c);
             bool w = c == '_' || (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
-                     (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO) || cat == UTF8PROC_CATEGORY_MN;
+                     (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO) ||
+                     cat == UTF8PROC_CATEGORY_MN;
             if (w && !in_word) n++;
             in_word = w;
         }
@@ -558,14 +409,15 @@ tp_value tp_apply_filter(tp_rt *rt, const char *name, size_t len, tp_value v, tp
     }
     /* the rest take a string (Jinja converts the value with str() first) */
     tp_value s = need_str(rt, v, NULL);
-    if (NAME_IS("trim")) return strip(rt, s, arg(a, 0, "chars", none), 3);
-    if (NAME_IS("upper")) return change_case(rt, s, CASE_UPPER);
-    if (NAME_IS("lower")) return change_case(rt, s, CASE_LOWER);
-    if (NAME_IS("title")) return change_case(rt, s, CASE_JINJA_TITLE);
-    if (NAME_IS("capitalize")) return change_case(rt, s, CASE_CAPITALIZE);
+    if (NAME_IS("trim")) return tp_str_strip(rt, s, arg(a, 0, "chars", none), 3);
+    if (NAME_IS("upper")) return tp_str_case(rt, s, TP_CASE_UPPER);
+    if (NAME_IS("lower")) return tp_str_case(rt, s, TP_CASE_LOWER);
+    if (NAME_IS("title")) return tp_str_case(rt, s, TP_CASE_JINJA_TITLE);
+    if (NAME_IS("capitalize")) return tp_str_case(rt, s, TP_CASE_CAPITALIZE);
     if (NAME_IS("replace"))
-        return replace(rt, s, tp_to_str(rt, arg(a, 0, "old", none)), tp_to_str(rt, arg(a, 1, "new", none)),
-                       arg(a, 2, "count", tp_none()).kind == TV_INT ? arg(a, 2, "count", none).u.i : -1);
+        return tp_str_replace(
+            rt, s, tp_to_str(rt, arg(a, 0, "old", none)), tp_to_str(rt, arg(a, 1, "new", none)),
+            arg(a, 2, "count", tp_none()).kind == TV_INT ? arg(a, 2, "count", none).u.i : -1);
     if (NAME_IS("indent")) return do_indent(rt, s, a);
     tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "no filter named '%.*s'", (int)len, name);
 }
@@ -585,15 +437,17 @@ bool tp_apply_test(tp_rt *rt, const char *name, size_t len, tp_value v, tp_args 
     if (NAME_IS("true")) return v.kind == TV_BOOL && v.u.b;
     if (NAME_IS("false")) return v.kind == TV_BOOL && !v.u.b;
     if (NAME_IS("mapping")) return v.kind == TV_DICT;
-    if (NAME_IS("iterable")) return v.kind == TV_STR || v.kind == TV_LIST || v.kind == TV_DICT || v.kind == TV_UNDEF;
+    if (NAME_IS("iterable"))
+        return v.kind == TV_STR || v.kind == TV_LIST || v.kind == TV_DICT || v.kind == TV_UNDEF;
     if (NAME_IS("sequence")) return v.kind == TV_STR || v.kind == TV_LIST || v.kind == TV_DICT;
     if (NAME_IS("callable")) return v.kind == TV_MACRO || v.kind == TV_FUNC;
     if (NAME_IS("lower") || NAME_IS("upper")) {
         if (v.kind != TV_STR) return false;
-        return tp_equal(v, change_case(rt, v, name[0] == 'l' ? CASE_LOWER : CASE_UPPER));
+        return tp_equal(v, tp_str_case(rt, v, name[0] == 'l' ? TP_CASE_LOWER : TP_CASE_UPPER));
     }
     if (NAME_IS("even") || NAME_IS("odd") || NAME_IS("divisibleby")) {
-        if (v.kind != TV_INT && v.kind != TV_BOOL) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "test '%.*s' needs an integer", (int)len, name);
+        if (v.kind != TV_INT && v.kind != TV_BOOL)
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "test '%.*s' needs an integer", (int)len, name);
         int64_t i = v.kind == TV_INT ? v.u.i : v.u.b;
         if (NAME_IS("even")) return i % 2 == 0;
         if (NAME_IS("odd")) return i % 2 != 0;
@@ -602,7 +456,8 @@ bool tp_apply_test(tp_rt *rt, const char *name, size_t len, tp_value v, tp_args 
         return d == -1 || i % d == 0;
     }
     if (NAME_IS("equalto") || NAME_IS("eq") || NAME_IS("==") || NAME_IS("sameas")) {
-        if (NAME_IS("sameas") && (v.kind == TV_LIST || v.kind == TV_DICT)) return v.kind == x.kind && v.u.list == x.u.list;
+        if (NAME_IS("sameas") && (v.kind == TV_LIST || v.kind == TV_DICT))
+            return v.kind == x.kind && v.u.list == x.u.list;
         return tp_equal(v, x) && (!NAME_IS("sameas") || v.kind == x.kind);
     }
     if (NAME_IS("ne")) return !tp_equal(v, x);
@@ -622,32 +477,38 @@ static bool affix(tp_rt *rt, tp_value s, tp_value p, bool suffix) {
             if (affix(rt, s, p.u.list->items[i], suffix)) return true;
         return false;
     }
-    if (p.kind != TV_STR) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "%swith arg must be str or a tuple of str", suffix ? "ends" : "starts");
+    if (p.kind != TV_STR)
+        tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "%swith arg must be str or a tuple of str",
+                   suffix ? "ends" : "starts");
     if (p.n > s.n) return false;
     return memcmp(s.u.s + (suffix ? s.n - p.n : 0), p.u.s, p.n) == 0;
 }
 
-static tp_value str_method(tp_rt *rt, tp_value s, const char *name, size_t len, tp_args *a, bool *found) {
+static tp_value str_method(tp_rt *rt, tp_value s, const char *name, size_t len, tp_args *a,
+                           bool *found) {
     tp_value none = tp_undef(NULL);
     *found = true;
-    if (NAME_IS("strip")) return strip(rt, s, arg(a, 0, "chars", none), 3);
-    if (NAME_IS("lstrip")) return strip(rt, s, arg(a, 0, "chars", none), 1);
-    if (NAME_IS("rstrip")) return strip(rt, s, arg(a, 0, "chars", none), 2);
-    if (NAME_IS("split")) return split(rt, s, arg(a, 0, "sep", none), int_arg(rt, a, 1, "maxsplit", -1));
+    if (NAME_IS("strip")) return tp_str_strip(rt, s, arg(a, 0, "chars", none), 3);
+    if (NAME_IS("lstrip")) return tp_str_strip(rt, s, arg(a, 0, "chars", none), 1);
+    if (NAME_IS("rstrip")) return tp_str_strip(rt, s, arg(a, 0, "chars", none), 2);
+    if (NAME_IS("split"))
+        return tp_str_split(rt, s, arg(a, 0, "sep", none), int_arg(rt, a, 1, "maxsplit", -1));
     if (NAME_IS("startswith")) return tp_bool(affix(rt, s, arg(a, 0, "prefix", none), false));
     if (NAME_IS("endswith")) return tp_bool(affix(rt, s, arg(a, 0, "suffix", none), true));
-    if (NAME_IS("upper")) return change_case(rt, s, CASE_UPPER);
-    if (NAME_IS("lower")) return change_case(rt, s, CASE_LOWER);
-    if (NAME_IS("title")) return change_case(rt, s, CASE_TITLE);
-    if (NAME_IS("capitalize")) return change_case(rt, s, CASE_CAPITALIZE);
+    if (NAME_IS("upper")) return tp_str_case(rt, s, TP_CASE_UPPER);
+    if (NAME_IS("lower")) return tp_str_case(rt, s, TP_CASE_LOWER);
+    if (NAME_IS("title")) return tp_str_case(rt, s, TP_CASE_TITLE);
+    if (NAME_IS("capitalize")) return tp_str_case(rt, s, TP_CASE_CAPITALIZE);
     if (NAME_IS("replace"))
-        return replace(rt, s, str_arg(rt, a, 0, "old"), str_arg(rt, a, 1, "new"), int_arg(rt, a, 2, "count", -1));
-    if (NAME_IS("format")) return format(rt, s, a);
+        return tp_str_replace(rt, s, str_arg(rt, a, 0, "old"), str_arg(rt, a, 1, "new"),
+                              int_arg(rt, a, 2, "count", -1));
+    if (NAME_IS("format")) return tp_str_format(rt, s, a);
     if (NAME_IS("join")) {
         const tp_list *l = tp_iterate(rt, arg(a, 0, "iterable", none));
         tp_buf b = {0};
         for (size_t i = 0; i < l->n; i++) {
-            if (l->items[i].kind != TV_STR) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "join: sequence item %zu: expected str", i);
+            if (l->items[i].kind != TV_STR)
+                tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "join: sequence item %zu: expected str", i);
             if (i) tp_buf_put(rt, &b, s.u.s, s.n);
             tp_buf_put(rt, &b, l->items[i].u.s, l->items[i].n);
         }
@@ -656,19 +517,22 @@ static tp_value str_method(tp_rt *rt, tp_value s, const char *name, size_t len, 
     if (NAME_IS("find") || NAME_IS("count")) {
         tp_value sub = str_arg(rt, a, 0, "sub");
         if (name[0] == 'f') {
-            const char *q = find(s.u.s, s.n, sub.u.s, sub.n);
+            const char *q = tp_str_find(s.u.s, s.n, sub.u.s, sub.n);
             return tp_int(q ? (int64_t)tp_utf8_len(s.u.s, (size_t)(q - s.u.s)) : -1);
         }
         if (sub.n == 0) return tp_int((int64_t)tp_utf8_len(s.u.s, s.n) + 1);
         int64_t k = 0;
-        for (const char *p = s.u.s, *q; (q = find(p, s.n - (size_t)(p - s.u.s), sub.u.s, sub.n)); p = q + sub.n) k++;
+        for (const char *p = s.u.s, *q;
+             (q = tp_str_find(p, s.n - (size_t)(p - s.u.s), sub.u.s, sub.n)); p = q + sub.n)
+            k++;
         return tp_int(k);
     }
     *found = false;
     return none;
 }
 
-tp_value tp_call_method(tp_rt *rt, tp_value obj, const char *name, size_t len, tp_args *a, bool *found) {
+tp_value tp_call_method(tp_rt *rt, tp_value obj, const char *name, size_t len, tp_args *a,
+                        bool *found) {
     *found = false;
     if (obj.kind == TV_STR) return str_method(rt, obj, name, len, a, found);
     if (obj.kind == TV_LOOP && NAME_IS("cycle")) {
@@ -682,8 +546,10 @@ tp_value tp_call_method(tp_rt *rt, tp_value obj, const char *name, size_t len, t
     if (NAME_IS("items") || NAME_IS("keys") || NAME_IS("values")) {
         tp_list *l = tp_list_new(rt, d->n);
         for (size_t i = 0; i < d->n; i++) {
-            if (name[0] == 'k') l->items[i] = d->keys[i];
-            else if (name[0] == 'v') l->items[i] = d->vals[i];
+            if (name[0] == 'k')
+                l->items[i] = d->keys[i];
+            else if (name[0] == 'v')
+                l->items[i] = d->vals[i];
             else {
                 tp_list *pair = tp_list_new(rt, 2);
                 pair->tuple = true;
@@ -707,15 +573,19 @@ tp_value tp_call_func(tp_rt *rt, int func, tp_args *a) {
     switch (func) {
     case TF_RANGE: {
         int64_t start = 0, stop, stepv = 1;
-        if (a->n_pos == 1) stop = int_arg(rt, a, 0, "stop", 0);
+        if (a->n_pos == 1)
+            stop = int_arg(rt, a, 0, "stop", 0);
         else if (a->n_pos == 2 || a->n_pos == 3) {
             start = int_arg(rt, a, 0, "start", 0), stop = int_arg(rt, a, 1, "stop", 0);
             if (a->n_pos == 3) stepv = int_arg(rt, a, 2, "step", 1);
-        } else tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "range expected 1 to 3 arguments, got %zu", a->n_pos);
+        } else
+            tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "range expected 1 to 3 arguments, got %zu",
+                       a->n_pos);
         if (stepv == 0) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "range() arg 3 must not be zero");
         double count = ceil(((double)stop - (double)start) / (double)stepv);
         if (count < 0) count = 0;
-        if (count > TP_MAX_RANGE) tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "range() of more than %d items", TP_MAX_RANGE);
+        if (count > TP_MAX_RANGE)
+            tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "range() of more than %d items", TP_MAX_RANGE);
         tp_list *l = tp_list_new(rt, (size_t)count);
         for (size_t i = 0; i < l->n; i++) l->items[i] = tp_int(start + (int64_t)i * stepv);
         return list_value(l);
@@ -730,13 +600,16 @@ tp_value tp_call_func(tp_rt *rt, int func, tp_args *a) {
     case TF_STRFTIME: {
         tp_value fmt = str_arg(rt, a, 0, "format");
         char cfmt[256], out[512];
-        if (fmt.n >= sizeof cfmt) tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "strftime_now: format too long");
+        if (fmt.n >= sizeof cfmt)
+            tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "strftime_now: format too long");
         memcpy(cfmt, fmt.u.s, fmt.n);
         cfmt[fmt.n] = 0;
         struct tm tm;
         time_t t = rt->now_override >= 0 ? (time_t)rt->now_override : time(NULL);
-        if (rt->now_override >= 0) gmtime_r(&t, &tm); /* tests: a fixed UTC instant */
-        else localtime_r(&t, &tm);                    /* Python's datetime.now() is local time */
+        if (rt->now_override >= 0)
+            gmtime_r(&t, &tm); /* tests: a fixed UTC instant */
+        else
+            localtime_r(&t, &tm); /* Python's datetime.now() is local time */
         size_t n = strftime(out, sizeof out, cfmt, &tm);
         return tp_str(tp_rt_strdup(rt, out, n), n);
     }
@@ -744,10 +617,14 @@ tp_value tp_call_func(tp_rt *rt, int func, tp_args *a) {
     case TF_DICT: {
         tp_dict *d = tp_dict_new(rt, 4);
         for (size_t i = 0; i < a->n_pos; i++) {
-            if (a->pos[i].kind != TV_DICT) tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "%s: positional argument must be a mapping", func == TF_DICT ? "dict" : "namespace");
-            for (size_t k = 0; k < a->pos[i].u.dict->n; k++) tp_dict_set(rt, d, a->pos[i].u.dict->keys[k], a->pos[i].u.dict->vals[k]);
+            if (a->pos[i].kind != TV_DICT)
+                tp_rt_fail(rt, BRISK_ERR_INVALID_ARG, "%s: positional argument must be a mapping",
+                           func == TF_DICT ? "dict" : "namespace");
+            for (size_t k = 0; k < a->pos[i].u.dict->n; k++)
+                tp_dict_set(rt, d, a->pos[i].u.dict->keys[k], a->pos[i].u.dict->vals[k]);
         }
-        for (size_t k = 0; a->kw && k < a->kw->n; k++) tp_dict_set(rt, d, a->kw->keys[k], a->kw->vals[k]);
+        for (size_t k = 0; a->kw && k < a->kw->n; k++)
+            tp_dict_set(rt, d, a->kw->keys[k], a->kw->vals[k]);
         return (tp_value){.kind = func == TF_DICT ? TV_DICT : TV_NS, .u.dict = d};
     }
     }

@@ -53,12 +53,19 @@ static tp_token *emit(lexer *L, tp_tok_kind kind, const char *at) {
     return k;
 }
 
-static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+static bool is_alpha(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+static bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 static void put_utf8(char *out, size_t *n, uint32_t cp) {
-    if (cp < 0x80) out[(*n)++] = (char)cp;
+    if (cp < 0x80)
+        out[(*n)++] = (char)cp;
     else if (cp < 0x800) {
         out[(*n)++] = (char)(0xC0 | (cp >> 6));
         out[(*n)++] = (char)(0x80 | (cp & 0x3F));
@@ -100,24 +107,52 @@ static const char *lex_string(lexer *L, const char *p) {
         uint32_t cp = 0;
         int digits = 0;
         switch (c) {
-        case 'n': out[n++] = '\n'; continue;
-        case 't': out[n++] = '\t'; continue;
-        case 'r': out[n++] = '\r'; continue;
-        case '\\': out[n++] = '\\'; continue;
-        case '\'': out[n++] = '\''; continue;
-        case '"': out[n++] = '"'; continue;
-        case 'a': out[n++] = '\a'; continue;
-        case 'b': out[n++] = '\b'; continue;
-        case 'f': out[n++] = '\f'; continue;
-        case 'v': out[n++] = '\v'; continue;
-        case '\n': continue; /* line continuation */
-        case 'x': digits = 2; break;
-        case 'u': digits = 4; break;
-        case 'U': digits = 8; break;
+        case 'n':
+            out[n++] = '\n';
+            continue;
+        case 't':
+            out[n++] = '\t';
+            continue;
+        case 'r':
+            out[n++] = '\r';
+            continue;
+        case '\\':
+            out[n++] = '\\';
+            continue;
+        case '\'':
+            out[n++] = '\'';
+            continue;
+        case '"':
+            out[n++] = '"';
+            continue;
+        case 'a':
+            out[n++] = '\a';
+            continue;
+        case 'b':
+            out[n++] = '\b';
+            continue;
+        case 'f':
+            out[n++] = '\f';
+            continue;
+        case 'v':
+            out[n++] = '\v';
+            continue;
+        case '\n':
+            continue; /* line continuation */
+        case 'x':
+            digits = 2;
+            break;
+        case 'u':
+            digits = 4;
+            break;
+        case 'U':
+            digits = 8;
+            break;
         default:
             if (c >= '0' && c <= '7') {
                 int k = 0;
-                while (k < 3 && s < p && *s >= '0' && *s <= '7') cp = cp * 8 + (uint32_t)(*s++ - '0'), k++;
+                while (k < 3 && s < p && *s >= '0' && *s <= '7')
+                    cp = cp * 8 + (uint32_t)(*s++ - '0'), k++;
                 s--;
                 put_utf8(out, &n, cp);
             } else { /* unknown escapes stay as written */
@@ -128,7 +163,8 @@ static const char *lex_string(lexer *L, const char *p) {
         }
         for (int k = 0; k < digits; k++) {
             int h = s + 1 < p ? hexval(s[1]) : -1;
-            if (h < 0) lex_fail(L, s - 1, "truncated \\%c escape in string literal", (char[]){c, 0});
+            if (h < 0)
+                lex_fail(L, s - 1, "truncated \\%c escape in string literal", (char[]){c, 0});
             cp = cp * 16 + (uint32_t)h;
             s++;
         }
@@ -137,7 +173,8 @@ static const char *lex_string(lexer *L, const char *p) {
         if (cp >= 0xD800 && cp < 0xDC00 && p - s > 6 && s[1] == '\\' && s[2] == 'u') {
             uint32_t lo = 0;
             int ok = 1;
-            for (int k = 3; k < 7; k++) ok &= hexval(s[k]) >= 0, lo = lo * 16 + (uint32_t)(ok ? hexval(s[k]) : 0);
+            for (int k = 3; k < 7; k++)
+                ok &= hexval(s[k]) >= 0, lo = lo * 16 + (uint32_t)(ok ? hexval(s[k]) : 0);
             if (ok && lo >= 0xDC00 && lo < 0xE000) {
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 s += 6;
@@ -195,11 +232,13 @@ static const char *lex_tag(lexer *L, const char *p, bool is_var, char *end_sign)
     const char close = is_var ? '}' : '%';
     for (;;) {
         while (p < L->end && is_space(*p)) p++;
-        if (p >= L->end) lex_fail(L, p, "unexpected end of template, expected '%s'", is_var ? "}}" : "%}");
+        if (p >= L->end)
+            lex_fail(L, p, "unexpected end of template, expected '%s'", is_var ? "}}" : "%}");
         if (depth == 0) {
             const char *q = p;
             char sign = 0;
-            if ((*q == '-' || (*q == '+' && !is_var)) && q + 2 < L->end && q[1] == close && q[2] == '}')
+            if ((*q == '-' || (*q == '+' && !is_var)) && q + 2 < L->end && q[1] == close &&
+                q[2] == '}')
                 sign = *q++;
             if (q + 1 < L->end && q[0] == close && q[1] == '}') {
                 emit(L, is_var ? TK_VAR_END : TK_BLOCK_END, p);
@@ -218,9 +257,11 @@ static const char *lex_tag(lexer *L, const char *p, bool is_var, char *end_sign)
         } else if (c == '\'' || c == '"') {
             p = lex_string(L, p);
         } else {
-            static const struct { const char *s; int op; } two[] = {
-                {"//", OP_FLOORDIV}, {"**", OP_POW}, {"==", OP_EQ},
-                {"!=", OP_NE},       {"<=", OP_LE},  {">=", OP_GE}};
+            static const struct {
+                const char *s;
+                int op;
+            } two[] = {{"//", OP_FLOORDIV}, {"**", OP_POW}, {"==", OP_EQ},
+                       {"!=", OP_NE},       {"<=", OP_LE},  {">=", OP_GE}};
             int op = 0;
             for (size_t i = 0; i < sizeof two / sizeof two[0]; i++)
                 if (p + 1 < L->end && p[0] == two[i].s[0] && p[1] == two[i].s[1]) op = two[i].op;

@@ -1,5 +1,6 @@
 /* parser.c: tokens -> AST by recursive descent, following Jinja's grammar and operator
- * precedence. Nesting is bounded (TP_MAX_NEST); every error names line:column and what was expected. */
+ * precedence. Nesting is bounded (TP_MAX_NEST); every error names line:column and what was
+ * expected. */
 #include "template/tmpl.h"
 
 #include <stdio.h>
@@ -13,7 +14,9 @@ typedef struct parser {
     int depth, loops; /* nesting; enclosing for loops (break/continue are legal inside) */
 } parser;
 
-static const tp_token *peek(parser *P) { return &P->toks->v[P->i]; }
+static const tp_token *peek(parser *P) {
+    return &P->toks->v[P->i];
+}
 static const tp_token *peek2(parser *P) {
     return P->i + 1 < P->toks->n ? &P->toks->v[P->i + 1] : &P->toks->v[P->i];
 }
@@ -25,20 +28,40 @@ static const tp_token *next(parser *P) {
 
 static void describe(const tp_token *t, char *buf, size_t n) {
     switch (t->kind) {
-    case TK_EOF: snprintf(buf, n, "end of template"); break;
-    case TK_TEXT: snprintf(buf, n, "template text"); break;
-    case TK_VAR_BEGIN: snprintf(buf, n, "'{{'"); break;
-    case TK_VAR_END: snprintf(buf, n, "'}}'"); break;
-    case TK_BLOCK_BEGIN: snprintf(buf, n, "'{%%'"); break;
-    case TK_BLOCK_END: snprintf(buf, n, "'%%}'"); break;
-    case TK_NAME: snprintf(buf, n, "'%.*s'", (int)(t->n > 40 ? 40 : t->n), t->s); break;
-    case TK_STRING: snprintf(buf, n, "a string"); break;
+    case TK_EOF:
+        snprintf(buf, n, "end of template");
+        break;
+    case TK_TEXT:
+        snprintf(buf, n, "template text");
+        break;
+    case TK_VAR_BEGIN:
+        snprintf(buf, n, "'{{'");
+        break;
+    case TK_VAR_END:
+        snprintf(buf, n, "'}}'");
+        break;
+    case TK_BLOCK_BEGIN:
+        snprintf(buf, n, "'{%%'");
+        break;
+    case TK_BLOCK_END:
+        snprintf(buf, n, "'%%}'");
+        break;
+    case TK_NAME:
+        snprintf(buf, n, "'%.*s'", (int)(t->n > 40 ? 40 : t->n), t->s);
+        break;
+    case TK_STRING:
+        snprintf(buf, n, "a string");
+        break;
     case TK_INT:
-    case TK_FLOAT: snprintf(buf, n, "a number"); break;
+    case TK_FLOAT:
+        snprintf(buf, n, "a number");
+        break;
     case TK_OP: {
         static const char *two[] = {"//", "**", "==", "!=", "<=", ">="};
-        if (t->op >= OP_FLOORDIV && t->op <= OP_GE) snprintf(buf, n, "'%s'", two[t->op - OP_FLOORDIV]);
-        else snprintf(buf, n, "'%c'", t->op);
+        if (t->op >= OP_FLOORDIV && t->op <= OP_GE)
+            snprintf(buf, n, "'%s'", two[t->op - OP_FLOORDIV]);
+        else
+            snprintf(buf, n, "'%c'", t->op);
         break;
     }
     }
@@ -51,11 +74,15 @@ _Noreturn static void expected(parser *P, const char *what) {
     tp_fail(P->err, BRISK_ERR_FORMAT, t->line, t->col, "expected %s, found %s", what, found);
 }
 
-static bool is_op(parser *P, int op) { return peek(P)->kind == TK_OP && peek(P)->op == op; }
+static bool is_op(parser *P, int op) {
+    return peek(P)->kind == TK_OP && peek(P)->op == op;
+}
 static bool tok_is_name(const tp_token *t, const char *s) {
     return t->kind == TK_NAME && t->n == strlen(s) && memcmp(t->s, s, t->n) == 0;
 }
-static bool is_name(parser *P, const char *s) { return tok_is_name(peek(P), s); }
+static bool is_name(parser *P, const char *s) {
+    return tok_is_name(peek(P), s);
+}
 static bool accept_op(parser *P, int op) {
     if (!is_op(P, op)) return false;
     next(P);
@@ -132,10 +159,14 @@ static tp_node *parse_primary(parser *P) {
     switch (t->kind) {
     case TK_NAME:
         n = node(P, N_LIT, t);
-        if (tok_is_name(t, "true") || tok_is_name(t, "True")) n->lit = tp_bool(true);
-        else if (tok_is_name(t, "false") || tok_is_name(t, "False")) n->lit = tp_bool(false);
-        else if (tok_is_name(t, "none") || tok_is_name(t, "None")) n->lit = tp_none();
-        else n->kind = N_NAME, n->name = t->s, n->len = t->n;
+        if (tok_is_name(t, "true") || tok_is_name(t, "True"))
+            n->lit = tp_bool(true);
+        else if (tok_is_name(t, "false") || tok_is_name(t, "False"))
+            n->lit = tp_bool(false);
+        else if (tok_is_name(t, "none") || tok_is_name(t, "None"))
+            n->lit = tp_none();
+        else
+            n->kind = N_NAME, n->name = t->s, n->len = t->n;
         return n;
     case TK_STRING: { /* adjacent literals concatenate: 'a' "b" == 'ab' */
         n = node(P, N_LIT, t);
@@ -157,8 +188,12 @@ static tp_node *parse_primary(parser *P) {
         n->lit = tp_str(s, k);
         return n;
     }
-    case TK_INT: n = node(P, N_LIT, t), n->lit = tp_int(t->i); return n;
-    case TK_FLOAT: n = node(P, N_LIT, t), n->lit = tp_float(t->f); return n;
+    case TK_INT:
+        n = node(P, N_LIT, t), n->lit = tp_int(t->i);
+        return n;
+    case TK_FLOAT:
+        n = node(P, N_LIT, t), n->lit = tp_float(t->f);
+        return n;
     case TK_OP:
         if (t->op == '(') {
             if (accept_op(P, ')')) return node(P, N_TUPLE, t);
@@ -194,7 +229,8 @@ static tp_node *parse_primary(parser *P) {
             return n;
         }
         break;
-    default: break;
+    default:
+        break;
     }
     P->i--;
     expected(P, "an expression");
@@ -282,7 +318,8 @@ static tp_node *parse_filter_expr(parser *P, tp_node *n) {
             if (accept_op(P, '(')) {
                 parse_args(P, m);
             } else if ((u->kind == TK_NAME || u->kind == TK_STRING || u->kind == TK_INT ||
-                        u->kind == TK_FLOAT || (u->kind == TK_OP && (u->op == '[' || u->op == '{'))) &&
+                        u->kind == TK_FLOAT ||
+                        (u->kind == TK_OP && (u->op == '[' || u->op == '{'))) &&
                        !tok_is_name(u, "else") && !tok_is_name(u, "or") && !tok_is_name(u, "and")) {
                 if (tok_is_name(u, "is")) expected(P, "one test per 'is'");
                 push(P, m, parse_postfix(P, parse_primary(P)));
@@ -458,7 +495,8 @@ static tp_node *parse_target(parser *P, bool allow_attr) {
             m->a = n, m->name = a->s, m->len = a->n;
             return m;
         }
-        if (!first) first = n;
+        if (!first)
+            first = n;
         else {
             if (!tup) {
                 tup = node(P, N_TUPLE, t);
@@ -492,7 +530,9 @@ static void parse_params(parser *P, tp_node *owner) {
 }
 
 /* Which end tag closed the body just parsed (the parser stands on its name). */
-static const tp_token *end_tag(parser *P) { return next(P); }
+static const tp_token *end_tag(parser *P) {
+    return next(P);
+}
 
 static tp_node *parse_if(parser *P, const tp_token *t) {
     static const char *const ends[] = {"elif", "else", "endif", NULL};

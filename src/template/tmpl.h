@@ -12,13 +12,13 @@
 
 /* Limits that keep hostile templates from hanging or exhausting the machine. Each one that is
  * hit ends the parse or render with a status and a message naming the limit. */
-#define TP_MAX_NEST 200              /* parser nesting (expressions + statements) */
-#define TP_MAX_CALL_DEPTH 100        /* macro / caller() recursion */
-#define TP_MAX_DEPTH 1000            /* evaluator recursion (expressions, statements, calls) */
-#define TP_MAX_OUTPUT (64u << 20)    /* bytes of rendered text */
-#define TP_MAX_ARENA (256u << 20)    /* bytes of values allocated during one render */
-#define TP_MAX_STEPS 50000000ull     /* evaluation steps (loop iterations + node visits) */
-#define TP_MAX_RANGE 1000000         /* elements of range() */
+#define TP_MAX_NEST       200          /* parser nesting (expressions + statements) */
+#define TP_MAX_CALL_DEPTH 100          /* macro / caller() recursion */
+#define TP_MAX_DEPTH      1000         /* evaluator recursion (expressions, statements, calls) */
+#define TP_MAX_OUTPUT     (64u << 20)  /* bytes of rendered text */
+#define TP_MAX_ARENA      (256u << 20) /* bytes of values allocated during one render */
+#define TP_MAX_STEPS      50000000ull  /* evaluation steps (loop iterations + node visits) */
+#define TP_MAX_RANGE      1000000      /* elements of range() */
 
 /* ---- arena: every AST node and every render-time value lives in one; freed at once ---------- */
 
@@ -113,10 +113,18 @@ static inline tp_value tp_undef(const char *name) {
     v.u.s = name;
     return v;
 }
-static inline tp_value tp_none(void) { return (tp_value){.kind = TV_NONE}; }
-static inline tp_value tp_bool(bool b) { return (tp_value){.kind = TV_BOOL, .u.b = b}; }
-static inline tp_value tp_int(int64_t i) { return (tp_value){.kind = TV_INT, .u.i = i}; }
-static inline tp_value tp_float(double f) { return (tp_value){.kind = TV_FLOAT, .u.f = f}; }
+static inline tp_value tp_none(void) {
+    return (tp_value){.kind = TV_NONE};
+}
+static inline tp_value tp_bool(bool b) {
+    return (tp_value){.kind = TV_BOOL, .u.b = b};
+}
+static inline tp_value tp_int(int64_t i) {
+    return (tp_value){.kind = TV_INT, .u.i = i};
+}
+static inline tp_value tp_float(double f) {
+    return (tp_value){.kind = TV_FLOAT, .u.f = f};
+}
 static inline tp_value tp_str(const char *s, size_t n) {
     return (tp_value){.kind = TV_STR, .n = n, .u.s = s};
 }
@@ -132,12 +140,12 @@ typedef struct tp_rt {
     tp_arena arena;
     tp_err err;
     uint64_t steps;
-    int depth;             /* evaluator recursion depth */
-    int macro_depth;       /* macro / caller() call depth */
-    bool raised;           /* err.msg is the template's own raise_exception message */
-    int line, col;         /* position of the node being evaluated, for messages */
-    int64_t now_override;  /* strftime_now's time when >= 0 (tests), else the clock */
-    tp_value placeholder;  /* the body text a filter block / block set feeds into its filters */
+    int depth;            /* evaluator recursion depth */
+    int macro_depth;      /* macro / caller() call depth */
+    bool raised;          /* err.msg is the template's own raise_exception message */
+    int line, col;        /* position of the node being evaluated, for messages */
+    int64_t now_override; /* strftime_now's time when >= 0 (tests), else the clock */
+    tp_value placeholder; /* the body text a filter block / block set feeds into its filters */
 } tp_rt;
 
 _Noreturn void tp_rt_fail(tp_rt *rt, brisk_status st, const char *fmt, ...)
@@ -147,8 +155,11 @@ const char *tp_rt_strdup(tp_rt *rt, const char *s, size_t n);
 
 void tp_buf_put(tp_rt *rt, tp_buf *b, const char *s, size_t n);
 static inline void tp_buf_puts(tp_rt *rt, tp_buf *b, const char *s);
-void tp_buf_printf(tp_rt *rt, tp_buf *b, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static inline tp_value tp_buf_value(const tp_buf *b) { return tp_str(b->p ? b->p : "", b->n); }
+void tp_buf_printf(tp_rt *rt, tp_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline tp_value tp_buf_value(const tp_buf *b) {
+    return tp_str(b->p ? b->p : "", b->n);
+}
 
 tp_list *tp_list_new(tp_rt *rt, size_t n);
 tp_dict *tp_dict_new(tp_rt *rt, size_t cap);
@@ -198,13 +209,34 @@ typedef enum tp_tok_kind {
 
 /* Operators; two-character ones get their own codes. */
 enum {
-    OP_ADD = '+', OP_SUB = '-', OP_MUL = '*', OP_DIV = '/', OP_MOD = '%', OP_TILDE = '~',
-    OP_LT = '<', OP_GT = '>', OP_ASSIGN = '=', OP_DOT = '.', OP_COMMA = ',', OP_COLON = ':',
-    OP_PIPE = '|', OP_LPAREN = '(', OP_RPAREN = ')', OP_LBRACKET = '[', OP_RBRACKET = ']',
-    OP_LBRACE = '{', OP_RBRACE = '}',
-    OP_FLOORDIV = 256, OP_POW, OP_EQ, OP_NE, OP_LE, OP_GE,
+    OP_ADD = '+',
+    OP_SUB = '-',
+    OP_MUL = '*',
+    OP_DIV = '/',
+    OP_MOD = '%',
+    OP_TILDE = '~',
+    OP_LT = '<',
+    OP_GT = '>',
+    OP_ASSIGN = '=',
+    OP_DOT = '.',
+    OP_COMMA = ',',
+    OP_COLON = ':',
+    OP_PIPE = '|',
+    OP_LPAREN = '(',
+    OP_RPAREN = ')',
+    OP_LBRACKET = '[',
+    OP_RBRACKET = ']',
+    OP_LBRACE = '{',
+    OP_RBRACE = '}',
+    OP_FLOORDIV = 256,
+    OP_POW,
+    OP_EQ,
+    OP_NE,
+    OP_LE,
+    OP_GE,
     /* not tokens: comparison codes used by the AST */
-    OP_IN, OP_NOTIN,
+    OP_IN,
+    OP_NOTIN,
 };
 
 typedef struct tp_token {
@@ -229,12 +261,12 @@ void tp_lex(tp_arena *a, tp_err *e, const char *src, size_t len, tp_tokens *out)
 
 typedef enum tp_node_kind {
     /* statements */
-    N_BODY,   /* items: statements */
-    N_TEXT,   /* name/len: the text */
-    N_OUTPUT, /* a: expression */
-    N_IF,     /* a: cond, b: body, c: else (body, or an N_IF for elif) */
-    N_FOR,    /* a: target, b: iterable, c: body, d: else body, e: filter condition */
-    N_SET,    /* a: target, b: value */
+    N_BODY,        /* items: statements */
+    N_TEXT,        /* name/len: the text */
+    N_OUTPUT,      /* a: expression */
+    N_IF,          /* a: cond, b: body, c: else (body, or an N_IF for elif) */
+    N_FOR,         /* a: target, b: iterable, c: body, d: else body, e: filter condition */
+    N_SET,         /* a: target, b: value */
     N_SETBLOCK,    /* a: target, c: body, e: filter chain over N_PLACEHOLDER or NULL */
     N_MACRO,       /* name, items: N_PARAM, c: body */
     N_CALLBLOCK,   /* a: call expression, items: N_PARAM of caller, c: body */
@@ -299,6 +331,18 @@ bool tp_apply_test(tp_rt *rt, const char *name, size_t len, tp_value v, tp_args 
 tp_value tp_call_method(tp_rt *rt, tp_value obj, const char *name, size_t len, tp_args *a,
                         bool *found);
 tp_value tp_call_func(tp_rt *rt, int func, tp_args *a);
+/* Python str operations (strings.c). `which` for strip: 1 left, 2 right, 3 both; chars undefined
+ * or none = whitespace. maxsplit/count < 0 = no limit. */
+enum { TP_CASE_UPPER, TP_CASE_LOWER, TP_CASE_TITLE, TP_CASE_CAPITALIZE, TP_CASE_JINJA_TITLE };
+size_t tp_utf8_decode(const char *s, size_t n, size_t i, int32_t *cp);
+bool tp_py_space(int32_t c);
+tp_value tp_str_case(tp_rt *rt, tp_value s, int mode);
+tp_value tp_str_strip(tp_rt *rt, tp_value s, tp_value chars, int which);
+const char *tp_str_find(const char *h, size_t hn, const char *n, size_t nn);
+tp_value tp_str_split(tp_rt *rt, tp_value s, tp_value sep, int64_t maxsplit);
+tp_value tp_str_replace(tp_rt *rt, tp_value s, tp_value old, tp_value new_, int64_t count);
+tp_value tp_str_format(tp_rt *rt, tp_value s, tp_args *a);
+
 /* Jinja's attribute / item lookup (eval.c): obj.name, obj[key]; missing gives undefined, a
  * lookup on undefined fails. */
 tp_value tp_get_attr(tp_rt *rt, tp_value obj, const char *name, size_t len);

@@ -177,18 +177,28 @@ void tp_dict_set(tp_rt *rt, tp_dict *d, tp_value key, tp_value val) {
 bool tp_truthy(tp_value v) {
     switch (v.kind) {
     case TV_UNDEF:
-    case TV_NONE: return false;
-    case TV_BOOL: return v.u.b;
-    case TV_INT: return v.u.i != 0;
-    case TV_FLOAT: return v.u.f != 0.0;
-    case TV_STR: return v.n != 0;
-    case TV_LIST: return v.u.list->n != 0;
-    case TV_DICT: return v.u.dict->n != 0;
-    default: return true;
+    case TV_NONE:
+        return false;
+    case TV_BOOL:
+        return v.u.b;
+    case TV_INT:
+        return v.u.i != 0;
+    case TV_FLOAT:
+        return v.u.f != 0.0;
+    case TV_STR:
+        return v.n != 0;
+    case TV_LIST:
+        return v.u.list->n != 0;
+    case TV_DICT:
+        return v.u.dict->n != 0;
+    default:
+        return true;
     }
 }
 
-static bool is_num(tp_value v) { return v.kind == TV_INT || v.kind == TV_BOOL || v.kind == TV_FLOAT; }
+static bool is_num(tp_value v) {
+    return v.kind == TV_INT || v.kind == TV_BOOL || v.kind == TV_FLOAT;
+}
 static double num_f(tp_value v) {
     return v.kind == TV_FLOAT ? v.u.f : v.kind == TV_INT ? (double)v.u.i : (double)v.u.b;
 }
@@ -202,8 +212,10 @@ bool tp_equal(tp_value a, tp_value b) {
     if (a.kind != b.kind) return false;
     switch (a.kind) {
     case TV_UNDEF:
-    case TV_NONE: return true;
-    case TV_STR: return a.n == b.n && memcmp(a.u.s, b.u.s, a.n) == 0;
+    case TV_NONE:
+        return true;
+    case TV_STR:
+        return a.n == b.n && memcmp(a.u.s, b.u.s, a.n) == 0;
     case TV_LIST:
         if (a.u.list->n != b.u.list->n) return false;
         for (size_t i = 0; i < a.u.list->n; i++)
@@ -216,28 +228,45 @@ bool tp_equal(tp_value a, tp_value b) {
             if (j < 0 || !tp_equal(a.u.dict->vals[i], b.u.dict->vals[j])) return false;
         }
         return true;
-    case TV_NS: return a.u.dict == b.u.dict;
-    case TV_MACRO: return a.u.macro == b.u.macro;
-    case TV_FUNC: return a.u.func == b.u.func;
-    case TV_LOOP: return a.u.loop == b.u.loop;
-    default: return false;
+    case TV_NS:
+        return a.u.dict == b.u.dict;
+    case TV_MACRO:
+        return a.u.macro == b.u.macro;
+    case TV_FUNC:
+        return a.u.func == b.u.func;
+    case TV_LOOP:
+        return a.u.loop == b.u.loop;
+    default:
+        return false;
     }
 }
 
 const char *tp_type_name(tp_value v) {
     switch (v.kind) {
-    case TV_UNDEF: return "Undefined";
-    case TV_NONE: return "NoneType";
-    case TV_BOOL: return "bool";
-    case TV_INT: return "int";
-    case TV_FLOAT: return "float";
-    case TV_STR: return "str";
-    case TV_LIST: return v.u.list->tuple ? "tuple" : "list";
-    case TV_DICT: return "dict";
-    case TV_NS: return "Namespace";
-    case TV_MACRO: return "Macro";
-    case TV_FUNC: return "function";
-    case TV_LOOP: return "LoopContext";
+    case TV_UNDEF:
+        return "Undefined";
+    case TV_NONE:
+        return "NoneType";
+    case TV_BOOL:
+        return "bool";
+    case TV_INT:
+        return "int";
+    case TV_FLOAT:
+        return "float";
+    case TV_STR:
+        return "str";
+    case TV_LIST:
+        return v.u.list->tuple ? "tuple" : "list";
+    case TV_DICT:
+        return "dict";
+    case TV_NS:
+        return "Namespace";
+    case TV_MACRO:
+        return "Macro";
+    case TV_FUNC:
+        return "function";
+    case TV_LOOP:
+        return "LoopContext";
     }
     return "?";
 }
@@ -321,8 +350,10 @@ void tp_write_float(tp_rt *rt, tp_buf *b, double f) {
         int intd = exp10 + 1;
         for (int i = 0; i < intd; i++) tp_buf_put(rt, b, i < nd ? &digits[i] : "0", 1);
         tp_buf_put(rt, b, ".", 1);
-        if (nd > intd) tp_buf_put(rt, b, digits + intd, (size_t)(nd - intd));
-        else tp_buf_put(rt, b, "0", 1);
+        if (nd > intd)
+            tp_buf_put(rt, b, digits + intd, (size_t)(nd - intd));
+        else
+            tp_buf_put(rt, b, "0", 1);
     }
 }
 
@@ -335,11 +366,16 @@ static void write_str_repr(tp_rt *rt, tp_buf *b, const char *s, size_t n) {
         if (c == (unsigned char)q || c == '\\') {
             tp_buf_put(rt, b, "\\", 1);
             tp_buf_put(rt, b, s + i, 1);
-        } else if (c == '\n') tp_buf_put(rt, b, "\\n", 2);
-        else if (c == '\r') tp_buf_put(rt, b, "\\r", 2);
-        else if (c == '\t') tp_buf_put(rt, b, "\\t", 2);
-        else if (c < 0x20 || c == 0x7f) tp_buf_printf(rt, b, "\\x%02x", c);
-        else tp_buf_put(rt, b, s + i, 1);
+        } else if (c == '\n')
+            tp_buf_put(rt, b, "\\n", 2);
+        else if (c == '\r')
+            tp_buf_put(rt, b, "\\r", 2);
+        else if (c == '\t')
+            tp_buf_put(rt, b, "\\t", 2);
+        else if (c < 0x20 || c == 0x7f)
+            tp_buf_printf(rt, b, "\\x%02x", c);
+        else
+            tp_buf_put(rt, b, s + i, 1);
     }
     tp_buf_put(rt, b, &q, 1);
 }
@@ -357,8 +393,10 @@ static void write_dict_repr(tp_rt *rt, tp_buf *b, const tp_dict *d) {
 
 void tp_write_repr(tp_rt *rt, tp_buf *b, tp_value v) {
     switch (v.kind) {
-    case TV_STR: return write_str_repr(rt, b, v.u.s, v.n);
-    case TV_UNDEF: return; /* str(Undefined) inside a container prints as "" too */
+    case TV_STR:
+        return write_str_repr(rt, b, v.u.s, v.n);
+    case TV_UNDEF:
+        return; /* str(Undefined) inside a container prints as "" too */
     case TV_LIST: {
         const tp_list *l = v.u.list;
         tp_buf_put(rt, b, l->tuple ? "(" : "[", 1);
@@ -370,28 +408,40 @@ void tp_write_repr(tp_rt *rt, tp_buf *b, tp_value v) {
         tp_buf_put(rt, b, l->tuple ? ")" : "]", 1);
         return;
     }
-    case TV_DICT: return write_dict_repr(rt, b, v.u.dict);
-    default: return tp_write_str(rt, b, v);
+    case TV_DICT:
+        return write_dict_repr(rt, b, v.u.dict);
+    default:
+        return tp_write_str(rt, b, v);
     }
 }
 
 void tp_write_str(tp_rt *rt, tp_buf *b, tp_value v) {
     switch (v.kind) {
-    case TV_UNDEF: return;
-    case TV_NONE: return tp_buf_puts(rt, b, "None");
-    case TV_BOOL: return tp_buf_puts(rt, b, v.u.b ? "True" : "False");
-    case TV_INT: return tp_buf_printf(rt, b, "%lld", (long long)v.u.i);
-    case TV_FLOAT: return tp_write_float(rt, b, v.u.f);
-    case TV_STR: return tp_buf_put(rt, b, v.u.s, v.n);
+    case TV_UNDEF:
+        return;
+    case TV_NONE:
+        return tp_buf_puts(rt, b, "None");
+    case TV_BOOL:
+        return tp_buf_puts(rt, b, v.u.b ? "True" : "False");
+    case TV_INT:
+        return tp_buf_printf(rt, b, "%lld", (long long)v.u.i);
+    case TV_FLOAT:
+        return tp_write_float(rt, b, v.u.f);
+    case TV_STR:
+        return tp_buf_put(rt, b, v.u.s, v.n);
     case TV_LIST:
-    case TV_DICT: return tp_write_repr(rt, b, v);
+    case TV_DICT:
+        return tp_write_repr(rt, b, v);
     case TV_NS:
         tp_buf_puts(rt, b, "<Namespace ");
         write_dict_repr(rt, b, v.u.dict);
         return tp_buf_puts(rt, b, ">");
-    case TV_MACRO: return tp_buf_puts(rt, b, "<Macro>");
-    case TV_FUNC: return tp_buf_puts(rt, b, "<function>");
-    case TV_LOOP: return tp_buf_puts(rt, b, "<LoopContext>");
+    case TV_MACRO:
+        return tp_buf_puts(rt, b, "<Macro>");
+    case TV_FUNC:
+        return tp_buf_puts(rt, b, "<function>");
+    case TV_LOOP:
+        return tp_buf_puts(rt, b, "<LoopContext>");
     }
 }
 
@@ -412,13 +462,27 @@ static void write_json_str(tp_rt *rt, tp_buf *b, const char *s, size_t n) {
         const char *esc = NULL;
         char tmp[8];
         switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
         default:
             if (c < 0x20) {
                 snprintf(tmp, sizeof tmp, "\\u%04x", c);
@@ -442,14 +506,18 @@ static void json_newline(tp_rt *rt, tp_buf *b, int indent, int level) {
 static void write_json(tp_rt *rt, tp_buf *b, tp_value v, int indent, bool sort, int level) {
     if (level > TP_MAX_NEST) tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "tojson: nesting too deep");
     switch (v.kind) {
-    case TV_NONE: return tp_buf_puts(rt, b, "null");
-    case TV_BOOL: return tp_buf_puts(rt, b, v.u.b ? "true" : "false");
-    case TV_INT: return tp_write_str(rt, b, v);
+    case TV_NONE:
+        return tp_buf_puts(rt, b, "null");
+    case TV_BOOL:
+        return tp_buf_puts(rt, b, v.u.b ? "true" : "false");
+    case TV_INT:
+        return tp_write_str(rt, b, v);
     case TV_FLOAT:
         if (isnan(v.u.f)) return tp_buf_puts(rt, b, "NaN");
         if (isinf(v.u.f)) return tp_buf_puts(rt, b, v.u.f < 0 ? "-Infinity" : "Infinity");
         return tp_write_float(rt, b, v.u.f);
-    case TV_STR: return write_json_str(rt, b, v.u.s, v.n);
+    case TV_STR:
+        return write_json_str(rt, b, v.u.s, v.n);
     case TV_LIST: {
         const tp_list *l = v.u.list;
         if (l->n == 0) return tp_buf_puts(rt, b, "[]");
@@ -474,8 +542,8 @@ static void write_json(tp_rt *rt, tp_buf *b, tp_value v, int indent, bool sort, 
         }
         if (sort) /* insertion sort: dicts in templates are small */
             for (size_t i = 1; i < d->n; i++)
-                for (size_t j = i; j > 0 && tp_compare(rt, d->keys[order[j - 1]],
-                                                       d->keys[order[j]]) > 0; j--) {
+                for (size_t j = i;
+                     j > 0 && tp_compare(rt, d->keys[order[j - 1]], d->keys[order[j]]) > 0; j--) {
                     size_t t = order[j];
                     order[j] = order[j - 1], order[j - 1] = t;
                 }
@@ -541,14 +609,15 @@ static tp_value from_cjson(tp_rt *rt, const cJSON *j, num_scan *s, int depth) {
         bool found = next_number(s, &t, &n);
         bool is_float = !found || memchr(t, '.', n) || memchr(t, 'e', n) || memchr(t, 'E', n);
         if (!is_float && n < 19) return tp_int(strtoll(t, NULL, 10));
-        if (!is_float) tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "JSON integer %.*s is too large",
-                                  (int)n, t);
+        if (!is_float)
+            tp_rt_fail(rt, BRISK_ERR_UNSUPPORTED, "JSON integer %.*s is too large", (int)n, t);
         return tp_float(j->valuedouble);
     }
     if (cJSON_IsArray(j)) {
         tp_list *l = tp_list_new(rt, (size_t)cJSON_GetArraySize(j));
         size_t i = 0;
-        for (const cJSON *c = j->child; c; c = c->next) l->items[i++] = from_cjson(rt, c, s, depth + 1);
+        for (const cJSON *c = j->child; c; c = c->next)
+            l->items[i++] = from_cjson(rt, c, s, depth + 1);
         return (tp_value){.kind = TV_LIST, .u.list = l};
     }
     tp_dict *d = tp_dict_new(rt, (size_t)cJSON_GetArraySize(j));

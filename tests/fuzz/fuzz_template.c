@@ -7,11 +7,15 @@
 #include <string.h>
 
 static const char DEFAULT_MESSAGES[] =
-    "[{\"role\": \"system\", \"content\": \"sys\"}, {\"role\": \"user\", \"content\": \"hi \\u00e9\"},"
-    " {\"role\": \"assistant\", \"content\": \"<think>r</think>ok\", \"tool_calls\": [{\"id\": \"abcdefghi\","
-    " \"function\": {\"name\": \"f\", \"arguments\": {\"a\": 1.5}}}]}, {\"role\": \"tool\", \"content\": \"x\"}]";
-static const char VARS[] = "{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}], "
-                           "\"bos_token\": \"<s>\", \"eos_token\": \"</s>\"}";
+    "[{\"role\": \"system\", \"content\": \"sys\"}, {\"role\": \"user\", \"content\": \"hi "
+    "\\u00e9\"},"
+    " {\"role\": \"assistant\", \"content\": \"<think>r</think>ok\", \"tool_calls\": [{\"id\": "
+    "\"abcdefghi\","
+    " \"function\": {\"name\": \"f\", \"arguments\": {\"a\": 1.5}}}]}, {\"role\": \"tool\", "
+    "\"content\": \"x\"}]";
+static const char VARS[] =
+    "{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}], "
+    "\"bos_token\": \"<s>\", \"eos_token\": \"</s>\"}";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *nul = memchr(data, 0, size);
@@ -28,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (brisk_chat_template_create((const char *)data, src_len, &t) == BRISK_OK) {
         char *out = NULL;
         size_t len = 0;
-        brisk_chat_template_render(t, messages ? messages : DEFAULT_MESSAGES, VARS, true, &out, &len);
+        brisk_chat_template_render(t, messages ? messages : DEFAULT_MESSAGES, VARS, true, &out,
+                                   &len);
         brisk_free(out);
         brisk_chat_template_free(t);
     }

@@ -47,12 +47,14 @@ static void test_snippets(const char *path) {
         brisk_status st = render(src, vars, &out);
         if (expected) {
             CHECK_MSG(st == BRISK_OK && !strcmp(out, expected->valuestring),
-                      "template %s\n  got:      '%s'\n  expected: '%s'", src, out, expected->valuestring);
+                      "template %s\n  got:      '%s'\n  expected: '%s'", src, out,
+                      expected->valuestring);
         } else {
             CHECK_MSG(st != BRISK_OK, "template %s rendered '%s' but Jinja failed: %s", src, out,
                       cJSON_GetObjectItem(c, "error")->valuestring);
             if (cJSON_IsTrue(cJSON_GetObjectItem(c, "raised")))
-                CHECK_MSG(strstr(out, cJSON_GetObjectItem(c, "error")->valuestring) != NULL, "%s", out);
+                CHECK_MSG(strstr(out, cJSON_GetObjectItem(c, "error")->valuestring) != NULL, "%s",
+                          out);
         }
         free(out);
         free(vars);
@@ -63,29 +65,35 @@ static void test_snippets(const char *path) {
 static void expect_error(const char *src, brisk_status want, const char *needle) {
     char *out = NULL;
     brisk_status st = render(src, NULL, &out);
-    CHECK_MSG(st == want && strstr(out, needle), "template '%.60s': status %d, message '%s', wanted '%s'",
-              src, st, out, needle);
+    CHECK_MSG(st == want && strstr(out, needle),
+              "template '%.60s': status %d, message '%s', wanted '%s'", src, st, out, needle);
     free(out);
 }
 
 static void test_errors(void) {
     /* syntax errors name line:column and what was expected */
-    expect_error("{% if x %}\nno end", BRISK_ERR_FORMAT, "2:7: expected '{% elif %}' or '{% else %}' or '{% endif %}' for the tag at 1:4");
+    expect_error("{% if x %}\nno end", BRISK_ERR_FORMAT,
+                 "2:7: expected '{% elif %}' or '{% else %}' or '{% endif %}' for the tag at 1:4");
     expect_error("a\n  {{ 1 + }}", BRISK_ERR_FORMAT, "2:10: expected an expression, found '}}'");
     expect_error("{{ 'abc }}", BRISK_ERR_FORMAT, "1:4: unterminated string literal");
     expect_error("{% for x y %}{% endfor %}", BRISK_ERR_FORMAT, "1:10: expected 'in'");
     expect_error("{% frob %}", BRISK_ERR_FORMAT, "1:4: expected a known tag");
     expect_error("{{ x $ y }}", BRISK_ERR_FORMAT, "1:6: unexpected character '$'");
-    expect_error("{% break %}", BRISK_ERR_FORMAT, "expected 'break' or 'continue' only inside a for loop");
-    expect_error("{{ (1, 2 }}", BRISK_ERR_FORMAT, "1:12: unexpected end of template, expected '}}'");
+    expect_error("{% break %}", BRISK_ERR_FORMAT,
+                 "expected 'break' or 'continue' only inside a for loop");
+    expect_error("{{ (1, 2 }}", BRISK_ERR_FORMAT,
+                 "1:12: unexpected end of template, expected '}}'");
     expect_error("{# never closed", BRISK_ERR_FORMAT, "1:1: unterminated comment");
     expect_error("{{ a < b < c }}", BRISK_ERR_FORMAT, "chained comparisons are not supported");
-    expect_error("{% for x in y recursive %}{% endfor %}", BRISK_ERR_FORMAT, "recursive loops are not supported");
+    expect_error("{% for x in y recursive %}{% endfor %}", BRISK_ERR_FORMAT,
+                 "recursive loops are not supported");
     /* runtime errors */
     expect_error("{{ x | nosuchfilter }}", BRISK_ERR_UNSUPPORTED, "no filter named 'nosuchfilter'");
     expect_error("\n {{ x.y }}", BRISK_ERR_INVALID_ARG, "2:5: 'x' is undefined");
-    expect_error("{{ 'a' + 1 }}", BRISK_ERR_INVALID_ARG, "unsupported operand type(s) for +: 'str' and 'int'");
-    expect_error("{{ raise_exception('nope') }}", BRISK_ERR_INVALID_ARG, "brisk_chat_template_render: raise_exception: nope");
+    expect_error("{{ 'a' + 1 }}", BRISK_ERR_INVALID_ARG,
+                 "unsupported operand type(s) for +: 'str' and 'int'");
+    expect_error("{{ raise_exception('nope') }}", BRISK_ERR_INVALID_ARG,
+                 "brisk_chat_template_render: raise_exception: nope");
     expect_error("{% set x = 1 %}{% set x.y = 2 %}", BRISK_ERR_INVALID_ARG, "non-namespace");
     /* limits: hostile templates end with a status, not a hang or a crash */
     char deep[8192];
@@ -99,24 +107,30 @@ static void test_errors(void) {
     k = 0;
     for (int i = 0; i < 600; i++) k += (size_t)sprintf(deep + k, "{%% if 1 %%}");
     expect_error(deep, BRISK_ERR_UNSUPPORTED, "nests deeper");
-    expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", BRISK_ERR_UNSUPPORTED, "nest deeper");
+    expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", BRISK_ERR_UNSUPPORTED,
+                 "nest deeper");
     expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
                  BRISK_ERR_UNSUPPORTED, "memory limit");
-    expect_error("{% set l = range(100000) %}{% for i in l %}{% for j in l %}{{ i + j > 1 and '' }}{% endfor %}"
-                 "{% endfor %}", BRISK_ERR_UNSUPPORTED, "limit");
+    expect_error("{% set l = range(100000) %}{% for i in l %}{% for j in l %}{{ i + j > 1 and '' "
+                 "}}{% endfor %}"
+                 "{% endfor %}",
+                 BRISK_ERR_UNSUPPORTED, "limit");
     expect_error("{{ 'x' * 1000000000 }}", BRISK_ERR_UNSUPPORTED, "too large");
-    expect_error("{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    expect_error("{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set "
+                 "ns.s = ns.s ~ ns.s %}{% endfor %}",
                  BRISK_ERR_UNSUPPORTED, "limit");
     expect_error("{{ range(10000000) }}", BRISK_ERR_UNSUPPORTED, "range()");
     /* bad inputs to the API */
     brisk_chat_template *t = NULL;
     CHECK(brisk_chat_template_create("{{ 1 }}", 7, &t) == BRISK_OK);
     char *out = NULL;
-    CHECK(brisk_chat_template_render(t, "{\"role\": 1}", NULL, true, &out, NULL) == BRISK_ERR_INVALID_ARG);
+    CHECK(brisk_chat_template_render(t, "{\"role\": 1}", NULL, true, &out, NULL) ==
+          BRISK_ERR_INVALID_ARG);
     CHECK(out == NULL);
     CHECK(brisk_chat_template_render(t, "[1,", NULL, true, &out, NULL) == BRISK_ERR_INVALID_ARG);
     CHECK(brisk_chat_template_render(t, "[]", "[]", true, &out, NULL) == BRISK_ERR_INVALID_ARG);
-    CHECK(brisk_chat_template_render(t, "[{\"role\": \"user\"}]", "{\"a\": 1}", true, &out, NULL) == BRISK_OK);
+    CHECK(brisk_chat_template_render(t, "[{\"role\": \"user\"}]", "{\"a\": 1}", true, &out, NULL) ==
+          BRISK_OK);
     CHECK_STREQ(out, "1");
     brisk_free(out);
     brisk_chat_template_free(t);
@@ -140,7 +154,8 @@ static void test_load(const char *shared) {
     snprintf(dir, sizeof dir, "%s/tokenizers/llama3-instruct", shared);
     CHECK_MSG(brisk_chat_template_load(dir, NULL, &t) == BRISK_OK, "%s", brisk_last_error());
     CHECK(brisk_chat_template_render(t, msgs, NULL, false, &out, NULL) == BRISK_OK);
-    CHECK_STREQ(out, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>");
+    CHECK_STREQ(out,
+                "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>");
     brisk_free(out);
     brisk_chat_template_free(t);
 
@@ -159,8 +174,10 @@ static void test_load_named(void) {
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
     FILE *f = fopen(path, "w");
     fputs("{\"bos_token\": {\"content\": \"<s>\", \"lstrip\": false}, \"eos_token\": \"</s>\", "
-          "\"chat_template\": [{\"name\": \"default\", \"template\": \"D{{ bos_token }}{{ eos_token }}\"}, "
-          "{\"name\": \"tool_use\", \"template\": \"T{{ tools | length }}\"}]}", f);
+          "\"chat_template\": [{\"name\": \"default\", \"template\": \"D{{ bos_token }}{{ "
+          "eos_token }}\"}, "
+          "{\"name\": \"tool_use\", \"template\": \"T{{ tools | length }}\"}]}",
+          f);
     fclose(f);
     brisk_chat_template *t = NULL;
     char *out = NULL;
@@ -204,8 +221,9 @@ static void test_speed(const char *shared) {
     char msgs[8192];
     size_t k = (size_t)sprintf(msgs, "[");
     for (int i = 0; i < 20; i++)
-        k += (size_t)sprintf(msgs + k, "%s{\"role\": \"%s\", \"content\": \"Turn %d: some words of the "
-                                      "conversation, about a sentence long.\"}",
+        k += (size_t)sprintf(msgs + k,
+                             "%s{\"role\": \"%s\", \"content\": \"Turn %d: some words of the "
+                             "conversation, about a sentence long.\"}",
                              i ? ", " : "", i % 2 ? "assistant" : "user", i);
     sprintf(msgs + k, "]");
     int iters = 2000;

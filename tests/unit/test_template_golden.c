@@ -56,18 +56,19 @@ static void run_file(const char *golden_dir, const char *templates_dir, const ch
         if (expected) {
             CHECK_MSG(st == BRISK_OK, "%s/%s: %s", stem, name, brisk_last_error());
             if (st == BRISK_OK) {
-                bool same = len == strlen(expected->valuestring) && !memcmp(out, expected->valuestring, len);
-                CHECK_MSG(same, "%s/%s differs:\n--- got\n%s\n--- expected\n%s\n---", stem, name, out,
-                          expected->valuestring);
+                bool same = len == strlen(expected->valuestring) &&
+                            !memcmp(out, expected->valuestring, len);
+                CHECK_MSG(same, "%s/%s differs:\n--- got\n%s\n--- expected\n%s\n---", stem, name,
+                          out, expected->valuestring);
             }
         } else {
-            CHECK_MSG(st != BRISK_OK, "%s/%s: rendered but transformers failed with: %s", stem, name,
-                      error->valuestring);
+            CHECK_MSG(st != BRISK_OK, "%s/%s: rendered but transformers failed with: %s", stem,
+                      name, error->valuestring);
             if (cJSON_IsTrue(cJSON_GetObjectItem(c, "raised"))) {
                 /* the template's own message, after our "raise_exception: " prefix */
                 const char *e = brisk_last_error(), *m = strstr(e, "raise_exception: ");
-                CHECK_MSG(m && !strcmp(m + 17, error->valuestring), "%s/%s: error '%s', expected '%s'", stem,
-                          name, e, error->valuestring);
+                CHECK_MSG(m && !strcmp(m + 17, error->valuestring),
+                          "%s/%s: error '%s', expected '%s'", stem, name, e, error->valuestring);
             }
         }
         brisk_free(out);

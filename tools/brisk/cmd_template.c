@@ -20,9 +20,12 @@ static const char USAGE[] =
 static void json_escape(FILE *f, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
     }
 }
 
@@ -43,10 +46,14 @@ int brisk_cmd_template(int argc, char **argv) {
             free(vars);
             fputs(USAGE, stdout);
             return BRISK_EXIT_OK;
-        } else if (!strcmp(a, "--model") && has_val) model = argv[++i];
-        else if (!strcmp(a, "--template") && has_val) tmpl_file = argv[++i];
-        else if (!strcmp(a, "--messages") && has_val) messages = argv[++i];
-        else if (!strcmp(a, "--no-generation-prompt")) gen_prompt = false;
+        } else if (!strcmp(a, "--model") && has_val)
+            model = argv[++i];
+        else if (!strcmp(a, "--template") && has_val)
+            tmpl_file = argv[++i];
+        else if (!strcmp(a, "--messages") && has_val)
+            messages = argv[++i];
+        else if (!strcmp(a, "--no-generation-prompt"))
+            gen_prompt = false;
         else if (!strcmp(a, "--var") && has_val) {
             const char *kv = argv[++i], *eq = strchr(kv, '=');
             if (!eq || eq == kv) {
@@ -67,7 +74,8 @@ int brisk_cmd_template(int argc, char **argv) {
     fclose(vf);
     if (!messages || (!model && !tmpl_file)) {
         free(vars);
-        return brisk_cli_usage("template", USAGE, "--messages and --model (or --template) are required");
+        return brisk_cli_usage("template", USAGE,
+                               "--messages and --model (or --template) are required");
     }
     char *msgs = brisk_cli_read_file(messages, NULL);
     if (!msgs) {
@@ -85,8 +93,10 @@ int brisk_cmd_template(int argc, char **argv) {
         char *text = NULL;
         size_t len = 0;
         st = brisk_chat_template_render(t, msgs, n_vars ? vars : NULL, gen_prompt, &text, &len);
-        if (st != BRISK_OK) rc = brisk_cli_fail("template", "rendering", st);
-        else if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) rc = BRISK_EXIT_FAIL;
+        if (st != BRISK_OK)
+            rc = brisk_cli_fail("template", "rendering", st);
+        else if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)
+            rc = BRISK_EXIT_FAIL;
         brisk_free(text);
     }
     brisk_chat_template_free(t);
