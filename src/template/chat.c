@@ -285,7 +285,9 @@ brisk_status brisk_chat_template_render(const brisk_chat_template *t, const char
     const char *now = getenv("BRISK_TEMPLATE_NOW"); /* tests pin strftime_now to a UTC instant */
     if (now && *now) rt->now_override = strtoll(now, NULL, 10);
     brisk_status st = BRISK_OK;
+    tp_current_rt = rt;
     if (setjmp(rt->err.jb)) {
+        tp_current_rt = NULL;
         st = rt->raised ? brisk_errorf(rt->err.st, "%s: raise_exception: %s", __func__, rt->err.msg)
                         : brisk_errorf(rt->err.st, "%s: %s", __func__, rt->err.msg);
         tp_arena_free(&rt->arena);
@@ -322,6 +324,7 @@ brisk_status brisk_chat_template_render(const brisk_chat_template *t, const char
     text[out.n] = 0;
     *out_text = text;
     if (out_len) *out_len = out.n;
+    tp_current_rt = NULL;
     tp_arena_free(&rt->arena);
     free(rt);
     return BRISK_OK;

@@ -148,6 +148,10 @@ typedef struct tp_rt {
     tp_value placeholder; /* the body text a filter block / block set feeds into its filters */
 } tp_rt;
 
+/* The render running on this thread (set by chat.c), so value helpers without an rt argument
+ * (tp_equal) can fail it when a value nests too deeply. */
+extern _Thread_local tp_rt *tp_current_rt;
+
 _Noreturn void tp_rt_fail(tp_rt *rt, brisk_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void *tp_rt_alloc(tp_rt *rt, size_t n);

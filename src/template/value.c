@@ -203,7 +203,23 @@ static double num_f(tp_value v) {
     return v.kind == TV_FLOAT ? v.u.f : v.kind == TV_INT ? (double)v.u.i : (double)v.u.b;
 }
 
+_Thread_local tp_rt *tp_current_rt;
+
+/* Values built in a loop (`set ns.x = [ns.x]`) can nest without bound: recursion over them is
+ * capped and fails the render that is running on this thread. */
+static void check_depth(int depth) {
+    if (depth > TP_MAX_DEPTH && tp_current_rt)
+        tp_rt_fail(tp_current_rt, BRISK_ERR_UNSUPPORTED, "a value nests deeper than %d levels",
+                   TP_MAX_DEPTH);
+}
+
+static bool equal_rec(tp_value a, tp_value b, int depth);
 bool tp_equal(tp_value a, tp_value b) {
+    return equal_rec(a, b, 0);
+}
+
+static bool equal_rec(tp_value a, tp_value b, int depth) {
+    check_depth(depth);
     if (is_num(a) && is_num(b)) {
         if (a.kind != TV_FLOAT && b.kind != TV_FLOAT)
             return (a.kind == TV_INT ? a.u.i : a.u.b) == (b.kind == TV_INT ? b.u.i : b.u.b);
@@ -219,13 +235,13 @@ bool tp_equal(tp_value a, tp_value b) {
     case TV_LIST:
         if (a.u.list->n != b.u.list->n) return false;
         for (size_t i = 0; i < a.u.list->n; i++)
-            if (!tp_equal(a.u.list->items[i], b.u.list->items[i])) return false;
+            if (!equal_rec(a.u.list->items[i], b.u.list->items[i], depth + 1)) return false;
         return true;
     case TV_DICT:
         if (a.u.dict->n != b.u.dict->n) return false;
         for (size_t i = 0; i < a.u.dict->n; i++) {
             long j = tp_dict_find(b.u.dict, a.u.dict->keys[i]);
-            if (j < 0 || !tp_equal(a.u.dict->vals[i], b.u.dict->vals[j])) return false;
+            if (j < 0 || !equal_rec(a.u.dict->vals[i], b.u.dict->vals[j], depth + 1)) return false;
         }
         return true;
     case TV_NS:
@@ -271,7 +287,13 @@ const char *tp_type_name(tp_value v) {
     return "?";
 }
 
+static int compare_rec(tp_rt *rt, tp_value a, tp_value b, int depth);
 int tp_compare(tp_rt *rt, tp_value a, tp_value b) {
+    return compare_rec(rt, a, b, 0);
+}
+
+static int compare_rec(tp_rt *rt, tp_value a, tp_value b, int depth) {
+    check_depth(depth);
     if (is_num(a) && is_num(b)) {
         if (a.kind != TV_FLOAT && b.kind != TV_FLOAT) {
             int64_t x = a.kind == TV_INT ? a.u.i : a.u.b, y = b.kind == TV_INT ? b.u.i : b.u.b;
@@ -290,7 +312,7 @@ int tp_compare(tp_rt *rt, tp_value a, tp_value b) {
         size_t n = a.u.list->n < b.u.list->n ? a.u.list->n : b.u.list->n;
         for (size_t i = 0; i < n; i++) {
             if (tp_equal(a.u.list->items[i], b.u.list->items[i])) continue;
-            return tp_compare(rt, a.u.list->items[i], b.u.list->items[i]);
+            return compare_rec(rt, a.u.list->items[i], b.u.list->items[i], depth + 1);
         }
         return (a.u.list->n > b.u.list->n) - (a.u.list->n < b.u.list->n);
     }
@@ -380,18 +402,25 @@ static void write_str_repr(tp_rt *rt, tp_buf *b, const char *s, size_t n) {
     tp_buf_put(rt, b, &q, 1);
 }
 
-static void write_dict_repr(tp_rt *rt, tp_buf *b, const tp_dict *d) {
+static void repr_rec(tp_rt *rt, tp_buf *b, tp_value v, int depth);
+
+static void write_dict_repr(tp_rt *rt, tp_buf *b, const tp_dict *d, int depth) {
     tp_buf_put(rt, b, "{", 1);
     for (size_t i = 0; i < d->n; i++) {
         if (i) tp_buf_put(rt, b, ", ", 2);
-        tp_write_repr(rt, b, d->keys[i]);
+        repr_rec(rt, b, d->keys[i], depth + 1);
         tp_buf_put(rt, b, ": ", 2);
-        tp_write_repr(rt, b, d->vals[i]);
+        repr_rec(rt, b, d->vals[i], depth + 1);
     }
     tp_buf_put(rt, b, "}", 1);
 }
 
 void tp_write_repr(tp_rt *rt, tp_buf *b, tp_value v) {
+    repr_rec(rt, b, v, 0);
+}
+
+static void repr_rec(tp_rt *rt, tp_buf *b, tp_value v, int depth) {
+    check_depth(depth);
     switch (v.kind) {
     case TV_STR:
         return write_str_repr(rt, b, v.u.s, v.n);
@@ -402,14 +431,14 @@ void tp_write_repr(tp_rt *rt, tp_buf *b, tp_value v) {
         tp_buf_put(rt, b, l->tuple ? "(" : "[", 1);
         for (size_t i = 0; i < l->n; i++) {
             if (i) tp_buf_put(rt, b, ", ", 2);
-            tp_write_repr(rt, b, l->items[i]);
+            repr_rec(rt, b, l->items[i], depth + 1);
         }
         if (l->tuple && l->n == 1) tp_buf_put(rt, b, ",", 1);
         tp_buf_put(rt, b, l->tuple ? ")" : "]", 1);
         return;
     }
     case TV_DICT:
-        return write_dict_repr(rt, b, v.u.dict);
+        return write_dict_repr(rt, b, v.u.dict, depth);
     default:
         return tp_write_str(rt, b, v);
     }
@@ -434,7 +463,7 @@ void tp_write_str(tp_rt *rt, tp_buf *b, tp_value v) {
         return tp_write_repr(rt, b, v);
     case TV_NS:
         tp_buf_puts(rt, b, "<Namespace ");
-        write_dict_repr(rt, b, v.u.dict);
+        write_dict_repr(rt, b, v.u.dict, 0);
         return tp_buf_puts(rt, b, ">");
     case TV_MACRO:
         return tp_buf_puts(rt, b, "<Macro>");

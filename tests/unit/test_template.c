@@ -120,6 +120,18 @@ static void test_errors(void) {
                  "ns.s = ns.s ~ ns.s %}{% endfor %}",
                  BRISK_ERR_UNSUPPORTED, "limit");
     expect_error("{{ range(10000000) }}", BRISK_ERR_UNSUPPORTED, "range()");
+    expect_error("{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] "
+                 "%}{% endfor %}"
+                 "{{ ns.x }}",
+                 BRISK_ERR_UNSUPPORTED, "value nests deeper");
+    expect_error("{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] "
+                 "%}{% endfor %}"
+                 "{{ ns.x == ns.x }}",
+                 BRISK_ERR_UNSUPPORTED, "value nests deeper");
+    expect_error("{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] "
+                 "%}{% endfor %}"
+                 "{{ ns.x | tojson }}",
+                 BRISK_ERR_UNSUPPORTED, "nesting too deep");
     /* bad inputs to the API */
     brisk_chat_template *t = NULL;
     CHECK(brisk_chat_template_create("{{ 1 }}", 7, &t) == BRISK_OK);
