@@ -238,7 +238,7 @@ static void test_speed(const char *shared) {
                              "conversation, about a sentence long.\"}",
                              i ? ", " : "", i % 2 ? "assistant" : "user", i);
     sprintf(msgs + k, "]");
-    int iters = 2000;
+    int iters = 1000;
     char *out = NULL;
     double t0 = now_s();
     for (int i = 0; i < iters; i++) {
@@ -247,7 +247,9 @@ static void test_speed(const char *shared) {
     }
     double us = (now_s() - t0) / iters * 1e6;
     printf("qwen3 template, 20-turn conversation: %.1f us per render\n", us);
-    CHECK_MSG(us < 1000.0, "render took %.1f us", us);
+    /* Release builds take ~50 us (bench/RESULTS.md); the bound only catches pathologies, so
+     * sanitizer builds on a loaded machine do not flake. */
+    CHECK_MSG(us < 20000.0, "render took %.1f us", us);
     brisk_chat_template_free(t);
 }
 
