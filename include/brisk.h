@@ -296,6 +296,60 @@ BRISK_API void brisk_detok_destroy(brisk_detok *d);
  * Chat templates (Jinja)
  * ------------------------------------------------------------------------------------------- */
 /* BRISK-SECTION template: declarations are added here by src/template/. */
+/* A compiled chat template: the Jinja source that wraps a conversation in a model's prompt
+ * format, rendered byte for byte like transformers' apply_chat_template (Jinja with trim_blocks,
+ * lstrip_blocks, loop controls, tojson(ensure_ascii=False), raise_exception, strftime_now).
+ * Immutable after creation: one template may be rendered from many threads at once. */
+typedef struct brisk_chat_template brisk_chat_template;
+
+/* Compiles Jinja source (len bytes, need not be NUL-terminated). On a syntax error returns
+ * BRISK_ERR_FORMAT with a message naming line:column and what was expected; templates nesting
+ * deeper than the parser's limit give BRISK_ERR_UNSUPPORTED. On failure *out is NULL.
+ * The template has no bos/eos tokens (pass them as vars). Free with brisk_chat_template_free. */
+BRISK_API brisk_status brisk_chat_template_create(const char *source, size_t len,
+                                                  brisk_chat_template **out);
+
+/* Loads the chat template of a model folder, the way transformers finds it: chat_template.jinja,
+ * else chat_template.json, else tokenizer_config.json "chat_template" (a string, or a list of
+ * {"name", "template"} from which `name` or, when NULL, "default" is taken). A non-default name
+ * may also be additional_chat_templates/<name>.jinja. Remembers bos_token and eos_token from
+ * tokenizer_config.json (string or {"content": ...}). BRISK_ERR_NOT_FOUND when there is no
+ * template; other errors as brisk_chat_template_create. On failure *out is NULL. */
+BRISK_API brisk_status brisk_chat_template_load(const char *model_dir, const char *name,
+                                                brisk_chat_template **out);
+
+/* Compiles the template in the file `path`, taking bos/eos tokens from
+ * model_dir/tokenizer_config.json when model_dir is not NULL.
+ * Errors as brisk_chat_template_load. */
+BRISK_API brisk_status brisk_chat_template_load_file(const char *path, const char *model_dir,
+                                                     brisk_chat_template **out);
+
+/* Frees a template. NULL is a no-op. */
+BRISK_API void brisk_chat_template_free(brisk_chat_template *tmpl);
+
+/* The bos/eos token strings loaded with the template, or NULL (owned by the template). */
+BRISK_API const char *brisk_chat_template_bos(const brisk_chat_template *tmpl);
+BRISK_API const char *brisk_chat_template_eos(const brisk_chat_template *tmpl);
+
+/* Renders a conversation. messages_json: a JSON array of message objects ({"role", "content",
+ * optional "tool_calls", any other fields}); as in apply_chat_template, keys whose value is null
+ * are dropped and reasoning ("reasoning_content"/"thinking"/"reasoning") is mirrored under
+ * "thinking" and "reasoning_content". vars_json (NULL = none): a JSON object of further template
+ * variables (tools, documents, date_string, enable_thinking, ...); they override the defaults
+ * (tools = documents = none, bos_token/eos_token from the folder). Both strings are
+ * NUL-terminated. On success *out_text is a NUL-terminated malloc'd string (free with
+ * brisk_free) and *out_len (when not NULL) its byte length.
+ * Errors (*out_text NULL, template unchanged): BRISK_ERR_INVALID_ARG for bad JSON, a runtime
+ * error of the template (undefined attribute, type error) or the template's own
+ * raise_exception(msg) — then brisk_last_error() is "brisk_chat_template_render:
+ * raise_exception: <msg>"; BRISK_ERR_UNSUPPORTED when a limit is hit (output size, steps,
+ * recursion depth) or a Jinja feature is not supported. Thread-safe.
+ * strftime_now() uses the local clock, or the UTC instant in env BRISK_TEMPLATE_NOW (Unix
+ * seconds; meant for tests). */
+BRISK_API brisk_status brisk_chat_template_render(const brisk_chat_template *tmpl,
+                                                  const char *messages_json, const char *vars_json,
+                                                  bool add_generation_prompt, char **out_text,
+                                                  size_t *out_len);
 
 /* ---------------------------------------------------------------------------------------------
  * Generation
