@@ -210,6 +210,9 @@ BRISK_API void brisk_sampler_reset(brisk_sampler *s, uint64_t seed);
 BRISK_API brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *token,
                                             float *logprob);
 
+typedef struct brisk_hub_params { const char *revision; bool offline; bool progress; } brisk_hub_params;
+BRISK_API brisk_hub_params brisk_hub_default_params(void);
+BRISK_API brisk_status brisk_hub_resolve(const char *ref, const brisk_hub_params *params, char **path_out);
 /* ---------------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.json)
  * ------------------------------------------------------------------------------------------- */

@@ -6,3 +6,4 @@ brisk_test(test_goldens SOURCES unit/test_goldens.c ARGS ${BRISK_GOLDEN} LABELS 
 target_link_libraries(test_goldens PRIVATE m)
 brisk_test(test_sampler SOURCES unit/test_sampler.c LABELS unit)
 target_link_libraries(test_sampler PRIVATE m)
+brisk_test(test_cli SOURCES e2e/test_cli.c ARGS $<TARGET_FILE:brisk-cli> ${BRISK_SHARED} LABELS model)

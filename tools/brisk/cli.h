@@ -13,6 +13,8 @@ int brisk_cmd_tokenize(int argc, char **argv);
 int brisk_cmd_detokenize(int argc, char **argv);
 int brisk_cmd_template(int argc, char **argv);
 int brisk_cmd_bench(int argc, char **argv);
+int brisk_cmd_generate(int argc, char **argv);
+int brisk_cmd_chat(int argc, char **argv);
 
 /* Prints "brisk <cmd>: <what>: <brisk_last_error()>" to stderr and returns BRISK_EXIT_FAIL. */
 int brisk_cli_fail(const char *cmd, const char *what, brisk_status st);

@@ -15,6 +15,8 @@ typedef struct {
 } command;
 
 static const command COMMANDS[] = {
+    {"generate", brisk_cmd_generate, "generate text from a prompt (mlx_lm.generate's flags)"},
+    {"chat", brisk_cmd_chat, "interactive chat that keeps its cache across turns"},
     {"logits", brisk_cmd_logits, "write the logits of every position of a token sequence"},
     {"tokenize", brisk_cmd_tokenize, "text -> token ids (JSON array)"},
     {"detokenize", brisk_cmd_detokenize, "token ids -> text"},
