@@ -8,35 +8,35 @@
 
 static int check_passed, check_failed;
 
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (cond) {                                                                               \
-            check_passed++;                                                                       \
-        } else {                                                                                  \
-            check_failed++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);              \
-        }                                                                                         \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            check_passed++;                                                                        \
+        } else {                                                                                   \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                                      \
-    do {                                                                                          \
-        if (cond) {                                                                               \
-            check_passed++;                                                                       \
-        } else {                                                                                  \
-            check_failed++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);              \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fputc('\n', stderr);                                                                  \
-        }                                                                                         \
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            check_passed++;                                                                        \
+        } else {                                                                                   \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_STREQ(a, b)                                                                         \
+#define CHECK_STREQ(a, b)                                                                          \
     CHECK_MSG(strcmp((a), (b)) == 0, "\n  got:      \"%s\"\n  expected: \"%s\"", (a), (b))
 
-#define CHECK_DONE()                                                                              \
-    do {                                                                                          \
-        printf("%d passed, %d failed\n", check_passed, check_failed);                            \
-        return check_failed ? 1 : 0;                                                              \
+#define CHECK_DONE()                                                                               \
+    do {                                                                                           \
+        printf("%d passed, %d failed\n", check_passed, check_failed);                              \
+        return check_failed ? 1 : 0;                                                               \
     } while (0)
 
 #endif

@@ -1,5 +1,6 @@
 /* generate.c: the generation loop: prefill, sample, stream text through the detokenizer, stop on
- * EOS / length / context / cancellation. Built only on the public context, sampler and tokenizer. */
+ * EOS / length / context / cancellation. Built only on the public context, sampler and tokenizer.
+ */
 #include "brisk.h"
 #include "util/error.h"
 
@@ -59,8 +60,9 @@ static brisk_status detok_text(gen_state *g, int32_t id, size_t *len) {
 }
 
 brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *tok,
-                            const int32_t *tokens, int n_tokens, const brisk_generate_params *params,
-                            brisk_token_callback cb, void *user, brisk_generate_stats *stats) {
+                            const int32_t *tokens, int n_tokens,
+                            const brisk_generate_params *params, brisk_token_callback cb,
+                            void *user, brisk_generate_stats *stats) {
     brisk_generate_stats local;
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
@@ -81,8 +83,9 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
     float *logits = malloc(sizeof(float) * (size_t)info.n_vocab);
     g.text_cap = 256;
     g.text = malloc(g.text_cap);
-    brisk_status st = !logits || !g.text ? brisk_errorf(BRISK_ERR_OOM, "brisk_generate: out of memory")
-                                         : BRISK_OK;
+    brisk_status st = !logits || !g.text
+                          ? brisk_errorf(BRISK_ERR_OOM, "brisk_generate: out of memory")
+                          : BRISK_OK;
     if (st == BRISK_OK) st = brisk_sampler_create(&p.sampler, info.n_vocab, &sampler);
     if (st == BRISK_OK) st = brisk_detok_create(tok, p.skip_special, &g.detok);
     /* Prime the detokenizer and the penalties with the prompt: generated text continues it. */

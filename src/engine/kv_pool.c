@@ -12,7 +12,8 @@ brisk_status brisk_kv_pool_init(brisk_kv_pool *p, int n_blocks, int block_size) 
     p->refs = calloc((size_t)n_blocks, sizeof *p->refs);
     if (!p->free_ids || !p->refs) {
         brisk_kv_pool_free(p);
-        return brisk_errorf(BRISK_ERR_OOM, "brisk_kv_pool_init: out of memory for %d blocks", n_blocks);
+        return brisk_errorf(BRISK_ERR_OOM, "brisk_kv_pool_init: out of memory for %d blocks",
+                            n_blocks);
     }
     p->n_blocks = n_blocks;
     p->block_size = block_size;

@@ -9,10 +9,10 @@
 
 typedef struct brisk_kv_pool {
     int n_blocks;
-    int block_size;   /* tokens per block */
+    int block_size;    /* tokens per block */
     int32_t *free_ids; /* stack of free block ids */
     int n_free;
-    uint32_t *refs;   /* [n_blocks] */
+    uint32_t *refs; /* [n_blocks] */
 } brisk_kv_pool;
 
 brisk_status brisk_kv_pool_init(brisk_kv_pool *p, int n_blocks, int block_size);

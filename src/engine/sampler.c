@@ -41,7 +41,9 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 static uint64_t rng_next(uint64_t s[4]) {
     const uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
@@ -55,7 +57,9 @@ static uint64_t rng_next(uint64_t s[4]) {
 }
 
 /* Uniform double in [0, 1) with 53 random bits. */
-static double rng_uniform(uint64_t s[4]) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; }
+static double rng_uniform(uint64_t s[4]) {
+    return (double)(rng_next(s) >> 11) * 0x1.0p-53;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Lifecycle
@@ -147,7 +151,8 @@ void brisk_sampler_accept(brisk_sampler *s, int32_t token) {
 static void apply_penalties(brisk_sampler *s, float *logits) {
     const brisk_sampler_params *p = &s->p;
     for (int i = 0; i < p->n_bias; i++) logits[p->bias_ids[i]] += p->bias_values[i];
-    if (p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f)
+    if (p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f &&
+        p->frequency_penalty == 0.0f)
         return;
     /* Each distinct token in the window once (counts[] > 0), walking the ring. */
     for (int k = 0; k < s->n_window; k++) {
@@ -179,9 +184,12 @@ static void select_top(int32_t *idx, const float *lp, int n, int k) {
                 idx[j--] = t;
             }
         }
-        if (k - 1 <= j) hi = j;
-        else if (k - 1 >= i) lo = i;
-        else break;
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            break;
     }
 }
 

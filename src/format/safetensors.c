@@ -32,23 +32,36 @@ static const struct {
     const char *name;
     int bits;
 } DTYPES[BRISK_DT_COUNT] = {
-    [BRISK_DT_BOOL] = {"BOOL", 8},       [BRISK_DT_U8] = {"U8", 8},
-    [BRISK_DT_I8] = {"I8", 8},           [BRISK_DT_I16] = {"I16", 16},
-    [BRISK_DT_U16] = {"U16", 16},        [BRISK_DT_F16] = {"F16", 16},
-    [BRISK_DT_BF16] = {"BF16", 16},      [BRISK_DT_I32] = {"I32", 32},
-    [BRISK_DT_U32] = {"U32", 32},        [BRISK_DT_F32] = {"F32", 32},
-    [BRISK_DT_F64] = {"F64", 64},        [BRISK_DT_I64] = {"I64", 64},
-    [BRISK_DT_U64] = {"U64", 64},        [BRISK_DT_C64] = {"C64", 64},
-    [BRISK_DT_F8_E5M2] = {"F8_E5M2", 8}, [BRISK_DT_F8_E4M3] = {"F8_E4M3", 8},
-    [BRISK_DT_F8_E8M0] = {"F8_E8M0", 8}, [BRISK_DT_F8_E4M3FNUZ] = {"F8_E4M3FNUZ", 8},
-    [BRISK_DT_F8_E5M2FNUZ] = {"F8_E5M2FNUZ", 8}, [BRISK_DT_F4] = {"F4", 4},
-    [BRISK_DT_F6_E2M3] = {"F6_E2M3", 6}, [BRISK_DT_F6_E3M2] = {"F6_E3M2", 6},
+    [BRISK_DT_BOOL] = {"BOOL", 8},
+    [BRISK_DT_U8] = {"U8", 8},
+    [BRISK_DT_I8] = {"I8", 8},
+    [BRISK_DT_I16] = {"I16", 16},
+    [BRISK_DT_U16] = {"U16", 16},
+    [BRISK_DT_F16] = {"F16", 16},
+    [BRISK_DT_BF16] = {"BF16", 16},
+    [BRISK_DT_I32] = {"I32", 32},
+    [BRISK_DT_U32] = {"U32", 32},
+    [BRISK_DT_F32] = {"F32", 32},
+    [BRISK_DT_F64] = {"F64", 64},
+    [BRISK_DT_I64] = {"I64", 64},
+    [BRISK_DT_U64] = {"U64", 64},
+    [BRISK_DT_C64] = {"C64", 64},
+    [BRISK_DT_F8_E5M2] = {"F8_E5M2", 8},
+    [BRISK_DT_F8_E4M3] = {"F8_E4M3", 8},
+    [BRISK_DT_F8_E8M0] = {"F8_E8M0", 8},
+    [BRISK_DT_F8_E4M3FNUZ] = {"F8_E4M3FNUZ", 8},
+    [BRISK_DT_F8_E5M2FNUZ] = {"F8_E5M2FNUZ", 8},
+    [BRISK_DT_F4] = {"F4", 4},
+    [BRISK_DT_F6_E2M3] = {"F6_E2M3", 6},
+    [BRISK_DT_F6_E3M2] = {"F6_E3M2", 6},
 };
 
 const char *brisk_dtype_name(brisk_dtype dt) {
     return (unsigned)dt < BRISK_DT_COUNT ? DTYPES[dt].name : "?";
 }
-int brisk_dtype_bits(brisk_dtype dt) { return (unsigned)dt < BRISK_DT_COUNT ? DTYPES[dt].bits : 0; }
+int brisk_dtype_bits(brisk_dtype dt) {
+    return (unsigned)dt < BRISK_DT_COUNT ? DTYPES[dt].bits : 0;
+}
 
 static int dtype_from_name(const char *s) {
     for (int i = 0; i < BRISK_DT_COUNT; i++)
@@ -94,8 +107,8 @@ static brisk_status parse_file(const uint8_t *buf, uint64_t size, const char *fn
     for (int i = 7; i >= 0; i--) n = (n << 8) | buf[i];
     if (n > BRISK_ST_MAX_HEADER)
         return brisk_errorf(BRISK_ERR_FORMAT,
-                            "brisk_st_open: %s: header length %llu exceeds the %u-byte limit", fname,
-                            (unsigned long long)n, BRISK_ST_MAX_HEADER);
+                            "brisk_st_open: %s: header length %llu exceeds the %u-byte limit",
+                            fname, (unsigned long long)n, BRISK_ST_MAX_HEADER);
     if (n > size - 8)
         return brisk_errorf(BRISK_ERR_FORMAT,
                             "brisk_st_open: %s: header length %llu runs past the end of the file "
@@ -152,8 +165,9 @@ static brisk_status parse_file(const uint8_t *buf, uint64_t size, const char *fn
             continue;
         }
         if (!cJSON_IsObject(e)) {
-            st = brisk_errorf(BRISK_ERR_FORMAT, "brisk_st_open: %s: tensor '%s': entry is not an object",
-                              fname, name);
+            st =
+                brisk_errorf(BRISK_ERR_FORMAT,
+                             "brisk_st_open: %s: tensor '%s': entry is not an object", fname, name);
             goto fail;
         }
         const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
@@ -169,8 +183,9 @@ static brisk_status parse_file(const uint8_t *buf, uint64_t size, const char *fn
         }
         int dt = dtype_from_name(jd->valuestring);
         if (dt < 0) {
-            st = brisk_errorf(BRISK_ERR_FORMAT, "brisk_st_open: %s: tensor '%s': unknown dtype '%s'",
-                              fname, name, jd->valuestring);
+            st =
+                brisk_errorf(BRISK_ERR_FORMAT, "brisk_st_open: %s: tensor '%s': unknown dtype '%s'",
+                             fname, name, jd->valuestring);
             goto fail;
         }
         brisk_st_tensor *t = &ts[nt];
@@ -178,8 +193,9 @@ static brisk_status parse_file(const uint8_t *buf, uint64_t size, const char *fn
         t->file = file_idx;
         t->ndim = cJSON_GetArraySize(js);
         if (t->ndim > BRISK_ST_MAX_DIMS) {
-            st = brisk_errorf(BRISK_ERR_FORMAT, "brisk_st_open: %s: tensor '%s': %d dimensions (max %d)",
-                              fname, name, t->ndim, BRISK_ST_MAX_DIMS);
+            st = brisk_errorf(BRISK_ERR_FORMAT,
+                              "brisk_st_open: %s: tensor '%s': %d dimensions (max %d)", fname, name,
+                              t->ndim, BRISK_ST_MAX_DIMS);
             goto fail;
         }
         /* elements * bits, with overflow checks (sizes are bounded by the file anyway). */
@@ -207,10 +223,11 @@ static brisk_status parse_file(const uint8_t *buf, uint64_t size, const char *fn
             goto fail;
         }
         if (b1 < b0) {
-            st = brisk_errorf(BRISK_ERR_FORMAT,
-                              "brisk_st_open: %s: tensor '%s': data_offsets [%llu, %llu] end before "
-                              "they begin",
-                              fname, name, (unsigned long long)b0, (unsigned long long)b1);
+            st =
+                brisk_errorf(BRISK_ERR_FORMAT,
+                             "brisk_st_open: %s: tensor '%s': data_offsets [%llu, %llu] end before "
+                             "they begin",
+                             fname, name, (unsigned long long)b0, (unsigned long long)b1);
             goto fail;
         }
         if (b1 > data_size) {
@@ -260,11 +277,12 @@ static brisk_status parse_file(const uint8_t *buf, uint64_t size, const char *fn
     for (int i = 0; i < nt && st == BRISK_OK; i++) {
         uint64_t b0 = (uint64_t)(by_off[i].data - (buf + data_start));
         if (b0 < pos) {
-            st = brisk_errorf(BRISK_ERR_FORMAT,
-                              "brisk_st_open: %s: tensor '%s' at bytes [%llu, %llu) overlaps tensor "
-                              "'%s'",
-                              fname, by_off[i].name, (unsigned long long)b0,
-                              (unsigned long long)(b0 + by_off[i].nbytes), by_off[i - 1].name);
+            st =
+                brisk_errorf(BRISK_ERR_FORMAT,
+                             "brisk_st_open: %s: tensor '%s' at bytes [%llu, %llu) overlaps tensor "
+                             "'%s'",
+                             fname, by_off[i].name, (unsigned long long)b0,
+                             (unsigned long long)(b0 + by_off[i].nbytes), by_off[i - 1].name);
         } else if (b0 > pos) {
             st = brisk_errorf(BRISK_ERR_FORMAT,
                               "brisk_st_open: %s: tensor '%s' starts at data byte %llu, leaving a "
@@ -277,10 +295,11 @@ static brisk_status parse_file(const uint8_t *buf, uint64_t size, const char *fn
     free(by_off);
     if (st != BRISK_OK) goto fail;
     if (pos != data_size) {
-        st = brisk_errorf(BRISK_ERR_FORMAT,
-                          "brisk_st_open: %s: tensors cover %llu data bytes but the file holds %llu "
-                          "(trailing garbage or a truncated header?)",
-                          fname, (unsigned long long)pos, (unsigned long long)data_size);
+        st =
+            brisk_errorf(BRISK_ERR_FORMAT,
+                         "brisk_st_open: %s: tensors cover %llu data bytes but the file holds %llu "
+                         "(trailing garbage or a truncated header?)",
+                         fname, (unsigned long long)pos, (unsigned long long)data_size);
         goto fail;
     }
     cJSON_Delete(root);
@@ -313,7 +332,8 @@ brisk_status brisk_st_validate_buffer(const uint8_t *buf, uint64_t size, const c
 void brisk_st_close(brisk_st_set *set) {
     if (!set) return;
     for (int i = 0; i < set->n_files; i++) {
-        if (set->files[i].map && set->files[i].size) munmap((void *)set->files[i].map, set->files[i].size);
+        if (set->files[i].map && set->files[i].size)
+            munmap((void *)set->files[i].map, set->files[i].size);
         free(set->files[i].path);
     }
     for (int i = 0; i < set->n_tensors; i++) free((void *)set->tensors[i].name);
@@ -326,7 +346,8 @@ void brisk_st_close(brisk_st_set *set) {
 static brisk_status add_file(brisk_st_set *set, const char *path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return brisk_errorf(BRISK_ERR_IO, "brisk_st_open: %s: cannot open: %s", path, strerror(errno));
+        return brisk_errorf(BRISK_ERR_IO, "brisk_st_open: %s: cannot open: %s", path,
+                            strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
@@ -357,7 +378,8 @@ static brisk_status add_file(brisk_st_set *set, const char *path) {
     if (!f->path) return brisk_errorf(BRISK_ERR_OOM, "brisk_st_open: out of memory");
     brisk_st_tensor *ts;
     int n;
-    brisk_status st = parse_file(map ? map : (const uint8_t *)"", size, path, set->n_files - 1, &ts, &n);
+    brisk_status st =
+        parse_file(map ? map : (const uint8_t *)"", size, path, set->n_files - 1, &ts, &n);
     if (st != BRISK_OK) return st;
     brisk_st_tensor *all = realloc(set->tensors, (size_t)(set->n_tensors + n + 1) * sizeof *all);
     if (!all) {
@@ -378,7 +400,8 @@ static brisk_status finish_set(brisk_st_set *set) {
     qsort(set->tensors, (size_t)set->n_tensors, sizeof *set->tensors, cmp_name);
     for (int i = 1; i < set->n_tensors; i++)
         if (strcmp(set->tensors[i - 1].name, set->tensors[i].name) == 0)
-            return brisk_errorf(BRISK_ERR_FORMAT, "brisk_st_open: tensor '%s' is stored in both %s and %s",
+            return brisk_errorf(BRISK_ERR_FORMAT,
+                                "brisk_st_open: tensor '%s' is stored in both %s and %s",
                                 set->tensors[i].name, set->files[set->tensors[i - 1].file].path,
                                 set->files[set->tensors[i].file].path);
     return BRISK_OK;
@@ -435,7 +458,8 @@ static brisk_status open_index(brisk_st_set *set, const char *dir, const char *i
         for (int i = 0; i < nf && st == BRISK_OK; i++) {
             if (i > 0 && strcmp(files[i], files[i - 1]) == 0) continue;
             char *path = brisk_path_join(dir, files[i]);
-            st = path ? add_file(set, path) : brisk_errorf(BRISK_ERR_OOM, "brisk_st_open: out of memory");
+            st = path ? add_file(set, path)
+                      : brisk_errorf(BRISK_ERR_OOM, "brisk_st_open: out of memory");
             free(path);
         }
     }
@@ -465,7 +489,8 @@ brisk_status brisk_st_open_dir(const char *dir, brisk_st_set **out) {
     if (!set) return brisk_errorf(BRISK_ERR_OOM, "brisk_st_open: out of memory");
     brisk_status st = BRISK_OK;
     char *index = brisk_path_join(dir, "model.safetensors.index.json");
-    if (!index) st = brisk_errorf(BRISK_ERR_OOM, "brisk_st_open: out of memory");
+    if (!index)
+        st = brisk_errorf(BRISK_ERR_OOM, "brisk_st_open: out of memory");
     else if (access(index, R_OK) == 0) {
         st = open_index(set, dir, index);
     } else {
@@ -504,7 +529,8 @@ brisk_status brisk_st_open_dir(const char *dir, brisk_st_set **out) {
             if (names) qsort(names, (size_t)nn, sizeof *names, cmp_str);
             for (int i = 0; i < nn && st == BRISK_OK; i++) {
                 char *path = brisk_path_join(dir, names[i]);
-                st = path ? add_file(set, path) : brisk_errorf(BRISK_ERR_OOM, "brisk_st_open: out of memory");
+                st = path ? add_file(set, path)
+                          : brisk_errorf(BRISK_ERR_OOM, "brisk_st_open: out of memory");
                 free(path);
             }
             for (int i = 0; i < nn; i++) free(names[i]);
@@ -526,7 +552,15 @@ const brisk_st_tensor *brisk_st_find(const brisk_st_set *set, const char *name) 
     return bsearch(&key, set->tensors, (size_t)set->n_tensors, sizeof key, cmp_name);
 }
 
-int brisk_st_count(const brisk_st_set *set) { return set->n_tensors; }
-const brisk_st_tensor *brisk_st_at(const brisk_st_set *set, int i) { return &set->tensors[i]; }
-const char *brisk_st_file_path(const brisk_st_set *set, int file) { return set->files[file].path; }
-uint64_t brisk_st_total_bytes(const brisk_st_set *set) { return set->total_bytes; }
+int brisk_st_count(const brisk_st_set *set) {
+    return set->n_tensors;
+}
+const brisk_st_tensor *brisk_st_at(const brisk_st_set *set, int i) {
+    return &set->tensors[i];
+}
+const char *brisk_st_file_path(const brisk_st_set *set, int file) {
+    return set->files[file].path;
+}
+uint64_t brisk_st_total_bytes(const brisk_st_set *set) {
+    return set->total_bytes;
+}

@@ -10,24 +10,42 @@
 /* Every dtype name of the safetensors spec. Recognised at open; the weight binder decides which
  * ones it can use and names the others as unsupported. */
 typedef enum brisk_dtype {
-    BRISK_DT_BOOL, BRISK_DT_U8, BRISK_DT_I8, BRISK_DT_I16, BRISK_DT_U16, BRISK_DT_F16,
-    BRISK_DT_BF16, BRISK_DT_I32, BRISK_DT_U32, BRISK_DT_F32, BRISK_DT_F64, BRISK_DT_I64,
-    BRISK_DT_U64, BRISK_DT_C64, BRISK_DT_F8_E5M2, BRISK_DT_F8_E4M3, BRISK_DT_F8_E8M0,
-    BRISK_DT_F8_E4M3FNUZ, BRISK_DT_F8_E5M2FNUZ, BRISK_DT_F4, BRISK_DT_F6_E2M3, BRISK_DT_F6_E3M2,
+    BRISK_DT_BOOL,
+    BRISK_DT_U8,
+    BRISK_DT_I8,
+    BRISK_DT_I16,
+    BRISK_DT_U16,
+    BRISK_DT_F16,
+    BRISK_DT_BF16,
+    BRISK_DT_I32,
+    BRISK_DT_U32,
+    BRISK_DT_F32,
+    BRISK_DT_F64,
+    BRISK_DT_I64,
+    BRISK_DT_U64,
+    BRISK_DT_C64,
+    BRISK_DT_F8_E5M2,
+    BRISK_DT_F8_E4M3,
+    BRISK_DT_F8_E8M0,
+    BRISK_DT_F8_E4M3FNUZ,
+    BRISK_DT_F8_E5M2FNUZ,
+    BRISK_DT_F4,
+    BRISK_DT_F6_E2M3,
+    BRISK_DT_F6_E3M2,
     BRISK_DT_COUNT
 } brisk_dtype;
 
-#define BRISK_ST_MAX_DIMS 8
+#define BRISK_ST_MAX_DIMS   8
 #define BRISK_ST_MAX_HEADER 100000000u /* as the reference reader: larger headers are rejected */
 
 typedef struct brisk_st_tensor {
-    const char *name;                 /* owned by the set */
+    const char *name; /* owned by the set */
     brisk_dtype dtype;
     int ndim;
     int64_t shape[BRISK_ST_MAX_DIMS];
-    const uint8_t *data;              /* into the read-only mapping; NOT aligned (MLX files) */
+    const uint8_t *data; /* into the read-only mapping; NOT aligned (MLX files) */
     uint64_t nbytes;
-    int file;                         /* index into the set's files */
+    int file; /* index into the set's files */
 } brisk_st_tensor;
 
 typedef struct brisk_st_set brisk_st_set;

@@ -39,8 +39,8 @@ static int get_int(parse_ctx *pc, const cJSON *o, const char *key, int *out, int
     if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble) || j->valuedouble < lo ||
         j->valuedouble > hi) {
         pc->st = brisk_errorf(BRISK_ERR_FORMAT,
-                              "brisk_config_load: %s: '%s' must be an integer in [%d, %d]", pc->fname,
-                              key, lo, hi);
+                              "brisk_config_load: %s: '%s' must be an integer in [%d, %d]",
+                              pc->fname, key, lo, hi);
         return -1;
     }
     *out = (int)j->valuedouble;
@@ -107,14 +107,15 @@ static brisk_status parse_rope(parse_ctx *pc, const cJSON *root, brisk_config *c
                                      "brisk_config_load: %s: 'rope_parameters' must be an object",
                                      pc->fname);
     }
-    if (cJSON_IsObject(scaling)) s = scaling;
+    if (cJSON_IsObject(scaling))
+        s = scaling;
     else if (scaling && !cJSON_IsNull(scaling))
-        return pc->st = brisk_errorf(BRISK_ERR_FORMAT,
-                                     "brisk_config_load: %s: 'rope_scaling' must be an object or null",
-                                     pc->fname);
+        return pc->st = brisk_errorf(
+                   BRISK_ERR_FORMAT,
+                   "brisk_config_load: %s: 'rope_scaling' must be an object or null", pc->fname);
     if (!(r->theta > 0))
-        return pc->st = brisk_errorf(BRISK_ERR_FORMAT, "brisk_config_load: %s: rope_theta must be > 0",
-                                     pc->fname);
+        return pc->st = brisk_errorf(BRISK_ERR_FORMAT,
+                                     "brisk_config_load: %s: rope_theta must be > 0", pc->fname);
     if (!s) return BRISK_OK;
     const cJSON *jt = cJSON_GetObjectItemCaseSensitive(s, "rope_type");
     if (!cJSON_IsString(jt)) jt = cJSON_GetObjectItemCaseSensitive(s, "type");
@@ -152,18 +153,23 @@ static brisk_status parse_rope(parse_ctx *pc, const cJSON *root, brisk_config *c
     return BRISK_OK;
 }
 
-static int valid_bits(int b) { return b == 2 || b == 3 || b == 4 || b == 5 || b == 6 || b == 8; }
-static int valid_gs(int g) { return g == 32 || g == 64 || g == 128; }
+static int valid_bits(int b) {
+    return b == 2 || b == 3 || b == 4 || b == 5 || b == 6 || b == 8;
+}
+static int valid_gs(int g) {
+    return g == 32 || g == 64 || g == 128;
+}
 
 /* Reads bits/group_size/mode of one quantization dict (global or per layer). */
 static brisk_status parse_qparams(parse_ctx *pc, const cJSON *o, const char *where, int *bits,
                                   int *gs) {
     const cJSON *mode = cJSON_GetObjectItemCaseSensitive(o, "mode");
     if (mode && !(cJSON_IsString(mode) && !strcmp(mode->valuestring, "affine")))
-        return pc->st = brisk_errorf(BRISK_ERR_UNSUPPORTED,
-                                     "brisk_config_load: %s: quantization mode '%s' of %s is not "
-                                     "supported (supported: affine)",
-                                     pc->fname, cJSON_IsString(mode) ? mode->valuestring : "?", where);
+        return pc->st =
+                   brisk_errorf(BRISK_ERR_UNSUPPORTED,
+                                "brisk_config_load: %s: quantization mode '%s' of %s is not "
+                                "supported (supported: affine)",
+                                pc->fname, cJSON_IsString(mode) ? mode->valuestring : "?", where);
     if (get_int(pc, o, "bits", bits, 0, 64) < 0 || get_int(pc, o, "group_size", gs, 0, 1 << 20) < 0)
         return pc->st;
     if (!valid_bits(*bits))
@@ -211,7 +217,8 @@ static brisk_status parse_quant(parse_ctx *pc, const cJSON *root, brisk_config *
         if (!cJSON_IsObject(e) && !cJSON_IsFalse(e)) continue; /* bits, group_size, mode */
         brisk_quant_override *o = &qc->overrides[qc->n_overrides];
         o->path = strdup(e->string ? e->string : "");
-        if (!o->path) return pc->st = brisk_errorf(BRISK_ERR_OOM, "brisk_config_load: out of memory");
+        if (!o->path)
+            return pc->st = brisk_errorf(BRISK_ERR_OOM, "brisk_config_load: out of memory");
         qc->n_overrides++;
         if (cJSON_IsFalse(e)) {
             o->disabled = true;
@@ -231,14 +238,14 @@ static brisk_status parse_root(parse_ctx *pc, const cJSON *root, brisk_config *c
                                      pc->fname);
     /* Multimodal checkpoints nest the language model's settings under text_config. */
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text_config");
-    const cJSON *lm = cJSON_IsObject(text) && cJSON_GetObjectItemCaseSensitive(text, "hidden_size")
-                          ? text
-                          : root;
+    const cJSON *lm =
+        cJSON_IsObject(text) && cJSON_GetObjectItemCaseSensitive(text, "hidden_size") ? text : root;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(lm, "model_type");
     if (!cJSON_IsString(mt)) mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     if (!cJSON_IsString(mt))
-        return pc->st = brisk_errorf(BRISK_ERR_FORMAT,
-                                     "brisk_config_load: %s: missing string 'model_type'", pc->fname);
+        return pc->st =
+                   brisk_errorf(BRISK_ERR_FORMAT,
+                                "brisk_config_load: %s: missing string 'model_type'", pc->fname);
     cfg->arch = brisk_arch_find(mt->valuestring);
     if (!cfg->arch) {
         char list[256] = "";
@@ -282,17 +289,18 @@ static brisk_status parse_root(parse_ctx *pc, const cJSON *root, brisk_config *c
         return pc->st = brisk_errorf(BRISK_ERR_FORMAT, "brisk_config_load: %s: head_dim %d is odd",
                                      pc->fname, cfg->head_dim);
     if ((int64_t)cfg->n_head * cfg->head_dim > LIMIT_DIM)
-        return pc->st = brisk_errorf(BRISK_ERR_FORMAT,
-                                     "brisk_config_load: %s: heads x head_dim is too large",
-                                     pc->fname);
+        return pc->st =
+                   brisk_errorf(BRISK_ERR_FORMAT,
+                                "brisk_config_load: %s: heads x head_dim is too large", pc->fname);
     cfg->max_position = 4096;
     if (get_int(pc, lm, "max_position_embeddings", &cfg->max_position, 1, 1 << 24) < 0)
         return pc->st;
     double eps = cfg->arch->eps_default;
     if (get_num(pc, lm, "rms_norm_eps", &eps) < 0) return pc->st;
     if (!(eps > 0 && eps < 1))
-        return pc->st = brisk_errorf(BRISK_ERR_FORMAT, "brisk_config_load: %s: rms_norm_eps must be in (0, 1)",
-                                     pc->fname);
+        return pc->st =
+                   brisk_errorf(BRISK_ERR_FORMAT,
+                                "brisk_config_load: %s: rms_norm_eps must be in (0, 1)", pc->fname);
     cfg->norm_eps = (float)eps;
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(lm, "hidden_act");
     if (cJSON_IsString(act) && strcmp(act->valuestring, "silu") != 0)
@@ -302,14 +310,15 @@ static brisk_status parse_root(parse_ctx *pc, const cJSON *root, brisk_config *c
                                      pc->fname, act->valuestring);
     const cJSON *mlp_bias = cJSON_GetObjectItemCaseSensitive(lm, "mlp_bias");
     if (cJSON_IsTrue(mlp_bias))
-        return pc->st = brisk_errorf(BRISK_ERR_UNSUPPORTED,
-                                     "brisk_config_load: %s: mlp_bias true is not supported",
-                                     pc->fname);
+        return pc->st =
+                   brisk_errorf(BRISK_ERR_UNSUPPORTED,
+                                "brisk_config_load: %s: mlp_bias true is not supported", pc->fname);
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(lm, "tie_word_embeddings");
     if (!tie) tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
     cfg->has_tie_flag = cJSON_IsBool(tie);
     cfg->tie_word_embeddings = cJSON_IsTrue(tie);
-    if (cfg->arch->sliding && get_int(pc, lm, "sliding_window", &cfg->sliding_window, 0, 1 << 30) < 0)
+    if (cfg->arch->sliding &&
+        get_int(pc, lm, "sliding_window", &cfg->sliding_window, 0, 1 << 30) < 0)
         return pc->st;
     cfg->bos_id = -1;
     int has_bos = get_int(pc, lm, "bos_token_id", &cfg->bos_id, 0, 1 << 30);
@@ -323,7 +332,8 @@ static brisk_status parse_root(parse_ctx *pc, const cJSON *root, brisk_config *c
     return parse_quant(pc, root, cfg);
 }
 
-brisk_status brisk_config_parse(const char *json, size_t len, const char *fname, brisk_config *cfg) {
+brisk_status brisk_config_parse(const char *json, size_t len, const char *fname,
+                                brisk_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     parse_ctx pc = {fname, BRISK_OK};
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -342,9 +352,9 @@ brisk_status brisk_config_load(const char *dir, brisk_config *cfg) {
     size_t len;
     char *text = brisk_read_file(path, &len);
     if (!text) {
-        brisk_status st = brisk_errorf(errno == ENOENT ? BRISK_ERR_NOT_FOUND : BRISK_ERR_IO,
-                                       "brisk_config_load: %s: cannot read: %s", path,
-                                       strerror(errno));
+        brisk_status st =
+            brisk_errorf(errno == ENOENT ? BRISK_ERR_NOT_FOUND : BRISK_ERR_IO,
+                         "brisk_config_load: %s: cannot read: %s", path, strerror(errno));
         free(path);
         return st;
     }

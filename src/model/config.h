@@ -11,9 +11,9 @@
 /* What differs between the supported families (one row each in arch.c). */
 typedef struct brisk_arch {
     const char *model_type;
-    bool qkv_bias;   /* q/k/v projections carry a bias (Qwen2) */
-    bool qk_norm;    /* RMSNorm over head_dim on q and k before RoPE (Qwen3) */
-    bool sliding;    /* honours config sliding_window (Mistral) */
+    bool qkv_bias; /* q/k/v projections carry a bias (Qwen2) */
+    bool qk_norm;  /* RMSNorm over head_dim on q and k before RoPE (Qwen3) */
+    bool sliding;  /* honours config sliding_window (Mistral) */
     float eps_default;
 } brisk_arch;
 

@@ -12,7 +12,8 @@ brisk_model_params brisk_model_default_params(void) {
     return p;
 }
 
-brisk_status brisk_model_load(const char *dir, const brisk_model_params *params, brisk_model **out) {
+brisk_status brisk_model_load(const char *dir, const brisk_model_params *params,
+                              brisk_model **out) {
     if (!out) return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_model_load: out is NULL");
     *out = NULL;
     if (!dir) return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_model_load: dir is NULL");

@@ -29,10 +29,17 @@ static const char *file_of(const binder *b, const brisk_st_tensor *t) {
 
 static int float_type(brisk_dtype dt, brisk_wtype *out) {
     switch (dt) {
-    case BRISK_DT_F32: *out = BRISK_W_F32; return 1;
-    case BRISK_DT_F16: *out = BRISK_W_F16; return 1;
-    case BRISK_DT_BF16: *out = BRISK_W_BF16; return 1;
-    default: return 0;
+    case BRISK_DT_F32:
+        *out = BRISK_W_F32;
+        return 1;
+    case BRISK_DT_F16:
+        *out = BRISK_W_F16;
+        return 1;
+    case BRISK_DT_BF16:
+        *out = BRISK_W_BF16;
+        return 1;
+    default:
+        return 0;
     }
 }
 
@@ -91,10 +98,11 @@ static brisk_status bind_matrix(binder *b, const char *path, int64_t rows, int64
                                 "config.json has no 'quantization'",
                                 file_of(b, t), t->name);
         if (ov && ov->disabled)
-            return brisk_errorf(BRISK_ERR_FORMAT,
-                                "brisk_model_load: %s: tensor '%s' is U32 but config says '%s': false "
-                                "(not quantized)",
-                                file_of(b, t), t->name, path);
+            return brisk_errorf(
+                BRISK_ERR_FORMAT,
+                "brisk_model_load: %s: tensor '%s' is U32 but config says '%s': false "
+                "(not quantized)",
+                file_of(b, t), t->name, path);
         if (!ts || !tb)
             return brisk_errorf(BRISK_ERR_NOT_FOUND,
                                 "brisk_model_load: %s: quantized tensor '%s' needs '%s.%s' (MLX "
@@ -104,16 +112,18 @@ static brisk_status bind_matrix(binder *b, const char *path, int64_t rows, int64
         out->bits = ov ? ov->bits : b->cfg->quant.bits;
         out->group_size = ov ? ov->group_size : b->cfg->quant.group_size;
         if (!float_type(ts->dtype, &out->stype) || tb->dtype != ts->dtype)
-            return brisk_errorf(BRISK_ERR_UNSUPPORTED,
-                                "brisk_model_load: %s: '%s' is %s and '%s' is %s; scales and biases "
-                                "must share one float dtype (F32, F16, BF16)",
-                                file_of(b, ts), ts->name, brisk_dtype_name(ts->dtype), tb->name,
-                                brisk_dtype_name(tb->dtype));
+            return brisk_errorf(
+                BRISK_ERR_UNSUPPORTED,
+                "brisk_model_load: %s: '%s' is %s and '%s' is %s; scales and biases "
+                "must share one float dtype (F32, F16, BF16)",
+                file_of(b, ts), ts->name, brisk_dtype_name(ts->dtype), tb->name,
+                brisk_dtype_name(tb->dtype));
         if ((cols * out->bits) % 32 || cols % out->group_size)
             return brisk_errorf(BRISK_ERR_FORMAT,
                                 "brisk_model_load: %s: '%s': %lld input features cannot be packed "
                                 "at %d bits with group size %d",
-                                file_of(b, t), t->name, (long long)cols, out->bits, out->group_size);
+                                file_of(b, t), t->name, (long long)cols, out->bits,
+                                out->group_size);
         char why[96];
         snprintf(why, sizeof why, " (%d-bit, group size %d)", out->bits, out->group_size);
         brisk_status st = check_2d(b, t, rows, cols * out->bits / 32, why);
@@ -123,10 +133,11 @@ static brisk_status bind_matrix(binder *b, const char *path, int64_t rows, int64
         out->scales = ts->data;
         out->biases = tb->data;
     } else {
-        return brisk_errorf(BRISK_ERR_UNSUPPORTED,
-                            "brisk_model_load: %s: tensor '%s' has dtype %s, which is not supported "
-                            "for weights (supported: F32, F16, BF16, U32 MLX-quantized)",
-                            file_of(b, t), t->name, brisk_dtype_name(t->dtype));
+        return brisk_errorf(
+            BRISK_ERR_UNSUPPORTED,
+            "brisk_model_load: %s: tensor '%s' has dtype %s, which is not supported "
+            "for weights (supported: F32, F16, BF16, U32 MLX-quantized)",
+            file_of(b, t), t->name, brisk_dtype_name(t->dtype));
     }
     b->n_params += (uint64_t)(rows * cols);
     b->bytes += brisk_tensor_bytes(out);
@@ -163,9 +174,17 @@ static brisk_status bind_vector(binder *b, const char *name, int64_t n, bool req
     for (int64_t i = 0; i < n; i++) {
         uint16_t u16;
         switch (wt) {
-        case BRISK_W_F32: memcpy(&v[i], t->data + 4 * i, 4); break;
-        case BRISK_W_F16: memcpy(&u16, t->data + 2 * i, 2); v[i] = brisk_f16_to_f32(u16); break;
-        default: memcpy(&u16, t->data + 2 * i, 2); v[i] = brisk_bf16_to_f32(u16); break;
+        case BRISK_W_F32:
+            memcpy(&v[i], t->data + 4 * i, 4);
+            break;
+        case BRISK_W_F16:
+            memcpy(&u16, t->data + 2 * i, 2);
+            v[i] = brisk_f16_to_f32(u16);
+            break;
+        default:
+            memcpy(&u16, t->data + 2 * i, 2);
+            v[i] = brisk_bf16_to_f32(u16);
+            break;
         }
     }
     *out = v;
@@ -180,11 +199,11 @@ static brisk_status bind_layer(binder *b, int l, brisk_layer_weights *L) {
                   KV = (int64_t)c->n_head_kv * c->head_dim;
     char p[256], n[300];
     brisk_status st;
-#define MAT(field, suffix, rows, cols)                                                            \
-    snprintf(p, sizeof p, "model.layers.%d.%s", l, suffix);                                       \
+#define MAT(field, suffix, rows, cols)                                                             \
+    snprintf(p, sizeof p, "model.layers.%d.%s", l, suffix);                                        \
     if ((st = bind_matrix(b, p, rows, cols, &L->field)) != BRISK_OK) return st;
-#define VEC(field, suffix, len, req)                                                              \
-    snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                       \
+#define VEC(field, suffix, len, req)                                                               \
+    snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                        \
     if ((st = bind_vector(b, n, len, req, &L->field)) != BRISK_OK) return st;
     VEC(attn_norm, "input_layernorm.weight", D, true);
     VEC(ffn_norm, "post_attention_layernorm.weight", D, true);

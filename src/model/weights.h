@@ -10,29 +10,29 @@
 #include <stdbool.h>
 
 typedef struct brisk_layer_weights {
-    float *attn_norm;      /* [n_embd] input_layernorm */
-    brisk_tensor wq;       /* [n_head*head_dim, n_embd] */
-    brisk_tensor wk;       /* [n_head_kv*head_dim, n_embd] */
-    brisk_tensor wv;       /* [n_head_kv*head_dim, n_embd] */
-    float *bq, *bk, *bv;   /* q/k/v biases (Qwen2) or NULL */
+    float *attn_norm;       /* [n_embd] input_layernorm */
+    brisk_tensor wq;        /* [n_head*head_dim, n_embd] */
+    brisk_tensor wk;        /* [n_head_kv*head_dim, n_embd] */
+    brisk_tensor wv;        /* [n_head_kv*head_dim, n_embd] */
+    float *bq, *bk, *bv;    /* q/k/v biases (Qwen2) or NULL */
     float *q_norm, *k_norm; /* [head_dim] (Qwen3) or NULL */
-    brisk_tensor wo;       /* [n_embd, n_head*head_dim] */
-    float *ffn_norm;       /* [n_embd] post_attention_layernorm */
-    brisk_tensor w_gate;   /* [n_ff, n_embd] */
-    brisk_tensor w_up;     /* [n_ff, n_embd] */
-    brisk_tensor w_down;   /* [n_embd, n_ff] */
+    brisk_tensor wo;        /* [n_embd, n_head*head_dim] */
+    float *ffn_norm;        /* [n_embd] post_attention_layernorm */
+    brisk_tensor w_gate;    /* [n_ff, n_embd] */
+    brisk_tensor w_up;      /* [n_ff, n_embd] */
+    brisk_tensor w_down;    /* [n_embd, n_ff] */
 } brisk_layer_weights;
 
 typedef struct brisk_weights {
-    brisk_tensor tok_embd;        /* [n_vocab, n_embd] */
-    brisk_layer_weights *layers;  /* [n_layer] */
-    float *out_norm;              /* [n_embd] */
-    brisk_tensor output;          /* [n_vocab, n_embd]; == tok_embd when tied */
+    brisk_tensor tok_embd;       /* [n_vocab, n_embd] */
+    brisk_layer_weights *layers; /* [n_layer] */
+    float *out_norm;             /* [n_embd] */
+    brisk_tensor output;         /* [n_vocab, n_embd]; == tok_embd when tied */
     bool tied;
-    float *inv_freq;              /* [head_dim/2] RoPE inverse frequencies (float32, as HF) */
-    float *small;                 /* owns every float vector above (norms, biases, inv_freq) */
+    float *inv_freq; /* [head_dim/2] RoPE inverse frequencies (float32, as HF) */
+    float *small;    /* owns every float vector above (norms, biases, inv_freq) */
     size_t n_small;
-    const brisk_tensor **all;     /* every distinct matrix, all[i]->id == i (backend init) */
+    const brisk_tensor **all; /* every distinct matrix, all[i]->id == i (backend init) */
     int n_all;
     uint64_t n_params;
     uint64_t bytes;

@@ -16,13 +16,13 @@ brisk_status brisk_errorf(brisk_status st, const char *fmt, ...)
 void brisk_error_clear(void);
 
 /* Internal invariant check: aborts with file:line. Never used for bad input. */
-#define BRISK_ASSERT(x)                                                                           \
-    do {                                                                                          \
-        if (!(x)) {                                                                               \
-            fprintf(stderr, "brisk: internal error %s:%d: assertion '%s' failed\n", __FILE__,     \
-                    __LINE__, #x);                                                                \
-            abort();                                                                              \
-        }                                                                                         \
+#define BRISK_ASSERT(x)                                                                            \
+    do {                                                                                           \
+        if (!(x)) {                                                                                \
+            fprintf(stderr, "brisk: internal error %s:%d: assertion '%s' failed\n", __FILE__,      \
+                    __LINE__, #x);                                                                 \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 #define BRISK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -61,8 +61,10 @@ static run_result run(char *const argv[], const char *input) {
                 close(fds[k].fd);
                 fds[k].fd = -1;
                 open_fds--;
-            } else if (k == 0) append(&r.out, &r.out_len, buf, (size_t)n);
-            else append(&r.err, &r.err_len, buf, (size_t)n);
+            } else if (k == 0)
+                append(&r.out, &r.out_len, buf, (size_t)n);
+            else
+                append(&r.err, &r.err_len, buf, (size_t)n);
         }
     }
     int status = 0;
@@ -100,19 +102,26 @@ static void test_rundotc(void) {
     cJSON_ArrayForEach(e, root) {
         const char *prompt = cJSON_GetObjectItem(e, "prompt")->valuestring;
         const char *output = cJSON_GetObjectItem(e, "output")->valuestring;
-        snprintf(steps, sizeof steps, "%d", cJSON_GetArraySize(cJSON_GetObjectItem(e, "generated_ids")));
-        char *argv[] = {(char *)BRISK, "generate", "--model", model, "--prompt", (char *)prompt,
-                        "--temp", "0", "--ignore-chat-template", "-m", steps, NULL};
+        snprintf(steps, sizeof steps, "%d",
+                 cJSON_GetArraySize(cJSON_GetObjectItem(e, "generated_ids")));
+        char *argv[] = {(char *)BRISK, "generate", "--model",
+                        model,         "--prompt", (char *)prompt,
+                        "--temp",      "0",        "--ignore-chat-template",
+                        "-m",          steps,      NULL};
         run_result r = run(argv, NULL);
         CHECK_MSG(r.rc == 0 && !strcmp(r.out, output + strlen(prompt)), "prompt '%s': rc %d\n%s",
                   prompt, r.rc, r.out);
         /* stderr ends with mlx_lm's three lines. */
-        CHECK(strstr(r.err, "Prompt: ") && strstr(r.err, "Generation: ") && strstr(r.err, "Peak memory: "));
+        CHECK(strstr(r.err, "Prompt: ") && strstr(r.err, "Generation: ") &&
+              strstr(r.err, "Peak memory: "));
         CHECK(r.err_len > 0 && strstr(r.err, "tokens-per-sec\nPeak memory: ") != NULL);
         run_free(&r);
         /* The same prompt from stdin. */
-        char *argv2[] = {(char *)BRISK, "generate", "--model", model, "-p", "-", "--temp", "0",
-                         "--ignore-chat-template", "-m", steps, "--verbose", "false", NULL};
+        char *argv2[] = {(char *)BRISK, "generate", "--model",
+                         model,         "-p",       "-",
+                         "--temp",      "0",        "--ignore-chat-template",
+                         "-m",          steps,      "--verbose",
+                         "false",       NULL};
         r = run(argv2, prompt);
         CHECK_MSG(r.rc == 0 && !strcmp(r.out, output + strlen(prompt)) && r.err_len == 0,
                   "stdin prompt '%s'", prompt);
@@ -131,8 +140,11 @@ static void test_folders(void) {
         snprintf(model, sizeof model, "%s/models/%s", SHARED, folders[i]);
         snprintf(path, sizeof path, "%s/expected_output.txt", model);
         char *want = slurp(path);
-        char *argv[] = {(char *)BRISK, "generate", "--model", model, "--prompt", "", "--temp", "0",
-                        "--ignore-chat-template", "-m", "200", "--verbose", "false", NULL};
+        char *argv[] = {(char *)BRISK, "generate", "--model",
+                        model,         "--prompt", "",
+                        "--temp",      "0",        "--ignore-chat-template",
+                        "-m",          "200",      "--verbose",
+                        "false",       NULL};
         run_result r = run(argv, NULL);
         /* expected_output.txt has no trailing newline; generate ends with one. */
         size_t wl = want ? strlen(want) : 0;
@@ -150,9 +162,11 @@ static void test_seeds_and_errors(void) {
     char *outs[3];
     const char *seeds[3] = {"5", "5", "6"};
     for (int i = 0; i < 3; i++) {
-        char *argv[] = {(char *)BRISK, "generate", "--model", model, "-p", "The dog", "--temp", "1.0",
-                        "--top-p", "0.95", "--seed", (char *)seeds[i], "-m", "40",
-                        "--ignore-chat-template", NULL};
+        char *argv[] = {
+            (char *)BRISK, "generate",       "--model", model,     "-p",
+            "The dog",     "--temp",         "1.0",     "--top-p", "0.95",
+            "--seed",      (char *)seeds[i], "-m",      "40",      "--ignore-chat-template",
+            NULL};
         run_result r = run(argv, NULL);
         CHECK(r.rc == 0 && r.out_len > 10);
         outs[i] = r.out;
@@ -222,7 +236,8 @@ static void test_chat(void) {
     CHECK_MSG(r.rc == 0, "chat rc %d: %s", r.rc, r.err);
     /* Three turns ran; the third prefilled fewer tokens than its whole prompt. */
     int prompts[3] = {0}, n = 0;
-    for (const char *p = r.err; (p = strstr(p, "Prompt: ")) && n < 3; p++) prompts[n++] = atoi(p + 8);
+    for (const char *p = r.err; (p = strstr(p, "Prompt: ")) && n < 3; p++)
+        prompts[n++] = atoi(p + 8);
     CHECK_MSG(n == 3, "chat turns: %d\n%s", n, r.err);
     /* Turn 3's prompt is turn 2's prompt + its reply + the new turn ("user:\nand the dog\n
      * assistant:\n" = 20 tokens). Without reuse it would prefill all of that; with reuse only

@@ -48,7 +48,8 @@ int main(int argc, char **argv) {
     brisk_context *ctx = NULL;
     brisk_context_params cp = brisk_context_default_params();
     cp.n_ctx = 64;
-    if (brisk_model_load(dir, NULL, &m) != BRISK_OK || brisk_tokenizer_load(dir, &tok) != BRISK_OK ||
+    if (brisk_model_load(dir, NULL, &m) != BRISK_OK ||
+        brisk_tokenizer_load(dir, &tok) != BRISK_OK ||
         brisk_context_create(m, &cp, &ctx) != BRISK_OK) {
         fprintf(stderr, "setup: %s\n", brisk_last_error());
         return 1;

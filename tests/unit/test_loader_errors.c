@@ -25,7 +25,9 @@ static void write_bytes(const char *path, const void *data, size_t n) {
     fclose(f);
 }
 
-static void write_text(const char *path, const char *s) { write_bytes(path, s, strlen(s)); }
+static void write_text(const char *path, const char *s) {
+    write_bytes(path, s, strlen(s));
+}
 
 /* A file made of a raw header string and `data_len` zero bytes of data. */
 static void write_st(const char *path, const char *header, size_t data_len) {
@@ -104,11 +106,12 @@ static void test_safetensors_files(void) {
     expect_file("reversed offsets", BRISK_ERR_FORMAT, "end before");
 
     /* Valid: MLX-style unpadded header, metadata first, an F4 and a scalar and empty tensor. */
-    write_st(path,
-             "{\"__metadata__\":{\"format\":\"mlx\"},\"s\":{\"dtype\":\"BF16\",\"shape\":[],"
-             "\"data_offsets\":[0,2]},\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[2,2]},"
-             "\"f\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[2,4]}}   ",
-             4);
+    write_st(
+        path,
+        "{\"__metadata__\":{\"format\":\"mlx\"},\"s\":{\"dtype\":\"BF16\",\"shape\":[],"
+        "\"data_offsets\":[0,2]},\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[2,2]},"
+        "\"f\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[2,4]}}   ",
+        4);
     brisk_st_set *set = NULL;
     CHECK_MSG(brisk_st_open_file(path, &set) == BRISK_OK, "%s", brisk_last_error());
     if (set) {
@@ -141,7 +144,8 @@ static const char *make_model(const char *cfg_find, const char *cfg_repl) {
         char *at = strstr(cfg, cfg_find);
         if (at) {
             char out[8192];
-            snprintf(out, sizeof out, "%.*s%s%s", (int)(at - cfg), cfg, cfg_repl, at + strlen(cfg_find));
+            snprintf(out, sizeof out, "%.*s%s%s", (int)(at - cfg), cfg, cfg_repl,
+                     at + strlen(cfg_find));
             strcpy(cfg, out);
         } else {
             fprintf(stderr, "make_model: '%s' not in config\n", cfg_find);
@@ -172,8 +176,10 @@ static void rename_tensor(const char *from, const char *to) {
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = (hl << 8) | (uint8_t)buf[i];
     char *hit = memmem(buf + 8, hl, from, strlen(from));
-    if (hit && strlen(from) == strlen(to)) memcpy(hit, to, strlen(to));
-    else fprintf(stderr, "rename_tensor: cannot rename %s\n", from);
+    if (hit && strlen(from) == strlen(to))
+        memcpy(hit, to, strlen(to));
+    else
+        fprintf(stderr, "rename_tensor: cannot rename %s\n", from);
     write_bytes(path, buf, len);
     free(buf);
 }
@@ -183,8 +189,8 @@ static void expect_model(const char *what, brisk_status want, const char *needle
     snprintf(dir, sizeof dir, "%s/m", TMP);
     brisk_model *m = NULL;
     brisk_status st = brisk_model_load(dir, NULL, &m);
-    CHECK_MSG(st == want && strstr(brisk_last_error(), needle), "%s: status %d, message '%s'",
-              what, st, brisk_last_error());
+    CHECK_MSG(st == want && strstr(brisk_last_error(), needle), "%s: status %d, message '%s'", what,
+              st, brisk_last_error());
     CHECK(m == NULL);
     brisk_model_free(m);
 }
@@ -198,7 +204,8 @@ static void test_models(void) {
     brisk_model_free(m);
 
     make_model("\"model_type\": \"llama\"", "\"model_type\": \"gpt2\"");
-    expect_model("unsupported model_type", BRISK_ERR_UNSUPPORTED, "supported: llama, mistral, qwen2, qwen3");
+    expect_model("unsupported model_type", BRISK_ERR_UNSUPPORTED,
+                 "supported: llama, mistral, qwen2, qwen3");
 
     make_model("\"bits\": 4", "\"bits\": 7");
     expect_model("bits not allowed", BRISK_ERR_UNSUPPORTED, "7-bit quantization is not supported");
@@ -213,10 +220,12 @@ static void test_models(void) {
     expect_model("config contradicts tensors", BRISK_ERR_FORMAT, "but the config implies");
 
     make_model("\"num_hidden_layers\": 5", "\"num_hidden_layers\": 4");
-    expect_model("fewer layers than stored", BRISK_ERR_FORMAT, "unexpected tensor 'model.layers.4.");
+    expect_model("fewer layers than stored", BRISK_ERR_FORMAT,
+                 "unexpected tensor 'model.layers.4.");
 
     make_model("\"num_hidden_layers\": 5", "\"num_hidden_layers\": 6");
-    expect_model("missing layer", BRISK_ERR_NOT_FOUND, "'model.layers.5.input_layernorm.weight' is missing");
+    expect_model("missing layer", BRISK_ERR_NOT_FOUND,
+                 "'model.layers.5.input_layernorm.weight' is missing");
 
     make_model("\"bits\": 4,\n    \"group_size\": 64", "\"bits\": 8,\n    \"group_size\": 64");
     expect_model("bits contradict packing", BRISK_ERR_FORMAT, "8-bit");
@@ -224,7 +233,8 @@ static void test_models(void) {
     make_model("\"num_key_value_heads\": 4", "\"num_key_value_heads\": 3");
     expect_model("heads not divisible", BRISK_ERR_FORMAT, "not a multiple");
 
-    make_model("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2}");
+    make_model("\"rope_scaling\": null",
+               "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2}");
     expect_model("rope type", BRISK_ERR_UNSUPPORTED, "rope type 'yarn'");
 
     make_model("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"");
@@ -238,7 +248,8 @@ static void test_models(void) {
     expect_model("missing tensor", BRISK_ERR_NOT_FOUND, "'model.norm.weight' is missing");
 
     make_model(NULL, NULL);
-    rename_tensor("model.layers.0.self_attn.q_proj.scales", "model.layers.0.self_attn.q_proj.scXles");
+    rename_tensor("model.layers.0.self_attn.q_proj.scales",
+                  "model.layers.0.self_attn.q_proj.scXles");
     expect_model("missing scales", BRISK_ERR_NOT_FOUND, "q_proj.scales");
 
     make_model(NULL, NULL);
@@ -283,8 +294,9 @@ static void test_sharded_index(void) {
     brisk_st_close(set);
     write_text(p, "{\"weight_map\": {\"x\": \"b.safetensors\", \"y\": \"b.safetensors\"}}");
     CHECK(brisk_st_open_dir(dir, &set) == BRISK_ERR_FORMAT);
-    CHECK_MSG(strstr(brisk_last_error(), "'x' is listed in the index but missing from b.safetensors"),
-              "%s", brisk_last_error());
+    CHECK_MSG(
+        strstr(brisk_last_error(), "'x' is listed in the index but missing from b.safetensors"),
+        "%s", brisk_last_error());
     write_text(p, "{\"weight_map\": {\"x\": \"a.safetensors\", \"z\": \"c.safetensors\"}}");
     CHECK(brisk_st_open_dir(dir, &set) == BRISK_ERR_IO);
     CHECK(strstr(brisk_last_error(), "c.safetensors"));
@@ -301,17 +313,20 @@ static void test_sharded_index(void) {
 /* Config variants: eos lists, generation_config, rope key spellings, text_config. */
 static void test_config(void) {
     brisk_config c;
-    const char *base = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128, "
-                       "\"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"vocab_size\": 10";
+    const char *base =
+        "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128, "
+        "\"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"vocab_size\": 10";
     char buf[2048];
     snprintf(buf, sizeof buf, "%s, \"eos_token_id\": [5, 7, 5]}", base);
     CHECK(brisk_config_parse(buf, strlen(buf), "c", &c) == BRISK_OK);
-    CHECK(c.n_eos == 2 && c.eos_ids[0] == 5 && c.eos_ids[1] == 7 && c.n_head_kv == 4 && c.head_dim == 16);
+    CHECK(c.n_eos == 2 && c.eos_ids[0] == 5 && c.eos_ids[1] == 7 && c.n_head_kv == 4 &&
+          c.head_dim == 16);
     brisk_config_free(&c);
     snprintf(buf, sizeof buf, "%s, \"eos_token_id\": \"x\"}", base);
     CHECK(brisk_config_parse(buf, strlen(buf), "c", &c) == BRISK_ERR_FORMAT);
     snprintf(buf, sizeof buf,
-             "%s, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 4.0}, \"rope_theta\": 100}", base);
+             "%s, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 4.0}, \"rope_theta\": 100}",
+             base);
     CHECK(brisk_config_parse(buf, strlen(buf), "c", &c) == BRISK_OK);
     CHECK(c.rope.type == BRISK_ROPE_LINEAR && c.rope.factor == 4.0 && c.rope.theta == 100);
     brisk_config_free(&c);
@@ -363,7 +378,8 @@ static void test_rope_tables(const char *shared) {
             ok += i < cases[k].head_dim / 2 && fabs(inv[i] - f32) <= 2e-7 * f32;
         }
         fclose(f);
-        CHECK_MSG(n == cases[k].head_dim / 2 && ok == n, "%s: %d of %d match", cases[k].file, ok, n);
+        CHECK_MSG(n == cases[k].head_dim / 2 && ok == n, "%s: %d of %d match", cases[k].file, ok,
+                  n);
     }
 }
 

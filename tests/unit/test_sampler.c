@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fill(float *l, int n, const float *v) { memcpy(l, v, (size_t)n * sizeof *l); }
+static void fill(float *l, int n, const float *v) {
+    memcpy(l, v, (size_t)n * sizeof *l);
+}
 
 static void test_greedy_and_seed(void) {
     brisk_sampler *s;
@@ -47,10 +49,8 @@ static void test_distribution(void) {
         int top_k;
         int allowed[6];
     } cases[] = {
-        {1.0f, 1.0f, 0.0f, 0, {1, 1, 1, 1, 1, 1}},
-        {0.5f, 1.0f, 0.0f, 0, {1, 1, 1, 1, 1, 1}},
-        {1.0f, 1.0f, 0.0f, 2, {1, 0, 0, 0, 1, 0}},
-        {1.0f, 0.7f, 0.0f, 0, {1, 0, 0, 0, 1, 0}},
+        {1.0f, 1.0f, 0.0f, 0, {1, 1, 1, 1, 1, 1}}, {0.5f, 1.0f, 0.0f, 0, {1, 1, 1, 1, 1, 1}},
+        {1.0f, 1.0f, 0.0f, 2, {1, 0, 0, 0, 1, 0}}, {1.0f, 0.7f, 0.0f, 0, {1, 0, 0, 0, 1, 0}},
         {1.0f, 1.0f, 0.3f, 0, {1, 0, 0, 0, 1, 0}}, /* keeps lp >= max + ln 0.3 */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {

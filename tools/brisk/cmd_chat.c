@@ -70,25 +70,41 @@ int brisk_cmd_chat(int argc, char **argv) {
             fputs(USAGE, stdout);
             return BRISK_EXIT_OK;
         }
-        if (i + 1 >= argc) return brisk_cli_usage("chat", USAGE, "unknown or incomplete option '%s'", a);
+        if (i + 1 >= argc)
+            return brisk_cli_usage("chat", USAGE, "unknown or incomplete option '%s'", a);
         const char *v = argv[++i];
         char *end = NULL;
         double d = strtod(v, &end);
         const int num_ok = end != v && !*end;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--system-prompt")) system = v;
-        else if (!strcmp(a, "--chat-template-config")) tmpl_cfg = v;
-        else if (!strcmp(a, "--backend")) backend = v;
-        else if (!strcmp(a, "--verbose")) verbose = strcasecmp(v, "false") && strcasecmp(v, "f") && strcmp(v, "0");
-        else if (!num_ok) return brisk_cli_usage("chat", USAGE, "unknown option '%s' or bad number '%s'", a, v);
-        else if (!strcmp(a, "-m") || !strcmp(a, "--max-tokens")) gp.max_tokens = (int)d;
-        else if (!strcmp(a, "--temp") && d >= 0) gp.sampler.temperature = (float)d;
-        else if (!strcmp(a, "--top-p") && d >= 0 && d <= 1) gp.sampler.top_p = (float)d;
-        else if (!strcmp(a, "--min-p") && d >= 0 && d <= 1) gp.sampler.min_p = (float)d;
-        else if (!strcmp(a, "--top-k") && d >= 0) gp.sampler.top_k = (int)d;
-        else if (!strcmp(a, "--seed") && d >= 0) gp.sampler.seed = (uint64_t)d;
-        else if (!strcmp(a, "--max-kv-size") && d >= 0) max_kv = (int)d;
-        else return brisk_cli_usage("chat", USAGE, "unknown option '%s' or value out of range '%s'", a, v);
+        if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--system-prompt"))
+            system = v;
+        else if (!strcmp(a, "--chat-template-config"))
+            tmpl_cfg = v;
+        else if (!strcmp(a, "--backend"))
+            backend = v;
+        else if (!strcmp(a, "--verbose"))
+            verbose = strcasecmp(v, "false") && strcasecmp(v, "f") && strcmp(v, "0");
+        else if (!num_ok)
+            return brisk_cli_usage("chat", USAGE, "unknown option '%s' or bad number '%s'", a, v);
+        else if (!strcmp(a, "-m") || !strcmp(a, "--max-tokens"))
+            gp.max_tokens = (int)d;
+        else if (!strcmp(a, "--temp") && d >= 0)
+            gp.sampler.temperature = (float)d;
+        else if (!strcmp(a, "--top-p") && d >= 0 && d <= 1)
+            gp.sampler.top_p = (float)d;
+        else if (!strcmp(a, "--min-p") && d >= 0 && d <= 1)
+            gp.sampler.min_p = (float)d;
+        else if (!strcmp(a, "--top-k") && d >= 0)
+            gp.sampler.top_k = (int)d;
+        else if (!strcmp(a, "--seed") && d >= 0)
+            gp.sampler.seed = (uint64_t)d;
+        else if (!strcmp(a, "--max-kv-size") && d >= 0)
+            max_kv = (int)d;
+        else
+            return brisk_cli_usage("chat", USAGE, "unknown option '%s' or value out of range '%s'",
+                                   a, v);
     }
     brisk_backend_kind bk;
     if (!cli_parse_backend(backend, &bk))
@@ -105,7 +121,7 @@ int brisk_cmd_chat(int argc, char **argv) {
     }
     const int tty = isatty(0);
     int rc = BRISK_EXIT_OK;
-    cli_buf msgs = {0};   /* the conversation as a JSON array (without the closing bracket) */
+    cli_buf msgs = {0};     /* the conversation as a JSON array (without the closing bracket) */
     int32_t *cached = NULL; /* the tokens sequence 0 holds */
     size_t n_cached = 0;
     for (;;) {
@@ -138,7 +154,8 @@ int brisk_cmd_chat(int argc, char **argv) {
             continue;
         }
         const size_t undo = msgs.len;
-        cli_buf_adds(&msgs, msgs.len > 1 ? ", {\"role\": \"user\", \"content\": " : "{\"role\": \"user\", \"content\": ");
+        cli_buf_adds(&msgs, msgs.len > 1 ? ", {\"role\": \"user\", \"content\": "
+                                         : "{\"role\": \"user\", \"content\": ");
         cli_buf_add_json_string(&msgs, line, strlen(line));
         cli_buf_adds(&msgs, "}]");
         free(line);
@@ -162,7 +179,8 @@ int brisk_cmd_chat(int argc, char **argv) {
         brisk_context_seq_truncate(s.ctx, 0, (int)keep);
         chat_turn turn = {0};
         brisk_generate_stats stats;
-        st = brisk_generate(s.ctx, 0, s.tok, ids + keep, (int)(n - keep), &gp, on_token, &turn, &stats);
+        st = brisk_generate(s.ctx, 0, s.tok, ids + keep, (int)(n - keep), &gp, on_token, &turn,
+                            &stats);
         fputc('\n', stdout);
         fflush(stdout);
         if (st != BRISK_OK) {

@@ -96,26 +96,34 @@ int brisk_cmd_generate(int argc, char **argv) {
         } else if (i + 1 < argc) {
             v = argv[i + 1];
         }
-        static const char *const known[] = {"--model", "-p", "--prompt", "-m", "--max-tokens",
-                                            "--temp", "--top-p", "--top-k", "--min-p", "--seed",
-                                            "--system-prompt", "--chat-template-config",
-                                            "--extra-eos-token", "--verbose", "--backend",
-                                            "--repetition-penalty", "--max-kv-size"};
+        static const char *const known[] = {
+            "--model",           "-p",        "--prompt",        "-m",
+            "--max-tokens",      "--temp",    "--top-p",         "--top-k",
+            "--min-p",           "--seed",    "--system-prompt", "--chat-template-config",
+            "--extra-eos-token", "--verbose", "--backend",       "--repetition-penalty",
+            "--max-kv-size"};
         int is_known = 0;
-        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) is_known |= !strcmp(a, known[k]);
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            is_known |= !strcmp(a, known[k]);
         if (!is_known) return brisk_cli_usage("generate", USAGE, "unknown option '%s'", argv[i]);
         if (!v) return brisk_cli_usage("generate", USAGE, "option '%s' needs a value", a);
         if (!eq) i++;
         double d;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt_arg = v;
-        else if (!strcmp(a, "--system-prompt")) system = v;
-        else if (!strcmp(a, "--chat-template-config")) tmpl_cfg = v;
-        else if (!strcmp(a, "--backend")) backend = v;
+        if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+            prompt_arg = v;
+        else if (!strcmp(a, "--system-prompt"))
+            system = v;
+        else if (!strcmp(a, "--chat-template-config"))
+            tmpl_cfg = v;
+        else if (!strcmp(a, "--backend"))
+            backend = v;
         else if (!strcmp(a, "--verbose"))
             verbose = !(!strcasecmp(v, "false") || !strcasecmp(v, "f") || !strcmp(v, "0"));
         else if (!strcmp(a, "--extra-eos-token")) {
-            if (n_extra == 32) return brisk_cli_usage("generate", USAGE, "too many --extra-eos-token");
+            if (n_extra == 32)
+                return brisk_cli_usage("generate", USAGE, "too many --extra-eos-token");
             extra[n_extra++] = v;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--max-tokens")) {
             if (!parse_num(a, v, -1, 1e9, &d)) return BRISK_EXIT_USAGE;
@@ -151,7 +159,8 @@ int brisk_cmd_generate(int argc, char **argv) {
     if (!strcmp(prompt_arg, "-")) {
         prompt = brisk_cli_read_file("-", NULL);
         if (!prompt) {
-            fprintf(stderr, "brisk generate: cannot read the prompt from stdin: %s\n", strerror(errno));
+            fprintf(stderr, "brisk generate: cannot read the prompt from stdin: %s\n",
+                    strerror(errno));
             return BRISK_EXIT_FAIL;
         }
     } else {

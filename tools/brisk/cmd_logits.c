@@ -60,28 +60,40 @@ int brisk_cmd_logits(int argc, char **argv) {
             fputs(USAGE, stdout);
             return BRISK_EXIT_OK;
         }
-        if (i + 1 >= argc) return brisk_cli_usage("logits", USAGE, "unknown or incomplete option '%s'", a);
+        if (i + 1 >= argc)
+            return brisk_cli_usage("logits", USAGE, "unknown or incomplete option '%s'", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "--model")) model_dir = v;
-        else if (!strcmp(a, "--tokens")) tokens = v;
-        else if (!strcmp(a, "--out")) out_path = v;
-        else if (!strcmp(a, "--backend")) backend = v;
+        if (!strcmp(a, "--model"))
+            model_dir = v;
+        else if (!strcmp(a, "--tokens"))
+            tokens = v;
+        else if (!strcmp(a, "--out"))
+            out_path = v;
+        else if (!strcmp(a, "--backend"))
+            backend = v;
         else if (!strcmp(a, "--top") || !strcmp(a, "--batch")) {
             char *end;
             long n = strtol(v, &end, 10);
             if (*end || n < 0 || n > 1 << 20)
-                return brisk_cli_usage("logits", USAGE, "%s expects a non-negative integer, got '%s'", a, v);
+                return brisk_cli_usage("logits", USAGE,
+                                       "%s expects a non-negative integer, got '%s'", a, v);
             *(!strcmp(a, "--top") ? &top : &batch) = (int)n;
         } else
             return brisk_cli_usage("logits", USAGE, "unknown option '%s'", a);
     }
-    if (!model_dir || !tokens) return brisk_cli_usage("logits", USAGE, "--model and --tokens are required");
+    if (!model_dir || !tokens)
+        return brisk_cli_usage("logits", USAGE, "--model and --tokens are required");
     brisk_model_params mp = brisk_model_default_params();
-    if (!strcmp(backend, "auto")) mp.backend = BRISK_BACKEND_AUTO;
-    else if (!strcmp(backend, "cpu")) mp.backend = BRISK_BACKEND_CPU;
-    else if (!strcmp(backend, "ref")) mp.backend = BRISK_BACKEND_CPU_REF;
-    else if (!strcmp(backend, "cuda")) mp.backend = BRISK_BACKEND_CUDA;
-    else return brisk_cli_usage("logits", USAGE, "unknown backend '%s'", backend);
+    if (!strcmp(backend, "auto"))
+        mp.backend = BRISK_BACKEND_AUTO;
+    else if (!strcmp(backend, "cpu"))
+        mp.backend = BRISK_BACKEND_CPU;
+    else if (!strcmp(backend, "ref"))
+        mp.backend = BRISK_BACKEND_CPU_REF;
+    else if (!strcmp(backend, "cuda"))
+        mp.backend = BRISK_BACKEND_CUDA;
+    else
+        return brisk_cli_usage("logits", USAGE, "unknown backend '%s'", backend);
 
     int32_t *ids;
     int n;

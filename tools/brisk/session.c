@@ -10,11 +10,16 @@
 #include <unistd.h>
 
 int cli_parse_backend(const char *name, brisk_backend_kind *out) {
-    if (!strcmp(name, "auto")) *out = BRISK_BACKEND_AUTO;
-    else if (!strcmp(name, "cpu")) *out = BRISK_BACKEND_CPU;
-    else if (!strcmp(name, "ref")) *out = BRISK_BACKEND_CPU_REF;
-    else if (!strcmp(name, "cuda")) *out = BRISK_BACKEND_CUDA;
-    else return 0;
+    if (!strcmp(name, "auto"))
+        *out = BRISK_BACKEND_AUTO;
+    else if (!strcmp(name, "cpu"))
+        *out = BRISK_BACKEND_CPU;
+    else if (!strcmp(name, "ref"))
+        *out = BRISK_BACKEND_CPU_REF;
+    else if (!strcmp(name, "cuda"))
+        *out = BRISK_BACKEND_CUDA;
+    else
+        return 0;
     return 1;
 }
 
@@ -68,7 +73,9 @@ void cli_buf_add(cli_buf *b, const char *s, size_t n) {
     b->s[b->len] = 0;
 }
 
-void cli_buf_adds(cli_buf *b, const char *s) { cli_buf_add(b, s, strlen(s)); }
+void cli_buf_adds(cli_buf *b, const char *s) {
+    cli_buf_add(b, s, strlen(s));
+}
 
 void cli_buf_add_json_string(cli_buf *b, const char *s, size_t n) {
     cli_buf_add(b, "\"", 1);
@@ -79,13 +86,17 @@ void cli_buf_add_json_string(cli_buf *b, const char *s, size_t n) {
             esc[0] = '\\';
             esc[1] = (char)c;
             cli_buf_add(b, esc, 2);
-        } else if (c == '\n') cli_buf_adds(b, "\\n");
-        else if (c == '\r') cli_buf_adds(b, "\\r");
-        else if (c == '\t') cli_buf_adds(b, "\\t");
+        } else if (c == '\n')
+            cli_buf_adds(b, "\\n");
+        else if (c == '\r')
+            cli_buf_adds(b, "\\r");
+        else if (c == '\t')
+            cli_buf_adds(b, "\\t");
         else if (c < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
             cli_buf_adds(b, esc);
-        } else cli_buf_add(b, (const char *)&s[i], 1);
+        } else
+            cli_buf_add(b, (const char *)&s[i], 1);
     }
     cli_buf_add(b, "\"", 1);
 }
