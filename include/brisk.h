@@ -148,6 +148,13 @@ BRISK_API void brisk_context_destroy(brisk_context *ctx);
 BRISK_API brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *tokens,
                                           int n_tokens, float *logits, bool last_only);
 
+/* One decode step for several sequences at once (continuous batching): tokens[i] is appended to
+ * sequence seqs[i] (all distinct), all in one forward pass; when logits is not NULL it receives
+ * each sequence's next-token logits, row i for seqs[i], [n, n_vocab]. n <= n_batch.
+ * Errors as brisk_context_eval; after an error no sequence has changed. */
+BRISK_API brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs,
+                                                  const int32_t *tokens, int n, float *logits);
+
 /* Positions a sequence can hold (the context size). */
 BRISK_API int brisk_context_n_ctx(const brisk_context *ctx);
 

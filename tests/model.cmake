@@ -7,6 +7,8 @@ target_link_libraries(test_goldens PRIVATE m)
 brisk_test(test_sampler SOURCES unit/test_sampler.c LABELS unit)
 target_link_libraries(test_sampler PRIVATE m)
 brisk_test(test_generate SOURCES unit/test_generate.c ARGS ${BRISK_SHARED} LABELS model)
+brisk_test(test_batch SOURCES unit/test_batch.c ARGS ${BRISK_SHARED} LABELS model)
+target_link_libraries(test_batch PRIVATE m)
 brisk_test(test_cli SOURCES e2e/test_cli.c ARGS $<TARGET_FILE:brisk-cli> ${BRISK_SHARED} LABELS model)
 # The public header as strict C11 and as C++ (llama.cpp's test-c idea).
 brisk_test(test_api_c SOURCES e2e/api_c.c LABELS unit)

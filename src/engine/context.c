@@ -218,6 +218,76 @@ brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *toke
     return BRISK_OK;
 }
 
+brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, const int32_t *tokens,
+                                        int n, float *logits) {
+    if (!ctx || !seqs || !tokens || n <= 0 || n > ctx->p.n_batch)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_context_decode_batch: need 1..%d sequences with a token each",
+                            ctx ? ctx->p.n_batch : 0);
+    const brisk_config *c = &ctx->model->cfg;
+    for (int i = 0; i < n; i++) {
+        if (seqs[i] < 0 || seqs[i] >= ctx->p.n_seq_max)
+            return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_decode_batch: no sequence %d",
+                                seqs[i]);
+        for (int j = 0; j < i; j++)
+            if (seqs[j] == seqs[i])
+                return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                                    "brisk_context_decode_batch: sequence %d appears twice", seqs[i]);
+        if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
+            return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                                "brisk_context_decode_batch: token %d at index %d is outside the "
+                                "vocabulary [0, %d)",
+                                tokens[i], i, c->n_vocab);
+        if (ctx->seqs[seqs[i]].len >= ctx->p.n_ctx)
+            return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                                "brisk_context_decode_batch: sequence %d is full (%d positions)",
+                                seqs[i], ctx->p.n_ctx);
+    }
+    /* A sequence needs a new block exactly when its length is a multiple of the block size. */
+    const int bs = ctx->p.kv_block;
+    int got = 0;
+    for (; got < n; got++) {
+        seq_state *s = &ctx->seqs[seqs[got]];
+        if (s->len % bs) continue;
+        int32_t id = brisk_kv_alloc(&ctx->pool);
+        if (id < 0) break;
+        s->blocks[s->len / bs] = id;
+    }
+    if (got < n) {
+        for (int k = 0; k < got; k++) {
+            seq_state *s = &ctx->seqs[seqs[k]];
+            if (s->len % bs == 0) brisk_kv_unref(&ctx->pool, s->blocks[s->len / bs]);
+        }
+        return brisk_errorf(BRISK_ERR_KV_FULL,
+                            "brisk_context_decode_batch: the KV cache has no free block (%d blocks "
+                            "of %d tokens in use)",
+                            ctx->pool.n_blocks, bs);
+    }
+    for (int i = 0; i < n; i++) {
+        const seq_state *s = &ctx->seqs[seqs[i]];
+        ctx->pos[i] = s->len;
+        ctx->seq_ids[i] = seqs[i];
+        ctx->slot[i] = s->blocks[s->len / bs] * bs + s->len % bs;
+        ctx->out_rows[i] = i;
+    }
+    brisk_fwd_batch fb = {
+        .tokens = tokens,
+        .attn = {.n_tokens = n, .pos = ctx->pos, .seq = ctx->seq_ids, .slot = ctx->slot,
+                 .block_tables = ctx->tables, .block_size = bs,
+                 .sliding_window = c->sliding_window},
+        .n_out = logits ? n : 0,
+        .out_rows = ctx->out_rows,
+    };
+    brisk_status st = brisk_forward(ctx->model, ctx->be, &ctx->scratch, ctx->kcache, ctx->vcache,
+                                    &fb, ctx->max_blocks, ctx->p.n_seq_max, logits);
+    for (int i = 0; i < n; i++) {
+        seq_state *s = &ctx->seqs[seqs[i]];
+        if (st == BRISK_OK) s->len++;
+        else if (s->len % bs == 0) brisk_kv_unref(&ctx->pool, s->blocks[s->len / bs]);
+    }
+    return st;
+}
+
 brisk_status brisk_context_measure_bandwidth(brisk_context *ctx, double *gbps) {
     if (!ctx || !gbps)
         return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_measure_bandwidth: NULL argument");
