@@ -6,3 +6,5 @@ brisk_test(test_goldens SOURCES unit/test_goldens.c ARGS ${BRISK_GOLDEN} LABELS 
 target_link_libraries(test_goldens PRIVATE m)
 brisk_test(test_sampler SOURCES unit/test_sampler.c LABELS unit)
 target_link_libraries(test_sampler PRIVATE m)
+brisk_test(test_hub SOURCES unit/test_hub.c LABELS unit)
+target_link_libraries(test_hub PRIVATE PkgConfig::MHD)
