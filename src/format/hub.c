@@ -500,6 +500,10 @@ static CURLcode hub_get(hub_ctx *h, const char *url, hub_xfer *x, int64_t range_
     x->resp.content_length = x->resp.linked_size = -1;
     x->resp.range_start = x->resp.range_total = -1;
     h->errbuf[0] = 0;
+    /* Only http(s), also where curl predates CURLOPT_PROTOCOLS_STR: a redirect must not reach
+     * file:// or other schemes. */
+    if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
+        return CURLE_UNSUPPORTED_PROTOCOL;
     char range[32];
     struct curl_slist *hdrs = NULL;
     char *origin = hub_origin(url);

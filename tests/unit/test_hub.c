@@ -136,6 +136,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (!strcmp(rest, "brisk-test/tiny/revision/main") ||
             !strcmp(rest, "brisk-test/tiny/revision/" SHA))
             return reply(c, 200, g_tiny_json, "Content-Type", "application/json");
+        if (!strcmp(rest, "brisk-test/fileredir/revision/main"))
+            return reply(c, 200,
+                         "{\"sha\": \"" SHA "\", \"siblings\": [{\"rfilename\": "
+                         "\"config.json\"}]}",
+                         NULL, NULL);
         if (!strcmp(rest, "brisk-test/evil/revision/main"))
             return reply(c, 200, g_evil_json, "Content-Type", "application/json");
         if (!strncmp(rest, "brisk-test/gated/", 17))
@@ -168,6 +173,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                              false);
         return reply(c, 404, "", "X-Error-Message", "Entry not found");
     }
+    if (!strcmp(url, "/brisk-test/fileredir/resolve/" SHA "/config.json"))
+        return reply(c, 302, "", "Location", "file:///etc/passwd");
     if (!strcmp(url, "/cdn/blob-7")) {
         atomic_fetch_add(&g.n_cdn, 1);
         if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))
@@ -416,6 +423,10 @@ static void test_http_errors(void) {
     CHECK(msg_ok("unsafe file name"));
     CHECK(!exists(pathf("models--brisk-test--evil/snapshots/%s", "evil.json")));
     CHECK(atomic_load(&g.n_resolve) == nres);
+    /* A redirect may only lead to http(s). */
+    CHECK(resolve("brisk-test/fileredir", NULL, false, &p) == BRISK_ERR_IO);
+    CHECK(msg_ok("Unsupported protocol"));
+    CHECK(!exists(pathf("models--brisk-test--fileredir/snapshots/%s/config.json", SHA)));
 }
 
 static void test_token_file(void) {
