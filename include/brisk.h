@@ -217,13 +217,50 @@ BRISK_API void brisk_sampler_reset(brisk_sampler *s, uint64_t seed);
 BRISK_API brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *token,
                                             float *logprob);
 
-typedef struct brisk_hub_params { const char *revision; bool offline; bool progress; } brisk_hub_params;
+/* ---------------------------------------------------------------------------------------------
+ * Hugging Face hub (model folders from the HF cache, downloaded when missing)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct brisk_hub_params {
+    const char *revision; /* branch, tag or 40-hex commit; NULL = "main" */
+    bool offline;         /* never use the network (HF_HUB_OFFLINE=1 in the environment does too) */
+    bool progress;        /* a progress bar on stderr when it is a TTY, and a notice on stderr when
+                           * a cached snapshot stands in for an unreachable hub; quiet otherwise */
+} brisk_hub_params;
+
+/* revision NULL ("main"), offline false, progress false. */
 BRISK_API brisk_hub_params brisk_hub_default_params(void);
-BRISK_API brisk_status brisk_hub_resolve(const char *ref, const brisk_hub_params *params, char **path_out);
+
+/* The cache folder shared with huggingface_hub: $HF_HUB_CACHE, else $HF_HOME/hub, else
+ * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. The folder need not exist.
+ * *path_out is malloc'd (free with brisk_free); NULL after an error. Thread-safe as long as no
+ * thread changes the environment meanwhile. */
+BRISK_API brisk_status brisk_hub_cache_dir(char **path_out);
+
+/* Resolves `ref` to a local model folder:
+ * - an existing folder: *path_out is a copy of `ref`;
+ * - a repo id "org/name": the snapshot folder {cache}/models--org--name/snapshots/{commit} for
+ *   params->revision, in the layout huggingface_hub uses (blobs/, snapshots/ symlinks, refs/).
+ *   Online, the file list comes from $HF_ENDPOINT (default https://huggingface.co) and the files
+ *   mlx_lm would fetch (*.json, model*.safetensors or else *.safetensors, *.jinja, *.txt,
+ *   tokenizer.model, *.tiktoken) that are not in the snapshot yet are downloaded, resuming any
+ *   interrupted download; $HF_TOKEN (or the token file of huggingface-cli login) is sent to the
+ *   endpoint's host only. When the hub cannot be reached but a complete snapshot is cached, that
+ *   snapshot is used. Offline, only the cache is read.
+ * params may be NULL (defaults). *path_out is malloc'd (free with brisk_free); NULL after an
+ * error. Errors: BRISK_ERR_NOT_FOUND for a ref that is neither a folder nor a repo id, a repo or
+ * file the hub does not have (404) or will not show (401/403: gated or private, needs HF_TOKEN),
+ * and an uncached repo while offline; BRISK_ERR_IO for network failures, other HTTP statuses and
+ * file-system errors; BRISK_ERR_FORMAT for a malformed or unsafe answer from the server. After
+ * an error the cache holds only complete files in snapshots/ (a partial download stays in
+ * blobs/ as {commit}-{file}.incomplete for the next call to resume). Thread-safe; concurrent
+ * calls, also from other processes, serialize per file on a lock in {cache}/.locks. */
+BRISK_API brisk_status brisk_hub_resolve(const char *ref, const brisk_hub_params *params,
+                                         char **path_out);
+
 /* ---------------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.json)
  * ------------------------------------------------------------------------------------------- */
-/* BRISK-SECTION tokenizer: declarations are added here by src/tokenizer/. */
 
 /* A Hugging Face tokenizer.json BPE tokenizer (byte-level like Llama 3 / Qwen, or
  * SentencePiece-style like Llama 2 / Mistral), driven entirely by the file. Immutable after load:
@@ -305,7 +342,6 @@ BRISK_API void brisk_detok_destroy(brisk_detok *d);
 /* ---------------------------------------------------------------------------------------------
  * Chat templates (Jinja)
  * ------------------------------------------------------------------------------------------- */
-/* BRISK-SECTION template: declarations are added here by src/template/. */
 /* A compiled chat template: the Jinja source that wraps a conversation in a model's prompt
  * format, rendered byte for byte like transformers' apply_chat_template (Jinja with trim_blocks,
  * lstrip_blocks, loop controls, tojson(ensure_ascii=False), raise_exception, strftime_now).
