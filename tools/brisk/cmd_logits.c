@@ -1,6 +1,7 @@
 /* cmd_logits.c: `brisk logits`: runs a token sequence through a model in one prefill pass and
  * writes every position's logits as little-endian float32 [n_tokens, n_vocab]. The parity tool. */
 #include "cli.h"
+#include "session.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -84,15 +85,7 @@ int brisk_cmd_logits(int argc, char **argv) {
     if (!model_dir || !tokens)
         return brisk_cli_usage("logits", USAGE, "--model and --tokens are required");
     brisk_model_params mp = brisk_model_default_params();
-    if (!strcmp(backend, "auto"))
-        mp.backend = BRISK_BACKEND_AUTO;
-    else if (!strcmp(backend, "cpu"))
-        mp.backend = BRISK_BACKEND_CPU;
-    else if (!strcmp(backend, "ref"))
-        mp.backend = BRISK_BACKEND_CPU_REF;
-    else if (!strcmp(backend, "cuda"))
-        mp.backend = BRISK_BACKEND_CUDA;
-    else
+    if (!cli_parse_backend(backend, &mp.backend))
         return brisk_cli_usage("logits", USAGE, "unknown backend '%s'", backend);
 
     int32_t *ids;
