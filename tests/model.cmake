@@ -27,3 +27,14 @@ add_test(NAME example_simple COMMAND example_simple ${BRISK_SHARED}/models/stori
 set_tests_properties(example_simple PROPERTIES LABELS model PASS_REGULAR_EXPRESSION "there was")
 brisk_test(test_hub SOURCES unit/test_hub.c LABELS unit)
 target_link_libraries(test_hub PRIVATE PkgConfig::MHD)
+
+# The same parity checks on the CUDA backend (label gpu; exit code 77 = skipped without a card),
+# and every CUDA matmul path against the reference.
+if(BRISK_CUDA)
+  add_test(NAME test_stories_gpu COMMAND test_stories ${BRISK_SHARED} cuda)
+  add_test(NAME test_goldens_gpu COMMAND test_goldens ${BRISK_GOLDEN} cuda)
+  brisk_test(test_ops_cuda SOURCES ops/test_ops_cuda.c LABELS gpu)
+  target_link_libraries(test_ops_cuda PRIVATE CUDA::cudart_static m)
+  set_tests_properties(test_stories_gpu test_goldens_gpu test_ops_cuda PROPERTIES
+    LABELS gpu SKIP_RETURN_CODE 77)
+endif()

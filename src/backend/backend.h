@@ -113,6 +113,23 @@ typedef struct brisk_backend_ops {
     /* dst[i] = src[rows[i]] for n rows of dim floats (gathers the rows that want logits). */
     void (*get_rows)(brisk_backend *be, const float *src, const int32_t *rows, int n, int dim,
                      float *dst);
+
+    /* Optional fused ops: NULL means forward.c composes the ops above; when set, each computes
+     * exactly what its composition does (a device backend saves launches and passes over memory). */
+    /* q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv (biases may be NULL): three matmuls of one x. */
+    void (*matmul_qkv)(brisk_backend *be, const brisk_tensor *wq, const brisk_tensor *wk,
+                       const brisk_tensor *wv, const float *bq, const float *bk, const float *bv,
+                       const float *x, int n, float *q, float *k, float *v);
+    /* y[n, W.rows] += x[n, W.cols] W^T: matmul then add (the residual update), without a temp. */
+    void (*matmul_add)(brisk_backend *be, const brisk_tensor *W, const float *x, int n, float *y);
+    /* out[n, Wg.rows] = silu(x Wg^T) * (x Wu^T): the gate and up matmuls then swiglu. */
+    void (*matmul_swiglu)(brisk_backend *be, const brisk_tensor *wg, const brisk_tensor *wu,
+                          const float *x, int n, float *out);
+    /* rope(q), rope(k), then kv_store(k, v): the three ops in one pass. */
+    void (*rope_kv_store)(brisk_backend *be, float *q, float *k, const float *v,
+                          const int32_t *pos, int n, int n_head, int n_head_kv, int head_dim,
+                          const float *inv_freq, void *kcache, void *vcache,
+                          const int32_t *slot);
 } brisk_backend_ops;
 
 struct brisk_backend {

@@ -51,26 +51,48 @@ brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_sc
         const brisk_layer_weights *L = &m->w.layers[l];
         /* attention block: x += o_proj(attn(rope(q), rope(k), v)) over input_layernorm(x) */
         op->rmsnorm(be, s->x, L->attn_norm, T, D, c->norm_eps, s->xb);
-        op->matmul(be, &L->wq, L->bq, s->xb, T, s->q); /* [T, H*hd] */
-        op->matmul(be, &L->wk, L->bk, s->xb, T, s->k); /* [T, HKV*hd] */
-        op->matmul(be, &L->wv, L->bv, s->xb, T, s->v); /* [T, HKV*hd] */
+        if (op->matmul_qkv) {
+            op->matmul_qkv(be, &L->wq, &L->wk, &L->wv, L->bq, L->bk, L->bv, s->xb, T, s->q, s->k,
+                           s->v);
+        } else {
+            op->matmul(be, &L->wq, L->bq, s->xb, T, s->q); /* [T, H*hd] */
+            op->matmul(be, &L->wk, L->bk, s->xb, T, s->k); /* [T, HKV*hd] */
+            op->matmul(be, &L->wv, L->bv, s->xb, T, s->v); /* [T, HKV*hd] */
+        }
         if (L->q_norm) { /* Qwen3: RMSNorm over each head, before RoPE */
             op->rmsnorm(be, s->q, L->q_norm, T * H, hd, c->norm_eps, s->q);
             op->rmsnorm(be, s->k, L->k_norm, T * HKV, hd, c->norm_eps, s->k);
         }
-        op->rope(be, s->q, b->attn.pos, T, H, hd, m->w.inv_freq);
-        op->rope(be, s->k, b->attn.pos, T, HKV, hd, m->w.inv_freq);
-        op->kv_store(be, kcache[l], vcache[l], s->k, s->v, b->attn.slot, T, HKV * hd);
+        if (op->rope_kv_store) {
+            op->rope_kv_store(be, s->q, s->k, s->v, b->attn.pos, T, H, HKV, hd, m->w.inv_freq,
+                              kcache[l], vcache[l], b->attn.slot);
+        } else {
+            op->rope(be, s->q, b->attn.pos, T, H, hd, m->w.inv_freq);
+            op->rope(be, s->k, b->attn.pos, T, HKV, hd, m->w.inv_freq);
+            op->kv_store(be, kcache[l], vcache[l], s->k, s->v, b->attn.slot, T, HKV * hd);
+        }
         op->attention(be, s->q, kcache[l], vcache[l], &b->attn, H, HKV, hd, s->att);
-        op->matmul(be, &L->wo, NULL, s->att, T, s->proj);
-        op->add(be, s->x, s->proj, TD);
+        if (op->matmul_add) {
+            op->matmul_add(be, &L->wo, s->att, T, s->x);
+        } else {
+            op->matmul(be, &L->wo, NULL, s->att, T, s->proj);
+            op->add(be, s->x, s->proj, TD);
+        }
         /* MLP block: x += down(silu(gate(h)) * up(h)), h = post_attention_layernorm(x) */
         op->rmsnorm(be, s->x, L->ffn_norm, T, D, c->norm_eps, s->xb);
-        op->matmul(be, &L->w_gate, NULL, s->xb, T, s->gate);
-        op->matmul(be, &L->w_up, NULL, s->xb, T, s->up);
-        op->swiglu(be, s->gate, s->up, TF, s->gate);
-        op->matmul(be, &L->w_down, NULL, s->gate, T, s->proj);
-        op->add(be, s->x, s->proj, TD);
+        if (op->matmul_swiglu) {
+            op->matmul_swiglu(be, &L->w_gate, &L->w_up, s->xb, T, s->gate);
+        } else {
+            op->matmul(be, &L->w_gate, NULL, s->xb, T, s->gate);
+            op->matmul(be, &L->w_up, NULL, s->xb, T, s->up);
+            op->swiglu(be, s->gate, s->up, TF, s->gate);
+        }
+        if (op->matmul_add) {
+            op->matmul_add(be, &L->w_down, s->gate, T, s->x);
+        } else {
+            op->matmul(be, &L->w_down, NULL, s->gate, T, s->proj);
+            op->add(be, s->x, s->proj, TD);
+        }
     }
     /* Final norm and the output projection, only for the rows that want logits, in chunks that
      * bound the logits scratch. */

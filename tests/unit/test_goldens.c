@@ -9,7 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const double TOL = 1e-5; /* relative L2 of the logits; measured ~2e-7, issue 2 asks 1e-4 */
+/* relative L2 of the logits: the reference path measures ~2e-7 (issue 2 asks 1e-4); the CUDA
+ * backend (float16 KV cache, half tensor-core prefill) is held to issue 7's 2e-2. */
+static double TOL = 1e-5;
+static brisk_backend_kind BACKEND = BRISK_BACKEND_CPU_REF;
+static int skipped;
 
 static float *read_f32(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -43,9 +47,14 @@ static void check_fixture(const char *golden, const char *name) {
     while (f && n < 64 && fscanf(f, "%d", &toks[n]) == 1) n++;
     if (f) fclose(f);
     brisk_model_params mp = brisk_model_default_params();
-    mp.backend = BRISK_BACKEND_CPU_REF;
+    mp.backend = BACKEND;
     brisk_model *m = NULL;
     brisk_status st = brisk_model_load(dir, &mp, &m);
+    if (st == BRISK_ERR_UNSUPPORTED && BACKEND == BRISK_BACKEND_CUDA) {
+        if (!skipped) printf("skipped: %s\n", brisk_last_error());
+        skipped = 1;
+        return;
+    }
     CHECK_MSG(st == BRISK_OK, "%s: %s", name, brisk_last_error());
     if (st != BRISK_OK) return;
     brisk_model_info info;
@@ -54,7 +63,14 @@ static void check_fixture(const char *golden, const char *name) {
     cp.n_ctx = 64;
     cp.kv_block = 4; /* several blocks per sequence even for 12 tokens */
     brisk_context *ctx = NULL;
-    CHECK(brisk_context_create(m, &cp, &ctx) == BRISK_OK);
+    st = brisk_context_create(m, &cp, &ctx);
+    if (st == BRISK_ERR_UNSUPPORTED && BACKEND == BRISK_BACKEND_CUDA) {
+        if (!skipped) printf("skipped: %s\n", brisk_last_error());
+        skipped = 1;
+        brisk_model_free(m);
+        return;
+    }
+    CHECK_MSG(st == BRISK_OK, "%s: %s", name, brisk_last_error());
     const size_t V = (size_t)info.n_vocab;
     float *logits = malloc((size_t)n * V * sizeof *logits);
     CHECK(ctx && brisk_context_eval(ctx, 0, toks, n, logits, false) == BRISK_OK);
@@ -99,6 +115,7 @@ static void check_fixture(const char *golden, const char *name) {
 
 int main(int argc, char **argv) {
     const char *golden = argc > 1 ? argv[1] : "tests/golden";
+    if (argc > 2 && !strcmp(argv[2], "cuda")) BACKEND = BRISK_BACKEND_CUDA, TOL = 2e-2;
     static const char *const fixtures[] = {
         "llama-bf16",   "llama-q4g64",   "llama-q8g32",       "llama-mixed",
         "llama-f16",    "llama-f32",     "llama-linear-rope", "llama-ropeparams",
@@ -108,5 +125,6 @@ int main(int argc, char **argv) {
     };
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
         check_fixture(golden, fixtures[i]);
+    if (skipped) return 77;
     CHECK_DONE();
 }

@@ -9,6 +9,11 @@
 #include <string.h>
 
 static const char *SHARED;
+/* The reference path is held to float64-level agreement; the CUDA backend (float16 KV cache,
+ * half tensor-core prefill) to issue 7's 2e-2 and a greedy run that may part at a near tie. */
+static brisk_backend_kind BACKEND = BRISK_BACKEND_CPU_REF;
+static double TOL0 = 1e-4, TOLC = 1e-5;
+static int MIN_MATCH = 200, skipped;
 
 static int read_floats(const char *path, float *out, int cap) {
     FILE *f = fopen(path, "r");
@@ -49,8 +54,13 @@ static void test_folder(const char *name) {
     snprintf(dir, sizeof dir, "%s/models/%s", SHARED, name);
     brisk_model *m = NULL;
     brisk_model_params mp = brisk_model_default_params();
-    mp.backend = BRISK_BACKEND_CPU_REF;
+    mp.backend = BACKEND;
     brisk_status st = brisk_model_load(dir, &mp, &m);
+    if (st == BRISK_ERR_UNSUPPORTED && BACKEND == BRISK_BACKEND_CUDA) {
+        if (!skipped) printf("skipped: %s\n", brisk_last_error());
+        skipped = 1;
+        return;
+    }
     CHECK_MSG(st == BRISK_OK, "%s: %s", name, brisk_last_error());
     if (st != BRISK_OK) return;
     brisk_model_info info;
@@ -63,7 +73,14 @@ static void test_folder(const char *name) {
     cp.n_seq_max = 2;
     cp.n_batch = 64;
     brisk_context *ctx = NULL;
-    CHECK((st = brisk_context_create(m, &cp, &ctx)) == BRISK_OK);
+    st = brisk_context_create(m, &cp, &ctx);
+    if (st == BRISK_ERR_UNSUPPORTED && BACKEND == BRISK_BACKEND_CUDA) {
+        if (!skipped) printf("skipped: %s\n", brisk_last_error());
+        skipped = 1;
+        brisk_model_free(m);
+        return;
+    }
+    CHECK_MSG(st == BRISK_OK, "%s", brisk_last_error());
     if (st != BRISK_OK) {
         brisk_model_free(m);
         return;
@@ -74,7 +91,7 @@ static void test_folder(const char *name) {
     int32_t tok = 1;
     CHECK(brisk_context_eval(ctx, 0, &tok, 1, logits, true) == BRISK_OK);
     double err = rel_l2(logits, expect, 512);
-    CHECK_MSG(err <= 1e-4, "%s: position-0 logits rel L2 %.3g", name, err);
+    CHECK_MSG(err <= TOL0, "%s: position-0 logits rel L2 %.3g", name, err);
     printf("%s: position-0 logits rel L2 %.3g\n", name, err);
 
     /* 200 greedy tokens, one decode step at a time. */
@@ -88,21 +105,24 @@ static void test_folder(const char *name) {
         if (got[i + 1] == want[i]) match++;
         if (brisk_context_eval(ctx, 0, &got[i + 1], 1, logits, true) != BRISK_OK) break;
     }
-    CHECK_MSG(match == 200, "%s: %d of 200 greedy tokens match", name, match);
+    CHECK_MSG(match >= MIN_MATCH, "%s: %d of 200 greedy tokens match", name, match);
+    printf("%s: %d of 200 greedy tokens match\n", name, match);
 
     /* The same 201 tokens as one chunked prefill in sequence 1 must give the same logits at
      * every position as the decode steps did (checked at the last position and one middle). */
     float *all = malloc(sizeof(float) * 201 * 512);
     CHECK(brisk_context_eval(ctx, 1, got, 201, all, false) == BRISK_OK);
-    CHECK(rel_l2(all + 200 * 512, logits, 512) < 1e-5);
-    CHECK(argmax(all + 100 * 512, 512) == got[101]);
+    err = rel_l2(all + 200 * 512, logits, 512);
+    printf("%s: prefill vs decode logits rel L2 %.3g\n", name, err);
+    CHECK(err < TOLC);
+    CHECK(BACKEND != BRISK_BACKEND_CPU_REF || argmax(all + 100 * 512, 512) == got[101]);
 
     /* Truncate and re-run: KV blocks come back and the result repeats. */
     CHECK(brisk_context_seq_truncate(ctx, 1, 150) == BRISK_OK);
     CHECK(brisk_context_seq_len(ctx, 1) == 150);
     float again[512];
     CHECK(brisk_context_eval(ctx, 1, got + 150, 51, again, true) == BRISK_OK);
-    CHECK(rel_l2(again, logits, 512) < 1e-5);
+    CHECK(rel_l2(again, logits, 512) < TOLC);
 
     /* Errors leave the sequence unchanged. */
     int32_t bad = 512;
@@ -124,7 +144,9 @@ static void test_kv_full(void) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/models/stories260K-hf-f32", SHARED);
     brisk_model *m = NULL;
-    if (brisk_model_load(dir, NULL, &m) != BRISK_OK) {
+    brisk_model_params mp = brisk_model_default_params();
+    mp.backend = BACKEND;
+    if (brisk_model_load(dir, &mp, &m) != BRISK_OK) {
         CHECK(0);
         return;
     }
@@ -134,7 +156,11 @@ static void test_kv_full(void) {
     cp.kv_block = 16;
     cp.n_kv_blocks = 5;
     brisk_context *ctx = NULL;
-    CHECK(brisk_context_create(m, &cp, &ctx) == BRISK_OK);
+    if (brisk_context_create(m, &cp, &ctx) != BRISK_OK) {
+        CHECK(skipped);
+        brisk_model_free(m);
+        return;
+    }
     int32_t toks[64] = {1};
     CHECK(brisk_context_eval(ctx, 0, toks, 64, NULL, true) == BRISK_OK);
     CHECK(brisk_context_eval(ctx, 1, toks, 17, NULL, true) == BRISK_ERR_KV_FULL);
@@ -148,10 +174,14 @@ static void test_kv_full(void) {
 
 int main(int argc, char **argv) {
     SHARED = argc > 1 ? argv[1] : "../shared";
+    if (argc > 2 && !strcmp(argv[2], "cuda")) {
+        BACKEND = BRISK_BACKEND_CUDA, TOL0 = 2e-2, TOLC = 2e-2, MIN_MATCH = 50;
+    }
     test_folder("stories260K-hf-f32");
     test_folder("stories260K-hf-bf16");
     test_folder("stories260K-mlx-4bit");
     test_folder("stories260K-mlx-mixed");
     test_kv_full();
+    if (skipped) return 77;
     CHECK_DONE();
 }

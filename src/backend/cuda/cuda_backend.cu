@@ -1,15 +1,40 @@
-/* cuda_backend.cu: the CUDA backend's registration: probes the driver and the card. The op
- * kernels themselves are not written yet (issue 7), so the backend reports itself unavailable. */
-#include <cuda_runtime.h>
+/* cuda_backend.cu: the CUDA backend instance: card probe, weight upload and repack, device
+ * memory, per-step index upload, the op log that lets a decode step run as a CUDA graph, and the
+ * prefill path (dequantized half tiles + cuBLAS). Kernels live in cuda_gemv.cu and cuda_ops.cu.
+ *
+ * Every op call becomes a record. Prefill steps (several tokens) run each record at once. A
+ * one-token step only logs its records; end_step looks the log's hash up among the captured
+ * graphs and launches the match, or captures the log into a new graph when this exact sequence
+ * already ran once eagerly (so lazily sized buffers exist before capture), or else runs it. The
+ * kernels read positions, slots and block tables from device buffers refreshed by begin_step, so
+ * one graph serves every decode step. */
+#include "cuda_internal.h"
 
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 extern "C" {
 #include "backend/backend.h"
 #include "util/error.h"
 }
 
+#define GEMV_MAX_N 4 /* tokens per step up to which matmuls stay on the GEMV kernels */
+#define N_GRAPHS 4
+
+/* ---------------------------------------------------------------------------------------------
+ * Probe
+ * ------------------------------------------------------------------------------------------- */
+
 static char g_why[256];
+
+__global__ void k_probe(int *p) {
+    if (p) *p = 1;
+}
 
 extern "C" bool brisk_backend_cuda_available(void) {
     int n = 0;
@@ -23,19 +48,848 @@ extern "C" bool brisk_backend_cuda_available(void) {
         snprintf(g_why, sizeof g_why, "no CUDA card found");
         return false;
     }
-    snprintf(g_why, sizeof g_why, "the CUDA kernels are not implemented yet (issue 7)");
-    return false;
+    cudaFuncAttributes fa;
+    err = cudaFuncGetAttributes(&fa, k_probe);
+    if (err != cudaSuccess) {
+        cudaDeviceProp p;
+        cudaGetDeviceProperties(&p, 0);
+        snprintf(g_why, sizeof g_why,
+                 "the CUDA card %s (sm_%d%d) cannot run this build's code (built for sm_90a "
+                 "and PTX 9.0): %s",
+                 p.name, p.major, p.minor, cudaGetErrorString(err));
+        cudaGetLastError();
+        return false;
+    }
+    g_why[0] = 0;
+    return true;
 }
 
 extern "C" const char *brisk_backend_cuda_unavailable(void) {
-    if (!g_why[0]) brisk_backend_cuda_available();
+    if (!g_why[0] && brisk_backend_cuda_available()) return "CUDA is available";
     return g_why;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * State
+ * ------------------------------------------------------------------------------------------- */
+
+enum op_code { OP_EMBED = 1, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_ROPE_STORE, OP_KV_STORE, OP_ATTN,
+               OP_SWIGLU, OP_ADD, OP_GET_ROWS };
+
+/* One logged op: every pointer already mapped to device memory. Zeroed before filling, so its
+ * bytes hash reproducibly. */
+typedef struct op_rec {
+    int code;
+    int n, dim, epi, nmat, i0, i1, i2;
+    float eps;
+    size_t count;
+    const cu_weight *w[3];
+    const float *bias[3];
+    float *y[3];
+    const void *p0, *p1, *p2, *p3, *p4, *p5, *p6;
+    int32_t rows[16];
+} op_rec;
+
+typedef struct graph_ent {
+    uint64_t hash;
+    cudaGraphExec_t exec;
+} graph_ent;
+
+typedef struct cu_state {
+    cudaStream_t st;
+    cublasHandle_t blas;
+    cu_weight *w;
+    int n_w;
+    const float *h_small;
+    float *d_small;
+    size_t n_small;
+    int max_tokens, max_ctx;
+    int64_t max_cols;
+    /* step index arrays: pinned staging and device copy [tokens|pos|seq|slot|tables] */
+    int32_t *h_idx, *d_idx;
+    size_t idx_cap;
+    const int32_t *hp_tokens, *hp_pos, *hp_seq, *hp_slot;
+    int32_t *d_tokens, *d_pos, *d_seq, *d_slot, *d_tables;
+    int max_blocks, T, max_pos;
+    /* scratch */
+    float *part; /* attention partials */
+    size_t part_cap;
+    void *deq, *xh; /* prefill: dequantized tile, x in half */
+    size_t deq_cap, xh_cap;
+    float *tmp; /* [max_tokens, max_cols] */
+    float *h_logits;
+    size_t h_logits_cap;
+    /* op log and graphs */
+    int logging;
+    op_rec *log;
+    int n_log, log_cap;
+    uint64_t hash;
+    uint64_t seen[N_GRAPHS]; /* sequences run eagerly once, ready to capture */
+    int n_seen;
+    graph_ent graphs[N_GRAPHS];
+    int n_graphs;
+    /* first failure of an op (ops return void); end_step reports it */
+    brisk_status err;
+    char errmsg[200];
+} cu_state;
+
+static cu_state *S(brisk_backend *be) { return (cu_state *)be->impl; }
+
+static void fail(cu_state *s, brisk_status st, const char *fmt, ...) {
+    if (s->err != BRISK_OK) return;
+    s->err = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+static bool chk(cu_state *s, cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return true;
+    fail(s, e == cudaErrorMemoryAllocation ? BRISK_ERR_OOM : BRISK_ERR_BACKEND, "%s: %s", what,
+         cudaGetErrorString(e));
+    return false;
+}
+
+static bool blas_chk(cu_state *s, cublasStatus_t e, const char *what) {
+    if (e == CUBLAS_STATUS_SUCCESS) return true;
+    fail(s, e == CUBLAS_STATUS_ALLOC_FAILED ? BRISK_ERR_OOM : BRISK_ERR_BACKEND,
+         "%s: cuBLAS status %d", what, (int)e);
+    return false;
+}
+
+static void *dalloc(cu_state *s, size_t bytes, const char *what) {
+    void *p = NULL;
+    if (!chk(s, cudaMalloc(&p, bytes ? bytes : 16), what)) return NULL;
+    return p;
+}
+
+/* Host f32 vector (init.small) -> its device copy. */
+static const float *dvec(cu_state *s, const float *p) {
+    if (!p) return NULL;
+    if (p >= s->h_small && p < s->h_small + s->n_small) return s->d_small + (p - s->h_small);
+    fail(s, BRISK_ERR_INVALID_ARG, "cuda: a vector argument does not point into init.small");
+    return NULL;
+}
+
+/* Host index array given to begin_step -> its device copy. */
+static const int32_t *didx(cu_state *s, const int32_t *p) {
+    if (p == s->hp_tokens) return s->d_tokens;
+    if (p == s->hp_pos) return s->d_pos;
+    if (p == s->hp_seq) return s->d_seq;
+    if (p == s->hp_slot) return s->d_slot;
+    fail(s, BRISK_ERR_INVALID_ARG, "cuda: an index array was not given to begin_step");
+    return NULL;
+}
+
+static const cu_weight *dw(cu_state *s, const brisk_tensor *t) {
+    if (t->id < 0 || t->id >= s->n_w) {
+        fail(s, BRISK_ERR_INVALID_ARG, "cuda: tensor '%s' was not given at create", t->name);
+        return NULL;
+    }
+    return &s->w[t->id];
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Executing records
+ * ------------------------------------------------------------------------------------------- */
+
+/* cuBLAS path of one matrix: y[n, rows] (=|+=) x[n, K] W^T (+ bias). */
+static void blas_matmul(cu_state *s, const cu_weight *w, const float *bias, const float *x, int n,
+                        float *y, int epi) {
+    const int64_t K = w->cols, R = w->rows;
+    float beta = 0.f;
+    const float one = 1.f;
+    if (epi == CU_EPI_ADD) beta = 1.f;
+    else if (bias) {
+        if (!chk(s, cu_add_bias(s->st, y, bias, n, (int)R), "cuda matmul bias")) return;
+        beta = 1.f;
+    }
+    if (w->type == BRISK_W_F32) {
+        blas_chk(s, cublasSgemm(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)R, n, (int)K, &one,
+                                (const float *)w->data, (int)K, x, (int)K, &beta, y, (int)R),
+                 "cuda matmul (sgemm)");
+        return;
+    }
+    const bool bf = w->type == BRISK_W_BF16;
+    if ((size_t)n * K * 2 > s->xh_cap) {
+        fail(s, BRISK_ERR_BACKEND, "cuda matmul: half scratch too small");
+        return;
+    }
+    if (!chk(s, cu_f32_to_half(s->st, x, (size_t)n * K, s->xh, bf), "cuda matmul convert")) return;
+    const cudaDataType dt = bf ? CUDA_R_16BF : CUDA_R_16F;
+    if (w->type != BRISK_W_QAFFINE) {
+        blas_chk(s, cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)R, n, (int)K, &one,
+                                 w->data, dt, (int)K, s->xh, dt, (int)K, &beta, y, CUDA_R_32F,
+                                 (int)R, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "cuda matmul (gemm)");
+        return;
+    }
+    const int64_t tile = (int64_t)(s->deq_cap / ((size_t)K * 2));
+    if (tile < 1) {
+        fail(s, BRISK_ERR_BACKEND, "cuda matmul: dequant scratch too small");
+        return;
+    }
+    for (int64_t r0 = 0; r0 < R; r0 += tile) {
+        const int64_t nr = R - r0 < tile ? R - r0 : tile;
+        if (!chk(s, cu_dequant_half(s->st, w, r0, nr, s->deq), "cuda dequant")) return;
+        if (!blas_chk(s, cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)K, &one,
+                                      s->deq, CUDA_R_16F, (int)K, s->xh, CUDA_R_16F, (int)K, &beta,
+                                      y + r0, CUDA_R_32F, (int)R, CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT),
+                      "cuda matmul (gemm)"))
+            return;
+    }
+}
+
+static void exec_matmul(cu_state *s, const op_rec *r) {
+    const float *x = (const float *)r->p0;
+    const int n = r->n;
+    if (n <= GEMV_MAX_N || !s->deq) {
+        cu_gemv_mat m[3];
+        for (int i = 0; i < r->nmat; i++) m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
+        cudaError_t e = cu_gemv(s->st, m, r->nmat, r->epi, x, n);
+        if (e == cudaErrorInvalidValue && r->epi == CU_EPI_SWIGLU) {
+            /* gate and up differ in format: two matmuls then swiglu */
+            cu_gemv_mat u = {r->w[1], NULL, s->tmp};
+            m[0].y = r->y[0];
+            e = cu_gemv(s->st, m, 1, CU_EPI_STORE, x, n);
+            if (e == cudaSuccess) e = cu_gemv(s->st, &u, 1, CU_EPI_STORE, x, n);
+            if (e == cudaSuccess)
+                e = cu_swiglu(s->st, r->y[0], s->tmp, (size_t)n * r->w[0]->rows, r->y[0]);
+        }
+        chk(s, e, "cuda matmul");
+        return;
+    }
+    if (r->epi == CU_EPI_SWIGLU) {
+        blas_matmul(s, r->w[0], NULL, x, n, r->y[0], CU_EPI_STORE);
+        blas_matmul(s, r->w[1], NULL, x, n, s->tmp, CU_EPI_STORE);
+        chk(s, cu_swiglu(s->st, r->y[0], s->tmp, (size_t)n * r->w[0]->rows, r->y[0]), "cuda swiglu");
+        return;
+    }
+    for (int i = 0; i < r->nmat; i++) blas_matmul(s, r->w[i], r->bias[i], x, n, r->y[i], r->epi);
+}
+
+/* Attention partials: sized once (at the first attention) for the larger of a decode step over
+ * max_ctx and a prefill chunk; longer prefills run in token chunks. */
+#define ATT_SPLIT_DECODE 64
+#define ATT_SPLIT_PREFILL 256
+#define ATT_PART_BUDGET ((size_t)32 << 20) /* floats */
+
+static void exec_attn(cu_state *s, const op_rec *r) {
+    const int T = r->n, H = r->i0, HKV = r->i1, hd = r->i2;
+    cu_attn_args a;
+    memset(&a, 0, sizeof a);
+    a.kc = r->p1, a.vc = r->p2;
+    a.max_blocks = s->max_blocks, a.block_size = r->dim, a.window = r->epi;
+    a.n_head = H, a.n_head_kv = HKV, a.head_dim = hd;
+    a.tables = s->d_tables;
+    const size_t per_split = (size_t)H * (hd + 2);
+    if (!s->part) {
+        size_t dec = per_split * ((s->max_ctx + ATT_SPLIT_DECODE - 1) / ATT_SPLIT_DECODE);
+        size_t pre = per_split * ((s->max_ctx + ATT_SPLIT_PREFILL - 1) / ATT_SPLIT_PREFILL) *
+                     (size_t)s->max_tokens;
+        if (pre > ATT_PART_BUDGET) pre = ATT_PART_BUDGET;
+        s->part_cap = dec > pre ? dec : pre;
+        s->part = (float *)dalloc(s, s->part_cap * sizeof(float), "cuda attention scratch");
+        if (!s->part) return;
+    }
+    if (T == 1) {
+        a.split = ATT_SPLIT_DECODE;
+        a.n_split = (s->max_ctx + a.split - 1) / a.split; /* fixed: the graph replays it */
+    } else {
+        a.split = ATT_SPLIT_PREFILL;
+        a.n_split = (s->max_pos + a.split) / a.split;
+    }
+    int chunk = (int)(s->part_cap / (per_split * a.n_split));
+    if (chunk < 1) {
+        fail(s, BRISK_ERR_BACKEND, "cuda attention: scratch too small");
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += chunk) {
+        a.n_tokens = T - t0 < chunk ? T - t0 : chunk;
+        a.q = (const float *)r->p0 + (size_t)t0 * H * hd;
+        a.out = (float *)r->p3 + (size_t)t0 * H * hd;
+        a.pos = (const int32_t *)r->p4 + t0;
+        a.seq = (const int32_t *)r->p5 + t0;
+        a.part_o = s->part;
+        a.part_ml = s->part + (size_t)a.n_tokens * H * a.n_split * hd;
+        if (!chk(s, cu_attention(s->st, &a), "cuda attention")) return;
+    }
+}
+
+static void exec_rec(cu_state *s, const op_rec *r) {
+    if (s->err != BRISK_OK) return;
+    switch (r->code) {
+    case OP_EMBED:
+        chk(s, cu_embed(s->st, r->w[0], (const int32_t *)r->p0, r->n, (float *)r->p1), "cuda embed");
+        break;
+    case OP_RMSNORM:
+        chk(s, cu_rmsnorm(s->st, (const float *)r->p0, (const float *)r->p1, r->n, r->dim, r->eps,
+                          (float *)r->p2),
+            "cuda rmsnorm");
+        break;
+    case OP_MATMUL: exec_matmul(s, r); break;
+    case OP_ROPE:
+        chk(s, cu_rope_store(s->st, (float *)r->p0, r->i0, NULL, 0, NULL, (const int32_t *)r->p1,
+                             r->n, r->dim, (const float *)r->p2, NULL, NULL, NULL),
+            "cuda rope");
+        break;
+    case OP_ROPE_STORE:
+        chk(s, cu_rope_store(s->st, (float *)r->p0, r->i0, (float *)r->p1, r->i1,
+                             (const float *)r->p2, (const int32_t *)r->p3, r->n, r->dim,
+                             (const float *)r->p4, (void *)r->p5, (void *)r->p6,
+                             (const int32_t *)r->bias[0]),
+            "cuda rope_kv_store");
+        break;
+    case OP_KV_STORE:
+        chk(s, cu_kv_store(s->st, (void *)r->p0, (void *)r->p1, (const float *)r->p2,
+                           (const float *)r->p3, (const int32_t *)r->p4, r->n, r->dim),
+            "cuda kv_store");
+        break;
+    case OP_ATTN: exec_attn(s, r); break;
+    case OP_SWIGLU:
+        chk(s, cu_swiglu(s->st, (const float *)r->p0, (const float *)r->p1, r->count, (float *)r->p2),
+            "cuda swiglu");
+        break;
+    case OP_ADD:
+        chk(s, cu_add(s->st, (float *)r->p0, (const float *)r->p1, r->count), "cuda add");
+        break;
+    case OP_GET_ROWS:
+        chk(s, cu_get_rows(s->st, (const float *)r->p0, r->rows, r->n, r->dim, (float *)r->p1),
+            "cuda get_rows");
+        break;
+    }
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = (const uint8_t *)p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Runs the record now, or logs it during a one-token step. */
+static void submit(cu_state *s, const op_rec *r) {
+    if (s->err != BRISK_OK) return;
+    if (!s->logging) {
+        exec_rec(s, r);
+        return;
+    }
+    if (s->n_log == s->log_cap) { /* grows during the first steps only */
+        int cap = s->log_cap ? 2 * s->log_cap : 512;
+        op_rec *nl = (op_rec *)realloc(s->log, (size_t)cap * sizeof *nl);
+        if (!nl) {
+            fail(s, BRISK_ERR_OOM, "cuda: out of memory for the op log");
+            return;
+        }
+        s->log = nl, s->log_cap = cap;
+    }
+    s->log[s->n_log++] = *r;
+    s->hash = fnv(s->hash, r, sizeof *r);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Ops
+ * ------------------------------------------------------------------------------------------- */
+
+#define REC(name, c)                                                                               \
+    op_rec name;                                                                                   \
+    memset(&name, 0, sizeof name);                                                                 \
+    name.code = c
+
+static void cu_op_embed(brisk_backend *be, const brisk_tensor *E, const int32_t *ids, int n,
+                        float *out) {
+    cu_state *s = S(be);
+    REC(r, OP_EMBED);
+    r.w[0] = dw(s, E), r.p0 = didx(s, ids), r.n = n, r.p1 = out;
+    submit(s, &r);
+}
+
+static void cu_op_rmsnorm(brisk_backend *be, const float *x, const float *w, int n, int dim,
+                          float eps, float *out) {
+    cu_state *s = S(be);
+    REC(r, OP_RMSNORM);
+    r.p0 = x, r.p1 = dvec(s, w), r.n = n, r.dim = dim, r.eps = eps, r.p2 = out;
+    submit(s, &r);
+}
+
+static void matmul_rec(cu_state *s, int nmat, const brisk_tensor *const *W, const float *const *bias,
+                       const float *x, int n, float *const *y, int epi) {
+    REC(r, OP_MATMUL);
+    r.nmat = nmat, r.epi = epi, r.n = n, r.p0 = x;
+    for (int i = 0; i < nmat; i++) {
+        r.w[i] = dw(s, W[i]);
+        r.bias[i] = bias ? dvec(s, bias[i]) : NULL;
+        r.y[i] = y[i];
+        if (W[i]->cols != W[0]->cols) fail(s, BRISK_ERR_INVALID_ARG, "cuda matmul: widths differ");
+    }
+    submit(s, &r);
+}
+
+static void cu_op_matmul(brisk_backend *be, const brisk_tensor *W, const float *bias,
+                         const float *x, int n, float *y) {
+    matmul_rec(S(be), 1, &W, &bias, x, n, &y, CU_EPI_STORE);
+}
+
+static void cu_op_matmul_qkv(brisk_backend *be, const brisk_tensor *wq, const brisk_tensor *wk,
+                             const brisk_tensor *wv, const float *bq, const float *bk,
+                             const float *bv, const float *x, int n, float *q, float *k, float *v) {
+    const brisk_tensor *W[3] = {wq, wk, wv};
+    const float *B[3] = {bq, bk, bv};
+    float *Y[3] = {q, k, v};
+    matmul_rec(S(be), 3, W, B, x, n, Y, CU_EPI_STORE);
+}
+
+static void cu_op_matmul_add(brisk_backend *be, const brisk_tensor *W, const float *x, int n,
+                             float *y) {
+    matmul_rec(S(be), 1, &W, NULL, x, n, &y, CU_EPI_ADD);
+}
+
+static void cu_op_matmul_swiglu(brisk_backend *be, const brisk_tensor *wg, const brisk_tensor *wu,
+                                const float *x, int n, float *out) {
+    const brisk_tensor *W[2] = {wg, wu};
+    float *Y[2] = {out, NULL};
+    if (wg->rows != wu->rows) {
+        fail(S(be), BRISK_ERR_INVALID_ARG, "cuda matmul_swiglu: gate and up differ in rows");
+        return;
+    }
+    matmul_rec(S(be), 2, W, NULL, x, n, Y, CU_EPI_SWIGLU);
+}
+
+static void cu_op_rope(brisk_backend *be, float *x, const int32_t *pos, int n, int n_heads,
+                       int head_dim, const float *inv_freq) {
+    cu_state *s = S(be);
+    REC(r, OP_ROPE);
+    r.p0 = x, r.p1 = didx(s, pos), r.n = n, r.i0 = n_heads, r.dim = head_dim;
+    r.p2 = dvec(s, inv_freq);
+    submit(s, &r);
+}
+
+static void cu_op_rope_kv_store(brisk_backend *be, float *q, float *k, const float *v,
+                                const int32_t *pos, int n, int n_head, int n_head_kv, int head_dim,
+                                const float *inv_freq, void *kcache, void *vcache,
+                                const int32_t *slot) {
+    cu_state *s = S(be);
+    REC(r, OP_ROPE_STORE);
+    r.p0 = q, r.p1 = k, r.p2 = v, r.p3 = didx(s, pos), r.n = n, r.i0 = n_head, r.i1 = n_head_kv;
+    r.dim = head_dim, r.p4 = dvec(s, inv_freq), r.p5 = kcache, r.p6 = vcache;
+    r.bias[0] = (const float *)didx(s, slot);
+    submit(s, &r);
+}
+
+static void cu_op_kv_store(brisk_backend *be, void *kc, void *vc, const float *k, const float *v,
+                           const int32_t *slot, int n, int kv_dim) {
+    cu_state *s = S(be);
+    REC(r, OP_KV_STORE);
+    r.p0 = kc, r.p1 = vc, r.p2 = k, r.p3 = v, r.p4 = didx(s, slot), r.n = n, r.dim = kv_dim;
+    submit(s, &r);
+}
+
+static void cu_op_attention(brisk_backend *be, const float *q, const void *kc, const void *vc,
+                            const brisk_attn_batch *b, int n_head, int n_head_kv, int head_dim,
+                            float *out) {
+    cu_state *s = S(be);
+    REC(r, OP_ATTN);
+    r.p0 = q, r.p1 = kc, r.p2 = vc, r.p3 = out, r.p4 = didx(s, b->pos), r.p5 = didx(s, b->seq);
+    r.n = b->n_tokens, r.dim = b->block_size, r.epi = b->sliding_window;
+    r.i0 = n_head, r.i1 = n_head_kv, r.i2 = head_dim;
+    if (n_head_kv <= 0 || n_head % n_head_kv || n_head / n_head_kv > 8 || head_dim > 1024) {
+        fail(s, BRISK_ERR_UNSUPPORTED,
+             "cuda attention: %d heads over %d kv heads of size %d are not supported", n_head,
+             n_head_kv, head_dim);
+        return;
+    }
+    submit(s, &r);
+}
+
+static void cu_op_swiglu(brisk_backend *be, const float *gate, const float *up, size_t n,
+                         float *out) {
+    cu_state *s = S(be);
+    REC(r, OP_SWIGLU);
+    r.p0 = gate, r.p1 = up, r.count = n, r.p2 = out;
+    submit(s, &r);
+}
+
+static void cu_op_add(brisk_backend *be, float *x, const float *y, size_t n) {
+    cu_state *s = S(be);
+    REC(r, OP_ADD);
+    r.p0 = x, r.p1 = y, r.count = n;
+    submit(s, &r);
+}
+
+static void cu_op_get_rows(brisk_backend *be, const float *src, const int32_t *rows, int n,
+                           int dim, float *dst) {
+    cu_state *s = S(be);
+    if (s->logging && n > 16) {
+        fail(s, BRISK_ERR_BACKEND, "cuda get_rows: %d rows in a one-token step", n);
+        return;
+    }
+    REC(r, OP_GET_ROWS);
+    r.p0 = src, r.p1 = dst, r.n = n, r.dim = dim;
+    if (!s->logging) {
+        /* values travel as kernel arguments: launch directly */
+        if (s->err == BRISK_OK)
+            chk(s, cu_get_rows(s->st, src, rows, n, dim, dst), "cuda get_rows");
+        return;
+    }
+    memcpy(r.rows, rows, (size_t)n * sizeof *rows);
+    submit(s, &r);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Memory, steps, graphs
+ * ------------------------------------------------------------------------------------------- */
+
+static void *cu_op_alloc(brisk_backend *be, size_t bytes) {
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 16) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    if (cudaMemset(p, 0, bytes ? bytes : 16) != cudaSuccess) {
+        cudaFree(p);
+        return NULL;
+    }
+    (void)be;
+    return p;
+}
+
+static void cu_op_free(brisk_backend *be, void *p) {
+    (void)be;
+    cudaFree(p);
+}
+
+static brisk_status report(cu_state *s) {
+    brisk_status st = s->err;
+    s->err = BRISK_OK;
+    return brisk_errorf(st, "%s", s->errmsg);
+}
+
+static void drop_graphs(cu_state *s) {
+    for (int i = 0; i < s->n_graphs; i++) cudaGraphExecDestroy(s->graphs[i].exec);
+    s->n_graphs = 0;
+    s->n_seen = 0;
+}
+
+static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
+                                     const brisk_attn_batch *b, int max_blocks, int n_seqs) {
+    cu_state *s = S(be);
+    if (s->err != BRISK_OK) return report(s);
+    const int T = b->n_tokens;
+    if (T < 1 || T > s->max_tokens || n_seqs < 1 || max_blocks < 1)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "cuda begin_step: %d tokens (max %d), %d sequences, %d blocks", T,
+                            s->max_tokens, n_seqs, max_blocks);
+    const size_t need = 4 * (size_t)s->max_tokens + (size_t)n_seqs * max_blocks;
+    if (need > s->idx_cap) { /* first step, or more sequences: graphs hold the old buffer */
+        drop_graphs(s);
+        cudaFreeHost(s->h_idx);
+        cudaFree(s->d_idx);
+        s->h_idx = NULL, s->d_idx = NULL, s->idx_cap = 0;
+        if (cudaMallocHost((void **)&s->h_idx, need * 4) != cudaSuccess ||
+            cudaMalloc((void **)&s->d_idx, need * 4) != cudaSuccess) {
+            cudaGetLastError();
+            return brisk_errorf(BRISK_ERR_OOM, "cuda begin_step: out of memory for index arrays");
+        }
+        s->idx_cap = need;
+        const int M = s->max_tokens;
+        s->d_tokens = s->d_idx, s->d_pos = s->d_idx + M, s->d_seq = s->d_idx + 2 * M;
+        s->d_slot = s->d_idx + 3 * M, s->d_tables = s->d_idx + 4 * M;
+    }
+    const int M = s->max_tokens;
+    int32_t *h = s->h_idx;
+    memcpy(h, tokens, (size_t)T * 4);
+    memcpy(h + M, b->pos, (size_t)T * 4);
+    memcpy(h + 2 * M, b->seq, (size_t)T * 4);
+    memcpy(h + 3 * M, b->slot, (size_t)T * 4);
+    int max_pos = 0;
+    for (int i = 0; i < T; i++) {
+        if (b->pos[i] >= s->max_ctx || b->pos[i] < 0 || b->seq[i] < 0 || b->seq[i] >= n_seqs)
+            return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                                "cuda begin_step: token %d at position %d of sequence %d is out of "
+                                "range",
+                                i, b->pos[i], b->seq[i]);
+        if (b->pos[i] > max_pos) max_pos = b->pos[i];
+    }
+    for (int q = 0; q < n_seqs; q++) {
+        if (b->block_tables[q]) memcpy(h + 4 * M + (size_t)q * max_blocks, b->block_tables[q],
+                                       (size_t)max_blocks * 4);
+        else memset(h + 4 * M + (size_t)q * max_blocks, 0, (size_t)max_blocks * 4);
+    }
+    if (max_blocks != s->max_blocks) drop_graphs(s);
+    /* one copy: [tokens|pos|seq|slot] of this step plus the tables */
+    cudaError_t e = cudaMemcpyAsync(s->d_idx, h, need * 4, cudaMemcpyHostToDevice, s->st);
+    if (e != cudaSuccess) {
+        chk(s, e, "cuda begin_step upload");
+        return report(s);
+    }
+    s->hp_tokens = tokens, s->hp_pos = b->pos, s->hp_seq = b->seq, s->hp_slot = b->slot;
+    s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos;
+    s->logging = T == 1;
+    s->n_log = 0;
+    s->hash = 1469598103934665603ULL;
+    return BRISK_OK;
+}
+
+/* Runs the logged one-token step: as a graph when one matches, captured the second time. */
+static void run_log(cu_state *s) {
+    for (int i = 0; i < s->n_graphs; i++)
+        if (s->graphs[i].hash == s->hash) {
+            chk(s, cudaGraphLaunch(s->graphs[i].exec, s->st), "cuda graph launch");
+            return;
+        }
+    bool seen = false;
+    for (int i = 0; i < s->n_seen; i++) seen = seen || s->seen[i] == s->hash;
+    if (!seen || s->n_graphs == N_GRAPHS) {
+        for (int i = 0; i < s->n_log && s->err == BRISK_OK; i++) exec_rec(s, &s->log[i]);
+        if (!seen && s->n_seen < N_GRAPHS) s->seen[s->n_seen++] = s->hash;
+        return;
+    }
+    cudaGraph_t g = NULL;
+    if (!chk(s, cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal), "cuda capture"))
+        return;
+    for (int i = 0; i < s->n_log && s->err == BRISK_OK; i++) exec_rec(s, &s->log[i]);
+    cudaError_t e = cudaStreamEndCapture(s->st, &g);
+    if (s->err != BRISK_OK || !chk(s, e, "cuda capture end")) {
+        if (g) cudaGraphDestroy(g);
+        return;
+    }
+    cudaGraphExec_t ex = NULL;
+    e = cudaGraphInstantiate(&ex, g, 0);
+    cudaGraphDestroy(g);
+    if (!chk(s, e, "cuda graph instantiate")) return;
+    s->graphs[s->n_graphs].hash = s->hash;
+    s->graphs[s->n_graphs++].exec = ex;
+    chk(s, cudaGraphLaunch(ex, s->st), "cuda graph launch");
+}
+
+static brisk_status cu_op_end_step(brisk_backend *be, const float *logits, int n, int V,
+                                   float *out) {
+    cu_state *s = S(be);
+    if (s->logging && s->err == BRISK_OK) {
+        run_log(s);
+        s->logging = 0;
+        s->n_log = 0;
+        s->hash = 1469598103934665603ULL;
+    }
+    s->logging = 0;
+    const size_t bytes = (size_t)n * (size_t)V * sizeof(float);
+    if (s->err == BRISK_OK && n > 0 && out) {
+        if (bytes > s->h_logits_cap) {
+            cudaStreamSynchronize(s->st);
+            cudaFreeHost(s->h_logits);
+            s->h_logits = NULL, s->h_logits_cap = 0;
+            if (chk(s, cudaMallocHost((void **)&s->h_logits, bytes), "cuda logits staging"))
+                s->h_logits_cap = bytes;
+        }
+        if (s->err == BRISK_OK)
+            chk(s, cudaMemcpyAsync(s->h_logits, logits, bytes, cudaMemcpyDeviceToHost, s->st),
+                "cuda logits copy");
+    }
+    chk(s, cudaStreamSynchronize(s->st), "cuda step");
+    if (s->err != BRISK_OK) return report(s);
+    if (n > 0 && out) memcpy(out, s->h_logits, bytes);
+    return BRISK_OK;
+}
+
+/* Device-to-device copy bandwidth, counting bytes read plus bytes written (METHOD.md): a 1 GiB
+ * copy repeated, timed with events, the best of several rounds. */
+static double cu_op_measure_bandwidth(brisk_backend *be) {
+    cu_state *s = S(be);
+    size_t bytes = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    while (bytes >= ((size_t)1 << 26)) {
+        if (cudaMalloc(&a, bytes) == cudaSuccess && cudaMalloc(&b, bytes) == cudaSuccess) break;
+        cudaFree(a), cudaFree(b);
+        a = b = NULL;
+        cudaGetLastError();
+        bytes /= 2;
+    }
+    if (!a || !b) return 0;
+    cudaMemsetAsync(a, 1, bytes, s->st);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    double best = 0;
+    for (int round = 0; round < 6; round++) {
+        cudaEventRecord(e0, s->st);
+        for (int i = 0; i < 5; i++) cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s->st);
+        cudaEventRecord(e1, s->st);
+        cudaEventSynchronize(e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, e0, e1);
+        const double gbps = 2.0 * 5 * bytes / (ms * 1e-3) / 1e9;
+        if (round > 0 && gbps > best) best = gbps; /* round 0 warms up */
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    cudaFree(a), cudaFree(b);
+    return cudaGetLastError() == cudaSuccess ? best : 0;
+}
+
+static void cu_op_destroy(brisk_backend *be) {
+    if (!be) return;
+    cu_state *s = S(be);
+    if (s) {
+        if (s->st) cudaStreamSynchronize(s->st);
+        drop_graphs(s);
+        for (int i = 0; s->w && i < s->n_w; i++) cudaFree(s->w[i].data), cudaFree(s->w[i].sb);
+        free(s->w);
+        cudaFree(s->d_small);
+        cudaFreeHost(s->h_idx);
+        cudaFree(s->d_idx);
+        cudaFree(s->part);
+        cudaFree(s->deq);
+        cudaFree(s->xh);
+        cudaFree(s->tmp);
+        cudaFreeHost(s->h_logits);
+        free(s->log);
+        if (s->blas) cublasDestroy(s->blas);
+        if (s->st) cudaStreamDestroy(s->st);
+        free(s);
+    }
+    free(be);
+}
+
+static const brisk_backend_ops CUDA_OPS = {
+    .name = "cuda",
+    .kv_elem_size = 2, /* float16 KV cache */
+    .destroy = cu_op_destroy,
+    .alloc = cu_op_alloc,
+    .free = cu_op_free,
+    .begin_step = cu_op_begin_step,
+    .end_step = cu_op_end_step,
+    .embed = cu_op_embed,
+    .rmsnorm = cu_op_rmsnorm,
+    .matmul = cu_op_matmul,
+    .rope = cu_op_rope,
+    .kv_store = cu_op_kv_store,
+    .attention = cu_op_attention,
+    .swiglu = cu_op_swiglu,
+    .add = cu_op_add,
+    .measure_bandwidth = cu_op_measure_bandwidth,
+    .get_rows = cu_op_get_rows,
+    .matmul_qkv = cu_op_matmul_qkv,
+    .matmul_add = cu_op_matmul_add,
+    .matmul_swiglu = cu_op_matmul_swiglu,
+    .rope_kv_store = cu_op_rope_kv_store,
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Create: upload (and repack) every weight once
+ * ------------------------------------------------------------------------------------------- */
+
+static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight *w, void **stage,
+                                  size_t *stage_cap) {
+    memset(w, 0, sizeof *w);
+    w->type = t->type, w->rows = t->rows, w->cols = t->cols;
+    w->bits = t->bits, w->gs = t->group_size, w->stype = t->stype;
+    const char *what = t->name ? t->name : "?";
+    if (t->type == BRISK_W_QAFFINE) {
+        if (t->bits < 2 || t->bits > 8 || t->group_size <= 0 || t->cols % t->group_size)
+            return brisk_errorf(BRISK_ERR_UNSUPPORTED, "brisk_backend_cuda_create: tensor '%s': "
+                                "%d-bit group %d is not supported", what, t->bits, t->group_size);
+        w->row_bytes = t->cols * t->bits / 8;
+        w->fast = (t->bits == 4 || t->bits == 8) && w->row_bytes % 16 == 0 && t->group_size % 8 == 0;
+        const size_t codes = (size_t)(t->rows * w->row_bytes);
+        const int elem = t->stype == BRISK_W_F32 ? 4 : 2;
+        const size_t ng = (size_t)(t->rows * (t->cols / t->group_size));
+        const size_t need = codes > 2 * ng * elem ? codes : 2 * ng * elem;
+        if (need > *stage_cap) {
+            cudaFree(*stage);
+            *stage = NULL, *stage_cap = 0;
+            if (!(*stage = dalloc(s, need, "upload staging"))) goto oom;
+            *stage_cap = need;
+        }
+        if (!(w->data = (uint8_t *)dalloc(s, codes, what))) goto oom;
+        if (!(w->sb = dalloc(s, 2 * ng * elem, what))) goto oom;
+        if (!chk(s, cudaMemcpy(*stage, t->data, codes, cudaMemcpyHostToDevice), what)) goto fail;
+        if (w->fast) {
+            if (!chk(s, cu_repack_codes(s->st, (const uint8_t *)*stage, w->data, t->rows, w->row_bytes), what)) goto fail;
+        } else if (!chk(s, cudaMemcpyAsync(w->data, *stage, codes, cudaMemcpyDeviceToDevice, s->st), what)) goto fail;
+        if (!chk(s, cudaStreamSynchronize(s->st), what)) goto fail;
+        uint8_t *sbst = (uint8_t *)*stage;
+        if (!chk(s, cudaMemcpy(sbst, t->scales, ng * elem, cudaMemcpyHostToDevice), what) ||
+            !chk(s, cudaMemcpy(sbst + ng * elem, t->biases, ng * elem, cudaMemcpyHostToDevice), what) ||
+            !chk(s, cu_interleave_sb(s->st, sbst, sbst + ng * elem, w->sb, (int64_t)ng, elem), what) ||
+            !chk(s, cudaStreamSynchronize(s->st), what))
+            goto fail;
+        return BRISK_OK;
+    }
+    {
+        const int esz = t->type == BRISK_W_F32 ? 4 : 2;
+        w->row_bytes = t->cols * esz;
+        w->fast = w->row_bytes % 16 == 0;
+        const size_t bytes = (size_t)(t->rows * w->row_bytes);
+        if (!(w->data = (uint8_t *)dalloc(s, bytes, what))) goto oom;
+        if (!chk(s, cudaMemcpy(w->data, t->data, bytes, cudaMemcpyHostToDevice), what)) goto fail;
+        return BRISK_OK;
+    }
+oom:
+fail:
+    return report(s);
 }
 
 extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init,
                                                   brisk_backend **out) {
-    (void)init;
     *out = NULL;
-    return brisk_errorf(BRISK_ERR_UNSUPPORTED, "brisk_backend_cuda_create: %s",
-                        brisk_backend_cuda_unavailable());
+    if (!brisk_backend_cuda_available())
+        return brisk_errorf(BRISK_ERR_UNSUPPORTED, "brisk_backend_cuda_create: %s", g_why);
+    brisk_backend *be = (brisk_backend *)calloc(1, sizeof *be);
+    cu_state *s = (cu_state *)calloc(1, sizeof *s);
+    if (!be || !s) {
+        free(be), free(s);
+        return brisk_errorf(BRISK_ERR_OOM, "brisk_backend_cuda_create: out of memory");
+    }
+    be->ops = &CUDA_OPS;
+    be->impl = s;
+    s->max_tokens = init->max_tokens > 0 ? init->max_tokens : 1;
+    s->max_ctx = init->max_ctx > 0 ? init->max_ctx : 1;
+    s->max_cols = init->max_cols;
+    brisk_status st = BRISK_OK;
+    void *stage = NULL;
+    size_t stage_cap = 0;
+    int64_t max_q = 0;
+    if (!chk(s, cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking), "cuda stream")) goto err;
+    if (!blas_chk(s, cublasCreate(&s->blas), "cublasCreate") ||
+        !blas_chk(s, cublasSetStream(s->blas, s->st), "cublasSetStream"))
+        goto err;
+    s->h_small = init->small, s->n_small = init->n_small;
+    if (!(s->d_small = (float *)dalloc(s, init->n_small * sizeof(float), "cuda vectors"))) goto err;
+    if (init->n_small &&
+        !chk(s, cudaMemcpy(s->d_small, init->small, init->n_small * sizeof(float),
+                           cudaMemcpyHostToDevice), "cuda vectors"))
+        goto err;
+    s->w = (cu_weight *)calloc((size_t)(init->n_tensors > 0 ? init->n_tensors : 1), sizeof *s->w);
+    if (!s->w) {
+        fail(s, BRISK_ERR_OOM, "brisk_backend_cuda_create: out of memory");
+        goto err;
+    }
+    s->n_w = init->n_tensors;
+    for (int i = 0; i < init->n_tensors && st == BRISK_OK; i++) {
+        const brisk_tensor *t = init->tensors[i];
+        st = upload_weight(s, t, &s->w[i], &stage, &stage_cap);
+        if (t->type == BRISK_W_QAFFINE && t->rows * t->cols > max_q) max_q = t->rows * t->cols;
+    }
+    cudaFree(stage);
+    if (st != BRISK_OK) {
+        cu_op_destroy(be);
+        return st;
+    }
+    s->tmp = (float *)dalloc(s, (size_t)s->max_tokens * (size_t)s->max_cols * sizeof(float),
+                             "cuda scratch");
+    if (!s->tmp) goto err;
+    if (s->max_tokens > GEMV_MAX_N) { /* the prefill path */
+        s->xh_cap = (size_t)s->max_tokens * (size_t)s->max_cols * 2;
+        if (!(s->xh = dalloc(s, s->xh_cap, "cuda prefill scratch"))) goto err;
+        size_t cap = (size_t)128 << 20;
+        if ((size_t)max_q * 2 < cap) cap = (size_t)max_q * 2;
+        if (cap < (size_t)s->max_cols * 2 * 64) cap = (size_t)s->max_cols * 2 * 64;
+        s->deq_cap = cap;
+        if (!(s->deq = dalloc(s, cap, "cuda prefill scratch"))) goto err;
+    }
+    *out = be;
+    return BRISK_OK;
+err:
+    st = report(s);
+    cu_op_destroy(be);
+    return st;
 }

@@ -1,0 +1,518 @@
+/* cuda_gemv.cu: matrix-vector products for decode (fused dequantize + dot, 16-byte loads), the
+ * generic any-format fallback, and the weight repack / dequantize-to-half kernels of prefill. */
+#include "cuda_internal.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+extern "C" {
+#include "backend/backend.h"
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Scalars
+ * ------------------------------------------------------------------------------------------- */
+
+__device__ __forceinline__ float bf16_bits(uint32_t h) { return __uint_as_float(h << 16); }
+__device__ __forceinline__ float f16_bits(uint32_t h) {
+    return __half2float(__ushort_as_half((unsigned short)h));
+}
+
+/* (scale, bias) of group g of a row, from the interleaved pairs. */
+template <int ST> __device__ __forceinline__ float2 load_sb(const void *sb, int64_t i) {
+    if constexpr (ST == BRISK_W_F32) {
+        return __ldg((const float2 *)sb + i);
+    } else {
+        const uint32_t p = __ldg((const uint32_t *)sb + i);
+        if constexpr (ST == BRISK_W_BF16) return make_float2(bf16_bits(p & 0xffff), bf16_bits(p >> 16));
+        else return make_float2(f16_bits(p & 0xffff), f16_bits(p >> 16));
+    }
+}
+
+/* Byte k of v (0..255 each) as float, exactly: 0x4B0000xx is 2^23 + xx. */
+__device__ __forceinline__ float byte_f(uint32_t v, int k) {
+    return __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7650u | k)) - 8388608.0f;
+}
+
+/* sum_i code_i * x[i] over the codes of one 32-bit word. */
+template <int BITS> __device__ __forceinline__ float dot_word(uint32_t w, const float *x) {
+    if constexpr (BITS == 4) {
+        const uint32_t lo = w & 0x0F0F0F0Fu, hi = (w >> 4) & 0x0F0F0F0Fu;
+        float s = byte_f(lo, 0) * x[0];
+        s = fmaf(byte_f(hi, 0), x[1], s);
+        s = fmaf(byte_f(lo, 1), x[2], s);
+        s = fmaf(byte_f(hi, 1), x[3], s);
+        s = fmaf(byte_f(lo, 2), x[4], s);
+        s = fmaf(byte_f(hi, 2), x[5], s);
+        s = fmaf(byte_f(lo, 3), x[6], s);
+        return fmaf(byte_f(hi, 3), x[7], s);
+    } else {
+        float s = byte_f(w, 0) * x[0];
+        s = fmaf(byte_f(w, 1), x[1], s);
+        s = fmaf(byte_f(w, 2), x[2], s);
+        return fmaf(byte_f(w, 3), x[3], s);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Fast GEMV. Each warp owns R rows of one matrix (NM = 2: the same R rows of two matrices) and
+ * walks the row in 512-byte chunks: per chunk one uint4 per lane per row, x for those columns
+ * loaded once into registers and reused over the R rows. Block = 4 warps.
+ * KIND: 4 / 8 = QAFFINE bits (repacked), 16 = F16, 17 = BF16, 32 = F32.
+ * ------------------------------------------------------------------------------------------- */
+
+#define GEMV_R 4
+
+struct gemv_mat_d {
+    const uint8_t *w;
+    const void *sb;
+    const float *bias;
+    float *y;
+    int rows, warps; /* warps = ceil(rows / R) */
+};
+
+struct gemv_args {
+    gemv_mat_d m[3];
+    int nmat;
+    int K, gs;
+    int64_t row_bytes;
+    const float *x;
+};
+
+template <int KIND> struct kind_traits;
+template <> struct kind_traits<4> { enum { EPL = 32, CPW = 8 }; };   /* elements per lane-uint4 */
+template <> struct kind_traits<8> { enum { EPL = 16, CPW = 4 }; };
+template <> struct kind_traits<16> { enum { EPL = 8, CPW = 2 }; };
+template <> struct kind_traits<17> { enum { EPL = 8, CPW = 2 }; };
+template <> struct kind_traits<32> { enum { EPL = 4, CPW = 1 }; };
+
+/* Column of the first element of word j of lane `lane`'s uint4 in chunk c (full chunk: permuted
+ * for QAFFINE, consecutive for dense; a partial chunk is always consecutive). */
+template <int KIND>
+__device__ __forceinline__ int word_col(int c, int lane, int j, bool full) {
+    constexpr int CPW = kind_traits<KIND>::CPW;
+    const int w = (KIND <= 8 && full) ? 32 * j + lane : 4 * lane + j;
+    return (c * 128 + w) * CPW;
+}
+
+/* Dot of one lane-uint4 of a row with the lane's x slice; QAFFINE applies each word's group. */
+template <int KIND, int ST>
+__device__ __forceinline__ float chunk_dot(uint4 q, const float *xs, const float *xsum,
+                                           const void *sb_row, const int *grp) {
+    const uint32_t wv[4] = {q.x, q.y, q.z, q.w};
+    float acc = 0.f;
+    if constexpr (KIND <= 8) {
+        constexpr int CPW = kind_traits<KIND>::CPW;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const float d = dot_word<KIND>(wv[j], xs + j * CPW);
+            const float2 sb = load_sb<ST>(sb_row, grp[j]);
+            acc = fmaf(sb.x, d, fmaf(sb.y, xsum[j], acc));
+        }
+    } else if constexpr (KIND == 32) {
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc = fmaf(__uint_as_float(wv[j]), xs[j], acc);
+    } else {
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const float lo = KIND == 17 ? bf16_bits(wv[j] & 0xffff) : f16_bits(wv[j] & 0xffff);
+            const float hi = KIND == 17 ? bf16_bits(wv[j] >> 16) : f16_bits(wv[j] >> 16);
+            acc = fmaf(lo, xs[2 * j], fmaf(hi, xs[2 * j + 1], acc));
+        }
+    }
+    return acc;
+}
+
+template <int KIND, int ST, int NM, int EPI>
+__global__ void __launch_bounds__(128) k_gemv(const __grid_constant__ gemv_args a) {
+    constexpr int EPL = kind_traits<KIND>::EPL, CPW = kind_traits<KIND>::CPW;
+    const int lane = threadIdx.x & 31;
+    int warp = blockIdx.x * 4 + (threadIdx.x >> 5);
+    int m = 0;
+    while (m < a.nmat && warp >= a.m[m].warps) warp -= a.m[m++].warps;
+    if (m >= a.nmat) return;
+    const gemv_mat_d &M = a.m[m];
+    const int r0 = warp * GEMV_R;
+    const int nfull = (int)(a.row_bytes / 512);
+    const int tail_lanes = (int)(a.row_bytes % 512) / 16;
+    const int nchunks = nfull + (tail_lanes > 0);
+    const int ngroups = KIND <= 8 ? a.K / a.gs : 1;
+
+    const uint8_t *wrow[NM][GEMV_R];
+    const void *sbrow[NM][GEMV_R];
+#pragma unroll
+    for (int t = 0; t < NM; t++)
+#pragma unroll
+        for (int r = 0; r < GEMV_R; r++) {
+            const int row = min(r0 + r, M.rows - 1); /* clipped rows compute, never store */
+            const gemv_mat_d &MM = t == 0 ? M : a.m[1];
+            wrow[t][r] = MM.w + (int64_t)row * a.row_bytes;
+            sbrow[t][r] = KIND <= 8 ? (const uint8_t *)MM.sb + (int64_t)row * ngroups * (ST == BRISK_W_F32 ? 8 : 4)
+                                    : nullptr;
+        }
+    float acc[NM][GEMV_R];
+#pragma unroll
+    for (int t = 0; t < NM; t++)
+#pragma unroll
+        for (int r = 0; r < GEMV_R; r++) acc[t][r] = 0.f;
+
+    uint4 cur[NM][GEMV_R], nxt[NM][GEMV_R];
+    auto load_chunk = [&](int c, uint4 (&dst)[NM][GEMV_R]) {
+        const bool active = c < nfull || lane < tail_lanes;
+#pragma unroll
+        for (int t = 0; t < NM; t++)
+#pragma unroll
+            for (int r = 0; r < GEMV_R; r++)
+                dst[t][r] = active ? __ldg((const uint4 *)(wrow[t][r] + (int64_t)c * 512) + lane)
+                                   : make_uint4(0, 0, 0, 0);
+    };
+    if (nchunks > 0) load_chunk(0, cur);
+    for (int c = 0; c < nchunks; c++) {
+        if (c + 1 < nchunks) load_chunk(c + 1, nxt);
+        const bool full = c < nfull;
+        if (full || lane < tail_lanes) {
+            float xs[EPL], xsum[4];
+            int grp[4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int col = word_col<KIND>(c, lane, j, full);
+                if constexpr (CPW >= 4) {
+#pragma unroll
+                    for (int e = 0; e < CPW; e += 4) {
+                        const float4 v = __ldg((const float4 *)(a.x + col + e));
+                        xs[j * CPW + e] = v.x, xs[j * CPW + e + 1] = v.y;
+                        xs[j * CPW + e + 2] = v.z, xs[j * CPW + e + 3] = v.w;
+                    }
+                } else if constexpr (CPW == 2) {
+                    const float2 v = __ldg((const float2 *)(a.x + col));
+                    xs[2 * j] = v.x, xs[2 * j + 1] = v.y;
+                } else {
+                    xs[j] = __ldg(a.x + col);
+                }
+                if constexpr (KIND <= 8) {
+                    float s = 0.f;
+#pragma unroll
+                    for (int e = 0; e < CPW; e++) s += xs[j * CPW + e];
+                    xsum[j] = s;
+                    grp[j] = col / a.gs;
+                }
+            }
+#pragma unroll
+            for (int t = 0; t < NM; t++)
+#pragma unroll
+                for (int r = 0; r < GEMV_R; r++)
+                    acc[t][r] += chunk_dot<KIND, ST>(cur[t][r], xs, xsum, sbrow[t][r], grp);
+        }
+        if (c + 1 < nchunks) {
+#pragma unroll
+            for (int t = 0; t < NM; t++)
+#pragma unroll
+                for (int r = 0; r < GEMV_R; r++) cur[t][r] = nxt[t][r];
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NM; t++)
+#pragma unroll
+        for (int r = 0; r < GEMV_R; r++)
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc[t][r] += __shfl_xor_sync(0xffffffffu, acc[t][r], o);
+    if (lane < GEMV_R) {
+        float v0 = acc[0][0], v1 = NM > 1 ? acc[NM - 1][0] : 0.f;
+#pragma unroll
+        for (int r = 1; r < GEMV_R; r++)
+            if (lane == r) v0 = acc[0][r], v1 = NM > 1 ? acc[NM - 1][r] : 0.f;
+        const int row = r0 + lane;
+        if (row < M.rows) {
+            if constexpr (EPI == CU_EPI_SWIGLU) {
+                M.y[row] = v0 / (1.0f + expf(-v0)) * v1;
+            } else if constexpr (EPI == CU_EPI_ADD) {
+                M.y[row] += v0;
+            } else {
+                M.y[row] = v0 + (M.bias ? M.bias[row] : 0.f);
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Generic path: any format and layout, one warp per row, one element per lane per step.
+ * ------------------------------------------------------------------------------------------- */
+
+struct wdesc {
+    const uint8_t *data;
+    const void *sb;
+    int64_t cols, row_bytes;
+    int type, stype, bits, gs, fast;
+};
+
+static wdesc make_desc(const cu_weight *w) {
+    wdesc d;
+    d.data = w->data, d.sb = w->sb, d.cols = w->cols, d.row_bytes = w->row_bytes;
+    d.type = w->type, d.stype = w->stype, d.bits = w->bits, d.gs = w->gs, d.fast = w->fast;
+    return d;
+}
+
+__device__ float dq_elem(const wdesc &w, int64_t r, int64_t c) {
+    const uint8_t *row = w.data + r * w.row_bytes;
+    switch (w.type) {
+    case BRISK_W_F32: return ((const float *)row)[c];
+    case BRISK_W_F16: return f16_bits(((const uint16_t *)row)[c]);
+    case BRISK_W_BF16: return bf16_bits(((const uint16_t *)row)[c]);
+    default: break;
+    }
+    uint32_t q;
+    if (w.fast) {
+        const int cpw = 32 / w.bits;
+        const int64_t wi = c / cpw, nfull = w.row_bytes / 512;
+        int64_t p = wi;
+        if (wi < nfull * 128) {
+            const int64_t k = wi % 128;
+            p = wi - k + 4 * (k % 32) + k / 32;
+        }
+        const uint32_t word = ((const uint32_t *)row)[p];
+        q = (word >> ((c % cpw) * w.bits)) & ((1u << w.bits) - 1u);
+    } else {
+        const int64_t bit = c * w.bits, byte = bit >> 3;
+        uint32_t two = row[byte];
+        if (byte + 1 < w.row_bytes) two |= (uint32_t)row[byte + 1] << 8;
+        q = (two >> (bit & 7)) & ((1u << w.bits) - 1u);
+    }
+    const int64_t gi = r * (w.cols / w.gs) + c / w.gs;
+    float2 sb;
+    if (w.stype == BRISK_W_F32) sb = load_sb<BRISK_W_F32>(w.sb, gi);
+    else if (w.stype == BRISK_W_BF16) sb = load_sb<BRISK_W_BF16>(w.sb, gi);
+    else sb = load_sb<BRISK_W_F16>(w.sb, gi);
+    return sb.x * (float)q + sb.y;
+}
+
+struct generic_args {
+    wdesc w[3];
+    const float *bias[3];
+    float *y[3];
+    int64_t rows[3];
+    int nmat, epi, n;
+    const float *x;
+};
+
+__global__ void k_gemv_generic(const __grid_constant__ generic_args a) {
+    const int lane = threadIdx.x & 31;
+    int64_t row = (int64_t)blockIdx.x * 4 + (threadIdx.x >> 5);
+    int m = 0;
+    if (a.epi != CU_EPI_SWIGLU)
+        while (m < a.nmat && row >= a.rows[m]) row -= a.rows[m++];
+    if (m >= a.nmat || row >= a.rows[m]) return;
+    const wdesc &W = a.w[m];
+    for (int t = 0; t < a.n; t++) {
+        const float *x = a.x + (int64_t)t * W.cols;
+        float s0 = 0.f, s1 = 0.f;
+        for (int64_t c = lane; c < W.cols; c += 32) {
+            s0 += dq_elem(W, row, c) * x[c];
+            if (a.epi == CU_EPI_SWIGLU) s1 += dq_elem(a.w[1], row, c) * x[c];
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            s0 += __shfl_xor_sync(0xffffffffu, s0, o);
+            s1 += __shfl_xor_sync(0xffffffffu, s1, o);
+        }
+        if (lane == 0) {
+            float *y = a.y[m] + (int64_t)t * a.rows[m] + row;
+            if (a.epi == CU_EPI_SWIGLU) *y = s0 / (1.0f + expf(-s0)) * s1;
+            else if (a.epi == CU_EPI_ADD) *y += s0;
+            else *y = s0 + (a.bias[m] ? a.bias[m][row] : 0.f);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Launchers
+ * ------------------------------------------------------------------------------------------- */
+
+static int fast_kind(const cu_weight *w) {
+    if (!w->fast) return 0;
+    switch (w->type) {
+    case BRISK_W_QAFFINE: return w->bits;
+    case BRISK_W_F16: return 16;
+    case BRISK_W_BF16: return 17;
+    case BRISK_W_F32: return 32;
+    }
+    return 0;
+}
+
+template <int KIND, int ST, int NM, int EPI>
+static cudaError_t launch_fast(cudaStream_t st, const gemv_args &a, int warps) {
+    k_gemv<KIND, ST, NM, EPI><<<(warps + 3) / 4, 128, 0, st>>>(a);
+    return cudaGetLastError();
+}
+
+template <int KIND, int ST>
+static cudaError_t launch_epi(cudaStream_t st, const gemv_args &a, int warps, int epi) {
+    if (epi == CU_EPI_SWIGLU) return launch_fast<KIND, ST, 2, CU_EPI_SWIGLU>(st, a, warps);
+    if (epi == CU_EPI_ADD) return launch_fast<KIND, ST, 1, CU_EPI_ADD>(st, a, warps);
+    return launch_fast<KIND, ST, 1, CU_EPI_STORE>(st, a, warps);
+}
+
+static cudaError_t launch_kind(cudaStream_t st, int kind, int stype, const gemv_args &a, int warps,
+                               int epi) {
+    switch (kind) {
+    case 4:
+        if (stype == BRISK_W_BF16) return launch_epi<4, BRISK_W_BF16>(st, a, warps, epi);
+        if (stype == BRISK_W_F32) return launch_epi<4, BRISK_W_F32>(st, a, warps, epi);
+        return launch_epi<4, BRISK_W_F16>(st, a, warps, epi);
+    case 8:
+        if (stype == BRISK_W_BF16) return launch_epi<8, BRISK_W_BF16>(st, a, warps, epi);
+        if (stype == BRISK_W_F32) return launch_epi<8, BRISK_W_F32>(st, a, warps, epi);
+        return launch_epi<8, BRISK_W_F16>(st, a, warps, epi);
+    case 16: return launch_epi<16, 0>(st, a, warps, epi);
+    case 17: return launch_epi<17, 0>(st, a, warps, epi);
+    case 32: return launch_epi<32, 0>(st, a, warps, epi);
+    }
+    return cudaErrorInvalidValue;
+}
+
+/* Same format, width and layout: one fused launch is possible. */
+static bool same_fmt(const cu_weight *a, const cu_weight *b) {
+    return a->type == b->type && a->stype == b->stype && a->bits == b->bits && a->gs == b->gs &&
+           a->cols == b->cols && a->row_bytes == b->row_bytes && a->fast == b->fast;
+}
+
+cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
+                    int n) {
+    bool fused = true;
+    for (int i = 1; i < nmat; i++) fused = fused && same_fmt(m[0].w, m[i].w);
+    if (epi == CU_EPI_SWIGLU) fused = fused && m[0].w->rows == m[1].w->rows;
+    if (!fused) {
+        if (epi == CU_EPI_SWIGLU) return cudaErrorInvalidValue; /* caller composes instead */
+        for (int i = 0; i < nmat; i++) {
+            cudaError_t e = cu_gemv(st, &m[i], 1, epi, x, n);
+            if (e != cudaSuccess) return e;
+        }
+        return cudaSuccess;
+    }
+    const int kind = fast_kind(m[0].w);
+    const int64_t K = m[0].w->cols;
+    if (kind) {
+        for (int t = 0; t < n; t++) {
+            gemv_args a = {};
+            a.nmat = epi == CU_EPI_SWIGLU ? 1 : nmat;
+            a.K = (int)K, a.gs = m[0].w->gs, a.row_bytes = m[0].w->row_bytes;
+            a.x = x + (int64_t)t * K;
+            int warps = 0;
+            for (int i = 0; i < nmat; i++) {
+                const cu_weight *w = m[i].w;
+                a.m[i].w = w->data, a.m[i].sb = w->sb, a.m[i].bias = m[i].bias;
+                a.m[i].y = m[i].y + (int64_t)t * w->rows;
+                a.m[i].rows = (int)w->rows;
+                a.m[i].warps = (int)((w->rows + GEMV_R - 1) / GEMV_R);
+                if (i < a.nmat) warps += a.m[i].warps;
+            }
+            cudaError_t e = launch_kind(st, kind, m[0].w->stype, a, warps, epi);
+            if (e != cudaSuccess) return e;
+        }
+        return cudaSuccess;
+    }
+    generic_args g = {};
+    g.nmat = nmat, g.epi = epi, g.n = n, g.x = x;
+    int64_t rows = 0;
+    for (int i = 0; i < nmat; i++) {
+        g.w[i] = make_desc(m[i].w), g.bias[i] = m[i].bias, g.y[i] = m[i].y;
+        g.rows[i] = m[i].w->rows;
+        rows += epi == CU_EPI_SWIGLU ? (i == 0 ? g.rows[i] : 0) : g.rows[i];
+    }
+    k_gemv_generic<<<(unsigned)((rows + 3) / 4), 128, 0, st>>>(g);
+    return cudaGetLastError();
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Prefill: weights to half, tile by tile (then cuBLAS); the load-time repack.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Fast QAFFINE: one thread per stored 32-bit word -> CPW halves. */
+template <int BITS, int ST>
+__global__ void k_dequant_fast(const uint8_t *data, const void *sb, int64_t row_bytes, int64_t cols,
+                               int gs, int64_t r0, int64_t nr, __half *dst) {
+    constexpr int CPW = 32 / BITS;
+    const int64_t wpr = row_bytes / 4;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nr * wpr) return;
+    const int64_t r = i / wpr, p = i % wpr, nfull = row_bytes / 512;
+    int64_t w = p;
+    if (p < nfull * 128) {
+        const int64_t k = p % 128;
+        w = p - k + 32 * (k % 4) + k / 4;
+    }
+    const uint32_t word = ((const uint32_t *)(data + (r0 + r) * row_bytes))[p];
+    const int64_t c0 = w * CPW;
+    const float2 s = load_sb<ST>(sb, (r0 + r) * (cols / gs) + c0 / gs);
+    __align__(16) __half h[CPW];
+#pragma unroll
+    for (int e = 0; e < CPW; e++)
+        h[e] = __float2half_rn(s.x * (float)((word >> (e * BITS)) & ((1u << BITS) - 1u)) + s.y);
+    __half *o = dst + r * cols + c0;
+    if constexpr (CPW == 8) *(uint4 *)o = *(const uint4 *)h;
+    else *(uint2 *)o = *(const uint2 *)h;
+}
+
+__global__ void k_dequant_generic(const wdesc w, int64_t r0, int64_t nr, __half *dst) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nr * w.cols) return;
+    dst[i] = __float2half_rn(dq_elem(w, r0 + i / w.cols, i % w.cols));
+}
+
+cudaError_t cu_dequant_half(cudaStream_t st, const cu_weight *w, int64_t r0, int64_t nr,
+                            void *dst) {
+    __half *d = (__half *)dst;
+    if (w->type == BRISK_W_QAFFINE && w->fast) {
+        const int64_t n = nr * (w->row_bytes / 4);
+        const unsigned blocks = (unsigned)((n + 255) / 256);
+#define DQ(B, S) k_dequant_fast<B, S><<<blocks, 256, 0, st>>>(w->data, w->sb, w->row_bytes, w->cols, w->gs, r0, nr, d)
+        if (w->bits == 4) {
+            if (w->stype == BRISK_W_BF16) DQ(4, BRISK_W_BF16);
+            else if (w->stype == BRISK_W_F32) DQ(4, BRISK_W_F32);
+            else DQ(4, BRISK_W_F16);
+        } else {
+            if (w->stype == BRISK_W_BF16) DQ(8, BRISK_W_BF16);
+            else if (w->stype == BRISK_W_F32) DQ(8, BRISK_W_F32);
+            else DQ(8, BRISK_W_F16);
+        }
+#undef DQ
+    } else {
+        const int64_t n = nr * w->cols;
+        k_dequant_generic<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(make_desc(w), r0, nr, d);
+    }
+    return cudaGetLastError();
+}
+
+__global__ void k_repack(const uint32_t *src, uint32_t *dst, int64_t rows, int64_t wpr) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * wpr) return;
+    const int64_t p = i % wpr, nfull = wpr / 128;
+    int64_t w = p;
+    if (p < nfull * 128) {
+        const int64_t k = p % 128;
+        w = p - k + 32 * (k % 4) + k / 4; /* stored 4l+j <- original 32j+l */
+    }
+    dst[i] = src[i - p + w];
+}
+
+cudaError_t cu_repack_codes(cudaStream_t st, const uint8_t *src, uint8_t *dst, int64_t rows,
+                            int64_t row_bytes) {
+    const int64_t n = rows * (row_bytes / 4);
+    k_repack<<<(unsigned)((n + 255) / 256), 256, 0, st>>>((const uint32_t *)src, (uint32_t *)dst,
+                                                          rows, row_bytes / 4);
+    return cudaGetLastError();
+}
+
+__global__ void k_interleave(const uint8_t *s, const uint8_t *b, uint8_t *dst, int64_t n, int elem) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    for (int e = 0; e < elem; e++) {
+        dst[2 * i * elem + e] = s[i * elem + e];
+        dst[(2 * i + 1) * elem + e] = b[i * elem + e];
+    }
+}
+
+cudaError_t cu_interleave_sb(cudaStream_t st, const void *s, const void *b, void *dst, int64_t n,
+                             int elem) {
+    k_interleave<<<(unsigned)((n + 255) / 256), 256, 0, st>>>((const uint8_t *)s, (const uint8_t *)b,
+                                                              (uint8_t *)dst, n, elem);
+    return cudaGetLastError();
+}

@@ -1,0 +1,81 @@
+/* cuda_internal.h: what the CUDA backend's .cu files share: the device copy of a weight matrix
+ * (and its repacked layout), the kernel launchers, and error helpers. C++ (nvcc) only. */
+#ifndef BRISK_CUDA_INTERNAL_H
+#define BRISK_CUDA_INTERNAL_H
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+/* Device copy of one weight matrix [rows, cols].
+ *
+ * Dense (F32/F16/BF16): the file's row-major elements, unchanged.
+ *
+ * QAFFINE: codes keep MLX's little-endian bit stream per row (row_bytes = cols*bits/8), and
+ * `sb` holds the group's (scale, bias) as one interleaved pair [rows][cols/gs] in the file's
+ * scale type (so one 4-byte load per group for f16/bf16). When `fast` (bits 4 or 8, row_bytes a
+ * multiple of 16) the 32-bit words of each full 512-byte chunk of a row are permuted so that a
+ * warp reads a chunk with one 16-byte load per lane and lane l's uint4 holds the original words
+ * l, l+32, l+64, l+96: stored word 4*l+j <- original word 32*j+l. Then a lane's four words cover
+ * columns 32 bytes of x apart from its neighbours', so x loads coalesce too. A partial last
+ * chunk (row_bytes % 512) stays in file order and lane l reads words 4l..4l+3. */
+typedef struct cu_weight {
+    int type;  /* brisk_wtype */
+    int stype; /* scale type (QAFFINE) */
+    int bits, gs;
+    int fast;
+    int64_t rows, cols, row_bytes;
+    uint8_t *data;
+    void *sb;
+} cu_weight;
+
+enum { CU_EPI_STORE = 0, CU_EPI_ADD = 1, CU_EPI_SWIGLU = 2 };
+
+/* One launch of the matrix-vector kernels: up to 3 matrices of the same format and width that
+ * read the same x (q, k, v), or 2 matrices combined row by row (SwiGLU: out = silu(m0) * m1). */
+typedef struct cu_gemv_mat {
+    const cu_weight *w;
+    const float *bias; /* device, or NULL */
+    float *y;          /* [n, rows] */
+} cu_gemv_mat;
+
+/* Launchers (cuda_gemv.cu). All return cudaSuccess or the launch error. */
+cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
+                    int n);
+/* dst[r0.., cols] = W rows [r0, r0+nr) as half, row-major (for the cuBLAS prefill path). */
+cudaError_t cu_dequant_half(cudaStream_t st, const cu_weight *w, int64_t r0, int64_t nr,
+                            void *dst);
+/* Repacks QAFFINE codes in place order for the fast layout: src (file order) -> dst. */
+cudaError_t cu_repack_codes(cudaStream_t st, const uint8_t *src, uint8_t *dst, int64_t rows,
+                            int64_t row_bytes);
+/* Interleaves scales and biases [n] of elem bytes each into pairs. */
+cudaError_t cu_interleave_sb(cudaStream_t st, const void *s, const void *b, void *dst, int64_t n,
+                             int elem);
+
+/* Element-wise, normalisation, attention (cuda_ops.cu). */
+cudaError_t cu_embed(cudaStream_t st, const cu_weight *E, const int32_t *ids, int n, float *out);
+cudaError_t cu_rmsnorm(cudaStream_t st, const float *x, const float *w, int n, int dim, float eps,
+                       float *out);
+cudaError_t cu_rope_store(cudaStream_t st, float *q, int n_head, float *k, int n_head_kv,
+                          const float *v, const int32_t *pos, int n, int head_dim,
+                          const float *inv_freq, void *kc, void *vc, const int32_t *slot);
+cudaError_t cu_kv_store(cudaStream_t st, void *kc, void *vc, const float *k, const float *v,
+                        const int32_t *slot, int n, int kv_dim);
+typedef struct cu_attn_args {
+    const float *q;
+    const void *kc, *vc;
+    const int32_t *pos, *seq, *tables;
+    int n_tokens, max_blocks, block_size, window;
+    int n_head, n_head_kv, head_dim;
+    int split, n_split; /* positions per split; splits per token (covers the longest context) */
+    float *part_o, *part_ml; /* [n_tokens*n_head*n_split*head_dim], [.. *2] */
+    float *out;
+} cu_attn_args;
+cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a);
+cudaError_t cu_swiglu(cudaStream_t st, const float *g, const float *u, size_t n, float *out);
+cudaError_t cu_add(cudaStream_t st, float *x, const float *y, size_t n);
+cudaError_t cu_add_bias(cudaStream_t st, float *y, const float *bias, int n, int rows);
+cudaError_t cu_get_rows(cudaStream_t st, const float *src, const int32_t *rows, int n, int dim,
+                        float *dst);
+cudaError_t cu_f32_to_half(cudaStream_t st, const float *x, size_t n, void *dst, int bf16);
+
+#endif

@@ -1,0 +1,396 @@
+/* cuda_ops.cu: the non-matmul kernels: embedding rows, RMSNorm, RoPE fused with the KV store,
+ * paged split-K attention (decode and prefill) with its combine pass, and element-wise ops.
+ * Index arrays (positions, slots, block tables) are read from device memory so a captured decode
+ * graph stays valid from step to step. */
+#include "cuda_internal.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+extern "C" {
+#include "backend/backend.h"
+}
+
+static unsigned blocks_for(size_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+
+/* ---------------------------------------------------------------------------------------------
+ * Embedding: the generic dequantizer of cuda_gemv.cu is not visible here, so rows are read with
+ * a small local copy of its logic (both layouts).
+ * ------------------------------------------------------------------------------------------- */
+
+struct emb_desc {
+    const uint8_t *data;
+    const void *sb;
+    int64_t cols, row_bytes;
+    int type, stype, bits, gs, fast;
+};
+
+__device__ __forceinline__ float load_half_bits(uint32_t h, int type) {
+    return type == BRISK_W_BF16 ? __uint_as_float(h << 16)
+                                : __half2float(__ushort_as_half((unsigned short)h));
+}
+
+__global__ void k_embed(const emb_desc w, const int32_t *ids, float *out) {
+    const int64_t r = ids[blockIdx.x];
+    const uint8_t *row = w.data + r * w.row_bytes;
+    float *o = out + (int64_t)blockIdx.x * w.cols;
+    for (int64_t c = threadIdx.x; c < w.cols; c += blockDim.x) {
+        float v;
+        if (w.type == BRISK_W_F32) v = ((const float *)row)[c];
+        else if (w.type != BRISK_W_QAFFINE) v = load_half_bits(((const uint16_t *)row)[c], w.type);
+        else {
+            uint32_t q;
+            if (w.fast) {
+                const int cpw = 32 / w.bits;
+                const int64_t wi = c / cpw, nfull = w.row_bytes / 512;
+                int64_t p = wi;
+                if (wi < nfull * 128) {
+                    const int64_t k = wi % 128;
+                    p = wi - k + 4 * (k % 32) + k / 32;
+                }
+                q = (((const uint32_t *)row)[p] >> ((c % cpw) * w.bits)) & ((1u << w.bits) - 1u);
+            } else {
+                const int64_t bit = c * w.bits, byte = bit >> 3;
+                uint32_t two = row[byte];
+                if (byte + 1 < w.row_bytes) two |= (uint32_t)row[byte + 1] << 8;
+                q = (two >> (bit & 7)) & ((1u << w.bits) - 1u);
+            }
+            const int64_t gi = r * (w.cols / w.gs) + c / w.gs;
+            float s, b;
+            if (w.stype == BRISK_W_F32) {
+                const float2 p = ((const float2 *)w.sb)[gi];
+                s = p.x, b = p.y;
+            } else {
+                const uint32_t p = ((const uint32_t *)w.sb)[gi];
+                s = load_half_bits(p & 0xffff, w.stype), b = load_half_bits(p >> 16, w.stype);
+            }
+            v = s * (float)q + b;
+        }
+        o[c] = v;
+    }
+}
+
+cudaError_t cu_embed(cudaStream_t st, const cu_weight *E, const int32_t *ids, int n, float *out) {
+    emb_desc d = {E->data, E->sb, E->cols, E->row_bytes, E->type, E->stype, E->bits, E->gs, E->fast};
+    k_embed<<<n, 256, 0, st>>>(d, ids, out);
+    return cudaGetLastError();
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * RMSNorm: rows of up to 512 go one warp per row (8 rows per block: per-head q/k norms); wider
+ * rows one 1024-thread block per row, so a decode step's single row is not one warp walking 4096
+ * values serially (measured: that cost ~20 us per norm). Sum of squares in float32.
+ * ------------------------------------------------------------------------------------------- */
+
+__global__ void k_rmsnorm_warp(const float *x, const float *w, int n, int dim, float eps, float *out) {
+    const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= n) return;
+    const float *xi = x + (int64_t)row * dim;
+    float ss = 0.f;
+    for (int j = lane; j < dim; j += 32) ss = fmaf(xi[j], xi[j], ss);
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const float inv = rsqrtf(ss / dim + eps);
+    float *oi = out + (int64_t)row * dim;
+    for (int j = lane; j < dim; j += 32) oi[j] = w[j] * (xi[j] * inv);
+}
+
+__global__ void __launch_bounds__(1024) k_rmsnorm_block(const float *x, const float *w, int dim,
+                                                        float eps, float *out) {
+    __shared__ float part[32];
+    const float *xi = x + (int64_t)blockIdx.x * dim;
+    float ss = 0.f;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) ss = fmaf(xi[j], xi[j], ss);
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        ss = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.f;
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (threadIdx.x == 0) part[0] = ss;
+    }
+    __syncthreads();
+    const float inv = rsqrtf(part[0] / dim + eps);
+    float *oi = out + (int64_t)blockIdx.x * dim;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) oi[j] = w[j] * (xi[j] * inv);
+}
+
+cudaError_t cu_rmsnorm(cudaStream_t st, const float *x, const float *w, int n, int dim, float eps,
+                       float *out) {
+    if (dim <= 512) k_rmsnorm_warp<<<blocks_for(n, 8), 256, 0, st>>>(x, w, n, dim, eps, out);
+    else k_rmsnorm_block<<<n, 1024, 0, st>>>(x, w, dim, eps, out);
+    return cudaGetLastError();
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * RoPE (rotate_half pairs, angle pos * inv_freq in float32 as transformers does) of q and k, and
+ * the float16 KV store of k (rotated) and v. One block per token.
+ * ------------------------------------------------------------------------------------------- */
+
+__global__ void k_rope_store(float *q, int nh, float *k, int nkv, const float *v,
+                             const int32_t *pos, int hd, const float *inv_freq, __half *kc,
+                             __half *vc, const int32_t *slot) {
+    const int i = blockIdx.x, half = hd / 2;
+    const float p = (float)pos[i];
+    const int pairs = (nh + nkv) * half;
+    for (int e = threadIdx.x; e < pairs; e += blockDim.x) {
+        const int h = e / half, j = e % half;
+        float *base = h < nh ? q + ((int64_t)i * nh + h) * hd : k + ((int64_t)i * nkv + h - nh) * hd;
+        float sn, cs;
+        sincosf(p * inv_freq[j], &sn, &cs);
+        const float a = base[j], b = base[j + half];
+        const float ra = a * cs - b * sn, rb = b * cs + a * sn;
+        base[j] = ra, base[j + half] = rb;
+        if (kc && h >= nh) {
+            __half *kd = kc + (int64_t)slot[i] * nkv * hd + (h - nh) * hd;
+            kd[j] = __float2half_rn(ra), kd[j + half] = __float2half_rn(rb);
+        }
+    }
+    if (vc) {
+        const int kvd = nkv * hd;
+        for (int e = threadIdx.x; e < kvd; e += blockDim.x)
+            vc[(int64_t)slot[i] * kvd + e] = __float2half_rn(v[(int64_t)i * kvd + e]);
+    }
+}
+
+cudaError_t cu_rope_store(cudaStream_t st, float *q, int n_head, float *k, int n_head_kv,
+                          const float *v, const int32_t *pos, int n, int head_dim,
+                          const float *inv_freq, void *kc, void *vc, const int32_t *slot) {
+    k_rope_store<<<n, 256, 0, st>>>(q, n_head, k, n_head_kv, v, pos, head_dim, inv_freq,
+                                    (__half *)kc, (__half *)vc, slot);
+    return cudaGetLastError();
+}
+
+__global__ void k_kv_store(__half *kc, __half *vc, const float *k, const float *v,
+                           const int32_t *slot, int kv_dim) {
+    const int i = blockIdx.x;
+    for (int e = threadIdx.x; e < kv_dim; e += blockDim.x) {
+        kc[(int64_t)slot[i] * kv_dim + e] = __float2half_rn(k[(int64_t)i * kv_dim + e]);
+        vc[(int64_t)slot[i] * kv_dim + e] = __float2half_rn(v[(int64_t)i * kv_dim + e]);
+    }
+}
+
+cudaError_t cu_kv_store(cudaStream_t st, void *kc, void *vc, const float *k, const float *v,
+                        const int32_t *slot, int n, int kv_dim) {
+    k_kv_store<<<n, 256, 0, st>>>((__half *)kc, (__half *)vc, k, v, slot, kv_dim);
+    return cudaGetLastError();
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Attention. Pass 1: block (kv head, token, split) scores `split` positions for the G query heads
+ * that share the kv head (K and V read once for the group): thread t owns one position and reads
+ * its key row with 16-byte loads while q comes from shared memory (broadcast); a warp per head
+ * does the softmax of the split; thread d accumulates output dim d. Unnormalised partial output,
+ * max and sum go to part_*; pass 2 merges the splits of each (token, head).
+ * ------------------------------------------------------------------------------------------- */
+
+#define ATT_MAX_G 8
+#define ATT_MAX_SPLIT 256
+#define ATT_THREADS 128
+
+__global__ void __launch_bounds__(ATT_THREADS) k_attn_split(const __grid_constant__ cu_attn_args a) {
+    extern __shared__ float sm[];
+    const int kvh = blockIdx.x, i = blockIdx.y, sp = blockIdx.z;
+    const int G = a.n_head / a.n_head_kv, hd = a.head_dim, S = a.split;
+    float *qs = sm;              /* [G][hd] */
+    float *sc = sm + G * hd;     /* [G][S] */
+    float *red = sc + G * S;     /* [G][2]: max, sum */
+    const int p = a.pos[i];
+    const int first = a.window > 0 && p - a.window + 1 > 0 ? p - a.window + 1 : 0;
+    const int t0 = max(sp * S, first), t1 = min(sp * S + S, p + 1); /* [t0, t1) */
+    const int64_t part = ((int64_t)i * a.n_head + kvh * G) * a.n_split + sp;
+    if (t0 >= t1) {
+        if (threadIdx.x < G) {
+            float *ml = a.part_ml + 2 * (part + (int64_t)threadIdx.x * a.n_split);
+            ml[0] = -INFINITY, ml[1] = 0.f;
+        }
+        return;
+    }
+    const float scale = rsqrtf((float)hd);
+    for (int e = threadIdx.x; e < G * hd; e += blockDim.x)
+        qs[e] = a.q[((int64_t)i * a.n_head + kvh * G) * hd + e] * scale;
+    __syncthreads();
+    const int32_t *table = a.tables + (int64_t)a.seq[i] * a.max_blocks;
+    const int kv_dim = a.n_head_kv * hd;
+    const __half *kc = (const __half *)a.kc, *vc = (const __half *)a.vc;
+    for (int t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+        const int64_t slot = (int64_t)table[t / a.block_size] * a.block_size + t % a.block_size;
+        const __half *kr = kc + slot * kv_dim + kvh * hd;
+        float acc[ATT_MAX_G];
+#pragma unroll
+        for (int g = 0; g < ATT_MAX_G; g++) acc[g] = 0.f;
+        int d = 0;
+        if ((hd & 7) == 0) {
+#pragma unroll 4
+            for (; d < hd; d += 8) {
+                const uint4 raw = *(const uint4 *)(kr + d);
+                const __half2 *h2 = (const __half2 *)&raw;
+                float kf[8];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float2 f = __half22float2(h2[e]);
+                    kf[2 * e] = f.x, kf[2 * e + 1] = f.y;
+                }
+#pragma unroll
+                for (int g = 0; g < ATT_MAX_G; g++)
+                    if (g < G)
+#pragma unroll
+                        for (int e = 0; e < 8; e++) acc[g] = fmaf(qs[g * hd + d + e], kf[e], acc[g]);
+            }
+        }
+        for (; d < hd; d++) {
+            const float kf = __half2float(kr[d]);
+#pragma unroll
+            for (int g = 0; g < ATT_MAX_G; g++)
+                if (g < G) acc[g] = fmaf(qs[g * hd + d], kf, acc[g]);
+        }
+#pragma unroll
+        for (int g = 0; g < ATT_MAX_G; g++)
+            if (g < G) sc[g * S + (t - t0)] = acc[g];
+    }
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n = t1 - t0;
+    for (int g = warp; g < G; g += ATT_THREADS / 32) {
+        float mx = -INFINITY;
+        for (int t = lane; t < n; t += 32) mx = fmaxf(mx, sc[g * S + t]);
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        float sum = 0.f;
+        for (int t = lane; t < n; t += 32) {
+            const float e = expf(sc[g * S + t] - mx);
+            sc[g * S + t] = e;
+            sum += e;
+        }
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (lane == 0) red[2 * g] = mx, red[2 * g + 1] = sum;
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc[ATT_MAX_G];
+#pragma unroll
+        for (int g = 0; g < ATT_MAX_G; g++) acc[g] = 0.f;
+#pragma unroll 8
+        for (int t = t0; t < t1; t++) {
+            const int64_t slot = (int64_t)table[t / a.block_size] * a.block_size + t % a.block_size;
+            const float vf = __half2float(vc[slot * kv_dim + kvh * hd + d]);
+#pragma unroll
+            for (int g = 0; g < ATT_MAX_G; g++)
+                if (g < G) acc[g] = fmaf(sc[g * S + t - t0], vf, acc[g]);
+        }
+#pragma unroll
+        for (int g = 0; g < ATT_MAX_G; g++)
+            if (g < G) a.part_o[(part + (int64_t)g * a.n_split) * hd + d] = acc[g];
+    }
+    if (threadIdx.x < G) {
+        float *ml = a.part_ml + 2 * (part + (int64_t)threadIdx.x * a.n_split);
+        ml[0] = red[2 * threadIdx.x], ml[1] = red[2 * threadIdx.x + 1];
+    }
+}
+
+/* Pass 2: block (head, token); merges the splits with the usual rescaling. */
+__global__ void k_attn_combine(const __grid_constant__ cu_attn_args a) {
+    const int h = blockIdx.x, i = blockIdx.y, hd = a.head_dim;
+    const int64_t base = ((int64_t)i * a.n_head + h) * a.n_split;
+    const int p = a.pos[i];
+    const int last = min(a.n_split - 1, p / a.split); /* later splits hold nothing */
+    float M = -INFINITY;
+    for (int s = 0; s <= last; s++) M = fmaxf(M, a.part_ml[2 * (base + s)]);
+    float den = 0.f;
+    for (int s = 0; s <= last; s++) {
+        const float l = a.part_ml[2 * (base + s) + 1];
+        if (l > 0.f) den += l * expf(a.part_ml[2 * (base + s)] - M);
+    }
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float o = 0.f;
+        for (int s = 0; s <= last; s++) {
+            const float l = a.part_ml[2 * (base + s) + 1];
+            if (l > 0.f) o += a.part_o[(base + s) * hd + d] * expf(a.part_ml[2 * (base + s)] - M);
+        }
+        a.out[((int64_t)i * a.n_head + h) * hd + d] = o / den;
+    }
+}
+
+cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a) {
+    const int G = a->n_head / a->n_head_kv;
+    if (G > ATT_MAX_G || a->split > ATT_MAX_SPLIT || a->n_head % a->n_head_kv)
+        return cudaErrorInvalidValue;
+    const size_t smem = (size_t)(G * a->head_dim + G * a->split + 2 * G) * sizeof(float);
+    if (smem > 48 * 1024) return cudaErrorInvalidValue;
+    k_attn_split<<<dim3(a->n_head_kv, a->n_tokens, a->n_split), ATT_THREADS, smem, st>>>(*a);
+    k_attn_combine<<<dim3(a->n_head, a->n_tokens), 128, 0, st>>>(*a);
+    return cudaGetLastError();
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Element-wise
+ * ------------------------------------------------------------------------------------------- */
+
+__global__ void k_swiglu(const float *g, const float *u, size_t n, float *out) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        const float x = g[i];
+        out[i] = x / (1.0f + expf(-x)) * u[i];
+    }
+}
+
+cudaError_t cu_swiglu(cudaStream_t st, const float *g, const float *u, size_t n, float *out) {
+    k_swiglu<<<blocks_for(n, 256), 256, 0, st>>>(g, u, n, out);
+    return cudaGetLastError();
+}
+
+__global__ void k_add(float *x, const float *y, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+cudaError_t cu_add(cudaStream_t st, float *x, const float *y, size_t n) {
+    k_add<<<blocks_for(n, 256), 256, 0, st>>>(x, y, n);
+    return cudaGetLastError();
+}
+
+__global__ void k_fill_bias(float *y, const float *bias, int n, int rows) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < (size_t)n * rows) y[i] = bias ? bias[i % rows] : 0.f;
+}
+
+cudaError_t cu_add_bias(cudaStream_t st, float *y, const float *bias, int n, int rows) {
+    k_fill_bias<<<blocks_for((size_t)n * rows, 256), 256, 0, st>>>(y, bias, n, rows);
+    return cudaGetLastError();
+}
+
+#define GR_MAX 16
+struct rows_arg {
+    int32_t r[GR_MAX];
+};
+
+__global__ void k_get_rows(const float *src, rows_arg rows, int dim, float *dst) {
+    const float *s = src + (int64_t)rows.r[blockIdx.x] * dim;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[(int64_t)blockIdx.x * dim + j] = s[j];
+}
+
+/* rows is a host array: its values travel as a kernel argument (n <= 16 per launch), so a
+ * captured graph replays them; the decode step always gathers row 0. src and dst must not overlap
+ * (the forward gathers x into another buffer). */
+cudaError_t cu_get_rows(cudaStream_t st, const float *src, const int32_t *rows, int n, int dim,
+                        float *dst) {
+    for (int r0 = 0; r0 < n; r0 += GR_MAX) {
+        rows_arg ra;
+        const int nr = n - r0 < GR_MAX ? n - r0 : GR_MAX;
+        for (int i = 0; i < nr; i++) ra.r[i] = rows[r0 + i];
+        k_get_rows<<<nr, 256, 0, st>>>(src, ra, dim, dst + (int64_t)r0 * dim);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+
+__global__ void k_to_half(const float *x, size_t n, __half *h, __nv_bfloat16 *b) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    if (h) h[i] = __float2half_rn(x[i]);
+    else b[i] = __float2bfloat16_rn(x[i]);
+}
+
+cudaError_t cu_f32_to_half(cudaStream_t st, const float *x, size_t n, void *dst, int bf16) {
+    k_to_half<<<blocks_for(n, 256), 256, 0, st>>>(x, n, bf16 ? nullptr : (__half *)dst,
+                                                  bf16 ? (__nv_bfloat16 *)dst : nullptr);
+    return cudaGetLastError();
+}
