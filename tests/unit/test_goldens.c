@@ -9,7 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const double TOL = 1e-5; /* relative L2 of the logits; measured ~2e-7, issue 2 asks 1e-4 */
+/* Relative L2 of the logits. The reference backend: measured ~2e-7, issue 2 asks 1e-4. The fast
+ * CPU backend (int8 activations against 4/8-bit weights; argv[2] = "cpu"): issue 6 asks 1e-2. */
+static double TOL = 1e-5;
+static brisk_backend_kind BACKEND = BRISK_BACKEND_CPU_REF;
+static double worst;
 
 static float *read_f32(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -43,7 +47,7 @@ static void check_fixture(const char *golden, const char *name) {
     while (f && n < 64 && fscanf(f, "%d", &toks[n]) == 1) n++;
     if (f) fclose(f);
     brisk_model_params mp = brisk_model_default_params();
-    mp.backend = BRISK_BACKEND_CPU_REF;
+    mp.backend = BACKEND;
     brisk_model *m = NULL;
     brisk_status st = brisk_model_load(dir, &mp, &m);
     CHECK_MSG(st == BRISK_OK, "%s: %s", name, brisk_last_error());
@@ -73,6 +77,7 @@ static void check_fixture(const char *golden, const char *name) {
                   (size_t)n * V);
         double e = cnt == (size_t)n * V ? rel_l2(logits, ref, cnt) : 1.0;
         CHECK_MSG(e <= TOL, "%s: %s rel L2 %.3g > %.0e", name, refs[r], e, TOL);
+        if (e > worst) worst = e;
         printf("  %-14s %9.2e", refs[r], e);
         free(ref);
     }
@@ -88,6 +93,7 @@ static void check_fixture(const char *golden, const char *name) {
             CHECK(brisk_context_eval(ctx, 0, toks + 8 + i, 1, logits + i * V, true) == BRISK_OK);
         double e = rel_l2(logits, dec, 4 * V);
         CHECK_MSG(e <= TOL, "%s: decode rel L2 %.3g", name, e);
+        if (e > worst) worst = e;
         printf("  %-14s %9.2e", "decode", e);
     }
     printf("\n");
@@ -99,6 +105,7 @@ static void check_fixture(const char *golden, const char *name) {
 
 int main(int argc, char **argv) {
     const char *golden = argc > 1 ? argv[1] : "tests/golden";
+    if (argc > 2 && !strcmp(argv[2], "cpu")) BACKEND = BRISK_BACKEND_CPU, TOL = 1e-2;
     static const char *const fixtures[] = {
         "llama-bf16",   "llama-q4g64",   "llama-q8g32",       "llama-mixed",
         "llama-f16",    "llama-f32",     "llama-linear-rope", "llama-ropeparams",
@@ -108,5 +115,6 @@ int main(int argc, char **argv) {
     };
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
         check_fixture(golden, fixtures[i]);
+    printf("worst rel L2 %.3g (tolerance %.0e)\n", worst, TOL);
     CHECK_DONE();
 }
