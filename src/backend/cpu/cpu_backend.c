@@ -117,6 +117,7 @@ typedef struct quant_job {
     const float *x;
     const brisk_tensor *W;
     brisk_qact *qa;
+    void (*quant)(const float *x, int64_t cols, int G, int bits, int16_t *q, float *d, float *s);
     atomic_int_fast64_t next;
 } quant_job;
 
@@ -125,8 +126,8 @@ static void quant_worker(void *arg, int ith, int nth) {
     quant_job *j = arg;
     const int64_t cols = j->W->cols, ng = cols / j->W->group_size;
     for (int64_t t; (t = brisk_pool_next(&j->next, 1)) < j->qa->n;)
-        brisk_cpu_quant_act(j->x + t * cols, cols, j->W->group_size, j->W->bits,
-                            j->qa->q + t * cols, j->qa->d + t * ng, j->qa->s + t * ng);
+        j->quant(j->x + t * cols, cols, j->W->group_size, j->W->bits, j->qa->q + t * cols,
+                 j->qa->d + t * ng, j->qa->s + t * ng);
 }
 
 static void cpu_matmul_chunk(brisk_cpu_state *st, const brisk_tensor *W, const float *bias,
@@ -137,10 +138,12 @@ static void cpu_matmul_chunk(brisk_cpu_state *st, const brisk_tensor *W, const f
         qa->cols = W->cols;
         qa->G = W->group_size;
         qa->n = n;
+        void (*quant)(const float *, int64_t, int, int, int16_t *, float *, float *) =
+            st->isa->quant ? st->isa->quant : brisk_cpu_quant_act;
         if (n == 1) {
-            brisk_cpu_quant_act(x, W->cols, W->group_size, W->bits, qa->q, qa->d, qa->s);
+            quant(x, W->cols, W->group_size, W->bits, qa->q, qa->d, qa->s);
         } else {
-            quant_job q = {.x = x, .W = W, .qa = qa};
+            quant_job q = {.x = x, .W = W, .qa = qa, .quant = quant};
             atomic_init(&q.next, 0);
             brisk_pool_run(st->pool, quant_worker, &q);
         }
@@ -302,7 +305,7 @@ brisk_status brisk_backend_cpu_create_isa(const brisk_backend_init *init, const 
     for (int i = 0; ok && i < nth; i++) {
         brisk_cpu_scratch *s = &st->scr[i];
         s->row = alloc_aligned(cols * sizeof(float));
-        s->sr = alloc_aligned(groups * sizeof(float));
+        s->sr = alloc_aligned(2 * groups * sizeof(float));
         s->br = alloc_aligned(groups * sizeof(float));
         s->scores = alloc_aligned((size_t)st->max_ctx * sizeof(float));
         ok = s->row && s->sr && s->br && s->scores;

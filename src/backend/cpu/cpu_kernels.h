@@ -55,6 +55,8 @@ typedef struct brisk_cpu_isa {
     /* Panels [p0, p1) of BRISK_GEMM_NR rows x all n tokens, any weight type, f32 FMA (prefill);
      * NULL when the ISA has none (the row path runs instead). */
     void (*gemm)(const brisk_mm *m, int64_t p0, int64_t p1, brisk_cpu_scratch *s);
+    /* brisk_cpu_quant_act for one row (NULL: the portable one). */
+    void (*quant)(const float *x, int64_t cols, int G, int bits, int16_t *q, float *d, float *s);
     /* sum a[i] * b[i]. */
     float (*dot)(const float *a, const float *b, int64_t n);
     /* Dot of row r of an F32/F16/BF16 W with x (decode: reads the weights once, no copy). */

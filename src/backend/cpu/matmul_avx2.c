@@ -85,92 +85,149 @@ INLINE __m256 chunk_scale(const float *a, int64_t c, int G) {
     return G == 32 ? bcast_pair(a + 2 * c) : _mm256_broadcast_ss(a + (c * 64) / G);
 }
 
-/* One 4-bit weight row against T tokens. Per 64 values: 32 bytes of codes split into low and
- * high nibbles, widened to int16 by unpacking with zero (in-lane, matching brisk_qact_pos), four
- * madds against the int16 activations, then one scale by d[t][g] * s[r][g] per chunk. */
-INLINE void q4_tile(const uint8_t *w, const float *sr, const brisk_qact *qa, int t0, int T,
-                    __m256 *acc) {
-    const int64_t cols = qa->cols, ng = cols / qa->G;
-    const int G = qa->G;
+/* 4-bit codes of one 64-value chunk against its int16 activations x[0..3] (brisk_qact_pos):
+ * low/high nibbles widened by unpacking with zero (in-lane), four madds -> 8 int32 sums. */
+INLINE __m256i q4_chunk(const uint8_t *w, const __m256i *x) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), z = _mm256_setzero_si256();
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t c = 0; c < cols / 64; c++) {
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(w + c * 32));
-        const __m256i lo = _mm256_and_si256(v, m4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        const __m256i v0 = _mm256_unpacklo_epi8(lo, z), v1 = _mm256_unpackhi_epi8(lo, z);
-        const __m256i v2 = _mm256_unpacklo_epi8(hi, z), v3 = _mm256_unpackhi_epi8(hi, z);
-        const __m256 S = chunk_scale(sr, c, G);
-        for (int t = 0; t < T; t++) {
-            const __m256i *q = (const __m256i *)(qa->q + (size_t)(t0 + t) * cols + c * 64);
-            const __m256i p01 = _mm256_add_epi32(_mm256_madd_epi16(v0, _mm256_loadu_si256(q)),
-                                                 _mm256_madd_epi16(v1, _mm256_loadu_si256(q + 1)));
-            const __m256i p23 = _mm256_add_epi32(_mm256_madd_epi16(v2, _mm256_loadu_si256(q + 2)),
-                                                 _mm256_madd_epi16(v3, _mm256_loadu_si256(q + 3)));
-            const __m256 f = _mm256_cvtepi32_ps(_mm256_add_epi32(p01, p23));
-            const __m256 D = chunk_scale(qa->d + (size_t)(t0 + t) * ng, c, G);
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(f, D), S, acc[t]);
-        }
-    }
+    const __m256i v = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i lo = _mm256_and_si256(v, m4);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    const __m256i p01 = _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpacklo_epi8(lo, z), x[0]),
+                                         _mm256_madd_epi16(_mm256_unpackhi_epi8(lo, z), x[1]));
+    const __m256i p23 = _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpacklo_epi8(hi, z), x[2]),
+                                         _mm256_madd_epi16(_mm256_unpackhi_epi8(hi, z), x[3]));
+    return _mm256_add_epi32(p01, p23);
 }
 
-/* One 8-bit weight row against T tokens: 32 codes widened to int16 (unpack with zero), two
- * madds (255 * 32767 * 2 fits int32 with room for the 16 pairs a lane sums per group of 128). */
-INLINE void q8_tile(const uint8_t *w, const float *sr, const brisk_qact *qa, int t0, int T,
-                    __m256 *acc) {
-    const int64_t cols = qa->cols, ng = cols / qa->G;
-    const int G = qa->G;
+/* 8-bit codes of one 32-value block against x[0..1]: widened with zero, two madds. */
+INLINE __m256i q8_block(const uint8_t *w, const __m256i *x) {
     const __m256i z = _mm256_setzero_si256();
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < cols / 32; b++) {
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(w + b * 32));
-        const __m256i v0 = _mm256_unpacklo_epi8(v, z), v1 = _mm256_unpackhi_epi8(v, z);
-        const int64_t g = b * 32 / G;
-        const __m256 S = _mm256_broadcast_ss(sr + g);
-        for (int t = 0; t < T; t++) {
-            const __m256i *q = (const __m256i *)(qa->q + (size_t)(t0 + t) * cols + b * 32);
-            const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(v0, _mm256_loadu_si256(q)),
-                                               _mm256_madd_epi16(v1, _mm256_loadu_si256(q + 1)));
-            const __m256 D = _mm256_broadcast_ss(qa->d + (size_t)(t0 + t) * ng + g);
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(p), D), S, acc[t]);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)w);
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpacklo_epi8(v, z), x[0]),
+                            _mm256_madd_epi16(_mm256_unpackhi_epi8(v, z), x[1]));
+}
+
+/* Two weight rows (R = 1 or 2) against one token; sd[k][g] = scale[k][g] * d[g] was folded in
+ * by the caller, so a chunk costs its integer dot, one convert and one FMA per row. G is a
+ * compile-time constant at every call (no division in the loop). */
+INLINE void qrows(const uint8_t *w0, const uint8_t *w1, const float *sd0, const float *sd1,
+                  const int16_t *q, int64_t cols, int bits, int G, int R, __m256 *a0, __m256 *a1) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    if (bits == 4) {
+        for (int64_t c = 0; c < cols / 64; c++) {
+            __m256i x[4];
+            for (int k = 0; k < 4; k++) x[k] = _mm256_loadu_si256((const __m256i *)(q + c * 64) + k);
+            _mm_prefetch((const char *)(w0 + c * 32) + 1024, _MM_HINT_T0);
+            if (R == 2) _mm_prefetch((const char *)(w1 + c * 32) + 1024, _MM_HINT_T0);
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_chunk(w0 + c * 32, x)),
+                                   chunk_scale(sd0, c, G), acc0);
+            if (R == 2)
+                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_chunk(w1 + c * 32, x)),
+                                       chunk_scale(sd1, c, G), acc1);
+        }
+    } else {
+        for (int64_t b = 0; b < cols / 32; b++) {
+            __m256i x[2];
+            for (int k = 0; k < 2; k++) x[k] = _mm256_loadu_si256((const __m256i *)(q + b * 32) + k);
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block(w0 + b * 32, x)),
+                                   _mm256_broadcast_ss(sd0 + b * 32 / G), acc0);
+            if (R == 2)
+                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block(w1 + b * 32, x)),
+                                       _mm256_broadcast_ss(sd1 + b * 32 / G), acc1);
+        }
+    }
+    *a0 = acc0;
+    *a1 = acc1;
+}
+
+/* Row k's per-group products sd = scale * d[t] into out, and its bias term sum_g bias_g * s[t][g]. */
+static float row_prep(const brisk_tensor *W, int64_t r, const float *d, const float *sx, float *sd,
+                      float *bs) {
+    const int64_t ng = W->cols / W->group_size;
+    cvt_f32(W->stype, W->scales, r * ng, ng, sd);
+    cvt_f32(W->stype, W->biases, r * ng, ng, bs);
+    int64_t g = 0;
+    for (; g + 8 <= ng; g += 8)
+        _mm256_storeu_ps(sd + g, _mm256_mul_ps(_mm256_loadu_ps(sd + g), _mm256_loadu_ps(d + g)));
+    for (; g < ng; g++) sd[g] *= d[g];
+    return avx2_dot(bs, sx, ng);
+}
+
+/* brisk_cpu_quant_act with vector max/sum/convert; values land in brisk_qact order through a
+ * position table (the portable version's lrintf loop cost ~25 us per 2048-wide decode row). */
+static void avx2_quant(const float *x, int64_t cols, int G, int bits, int16_t *q, float *d,
+                       float *s) {
+    static int16_t pos4[64], pos8[32];
+    if (pos4[63] == 0) { /* idempotent: racing threads write the same values */
+        for (int i = 0; i < 64; i++) pos4[i] = (int16_t)brisk_qact_pos(i, 4);
+        for (int i = 0; i < 32; i++) pos8[i] = (int16_t)brisk_qact_pos(i, 8);
+    }
+    const int16_t *pos = bits == 4 ? pos4 : pos8;
+    const int span = bits == 4 ? 64 : 32;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    int32_t tmp[128];
+    for (int64_t g = 0; g < cols / G; g++) {
+        const float *xg = x + g * G;
+        __m256 mx = _mm256_setzero_ps(), sm = _mm256_setzero_ps();
+        for (int i = 0; i < G; i += 8) {
+            const __m256 v = _mm256_loadu_ps(xg + i);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v));
+            sm = _mm256_add_ps(sm, v);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        d[g] = amax / 32767.0f;
+        s[g] = hsum(sm);
+        const __m256 id = _mm256_set1_ps(amax > 0 ? 32767.0f / amax : 0.0f);
+        const __m256 lim = _mm256_set1_ps(32767.0f);
+        for (int i = 0; i < G; i += 8) {
+            __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xg + i), id);
+            v = _mm256_max_ps(_mm256_min_ps(v, lim), _mm256_sub_ps(_mm256_setzero_ps(), lim));
+            _mm256_storeu_si256((__m256i *)(tmp + i), _mm256_cvtps_epi32(v));
+        }
+        for (int i = 0; i < G; i++) {
+            const int64_t c = g * G + i;
+            q[(c & ~(int64_t)(span - 1)) + pos[c & (span - 1)]] = (int16_t)tmp[i];
         }
     }
 }
 
-INLINE void tile(const brisk_mm *m, const uint8_t *w, const float *sr, int t0, int T, __m256 *acc) {
-    if (m->W->bits == 4) q4_tile(w, sr, m->qa, t0, T, acc);
-    else q8_tile(w, sr, m->qa, t0, T, acc);
-}
-
-/* Rows [r0, r1) x all tokens. Tokens go in blocks whose activations fit in L2 (~256 KB),
- * and within a block 4 at a time per weight row, so a row is unpacked once per 4 tokens.
- * Decode (n = 1) streams each row once: 4-bit llama3.2-1b reaches ~see bench/RESULTS.md. */
+/* Rows [r0, r1) for the n (< BRISK_GEMM_MIN_N) tokens of a decode step: two rows at a time share
+ * the activation loads; per row pair each token is a pass over 2 rows that stay in L1.
+ * Decode: a thread streams its rows once, sequentially (rows are contiguous in the file). */
 static void avx2_qmm(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratch *s) {
     const brisk_tensor *W = m->W;
     const brisk_qact *qa = m->qa;
     const int64_t cols = W->cols, ng = cols / W->group_size, rowbytes = cols * W->bits / 8;
-    int TB = (int)((128 * 1024) / cols) & ~3;
-    if (TB < 4) TB = 4;
-    for (int tb = 0; tb < m->n; tb += TB) {
-        const int te = tb + TB < m->n ? tb + TB : m->n;
-        for (int64_t r = r0; r < r1; r++) {
-            const uint8_t *w = (const uint8_t *)W->data + r * rowbytes;
-            cvt_f32(W->stype, W->scales, r * ng, ng, s->sr);
-            cvt_f32(W->stype, W->biases, r * ng, ng, s->br);
-            const float bias = m->bias ? m->bias[r] : 0.0f;
-            for (int t = tb; t < te; t += 4) {
-                __m256 acc[4];
-                const int T = te - t < 4 ? te - t : 4;
-                switch (T) {
-                case 4: tile(m, w, s->sr, t, 4, acc); break;
-                case 3: tile(m, w, s->sr, t, 3, acc); break;
-                case 2: tile(m, w, s->sr, t, 2, acc); break;
-                default: tile(m, w, s->sr, t, 1, acc); break;
-                }
-                for (int k = 0; k < T; k++)
-                    m->y[(size_t)(t + k) * W->rows + r] =
-                        hsum(acc[k]) + avx2_dot(s->br, qa->s + (size_t)(t + k) * ng, ng) + bias;
+    const int bits = W->bits, G = W->group_size;
+    float *sd0 = s->sr, *sd1 = s->sr + ng, *bs = s->br;
+    for (int64_t r = r0; r < r1; r += 2) {
+        const int R = r + 1 < r1 ? 2 : 1;
+        const uint8_t *w0 = (const uint8_t *)W->data + r * rowbytes, *w1 = w0 + rowbytes;
+        for (int t = 0; t < m->n; t++) {
+            const float *d = qa->d + (size_t)t * ng, *sx = qa->s + (size_t)t * ng;
+            const int16_t *q = qa->q + (size_t)t * cols;
+            const float bt0 = row_prep(W, r, d, sx, sd0, bs);
+            const float bt1 = R == 2 ? row_prep(W, r + 1, d, sx, sd1, bs) : 0.0f;
+            __m256 a0, a1;
+#define QROWS(B, GG)                                                                              \
+    (R == 2 ? qrows(w0, w1, sd0, sd1, q, cols, B, GG, 2, &a0, &a1)                                \
+            : qrows(w0, w1, sd0, sd1, q, cols, B, GG, 1, &a0, &a1))
+            if (bits == 4) {
+                if (G == 32) QROWS(4, 32);
+                else if (G == 64) QROWS(4, 64);
+                else QROWS(4, 128);
+            } else {
+                if (G == 32) QROWS(8, 32);
+                else if (G == 64) QROWS(8, 64);
+                else QROWS(8, 128);
             }
+#undef QROWS
+            float *y = m->y + (size_t)t * W->rows;
+            y[r] = hsum(a0) + bt0 + (m->bias ? m->bias[r] : 0.0f);
+            if (R == 2) y[r + 1] = hsum(a1) + bt1 + (m->bias ? m->bias[r + 1] : 0.0f);
         }
     }
 }
@@ -180,6 +237,7 @@ void brisk_cpu_swiglu_avx2(const float *g, const float *u, size_t n, float *out)
 static const brisk_cpu_isa AVX2 = {
     .name = "avx2",
     .swiglu = brisk_cpu_swiglu_avx2,
+    .quant = avx2_quant,
     .qmm = avx2_qmm,
     .dot = avx2_dot,
     .dot_w = avx2_dot_w,
