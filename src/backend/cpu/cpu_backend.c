@@ -71,7 +71,7 @@ const char *brisk_cpu_isas_available(void) {
  * Matmul
  * ------------------------------------------------------------------------------------------- */
 
-enum mm_kind { MM_QMM, MM_DOT_W, MM_ROW };
+enum mm_kind { MM_QMM, MM_DOT_W, MM_ROW, MM_GEMM };
 
 typedef struct mm_job {
     brisk_mm mm;
@@ -89,11 +89,18 @@ static void mm_worker(void *arg, int ith, int nth) {
     const brisk_tensor *W = m->W;
     const brisk_cpu_isa *isa = j->st->isa;
     brisk_cpu_scratch *s = &j->st->scr[ith];
+    const int64_t n_items = j->kind == MM_GEMM ? (W->rows + BRISK_GEMM_NR - 1) / BRISK_GEMM_NR
+                                               : W->rows;
     for (;;) {
         const int64_t r0 = brisk_pool_next(&j->next, j->step);
-        if (r0 >= W->rows) break;
+        if (r0 >= n_items) break;
+        if (j->kind == MM_GEMM) {
+            isa->gemm(m, r0, r0 + j->step < n_items ? r0 + j->step : n_items, s);
+            continue;
+        }
         const int64_t r1 = r0 + j->step < W->rows ? r0 + j->step : W->rows;
         switch (j->kind) {
+        case MM_GEMM: break; /* handled above */
         case MM_QMM: isa->qmm(m, r0, r1, s); break;
         case MM_DOT_W:
             for (int64_t r = r0; r < r1; r++)
@@ -133,7 +140,9 @@ static void quant_worker(void *arg, int ith, int nth) {
 static void cpu_matmul_chunk(brisk_cpu_state *st, const brisk_tensor *W, const float *bias,
                              const float *x, int n, float *y) {
     mm_job j = {.mm = {.W = W, .bias = bias, .x = x, .n = n, .y = y}, .st = st};
-    if (st->isa->qmm && brisk_qmm_supported(W)) {
+    if (st->isa->gemm && n >= BRISK_GEMM_MIN_N) {
+        j.kind = MM_GEMM;
+    } else if (st->isa->qmm && brisk_qmm_supported(W)) {
         brisk_qact *qa = &st->qa;
         qa->cols = W->cols;
         qa->G = W->group_size;
@@ -154,8 +163,12 @@ static void cpu_matmul_chunk(brisk_cpu_state *st, const brisk_tensor *W, const f
     }
     /* ~16 chunks per thread: small enough to even out a preempted core, large enough that a
      * chunk streams tens of KB of contiguous weights. */
-    int64_t step = W->rows / ((int64_t)st->nth * 16);
-    j.step = step < 4 ? 4 : step;
+    if (j.kind == MM_GEMM) {
+        j.step = 1; /* a 16-row panel x all tokens is already ~n * 64K FMAs */
+    } else {
+        const int64_t step = W->rows / ((int64_t)st->nth * 16);
+        j.step = step < 4 ? 4 : step;
+    }
     atomic_init(&j.next, 0);
     brisk_pool_run(st->pool, mm_worker, &j);
 }
@@ -222,6 +235,7 @@ static void cpu_destroy(brisk_backend *be) {
             free(st->scr[i].sr);
             free(st->scr[i].br);
             free(st->scr[i].scores);
+            free(st->scr[i].pack);
         }
         free(st->scr);
         free(st->qa.q);
@@ -308,7 +322,8 @@ brisk_status brisk_backend_cpu_create_isa(const brisk_backend_init *init, const 
         s->sr = alloc_aligned(2 * groups * sizeof(float));
         s->br = alloc_aligned(groups * sizeof(float));
         s->scores = alloc_aligned((size_t)st->max_ctx * sizeof(float));
-        ok = s->row && s->sr && s->br && s->scores;
+        s->pack = alloc_aligned((size_t)BRISK_GEMM_KC * BRISK_GEMM_NR * sizeof(float));
+        ok = s->row && s->sr && s->br && s->scores && s->pack;
     }
     if (ok) st->pool = brisk_pool_create(nth);
     if (!ok || !st->pool) {

@@ -27,6 +27,8 @@ typedef struct brisk_qact {
 /* Prefill GEMM blocking: panels of NR weight rows, KC columns at a time. */
 #define BRISK_GEMM_NR 16
 #define BRISK_GEMM_KC 128
+/* Steps with at least this many tokens use the GEMM; fewer use the decode kernels. */
+#define BRISK_GEMM_MIN_N 6
 
 /* One matmul y[n, W.rows] = x[n, W.cols] W^T (+ bias) as the kernels see it. */
 typedef struct brisk_mm {

@@ -26,7 +26,8 @@ INLINE __m256 load8(brisk_wtype t, const uint8_t *base, int64_t i) {
     }
 }
 
-static void cvt_f32(brisk_wtype t, const void *base, int64_t i0, int64_t n, float *out) {
+void brisk_cpu_cvt_f32_avx2(brisk_wtype t, const void *base, int64_t i0, int64_t n, float *out);
+void brisk_cpu_cvt_f32_avx2(brisk_wtype t, const void *base, int64_t i0, int64_t n, float *out) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, load8(t, base, i0 + i));
     if (i < n) brisk_cpu_load_f32(t, base, i0 + i, n - i, out + i);
@@ -71,7 +72,7 @@ static float avx2_dot_w(const brisk_tensor *W, int64_t r, const float *x) {
 }
 
 static void avx2_row_f32(const brisk_tensor *W, int64_t r, float *out) {
-    cvt_f32(W->type, W->data, r * W->cols, W->cols, out);
+    brisk_cpu_cvt_f32_avx2(W->type, W->data, r * W->cols, W->cols, out);
 }
 
 /* [a[0] x4 | a[1] x4]: the scales of two 32-groups that share one 64-value chunk. */
@@ -144,8 +145,8 @@ INLINE void qrows(const uint8_t *w0, const uint8_t *w1, const float *sd0, const 
 static float row_prep(const brisk_tensor *W, int64_t r, const float *d, const float *sx, float *sd,
                       float *bs) {
     const int64_t ng = W->cols / W->group_size;
-    cvt_f32(W->stype, W->scales, r * ng, ng, sd);
-    cvt_f32(W->stype, W->biases, r * ng, ng, bs);
+    brisk_cpu_cvt_f32_avx2(W->stype, W->scales, r * ng, ng, sd);
+    brisk_cpu_cvt_f32_avx2(W->stype, W->biases, r * ng, ng, bs);
     int64_t g = 0;
     for (; g + 8 <= ng; g += 8)
         _mm256_storeu_ps(sd + g, _mm256_mul_ps(_mm256_loadu_ps(sd + g), _mm256_loadu_ps(d + g)));
@@ -233,11 +234,13 @@ static void avx2_qmm(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratc
 }
 
 void brisk_cpu_swiglu_avx2(const float *g, const float *u, size_t n, float *out);
+void brisk_cpu_gemm_avx2(const brisk_mm *m, int64_t p0, int64_t p1, brisk_cpu_scratch *s);
 
 static const brisk_cpu_isa AVX2 = {
     .name = "avx2",
     .swiglu = brisk_cpu_swiglu_avx2,
     .quant = avx2_quant,
+    .gemm = brisk_cpu_gemm_avx2,
     .qmm = avx2_qmm,
     .dot = avx2_dot,
     .dot_w = avx2_dot_w,
