@@ -9,6 +9,12 @@
 #include <string.h>
 
 static const char *SHARED;
+/* argv[2] = "cpu" runs the same checks on the fast CPU backend (issue 6). */
+static brisk_backend_kind BACKEND = BRISK_BACKEND_CPU_REF;
+/* Tolerances: vs the f64 reference, and between prefill and decode of the same tokens. The CPU
+ * backend decodes 4/8-bit weights against int16 activations (measured ~1.4e-4 on the MLX
+ * folders) while its prefill GEMM is f32, so both get 1e-3 there (issue 6 asks 1e-2). */
+static double TOL_REF = 1e-4, TOL_SAME = 1e-5;
 
 static int read_floats(const char *path, float *out, int cap) {
     FILE *f = fopen(path, "r");
@@ -49,7 +55,7 @@ static void test_folder(const char *name) {
     snprintf(dir, sizeof dir, "%s/models/%s", SHARED, name);
     brisk_model *m = NULL;
     brisk_model_params mp = brisk_model_default_params();
-    mp.backend = BRISK_BACKEND_CPU_REF;
+    mp.backend = BACKEND;
     brisk_status st = brisk_model_load(dir, &mp, &m);
     CHECK_MSG(st == BRISK_OK, "%s: %s", name, brisk_last_error());
     if (st != BRISK_OK) return;
@@ -74,7 +80,7 @@ static void test_folder(const char *name) {
     int32_t tok = 1;
     CHECK(brisk_context_eval(ctx, 0, &tok, 1, logits, true) == BRISK_OK);
     double err = rel_l2(logits, expect, 512);
-    CHECK_MSG(err <= 1e-4, "%s: position-0 logits rel L2 %.3g", name, err);
+    CHECK_MSG(err <= TOL_REF, "%s: position-0 logits rel L2 %.3g", name, err);
     printf("%s: position-0 logits rel L2 %.3g\n", name, err);
 
     /* 200 greedy tokens, one decode step at a time. */
@@ -94,7 +100,7 @@ static void test_folder(const char *name) {
      * every position as the decode steps did (checked at the last position and one middle). */
     float *all = malloc(sizeof(float) * 201 * 512);
     CHECK(brisk_context_eval(ctx, 1, got, 201, all, false) == BRISK_OK);
-    CHECK(rel_l2(all + 200 * 512, logits, 512) < 1e-5);
+    CHECK(rel_l2(all + 200 * 512, logits, 512) < TOL_SAME);
     CHECK(argmax(all + 100 * 512, 512) == got[101]);
 
     /* Truncate and re-run: KV blocks come back and the result repeats. */
@@ -102,7 +108,7 @@ static void test_folder(const char *name) {
     CHECK(brisk_context_seq_len(ctx, 1) == 150);
     float again[512];
     CHECK(brisk_context_eval(ctx, 1, got + 150, 51, again, true) == BRISK_OK);
-    CHECK(rel_l2(again, logits, 512) < 1e-5);
+    CHECK(rel_l2(again, logits, 512) < TOL_SAME);
 
     /* Errors leave the sequence unchanged. */
     int32_t bad = 512;
@@ -148,6 +154,7 @@ static void test_kv_full(void) {
 
 int main(int argc, char **argv) {
     SHARED = argc > 1 ? argv[1] : "../shared";
+    if (argc > 2 && !strcmp(argv[2], "cpu")) BACKEND = BRISK_BACKEND_CPU, TOL_REF = TOL_SAME = 1e-3;
     test_folder("stories260K-hf-f32");
     test_folder("stories260K-hf-bf16");
     test_folder("stories260K-mlx-4bit");
