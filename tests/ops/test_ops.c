@@ -1,5 +1,6 @@
 /* test_ops.c: every op of the CPU backend on every ISA this machine runs, against ops_ref.c, on
- * fresh random inputs (seed printed; argv[1] repeats one): error thresholds, NaN/Inf, guard bytes. */
+ * fresh random inputs (seed printed; argv[1] repeats one): error thresholds, NaN/Inf, guard bytes.
+ */
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "check.h"
@@ -16,7 +17,9 @@ static uint32_t rnd(void) {
     rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
     return (uint32_t)(rng >> 33);
 }
-static float frand(void) { return (float)rnd() / 2147483648.0f - 1.0f; } /* [-1, 1) */
+static float frand(void) {
+    return (float)rnd() / 2147483648.0f - 1.0f;
+} /* [-1, 1) */
 
 /* Per-op thresholds on the relative L2 error vs the reference. matmul: the decode path uses
  * int16 activations (~3e-5 measured), the GEMM f32 (~1e-7). */
@@ -29,7 +32,9 @@ enum { GUARD = 16 };
 static const uint32_t SENTINEL = 0x7fbadbadu;
 
 /* Out of line, so that GCC's range analysis of the callers' sizes does not trip -Werror. */
-__attribute__((noinline)) static float *floats(size_t n) { return malloc((n + 1) * sizeof(float)); }
+__attribute__((noinline)) static float *floats(size_t n) {
+    return malloc((n + 1) * sizeof(float));
+}
 
 static float *guarded(size_t n) {
     float *p = malloc((n + 2 * GUARD) * sizeof *p);
@@ -41,7 +46,9 @@ static int guards_ok(const float *p, size_t n) {
         if (memcmp(p - GUARD + i, &SENTINEL, 4) || memcmp(p + n + i, &SENTINEL, 4)) return 0;
     return 1;
 }
-static void unguard(float *p) { free(p - GUARD); }
+static void unguard(float *p) {
+    free(p - GUARD);
+}
 
 static int finite_all(const float *p, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -59,7 +66,8 @@ static double rel_l2(const float *a, const float *b, size_t n) {
 }
 
 static void store(brisk_wtype t, uint8_t *p, size_t i, float v) {
-    if (t == BRISK_W_F32) memcpy(p + 4 * i, &v, 4);
+    if (t == BRISK_W_F32)
+        memcpy(p + 4 * i, &v, 4);
     else {
         uint16_t h = t == BRISK_W_F16 ? brisk_f32_to_f16(v) : brisk_f32_to_bf16(v);
         memcpy(p + 2 * i, &h, 2);
@@ -67,10 +75,15 @@ static void store(brisk_wtype t, uint8_t *p, size_t i, float v) {
 }
 
 /* A random weight at an odd address (MLX files are unpadded). Buffers in owned[0..2]. */
-static brisk_tensor make_weight(brisk_wtype type, int bits, int G, brisk_wtype stype,
-                                int64_t rows, int64_t cols, uint8_t **owned) {
-    brisk_tensor W = {.type = type, .rows = rows, .cols = cols, .bits = bits, .group_size = G,
-                      .stype = stype, .name = "test"};
+static brisk_tensor make_weight(brisk_wtype type, int bits, int G, brisk_wtype stype, int64_t rows,
+                                int64_t cols, uint8_t **owned) {
+    brisk_tensor W = {.type = type,
+                      .rows = rows,
+                      .cols = cols,
+                      .bits = bits,
+                      .group_size = G,
+                      .stype = stype,
+                      .name = "test"};
     const size_t n = (size_t)(rows * cols);
     if (type == BRISK_W_QAFFINE) {
         const size_t cb = n * bits / 8, ng = n / G, sb = stype == BRISK_W_F32 ? 4 : 2;
@@ -97,9 +110,11 @@ static void test_matmul(brisk_backend *be, brisk_backend *ref, const char *isa) 
     static const int ns[] = {1, 3, 7};
     static const brisk_wtype stypes[] = {BRISK_W_BF16, BRISK_W_F16, BRISK_W_F32};
     for (int kind = 0; kind < 3 + 7 * 3; kind++) {
-        brisk_wtype type = kind == 0 ? BRISK_W_F32 : kind == 1 ? BRISK_W_F16
-                           : kind == 2 ? BRISK_W_BF16 : BRISK_W_QAFFINE;
-        const int bits = kind >= 3 ? 2 + (kind - 3) / 3 : 0; /* 2..8 */
+        brisk_wtype type = kind == 0   ? BRISK_W_F32
+                           : kind == 1 ? BRISK_W_F16
+                           : kind == 2 ? BRISK_W_BF16
+                                       : BRISK_W_QAFFINE;
+        const int bits = kind >= 3 ? 2 + (kind - 3) / 3 : 0;  /* 2..8 */
         const int G = kind >= 3 ? 32 << ((kind - 3) % 3) : 0; /* 32, 64, 128 */
         for (size_t si = 0; si < BRISK_ARRAY_LEN(shapes); si++) {
             const int64_t rows = shapes[si][0], cols = shapes[si][1];
@@ -151,7 +166,8 @@ static void test_elementwise(brisk_backend *be, brisk_backend *ref, const char *
     float *a = guarded(N), *b = guarded(N);
     be->ops->rmsnorm(be, x, w, n, dim, 1e-5f, a);
     ref->ops->rmsnorm(ref, x, w, n, dim, 1e-5f, b);
-    CHECK_MSG(rel_l2(a, b, N) <= TOL_NORM && finite_all(a, N) && guards_ok(a, N), "%s rmsnorm", isa);
+    CHECK_MSG(rel_l2(a, b, N) <= TOL_NORM && finite_all(a, N) && guards_ok(a, N), "%s rmsnorm",
+              isa);
     /* rope in place on copies */
     int32_t pos[5] = {0, 1, 7, 100, 4000};
     float inv[25];
@@ -175,7 +191,8 @@ static void test_elementwise(brisk_backend *be, brisk_backend *ref, const char *
     CHECK_MSG(memcmp(o1, o2, S * 4) == 0 && guards_ok(o1, S), "%s add", isa);
     int32_t rows[2] = {4, 1};
     be->ops->get_rows(be, x, rows, 2, dim, a);
-    CHECK_MSG(!memcmp(a, x + 4 * dim, dim * 4) && !memcmp(a + dim, x + dim, dim * 4), "%s get_rows", isa);
+    CHECK_MSG(!memcmp(a, x + 4 * dim, dim * 4) && !memcmp(a + dim, x + dim, dim * 4), "%s get_rows",
+              isa);
     unguard(a), unguard(b), unguard(o1), unguard(o2);
     free(x), free(w), free(u), free(g), free(up);
 }
@@ -184,7 +201,8 @@ static void test_elementwise(brisk_backend *be, brisk_backend *ref, const char *
 static void test_attention(brisk_backend *be, brisk_backend *ref, const char *isa) {
     const int H = 4, HKV = 2, hd = 24, kv_dim = HKV * hd, bs = 4, nblk = 16, T = 6;
     const size_t slots = (size_t)nblk * bs;
-    float *kc = be->ops->alloc(be, slots * kv_dim * 4), *vc = be->ops->alloc(be, slots * kv_dim * 4);
+    float *kc = be->ops->alloc(be, slots * kv_dim * 4),
+          *vc = be->ops->alloc(be, slots * kv_dim * 4);
     for (size_t i = 0; i < slots * kv_dim; i++) kc[i] = frand(), vc[i] = frand();
     int32_t t0[8] = {3, 9, 0, 14, 5, 2, 7, 11}, t1[8] = {12, 1, 15, 4, 10, 6, 8, 13};
     const int32_t *tables[2] = {t0, t1};
@@ -193,8 +211,13 @@ static void test_attention(brisk_backend *be, brisk_backend *ref, const char *is
     float *q = malloc(sizeof(float) * T * H * hd);
     for (int i = 0; i < T * H * hd; i++) q[i] = 2 * frand();
     for (int win = 0; win <= 8; win += 8) {
-        brisk_attn_batch b = {.n_tokens = T, .pos = pos, .seq = seq, .slot = slot,
-                              .block_tables = tables, .block_size = bs, .sliding_window = win};
+        brisk_attn_batch b = {.n_tokens = T,
+                              .pos = pos,
+                              .seq = seq,
+                              .slot = slot,
+                              .block_tables = tables,
+                              .block_size = bs,
+                              .sliding_window = win};
         const size_t N = (size_t)T * H * hd;
         float *o = guarded(N), *orf = malloc(N * 4);
         be->ops->attention(be, q, kc, vc, &b, H, HKV, hd, o);
@@ -209,7 +232,8 @@ static void test_attention(brisk_backend *be, brisk_backend *ref, const char *is
 int main(int argc, char **argv) {
     rng = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
     printf("seed %llu (rerun: test_ops %llu)\n", (unsigned long long)rng, (unsigned long long)rng);
-    const brisk_backend_init init = {.max_tokens = 8, .max_ctx = 64, .max_cols = 512, .n_threads = 2};
+    const brisk_backend_init init = {
+        .max_tokens = 8, .max_ctx = 64, .max_cols = 512, .n_threads = 2};
     brisk_backend *ref = NULL;
     CHECK(brisk_backend_ref_create(&init, &ref) == BRISK_OK);
     char isas[64];
@@ -227,7 +251,8 @@ int main(int argc, char **argv) {
         be->ops->destroy(be);
     }
     brisk_backend *none = NULL;
-    CHECK(brisk_backend_cpu_create_isa(&init, "no-such-isa", &none) == BRISK_ERR_UNSUPPORTED && !none);
+    CHECK(brisk_backend_cpu_create_isa(&init, "no-such-isa", &none) == BRISK_ERR_UNSUPPORTED &&
+          !none);
     ref->ops->destroy(ref);
     CHECK_DONE();
 }

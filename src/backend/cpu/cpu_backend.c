@@ -1,5 +1,6 @@
 /* cpu_backend.c: the fast CPU backend: vtable, ISA choice by cpuid/hwcap at create, scratch
- * planning, and the threaded matmul dispatch (integer path, prefill GEMM, float-weight dots, generic row path). */
+ * planning, and the threaded matmul dispatch (integer path, prefill GEMM, float-weight dots,
+ * generic row path). */
 #include "backend/cpu/cpu_backend.h"
 #include "util/error.h"
 #include "util/membw.h"
@@ -89,8 +90,8 @@ static void mm_worker(void *arg, int ith, int nth) {
     const brisk_tensor *W = m->W;
     const brisk_cpu_isa *isa = j->st->isa;
     brisk_cpu_scratch *s = &j->st->scr[ith];
-    const int64_t n_items = j->kind == MM_GEMM ? (W->rows + BRISK_GEMM_NR - 1) / BRISK_GEMM_NR
-                                               : W->rows;
+    const int64_t n_items =
+        j->kind == MM_GEMM ? (W->rows + BRISK_GEMM_NR - 1) / BRISK_GEMM_NR : W->rows;
     for (;;) {
         const int64_t r0 = brisk_pool_next(&j->next, j->step);
         if (r0 >= n_items) break;
@@ -100,16 +101,21 @@ static void mm_worker(void *arg, int ith, int nth) {
         }
         const int64_t r1 = r0 + j->step < W->rows ? r0 + j->step : W->rows;
         switch (j->kind) {
-        case MM_GEMM: break; /* handled above */
-        case MM_QMM: isa->qmm(m, r0, r1, s); break;
+        case MM_GEMM:
+            break; /* handled above */
+        case MM_QMM:
+            isa->qmm(m, r0, r1, s);
+            break;
         case MM_DOT_W:
             for (int64_t r = r0; r < r1; r++)
                 m->y[r] = isa->dot_w(W, r, m->x) + (m->bias ? m->bias[r] : 0.0f);
             break;
         case MM_ROW:
             for (int64_t r = r0; r < r1; r++) {
-                if (W->type == BRISK_W_QAFFINE) brisk_cpu_dequant_row(W, r, s->row);
-                else isa->row_f32(W, r, s->row);
+                if (W->type == BRISK_W_QAFFINE)
+                    brisk_cpu_dequant_row(W, r, s->row);
+                else
+                    isa->row_f32(W, r, s->row);
                 const float b = m->bias ? m->bias[r] : 0.0f;
                 for (int t = 0; t < m->n; t++)
                     m->y[(size_t)t * W->rows + r] =
@@ -173,8 +179,8 @@ static void cpu_matmul_chunk(brisk_cpu_state *st, const brisk_tensor *W, const f
     brisk_pool_run(st->pool, mm_worker, &j);
 }
 
-static void cpu_matmul(brisk_backend *be, const brisk_tensor *W, const float *bias,
-                       const float *x, int n, float *y) {
+static void cpu_matmul(brisk_backend *be, const brisk_tensor *W, const float *bias, const float *x,
+                       int n, float *y) {
     brisk_cpu_state *st = be->impl;
     BRISK_ASSERT(W->cols <= st->max_cols); /* planned at create from the widest matrix */
     /* The activation scratch holds max_tokens rows; longer inputs go through in pieces, so y
@@ -280,9 +286,10 @@ brisk_status brisk_backend_cpu_create_isa(const brisk_backend_init *init, const 
     if (isa && *isa) {
         chosen = isa_by_name(isa);
         if (!chosen)
-            return brisk_errorf(BRISK_ERR_UNSUPPORTED,
-                                "brisk_backend_cpu_create: ISA '%s' is not available here (have %s)",
-                                isa, brisk_cpu_isas_available());
+            return brisk_errorf(
+                BRISK_ERR_UNSUPPORTED,
+                "brisk_backend_cpu_create: ISA '%s' is not available here (have %s)", isa,
+                brisk_cpu_isas_available());
     } else {
         static const char *const best[] = {"avx2", "neon", "generic"};
         for (size_t i = 0; !chosen && i < BRISK_ARRAY_LEN(best); i++) chosen = isa_by_name(best[i]);

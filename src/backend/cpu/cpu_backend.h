@@ -30,17 +30,16 @@ const char *brisk_cpu_isas_available(void);
 /* The elementwise ops and attention (cpu_ops.c), threaded over the state's pool. */
 void brisk_cpu_embed(brisk_backend *be, const brisk_tensor *E, const int32_t *ids, int n,
                      float *out);
-void brisk_cpu_rmsnorm(brisk_backend *be, const float *x, const float *w, int n, int dim,
-                       float eps, float *out);
+void brisk_cpu_rmsnorm(brisk_backend *be, const float *x, const float *w, int n, int dim, float eps,
+                       float *out);
 void brisk_cpu_rope(brisk_backend *be, float *x, const int32_t *pos, int n, int n_heads,
                     int head_dim, const float *inv_freq);
 void brisk_cpu_kv_store(brisk_backend *be, void *kcache, void *vcache, const float *k,
                         const float *v, const int32_t *slot, int n, int kv_dim);
-void brisk_cpu_attention(brisk_backend *be, const float *q, const void *kcache,
-                         const void *vcache, const brisk_attn_batch *b, int n_head, int n_head_kv,
-                         int head_dim, float *out);
-void brisk_cpu_swiglu(brisk_backend *be, const float *gate, const float *up, size_t n,
-                      float *out);
+void brisk_cpu_attention(brisk_backend *be, const float *q, const void *kcache, const void *vcache,
+                         const brisk_attn_batch *b, int n_head, int n_head_kv, int head_dim,
+                         float *out);
+void brisk_cpu_swiglu(brisk_backend *be, const float *gate, const float *up, size_t n, float *out);
 void brisk_cpu_add(brisk_backend *be, float *x, const float *y, size_t n);
 void brisk_cpu_get_rows(brisk_backend *be, const float *src, const int32_t *rows, int n, int dim,
                         float *dst);

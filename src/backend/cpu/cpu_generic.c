@@ -30,7 +30,9 @@ void brisk_cpu_quant_act(const float *x, int64_t cols, int G, int bits, int16_t 
 void brisk_cpu_load_f32(brisk_wtype t, const void *base, int64_t i0, int64_t n, float *out) {
     const uint8_t *p = base;
     switch (t) {
-    case BRISK_W_F32: memcpy(out, p + 4 * i0, (size_t)n * 4); break;
+    case BRISK_W_F32:
+        memcpy(out, p + 4 * i0, (size_t)n * 4);
+        break;
     case BRISK_W_F16:
         for (int64_t i = 0; i < n; i++) {
             uint16_t h;
@@ -45,7 +47,9 @@ void brisk_cpu_load_f32(brisk_wtype t, const void *base, int64_t i0, int64_t n, 
             out[i] = brisk_bf16_to_f32(h);
         }
         break;
-    default: memset(out, 0, (size_t)n * sizeof *out); break;
+    default:
+        memset(out, 0, (size_t)n * sizeof *out);
+        break;
     }
 }
 
@@ -142,4 +146,6 @@ static const brisk_cpu_isa GENERIC = {
     .row_f32 = gen_row_f32,
 };
 
-const brisk_cpu_isa *brisk_cpu_isa_generic(void) { return &GENERIC; }
+const brisk_cpu_isa *brisk_cpu_isa_generic(void) {
+    return &GENERIC;
+}

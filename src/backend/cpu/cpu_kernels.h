@@ -18,8 +18,8 @@
  * activations with plain loads. */
 typedef struct brisk_qact {
     int16_t *q; /* [n, cols] */
-    float *d;  /* [n, cols/G] */
-    float *s;  /* [n, cols/G] */
+    float *d;   /* [n, cols/G] */
+    float *s;   /* [n, cols/G] */
     int64_t cols;
     int G, n;
 } brisk_qact;
@@ -42,9 +42,9 @@ typedef struct brisk_mm {
 
 /* Per-thread scratch the kernels may use (planned at create from max_cols). */
 typedef struct brisk_cpu_scratch {
-    float *row; /* [max_cols]: one weight row as f32 */
-    float *sr;  /* [max_cols/32]: one row's group scales as f32 */
-    float *br;  /* [max_cols/32]: one row's group biases as f32 */
+    float *row;    /* [max_cols]: one weight row as f32 */
+    float *sr;     /* [max_cols/32]: one row's group scales as f32 */
+    float *br;     /* [max_cols/32]: one row's group biases as f32 */
     float *scores; /* [max_ctx]: attention scores */
     float *pack;   /* [BRISK_GEMM_KC * BRISK_GEMM_NR]: a dequantized weight panel, k-major */
 } brisk_cpu_scratch;
@@ -99,7 +99,7 @@ void brisk_cpu_dequant_row(const brisk_tensor *W, int64_t r, float *out);
 void brisk_cpu_load_f32(brisk_wtype t, const void *base, int64_t i0, int64_t n, float *out);
 
 const brisk_cpu_isa *brisk_cpu_isa_generic(void);
-const brisk_cpu_isa *brisk_cpu_isa_avx2(void);  /* NULL when not built for x86 */
-const brisk_cpu_isa *brisk_cpu_isa_neon(void);  /* NULL when not built for ARM64 */
+const brisk_cpu_isa *brisk_cpu_isa_avx2(void); /* NULL when not built for x86 */
+const brisk_cpu_isa *brisk_cpu_isa_neon(void); /* NULL when not built for ARM64 */
 
 #endif

@@ -46,8 +46,10 @@ void brisk_cpu_embed(brisk_backend *be, const brisk_tensor *E, const int32_t *id
     brisk_cpu_state *st = be->impl;
     for (int i = 0; i < n; i++) {
         float *o = out + (size_t)i * E->cols;
-        if (E->type == BRISK_W_QAFFINE) brisk_cpu_dequant_row(E, ids[i], o);
-        else st->isa->row_f32(E, ids[i], o);
+        if (E->type == BRISK_W_QAFFINE)
+            brisk_cpu_dequant_row(E, ids[i], o);
+        else
+            st->isa->row_f32(E, ids[i], o);
     }
 }
 
@@ -74,8 +76,8 @@ static void norm_rows(void *v, int64_t i0, int64_t i1) {
     }
 }
 
-void brisk_cpu_rmsnorm(brisk_backend *be, const float *x, const float *w, int n, int dim,
-                       float eps, float *out) {
+void brisk_cpu_rmsnorm(brisk_backend *be, const float *x, const float *w, int n, int dim, float eps,
+                       float *out) {
     norm_ctx c = {x, w, dim, eps, out};
     par_range(be->impl, n, dim, 1, norm_rows, &c);
 }
@@ -145,14 +147,14 @@ static void attn_worker(void *arg, int ith, int nth) {
         const int i = (int)(it / j->n_head), h = (int)(it % j->n_head), kvh = h / group;
         const int32_t *table = b->block_tables[b->seq[i]];
         const int p = b->pos[i];
-        const int first = b->sliding_window > 0 && p - b->sliding_window + 1 > 0
-                              ? p - b->sliding_window + 1
-                              : 0;
+        const int first =
+            b->sliding_window > 0 && p - b->sliding_window + 1 > 0 ? p - b->sliding_window + 1 : 0;
         BRISK_ASSERT(p < j->st->max_ctx);
         const float *qh = j->q + ((size_t)i * j->n_head + h) * hd;
         float mx = -INFINITY;
         for (int t = first; t <= p; t++) {
-            const int64_t slot = (int64_t)table[t / b->block_size] * b->block_size + t % b->block_size;
+            const int64_t slot =
+                (int64_t)table[t / b->block_size] * b->block_size + t % b->block_size;
             sc[t] = isa->dot(qh, j->kcache + slot * kv_dim + kvh * hd, hd) * scale;
             mx = sc[t] > mx ? sc[t] : mx;
         }
@@ -164,7 +166,8 @@ static void attn_worker(void *arg, int ith, int nth) {
         float *oh = j->out + ((size_t)i * j->n_head + h) * hd;
         memset(oh, 0, (size_t)hd * sizeof *oh);
         for (int t = first; t <= p; t++) {
-            const int64_t slot = (int64_t)table[t / b->block_size] * b->block_size + t % b->block_size;
+            const int64_t slot =
+                (int64_t)table[t / b->block_size] * b->block_size + t % b->block_size;
             const float *vt = j->vcache + slot * kv_dim + kvh * hd, w = sc[t];
             for (int d = 0; d < hd; d++) oh[d] += w * vt[d];
         }
@@ -173,12 +176,19 @@ static void attn_worker(void *arg, int ith, int nth) {
     }
 }
 
-void brisk_cpu_attention(brisk_backend *be, const float *q, const void *kcache,
-                         const void *vcache, const brisk_attn_batch *b, int n_head, int n_head_kv,
-                         int head_dim, float *out) {
+void brisk_cpu_attention(brisk_backend *be, const float *q, const void *kcache, const void *vcache,
+                         const brisk_attn_batch *b, int n_head, int n_head_kv, int head_dim,
+                         float *out) {
     brisk_cpu_state *st = be->impl;
-    attn_job j = {.st = st, .q = q, .kcache = kcache, .vcache = vcache, .b = b,
-                  .n_head = n_head, .n_head_kv = n_head_kv, .head_dim = head_dim, .out = out};
+    attn_job j = {.st = st,
+                  .q = q,
+                  .kcache = kcache,
+                  .vcache = vcache,
+                  .b = b,
+                  .n_head = n_head,
+                  .n_head_kv = n_head_kv,
+                  .head_dim = head_dim,
+                  .out = out};
     atomic_init(&j.next, 0);
     brisk_pool_run(st->pool, attn_worker, &j);
 }
@@ -201,8 +211,7 @@ static void swiglu_range(void *v, int64_t i0, int64_t i1) {
     }
 }
 
-void brisk_cpu_swiglu(brisk_backend *be, const float *gate, const float *up, size_t n,
-                      float *out) {
+void brisk_cpu_swiglu(brisk_backend *be, const float *gate, const float *up, size_t n, float *out) {
     brisk_cpu_state *st = be->impl;
     ew_ctx c = {st->isa, gate, up, out};
     par_range(st, (int64_t)n, 4, 64, swiglu_range, &c);

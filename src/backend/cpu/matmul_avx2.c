@@ -18,11 +18,13 @@ INLINE float hsum(__m256 v) {
 /* 8 stored values (F32/F16/BF16) at element i of base as f32; unaligned is fine. */
 INLINE __m256 load8(brisk_wtype t, const uint8_t *base, int64_t i) {
     switch (t) {
-    case BRISK_W_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(base + 2 * i)));
+    case BRISK_W_F16:
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(base + 2 * i)));
     case BRISK_W_BF16:
         return _mm256_castsi256_ps(_mm256_slli_epi32(
             _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(base + 2 * i))), 16));
-    default: return _mm256_loadu_ps((const float *)(base + 4 * i));
+    default:
+        return _mm256_loadu_ps((const float *)(base + 4 * i));
     }
 }
 
@@ -42,7 +44,8 @@ static float avx2_dot(const float *a, const float *b, int64_t n) {
         s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
         s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
     }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
     float sum = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
     for (; i < n; i++) sum += a[i] * b[i];
     return sum;
@@ -117,7 +120,8 @@ INLINE void qrows(const uint8_t *w0, const uint8_t *w1, const float *sd0, const 
     if (bits == 4) {
         for (int64_t c = 0; c < cols / 64; c++) {
             __m256i x[4];
-            for (int k = 0; k < 4; k++) x[k] = _mm256_loadu_si256((const __m256i *)(q + c * 64) + k);
+            for (int k = 0; k < 4; k++)
+                x[k] = _mm256_loadu_si256((const __m256i *)(q + c * 64) + k);
             _mm_prefetch((const char *)(w0 + c * 32) + 1024, _MM_HINT_T0);
             if (R == 2) _mm_prefetch((const char *)(w1 + c * 32) + 1024, _MM_HINT_T0);
             acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_chunk(w0 + c * 32, x)),
@@ -129,7 +133,8 @@ INLINE void qrows(const uint8_t *w0, const uint8_t *w1, const float *sd0, const 
     } else {
         for (int64_t b = 0; b < cols / 32; b++) {
             __m256i x[2];
-            for (int k = 0; k < 2; k++) x[k] = _mm256_loadu_si256((const __m256i *)(q + b * 32) + k);
+            for (int k = 0; k < 2; k++)
+                x[k] = _mm256_loadu_si256((const __m256i *)(q + b * 32) + k);
             acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block(w0 + b * 32, x)),
                                    _mm256_broadcast_ss(sd0 + b * 32 / G), acc0);
             if (R == 2)
@@ -141,7 +146,8 @@ INLINE void qrows(const uint8_t *w0, const uint8_t *w1, const float *sd0, const 
     *a1 = acc1;
 }
 
-/* Row k's per-group products sd = scale * d[t] into out, and its bias term sum_g bias_g * s[t][g]. */
+/* Row k's per-group products sd = scale * d[t] into out, and its bias term sum_g bias_g * s[t][g].
+ */
 static float row_prep(const brisk_tensor *W, int64_t r, const float *d, const float *sx, float *sd,
                       float *bs) {
     const int64_t ng = W->cols / W->group_size;
@@ -197,7 +203,9 @@ static void avx2_quant(const float *x, int64_t cols, int G, int bits, int16_t *q
 
 /* Rows [r0, r1) for the n (< BRISK_GEMM_MIN_N) tokens of a decode step: two rows at a time share
  * the activation loads; per row pair each token is a pass over 2 rows that stay in L1.
- * Decode: a thread streams its rows once, sequentially (rows are contiguous in the file). */
+ * Decode: a thread streams its rows once, sequentially (rows are contiguous in the file).
+ * Measured (AMD EPYC Zen 3 VM, 4-bit g64, 2048 cols): 10-11.6 GB/s per core with the weights in
+ * L2, 8.2 GB/s per core from DRAM: compute-bound (~17 vector ops per 32 bytes), not memory. */
 static void avx2_qmm(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratch *s) {
     const brisk_tensor *W = m->W;
     const brisk_qact *qa = m->qa;
@@ -213,17 +221,23 @@ static void avx2_qmm(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratc
             const float bt0 = row_prep(W, r, d, sx, sd0, bs);
             const float bt1 = R == 2 ? row_prep(W, r + 1, d, sx, sd1, bs) : 0.0f;
             __m256 a0, a1;
-#define QROWS(B, GG)                                                                              \
-    (R == 2 ? qrows(w0, w1, sd0, sd1, q, cols, B, GG, 2, &a0, &a1)                                \
+#define QROWS(B, GG)                                                                               \
+    (R == 2 ? qrows(w0, w1, sd0, sd1, q, cols, B, GG, 2, &a0, &a1)                                 \
             : qrows(w0, w1, sd0, sd1, q, cols, B, GG, 1, &a0, &a1))
             if (bits == 4) {
-                if (G == 32) QROWS(4, 32);
-                else if (G == 64) QROWS(4, 64);
-                else QROWS(4, 128);
+                if (G == 32)
+                    QROWS(4, 32);
+                else if (G == 64)
+                    QROWS(4, 64);
+                else
+                    QROWS(4, 128);
             } else {
-                if (G == 32) QROWS(8, 32);
-                else if (G == 64) QROWS(8, 64);
-                else QROWS(8, 128);
+                if (G == 32)
+                    QROWS(8, 32);
+                else if (G == 64)
+                    QROWS(8, 64);
+                else
+                    QROWS(8, 128);
             }
 #undef QROWS
             float *y = m->y + (size_t)t * W->rows;
@@ -247,8 +261,12 @@ static const brisk_cpu_isa AVX2 = {
     .row_f32 = avx2_row_f32,
 };
 
-const brisk_cpu_isa *brisk_cpu_isa_avx2(void) { return &AVX2; }
+const brisk_cpu_isa *brisk_cpu_isa_avx2(void) {
+    return &AVX2;
+}
 
 #else
-const brisk_cpu_isa *brisk_cpu_isa_avx2(void) { return NULL; }
+const brisk_cpu_isa *brisk_cpu_isa_avx2(void) {
+    return NULL;
+}
 #endif

@@ -28,7 +28,7 @@ struct brisk_pool {
     struct worker_arg {
         brisk_pool *p;
         int ith;
-    } *args;
+    } * args;
 };
 
 static void *worker(void *v) {
@@ -96,7 +96,9 @@ void brisk_pool_destroy(brisk_pool *p) {
     free(p);
 }
 
-int brisk_pool_size(const brisk_pool *p) { return p->n; }
+int brisk_pool_size(const brisk_pool *p) {
+    return p->n;
+}
 
 void brisk_pool_run(brisk_pool *p, brisk_pool_fn fn, void *arg) {
     if (p->n == 1) {
