@@ -38,3 +38,8 @@ if(BRISK_CUDA)
   set_tests_properties(test_stories_gpu test_goldens_gpu test_ops_cuda PROPERTIES
     LABELS gpu SKIP_RETURN_CODE 77)
 endif()
+# The same model checks on the fast CPU backend (backend/cpu/, issue 6).
+add_test(NAME test_stories_cpu COMMAND test_stories ${BRISK_SHARED} cpu)
+set_tests_properties(test_stories_cpu PROPERTIES LABELS model)
+add_test(NAME test_goldens_cpu COMMAND test_goldens ${BRISK_GOLDEN} cpu)
+set_tests_properties(test_goldens_cpu PROPERTIES LABELS model)

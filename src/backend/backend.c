@@ -8,9 +8,9 @@ brisk_status brisk_backend_create(brisk_backend_kind kind, const brisk_backend_i
     switch (kind) {
     case BRISK_BACKEND_AUTO:
         if (brisk_backend_cuda_available()) return brisk_backend_cuda_create(init, out);
-        return brisk_backend_ref_create(init, out);
+        return brisk_backend_cpu_create(init, out);
     case BRISK_BACKEND_CUDA: return brisk_backend_cuda_create(init, out);
-    case BRISK_BACKEND_CPU:
+    case BRISK_BACKEND_CPU: return brisk_backend_cpu_create(init, out);
     case BRISK_BACKEND_CPU_REF: return brisk_backend_ref_create(init, out);
     }
     *out = NULL;

@@ -146,6 +146,9 @@ brisk_status brisk_backend_create(brisk_backend_kind kind, const brisk_backend_i
 /* The scalar reference backend (ops_ref.c): the oracle every other path is tested against. */
 brisk_status brisk_backend_ref_create(const brisk_backend_init *init, brisk_backend **out);
 
+/* The fast CPU backend (backend/cpu/): the best ISA this CPU has, threaded over init.n_threads. */
+brisk_status brisk_backend_cpu_create(const brisk_backend_init *init, brisk_backend **out);
+
 /* The CUDA backend (backend/cuda/, or cuda_stub.c when built without CUDA). available() says
  * whether a usable card is present; unavailable() says why not (one line). */
 bool brisk_backend_cuda_available(void);

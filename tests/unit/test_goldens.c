@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* relative L2 of the logits: the reference path measures ~2e-7 (issue 2 asks 1e-4); the CUDA
- * backend (float16 KV cache, half tensor-core prefill) is held to issue 7's 2e-2. */
+/* Relative L2 of the logits. The reference backend: measured ~2e-7, issue 2 asks 1e-4. The fast
+ * CPU backend (argv[2] = "cpu"): issue 6 asks 1e-2. The CUDA backend (argv[2] = "cuda"; float16
+ * KV cache, half tensor-core prefill): issue 7 asks 2e-2. */
 static double TOL = 1e-5;
 static brisk_backend_kind BACKEND = BRISK_BACKEND_CPU_REF;
 static int skipped;
+static double worst;
 
 static float *read_f32(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -89,6 +91,7 @@ static void check_fixture(const char *golden, const char *name) {
                   (size_t)n * V);
         double e = cnt == (size_t)n * V ? rel_l2(logits, ref, cnt) : 1.0;
         CHECK_MSG(e <= TOL, "%s: %s rel L2 %.3g > %.0e", name, refs[r], e, TOL);
+        if (e > worst) worst = e;
         printf("  %-14s %9.2e", refs[r], e);
         free(ref);
     }
@@ -104,6 +107,7 @@ static void check_fixture(const char *golden, const char *name) {
             CHECK(brisk_context_eval(ctx, 0, toks + 8 + i, 1, logits + i * V, true) == BRISK_OK);
         double e = rel_l2(logits, dec, 4 * V);
         CHECK_MSG(e <= TOL, "%s: decode rel L2 %.3g", name, e);
+        if (e > worst) worst = e;
         printf("  %-14s %9.2e", "decode", e);
     }
     printf("\n");
@@ -116,6 +120,7 @@ static void check_fixture(const char *golden, const char *name) {
 int main(int argc, char **argv) {
     const char *golden = argc > 1 ? argv[1] : "tests/golden";
     if (argc > 2 && !strcmp(argv[2], "cuda")) BACKEND = BRISK_BACKEND_CUDA, TOL = 2e-2;
+    if (argc > 2 && !strcmp(argv[2], "cpu")) BACKEND = BRISK_BACKEND_CPU, TOL = 1e-2;
     static const char *const fixtures[] = {
         "llama-bf16",   "llama-q4g64",   "llama-q8g32",       "llama-mixed",
         "llama-f16",    "llama-f32",     "llama-linear-rope", "llama-ropeparams",
@@ -126,5 +131,6 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
         check_fixture(golden, fixtures[i]);
     if (skipped) return 77;
+    printf("worst rel L2 %.3g (tolerance %.0e)\n", worst, TOL);
     CHECK_DONE();
 }

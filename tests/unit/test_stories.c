@@ -9,8 +9,11 @@
 #include <string.h>
 
 static const char *SHARED;
-/* The reference path is held to float64-level agreement; the CUDA backend (float16 KV cache,
- * half tensor-core prefill) to issue 7's 2e-2 and a greedy run that may part at a near tie. */
+/* The reference path is held to float64-level agreement. argv[2] = "cpu": the fast CPU backend
+ * decodes 4/8-bit weights against int16 activations (measured ~1.4e-4 on the MLX folders) while
+ * its prefill GEMM is f32, so both tolerances are 1e-3 there (issue 6 asks 1e-2). argv[2] =
+ * "cuda": float16 KV cache and half tensor-core prefill, issue 7's 2e-2, and a greedy run that
+ * may part at a near tie. */
 static brisk_backend_kind BACKEND = BRISK_BACKEND_CPU_REF;
 static double TOL0 = 1e-4, TOLC = 1e-5;
 static int MIN_MATCH = 200, skipped;
@@ -177,6 +180,7 @@ int main(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[2], "cuda")) {
         BACKEND = BRISK_BACKEND_CUDA, TOL0 = 2e-2, TOLC = 2e-2, MIN_MATCH = 50;
     }
+    if (argc > 2 && !strcmp(argv[2], "cpu")) BACKEND = BRISK_BACKEND_CPU, TOL0 = TOLC = 1e-3;
     test_folder("stories260K-hf-f32");
     test_folder("stories260K-hf-bf16");
     test_folder("stories260K-mlx-4bit");

@@ -7,6 +7,18 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
+
+/* Clock of core 0 in GHz from /proc/cpuinfo (0 when unknown): the FMA-peak estimate's clock. */
+static double cpu_ghz(void) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    double mhz = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "cpu MHz", 7) && sscanf(strchr(line, ':') + 1, "%lf", &mhz) == 1) break;
+    if (f) fclose(f);
+    return mhz / 1000.0;
+}
 
 static const char USAGE[] =
     "usage: brisk bench (--model DIR | --shape NAME [--quant Q]) [-p N] [-n N] [-r N]\n"
@@ -64,6 +76,10 @@ int brisk_cmd_bench(int argc, char **argv) {
     }
     if (!model_dir == !shape) return brisk_cli_usage("bench", USAGE, "give exactly one of --model and --shape");
     if (reps < 1) reps = 1;
+    if (threads == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = c > 0 ? (int)c : 1;
+    }
     if (n_prompt + n_gen == 0) return brisk_cli_usage("bench", USAGE, "-p and -n are both 0");
     brisk_model_params mp = brisk_model_default_params();
     mp.n_threads = threads;
@@ -134,6 +150,16 @@ int brisk_cmd_bench(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     const double peak_gb = ru.ru_maxrss / 1048576.0;
     const double bpt = (double)info.decode_bytes, gbps = best_tg * bpt / 1e9;
+    /* Prefill FLOPs: 2 per weight of the layers per token, one logits row, and attention
+     * (q.k and p.v over p+1 positions: 4 * n_head * head_dim * (p+1) per layer). */
+    const double embd = (double)info.n_vocab * info.n_embd;
+    const double layer_w = (double)info.n_params - embd * (info.tied_embeddings ? 1 : 2);
+    const double attn = 2.0 * info.n_layer * info.n_head * info.head_dim * (double)n_prompt *
+                        (n_prompt + 1);
+    const double pp_flop = 2 * layer_w * n_prompt + 2 * embd + attn;
+    const double pp_gflops = best_pp > 0 ? pp_flop * best_pp / n_prompt / 1e9 : 0;
+    /* AVX2 peak: 2 FMA pipes x 8 floats x 2 flops per cycle per core. */
+    const double ghz = cpu_ghz(), peak = threads * 32.0 * ghz;
     const char *name = model_dir ? model_dir : shape;
     const char *q = model_dir ? "file" : quant;
     const char *be = brisk_context_backend_name(ctx);
@@ -141,14 +167,20 @@ int brisk_cmd_bench(int argc, char **argv) {
         printf("{\"shape\": \"%s\", \"quant\": \"%s\", \"backend\": \"%s\", \"threads\": %d, "
                "\"n_prompt\": %d, \"n_gen\": %d, \"prompt_tps\": %.2f, \"gen_tps\": %.2f, "
                "\"bytes_per_token\": %.0f, \"gbps\": %.2f, \"measured_gbps\": %.2f, "
-               "\"floor_fraction\": %.4f, \"params\": %llu, \"load_s\": %.3f, \"peak_rss_gb\": %.3f}\n",
+               "\"floor_fraction\": %.4f, \"params\": %llu, \"load_s\": %.3f, \"peak_rss_gb\": %.3f, "
+               "\"prompt_gflops\": %.1f, \"fma_peak_gflops\": %.1f}\n",
                name, q, be, threads, n_prompt, n_gen, best_pp, best_tg, bpt, gbps, bw,
-               bw > 0 ? gbps / bw : 0, (unsigned long long)info.n_params, t_load, peak_gb);
+               bw > 0 ? gbps / bw : 0, (unsigned long long)info.n_params, t_load, peak_gb,
+               pp_gflops, peak);
     } else {
         printf("model        %s (%s, %.2fB params, %.3f GB read per token)\n", name, q,
                info.n_params / 1e9, bpt / 1e9);
         printf("backend      %s, threads %d\n", be, threads);
-        if (n_prompt) printf("prompt       %d tokens: %.2f tok/s\n", n_prompt, best_pp);
+        if (n_prompt)
+            printf("prompt       %d tokens: %.2f tok/s = %.1f GFLOP/s (%.0f%% of the %.0f GFLOP/s "
+                   "FMA peak of %d cores at %.2f GHz)\n",
+                   n_prompt, best_pp, pp_gflops, peak > 0 ? 100 * pp_gflops / peak : 0, peak,
+                   threads, ghz);
         if (n_gen) {
             printf("generation   %d tokens: %.2f tok/s = %.2f GB/s\n", n_gen, best_tg, gbps);
             printf("bandwidth    %.2f GB/s measured read -> %.1f%% of the floor (%.2f tok/s)\n", bw,
