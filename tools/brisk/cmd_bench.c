@@ -1,5 +1,6 @@
 /* cmd_bench.c: `brisk bench`: prompt and generation speed of a model folder or of a named real
- * shape with random weights, reported as tok/s and as a fraction of the measured bandwidth floor. */
+ * shape with random weights, reported as tok/s and as a fraction of the measured bandwidth floor.
+ */
 #include "cli.h"
 
 #include <stdio.h>
@@ -22,12 +23,16 @@ static double cpu_ghz(void) {
 
 static const char USAGE[] =
     "usage: brisk bench (--model DIR | --shape NAME [--quant Q]) [-p N] [-n N] [-r N]\n"
-    "                   [--backend auto|cpu|ref|cuda] [--threads N] [--json]\n"
+    "                   [-b N [--ctx N]] [--backend auto|cpu|ref|cuda] [--threads N] [--json]\n"
     "  --shape NAME   random weights of a real shape: see brisk_synthetic_shapes()\n"
-    "  --quant Q      weight format of --shape: q4g64 (default), q8g32, q<bits>g<group>, bf16, f16, f32\n"
+    "  --quant Q      weight format of --shape: q4g64 (default), q8g32, q<bits>g<group>, bf16, "
+    "f16, f32\n"
     "  -p N           prompt tokens to prefill (default 512; 0 skips)\n"
     "  -n N           tokens to generate one at a time (default 128; 0 skips)\n"
     "  -r N           repetitions; the best run is reported (default 3)\n"
+    "  -b N           decode N sequences together in one step (continuous batching); gen tok/s is\n"
+    "                 summed over them (default 1)\n"
+    "  --ctx N        with -b: tokens each sequence holds before the timed steps (default -p)\n"
     "  --json         one JSON object per line instead of the table\n";
 
 static double now_s(void) {
@@ -46,7 +51,7 @@ static int parse_int(const char *v, int *out) {
 
 int brisk_cmd_bench(int argc, char **argv) {
     const char *model_dir = NULL, *shape = NULL, *quant = "q4g64", *backend = "auto";
-    int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, json = 0;
+    int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, json = 0, batch = 1, ctx_len = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -58,36 +63,53 @@ int brisk_cmd_bench(int argc, char **argv) {
             json = 1;
             continue;
         }
-        if (i + 1 >= argc) return brisk_cli_usage("bench", USAGE, "unknown or incomplete option '%s'", a);
+        if (i + 1 >= argc)
+            return brisk_cli_usage("bench", USAGE, "unknown or incomplete option '%s'", a);
         const char *v = argv[++i];
-        int *num = !strcmp(a, "-p") || !strcmp(a, "--n-prompt") ? &n_prompt
-                   : !strcmp(a, "-n") || !strcmp(a, "--n-gen")  ? &n_gen
+        int *num = !strcmp(a, "-p") || !strcmp(a, "--n-prompt")      ? &n_prompt
+                   : !strcmp(a, "-n") || !strcmp(a, "--n-gen")       ? &n_gen
                    : !strcmp(a, "-r") || !strcmp(a, "--repetitions") ? &reps
                    : !strcmp(a, "--threads") || !strcmp(a, "-t")     ? &threads
+                   : !strcmp(a, "-b") || !strcmp(a, "--batch")       ? &batch
+                   : !strcmp(a, "--ctx")                             ? &ctx_len
                                                                      : NULL;
         if (num) {
             if (!parse_int(v, num))
-                return brisk_cli_usage("bench", USAGE, "%s expects a non-negative integer, got '%s'", a, v);
-        } else if (!strcmp(a, "--model")) model_dir = v;
-        else if (!strcmp(a, "--shape")) shape = v;
-        else if (!strcmp(a, "--quant")) quant = v;
-        else if (!strcmp(a, "--backend")) backend = v;
-        else return brisk_cli_usage("bench", USAGE, "unknown option '%s'", a);
+                return brisk_cli_usage("bench", USAGE,
+                                       "%s expects a non-negative integer, got '%s'", a, v);
+        } else if (!strcmp(a, "--model"))
+            model_dir = v;
+        else if (!strcmp(a, "--shape"))
+            shape = v;
+        else if (!strcmp(a, "--quant"))
+            quant = v;
+        else if (!strcmp(a, "--backend"))
+            backend = v;
+        else
+            return brisk_cli_usage("bench", USAGE, "unknown option '%s'", a);
     }
-    if (!model_dir == !shape) return brisk_cli_usage("bench", USAGE, "give exactly one of --model and --shape");
+    if (!model_dir == !shape)
+        return brisk_cli_usage("bench", USAGE, "give exactly one of --model and --shape");
     if (reps < 1) reps = 1;
     if (threads == 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         threads = c > 0 ? (int)c : 1;
     }
     if (n_prompt + n_gen == 0) return brisk_cli_usage("bench", USAGE, "-p and -n are both 0");
+    if (batch < 1 || batch > 1024) return brisk_cli_usage("bench", USAGE, "-b must be in 1..1024");
+    if (ctx_len < 0) ctx_len = n_prompt;
     brisk_model_params mp = brisk_model_default_params();
     mp.n_threads = threads;
-    if (!strcmp(backend, "auto")) mp.backend = BRISK_BACKEND_AUTO;
-    else if (!strcmp(backend, "cpu")) mp.backend = BRISK_BACKEND_CPU;
-    else if (!strcmp(backend, "ref")) mp.backend = BRISK_BACKEND_CPU_REF;
-    else if (!strcmp(backend, "cuda")) mp.backend = BRISK_BACKEND_CUDA;
-    else return brisk_cli_usage("bench", USAGE, "unknown backend '%s'", backend);
+    if (!strcmp(backend, "auto"))
+        mp.backend = BRISK_BACKEND_AUTO;
+    else if (!strcmp(backend, "cpu"))
+        mp.backend = BRISK_BACKEND_CPU;
+    else if (!strcmp(backend, "ref"))
+        mp.backend = BRISK_BACKEND_CPU_REF;
+    else if (!strcmp(backend, "cuda"))
+        mp.backend = BRISK_BACKEND_CUDA;
+    else
+        return brisk_cli_usage("bench", USAGE, "unknown backend '%s'", backend);
 
     brisk_model *model = NULL;
     brisk_context *ctx = NULL;
@@ -101,8 +123,9 @@ int brisk_cmd_bench(int argc, char **argv) {
     brisk_model_info info;
     brisk_model_get_info(model, &info);
     brisk_context_params cp = brisk_context_default_params();
-    cp.n_ctx = n_prompt + n_gen + 1;
-    cp.n_batch = n_prompt > 0 ? n_prompt : 1;
+    cp.n_ctx = (batch > 1 ? (ctx_len > n_prompt ? ctx_len : n_prompt) : n_prompt) + n_gen + 1;
+    cp.n_seq_max = batch;
+    cp.n_batch = n_prompt > batch ? n_prompt : batch;
     if ((st = brisk_context_create(model, &cp, &ctx)) != BRISK_OK) {
         rc = brisk_cli_fail("bench", "cannot create context", st);
         goto done;
@@ -112,10 +135,11 @@ int brisk_cmd_bench(int argc, char **argv) {
         rc = brisk_cli_fail("bench", "cannot measure bandwidth", st);
         goto done;
     }
-    toks = malloc(sizeof *toks * (size_t)(n_prompt + n_gen + 1));
+    const int n_toks = cp.n_ctx + batch;
+    toks = malloc(sizeof *toks * (size_t)n_toks);
     if (!toks) goto done;
     uint64_t rng = 12345;
-    for (int i = 0; i < n_prompt + n_gen + 1; i++) {
+    for (int i = 0; i < n_toks; i++) {
         rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
         toks[i] = (int32_t)((rng >> 33) % (uint64_t)info.n_vocab);
     }
@@ -131,7 +155,7 @@ int brisk_cmd_bench(int argc, char **argv) {
             double tps = n_prompt / (now_s() - t0);
             if (tps > best_pp) best_pp = tps;
         }
-        if (n_gen > 0) {
+        if (n_gen > 0 && batch == 1) {
             /* Decode steps compute the last position's logits, as generation does. */
             float *logits = malloc(sizeof(float) * (size_t)info.n_vocab);
             t0 = now_s();
@@ -144,45 +168,79 @@ int brisk_cmd_bench(int argc, char **argv) {
                 goto done;
             }
             if (tps > best_tg) best_tg = tps;
+        } else if (n_gen > 0) {
+            /* Continuous batching: every sequence holds ctx_len tokens, then all step together,
+             * each step producing every sequence's logits. */
+            int *seqs = malloc(sizeof *seqs * (size_t)batch);
+            float *logits = malloc(sizeof(float) * (size_t)info.n_vocab * (size_t)batch);
+            for (int b = 0; b < batch && seqs && logits && st == BRISK_OK; b++) {
+                seqs[b] = b;
+                brisk_context_seq_truncate(ctx, b, 0);
+                if (ctx_len > 0) st = brisk_context_eval(ctx, b, toks + b, ctx_len, NULL, true);
+            }
+            t0 = now_s();
+            for (int i = 0; i < n_gen && seqs && logits && st == BRISK_OK; i++)
+                st = brisk_context_decode_batch(ctx, seqs, toks + ctx_len + i, batch, logits);
+            double tps = (double)batch * n_gen / (now_s() - t0);
+            int oom = !seqs || !logits;
+            free(seqs);
+            free(logits);
+            if (oom || st != BRISK_OK) {
+                rc = oom ? BRISK_EXIT_FAIL : brisk_cli_fail("bench", "batched decode failed", st);
+                goto done;
+            }
+            if (tps > best_tg) best_tg = tps;
         }
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const double peak_gb = ru.ru_maxrss / 1048576.0;
-    const double bpt = (double)info.decode_bytes, gbps = best_tg * bpt / 1e9;
+    /* Weight bytes per step; a batched step reads them once for all its sequences. */
+    const double bpt = (double)info.decode_bytes, gbps = best_tg / batch * bpt / 1e9;
     /* Prefill FLOPs: 2 per weight of the layers per token, one logits row, and attention
      * (q.k and p.v over p+1 positions: 4 * n_head * head_dim * (p+1) per layer). */
     const double embd = (double)info.n_vocab * info.n_embd;
     const double layer_w = (double)info.n_params - embd * (info.tied_embeddings ? 1 : 2);
-    const double attn = 2.0 * info.n_layer * info.n_head * info.head_dim * (double)n_prompt *
-                        (n_prompt + 1);
+    const double attn =
+        2.0 * info.n_layer * info.n_head * info.head_dim * (double)n_prompt * (n_prompt + 1);
     const double pp_flop = 2 * layer_w * n_prompt + 2 * embd + attn;
     const double pp_gflops = best_pp > 0 ? pp_flop * best_pp / n_prompt / 1e9 : 0;
     /* AVX2 peak: 2 FMA pipes x 8 floats x 2 flops per cycle per core. */
-    const double ghz = cpu_ghz(), peak = threads * 32.0 * ghz;
+    const char *be = brisk_context_backend_name(ctx);
+    const int on_cpu = !strncmp(be, "cpu", 3);
+    const double ghz = on_cpu ? cpu_ghz() : 0, peak = threads * 32.0 * ghz;
     const char *name = model_dir ? model_dir : shape;
     const char *q = model_dir ? "file" : quant;
-    const char *be = brisk_context_backend_name(ctx);
     if (json) {
-        printf("{\"shape\": \"%s\", \"quant\": \"%s\", \"backend\": \"%s\", \"threads\": %d, "
-               "\"n_prompt\": %d, \"n_gen\": %d, \"prompt_tps\": %.2f, \"gen_tps\": %.2f, "
-               "\"bytes_per_token\": %.0f, \"gbps\": %.2f, \"measured_gbps\": %.2f, "
-               "\"floor_fraction\": %.4f, \"params\": %llu, \"load_s\": %.3f, \"peak_rss_gb\": %.3f, "
-               "\"prompt_gflops\": %.1f, \"fma_peak_gflops\": %.1f}\n",
-               name, q, be, threads, n_prompt, n_gen, best_pp, best_tg, bpt, gbps, bw,
-               bw > 0 ? gbps / bw : 0, (unsigned long long)info.n_params, t_load, peak_gb,
-               pp_gflops, peak);
+        printf(
+            "{\"shape\": \"%s\", \"quant\": \"%s\", \"backend\": \"%s\", \"threads\": %d, "
+            "\"n_prompt\": %d, \"n_gen\": %d, \"batch\": %d, \"ctx\": %d, \"prompt_tps\": %.2f, "
+            "\"gen_tps\": %.2f, "
+            "\"bytes_per_token\": %.0f, \"gbps\": %.2f, \"measured_gbps\": %.2f, "
+            "\"floor_fraction\": %.4f, \"params\": %llu, \"load_s\": %.3f, \"peak_rss_gb\": %.3f, "
+            "\"prompt_gflops\": %.1f, \"fma_peak_gflops\": %.1f}\n",
+            name, q, be, threads, n_prompt, n_gen, batch, ctx_len, best_pp, best_tg, bpt, gbps, bw,
+            bw > 0 ? gbps / bw : 0, (unsigned long long)info.n_params, t_load, peak_gb, pp_gflops,
+            peak);
     } else {
         printf("model        %s (%s, %.2fB params, %.3f GB read per token)\n", name, q,
                info.n_params / 1e9, bpt / 1e9);
         printf("backend      %s, threads %d\n", be, threads);
-        if (n_prompt)
+        if (n_prompt && on_cpu)
             printf("prompt       %d tokens: %.2f tok/s = %.1f GFLOP/s (%.0f%% of the %.0f GFLOP/s "
                    "FMA peak of %d cores at %.2f GHz)\n",
                    n_prompt, best_pp, pp_gflops, peak > 0 ? 100 * pp_gflops / peak : 0, peak,
                    threads, ghz);
-        if (n_gen) {
+        else if (n_prompt)
+            printf("prompt       %d tokens: %.2f tok/s = %.1f GFLOP/s\n", n_prompt, best_pp,
+                   pp_gflops);
+        if (n_gen && batch > 1)
+            printf("generation   %d steps x %d sequences at context %d: %.2f tok/s summed "
+                   "(%.2f steps/s = %.2f GB/s of weights)\n",
+                   n_gen, batch, ctx_len, best_tg, best_tg / batch, gbps);
+        else if (n_gen)
             printf("generation   %d tokens: %.2f tok/s = %.2f GB/s\n", n_gen, best_tg, gbps);
+        if (n_gen) {
             printf("bandwidth    %.2f GB/s measured read -> %.1f%% of the floor (%.2f tok/s)\n", bw,
                    100 * gbps / bw, bw * 1e9 / bpt);
         }
