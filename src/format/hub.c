@@ -1,6 +1,6 @@
 /* hub.c: resolves a model reference (a folder or a Hugging Face repo id) to a local folder in the
  * HF cache layout shared with Python tools, downloading missing files with libcurl. */
-#include "brisk.h"
+#include "format/hub_internal.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 
@@ -21,16 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Every message of the download path names the public entry point the caller used. */
-#define HUB_FN         "brisk_hub_resolve"
-#define HUB_MAX_HOPS   8                  /* redirects followed per file */
-#define HUB_LIST_MAX   ((size_t)64 << 20) /* cap on the file-list JSON */
-#define HUB_DEFAULT_EP "https://huggingface.co"
-
 /* ---- small string and environment helpers ---------------------------------------------------- */
 
-static char *hub_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *hub_fmt(const char *fmt, ...) {
+char *brisk_hub_fmt(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
@@ -60,7 +53,8 @@ static bool hub_env_true(const char *name) {
 /* "~" and "~/x" expanded with $HOME, as Python's expanduser does for these variables. */
 static char *hub_expand_user(const char *p) {
     const char *home = hub_env("HOME");
-    if (p[0] == '~' && (p[1] == 0 || p[1] == '/') && home) return hub_fmt("%s%s", home, p + 1);
+    if (p[0] == '~' && (p[1] == 0 || p[1] == '/') && home)
+        return brisk_hub_fmt("%s%s", home, p + 1);
     return strdup(p);
 }
 
@@ -157,7 +151,7 @@ static char *hub_flat_name(const char *file) {
 }
 
 /* A URL without its query string, for messages (signed CDN URLs carry credentials there). */
-static void hub_url_for_msg(const char *url, char *out, size_t cap) {
+void brisk_hub_url_for_msg(const char *url, char *out, size_t cap) {
     size_t n = strcspn(url, "?#");
     if (n >= cap) n = cap - 1;
     memcpy(out, url, n);
@@ -196,7 +190,7 @@ static bool hub_mkdirs_parent(const char *path) {
 
 /* Writes `text` to `path` through a temporary name and rename(), so readers see old or new. */
 static bool hub_write_atomic(const char *path, const char *text) {
-    char *tmp = hub_fmt("%s.brisk-tmp-%ld", path, (long)getpid());
+    char *tmp = brisk_hub_fmt("%s.brisk-tmp-%ld", path, (long)getpid());
     if (!tmp) return false;
     FILE *f = fopen(tmp, "wb");
     bool ok = f && fwrite(text, 1, strlen(text), f) == strlen(text);
@@ -225,7 +219,7 @@ static brisk_status hub_home_dir(const char *fn, char **out) {
         if (x) p = brisk_path_join(x, "huggingface");
         free(x);
     } else if ((v = hub_env("HOME"))) {
-        p = hub_fmt("%s/.cache/huggingface", v);
+        p = brisk_hub_fmt("%s/.cache/huggingface", v);
     } else {
         return brisk_errorf(BRISK_ERR_NOT_FOUND,
                             "%s: cannot place the Hugging Face cache: none of HF_HUB_CACHE, "
@@ -292,296 +286,6 @@ static char *hub_token(void) {
     return tok;
 }
 
-/* ---- HTTP --------------------------------------------------------------------------------- */
-
-static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
-static CURLcode g_curl_init_rc;
-static void hub_curl_global_init(void) {
-    g_curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-/* One resolve: the curl handle (reused so connections are kept alive) and what every request
- * needs to know. */
-typedef struct hub_ctx {
-    CURL *curl;
-    char *endpoint; /* no trailing '/' */
-    char *origin;   /* "scheme://host:port" of the endpoint: the only place the token goes */
-    char *auth;     /* "Authorization: Bearer ..." or NULL */
-    const char *repo;
-    bool progress;
-    char errbuf[CURL_ERROR_SIZE];
-} hub_ctx;
-
-/* What one response said, from its headers. */
-typedef struct hub_resp {
-    long status;
-    char etag[256], linked_etag[256], error_msg[256];
-    int64_t content_length, linked_size, range_start, range_total;
-    bool body_started;
-} hub_resp;
-
-/* One request's sinks: memory (file list) or the .incomplete file. */
-typedef struct hub_xfer {
-    hub_resp resp;
-    char *mem; /* memory sink, NUL-terminated */
-    size_t mem_len, mem_cap;
-    bool mem_overflow;
-    int fd; /* file sink (-1 for memory) */
-    int64_t have;
-    bool range_mismatch;
-    int write_errno;
-    const char *name; /* progress bar */
-    double t0, last_print;
-    curl_off_t last_now;
-    bool printed;
-} hub_xfer;
-
-static double hub_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* "scheme://host:port" of a URL, lower-cased; NULL when it does not parse. */
-static char *hub_origin(const char *url) {
-    CURLU *u = curl_url();
-    if (!u) return NULL;
-    char *scheme = NULL, *host = NULL, *port = NULL, *out = NULL;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK)
-        out = hub_fmt("%s://%s:%s", scheme, host, port);
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    curl_url_cleanup(u);
-    if (out)
-        for (char *p = out; *p; p++)
-            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
-    return out;
-}
-
-/* Copies a header value, trimmed; for ETags also drops a W/ prefix and the quotes. */
-static void hub_copy_value(char *dst, size_t cap, const char *v, size_t n, bool etag) {
-    while (n && (*v == ' ' || *v == '\t')) v++, n--;
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n')) n--;
-    if (etag) {
-        if (n >= 2 && v[0] == 'W' && v[1] == '/') v += 2, n -= 2;
-        if (n >= 2 && v[0] == '"' && v[n - 1] == '"') v++, n -= 2;
-    }
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, v, n);
-    dst[n] = 0;
-}
-
-static bool hub_header_is(const char *buf, size_t n, const char *name) {
-    return strlen(name) == n && strncasecmp(buf, name, n) == 0;
-}
-
-static size_t hub_on_header(char *buf, size_t size, size_t nitems, void *ud) {
-    hub_xfer *x = ud;
-    size_t len = size * nitems;
-    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) { /* a new response starts */
-        memset(&x->resp, 0, sizeof x->resp);
-        x->resp.content_length = x->resp.linked_size = -1;
-        x->resp.range_start = x->resp.range_total = -1;
-        const char *sp = memchr(buf, ' ', len);
-        if (sp) x->resp.status = strtol(sp + 1, NULL, 10);
-        return len;
-    }
-    const char *colon = memchr(buf, ':', len);
-    if (!colon) return len;
-    size_t nl = (size_t)(colon - buf), vl = len - nl - 1;
-    const char *v = colon + 1;
-    char tmp[256];
-    hub_resp *r = &x->resp;
-    if (hub_header_is(buf, nl, "etag")) {
-        hub_copy_value(r->etag, sizeof r->etag, v, vl, true);
-    } else if (hub_header_is(buf, nl, "x-linked-etag")) {
-        hub_copy_value(r->linked_etag, sizeof r->linked_etag, v, vl, true);
-    } else if (hub_header_is(buf, nl, "x-error-message")) {
-        hub_copy_value(r->error_msg, sizeof r->error_msg, v, vl, false);
-    } else if (hub_header_is(buf, nl, "content-length")) {
-        hub_copy_value(tmp, sizeof tmp, v, vl, false);
-        r->content_length = strtoll(tmp, NULL, 10);
-    } else if (hub_header_is(buf, nl, "x-linked-size")) {
-        hub_copy_value(tmp, sizeof tmp, v, vl, false);
-        r->linked_size = strtoll(tmp, NULL, 10);
-    } else if (hub_header_is(buf, nl, "content-range")) {
-        hub_copy_value(tmp, sizeof tmp, v, vl, false);
-        long long a, b, t;
-        if (sscanf(tmp, "bytes %lld-%lld/%lld", &a, &b, &t) == 3) {
-            r->range_start = a;
-            r->range_total = t;
-        } else if (sscanf(tmp, "bytes %lld-%lld/*", &a, &b) == 2) {
-            r->range_start = a;
-        }
-    }
-    return len;
-}
-
-static size_t hub_on_body(char *buf, size_t size, size_t nitems, void *ud) {
-    hub_xfer *x = ud;
-    size_t len = size * nitems;
-    long st = x->resp.status;
-    if (x->fd < 0) { /* memory sink: keep only a successful answer, within the cap */
-        if (st != 200) return len;
-        if (x->mem_len + len + 1 > HUB_LIST_MAX) {
-            x->mem_overflow = true;
-            return 0;
-        }
-        if (x->mem_len + len + 1 > x->mem_cap) {
-            size_t cap = x->mem_cap ? x->mem_cap : 4096;
-            while (cap < x->mem_len + len + 1) cap *= 2;
-            char *m = realloc(x->mem, cap);
-            if (!m) {
-                x->write_errno = ENOMEM;
-                return 0;
-            }
-            x->mem = m;
-            x->mem_cap = cap;
-        }
-        memcpy(x->mem + x->mem_len, buf, len);
-        x->mem_len += len;
-        x->mem[x->mem_len] = 0;
-        return len;
-    }
-    if (st != 200 && st != 206) return len; /* redirect or error page: not the file */
-    if (!x->resp.body_started) {
-        x->resp.body_started = true;
-        if (st == 206 && x->resp.range_start != x->have) {
-            x->range_mismatch = true;
-            return 0;
-        }
-        if (st == 200) x->have = 0; /* the server ignored Range (or none was sent): restart */
-        if (ftruncate(x->fd, x->have) != 0 || lseek(x->fd, x->have, SEEK_SET) < 0) {
-            x->write_errno = errno;
-            return 0;
-        }
-    }
-    for (size_t off = 0; off < len;) {
-        ssize_t w = write(x->fd, buf + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            x->write_errno = w < 0 ? errno : EIO;
-            return 0;
-        }
-        off += (size_t)w;
-    }
-    return len;
-}
-
-static int hub_on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                           curl_off_t ulnow) {
-    hub_xfer *x = ud;
-    if (x->resp.status != 200 && x->resp.status != 206) return 0;
-    double now = hub_now();
-    bool last = dltotal > 0 && dlnow == dltotal; /* the full line once, then at most 10 Hz */
-    if (last ? dlnow == x->last_now : now - x->last_print < 0.1) return 0;
-    x->last_print = now;
-    x->last_now = dlnow;
-    int64_t base = x->resp.status == 206 ? x->have : 0;
-    double done = (double)(base + dlnow) / 1e6;
-    double total = dltotal > 0 ? (double)(base + dltotal) / 1e6 : 0;
-    double rate = (double)dlnow / 1e6 / (now - x->t0 > 1e-3 ? now - x->t0 : 1e-3);
-    fprintf(stderr, "\r%-40.40s %9.1f / %.1f MB %8.1f MB/s ", x->name, done, total, rate);
-    x->printed = true;
-    return 0;
-}
-
-/* One GET, redirects not followed: the caller decides where to go next and whether the token
- * goes along (only to the endpoint's own origin). */
-static CURLcode hub_get(hub_ctx *h, const char *url, hub_xfer *x, int64_t range_from,
-                        long timeout_s) {
-    CURL *c = h->curl;
-    curl_easy_reset(c);
-    memset(&x->resp, 0, sizeof x->resp);
-    x->resp.content_length = x->resp.linked_size = -1;
-    x->resp.range_start = x->resp.range_total = -1;
-    h->errbuf[0] = 0;
-    /* Only http(s), also where curl predates CURLOPT_PROTOCOLS_STR: a redirect must not reach
-     * file:// or other schemes. */
-    if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
-        return CURLE_UNSUPPORTED_PROTOCOL;
-    char range[32];
-    struct curl_slist *hdrs = NULL;
-    char *origin = hub_origin(url);
-    if (h->auth && origin && h->origin && strcmp(origin, h->origin) == 0) {
-        hdrs = curl_slist_append(NULL, h->auth);
-        if (!hdrs) {
-            free(origin);
-            return CURLE_OUT_OF_MEMORY;
-        }
-    }
-    free(origin);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "brisk/0.1");
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->errbuf);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
-    /* A stalled transfer fails (and resumes on the next call) instead of hanging. */
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    if (timeout_s > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
-    curl_easy_setopt(c, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hub_on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, hub_on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
-    if (range_from > 0) {
-        snprintf(range, sizeof range, "%lld-", (long long)range_from);
-        curl_easy_setopt(c, CURLOPT_RANGE, range);
-    }
-    if (h->progress && x->fd >= 0) {
-        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, hub_on_progress);
-        curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
-    }
-    x->t0 = hub_now();
-    x->last_now = -1;
-    CURLcode rc = curl_easy_perform(c);
-    curl_slist_free_all(hdrs);
-    long code = 0;
-    if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code)
-        x->resp.status = code;
-    return rc;
-}
-
-static brisk_status hub_curl_fail(hub_ctx *h, CURLcode rc, const char *what, const char *url) {
-    char u[512];
-    hub_url_for_msg(url, u, sizeof u);
-    if (rc == CURLE_OUT_OF_MEMORY) return brisk_errorf(BRISK_ERR_OOM, "%s: out of memory", HUB_FN);
-    return brisk_errorf(BRISK_ERR_IO, "%s: %s: GET %s failed: %s%s%s", HUB_FN, what, u,
-                        curl_easy_strerror(rc), h->errbuf[0] ? ": " : "", h->errbuf);
-}
-
-/* The message for an HTTP error status; `what` names the repo or file asked for. */
-static brisk_status hub_http_fail(hub_ctx *h, const hub_resp *r, const char *what,
-                                  const char *url) {
-    char u[512], srv[300] = "";
-    hub_url_for_msg(url, u, sizeof u);
-    if (r->error_msg[0]) snprintf(srv, sizeof srv, " (server: %s)", r->error_msg);
-    if (r->status == 401 || r->status == 403)
-        return brisk_errorf(BRISK_ERR_NOT_FOUND,
-                            "%s: %s: HTTP %ld from %s: the repo is gated, private or missing; %s%s",
-                            HUB_FN, what, r->status, u,
-                            h->auth ? "the token sent (HF_TOKEN or the token file) has no access "
-                                      "to it (accept the model's terms on its page?)"
-                                    : "set HF_TOKEN to a token that can read it",
-                            srv);
-    if (r->status == 404)
-        return brisk_errorf(BRISK_ERR_NOT_FOUND, "%s: %s not found (HTTP 404 from %s)%s", HUB_FN,
-                            what, u, srv);
-    return brisk_errorf(BRISK_ERR_IO, "%s: %s: HTTP %ld from %s%s", HUB_FN, what, r->status, u,
-                        srv);
-}
-
 /* ---- file list --------------------------------------------------------------------------- */
 
 typedef struct hub_list {
@@ -602,8 +306,9 @@ static void hub_list_free(hub_list *l) {
 static brisk_status hub_fetch_list(hub_ctx *h, const char *rev, hub_list *out, bool *unreachable) {
     *unreachable = false;
     char *erev = hub_url_escape(rev, false);
-    char *url = erev ? hub_fmt("%s/api/models/%s/revision/%s", h->endpoint, h->repo, erev) : NULL;
-    char *what = hub_fmt("repo %s at revision %s", h->repo, rev);
+    char *url =
+        erev ? brisk_hub_fmt("%s/api/models/%s/revision/%s", h->endpoint, h->repo, erev) : NULL;
+    char *what = brisk_hub_fmt("repo %s at revision %s", h->repo, rev);
     free(erev);
     hub_xfer x = {.fd = -1};
     brisk_status st = BRISK_OK;
@@ -612,10 +317,10 @@ static brisk_status hub_fetch_list(hub_ctx *h, const char *rev, hub_list *out, b
         st = brisk_errorf(BRISK_ERR_OOM, "%s: out of memory", HUB_FN);
         goto done;
     }
-    CURLcode rc = hub_get(h, url, &x, 0, 120);
+    CURLcode rc = brisk_hub_get(h, url, &x, 0, 120);
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && (x.mem_overflow || x.write_errno))) {
         *unreachable = rc != CURLE_OUT_OF_MEMORY;
-        st = hub_curl_fail(h, rc, what, url);
+        st = brisk_hub_curl_fail(h, rc, what, url);
         goto done;
     }
     if (x.mem_overflow || x.write_errno) {
@@ -627,7 +332,7 @@ static brisk_status hub_fetch_list(hub_ctx *h, const char *rev, hub_list *out, b
     }
     if (x.resp.status != 200) {
         *unreachable = x.resp.status >= 500;
-        st = hub_http_fail(h, &x.resp, what, url);
+        st = brisk_hub_http_fail(h, &x.resp, what, url);
         goto done;
     }
     j = x.mem ? cJSON_Parse(x.mem) : NULL;
@@ -701,7 +406,7 @@ static brisk_status hub_link(const char *snap_dir, const char *file, const char 
     size_t tl = (size_t)depth * 3 + strlen("blobs/") + strlen(etag) + 1;
     char *target = malloc(tl);
     char *link = brisk_path_join(snap_dir, file);
-    char *tmp = link ? hub_fmt("%s.brisk-tmp-%ld", link, (long)getpid()) : NULL;
+    char *tmp = link ? brisk_hub_fmt("%s.brisk-tmp-%ld", link, (long)getpid()) : NULL;
     brisk_status st = BRISK_OK;
     if (!target || !link || !tmp) {
         st = brisk_errorf(BRISK_ERR_OOM, "%s: out of memory", HUB_FN);
@@ -732,7 +437,7 @@ typedef struct hub_paths {
  * resuming from its current size. On success *etag holds the blob name. */
 static brisk_status hub_download(hub_ctx *h, const char *file, const char *url0, int fd, char *etag,
                                  size_t etag_cap, const hub_paths *P, bool *have_blob) {
-    char *what = hub_fmt("file %s of %s at %s", file, h->repo, P->sha);
+    char *what = brisk_hub_fmt("file %s of %s at %s", file, h->repo, P->sha);
     char *url = strdup(url0);
     hub_xfer x = {.fd = fd, .name = file};
     brisk_status st = BRISK_OK;
@@ -758,7 +463,7 @@ static brisk_status hub_download(hub_ctx *h, const char *file, const char *url0,
         x.have = sb.st_size;
         x.range_mismatch = false;
         x.write_errno = 0;
-        CURLcode rc = hub_get(h, url, &x, x.have, 0);
+        CURLcode rc = brisk_hub_get(h, url, &x, x.have, 0);
         if (x.printed) {
             fputc('\n', stderr);
             x.printed = false;
@@ -789,7 +494,7 @@ static brisk_status hub_download(hub_ctx *h, const char *file, const char *url0,
             goto done;
         }
         if (rc != CURLE_OK) {
-            st = hub_curl_fail(h, rc, what, url);
+            st = brisk_hub_curl_fail(h, rc, what, url);
             goto done;
         }
         long s = x.resp.status;
@@ -809,7 +514,7 @@ static brisk_status hub_download(hub_ctx *h, const char *file, const char *url0,
             url = n2;
             /* The same content is already a blob (another file, another commit): link it. */
             if (etag[0] && hub_safe_blob_name(etag)) {
-                char *blob = hub_fmt("%s/blobs/%s", P->model_dir, etag);
+                char *blob = brisk_hub_fmt("%s/blobs/%s", P->model_dir, etag);
                 bool have = blob && stat(blob, &sb) == 0 && S_ISREG(sb.st_mode) &&
                             (linked_size < 0 || sb.st_size == linked_size);
                 free(blob);
@@ -821,7 +526,7 @@ static brisk_status hub_download(hub_ctx *h, const char *file, const char *url0,
             continue;
         }
         if (s != 200 && s != 206) {
-            st = hub_http_fail(h, &x.resp, what, url);
+            st = brisk_hub_http_fail(h, &x.resp, what, url);
             goto done;
         }
         if (s == 200 && !x.resp.body_started && ftruncate(fd, 0) != 0) { /* empty file */
@@ -864,10 +569,12 @@ static brisk_status hub_fetch_file(hub_ctx *h, const hub_paths *P, const char *f
     char *snap_path = brisk_path_join(P->snap_dir, file);
     char *flat = hub_flat_name(file);
     char *lock_path =
-        flat ? hub_fmt("%s/.locks/%s/%s-%s.lock", P->cache, P->folder, P->sha, flat) : NULL;
-    char *inc = flat ? hub_fmt("%s/blobs/%s-%s.incomplete", P->model_dir, P->sha, flat) : NULL;
+        flat ? brisk_hub_fmt("%s/.locks/%s/%s-%s.lock", P->cache, P->folder, P->sha, flat) : NULL;
+    char *inc =
+        flat ? brisk_hub_fmt("%s/blobs/%s-%s.incomplete", P->model_dir, P->sha, flat) : NULL;
     char *efile = hub_url_escape(file, true);
-    char *url = efile ? hub_fmt("%s/%s/resolve/%s/%s", h->endpoint, h->repo, P->sha, efile) : NULL;
+    char *url =
+        efile ? brisk_hub_fmt("%s/%s/resolve/%s/%s", h->endpoint, h->repo, P->sha, efile) : NULL;
     char *blob = NULL;
     char etag[256];
     int lock_fd = -1, fd = -1;
@@ -900,7 +607,7 @@ static brisk_status hub_fetch_file(hub_ctx *h, const hub_paths *P, const char *f
     if (st != BRISK_OK) goto done;
     close(fd);
     fd = -1;
-    if (!(blob = hub_fmt("%s/blobs/%s", P->model_dir, etag))) {
+    if (!(blob = brisk_hub_fmt("%s/blobs/%s", P->model_dir, etag))) {
         st = brisk_errorf(BRISK_ERR_OOM, "%s: out of memory", HUB_FN);
         goto done;
     }
@@ -937,7 +644,7 @@ static bool hub_cached_snapshot(const char *model_dir, const char *rev, bool nee
     if (hub_is_commit(rev)) {
         commit = strdup(rev);
     } else {
-        char *ref = hub_fmt("%s/refs/%s", model_dir, rev);
+        char *ref = brisk_hub_fmt("%s/refs/%s", model_dir, rev);
         commit = ref ? brisk_read_file(ref, NULL) : NULL;
         free(ref);
         if (commit) { /* huggingface_hub writes no newline; tolerate one */
@@ -948,7 +655,7 @@ static bool hub_cached_snapshot(const char *model_dir, const char *rev, bool nee
     }
     bool ok = false;
     if (commit && hub_is_commit(commit)) {
-        char *snap = hub_fmt("%s/snapshots/%s", model_dir, commit);
+        char *snap = brisk_hub_fmt("%s/snapshots/%s", model_dir, commit);
         char *cfg = snap ? brisk_path_join(snap, "config.json") : NULL;
         ok = snap && brisk_is_dir(snap) && (!need_config || (cfg && brisk_is_file(cfg)));
         if (ok)
@@ -977,19 +684,19 @@ static brisk_status hub_resolve_online(const char *repo, const char *rev, const 
     char **todo = NULL;
     char *snap_dir = NULL;
     brisk_status st = BRISK_OK;
-    pthread_once(&g_curl_once, hub_curl_global_init);
-    if (g_curl_init_rc != CURLE_OK)
+    const CURLcode init_rc = brisk_hub_curl_init();
+    if (init_rc != CURLE_OK)
         return brisk_errorf(BRISK_ERR_IO, "%s: curl_global_init failed: %s", HUB_FN,
-                            curl_easy_strerror(g_curl_init_rc));
+                            curl_easy_strerror(init_rc));
     const char *ep = hub_env("HF_ENDPOINT");
     h.endpoint = strdup(ep ? ep : HUB_DEFAULT_EP);
     if (!h.endpoint) return brisk_errorf(BRISK_ERR_OOM, "%s: out of memory", HUB_FN);
     for (size_t n = strlen(h.endpoint); n && h.endpoint[n - 1] == '/';) h.endpoint[--n] = 0;
-    h.origin = hub_origin(h.endpoint);
+    h.origin = brisk_hub_origin(h.endpoint);
     h.progress = progress && isatty(STDERR_FILENO) && !hub_env_true("HF_HUB_DISABLE_PROGRESS_BARS");
     char *tok = hub_token();
     if (tok) {
-        h.auth = hub_fmt("Authorization: Bearer %s", tok);
+        h.auth = brisk_hub_fmt("Authorization: Bearer %s", tok);
         free(tok);
     }
     if (!(h.curl = curl_easy_init())) {
@@ -1014,8 +721,8 @@ static brisk_status hub_resolve_online(const char *repo, const char *rev, const 
     for (size_t i = 0; i < list.n; i++)
         any_model_st |= fnmatch("model*.safetensors", list.files[i], 0) == 0;
     todo = calloc(list.n + 1, sizeof *todo);
-    snap_dir = hub_fmt("%s/snapshots/%s", model_dir, list.sha);
-    char *blobs = hub_fmt("%s/blobs", model_dir);
+    snap_dir = brisk_hub_fmt("%s/snapshots/%s", model_dir, list.sha);
+    char *blobs = brisk_hub_fmt("%s/blobs", model_dir);
     bool dirs = blobs && snap_dir && hub_mkdirs(blobs) && hub_mkdirs(snap_dir);
     int err = errno;
     free(blobs);
@@ -1037,7 +744,7 @@ static brisk_status hub_resolve_online(const char *repo, const char *rev, const 
     if (st != BRISK_OK) goto done;
     /* refs/{revision} last: it is what offline lookups follow. */
     if (strcmp(rev, list.sha) != 0) {
-        char *ref = hub_fmt("%s/refs/%s", model_dir, rev);
+        char *ref = brisk_hub_fmt("%s/refs/%s", model_dir, rev);
         bool ok = ref && hub_mkdirs_parent(ref) && hub_write_atomic(ref, list.sha);
         if (!ok)
             st = brisk_errorf(BRISK_ERR_IO, "%s: cannot write %s/refs/%s: %s", HUB_FN, model_dir,
@@ -1080,7 +787,7 @@ brisk_status brisk_hub_resolve(const char *ref, const brisk_hub_params *params, 
     brisk_status st = brisk_hub_cache_dir(&cache);
     if (st != BRISK_OK) return st;
     const char *slash = strchr(ref, '/');
-    char *folder = hub_fmt("models--%.*s--%s", (int)(slash - ref), ref, slash + 1);
+    char *folder = brisk_hub_fmt("models--%.*s--%s", (int)(slash - ref), ref, slash + 1);
     char *model_dir = folder ? brisk_path_join(cache, folder) : NULL;
     if (!model_dir) {
         st = brisk_errorf(BRISK_ERR_OOM, "%s: out of memory", __func__);
