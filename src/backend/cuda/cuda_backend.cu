@@ -23,7 +23,7 @@ extern "C" {
 #include "util/error.h"
 }
 
-#define GEMV_MAX_N 4 /* tokens per step up to which matmuls stay on the GEMV kernels */
+#define GEMV_MAX_N 8 /* tokens per step up to which matmuls stay on the GEMV kernels (v3: one launch) */
 #define N_GRAPHS 4
 
 /* ---------------------------------------------------------------------------------------------
@@ -31,6 +31,8 @@ extern "C" {
  * ------------------------------------------------------------------------------------------- */
 
 static char g_why[256];
+int cu_pdl = 1;
+extern int cu_gemv_v2;
 
 __global__ void k_probe(int *p) {
     if (p) *p = 1;
@@ -272,7 +274,7 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
 
 /* Attention partials: sized once (at the first attention) for the larger of a decode step over
  * max_ctx and a prefill chunk; longer prefills run in token chunks. */
-#define ATT_SPLIT_DECODE 64
+#define ATT_SPLIT_DECODE 32 /* 64 gave 8-80 blocks at short contexts (132 SMs) */
 #define ATT_SPLIT_PREFILL 256
 #define ATT_PART_BUDGET ((size_t)32 << 20) /* floats */
 
@@ -841,6 +843,19 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     }
     be->ops = &CUDA_OPS;
     be->impl = s;
+    { /* A/B switches for measurement: BRISK_CUDA_PDL=0, BRISK_CUDA_GEMV=2 */
+        const char *e = getenv("BRISK_CUDA_PDL");
+        cu_pdl = !(e && e[0] == '0');
+        /* griddepcontrol exists only in code built for sm_90+: never launch programmatically
+         * into kernels that cannot wait */
+        cudaFuncAttributes fa;
+        if (cudaFuncGetAttributes(&fa, k_probe) != cudaSuccess || fa.binaryVersion < 90 ||
+            fa.ptxVersion < 90)
+            cu_pdl = 0;
+        cudaGetLastError();
+        e = getenv("BRISK_CUDA_GEMV");
+        cu_gemv_v2 = e && e[0] == '2';
+    }
     s->max_tokens = init->max_tokens > 0 ? init->max_tokens : 1;
     s->max_ctx = init->max_ctx > 0 ? init->max_ctx : 1;
     s->max_cols = init->max_cols;
