@@ -93,6 +93,8 @@ static brisk_backend *ref, *gpu;
 static float *dev_upload(const float *h, size_t n) {
     float *d = gpu->ops->alloc(gpu, n * 4);
     cudaMemcpy(d, h, n * 4, cudaMemcpyHostToDevice);
+    cudaDeviceSynchronize(); /* a pageable copy may return before its DMA lands, and the backend's
+                                stream is not ordered with the legacy one */
     return d;
 }
 static void dev_download(float *h, const float *d, size_t n) {

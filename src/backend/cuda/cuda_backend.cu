@@ -779,6 +779,10 @@ static const brisk_backend_ops CUDA_OPS = {
  * Create: upload (and repack) every weight once
  * ------------------------------------------------------------------------------------------- */
 
+/* Every host->device copy goes on the backend's own (non-blocking) stream: a plain cudaMemcpy
+ * from pageable memory may return before its DMA lands, and it is not ordered with s->st, so the
+ * repack/interleave kernels read stale staging (seen as NaN/wrong rows in the last rows of large
+ * tensors: the failing "q4g32 bf16 swiglu" op test of round 1, and others run to run). */
 static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight *w, void **stage,
                                   size_t *stage_cap) {
     memset(w, 0, sizeof *w);
@@ -803,14 +807,14 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
         }
         if (!(w->data = (uint8_t *)dalloc(s, codes, what))) goto oom;
         if (!(w->sb = dalloc(s, 2 * ng * elem, what))) goto oom;
-        if (!chk(s, cudaMemcpy(*stage, t->data, codes, cudaMemcpyHostToDevice), what)) goto fail;
+        if (!chk(s, cudaMemcpyAsync(*stage, t->data, codes, cudaMemcpyHostToDevice, s->st), what)) goto fail;
         if (w->fast) {
             if (!chk(s, cu_repack_codes(s->st, (const uint8_t *)*stage, w->data, t->rows, w->row_bytes), what)) goto fail;
         } else if (!chk(s, cudaMemcpyAsync(w->data, *stage, codes, cudaMemcpyDeviceToDevice, s->st), what)) goto fail;
         if (!chk(s, cudaStreamSynchronize(s->st), what)) goto fail;
         uint8_t *sbst = (uint8_t *)*stage;
-        if (!chk(s, cudaMemcpy(sbst, t->scales, ng * elem, cudaMemcpyHostToDevice), what) ||
-            !chk(s, cudaMemcpy(sbst + ng * elem, t->biases, ng * elem, cudaMemcpyHostToDevice), what) ||
+        if (!chk(s, cudaMemcpyAsync(sbst, t->scales, ng * elem, cudaMemcpyHostToDevice, s->st), what) ||
+            !chk(s, cudaMemcpyAsync(sbst + ng * elem, t->biases, ng * elem, cudaMemcpyHostToDevice, s->st), what) ||
             !chk(s, cu_interleave_sb(s->st, sbst, sbst + ng * elem, w->sb, (int64_t)ng, elem), what) ||
             !chk(s, cudaStreamSynchronize(s->st), what))
             goto fail;
@@ -822,7 +826,9 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
         w->fast = w->row_bytes % 16 == 0;
         const size_t bytes = (size_t)(t->rows * w->row_bytes);
         if (!(w->data = (uint8_t *)dalloc(s, bytes, what))) goto oom;
-        if (!chk(s, cudaMemcpy(w->data, t->data, bytes, cudaMemcpyHostToDevice), what)) goto fail;
+        if (!chk(s, cudaMemcpyAsync(w->data, t->data, bytes, cudaMemcpyHostToDevice, s->st), what) ||
+            !chk(s, cudaStreamSynchronize(s->st), what))
+            goto fail;
         return BRISK_OK;
     }
 oom:
@@ -870,8 +876,9 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     s->h_small = init->small, s->n_small = init->n_small;
     if (!(s->d_small = (float *)dalloc(s, init->n_small * sizeof(float), "cuda vectors"))) goto err;
     if (init->n_small &&
-        !chk(s, cudaMemcpy(s->d_small, init->small, init->n_small * sizeof(float),
-                           cudaMemcpyHostToDevice), "cuda vectors"))
+        (!chk(s, cudaMemcpyAsync(s->d_small, init->small, init->n_small * sizeof(float),
+                                cudaMemcpyHostToDevice, s->st), "cuda vectors") ||
+         !chk(s, cudaStreamSynchronize(s->st), "cuda vectors")))
         goto err;
     s->w = (cu_weight *)calloc((size_t)(init->n_tensors > 0 ? init->n_tensors : 1), sizeof *s->w);
     if (!s->w) {
