@@ -93,6 +93,8 @@ static brisk_backend *ref, *gpu;
 static float *dev_upload(const float *h, size_t n) {
     float *d = gpu->ops->alloc(gpu, n * 4);
     cudaMemcpy(d, h, n * 4, cudaMemcpyHostToDevice);
+    cudaDeviceSynchronize(); /* a pageable copy may return before its DMA lands, and the backend's
+                                stream is not ordered with the legacy one */
     return d;
 }
 static void dev_download(float *h, const float *d, size_t n) {
@@ -140,6 +142,13 @@ static void check_matmul(const char *what, brisk_tensor *W, int nW, const float 
     dev_download(yg, dy, ny);
     double e = rel_l2(yg, yr, ny);
     printf("  %-40s n=%-3d rel L2 %.2e\n", what, n, e);
+    if (e > tol) { /* where: the first few elements off by more than the tolerance allows */
+        int shown = 0;
+        for (size_t i = 0; i < ny && shown < 4; i++)
+            if (!(fabs((double)yg[i] - yr[i]) <= 1e-3 * (fabs((double)yr[i]) + 1e-2)))
+                printf("    [%zu] (token %zu, row %zu) gpu %.6g ref %.6g\n", i, i / (ny / n),
+                       i % (ny / n), yg[i], yr[i]), shown++;
+    }
     CHECK_MSG(e <= tol, "%s n=%d: rel L2 %.3g > %.1g", what, n, e, tol);
     gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
     free(x), free(yr), free(yg);

@@ -23,7 +23,7 @@ extern "C" {
 #include "util/error.h"
 }
 
-#define GEMV_MAX_N 4 /* tokens per step up to which matmuls stay on the GEMV kernels */
+#define GEMV_MAX_N 8 /* tokens per step up to which matmuls stay on the GEMV kernels (v3: one launch) */
 #define N_GRAPHS 4
 
 /* ---------------------------------------------------------------------------------------------
@@ -31,6 +31,8 @@ extern "C" {
  * ------------------------------------------------------------------------------------------- */
 
 static char g_why[256];
+int cu_pdl = 1;
+extern int cu_gemv_v2;
 
 __global__ void k_probe(int *p) {
     if (p) *p = 1;
@@ -272,7 +274,7 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
 
 /* Attention partials: sized once (at the first attention) for the larger of a decode step over
  * max_ctx and a prefill chunk; longer prefills run in token chunks. */
-#define ATT_SPLIT_DECODE 64
+#define ATT_SPLIT_DECODE 32 /* 64 gave 8-80 blocks at short contexts (132 SMs) */
 #define ATT_SPLIT_PREFILL 256
 #define ATT_PART_BUDGET ((size_t)32 << 20) /* floats */
 
@@ -777,6 +779,10 @@ static const brisk_backend_ops CUDA_OPS = {
  * Create: upload (and repack) every weight once
  * ------------------------------------------------------------------------------------------- */
 
+/* Every host->device copy goes on the backend's own (non-blocking) stream: a plain cudaMemcpy
+ * from pageable memory may return before its DMA lands, and it is not ordered with s->st, so the
+ * repack/interleave kernels read stale staging (seen as NaN/wrong rows in the last rows of large
+ * tensors: the failing "q4g32 bf16 swiglu" op test of round 1, and others run to run). */
 static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight *w, void **stage,
                                   size_t *stage_cap) {
     memset(w, 0, sizeof *w);
@@ -801,14 +807,14 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
         }
         if (!(w->data = (uint8_t *)dalloc(s, codes, what))) goto oom;
         if (!(w->sb = dalloc(s, 2 * ng * elem, what))) goto oom;
-        if (!chk(s, cudaMemcpy(*stage, t->data, codes, cudaMemcpyHostToDevice), what)) goto fail;
+        if (!chk(s, cudaMemcpyAsync(*stage, t->data, codes, cudaMemcpyHostToDevice, s->st), what)) goto fail;
         if (w->fast) {
             if (!chk(s, cu_repack_codes(s->st, (const uint8_t *)*stage, w->data, t->rows, w->row_bytes), what)) goto fail;
         } else if (!chk(s, cudaMemcpyAsync(w->data, *stage, codes, cudaMemcpyDeviceToDevice, s->st), what)) goto fail;
         if (!chk(s, cudaStreamSynchronize(s->st), what)) goto fail;
         uint8_t *sbst = (uint8_t *)*stage;
-        if (!chk(s, cudaMemcpy(sbst, t->scales, ng * elem, cudaMemcpyHostToDevice), what) ||
-            !chk(s, cudaMemcpy(sbst + ng * elem, t->biases, ng * elem, cudaMemcpyHostToDevice), what) ||
+        if (!chk(s, cudaMemcpyAsync(sbst, t->scales, ng * elem, cudaMemcpyHostToDevice, s->st), what) ||
+            !chk(s, cudaMemcpyAsync(sbst + ng * elem, t->biases, ng * elem, cudaMemcpyHostToDevice, s->st), what) ||
             !chk(s, cu_interleave_sb(s->st, sbst, sbst + ng * elem, w->sb, (int64_t)ng, elem), what) ||
             !chk(s, cudaStreamSynchronize(s->st), what))
             goto fail;
@@ -820,7 +826,9 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
         w->fast = w->row_bytes % 16 == 0;
         const size_t bytes = (size_t)(t->rows * w->row_bytes);
         if (!(w->data = (uint8_t *)dalloc(s, bytes, what))) goto oom;
-        if (!chk(s, cudaMemcpy(w->data, t->data, bytes, cudaMemcpyHostToDevice), what)) goto fail;
+        if (!chk(s, cudaMemcpyAsync(w->data, t->data, bytes, cudaMemcpyHostToDevice, s->st), what) ||
+            !chk(s, cudaStreamSynchronize(s->st), what))
+            goto fail;
         return BRISK_OK;
     }
 oom:
@@ -841,6 +849,19 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     }
     be->ops = &CUDA_OPS;
     be->impl = s;
+    { /* A/B switches for measurement: BRISK_CUDA_PDL=0, BRISK_CUDA_GEMV=2 */
+        const char *e = getenv("BRISK_CUDA_PDL");
+        cu_pdl = !(e && e[0] == '0');
+        /* griddepcontrol exists only in code built for sm_90+: never launch programmatically
+         * into kernels that cannot wait */
+        cudaFuncAttributes fa;
+        if (cudaFuncGetAttributes(&fa, k_probe) != cudaSuccess || fa.binaryVersion < 90 ||
+            fa.ptxVersion < 90)
+            cu_pdl = 0;
+        cudaGetLastError();
+        e = getenv("BRISK_CUDA_GEMV");
+        cu_gemv_v2 = e && e[0] == '2';
+    }
     s->max_tokens = init->max_tokens > 0 ? init->max_tokens : 1;
     s->max_ctx = init->max_ctx > 0 ? init->max_ctx : 1;
     s->max_cols = init->max_cols;
@@ -855,8 +876,9 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     s->h_small = init->small, s->n_small = init->n_small;
     if (!(s->d_small = (float *)dalloc(s, init->n_small * sizeof(float), "cuda vectors"))) goto err;
     if (init->n_small &&
-        !chk(s, cudaMemcpy(s->d_small, init->small, init->n_small * sizeof(float),
-                           cudaMemcpyHostToDevice), "cuda vectors"))
+        (!chk(s, cudaMemcpyAsync(s->d_small, init->small, init->n_small * sizeof(float),
+                                cudaMemcpyHostToDevice, s->st), "cuda vectors") ||
+         !chk(s, cudaStreamSynchronize(s->st), "cuda vectors")))
         goto err;
     s->w = (cu_weight *)calloc((size_t)(init->n_tensors > 0 ? init->n_tensors : 1), sizeof *s->w);
     if (!s->w) {

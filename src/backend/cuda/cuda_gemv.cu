@@ -68,13 +68,15 @@ struct gemv_mat_d {
     const void *sb;
     const float *bias;
     float *y;
-    int rows, warps; /* warps = ceil(rows / R) */
+    int rows, warps; /* warps = ceil(rows / rows per warp) */
+    int64_t ystride; /* floats between tokens' outputs (v3 kernel) */
 };
 
 struct gemv_args {
     gemv_mat_d m[3];
     int nmat;
-    int K, gs;
+    int K, gs, gshift; /* gshift = log2(gs) when gs is a power of two, else -1 */
+    int nt;            /* tokens (v3 kernel) */
     int64_t row_bytes;
     const float *x;
 };
@@ -126,6 +128,8 @@ __device__ __forceinline__ float chunk_dot(uint4 q, const float *xs, const float
 template <int KIND, int ST, int NM, int EPI>
 __global__ void __launch_bounds__(128) k_gemv(const __grid_constant__ gemv_args a) {
     constexpr int EPL = kind_traits<KIND>::EPL, CPW = kind_traits<KIND>::CPW;
+    pdl_launch();
+    pdl_wait();
     const int lane = threadIdx.x & 31;
     int warp = blockIdx.x * 4 + (threadIdx.x >> 5);
     int m = 0;
@@ -235,6 +239,196 @@ __global__ void __launch_bounds__(128) k_gemv(const __grid_constant__ gemv_args 
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * v3 GEMV for the repacked 4/8-bit formats (the decode hot path). Measured on v2: the (scale,
+ * bias) loads were issued only after the codes arrived, inside the math, so every chunk paid a
+ * second DRAM latency, and 128-168 registers left 12 warps per SM. Here a warp owns RW rows (of
+ * each of NM matrices) and issues the codes AND the (scale, bias) words of U chunks together
+ * before any math; x stays an L1-cached float load per chunk. NT tokens (decode of several
+ * sequences) share every weight load: the codes are decoded again per token but read once.
+ * Launched with programmatic dependent launch: the first batch of weight loads is issued before
+ * griddepcontrol.wait, so it overlaps the previous kernel's tail.
+ * ------------------------------------------------------------------------------------------- */
+
+/* sum_e (0.5 + q_e/256) * x[e] over the 8 codes of a 4-bit word: PRMT drops each nibble into
+ * mantissa bits 16..19 of 0.5f (0x3F0q0000 is 0.5 + q/256 exactly), so a code costs one PRMT and
+ * one FFMA instead of PRMT + FADD + FFMA; the caller recovers sum q*x = 256 * (d - xsum/2). The
+ * products stay at x's magnitude (no 2^23 offset), so float32 keeps ~1e-6 relative. */
+__device__ __forceinline__ float dot_word4_half_off(uint32_t w, const float *x) {
+    const uint32_t lo = w & 0x0F0F0F0Fu, hi = (w >> 4) & 0x0F0F0F0Fu;
+    const uint32_t C = 0x3F000000u;
+    float s = __uint_as_float(__byte_perm(lo, C, 0x7054)) * x[0];
+    s = fmaf(__uint_as_float(__byte_perm(hi, C, 0x7054)), x[1], s);
+    s = fmaf(__uint_as_float(__byte_perm(lo, C, 0x7154)), x[2], s);
+    s = fmaf(__uint_as_float(__byte_perm(hi, C, 0x7154)), x[3], s);
+    s = fmaf(__uint_as_float(__byte_perm(lo, C, 0x7254)), x[4], s);
+    s = fmaf(__uint_as_float(__byte_perm(hi, C, 0x7254)), x[5], s);
+    s = fmaf(__uint_as_float(__byte_perm(lo, C, 0x7354)), x[6], s);
+    return fmaf(__uint_as_float(__byte_perm(hi, C, 0x7354)), x[7], s);
+}
+
+template <int ST> struct sb_raw { typedef uint32_t T; };
+template <> struct sb_raw<BRISK_W_F32> { typedef uint2 T; };
+
+__device__ __forceinline__ float2 sb_dec16(uint32_t p, int st) {
+    return st == BRISK_W_BF16 ? make_float2(bf16_bits(p & 0xffff), bf16_bits(p >> 16))
+                              : make_float2(f16_bits(p & 0xffff), f16_bits(p >> 16));
+}
+template <int ST> __device__ __forceinline__ float2 sb_dec(uint32_t p) { return sb_dec16(p, ST); }
+template <int ST> __device__ __forceinline__ float2 sb_dec(uint2 p) {
+    return make_float2(__uint_as_float(p.x), __uint_as_float(p.y));
+}
+
+#define GEMV_WARPS 4
+#define GEMV_U 2
+#define GEMV_NT 8 /* tokens per launch of the v3 kernel (batched decode) */
+
+template <int KIND, int ST, int NM, int EPI, int RW, int NT>
+__global__ void __launch_bounds__(128, NT == 1 ? 5 : 3) k_gemvq(const __grid_constant__ gemv_args a) {
+    typedef typename sb_raw<ST>::T SBT;
+    constexpr int EPL = kind_traits<KIND>::EPL, CPW = kind_traits<KIND>::CPW, U = GEMV_U;
+    pdl_launch();
+    const int lane = threadIdx.x & 31;
+    int warp = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    int m = 0;
+    while (m < a.nmat && warp >= a.m[m].warps) warp -= a.m[m++].warps;
+    if (m >= a.nmat) return;
+    const gemv_mat_d &M = a.m[m];
+    const int r0 = warp * RW;
+    const int nfull = (int)(a.row_bytes / 512);
+    const int tail_lanes = (int)(a.row_bytes % 512) / 16;
+    const int nchunks = nfull + (tail_lanes > 0);
+    const int ngroups = a.K / a.gs;
+
+    const uint8_t *wrow[NM][RW];
+    const SBT *sbrow[NM][RW];
+#pragma unroll
+    for (int t = 0; t < NM; t++)
+#pragma unroll
+        for (int r = 0; r < RW; r++) {
+            const int row = min(r0 + r, M.rows - 1); /* clipped rows compute, never store */
+            const gemv_mat_d &MM = t == 0 ? M : a.m[1];
+            wrow[t][r] = MM.w + (int64_t)row * a.row_bytes;
+            sbrow[t][r] = (const SBT *)MM.sb + (int64_t)row * ngroups;
+        }
+    float acc[NT][NM][RW];
+#pragma unroll
+    for (int k = 0; k < NT; k++)
+#pragma unroll
+        for (int t = 0; t < NM; t++)
+#pragma unroll
+            for (int r = 0; r < RW; r++) acc[k][t][r] = 0.f;
+
+    bool waited = false;
+    for (int c0 = 0; c0 < nchunks; c0 += U) {
+        uint4 q[U][NM][RW];
+        SBT sb[U][NM][RW][4];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = c0 + u;
+            const bool full = c < nfull;
+            const bool active = c < nchunks && (full || lane < tail_lanes);
+            int grp[4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int col = word_col<KIND>(c, lane, j, full);
+                grp[j] = a.gshift >= 0 ? col >> a.gshift : col / a.gs;
+            }
+#pragma unroll
+            for (int t = 0; t < NM; t++)
+#pragma unroll
+                for (int r = 0; r < RW; r++) {
+                    if (active) {
+                        q[u][t][r] = __ldg((const uint4 *)(wrow[t][r] + (int64_t)c * 512) + lane);
+#pragma unroll
+                        for (int j = 0; j < 4; j++) sb[u][t][r][j] = __ldg(sbrow[t][r] + grp[j]);
+                    } else {
+                        q[u][t][r] = make_uint4(0, 0, 0, 0);
+#pragma unroll
+                        for (int j = 0; j < 4; j++) sb[u][t][r][j] = SBT();
+                    }
+                }
+        }
+        if (!waited) { /* weights never depend on the previous kernel; x does */
+            pdl_wait();
+            waited = true;
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = c0 + u;
+            const bool full = c < nfull;
+            if (c >= nchunks || !(full || lane < tail_lanes)) continue;
+#pragma unroll
+            for (int k = 0; k < NT; k++) {
+                if (k >= a.nt) break;
+                const float *x = a.x + (int64_t)k * a.K;
+                float xs[EPL], xsum[4];
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int col = word_col<KIND>(c, lane, j, full);
+                    float s = 0.f;
+#pragma unroll
+                    for (int e = 0; e < CPW; e += 4) {
+                        const float4 v = __ldg((const float4 *)(x + col + e));
+                        xs[j * CPW + e] = v.x, xs[j * CPW + e + 1] = v.y;
+                        xs[j * CPW + e + 2] = v.z, xs[j * CPW + e + 3] = v.w;
+                        s += (v.x + v.y) + (v.z + v.w);
+                    }
+                    xsum[j] = s;
+                }
+#pragma unroll
+                for (int t = 0; t < NM; t++)
+#pragma unroll
+                    for (int r = 0; r < RW; r++) {
+                        const uint32_t wv[4] = {q[u][t][r].x, q[u][t][r].y, q[u][t][r].z, q[u][t][r].w};
+                        float s = acc[k][t][r];
+#pragma unroll
+                        for (int j = 0; j < 4; j++) {
+                            const float2 p = sb_dec<ST>(sb[u][t][r][j]);
+                            if constexpr (KIND == 4) {
+                                const float d = dot_word4_half_off(wv[j], xs + j * CPW);
+                                s = fmaf(256.f * p.x, d, fmaf(fmaf(-128.f, p.x, p.y), xsum[j], s));
+                            } else {
+                                const float d = dot_word<KIND>(wv[j], xs + j * CPW);
+                                s = fmaf(p.x, d, fmaf(p.y, xsum[j], s));
+                            }
+                        }
+                        acc[k][t][r] = s;
+                    }
+            }
+        }
+    }
+    if (!waited) pdl_wait();
+#pragma unroll
+    for (int k = 0; k < NT; k++) {
+        if (k >= a.nt) break;
+#pragma unroll
+        for (int t = 0; t < NM; t++)
+#pragma unroll
+            for (int r = 0; r < RW; r++)
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1)
+                    acc[k][t][r] += __shfl_xor_sync(0xffffffffu, acc[k][t][r], o);
+        if (lane < RW) {
+            float v0 = acc[k][0][0], v1 = NM > 1 ? acc[k][NM - 1][0] : 0.f;
+#pragma unroll
+            for (int r = 1; r < RW; r++)
+                if (lane == r) v0 = acc[k][0][r], v1 = NM > 1 ? acc[k][NM - 1][r] : 0.f;
+            const int row = r0 + lane;
+            if (row < M.rows) {
+                float *y = M.y + (int64_t)k * M.ystride;
+                if constexpr (EPI == CU_EPI_SWIGLU) {
+                    y[row] = v0 / (1.0f + expf(-v0)) * v1;
+                } else if constexpr (EPI == CU_EPI_ADD) {
+                    y[row] += v0;
+                } else {
+                    y[row] = v0 + (M.bias ? M.bias[row] : 0.f);
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Generic path: any format and layout, one warp per row, one element per lane per step.
  * ------------------------------------------------------------------------------------------- */
 
@@ -295,6 +489,8 @@ struct generic_args {
 };
 
 __global__ void k_gemv_generic(const __grid_constant__ generic_args a) {
+    pdl_launch();
+    pdl_wait();
     const int lane = threadIdx.x & 31;
     int64_t row = (int64_t)blockIdx.x * 4 + (threadIdx.x >> 5);
     int m = 0;
@@ -339,8 +535,7 @@ static int fast_kind(const cu_weight *w) {
 
 template <int KIND, int ST, int NM, int EPI>
 static cudaError_t launch_fast(cudaStream_t st, const gemv_args &a, int warps) {
-    k_gemv<KIND, ST, NM, EPI><<<(warps + 3) / 4, 128, 0, st>>>(a);
-    return cudaGetLastError();
+    return cu_launch(k_gemv<KIND, ST, NM, EPI>, (warps + 3) / 4, 128, 0, st, a);
 }
 
 template <int KIND, int ST>
@@ -368,6 +563,37 @@ static cudaError_t launch_kind(cudaStream_t st, int kind, int stype, const gemv_
     return cudaErrorInvalidValue;
 }
 
+int cu_gemv_v2 = 0; /* env BRISK_CUDA_GEMV=2: the v2 kernel for 4/8-bit (A/B timing) */
+
+/* Rows per warp of the v3 kernel: 2 of one matrix, or 1 of each of gate and up. */
+#define V3_RW(NM) ((NM) == 2 ? 1 : 2)
+
+template <int KIND, int ST, int NM, int EPI>
+static cudaError_t launch_v3(cudaStream_t st, const gemv_args &a, int warps) {
+    const unsigned blocks = (unsigned)((warps + GEMV_WARPS - 1) / GEMV_WARPS);
+    if (a.nt == 1) return cu_launch(k_gemvq<KIND, ST, NM, EPI, V3_RW(NM), 1>, blocks, 128, 0, st, a);
+    return cu_launch(k_gemvq<KIND, ST, NM, EPI, V3_RW(NM), GEMV_NT>, blocks, 128, 0, st, a);
+}
+
+template <int KIND, int ST>
+static cudaError_t launch_v3_epi(cudaStream_t st, const gemv_args &a, int warps, int epi) {
+    if (epi == CU_EPI_SWIGLU) return launch_v3<KIND, ST, 2, CU_EPI_SWIGLU>(st, a, warps);
+    if (epi == CU_EPI_ADD) return launch_v3<KIND, ST, 1, CU_EPI_ADD>(st, a, warps);
+    return launch_v3<KIND, ST, 1, CU_EPI_STORE>(st, a, warps);
+}
+
+static cudaError_t launch_v3_kind(cudaStream_t st, int kind, int stype, const gemv_args &a,
+                                  int warps, int epi) {
+    if (kind == 4) {
+        if (stype == BRISK_W_BF16) return launch_v3_epi<4, BRISK_W_BF16>(st, a, warps, epi);
+        if (stype == BRISK_W_F32) return launch_v3_epi<4, BRISK_W_F32>(st, a, warps, epi);
+        return launch_v3_epi<4, BRISK_W_F16>(st, a, warps, epi);
+    }
+    if (stype == BRISK_W_BF16) return launch_v3_epi<8, BRISK_W_BF16>(st, a, warps, epi);
+    if (stype == BRISK_W_F32) return launch_v3_epi<8, BRISK_W_F32>(st, a, warps, epi);
+    return launch_v3_epi<8, BRISK_W_F16>(st, a, warps, epi);
+}
+
 /* Same format, width and layout: one fused launch is possible. */
 static bool same_fmt(const cu_weight *a, const cu_weight *b) {
     return a->type == b->type && a->stype == b->stype && a->bits == b->bits && a->gs == b->gs &&
@@ -389,6 +615,33 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
     }
     const int kind = fast_kind(m[0].w);
     const int64_t K = m[0].w->cols;
+    if ((kind == 4 || kind == 8) && !cu_gemv_v2) {
+        /* v3: up to GEMV_NT tokens per launch, every weight read once per launch */
+        const int nm = epi == CU_EPI_SWIGLU ? 2 : 1;
+        const int rw = nm == 2 ? 1 : 2;
+        int gs = m[0].w->gs, gshift = -1;
+        for (int b = 0; b < 31; b++)
+            if (gs == (1 << b)) gshift = b;
+        for (int t0 = 0; t0 < n; t0 += GEMV_NT) {
+            gemv_args a = {};
+            a.nmat = epi == CU_EPI_SWIGLU ? 1 : nmat;
+            a.K = (int)K, a.gs = gs, a.gshift = gshift, a.row_bytes = m[0].w->row_bytes;
+            a.nt = n - t0 < GEMV_NT ? n - t0 : GEMV_NT;
+            a.x = x + (int64_t)t0 * K;
+            int warps = 0;
+            for (int i = 0; i < nmat; i++) {
+                const cu_weight *w = m[i].w;
+                a.m[i].w = w->data, a.m[i].sb = w->sb, a.m[i].bias = m[i].bias;
+                a.m[i].y = m[i].y + (int64_t)t0 * w->rows;
+                a.m[i].rows = (int)w->rows, a.m[i].ystride = w->rows;
+                a.m[i].warps = (int)((w->rows + rw - 1) / rw);
+                if (i < a.nmat) warps += a.m[i].warps;
+            }
+            cudaError_t e = launch_v3_kind(st, kind, m[0].w->stype, a, warps, epi);
+            if (e != cudaSuccess) return e;
+        }
+        return cudaSuccess;
+    }
     if (kind) {
         for (int t = 0; t < n; t++) {
             gemv_args a = {};
@@ -417,8 +670,7 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
         g.rows[i] = m[i].w->rows;
         rows += epi == CU_EPI_SWIGLU ? (i == 0 ? g.rows[i] : 0) : g.rows[i];
     }
-    k_gemv_generic<<<(unsigned)((rows + 3) / 4), 128, 0, st>>>(g);
-    return cudaGetLastError();
+    return cu_launch(k_gemv_generic, (unsigned)((rows + 3) / 4), 128, 0, st, g);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -78,4 +78,35 @@ cudaError_t cu_get_rows(cudaStream_t st, const float *src, const int32_t *rows, 
                         float *dst);
 cudaError_t cu_f32_to_half(cudaStream_t st, const float *x, size_t n, void *dst, int bf16);
 
+/* Programmatic dependent launch (sm_90): every kernel of the backend is launched through
+ * cu_launch, which lets the next kernel of the stream start while this one finishes. Each kernel
+ * calls pdl_launch() first and pdl_wait() before it touches memory an earlier kernel writes
+ * (the GEMV issues its weight loads first). cu_pdl = 0 (env BRISK_CUDA_PDL=0) launches plainly;
+ * then both are no-ops. */
+#ifdef __CUDACC__
+__device__ __forceinline__ void pdl_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+#endif
+extern int cu_pdl;
+template <typename... KArgs, typename... Args>
+static inline cudaError_t cu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                    cudaStream_t st, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at, cfg.numAttrs = cu_pdl ? 1 : 0;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, k, args...);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 #endif
