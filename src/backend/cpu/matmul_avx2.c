@@ -31,7 +31,18 @@ INLINE __m256 load8(brisk_wtype t, const uint8_t *base, int64_t i) {
 void brisk_cpu_cvt_f32_avx2(brisk_wtype t, const void *base, int64_t i0, int64_t n, float *out);
 void brisk_cpu_cvt_f32_avx2(brisk_wtype t, const void *base, int64_t i0, int64_t n, float *out) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, load8(t, base, i0 + i));
+    /* one loop per type: the decode set-up converts a few dozen values per call */
+    switch (t) {
+    case BRISK_W_BF16:
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, load8(BRISK_W_BF16, base, i0 + i));
+        break;
+    case BRISK_W_F16:
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, load8(BRISK_W_F16, base, i0 + i));
+        break;
+    default:
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, load8(BRISK_W_F32, base, i0 + i));
+        break;
+    }
     if (i < n) brisk_cpu_load_f32(t, base, i0 + i, n - i, out + i);
 }
 
@@ -82,23 +93,31 @@ static void avx2_row_f32(const brisk_tensor *W, int64_t r, float *out) {
  * mask/shift ops split the 16-bit words, four multiply-adds -> 8 int32 sums (lane L = values
  * [32L, 32L+32)). 13 vector ops per 32 bytes with the convert and FMA, against 17 when nibbles
  * were widened by unpacking. */
-INLINE __m256i q4_chunk(const uint8_t *w, const __m256i *x) {
+INLINE __m256i q4_chunk(const uint8_t *w, const int16_t *x) {
     const __m256i mf = _mm256_set1_epi16(0x000f), mff = _mm256_set1_epi16(0x00ff);
     const __m256i v = _mm256_loadu_si256((const __m256i *)w);
     const __m256i t = _mm256_srli_epi16(v, 8);
-    const __m256i p01 = _mm256_add_epi32(_mm256_madd_epi16(_mm256_and_si256(v, mf), x[0]),
-                                         _mm256_madd_epi16(_mm256_and_si256(v, mff), x[1]));
-    const __m256i p23 = _mm256_add_epi32(_mm256_madd_epi16(_mm256_and_si256(t, mf), x[2]),
-                                         _mm256_madd_epi16(t, x[3]));
+    const __m256i *xv = (const __m256i *)x; /* loads fold into the multiply-adds */
+    const __m256i p01 =
+        _mm256_add_epi32(_mm256_madd_epi16(_mm256_and_si256(v, mf), _mm256_loadu_si256(xv)),
+                         _mm256_madd_epi16(_mm256_and_si256(v, mff), _mm256_loadu_si256(xv + 1)));
+    const __m256i p23 =
+        _mm256_add_epi32(_mm256_madd_epi16(_mm256_and_si256(t, mf), _mm256_loadu_si256(xv + 2)),
+                         _mm256_madd_epi16(t, _mm256_loadu_si256(xv + 3)));
     return _mm256_add_epi32(p01, p23);
 }
 
-/* 8-bit codes of one 32-value block against x[0..1]: low and high bytes of each word. */
-INLINE __m256i q8_block(const uint8_t *w, const __m256i *x) {
+/* 8-bit codes of one 32-value block against x[0..31]: low and high bytes of each word. */
+INLINE __m256i q8_block(const uint8_t *w, const int16_t *x) {
     const __m256i v = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i *xv = (const __m256i *)x;
     return _mm256_add_epi32(
-        _mm256_madd_epi16(_mm256_and_si256(v, _mm256_set1_epi16(0x00ff)), x[0]),
-        _mm256_madd_epi16(_mm256_srli_epi16(v, 8), x[1]));
+        _mm256_madd_epi16(_mm256_and_si256(v, _mm256_set1_epi16(0x00ff)), _mm256_loadu_si256(xv)),
+        _mm256_madd_epi16(_mm256_srli_epi16(v, 8), _mm256_loadu_si256(xv + 1)));
+}
+
+INLINE __m256i qstep(const uint8_t *w, const int16_t *x, int bits) {
+    return bits == 4 ? q4_chunk(w, x) : q8_block(w, x);
 }
 
 /* The f32 scale of a 32-byte step: G = 32 puts two groups in one 4-bit chunk, one per lane. */
@@ -119,38 +138,37 @@ INLINE __m256 step_scale(const float *sd, int64_t i, int G, int bits) {
  * rows once, and the hardware prefetcher alone left ~30% of the DRAM rate on the table
  * (microbenchmark, Zen 3 VM). bits, G and R are compile-time constants at every call. */
 INLINE void qrows(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, const int16_t *q,
-                  int64_t cols, int bits, int G, int R, __m256 *acc) {
+                  int64_t cols, int bits, int G, int R, __m256 *out) {
     const int64_t span = bits == 4 ? 64 : 32, steps = cols / span;
     const int per = G > span ? G / (int)span : 1; /* steps per convert */
     const char *pf = (const char *)w + R * rb;
+    /* local accumulators: through `out` (__m256 may alias) every step stored all R of them */
+    __m256 acc[BRISK_QMM_ROWS];
     for (int k = 0; k < R; k++) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < steps; i += per) {
-        __m256i is[BRISK_QMM_ROWS];
-        for (int u = 0; u < per; u++) {
-            const int16_t *qi = q + (i + u) * span;
-            if (((i + u) & 1) == 0)
-                for (int k = 0; k < R; k += 2)
-                    _mm_prefetch(pf + (i + u) * 32 * R + k * 32, _MM_HINT_T0);
-            if (bits == 4) {
-                __m256i x[4];
-                for (int k = 0; k < 4; k++) x[k] = _mm256_loadu_si256((const __m256i *)qi + k);
-                for (int k = 0; k < R; k++) {
-                    const __m256i p = q4_chunk(w + k * rb + (i + u) * 32, x);
-                    is[k] = u ? _mm256_add_epi32(is[k], p) : p;
-                }
-            } else {
-                __m256i x[2];
-                for (int k = 0; k < 2; k++) x[k] = _mm256_loadu_si256((const __m256i *)qi + k);
-                for (int k = 0; k < R; k++) {
-                    const __m256i p = q8_block(w + k * rb + (i + u) * 32, x);
-                    is[k] = u ? _mm256_add_epi32(is[k], p) : p;
-                }
-            }
+        if ((i & 1) == 0)
+            for (int k = 0; k < R; k += 2) _mm_prefetch(pf + i * 32 * R + k * 32, _MM_HINT_T0);
+        if (per == 1) { /* one group per step: no int32 partial sums to keep live */
+            for (int k = 0; k < R; k++)
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(qstep(w + k * rb + i * 32,
+                                                                  q + i * span, bits)),
+                                         step_scale(sd + k * ng, i, G, bits), acc[k]);
+            continue;
         }
-        for (int k = 0; k < R; k++)
-            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[k]), step_scale(sd + k * ng, i, G, bits),
+        for (int k = 0; k < R; k++) {
+            __m256i is = qstep(w + k * rb + i * 32, q + i * span, bits);
+            for (int u = 1; u < per; u++) {
+                if (((i + u) & 1) == 0 && k == 0)
+                    for (int kk = 0; kk < R; kk += 2)
+                        _mm_prefetch(pf + (i + u) * 32 * R + kk * 32, _MM_HINT_T0);
+                is = _mm256_add_epi32(is, qstep(w + k * rb + (i + u) * 32, q + (i + u) * span,
+                                                bits));
+            }
+            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), step_scale(sd + k * ng, i, G, bits),
                                      acc[k]);
+        }
     }
+    for (int k = 0; k < R; k++) out[k] = acc[k];
 }
 
 /* Fills brisk_qact's order and values (cpu_kernels.h) for one row, bytes identical to the
@@ -207,26 +225,32 @@ static void avx2_quant(const float *x, int64_t cols, int G, int bits, int16_t *q
     }
 }
 
-/* Row block setup: group scales and biases of R rows as f32 (once per block, all tokens). */
+/* Row block set-up: group scales and biases of R rows as f32, once per block for all tokens
+ * (the R rows' groups are contiguous in the scales/biases tensors). */
 static void rows_f32(const brisk_tensor *W, int64_t r, int R, int64_t ng, float *ws, float *bs) {
-    for (int k = 0; k < R; k++) {
-        brisk_cpu_cvt_f32_avx2(W->stype, W->scales, (r + k) * ng, ng, ws + k * ng);
-        brisk_cpu_cvt_f32_avx2(W->stype, W->biases, (r + k) * ng, ng, bs + k * ng);
-    }
+    brisk_cpu_cvt_f32_avx2(W->stype, W->scales, r * ng, R * ng, ws);
+    brisk_cpu_cvt_f32_avx2(W->stype, W->biases, r * ng, R * ng, bs);
 }
 
 /* Per token: sd[k][g] = ws[k][g] * d[g] and the bias term bt[k] = sum_g bs[k][g] * s[g]. */
-static void rows_token(const float *ws, const float *bs, const float *d, const float *sx, int R,
+INLINE void rows_token(const float *ws, const float *bs, const float *d, const float *sx, int R,
                        int64_t ng, float *sd, float *bt) {
     for (int k = 0; k < R; k++) {
-        const float *wk = ws + k * ng;
+        const float *wk = ws + k * ng, *bk = bs + k * ng;
         float *sk = sd + k * ng;
+        __m256 a = _mm256_setzero_ps();
         int64_t g = 0;
-        for (; g + 8 <= ng; g += 8)
-            _mm256_storeu_ps(sk + g,
-                             _mm256_mul_ps(_mm256_loadu_ps(wk + g), _mm256_loadu_ps(d + g)));
-        for (; g < ng; g++) sk[g] = wk[g] * d[g];
-        bt[k] = avx2_dot(bs + k * ng, sx, ng);
+        for (; g + 8 <= ng; g += 8) {
+            const __m256 dv = _mm256_loadu_ps(d + g);
+            _mm256_storeu_ps(sk + g, _mm256_mul_ps(_mm256_loadu_ps(wk + g), dv));
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(bk + g), _mm256_loadu_ps(sx + g), a);
+        }
+        float b = hsum(a);
+        for (; g < ng; g++) {
+            sk[g] = wk[g] * d[g];
+            b += bk[g] * sx[g];
+        }
+        bt[k] = b;
     }
 }
 
