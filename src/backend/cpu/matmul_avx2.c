@@ -130,18 +130,23 @@ INLINE __m256 step_scale(const float *sd, int64_t i, int G, int bits) {
     return _mm256_broadcast_ss(sd + i * (bits == 4 ? 64 : 32) / G);
 }
 
+/* How far ahead (bytes, in address order) the decode kernel prefetches. Measured with
+ * bench/qmm_bench.c, 2 threads, 256 MB q4g64 from DRAM: one 4-row block ahead (4 KB) 15 GB/s,
+ * 8 KB 18, 16 KB 19-20 (8192 cols: 24-25), 24 KB 17.6; none 14.6. */
+#define QMM_PREFETCH (16 * 1024)
+
 /* R rows (contiguous, rb bytes apart) against one token: acc[k] += per step, the integer dot of
  * 32 bytes of codes, converted, times sd[k][group] = scale * d (folded by the caller). Steps that
  * share a group (G = 128 on 4-bit, G >= 64 on 8-bit) add in int32 before one convert. The loads
- * of the activations are shared by the R rows. While it runs it prefetches the next R rows
- * (contiguous after these) in address order, R/2 lines per step: a decode thread streams its
- * rows once, and the hardware prefetcher alone left ~30% of the DRAM rate on the table
- * (microbenchmark, Zen 3 VM). bits, G and R are compile-time constants at every call. */
+ * of the activations are shared by the R rows. While it runs it prefetches QMM_PREFETCH bytes
+ * ahead of the block in address order, R/2 lines per step (the rows are contiguous): a decode
+ * thread streams its rows once, and the hardware prefetcher alone left ~25% of the DRAM rate on
+ * the table. bits, G and R are compile-time constants at every call. */
 INLINE void qrows(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, const int16_t *q,
                   int64_t cols, int bits, int G, int R, __m256 *out) {
     const int64_t span = bits == 4 ? 64 : 32, steps = cols / span;
     const int per = G > span ? G / (int)span : 1; /* steps per convert */
-    const char *pf = (const char *)w + R * rb;
+    const char *pf = (const char *)w + QMM_PREFETCH;
     /* local accumulators: through `out` (__m256 may alias) every step stored all R of them */
     __m256 acc[BRISK_QMM_ROWS];
     for (int k = 0; k < R; k++) acc[k] = _mm256_setzero_ps();
