@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 
-.PHONY: all setup test test-plain test-asan test-fuzz format clean cpu
+.PHONY: all setup test test-plain test-asan test-fuzz test-arm format clean cpu
 
 all:
 	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -17,7 +17,12 @@ cpu:
 setup:
 	./scripts/setup.sh
 
-test: setup test-plain test-asan test-fuzz
+# test-arm runs when Debian's aarch64 cross compiler and qemu-user are installed (a few seconds).
+ARM_CC ?= aarch64-linux-gnu-gcc
+QEMU_ARM ?= qemu-aarch64
+HAVE_ARM := $(shell command -v $(ARM_CC) >/dev/null 2>&1 && command -v $(QEMU_ARM) >/dev/null 2>&1 && echo yes)
+
+test: setup test-plain test-asan test-fuzz $(if $(HAVE_ARM),test-arm)
 
 test-plain: all
 	cd build && ctest --output-on-failure -j$(JOBS) -LE gpu
@@ -35,8 +40,27 @@ test-fuzz:
 	$(CMAKE) --build build-fuzz -j$(JOBS)
 	cd build-fuzz && ctest --output-on-failure -L fuzz
 
+# The CPU op tests (tests/ops) for ARM64: the backend sources and the op-test harness only (no
+# cJSON/PCRE2/curl needed), cross-compiled and run under qemu-user twice: `-cpu max` (NEON
+# dotprod kernels against ops_ref) and `-cpu cortex-a53` (no dotprod: the ISA check must fall
+# back to the portable table).
+ARM_FLAGS = -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -Isrc -Itests
+ARM_SRC = tests/ops/test_ops.c src/backend/backend.c src/backend/cuda_stub.c \
+  $(filter-out %/matmul_neon.c,$(wildcard src/backend/cpu/*.c)) src/util/error.c src/util/membw.c
+test-arm:
+	mkdir -p build-arm
+	$(ARM_CC) $(ARM_FLAGS) -march=armv8.2-a+dotprod+fp16 -c -o build-arm/matmul_neon.o \
+	  src/backend/cpu/matmul_neon.c
+	$(ARM_CC) $(ARM_FLAGS) -o build-arm/test_ops $(ARM_SRC) build-arm/matmul_neon.o -lm -lpthread
+	$(QEMU_ARM) -cpu max -L /usr/aarch64-linux-gnu build-arm/test_ops > build-arm/max.log; \
+	  rc=$$?; cat build-arm/max.log; exit $$rc
+	grep -q '^ISAs: neon,generic' build-arm/max.log
+	$(QEMU_ARM) -cpu cortex-a53 -L /usr/aarch64-linux-gnu build-arm/test_ops > build-arm/a53.log; \
+	  rc=$$?; cat build-arm/a53.log; exit $$rc
+	grep -q '^ISAs: generic' build-arm/a53.log
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
 
 clean:
-	rm -rf build build-cpu build-asan build-fuzz
+	rm -rf build build-cpu build-asan build-fuzz build-arm

@@ -106,7 +106,8 @@ static brisk_tensor make_weight(brisk_wtype type, int bits, int G, brisk_wtype s
 }
 
 static void test_matmul(brisk_backend *be, brisk_backend *ref, const char *isa) {
-    static const int64_t shapes[][2] = {{37, 256}, {67, 384}, {16, 128}, {5, 192}};
+    /* 1152 columns: more than BRISK_GEMM_KC, so the GEMM accumulates over two K blocks. */
+    static const int64_t shapes[][2] = {{37, 256}, {67, 384}, {16, 128}, {5, 192}, {9, 1152}};
     static const int ns[] = {1, 3, 7};
     static const brisk_wtype stypes[] = {BRISK_W_BF16, BRISK_W_F16, BRISK_W_F32};
     for (int kind = 0; kind < 3 + 7 * 3; kind++) {
@@ -233,7 +234,7 @@ int main(int argc, char **argv) {
     rng = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
     printf("seed %llu (rerun: test_ops %llu)\n", (unsigned long long)rng, (unsigned long long)rng);
     const brisk_backend_init init = {
-        .max_tokens = 8, .max_ctx = 64, .max_cols = 512, .n_threads = 2};
+        .max_tokens = 8, .max_ctx = 64, .max_cols = 1152, .n_threads = 2};
     brisk_backend *ref = NULL;
     CHECK(brisk_backend_ref_create(&init, &ref) == BRISK_OK);
     char isas[64];

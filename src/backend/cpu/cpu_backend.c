@@ -172,8 +172,9 @@ static void cpu_matmul_chunk(brisk_cpu_state *st, const brisk_tensor *W, const f
     if (j.kind == MM_GEMM) {
         j.step = 1; /* a 16-row panel x all tokens is already ~n * 64K FMAs */
     } else {
-        const int64_t step = W->rows / ((int64_t)st->nth * 16);
-        j.step = step < 4 ? 4 : step;
+        /* A multiple of BRISK_QMM_ROWS, so only a matrix's last rows take the 1-row path. */
+        const int64_t step = W->rows / ((int64_t)st->nth * 16) / BRISK_QMM_ROWS * BRISK_QMM_ROWS;
+        j.step = step < BRISK_QMM_ROWS ? BRISK_QMM_ROWS : step;
     }
     atomic_init(&j.next, 0);
     brisk_pool_run(st->pool, mm_worker, &j);
@@ -326,8 +327,8 @@ brisk_status brisk_backend_cpu_create_isa(const brisk_backend_init *init, const 
     for (int i = 0; ok && i < nth; i++) {
         brisk_cpu_scratch *s = &st->scr[i];
         s->row = alloc_aligned(cols * sizeof(float));
-        s->sr = alloc_aligned(2 * groups * sizeof(float));
-        s->br = alloc_aligned(groups * sizeof(float));
+        s->sr = alloc_aligned(2 * BRISK_QMM_ROWS * groups * sizeof(float));
+        s->br = alloc_aligned(BRISK_QMM_ROWS * groups * sizeof(float));
         s->scores = alloc_aligned((size_t)st->max_ctx * sizeof(float));
         s->pack = alloc_aligned((size_t)BRISK_GEMM_KC * BRISK_GEMM_NR * sizeof(float));
         ok = s->row && s->sr && s->br && s->scores && s->pack;

@@ -6,24 +6,37 @@
 #include <math.h>
 #include <string.h>
 
+/* The portable quantizer: fills brisk_qact's order and values (cpu_kernels.h) one value at a
+ * time; the ISA versions must produce the same bytes. */
 void brisk_cpu_quant_act(const float *x, int64_t cols, int G, int bits, int16_t *q, float *d,
                          float *s) {
+    const float lim = bits == 4 ? BRISK_QACT_MAX4 : BRISK_QACT_MAX8;
     for (int64_t g = 0; g < cols / G; g++) {
         const float *xg = x + g * G;
-        float amax = 0, sum = 0;
+        float amax = 0;
         for (int i = 0; i < G; i++) {
             const float a = fabsf(xg[i]);
-            amax = a > amax ? a : amax;
-            sum += xg[i];
+            amax = a > amax ? a : amax; /* NaN never wins: the group quantizes to lim */
         }
-        const float id = amax > 0 ? 32767.0f / amax : 0.0f;
-        d[g] = amax / 32767.0f;
-        s[g] = sum;
+        const float id = amax > 0 ? lim / amax : 0.0f;
+        d[g] = amax / lim;
+        int64_t sum = 0;
         for (int i = 0; i < G; i++) {
+            const int64_t c = g * G + i;
+            /* 4-bit: values 4j+1, 4j+3 are stored as X/16 (same rounding as the AVX2 path:
+             * multiply by the float factor, then round to nearest even). */
+            const int folded = bits == 4 && (c & 1);
             float v = xg[i] * id;
-            v = v > 32767.0f ? 32767.0f : v < -32767.0f ? -32767.0f : v;
-            q[brisk_qact_pos(g * G + i, bits)] = (int16_t)lrintf(v == v ? v : 0.0f); /* NaN: 0 */
+            v = v > lim ? lim : v < -lim ? -lim : v;
+            if (v != v) v = lim;
+            if (folded) v *= 1.0f / 16.0f;
+            q[brisk_qact_pos(c, bits)] = (int16_t)lrintf(v);
         }
+        if (bits == 4) /* X0 -> X0 - c1, X2 -> X2 - c3 (pairs inside one group: G >= 32) */
+            for (int64_t c = g * G; c < (g + 1) * G; c += 2)
+                q[brisk_qact_pos(c, 4)] -= q[brisk_qact_pos(c + 1, 4)];
+        for (int64_t c = g * G; c < (g + 1) * G; c++) sum += brisk_qact_x(q, c, bits);
+        s[g] = d[g] * (float)sum;
     }
 }
 
@@ -129,7 +142,7 @@ static void gen_qmm(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratch
                 int64_t isum = 0;
                 for (int64_t c = g * G; c < (g + 1) * G; c++) {
                     const int code = bits == 8 ? w[c] : (w[c >> 1] >> ((c & 1) * 4)) & 15;
-                    isum += code * q[brisk_qact_pos(c, bits)];
+                    isum += code * brisk_qact_x(q, c, bits);
                 }
                 acc += s->sr[g] * d[g] * (float)isum + s->br[g] * sx[g];
             }

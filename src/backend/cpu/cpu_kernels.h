@@ -10,12 +10,24 @@
 #include <stdint.h>
 
 /* Activations x[n, cols] quantized to int16 with one scale per weight group (G = the weight's
- * group_size, 32..128): x[t][c] ~= d[t][c/G] * q[t][c] (|q| <= 32767, so the relative error is
- * ~1e-5 and whole-model logits stay within ~1e-4 of the reference; int8 measured 1.5-6e-2).
- * s[t][g] is the float sum of x over the group (the bias term of an affine-quantized weight is
- * bias_g * s_g). Within a 64-value chunk (4-bit) or 32-value block (8-bit) the values sit in the
- * order the SIMD unpack of packed codes produces (brisk_qact_pos), so codes meet their
- * activations with plain loads. */
+ * group_size, 32..128): x[t][c] ~= d[t][c/G] * X[t][c]. s[t][g] = d * sum of X over the group
+ * (the quantized x, not the float x: the bias term of an affine weight, bias_g * s_g, then pairs
+ * with the codes' term into sum (scale*q + bias) * Xd, whose error is that of the centred weight,
+ * about half of what a float sum leaves). Int8 activations measured 1.6-2.3e-2 on the golden
+ * logits even so (issue 6 asks 1e-2); ~11 bits measure ~2e-3, 15 bits ~2e-4.
+ *
+ * Stored order and values, chosen so that a SIMD kernel splits packed codes with masks and one
+ * shift per 16-bit word (no unpacks) and meets its activations with plain loads:
+ * - 4-bit, per 64-value chunk = 32 bytes = 16 words; word j holds nibbles n0..n3 of values
+ *   4j..4j+3. The kernel forms e0 = w & 0xF (n0), e1 = w & 0xFF (n0 + 16 n1), e2 = (w >> 8) & 0xF
+ *   (n2), e3 = w >> 8 (n2 + 16 n3) and sums e_k * q[16k + j] (16-bit multiply-adds). So
+ *   q[16+j] = c1 = round(x1/16), q[48+j] = c3 = round(x3/16), q[j] = X0 - c1, q[32+j] = X2 - c3:
+ *   values 4j+1 and 4j+3 carry 11 bits (X = 16 c), 4j and 4j+2 carry 15. |X| <= 30000 keeps the
+ *   differences in int16. brisk_qact_x() gives the X a kernel effectively multiplies by.
+ * - 8-bit, per 32-value block = 16 words; word j holds values 2j, 2j+1: q[16k + j] = X(2j+k),
+ *   the kernel forms w & 0xFF and w >> 8. |X| <= 32767.
+ * In both, 16-byte lane L of a 32-byte chunk covers values [32L, 32L+32) (4-bit) or
+ * [16L, 16L+16) (8-bit), so a G = 32 group never straddles lanes. */
 typedef struct brisk_qact {
     int16_t *q; /* [n, cols] */
     float *d;   /* [n, cols/G] */
@@ -24,9 +36,14 @@ typedef struct brisk_qact {
     int G, n;
 } brisk_qact;
 
-/* Prefill GEMM blocking: panels of NR weight rows, KC columns at a time. */
+/* Prefill GEMM blocking: panels of NR weight rows, KC columns at a time. KC = 1024 (a 64 KB
+ * panel, L2) rather than 128: each K block re-reads and re-writes the panel's y for all tokens
+ * (perf: 11% of prefill samples on that load at 128); llama3.2-1b 512-token prefill, 2 threads,
+ * same machine minutes apart: KC 128 39-47 tok/s, 512 45-66, 1024 46-56. */
 #define BRISK_GEMM_NR 16
-#define BRISK_GEMM_KC 128
+#define BRISK_GEMM_KC 1024
+/* Weight rows the decode kernels take per pass over the activations. */
+#define BRISK_QMM_ROWS 4
 /* Steps with at least this many tokens use the GEMM; fewer use the decode kernels. */
 #define BRISK_GEMM_MIN_N 6
 
@@ -43,8 +60,8 @@ typedef struct brisk_mm {
 /* Per-thread scratch the kernels may use (planned at create from max_cols). */
 typedef struct brisk_cpu_scratch {
     float *row;    /* [max_cols]: one weight row as f32 */
-    float *sr;     /* [max_cols/32]: one row's group scales as f32 */
-    float *br;     /* [max_cols/32]: one row's group biases as f32 */
+    float *sr;     /* [2 * BRISK_QMM_ROWS * (max_cols/32 + 1)]: group scales as f32, x d */
+    float *br;     /* [BRISK_QMM_ROWS * (max_cols/32 + 1)]: group biases as f32 */
     float *scores; /* [max_ctx]: attention scores */
     float *pack;   /* [BRISK_GEMM_KC * BRISK_GEMM_NR]: a dequantized weight panel, k-major */
 } brisk_cpu_scratch;
@@ -76,18 +93,32 @@ static inline bool brisk_qmm_supported(const brisk_tensor *W) {
            W->cols % 64 == 0;
 }
 
-/* Where value e of a chunk sits in brisk_qact. 4-bit, per 64: 32 packed bytes, low nibbles =
- * even values and high = odd; the four int16 vectors are unpacklo/unpackhi (per 128-bit lane)
- * of the low then of the high nibbles, so lane L of each holds values of 32L..32L+31 (one
- * 32-group per lane). 8-bit, per 32: unpacklo then unpackhi of the 32 bytes. */
+/* Where value c sits in brisk_qact (see the layout above). */
 static inline int64_t brisk_qact_pos(int64_t c, int bits) {
-    if (bits == 4) {
-        const int64_t e = c & 63, o = e & 1, ee = e - o, L = ee >> 5, j = (ee & 31) >> 1;
-        return (c & ~63) + (2 * o + (j >= 8)) * 16 + L * 8 + (j & 7);
-    }
-    const int64_t e = c & 31, L = e >> 4, j = e & 15;
-    return (c & ~31) + (j >= 8) * 16 + L * 8 + (j & 7);
+    if (bits == 4) return (c & ~(int64_t)63) + (c & 3) * 16 + ((c & 63) >> 2);
+    return (c & ~(int64_t)31) + (c & 1) * 16 + ((c & 31) >> 1);
 }
+
+/* The integer activation a kernel effectively multiplies value c by (4-bit: undoes the c1/c3
+ * folding; 8-bit: q itself). q points at the row of brisk_qact. */
+static inline int32_t brisk_qact_x(const int16_t *q, int64_t c, int bits) {
+    if (bits != 4) return q[brisk_qact_pos(c, bits)];
+    const int64_t base = c & ~(int64_t)63, j = (c & 63) >> 2;
+    switch (c & 3) {
+    case 0:
+        return q[base + j] + q[base + 16 + j];
+    case 1:
+        return 16 * q[base + 16 + j];
+    case 2:
+        return q[base + 32 + j] + q[base + 48 + j];
+    default:
+        return 16 * q[base + 48 + j];
+    }
+}
+
+/* Largest |X| the quantizer maps a group's max to, per bit width (see the layout above). */
+#define BRISK_QACT_MAX4 30000.0f
+#define BRISK_QACT_MAX8 32767.0f
 
 /* Portable pieces shared by every ISA (cpu_generic.c). */
 void brisk_cpu_quant_act(const float *x, int64_t cols, int G, int bits, int16_t *q, float *d,
