@@ -3,7 +3,8 @@
 # apt-get when something is missing. Works as root on a fresh Debian 12 (uses sudo otherwise).
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libcjson-dev libpcre2-dev libutf8proc-dev
-      libmicrohttpd-dev libcurl4-openssl-dev clang libclang-rt-14-dev python3)
+      libmicrohttpd-dev libcurl4-openssl-dev clang libclang-rt-14-dev python3
+      gcc-aarch64-linux-gnu qemu-user)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
