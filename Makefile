@@ -17,12 +17,13 @@ cpu:
 setup:
 	./scripts/setup.sh
 
-# test-arm runs when Debian's aarch64 cross compiler and qemu-user are installed (a few seconds).
 ARM_CC ?= aarch64-linux-gnu-gcc
 QEMU_ARM ?= qemu-aarch64
-HAVE_ARM := $(shell command -v $(ARM_CC) >/dev/null 2>&1 && command -v $(QEMU_ARM) >/dev/null 2>&1 && echo yes)
 
-test: setup test-plain test-asan test-fuzz $(if $(HAVE_ARM),test-arm)
+# setup first, in its own step, so what it installs (the ARM cross compiler) is there for the rest.
+test:
+	./scripts/setup.sh
+	$(MAKE) test-plain test-asan test-fuzz test-arm
 
 test-plain: all
 	cd build && ctest --output-on-failure -j$(JOBS) -LE gpu
@@ -48,6 +49,8 @@ ARM_FLAGS = -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -Isrc -It
 ARM_SRC = tests/ops/test_ops.c src/backend/backend.c src/backend/cuda_stub.c \
   $(filter-out %/matmul_neon.c,$(wildcard src/backend/cpu/*.c)) src/util/error.c src/util/membw.c
 test-arm:
+	@command -v $(ARM_CC) >/dev/null && command -v $(QEMU_ARM) >/dev/null || \
+	  { echo "test-arm: $(ARM_CC) or $(QEMU_ARM) missing (scripts/setup.sh installs them)"; exit 1; }
 	mkdir -p build-arm
 	$(ARM_CC) $(ARM_FLAGS) -march=armv8.2-a+dotprod+fp16 -c -o build-arm/matmul_neon.o \
 	  src/backend/cpu/matmul_neon.c
