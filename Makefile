@@ -57,10 +57,10 @@ test-arm:
 	$(ARM_CC) $(ARM_FLAGS) -o build-arm/test_ops $(ARM_SRC) build-arm/matmul_neon.o -lm -lpthread
 	$(QEMU_ARM) -cpu max -L /usr/aarch64-linux-gnu build-arm/test_ops > build-arm/max.log; \
 	  rc=$$?; cat build-arm/max.log; exit $$rc
-	grep -q '^ISAs: neon,generic' build-arm/max.log
+	@grep -q '^ISAs: neon,generic' build-arm/max.log
 	$(QEMU_ARM) -cpu cortex-a53 -L /usr/aarch64-linux-gnu build-arm/test_ops > build-arm/a53.log; \
 	  rc=$$?; cat build-arm/a53.log; exit $$rc
-	grep -q '^ISAs: generic' build-arm/a53.log
+	@grep -q '^ISAs: generic' build-arm/a53.log
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
