@@ -3,6 +3,7 @@
  * and chat keeping its cache across turns. */
 #define _GNU_SOURCE
 #include "check.h"
+#include "testutil.h"
 
 #include <cjson/cJSON.h>
 #include <fcntl.h>
@@ -78,24 +79,12 @@ static void run_free(run_result *r) {
     free(r->err);
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc((size_t)n + 1, 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    fclose(f);
-    return s;
-}
-
 /* The four llama2.c prompts: stdout must be exactly what run.c printed after the prompt. */
 static void test_rundotc(void) {
     char path[1024], model[1024], steps[32];
     snprintf(path, sizeof path, "%s/models/stories260K/rundotc_greedy.json", SHARED);
     snprintf(model, sizeof model, "%s/models/stories260K-hf-f32", SHARED);
-    char *text = slurp(path);
+    char *text = test_read_file(path, NULL);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     CHECK(cJSON_GetArraySize(root) == 4);
     cJSON *e;
@@ -139,7 +128,7 @@ static void test_folders(void) {
         char model[1024], path[1200];
         snprintf(model, sizeof model, "%s/models/%s", SHARED, folders[i]);
         snprintf(path, sizeof path, "%s/expected_output.txt", model);
-        char *want = slurp(path);
+        char *want = test_read_file(path, NULL);
         char *argv[] = {(char *)BRISK, "generate", "--model",
                         model,         "--prompt", "",
                         "--temp",      "0",        "--ignore-chat-template",

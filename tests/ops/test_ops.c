@@ -4,6 +4,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "check.h"
+#include "testutil.h"
 #include "util/error.h"
 #include "util/fp.h"
 
@@ -54,15 +55,6 @@ static int finite_all(const float *p, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(p[i])) return 0;
     return 1;
-}
-
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
 }
 
 static void store(brisk_wtype t, uint8_t *p, size_t i, float v) {
@@ -136,7 +128,7 @@ static void test_matmul(brisk_backend *be, brisk_backend *ref, const char *isa) 
                 float *y = guarded(ny), *yr = floats(ny);
                 be->ops->matmul(be, &W, bias, xu, n, y);
                 ref->ops->matmul(ref, &W, bias, xu, n, yr);
-                const double e = rel_l2(y, yr, ny);
+                const double e = test_rel_l2(y, yr, ny);
                 if (e > worst_matmul) worst_matmul = e;
                 CHECK_MSG(e <= TOL_MATMUL && finite_all(y, ny) && guards_ok(y, ny),
                           "%s matmul type %d bits %d G %d %lldx%lld n %d: rel L2 %.3g", isa, type,
@@ -154,7 +146,7 @@ static void test_matmul(brisk_backend *be, brisk_backend *ref, const char *isa) 
     float *o = guarded(3 * 128), *orf = malloc(sizeof(float) * 3 * 128);
     be->ops->embed(be, &E, ids, 3, o);
     ref->ops->embed(ref, &E, ids, 3, orf);
-    CHECK_MSG(rel_l2(o, orf, 3 * 128) < 1e-6 && guards_ok(o, 3 * 128), "%s embed", isa);
+    CHECK_MSG(test_rel_l2(o, orf, 3 * 128) < 1e-6 && guards_ok(o, 3 * 128), "%s embed", isa);
     unguard(o), free(orf), free(own[0]), free(own[1]), free(own[2]);
 }
 
@@ -167,7 +159,7 @@ static void test_elementwise(brisk_backend *be, brisk_backend *ref, const char *
     float *a = guarded(N), *b = guarded(N);
     be->ops->rmsnorm(be, x, w, n, dim, 1e-5f, a);
     ref->ops->rmsnorm(ref, x, w, n, dim, 1e-5f, b);
-    CHECK_MSG(rel_l2(a, b, N) <= TOL_NORM && finite_all(a, N) && guards_ok(a, N), "%s rmsnorm",
+    CHECK_MSG(test_rel_l2(a, b, N) <= TOL_NORM && finite_all(a, N) && guards_ok(a, N), "%s rmsnorm",
               isa);
     /* rope in place on copies */
     int32_t pos[5] = {0, 1, 7, 100, 4000};
@@ -176,7 +168,7 @@ static void test_elementwise(brisk_backend *be, brisk_backend *ref, const char *
     memcpy(a, x, N * 4), memcpy(b, x, N * 4);
     be->ops->rope(be, a, pos, n, heads, hd, inv);
     ref->ops->rope(ref, b, pos, n, heads, hd, inv);
-    CHECK_MSG(rel_l2(a, b, N) <= TOL_ROPE && guards_ok(a, N), "%s rope", isa);
+    CHECK_MSG(test_rel_l2(a, b, N) <= TOL_ROPE && guards_ok(a, N), "%s rope", isa);
     /* swiglu: big enough to take the vector path and the threaded split, plus a tail */
     const size_t S = 70001;
     float *g = malloc(S * 4), *up = malloc(S * 4), *o1 = guarded(S), *o2 = guarded(S);
@@ -184,8 +176,8 @@ static void test_elementwise(brisk_backend *be, brisk_backend *ref, const char *
     g[0] = -100, g[1] = 100; /* exp range ends */
     be->ops->swiglu(be, g, up, S, o1);
     ref->ops->swiglu(ref, g, up, S, o2);
-    CHECK_MSG(rel_l2(o1, o2, S) <= TOL_SWIGLU && finite_all(o1, S) && guards_ok(o1, S),
-              "%s swiglu rel L2 %.3g", isa, rel_l2(o1, o2, S));
+    CHECK_MSG(test_rel_l2(o1, o2, S) <= TOL_SWIGLU && finite_all(o1, S) && guards_ok(o1, S),
+              "%s swiglu rel L2 %.3g", isa, test_rel_l2(o1, o2, S));
     memcpy(o1, g, S * 4), memcpy(o2, g, S * 4);
     be->ops->add(be, o1, up, S);
     ref->ops->add(ref, o2, up, S);
@@ -223,8 +215,8 @@ static void test_attention(brisk_backend *be, brisk_backend *ref, const char *is
         float *o = guarded(N), *orf = malloc(N * 4);
         be->ops->attention(be, q, kc, vc, &b, H, HKV, hd, o);
         ref->ops->attention(ref, q, kc, vc, &b, H, HKV, hd, orf);
-        CHECK_MSG(rel_l2(o, orf, N) <= TOL_ATTN && finite_all(o, N) && guards_ok(o, N),
-                  "%s attention window %d: rel L2 %.3g", isa, win, rel_l2(o, orf, N));
+        CHECK_MSG(test_rel_l2(o, orf, N) <= TOL_ATTN && finite_all(o, N) && guards_ok(o, N),
+                  "%s attention window %d: rel L2 %.3g", isa, win, test_rel_l2(o, orf, N));
         unguard(o), free(orf);
     }
     be->ops->free(be, kc), be->ops->free(be, vc), free(q);

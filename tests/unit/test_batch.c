@@ -3,26 +3,11 @@
  * decoded alone, across KV block boundaries; a full pool fails the step and changes nothing. */
 #include "brisk.h"
 #include "check.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
-static double max_rel(const float *a, const float *b, int n) {
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / den);
-}
 
 int main(int argc, char **argv) {
     const char *shared = argc > 1 ? argv[1] : "../shared";
@@ -48,7 +33,7 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 3; k++) {
         CHECK(brisk_context_eval(batched, seqs[k], prompts[k], lens[k], la, true) == BRISK_OK);
         CHECK(brisk_context_eval(alone, seqs[k], prompts[k], lens[k], NULL, true) == BRISK_OK);
-        next[k] = argmax(la, 512);
+        next[k] = test_argmax(la, 512);
     }
     double worst = 0;
     int same = 1;
@@ -56,10 +41,10 @@ int main(int argc, char **argv) {
         CHECK(brisk_context_decode_batch(batched, seqs, next, 3, lb) == BRISK_OK);
         for (int k = 0; k < 3; k++) {
             CHECK(brisk_context_eval(alone, seqs[k], &next[k], 1, la, true) == BRISK_OK);
-            double e = max_rel(lb + k * 512, la, 512);
+            double e = test_rel_l2(lb + k * 512, la, 512);
             worst = e > worst ? e : worst;
-            same &= argmax(lb + k * 512, 512) == argmax(la, 512);
-            next[k] = argmax(la, 512);
+            same &= test_argmax(lb + k * 512, 512) == test_argmax(la, 512);
+            next[k] = test_argmax(la, 512);
         }
     }
     CHECK_MSG(worst < 1e-5 && same, "batched vs alone: rel L2 %.3g, tokens same %d", worst, same);

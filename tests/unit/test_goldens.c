@@ -3,6 +3,7 @@
  * scripts/make_goldens.py: llama/mistral/qwen2/qwen3 in bf16, MLX 4-bit g64, 8-bit g32, mixed. */
 #include "brisk.h"
 #include "check.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -16,27 +17,6 @@ static double TOL = 1e-5;
 static brisk_backend_kind BACKEND = BRISK_BACKEND_CPU_REF;
 static int skipped;
 static double worst;
-
-static float *read_f32(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    float *d = malloc((size_t)len);
-    *n = fread(d, 1, (size_t)len, f) / sizeof(float);
-    fclose(f);
-    return d;
-}
-
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 static void check_fixture(const char *golden, const char *name) {
     char dir[1024], path[1200];
@@ -81,7 +61,7 @@ static void check_fixture(const char *golden, const char *name) {
     for (int r = 0; r < 2; r++) {
         snprintf(path, sizeof path, "%s/%s", dir, refs[r]);
         size_t cnt;
-        float *ref = read_f32(path, &cnt);
+        float *ref = test_read_f32(path, &cnt);
         if (!ref) {
             CHECK_MSG(r == 1, "%s: missing %s", name, refs[r]);
             printf("  %-14s %9s", refs[r], "-");
@@ -89,7 +69,7 @@ static void check_fixture(const char *golden, const char *name) {
         }
         CHECK_MSG(cnt == (size_t)n * V, "%s: %s holds %zu floats, expected %zu", name, refs[r], cnt,
                   (size_t)n * V);
-        double e = cnt == (size_t)n * V ? rel_l2(logits, ref, cnt) : 1.0;
+        double e = cnt == (size_t)n * V ? test_rel_l2(logits, ref, cnt) : 1.0;
         CHECK_MSG(e <= TOL, "%s: %s rel L2 %.3g > %.0e", name, refs[r], e, TOL);
         if (e > worst) worst = e;
         printf("  %-14s %9.2e", refs[r], e);
@@ -104,9 +84,9 @@ static void check_fixture(const char *golden, const char *name) {
             CHECK(brisk_context_eval(ctx, 0, toks + i, 1, logits + i * V, true) == BRISK_OK);
         snprintf(path, sizeof path, "%s/%s", dir, refs[0]);
         size_t cnt1;
-        float *ref = read_f32(path, &cnt1);
+        float *ref = test_read_f32(path, &cnt1);
         if (ref && cnt1 == (size_t)n * V) {
-            double e = rel_l2(logits, ref, cnt1);
+            double e = test_rel_l2(logits, ref, cnt1);
             CHECK_MSG(e <= TOL, "%s: single-token steps rel L2 %.3g", name, e);
             if (e > worst) worst = e;
             printf("  %-6s %9.2e", "steps", e);
@@ -117,13 +97,13 @@ static void check_fixture(const char *golden, const char *name) {
      * prefill 8, then 4 single-token steps. */
     snprintf(path, sizeof path, "%s/logits_decode.f32", dir);
     size_t cnt;
-    float *dec = read_f32(path, &cnt);
+    float *dec = test_read_f32(path, &cnt);
     if (dec && cnt == 4 * V) {
         CHECK(brisk_context_seq_truncate(ctx, 0, 0) == BRISK_OK);
         CHECK(brisk_context_eval(ctx, 0, toks, 8, NULL, true) == BRISK_OK);
         for (int i = 0; i < 4; i++)
             CHECK(brisk_context_eval(ctx, 0, toks + 8 + i, 1, logits + i * V, true) == BRISK_OK);
-        double e = rel_l2(logits, dec, 4 * V);
+        double e = test_rel_l2(logits, dec, 4 * V);
         CHECK_MSG(e <= TOL, "%s: decode rel L2 %.3g", name, e);
         if (e > worst) worst = e;
         printf("  %-14s %9.2e", "decode", e);

@@ -2,6 +2,7 @@
  * logits vs the f64 reference, 200 greedy tokens exactly, and prefill == chunked == decode. */
 #include "brisk.h"
 #include "check.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -34,22 +35,6 @@ static int read_ints(const char *path, int32_t *out, int cap) {
     while (n < cap && fscanf(f, "%d", &out[n]) == 1) n++;
     fclose(f);
     return n;
-}
-
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
-static int argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
 }
 
 static void test_folder(const char *name) {
@@ -93,7 +78,7 @@ static void test_folder(const char *name) {
     CHECK(read_floats(path, expect, 512) == 512);
     int32_t tok = 1;
     CHECK(brisk_context_eval(ctx, 0, &tok, 1, logits, true) == BRISK_OK);
-    double err = rel_l2(logits, expect, 512);
+    double err = test_rel_l2(logits, expect, 512);
     CHECK_MSG(err <= TOL0, "%s: position-0 logits rel L2 %.3g", name, err);
     printf("%s: position-0 logits rel L2 %.3g\n", name, err);
 
@@ -104,7 +89,7 @@ static void test_folder(const char *name) {
     int match = 0;
     got[0] = 1;
     for (int i = 0; i < 200; i++) {
-        got[i + 1] = argmax(logits, 512);
+        got[i + 1] = test_argmax(logits, 512);
         if (got[i + 1] == want[i]) match++;
         if (brisk_context_eval(ctx, 0, &got[i + 1], 1, logits, true) != BRISK_OK) break;
     }
@@ -115,17 +100,17 @@ static void test_folder(const char *name) {
      * every position as the decode steps did (checked at the last position and one middle). */
     float *all = malloc(sizeof(float) * 201 * 512);
     CHECK(brisk_context_eval(ctx, 1, got, 201, all, false) == BRISK_OK);
-    err = rel_l2(all + 200 * 512, logits, 512);
+    err = test_rel_l2(all + 200 * 512, logits, 512);
     printf("%s: prefill vs decode logits rel L2 %.3g\n", name, err);
     CHECK(err < TOLC);
-    CHECK(BACKEND != BRISK_BACKEND_CPU_REF || argmax(all + 100 * 512, 512) == got[101]);
+    CHECK(BACKEND != BRISK_BACKEND_CPU_REF || test_argmax(all + 100 * 512, 512) == got[101]);
 
     /* Truncate and re-run: KV blocks come back and the result repeats. */
     CHECK(brisk_context_seq_truncate(ctx, 1, 150) == BRISK_OK);
     CHECK(brisk_context_seq_len(ctx, 1) == 150);
     float again[512];
     CHECK(brisk_context_eval(ctx, 1, got + 150, 51, again, true) == BRISK_OK);
-    CHECK(rel_l2(again, logits, 512) < TOLC);
+    CHECK(test_rel_l2(again, logits, 512) < TOLC);
 
     /* Errors leave the sequence unchanged. */
     int32_t bad = 512;

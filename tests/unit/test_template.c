@@ -3,24 +3,12 @@
  * hostile templates, loading from model folders, and the 20-turn render time. */
 #include "brisk.h"
 #include "check.h"
+#include "testutil.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    buf[got] = 0;
-    return buf;
-}
 
 /* Renders `src` with `vars` (messages empty); returns the status, *out the text or the error. */
 static brisk_status render(const char *src, const char *vars, char **out) {
@@ -34,7 +22,7 @@ static brisk_status render(const char *src, const char *vars, char **out) {
 }
 
 static void test_snippets(const char *path) {
-    char *text = slurp(path);
+    char *text = test_read_file(path, NULL);
     CHECK_MSG(text != NULL, "cannot read %s", path);
     cJSON *cases = cJSON_Parse(text);
     free(text);

@@ -3,32 +3,19 @@
  * transformers renders committed there (or the template's own raise_exception message). */
 #include "brisk.h"
 #include "check.h"
+#include "testutil.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    buf[got] = 0;
-    if (len) *len = got;
-    return buf;
-}
-
 static void run_file(const char *golden_dir, const char *templates_dir, const char *file) {
     char path[4096], stem[1024];
     snprintf(stem, sizeof stem, "%.*s", (int)(strlen(file) - 5), file);
     snprintf(path, sizeof path, "%s/%s.jinja", templates_dir, stem);
     size_t src_len = 0;
-    char *src = slurp(path, &src_len);
+    char *src = test_read_file(path, &src_len);
     CHECK_MSG(src != NULL, "cannot read %s", path);
     if (!src) return;
     brisk_chat_template *t = NULL;
@@ -37,7 +24,7 @@ static void run_file(const char *golden_dir, const char *templates_dir, const ch
     free(src);
     if (st != BRISK_OK) return;
     snprintf(path, sizeof path, "%s/%s", golden_dir, file);
-    char *text = slurp(path, NULL);
+    char *text = test_read_file(path, NULL);
     cJSON *cases = cJSON_Parse(text);
     free(text);
     CHECK_MSG(cJSON_IsArray(cases), "%s is not a JSON array", path);
