@@ -73,9 +73,6 @@ int brisk_cmd_chat(int argc, char **argv) {
         if (i + 1 >= argc)
             return brisk_cli_usage("chat", USAGE, "unknown or incomplete option '%s'", a);
         const char *v = argv[++i];
-        char *end = NULL;
-        double d = strtod(v, &end);
-        const int num_ok = end != v && !*end;
         if (!strcmp(a, "--model"))
             model = v;
         else if (!strcmp(a, "--system-prompt"))
@@ -85,26 +82,11 @@ int brisk_cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--backend"))
             backend = v;
         else if (!strcmp(a, "--verbose"))
-            verbose = strcasecmp(v, "false") && strcasecmp(v, "f") && strcmp(v, "0");
-        else if (!num_ok)
-            return brisk_cli_usage("chat", USAGE, "unknown option '%s' or bad number '%s'", a, v);
-        else if (!strcmp(a, "-m") || !strcmp(a, "--max-tokens"))
-            gp.max_tokens = (int)d;
-        else if (!strcmp(a, "--temp") && d >= 0)
-            gp.sampler.temperature = (float)d;
-        else if (!strcmp(a, "--top-p") && d >= 0 && d <= 1)
-            gp.sampler.top_p = (float)d;
-        else if (!strcmp(a, "--min-p") && d >= 0 && d <= 1)
-            gp.sampler.min_p = (float)d;
-        else if (!strcmp(a, "--top-k") && d >= 0)
-            gp.sampler.top_k = (int)d;
-        else if (!strcmp(a, "--seed") && d >= 0)
-            gp.sampler.seed = (uint64_t)d;
-        else if (!strcmp(a, "--max-kv-size") && d >= 0)
-            max_kv = (int)d;
-        else
-            return brisk_cli_usage("chat", USAGE, "unknown option '%s' or value out of range '%s'",
-                                   a, v);
+            verbose = cli_parse_bool(v);
+        else if (!cli_is_gen_option(a))
+            return brisk_cli_usage("chat", USAGE, "unknown option '%s'", a);
+        else if (cli_gen_option("chat", USAGE, a, v, &gp, &max_kv) != 0)
+            return BRISK_EXIT_USAGE;
     }
     brisk_backend_kind bk;
     if (!cli_parse_backend(backend, &bk))

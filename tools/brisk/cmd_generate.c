@@ -43,19 +43,6 @@ static bool on_token(void *user, const char *text, size_t len, int32_t token, fl
     return true;
 }
 
-static int parse_num(const char *opt, const char *v, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (end == v || *end || errno || !(d >= lo && d <= hi)) {
-        fprintf(stderr, "brisk generate: %s expects a number in [%g, %g], got '%s'\n%s", opt, lo,
-                hi, v, USAGE);
-        return 0;
-    }
-    *out = d;
-    return 1;
-}
-
 /* Replaces the two-character sequences \n and \t with the characters, as mlx_lm does. */
 static void unescape(char *s) {
     char *w = s;
@@ -96,19 +83,20 @@ int brisk_cmd_generate(int argc, char **argv) {
         } else if (i + 1 < argc) {
             v = argv[i + 1];
         }
-        static const char *const known[] = {
-            "--model",           "-p",        "--prompt",        "-m",
-            "--max-tokens",      "--temp",    "--top-p",         "--top-k",
-            "--min-p",           "--seed",    "--system-prompt", "--chat-template-config",
-            "--extra-eos-token", "--verbose", "--backend",       "--repetition-penalty",
-            "--max-kv-size"};
-        int is_known = 0;
+        static const char *const known[] = {"--model",
+                                            "-p",
+                                            "--prompt",
+                                            "--system-prompt",
+                                            "--chat-template-config",
+                                            "--extra-eos-token",
+                                            "--verbose",
+                                            "--backend"};
+        int is_known = cli_is_gen_option(a);
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             is_known |= !strcmp(a, known[k]);
         if (!is_known) return brisk_cli_usage("generate", USAGE, "unknown option '%s'", argv[i]);
         if (!v) return brisk_cli_usage("generate", USAGE, "option '%s' needs a value", a);
         if (!eq) i++;
-        double d;
         if (!strcmp(a, "--model"))
             model = v;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
@@ -120,35 +108,13 @@ int brisk_cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--backend"))
             backend = v;
         else if (!strcmp(a, "--verbose"))
-            verbose = !(!strcasecmp(v, "false") || !strcasecmp(v, "f") || !strcmp(v, "0"));
+            verbose = cli_parse_bool(v);
         else if (!strcmp(a, "--extra-eos-token")) {
             if (n_extra == 32)
                 return brisk_cli_usage("generate", USAGE, "too many --extra-eos-token");
             extra[n_extra++] = v;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--max-tokens")) {
-            if (!parse_num(a, v, -1, 1e9, &d)) return BRISK_EXIT_USAGE;
-            gp.max_tokens = (int)d;
-        } else if (!strcmp(a, "--max-kv-size")) {
-            if (!parse_num(a, v, 0, 1 << 24, &d)) return BRISK_EXIT_USAGE;
-            max_kv = (int)d;
-        } else if (!strcmp(a, "--temp")) {
-            if (!parse_num(a, v, 0, 100, &d)) return BRISK_EXIT_USAGE;
-            gp.sampler.temperature = (float)d;
-        } else if (!strcmp(a, "--top-p")) {
-            if (!parse_num(a, v, 0, 1, &d)) return BRISK_EXIT_USAGE;
-            gp.sampler.top_p = (float)d;
-        } else if (!strcmp(a, "--min-p")) {
-            if (!parse_num(a, v, 0, 1, &d)) return BRISK_EXIT_USAGE;
-            gp.sampler.min_p = (float)d;
-        } else if (!strcmp(a, "--top-k")) {
-            if (!parse_num(a, v, 0, 1e9, &d)) return BRISK_EXIT_USAGE;
-            gp.sampler.top_k = (int)d;
-        } else if (!strcmp(a, "--repetition-penalty")) {
-            if (!parse_num(a, v, 1e-3, 100, &d)) return BRISK_EXIT_USAGE;
-            gp.sampler.repetition_penalty = (float)d;
-        } else if (!strcmp(a, "--seed")) {
-            if (!parse_num(a, v, 0, 1.8e19, &d)) return BRISK_EXIT_USAGE;
-            gp.sampler.seed = (uint64_t)d;
+        } else if (cli_gen_option("generate", USAGE, a, v, &gp, &max_kv) != 0) {
+            return BRISK_EXIT_USAGE;
         }
     }
     brisk_backend_kind bk;

@@ -3,9 +3,11 @@
 #include "session.h"
 #include "cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -127,6 +129,74 @@ int32_t *cli_encode(const char *cmd, const brisk_tokenizer *tok, const char *tex
         return NULL;
     }
     return ids;
+}
+
+static const struct {
+    const char *name, *alias;
+    double lo, hi;
+} GEN_OPTIONS[] = {
+    {"--max-tokens", "-m", -1, 1e9},
+    {"--temp", NULL, 0, 100},
+    {"--top-p", NULL, 0, 1},
+    {"--top-k", NULL, 0, 1e9},
+    {"--min-p", NULL, 0, 1},
+    {"--seed", NULL, 0, 1.8e19},
+    {"--repetition-penalty", NULL, 1e-3, 100},
+    {"--max-kv-size", NULL, 0, 1 << 24},
+};
+
+static int gen_option_index(const char *opt) {
+    for (size_t i = 0; i < sizeof GEN_OPTIONS / sizeof GEN_OPTIONS[0]; i++)
+        if (!strcmp(opt, GEN_OPTIONS[i].name) ||
+            (GEN_OPTIONS[i].alias && !strcmp(opt, GEN_OPTIONS[i].alias)))
+            return (int)i;
+    return -1;
+}
+
+bool cli_is_gen_option(const char *opt) {
+    return gen_option_index(opt) >= 0;
+}
+
+int cli_gen_option(const char *cmd, const char *usage, const char *opt, const char *val,
+                   brisk_generate_params *gp, int *max_kv) {
+    const int k = gen_option_index(opt);
+    char *end;
+    errno = 0;
+    const double d = strtod(val, &end);
+    if (k < 0 || end == val || *end || errno || !(d >= GEN_OPTIONS[k].lo && d <= GEN_OPTIONS[k].hi))
+        return brisk_cli_usage(cmd, usage, "%s expects a number in [%g, %g], got '%s'", opt,
+                               k < 0 ? 0 : GEN_OPTIONS[k].lo, k < 0 ? 0 : GEN_OPTIONS[k].hi, val);
+    switch (k) {
+    case 0:
+        gp->max_tokens = (int)d;
+        break;
+    case 1:
+        gp->sampler.temperature = (float)d;
+        break;
+    case 2:
+        gp->sampler.top_p = (float)d;
+        break;
+    case 3:
+        gp->sampler.top_k = (int)d;
+        break;
+    case 4:
+        gp->sampler.min_p = (float)d;
+        break;
+    case 5:
+        gp->sampler.seed = (uint64_t)d;
+        break;
+    case 6:
+        gp->sampler.repetition_penalty = (float)d;
+        break;
+    default:
+        *max_kv = (int)d;
+        break;
+    }
+    return 0;
+}
+
+bool cli_parse_bool(const char *v) {
+    return strcasecmp(v, "false") && strcasecmp(v, "f") && strcmp(v, "0");
 }
 
 void cli_print_stats(const brisk_generate_stats *st) {

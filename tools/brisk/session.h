@@ -42,6 +42,17 @@ void cli_buf_free(cli_buf *b);
 int32_t *cli_encode(const char *cmd, const brisk_tokenizer *tok, const char *text, size_t len,
                     bool add_special, size_t *n);
 
+/* The options generate and chat share: -m/--max-tokens, --temp, --top-p, --top-k, --min-p,
+ * --seed, --repetition-penalty and --max-kv-size. cli_is_gen_option says whether `opt` is one;
+ * cli_gen_option applies its value to gp (or *max_kv) and returns 0, or prints a usage error and
+ * returns BRISK_EXIT_USAGE for a value out of range. */
+bool cli_is_gen_option(const char *opt);
+int cli_gen_option(const char *cmd, const char *usage, const char *opt, const char *val,
+                   brisk_generate_params *gp, int *max_kv);
+
+/* mlx_lm's str2bool: false for "false", "f" (any case) and "0", true otherwise. */
+bool cli_parse_bool(const char *v);
+
 /* mlx_lm's closing lines, on stderr. */
 void cli_print_stats(const brisk_generate_stats *st);
 
