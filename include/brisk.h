@@ -139,7 +139,10 @@ BRISK_API brisk_status brisk_context_create(brisk_model *model, const brisk_cont
                                             brisk_context **out);
 BRISK_API void brisk_context_destroy(brisk_context *ctx);
 
-/* Runs tokens through sequence `seq` (0 <= seq < n_seq_max), appending them after the tokens
+/* The functions below that take a brisk_context are not thread-safe: one thread uses a context
+ * at a time (several contexts over one model may run on different threads).
+ *
+ * Runs tokens through sequence `seq` (0 <= seq < n_seq_max), appending them after the tokens
  * the sequence already holds (prefill when it is empty, decode when n_tokens == 1). When
  * `logits` is not NULL it receives float32 logits of every position, row-major
  * [n_tokens, n_vocab]; with `last_only` only the last row is written ([1, n_vocab]).
@@ -197,12 +200,14 @@ typedef struct brisk_sampler_params {
     int n_bias;
 } brisk_sampler_params;
 
+/* Greedy, no filters, no penalties, seed 0. */
 BRISK_API brisk_sampler_params brisk_sampler_default_params(void);
 
 /* Creates a sampler for a vocabulary of n_vocab. The bias arrays are copied. Not thread-safe:
  * one sampler per sequence. On failure *out is NULL. */
 BRISK_API brisk_status brisk_sampler_create(const brisk_sampler_params *params, int n_vocab,
                                             brisk_sampler **out);
+/* Frees a sampler. NULL is a no-op. */
 BRISK_API void brisk_sampler_destroy(brisk_sampler *s);
 
 /* Records a token of the sequence (prompt or generated) for the penalties. */
@@ -410,14 +415,15 @@ typedef enum brisk_stop_reason {
 } brisk_stop_reason;
 
 typedef struct brisk_generate_params {
-    int max_tokens;                /* tokens to generate at most (default 100; < 0 = no limit) */
-    brisk_sampler_params sampler;  /* default: greedy */
-    const int32_t *extra_eos;      /* more stop ids, besides the model's and tokenizer's EOS */
+    int max_tokens;               /* tokens to generate at most (default 100; < 0 = no limit) */
+    brisk_sampler_params sampler; /* default: greedy */
+    const int32_t *extra_eos;     /* more stop ids, besides the model's and tokenizer's EOS */
     int n_extra_eos;
-    bool ignore_eos;               /* keep going past EOS (benchmarks) */
-    bool skip_special;             /* special tokens produce no text (default true) */
+    bool ignore_eos;   /* keep going past EOS (benchmarks) */
+    bool skip_special; /* special tokens produce no text (default true) */
 } brisk_generate_params;
 
+/* max_tokens 100, greedy sampling, skip_special true, no extra EOS. */
 BRISK_API brisk_generate_params brisk_generate_default_params(void);
 
 /* Called once per generated token: `text` is the text that became complete with it (valid
@@ -436,20 +442,21 @@ typedef struct brisk_generate_stats {
     brisk_stop_reason stop;
 } brisk_generate_stats;
 
-/* Appends `tokens` to sequence `seq` of ctx (after what it already holds: a chat keeps its
- * cache across turns), then samples and feeds tokens until EOS, max_tokens, the context size or
- * cancellation. The text given to the callback continues the text of the whole sequence (the
- * detokenizer is primed with the new prompt tokens, so a SentencePiece continuation keeps its
- * leading space). On return the sequence holds the prompt and every generated token except the
- * last one sampled (which was not fed back). `stats` may be NULL. Errors from the forward pass
- * (BRISK_ERR_KV_FULL, ...) stop generation; the tokens fed so far stay in the sequence. */
+/* Appends `tokens` (not retained) to sequence `seq` of ctx (after what it already holds: a
+ * chat keeps its cache across turns), then samples and feeds tokens until EOS, max_tokens, the
+ * context size or cancellation. The text given to the callback continues the text of the whole
+ * sequence (the detokenizer is primed with the new prompt tokens, so a SentencePiece continuation
+ * keeps its leading space). On return the sequence holds the prompt and every generated token
+ * except the last one sampled (which was not fed back). `stats` may be NULL. Errors from the
+ * forward pass (BRISK_ERR_KV_FULL, ...) stop generation; the tokens fed so far stay in the
+ * sequence. Not thread-safe for one context (see brisk_context_eval); the tokenizer may be shared.
+ * The callback runs on the calling thread. */
 BRISK_API brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *tok,
                                       const int32_t *tokens, int n_tokens,
-                                      const brisk_generate_params *params,
-                                      brisk_token_callback cb, void *user,
-                                      brisk_generate_stats *stats);
+                                      const brisk_generate_params *params, brisk_token_callback cb,
+                                      void *user, brisk_generate_stats *stats);
 
-/* The model a context was created for. */
+/* The model a context was created for (owned by the caller who loaded it). */
 BRISK_API brisk_model *brisk_context_model(const brisk_context *ctx);
 
 #ifdef __cplusplus
