@@ -20,8 +20,8 @@ int main(int argc, char **argv) {
     const int64_t cols = argc > 2 ? atoll(argv[2]) : 2048;
     const int bits = argc > 3 ? atoi(argv[3]) : 4, G = argc > 4 ? atoi(argv[4]) : 64;
     const char *isa = argc > 5 ? argv[5] : NULL;
-    const brisk_backend_init init = {.max_tokens = 1, .max_ctx = 1, .max_cols = cols,
-                                     .n_threads = nth};
+    const brisk_backend_init init = {
+        .max_tokens = 1, .max_ctx = 1, .max_cols = cols, .n_threads = nth};
     brisk_backend *be = NULL;
     if (brisk_backend_cpu_create_isa(&init, isa, &be) != BRISK_OK) return 1;
     const int64_t big = ((int64_t)256 << 20) / (cols * bits / 8); /* 256 MB of codes */
@@ -35,9 +35,16 @@ int main(int argc, char **argv) {
     printf("%s, %d thread(s), q%dg%d, %lld cols\n", be->ops->name, nth, bits, G, (long long)cols);
     const int64_t sizes[] = {nth * 256 * 1024 / (cols * bits / 8), big};
     for (int si = 0; si < 2; si++) {
-        brisk_tensor W = {.type = BRISK_W_QAFFINE, .rows = sizes[si], .cols = cols, .bits = bits,
-                          .group_size = G, .stype = BRISK_W_BF16, .data = codes, .scales = sc,
-                          .biases = bi, .name = "bench"};
+        brisk_tensor W = {.type = BRISK_W_QAFFINE,
+                          .rows = sizes[si],
+                          .cols = cols,
+                          .bits = bits,
+                          .group_size = G,
+                          .stype = BRISK_W_BF16,
+                          .data = codes,
+                          .scales = sc,
+                          .biases = bi,
+                          .name = "bench"};
         const double bytes = (double)W.rows * (cols * bits / 8 + 4 * cols / G);
         const int iters = si == 0 ? 2000 : 1;
         double best = 0, sum = 0;

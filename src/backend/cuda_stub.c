@@ -3,7 +3,9 @@
 #include "backend/backend.h"
 #include "util/error.h"
 
-bool brisk_backend_cuda_available(void) { return false; }
+bool brisk_backend_cuda_available(void) {
+    return false;
+}
 
 const char *brisk_backend_cuda_unavailable(void) {
     return "brisk was built without CUDA (nvcc was not found at configure time)";

@@ -19,16 +19,16 @@ struct brisk_context {
     brisk_kv_pool pool;
     int kv_dim;
     void **kcache, **vcache; /* [n_layer] -> [n_blocks*block_size, kv_dim] in backend memory */
-    seq_state *seqs;          /* [n_seq_max] */
-    int max_blocks;           /* per sequence */
+    seq_state *seqs;         /* [n_seq_max] */
+    int max_blocks;          /* per sequence */
     brisk_fwd_scratch scratch;
     int32_t *pos, *slot, *seq_ids, *out_rows; /* [n_batch] step arrays */
     const int32_t **tables;                   /* [n_seq_max] */
 };
 
 brisk_context_params brisk_context_default_params(void) {
-    brisk_context_params p = {.n_ctx = 0, .n_seq_max = 1, .n_batch = 0, .kv_block = 16,
-                              .n_kv_blocks = 0};
+    brisk_context_params p = {
+        .n_ctx = 0, .n_seq_max = 1, .n_batch = 0, .kv_block = 16, .n_kv_blocks = 0};
     return p;
 }
 
@@ -57,18 +57,21 @@ void brisk_context_destroy(brisk_context *ctx) {
 brisk_status brisk_context_create(brisk_model *model, const brisk_context_params *params,
                                   brisk_context **out) {
     if (!out || !model)
-        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_create: model and out must be set");
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_context_create: model and out must be set");
     *out = NULL;
     brisk_context_params p = params ? *params : brisk_context_default_params();
     const brisk_config *c = &model->cfg;
     if (p.n_ctx <= 0) p.n_ctx = c->max_position < 4096 ? c->max_position : 4096;
     if (p.n_seq_max <= 0) p.n_seq_max = 1;
     if (p.kv_block <= 0) p.kv_block = 16;
-    if (p.n_batch <= 0 || p.n_batch > p.n_ctx * p.n_seq_max) p.n_batch = p.n_ctx < 512 ? p.n_ctx : 512;
+    if (p.n_batch <= 0 || p.n_batch > p.n_ctx * p.n_seq_max)
+        p.n_batch = p.n_ctx < 512 ? p.n_ctx : 512;
     if (p.n_ctx > (1 << 24) || p.n_seq_max > (1 << 16) || p.kv_block > (1 << 16))
-        return brisk_errorf(BRISK_ERR_INVALID_ARG,
-                            "brisk_context_create: n_ctx %d, n_seq_max %d or kv_block %d is too large",
-                            p.n_ctx, p.n_seq_max, p.kv_block);
+        return brisk_errorf(
+            BRISK_ERR_INVALID_ARG,
+            "brisk_context_create: n_ctx %d, n_seq_max %d or kv_block %d is too large", p.n_ctx,
+            p.n_seq_max, p.kv_block);
     const int max_blocks = (p.n_ctx + p.kv_block - 1) / p.kv_block;
     if (p.n_kv_blocks <= 0) p.n_kv_blocks = max_blocks * p.n_seq_max;
 
@@ -82,9 +85,13 @@ brisk_status brisk_context_create(brisk_model *model, const brisk_context_params
     int64_t max_cols = c->n_embd > c->n_ff ? c->n_embd : c->n_ff;
     if (c->n_head * c->head_dim > max_cols) max_cols = (int64_t)c->n_head * c->head_dim;
     const brisk_backend_init init = {
-        .tensors = model->w.all, .n_tensors = model->w.n_all,
-        .small = model->w.small, .n_small = model->w.n_small,
-        .max_tokens = p.n_batch, .max_ctx = p.n_ctx, .max_cols = max_cols,
+        .tensors = model->w.all,
+        .n_tensors = model->w.n_all,
+        .small = model->w.small,
+        .n_small = model->w.n_small,
+        .max_tokens = p.n_batch,
+        .max_ctx = p.n_ctx,
+        .max_cols = max_cols,
         .n_threads = model->n_threads,
     };
     st = brisk_backend_create(model->backend, &init, &ctx->be);
@@ -137,7 +144,8 @@ static int blocks_for(const brisk_context *ctx, int len) {
 
 brisk_status brisk_context_seq_truncate(brisk_context *ctx, int seq, int keep) {
     if (!ctx || seq < 0 || seq >= ctx->p.n_seq_max)
-        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_seq_truncate: no sequence %d", seq);
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_seq_truncate: no sequence %d",
+                            seq);
     seq_state *s = &ctx->seqs[seq];
     if (keep < 0 || keep > s->len)
         return brisk_errorf(BRISK_ERR_INVALID_ARG,
@@ -158,10 +166,11 @@ brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *toke
     seq_state *s = &ctx->seqs[seq];
     for (int i = 0; i < n_tokens; i++)
         if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
-            return brisk_errorf(BRISK_ERR_INVALID_ARG,
-                                "brisk_context_eval: token %d at index %d is outside the vocabulary "
-                                "[0, %d)",
-                                tokens[i], i, c->n_vocab);
+            return brisk_errorf(
+                BRISK_ERR_INVALID_ARG,
+                "brisk_context_eval: token %d at index %d is outside the vocabulary "
+                "[0, %d)",
+                tokens[i], i, c->n_vocab);
     if (n_tokens > ctx->p.n_ctx - s->len)
         return brisk_errorf(BRISK_ERR_INVALID_ARG,
                             "brisk_context_eval: %d tokens do not fit: sequence %d holds %d of %d "
@@ -200,8 +209,12 @@ brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *toke
         }
         brisk_fwd_batch fb = {
             .tokens = tokens + start,
-            .attn = {.n_tokens = T, .pos = ctx->pos, .seq = ctx->seq_ids, .slot = ctx->slot,
-                     .block_tables = ctx->tables, .block_size = bs,
+            .attn = {.n_tokens = T,
+                     .pos = ctx->pos,
+                     .seq = ctx->seq_ids,
+                     .slot = ctx->slot,
+                     .block_tables = ctx->tables,
+                     .block_size = bs,
                      .sliding_window = c->sliding_window},
             .n_out = n_out,
             .out_rows = ctx->out_rows,
@@ -232,7 +245,8 @@ brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, con
         for (int j = 0; j < i; j++)
             if (seqs[j] == seqs[i])
                 return brisk_errorf(BRISK_ERR_INVALID_ARG,
-                                    "brisk_context_decode_batch: sequence %d appears twice", seqs[i]);
+                                    "brisk_context_decode_batch: sequence %d appears twice",
+                                    seqs[i]);
         if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
             return brisk_errorf(BRISK_ERR_INVALID_ARG,
                                 "brisk_context_decode_batch: token %d at index %d is outside the "
@@ -272,8 +286,12 @@ brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, con
     }
     brisk_fwd_batch fb = {
         .tokens = tokens,
-        .attn = {.n_tokens = n, .pos = ctx->pos, .seq = ctx->seq_ids, .slot = ctx->slot,
-                 .block_tables = ctx->tables, .block_size = bs,
+        .attn = {.n_tokens = n,
+                 .pos = ctx->pos,
+                 .seq = ctx->seq_ids,
+                 .slot = ctx->slot,
+                 .block_tables = ctx->tables,
+                 .block_size = bs,
                  .sliding_window = c->sliding_window},
         .n_out = logits ? n : 0,
         .out_rows = ctx->out_rows,
@@ -282,18 +300,22 @@ brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, con
                                     &fb, ctx->max_blocks, ctx->p.n_seq_max, logits);
     for (int i = 0; i < n; i++) {
         seq_state *s = &ctx->seqs[seqs[i]];
-        if (st == BRISK_OK) s->len++;
-        else if (s->len % bs == 0) brisk_kv_unref(&ctx->pool, s->blocks[s->len / bs]);
+        if (st == BRISK_OK)
+            s->len++;
+        else if (s->len % bs == 0)
+            brisk_kv_unref(&ctx->pool, s->blocks[s->len / bs]);
     }
     return st;
 }
 
 brisk_status brisk_context_measure_bandwidth(brisk_context *ctx, double *gbps) {
     if (!ctx || !gbps)
-        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_measure_bandwidth: NULL argument");
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_context_measure_bandwidth: NULL argument");
     *gbps = ctx->be->ops->measure_bandwidth(ctx->be);
     if (!(*gbps > 0))
-        return brisk_errorf(BRISK_ERR_BACKEND, "brisk_context_measure_bandwidth: measurement failed");
+        return brisk_errorf(BRISK_ERR_BACKEND,
+                            "brisk_context_measure_bandwidth: measurement failed");
     return BRISK_OK;
 }
 
@@ -301,6 +323,10 @@ const char *brisk_context_backend_name(const brisk_context *ctx) {
     return ctx ? ctx->be->ops->name : "";
 }
 
-brisk_model *brisk_context_model(const brisk_context *ctx) { return ctx ? ctx->model : NULL; }
+brisk_model *brisk_context_model(const brisk_context *ctx) {
+    return ctx ? ctx->model : NULL;
+}
 
-int brisk_context_n_ctx(const brisk_context *ctx) { return ctx ? ctx->p.n_ctx : 0; }
+int brisk_context_n_ctx(const brisk_context *ctx) {
+    return ctx ? ctx->p.n_ctx : 0;
+}

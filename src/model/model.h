@@ -10,9 +10,9 @@
 
 struct brisk_model {
     brisk_config cfg;
-    brisk_st_set *st;     /* owns the mappings the weights point into */
+    brisk_st_set *st; /* owns the mappings the weights point into */
     brisk_weights w;
-    void *synthetic;      /* weight memory of a synthetic model (brisk_model_create_synthetic) */
+    void *synthetic; /* weight memory of a synthetic model (brisk_model_create_synthetic) */
     brisk_backend_kind backend;
     int n_threads;
 };
@@ -23,15 +23,15 @@ struct brisk_model {
 typedef struct brisk_fwd_scratch {
     int max_tokens;
     float *logits; /* [BRISK_LOGIT_ROWS, n_vocab] */
-    float *x;    /* [T, n_embd] residual stream */
-    float *xb;   /* [T, n_embd] normed input / gathered output rows */
-    float *q;    /* [T, n_head*head_dim] */
-    float *k;    /* [T, n_head_kv*head_dim] */
-    float *v;    /* [T, n_head_kv*head_dim] */
-    float *att;  /* [T, n_head*head_dim] attention output */
-    float *proj; /* [T, n_embd] o_proj / down_proj output */
-    float *gate; /* [T, n_ff] */
-    float *up;   /* [T, n_ff] */
+    float *x;      /* [T, n_embd] residual stream */
+    float *xb;     /* [T, n_embd] normed input / gathered output rows */
+    float *q;      /* [T, n_head*head_dim] */
+    float *k;      /* [T, n_head_kv*head_dim] */
+    float *v;      /* [T, n_head_kv*head_dim] */
+    float *att;    /* [T, n_head*head_dim] attention output */
+    float *proj;   /* [T, n_embd] o_proj / down_proj output */
+    float *gate;   /* [T, n_ff] */
+    float *up;     /* [T, n_ff] */
 } brisk_fwd_scratch;
 
 brisk_status brisk_fwd_scratch_create(brisk_backend *be, const brisk_config *cfg, int max_tokens,
@@ -42,8 +42,8 @@ void brisk_fwd_scratch_free(brisk_backend *be, brisk_fwd_scratch *s);
  * go into the per-layer caches first, then each token attends over its sequence (b->attn). The
  * rows listed in out_rows get logits, written contiguously to host logits[n_out, n_vocab]. */
 typedef struct brisk_fwd_batch {
-    const int32_t *tokens;   /* [n_tokens] */
-    brisk_attn_batch attn;   /* n_tokens, positions, sequences, slots, block tables */
+    const int32_t *tokens; /* [n_tokens] */
+    brisk_attn_batch attn; /* n_tokens, positions, sequences, slots, block tables */
     int n_out;
     const int32_t *out_rows; /* [n_out] indices into tokens */
 } brisk_fwd_batch;

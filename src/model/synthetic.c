@@ -38,9 +38,12 @@ typedef struct wfmt {
 
 static int parse_quant(const char *q, wfmt *f) {
     memset(f, 0, sizeof *f);
-    if (!strcmp(q, "f32")) f->type = BRISK_W_F32;
-    else if (!strcmp(q, "f16")) f->type = BRISK_W_F16;
-    else if (!strcmp(q, "bf16")) f->type = BRISK_W_BF16;
+    if (!strcmp(q, "f32"))
+        f->type = BRISK_W_F32;
+    else if (!strcmp(q, "f16"))
+        f->type = BRISK_W_F16;
+    else if (!strcmp(q, "bf16"))
+        f->type = BRISK_W_BF16;
     else {
         char tail;
         if (sscanf(q, "q%dg%d%c", &f->bits, &f->group_size, &tail) != 2) return 0;
@@ -80,8 +83,8 @@ static void fill_const16(uint8_t *p, size_t n, uint16_t v) {
 }
 
 /* Carves a [rows, cols] matrix out of the arena and fills it. */
-static void make_matrix(uint8_t **arena, const wfmt *f, int64_t rows, int64_t cols, const char *name,
-                        uint64_t *rng, brisk_tensor *t) {
+static void make_matrix(uint8_t **arena, const wfmt *f, int64_t rows, int64_t cols,
+                        const char *name, uint64_t *rng, brisk_tensor *t) {
     memset(t, 0, sizeof *t);
     t->type = f->type;
     t->rows = rows;
@@ -98,7 +101,8 @@ static void make_matrix(uint8_t **arena, const wfmt *f, int64_t rows, int64_t co
     t->bits = f->bits;
     t->group_size = f->group_size;
     t->stype = BRISK_W_BF16;
-    const size_t codes = (size_t)(rows * cols * f->bits / 8), sb = (size_t)(rows * (cols / f->group_size)) * 2;
+    const size_t codes = (size_t)(rows * cols * f->bits / 8),
+                 sb = (size_t)(rows * (cols / f->group_size)) * 2;
     t->data = *arena;
     fill(*arena, codes, BRISK_W_QAFFINE, rng);
     *arena += (codes + 63) & ~(size_t)63;
@@ -117,13 +121,15 @@ static size_t matrix_bytes(const wfmt *f, int64_t rows, int64_t cols) {
         size_t n = (size_t)(rows * cols) * (f->type == BRISK_W_F32 ? 4 : 2);
         return (n + 63) & ~(size_t)63;
     }
-    const size_t codes = (size_t)(rows * cols * f->bits / 8), sb = (size_t)(rows * (cols / f->group_size)) * 2;
+    const size_t codes = (size_t)(rows * cols * f->bits / 8),
+                 sb = (size_t)(rows * (cols / f->group_size)) * 2;
     return ((codes + 63) & ~(size_t)63) + 2 * ((sb + 63) & ~(size_t)63);
 }
 
 brisk_status brisk_model_create_synthetic(const char *shape, const char *quant,
                                           const brisk_model_params *params, brisk_model **out) {
-    if (!out) return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_model_create_synthetic: out is NULL");
+    if (!out)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_model_create_synthetic: out is NULL");
     *out = NULL;
     const shape_row *row = NULL;
     for (size_t i = 0; shape && i < BRISK_ARRAY_LEN(SHAPES); i++)
@@ -134,10 +140,11 @@ brisk_status brisk_model_create_synthetic(const char *shape, const char *quant,
                             shape ? shape : "(null)", brisk_synthetic_shapes());
     wfmt f;
     if (!quant || !parse_quant(quant, &f))
-        return brisk_errorf(BRISK_ERR_INVALID_ARG,
-                            "brisk_model_create_synthetic: unknown weight format '%s' (use f32, f16, "
-                            "bf16 or q<bits>g<group>, bits 2-6 or 8, group 32/64/128, e.g. q4g64)",
-                            quant ? quant : "(null)");
+        return brisk_errorf(
+            BRISK_ERR_INVALID_ARG,
+            "brisk_model_create_synthetic: unknown weight format '%s' (use f32, f16, "
+            "bf16 or q<bits>g<group>, bits 2-6 or 8, group 32/64/128, e.g. q4g64)",
+            quant ? quant : "(null)");
     brisk_model_params p = params ? *params : brisk_model_default_params();
     brisk_model *m = calloc(1, sizeof *m);
     if (!m) return brisk_errorf(BRISK_ERR_OOM, "brisk_model_create_synthetic: out of memory");
@@ -158,13 +165,14 @@ brisk_status brisk_model_create_synthetic(const char *shape, const char *quant,
     c->rope.theta = row->theta;
     c->rope.factor = 1;
     if (row->llama3_factor > 0)
-        c->rope = (brisk_rope_config){BRISK_ROPE_LLAMA3, row->theta, row->llama3_factor, 1, 4, 8192};
+        c->rope =
+            (brisk_rope_config){BRISK_ROPE_LLAMA3, row->theta, row->llama3_factor, 1, 4, 8192};
     const int64_t D = c->n_embd, F = c->n_ff, Q = (int64_t)c->n_head * c->head_dim,
                   KV = (int64_t)c->n_head_kv * c->head_dim;
     size_t total = matrix_bytes(&f, c->n_vocab, D) * (row->tied ? 1 : 2);
-    total += (size_t)c->n_layer * (matrix_bytes(&f, Q, D) + 2 * matrix_bytes(&f, KV, D) +
-                                   matrix_bytes(&f, D, Q) + 2 * matrix_bytes(&f, F, D) +
-                                   matrix_bytes(&f, D, F));
+    total += (size_t)c->n_layer *
+             (matrix_bytes(&f, Q, D) + 2 * matrix_bytes(&f, KV, D) + matrix_bytes(&f, D, Q) +
+              2 * matrix_bytes(&f, F, D) + matrix_bytes(&f, D, F));
     brisk_weights *w = &m->w;
     m->synthetic = aligned_alloc(64, total);
     w->layers = calloc((size_t)c->n_layer, sizeof *w->layers);

@@ -54,8 +54,10 @@ typedef struct mt_read {
 static void mt_slice(void *arg, int ith, int nth) {
     mt_read *m = arg;
     const size_t per = m->n / (size_t)nth / 8 * 8, at = per * (size_t)ith;
-    if (m->fill) memset(m->buf + at, 1, per * 8);
-    else m->sink[ith & 63] += read_sum(m->buf + at, per);
+    if (m->fill)
+        memset(m->buf + at, 1, per * 8);
+    else
+        m->sink[ith & 63] += read_sum(m->buf + at, per);
 }
 
 double brisk_measure_read_bandwidth_mt(brisk_par_run run, void *runner) {

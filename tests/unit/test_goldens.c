@@ -120,11 +120,10 @@ int main(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[2], "cuda")) BACKEND = BRISK_BACKEND_CUDA, TOL = 2e-2;
     if (argc > 2 && !strcmp(argv[2], "cpu")) BACKEND = BRISK_BACKEND_CPU, TOL = 1e-2;
     static const char *const fixtures[] = {
-        "llama-bf16",   "llama-q4g64",   "llama-q8g32",       "llama-mixed",
-        "llama-f16",    "llama-f32",     "llama-linear-rope", "llama-ropeparams",
-        "llama-sharded", "mistral-bf16", "mistral-q4g64",     "mistral-q8g32",
-        "qwen2-bf16",   "qwen2-q4g64",   "qwen2-q8g32",       "qwen3-bf16",
-        "qwen3-q4g64",  "qwen3-q8g32",
+        "llama-bf16",    "llama-q4g64",       "llama-q8g32",      "llama-mixed",   "llama-f16",
+        "llama-f32",     "llama-linear-rope", "llama-ropeparams", "llama-sharded", "mistral-bf16",
+        "mistral-q4g64", "mistral-q8g32",     "qwen2-bf16",       "qwen2-q4g64",   "qwen2-q8g32",
+        "qwen3-bf16",    "qwen3-q4g64",       "qwen3-q8g32",
     };
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
         check_fixture(golden, fixtures[i]);

@@ -68,8 +68,9 @@ INLINE void micro(const float *pack, int kc, const float *x, int64_t ldx, int mr
     for (int i = 0; i < 2 * mr; i++) out[i] = acc[i];
 }
 
-/* Measured: llama3.2-1b q4g64, 512 tokens, 2 threads: see bench/RESULTS.md (KC = 128: 94 GFLOP/s, 60% of the 156 GFLOP/s FMA
- * peak at 2.45 GHz (bench/RESULTS.md). Panel p owns output columns [16p, 16p+16) of every token: y is written only by its taker. */
+/* Measured: llama3.2-1b q4g64, 512 tokens, 2 threads: see bench/RESULTS.md (KC = 128: 94 GFLOP/s,
+ * 60% of the 156 GFLOP/s FMA peak at 2.45 GHz (bench/RESULTS.md). Panel p owns output columns [16p,
+ * 16p+16) of every token: y is written only by its taker. */
 void brisk_cpu_gemm_avx2(const brisk_mm *m, int64_t p0, int64_t p1, brisk_cpu_scratch *s) {
     const brisk_tensor *W = m->W;
     const int64_t rows = W->rows, cols = W->cols;

@@ -155,9 +155,9 @@ INLINE void qrows(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, con
             for (int k = 0; k < R; k += 2) _mm_prefetch(pf + i * 32 * R + k * 32, _MM_HINT_T0);
         if (per == 1) { /* one group per step: no int32 partial sums to keep live */
             for (int k = 0; k < R; k++)
-                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(qstep(w + k * rb + i * 32,
-                                                                  q + i * span, bits)),
-                                         step_scale(sd + k * ng, i, G, bits), acc[k]);
+                acc[k] = _mm256_fmadd_ps(
+                    _mm256_cvtepi32_ps(qstep(w + k * rb + i * 32, q + i * span, bits)),
+                    step_scale(sd + k * ng, i, G, bits), acc[k]);
             continue;
         }
         for (int k = 0; k < R; k++) {
@@ -166,8 +166,8 @@ INLINE void qrows(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, con
                 if (((i + u) & 1) == 0 && k == 0)
                     for (int kk = 0; kk < R; kk += 2)
                         _mm_prefetch(pf + (i + u) * 32 * R + kk * 32, _MM_HINT_T0);
-                is = _mm256_add_epi32(is, qstep(w + k * rb + (i + u) * 32, q + (i + u) * span,
-                                                bits));
+                is = _mm256_add_epi32(is,
+                                      qstep(w + k * rb + (i + u) * 32, q + (i + u) * span, bits));
             }
             acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), step_scale(sd + k * ng, i, G, bits),
                                      acc[k]);
@@ -192,11 +192,11 @@ static void avx2_quant(const float *x, int64_t cols, int G, int bits, int16_t *q
     const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(limf);
     const __m256 nlim = _mm256_set1_ps(-limf);
     /* odd values: x 1/16 (4-bit); their effective X is 16 c */
-    const __m256 fold = bits == 4 ? _mm256_setr_ps(1, 1.0f / 16, 1, 1.0f / 16, 1, 1.0f / 16, 1,
-                                                   1.0f / 16)
-                                  : _mm256_set1_ps(1.0f);
-    const __m256i unfold = bits == 4 ? _mm256_setr_epi32(1, 16, 1, 16, 1, 16, 1, 16)
-                                     : _mm256_set1_epi32(1);
+    const __m256 fold = bits == 4
+                            ? _mm256_setr_ps(1, 1.0f / 16, 1, 1.0f / 16, 1, 1.0f / 16, 1, 1.0f / 16)
+                            : _mm256_set1_ps(1.0f);
+    const __m256i unfold =
+        bits == 4 ? _mm256_setr_epi32(1, 16, 1, 16, 1, 16, 1, 16) : _mm256_set1_epi32(1);
     int32_t tmp[128];
     for (int64_t g = 0; g < cols / G; g++) {
         const float *xg = x + g * G;
@@ -219,8 +219,8 @@ static void avx2_quant(const float *x, int64_t cols, int G, int bits, int16_t *q
             const __m256i c = bits == 4 ? _mm256_sub_epi32(r, _mm256_srli_epi64(r, 32)) : r;
             _mm256_storeu_si256((__m256i *)(tmp + i), c);
         }
-        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum),
-                                         _mm256_extracti128_si256(sum, 1));
+        const __m128i s4 =
+            _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
         const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
         s[g] = d[g] * (float)(_mm_cvtsi128_si32(s2) + _mm_extract_epi32(s2, 1));
         for (int i = 0; i < G; i++) {
@@ -263,16 +263,16 @@ INLINE void rows_token(const float *ws, const float *bs, const float *d, const f
 
 /* One (bits, G) instance: blocks of R4 rows, then single rows for the tail. */
 #define QMM_FN(NAME, BITS, GG)                                                                     \
-    static void NAME(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratch *s) {           \
+    static void NAME(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratch *s) {            \
         const brisk_tensor *W = m->W;                                                              \
-        const int64_t cols = W->cols, ng = cols / GG, rb = cols * BITS / 8;                      \
+        const int64_t cols = W->cols, ng = cols / GG, rb = cols * BITS / 8;                        \
         float *ws = s->sr, *sd = s->sr + R4 * ng, *bs = s->br;                                     \
         for (int64_t r = r0; r < r1;) {                                                            \
             const int R = r + R4 <= r1 ? R4 : 1;                                                   \
             const uint8_t *w = (const uint8_t *)W->data + r * rb;                                  \
             rows_f32(W, r, R, ng, ws, bs);                                                         \
             for (int t = 0; t < m->n; t++) {                                                       \
-                const float *d = m->qa->d + (size_t)t * ng, *sx = m->qa->s + (size_t)t * ng;      \
+                const float *d = m->qa->d + (size_t)t * ng, *sx = m->qa->s + (size_t)t * ng;       \
                 const int16_t *q = m->qa->q + (size_t)t * cols;                                    \
                 float bt[R4];                                                                      \
                 __m256 acc[R4];                                                                    \

@@ -10,9 +10,9 @@
 #include <string.h>
 
 typedef struct ref_state {
-    float *row;     /* one dequantized weight row (max cols seen so far) */
+    float *row; /* one dequantized weight row (max cols seen so far) */
     size_t row_cap;
-    float *scores;  /* attention scores of one (token, head): max_ctx */
+    float *scores; /* attention scores of one (token, head): max_ctx */
     int max_ctx;
 } ref_state;
 
@@ -38,7 +38,8 @@ static inline float load_scalar(brisk_wtype t, const void *base, int64_t i) {
         memcpy(&h, p + 2 * i, 2);
         return brisk_bf16_to_f32(h);
     }
-    default: return 0.0f;
+    default:
+        return 0.0f;
     }
 }
 
@@ -85,8 +86,8 @@ static void ref_embed(brisk_backend *be, const brisk_tensor *E, const int32_t *i
     for (int i = 0; i < n; i++) load_row(E, ids[i], out + (size_t)i * E->cols);
 }
 
-static void ref_rmsnorm(brisk_backend *be, const float *x, const float *w, int n, int dim, float eps,
-                        float *out) {
+static void ref_rmsnorm(brisk_backend *be, const float *x, const float *w, int n, int dim,
+                        float eps, float *out) {
     (void)be;
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * dim;
@@ -151,17 +152,16 @@ static void ref_attention(brisk_backend *be, const float *q, const void *kc, con
     for (int i = 0; i < b->n_tokens; i++) {
         const int32_t *table = b->block_tables[b->seq[i]];
         const int p = b->pos[i];
-        const int first = b->sliding_window > 0 && p - b->sliding_window + 1 > 0
-                              ? p - b->sliding_window + 1
-                              : 0;
+        const int first =
+            b->sliding_window > 0 && p - b->sliding_window + 1 > 0 ? p - b->sliding_window + 1 : 0;
         BRISK_ASSERT(p < s->max_ctx);
         for (int h = 0; h < n_head; h++) {
             const float *qh = q + ((size_t)i * n_head + h) * head_dim;
             const int kvh = h / group;
             float mx = -INFINITY;
             for (int t = first; t <= p; t++) {
-                const int64_t slot = (int64_t)table[t / b->block_size] * b->block_size +
-                                     t % b->block_size;
+                const int64_t slot =
+                    (int64_t)table[t / b->block_size] * b->block_size + t % b->block_size;
                 const float *kt = kcache + slot * kv_dim + kvh * head_dim;
                 double dot = 0;
                 for (int d = 0; d < head_dim; d++) dot += (double)qh[d] * kt[d];
@@ -177,8 +177,8 @@ static void ref_attention(brisk_backend *be, const float *q, const void *kc, con
             for (int d = 0; d < head_dim; d++) {
                 double acc = 0;
                 for (int t = first; t <= p; t++) {
-                    const int64_t slot = (int64_t)table[t / b->block_size] * b->block_size +
-                                         t % b->block_size;
+                    const int64_t slot =
+                        (int64_t)table[t / b->block_size] * b->block_size + t % b->block_size;
                     acc += (double)s->scores[t] * vcache[slot * kv_dim + kvh * head_dim + d];
                 }
                 oh[d] = (float)(acc / sum);
@@ -187,7 +187,8 @@ static void ref_attention(brisk_backend *be, const float *q, const void *kc, con
     }
 }
 
-static void ref_swiglu(brisk_backend *be, const float *gate, const float *up, size_t n, float *out) {
+static void ref_swiglu(brisk_backend *be, const float *gate, const float *up, size_t n,
+                       float *out) {
     (void)be;
     for (size_t i = 0; i < n; i++) {
         const float g = gate[i];
@@ -292,12 +293,15 @@ brisk_status brisk_backend_ref_create(const brisk_backend_init *init, brisk_back
 
 uint64_t brisk_tensor_bytes(const brisk_tensor *t) {
     switch (t->type) {
-    case BRISK_W_F32: return (uint64_t)(t->rows * t->cols * 4);
+    case BRISK_W_F32:
+        return (uint64_t)(t->rows * t->cols * 4);
     case BRISK_W_F16:
-    case BRISK_W_BF16: return (uint64_t)(t->rows * t->cols * 2);
+    case BRISK_W_BF16:
+        return (uint64_t)(t->rows * t->cols * 2);
     case BRISK_W_QAFFINE: {
         uint64_t codes = (uint64_t)(t->rows * t->cols * t->bits / 8);
-        uint64_t sb = (uint64_t)(t->rows * (t->cols / t->group_size)) * (t->stype == BRISK_W_F32 ? 4 : 2);
+        uint64_t sb =
+            (uint64_t)(t->rows * (t->cols / t->group_size)) * (t->stype == BRISK_W_F32 ? 4 : 2);
         return codes + 2 * sb;
     }
     }
