@@ -33,6 +33,7 @@ extern "C" {
 static char g_why[256];
 int cu_pdl = 1;
 extern int cu_gemv_v2;
+static int cu_mma_ok = 0;  /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0; /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 
 __global__ void k_probe(int *p) {
@@ -796,7 +797,7 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
                                 "%d-bit group %d is not supported", what, t->bits, t->group_size);
         w->row_bytes = t->cols * t->bits / 8;
         w->fast = (t->bits == 4 || t->bits == 8) && w->row_bytes % 16 == 0 && t->group_size % 8 == 0;
-        if (t->bits == 4 && !cu_gemv_v2 && !cu_gemv_v3 && t->cols % 64 == 0 &&
+        if (t->bits == 4 && cu_mma_ok && !cu_gemv_v2 && !cu_gemv_v3 && t->cols % 64 == 0 &&
             t->group_size >= 64 && (t->group_size & (t->group_size - 1)) == 0)
             w->fast = 2;
         const size_t codes = (size_t)(t->rows * w->row_bytes);
@@ -865,6 +866,7 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         if (cudaFuncGetAttributes(&fa, k_probe) != cudaSuccess || fa.binaryVersion < 90 ||
             fa.ptxVersion < 90)
             cu_pdl = 0;
+        cu_mma_ok = cudaFuncGetAttributes(&fa, k_probe) == cudaSuccess && fa.binaryVersion >= 80;
         cudaGetLastError();
         e = getenv("BRISK_CUDA_GEMV");
         cu_gemv_v2 = e && e[0] == '2';
