@@ -2,7 +2,7 @@
 # bench/cuda_run.sh: one device call: build for sm_90a, GPU parity tests, compute-sanitizer on the
 # tiny models, the CUDA benchmarks (batch 1 and batched decode), ncu of one decode layer. Logs go
 # to $OUT; a short table is printed last. Knobs: FAST=1 skips sanitizers and bf16; AB=1 also times
-# the v2 GEMV (BRISK_CUDA_GEMV=2) and no-PDL (BRISK_CUDA_PDL=0) variants; NCU=0 skips ncu.
+# the round-2 v3 GEMV (BRISK_CUDA_GEMV=3) for 8B and 1B; MEMCHECK=1 with FAST=1 still runs memcheck; NCU=0 skips ncu.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 FULL=$OUT; OUT=/tmp/logs; mkdir -p $OUT  # only a few files come back: see the end
@@ -25,14 +25,17 @@ b() { # name, env, args...
 b 8b_q4 X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
 b 1b_q4 X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
 if [ -n "${AB:-}" ]; then
-  b 8b_q4_v2gemv BRISK_CUDA_GEMV=2 --shape llama3-8b --quant q4g64 -p 512 -n 64 -r 2
-  b 8b_q4_nopdl BRISK_CUDA_PDL=0 --shape llama3-8b --quant q4g64 -p 512 -n 64 -r 2
+  b 8b_q4_v3gemv BRISK_CUDA_GEMV=3 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
+  b 1b_q4_v3gemv BRISK_CUDA_GEMV=3 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
 fi
 for B in ${BATCHES:-8 32 64}; do b 8b_q4_b$B X=1 --shape llama3-8b --quant q4g64 -p 0 -n 32 -b $B --ctx 1024 -r 1; done
 if [ -z "${FAST:-}" ]; then
   b 8b_bf16 X=1 --shape llama3-8b --quant bf16 -p 512 -n 64 -r 1
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_stories ../shared cuda > $OUT/memcheck.log 2>&1; echo "memcheck rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck.log)" | tee -a $S
   timeout 100 compute-sanitizer --tool racecheck ./tests/test_goldens ../tests/golden cuda > $OUT/racecheck.log 2>&1; echo "racecheck rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck.log)" | tee -a $S
+fi
+if [ -n "${FAST:-}" ] && [ -n "${MEMCHECK:-}" ]; then
+  timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_stories ../shared cuda > $OUT/memcheck.log 2>&1; echo "memcheck rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck.log)" | tee -a $S
 fi
 if [ "${NCU:-1}" != 0 ]; then
   timeout 150 ncu --launch-skip ${NCU_SKIP:-1500} --launch-count 24 --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 16 -n 40 -r 1 > $OUT/ncu8b.log 2>&1

@@ -194,7 +194,9 @@ int main(void) {
         printf("%s\n", F[f].name);
         for (int k = 0; k < 3; k++) {
             const int n = ns[k];
-            const double tol = n > 4 && F[f].type != BRISK_W_F32 ? 4e-3 : 1e-5;
+            /* 4-bit (cols % 64 == 0) runs the tensor-core GEMV: x rounded to half, ~3e-4 */
+            const double tol = n > 4 && F[f].type != BRISK_W_F32 ? 4e-3
+                               : F[f].type == BRISK_W_QAFFINE && F[f].bits == 4 ? 1e-3 : 1e-5;
             char what[96];
             snprintf(what, sizeof what, "%s matmul+bias", F[f].name);
             check_matmul(what, &T[f * PER], 1, small, n, 0, tol);

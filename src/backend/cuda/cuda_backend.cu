@@ -33,6 +33,8 @@ extern "C" {
 static char g_why[256];
 int cu_pdl = 1;
 extern int cu_gemv_v2;
+static int cu_mma_ok = 0;  /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
+static int cu_gemv_v3 = 0; /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 
 __global__ void k_probe(int *p) {
     if (p) *p = 1;
@@ -795,7 +797,11 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
                                 "%d-bit group %d is not supported", what, t->bits, t->group_size);
         w->row_bytes = t->cols * t->bits / 8;
         w->fast = (t->bits == 4 || t->bits == 8) && w->row_bytes % 16 == 0 && t->group_size % 8 == 0;
+        if (t->bits == 4 && cu_mma_ok && !cu_gemv_v2 && !cu_gemv_v3 && t->cols % 64 == 0 &&
+            t->group_size >= 64 && (t->group_size & (t->group_size - 1)) == 0)
+            w->fast = 2;
         const size_t codes = (size_t)(t->rows * w->row_bytes);
+        const size_t dcodes = w->fast == 2 ? (size_t)((t->rows + 15) / 16 * 16 * w->row_bytes) : codes;
         const int elem = t->stype == BRISK_W_F32 ? 4 : 2;
         const size_t ng = (size_t)(t->rows * (t->cols / t->group_size));
         const size_t need = codes > 2 * ng * elem ? codes : 2 * ng * elem;
@@ -805,10 +811,12 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
             if (!(*stage = dalloc(s, need, "upload staging"))) goto oom;
             *stage_cap = need;
         }
-        if (!(w->data = (uint8_t *)dalloc(s, codes, what))) goto oom;
+        if (!(w->data = (uint8_t *)dalloc(s, dcodes, what))) goto oom;
         if (!(w->sb = dalloc(s, 2 * ng * elem, what))) goto oom;
         if (!chk(s, cudaMemcpyAsync(*stage, t->data, codes, cudaMemcpyHostToDevice, s->st), what)) goto fail;
-        if (w->fast) {
+        if (w->fast == 2) {
+            if (!chk(s, cu_repack_mma(s->st, (const uint8_t *)*stage, w->data, t->rows, w->row_bytes), what)) goto fail;
+        } else if (w->fast) {
             if (!chk(s, cu_repack_codes(s->st, (const uint8_t *)*stage, w->data, t->rows, w->row_bytes), what)) goto fail;
         } else if (!chk(s, cudaMemcpyAsync(w->data, *stage, codes, cudaMemcpyDeviceToDevice, s->st), what)) goto fail;
         if (!chk(s, cudaStreamSynchronize(s->st), what)) goto fail;
@@ -858,9 +866,11 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         if (cudaFuncGetAttributes(&fa, k_probe) != cudaSuccess || fa.binaryVersion < 90 ||
             fa.ptxVersion < 90)
             cu_pdl = 0;
+        cu_mma_ok = cudaFuncGetAttributes(&fa, k_probe) == cudaSuccess && fa.binaryVersion >= 80;
         cudaGetLastError();
         e = getenv("BRISK_CUDA_GEMV");
         cu_gemv_v2 = e && e[0] == '2';
+        cu_gemv_v3 = e && e[0] == '3';
     }
     s->max_tokens = init->max_tokens > 0 ? init->max_tokens : 1;
     s->max_ctx = init->max_ctx > 0 ? init->max_ctx : 1;

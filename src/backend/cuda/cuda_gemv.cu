@@ -429,6 +429,208 @@ __global__ void __launch_bounds__(128, NT == 1 ? 5 : 3) k_gemvq(const __grid_con
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * v4 GEMV: tensor-core dot for 4-bit QAFFINE in the "mma" layout (cu_weight.fast == 2).
+ * Round 2 measured the v3 kernel issue-bound at ~30 warp-instructions per 256 weights (8 per
+ * lane). Here the 16x16 weight tile of one m16n8k16 is one 32-bit word per lane, already in the
+ * A-fragment order: a LOP3 turns two nibbles into a half2 (q | 0x6400 = 1024 + q, exact) and the
+ * MMA multiplies them by x (as half, the B operand) with exact products and f32 accumulation, so
+ * 1024 * X (X = sum of the same half x over the group, from a second MMA with A = ones) is
+ * removed in f32 with the group's scale and bias: y += s*C + (b - 1024 s)*X. Rows g+8 take the
+ * nibble at bit 4 unshifted (1024 + 16q): y += s/16*C + (b - 64 s)*X, saving two shifts.
+ * Layout: tile T (rows 16T..16T+15) x chunk c (64 columns) is 512 contiguous bytes; lane l
+ * (g = l/4, t = l%4) holds word s = 0..3 at byte 16l + 4s: rows g and g+8, columns
+ * 64c + 16t + 4s + {0..3}, nibbles 0,4,2,6 = row g cols +0..3, nibbles 1,5,3,7 = row g+8. Inside
+ * a chunk lane t's B operand is then 16 consecutive x values: four float4 loads.
+ * Columns of the MMA are tokens: up to 8 tokens share every weight load and every instruction.
+ * Per 256 weights (one MMA): 1 SHF + 4 LOP3 + 1 HMMA + 1/4 LDG.128, plus per-chunk x and
+ * per-group scale work shared over the 16 rows.
+ * ------------------------------------------------------------------------------------------- */
+
+#define MMA_W 8 /* warps per block, splitting the chunks of the same tile(s) */
+#define MMA_U 4 /* chunks per warp issued before any math */
+
+struct mma_mat_d {
+    const uint8_t *w;
+    const void *sb;
+    const float *bias;
+    float *y;
+    int rows, tiles, blocks;
+    int64_t ystride;
+};
+
+struct mma_args {
+    mma_mat_d m[3];
+    int nmat, K, gs, gshift, nt; /* gs = 1 << gshift */
+    const float *x;
+};
+
+__device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#else /* never launched: the mma layout is chosen only when the binary has sm_80+ code */
+    (void)c, (void)a0, (void)a1, (void)a2, (void)a3, (void)b0, (void)b1;
+#endif
+}
+
+__device__ __forceinline__ uint32_t lop_or(uint32_t v, uint32_t mask) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(r) : "r"(v), "r"(mask), "r"(0x64006400u));
+    return r; /* (v & mask) | 0x64006400 */
+}
+
+__device__ __forceinline__ uint32_t h2_bits(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *(const uint32_t *)&h;
+}
+
+/* NS = spans (scale groups) per 64-column chunk. Only NS = 1 (gs a power of two >= 64) is used: a
+ * k-step's columns 16t + 4s + e span all four lanes t, i.e. the whole chunk, so a group of 32
+ * would mix two scales in one MMA (measured: q4g32 rel L2 0.5-1); gs 32 keeps the v3 layout. */
+template <int ST, int NM, int EPI, int TT, int NS>
+__global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constant__ mma_args a) {
+    typedef typename sb_raw<ST>::T SBT;
+    constexpr int NTL = NM == 2 ? 2 : TT; /* tiles per block */
+    constexpr int KPS = 4 / NS;           /* k-steps of 16 per span */
+    pdl_launch();
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    int b = blockIdx.x, m = 0;
+    while (m < a.nmat && b >= a.m[m].blocks) b -= a.m[m++].blocks;
+    if (m >= a.nmat) return;
+    const mma_mat_d &M = a.m[m];
+    const int nch = a.K >> 6, ngroups = a.K / a.gs;
+    const uint4 *wp[NTL];
+    const SBT *sp0[NTL], *sp1[NTL];
+    int tile[NTL];
+#pragma unroll
+    for (int i = 0; i < NTL; i++) {
+        const mma_mat_d &MM = NM == 2 ? a.m[i] : M;
+        tile[i] = NM == 2 ? b : min(b * TT + i, M.tiles - 1);
+        wp[i] = (const uint4 *)MM.w + (int64_t)tile[i] * nch * 32 + lane;
+        const int r0 = min(tile[i] * 16 + g, MM.rows - 1), r1 = min(tile[i] * 16 + g + 8, MM.rows - 1);
+        sp0[i] = (const SBT *)MM.sb + (int64_t)r0 * ngroups;
+        sp1[i] = (const SBT *)MM.sb + (int64_t)r1 * ngroups;
+    }
+    const int tok = min(g, a.nt - 1);
+    const float *xrow = a.x + (int64_t)tok * a.K + 16 * t;
+    const int S = 64 / NS;
+    float acc[NTL][4];
+#pragma unroll
+    for (int i = 0; i < NTL; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
+
+    bool waited = false;
+    for (int c0 = wid; c0 < nch; c0 += MMA_W * MMA_U) {
+        uint4 q[MMA_U][NTL];
+        SBT s0[MMA_U][NTL][NS], s1[MMA_U][NTL][NS];
+#pragma unroll
+        for (int u = 0; u < MMA_U; u++) {
+            const int c = c0 + u * MMA_W;
+            const bool active = c < nch;
+#pragma unroll
+            for (int i = 0; i < NTL; i++) {
+                q[u][i] = active ? __ldg(wp[i] + (int64_t)c * 32) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+                for (int sp = 0; sp < NS; sp++) {
+                    const int grp = (c * 64 + sp * S) >> a.gshift;
+                    s0[u][i][sp] = active ? __ldg(sp0[i] + grp) : SBT();
+                    s1[u][i][sp] = active ? __ldg(sp1[i] + grp) : SBT();
+                }
+            }
+        }
+        if (!waited) { /* weights never depend on the previous kernel; x does */
+            pdl_wait();
+            waited = true;
+        }
+#pragma unroll
+        for (int u = 0; u < MMA_U; u++) {
+            const int c = c0 + u * MMA_W;
+            if (c >= nch) break;
+            uint32_t bx0[4], bx1[4];
+#pragma unroll
+            for (int s = 0; s < 4; s++) {
+                const float4 v = __ldg((const float4 *)(xrow + c * 64 + 4 * s));
+                bx0[s] = h2_bits(v.x, v.y), bx1[s] = h2_bits(v.z, v.w);
+            }
+#pragma unroll
+            for (int sp = 0; sp < NS; sp++) {
+                float X[4] = {0.f, 0.f, 0.f, 0.f};
+                float C[NTL][4];
+#pragma unroll
+                for (int i = 0; i < NTL; i++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++) C[i][j] = 0.f;
+#pragma unroll
+                for (int k = 0; k < KPS; k++) {
+                    const int s = sp * KPS + k;
+                    mma16816(X, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx0[s], bx1[s]);
+#pragma unroll
+                    for (int i = 0; i < NTL; i++) {
+                        const uint32_t w = s == 0 ? q[u][i].x : s == 1 ? q[u][i].y : s == 2 ? q[u][i].z : q[u][i].w;
+                        const uint32_t w8 = w >> 8;
+                        mma16816(C[i], lop_or(w, 0x000F000Fu), lop_or(w, 0x00F000F0u),
+                                 lop_or(w8, 0x000F000Fu), lop_or(w8, 0x00F000F0u), bx0[s], bx1[s]);
+                    }
+                }
+#pragma unroll
+                for (int i = 0; i < NTL; i++) {
+                    const float2 p0 = sb_dec<ST>(s0[u][i][sp]), p1 = sb_dec<ST>(s1[u][i][sp]);
+                    const float bb0 = fmaf(-1024.f, p0.x, p0.y), sc1 = 0.0625f * p1.x;
+                    const float bb1 = fmaf(-64.f, p1.x, p1.y);
+                    acc[i][0] = fmaf(p0.x, C[i][0], fmaf(bb0, X[0], acc[i][0]));
+                    acc[i][1] = fmaf(p0.x, C[i][1], fmaf(bb0, X[1], acc[i][1]));
+                    acc[i][2] = fmaf(sc1, C[i][2], fmaf(bb1, X[2], acc[i][2]));
+                    acc[i][3] = fmaf(sc1, C[i][3], fmaf(bb1, X[3], acc[i][3]));
+                }
+            }
+        }
+    }
+    if (!waited) pdl_wait();
+    __shared__ float red[MMA_W][NTL][4][32];
+#pragma unroll
+    for (int i = 0; i < NTL; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) red[wid][i][j][lane] = acc[i][j];
+    __syncthreads();
+    /* warp w finishes slot (i, j) = w (NTL * 4 <= MMA_W) */
+    if (wid >= NTL * 4) return;
+    const int i = wid >> 2, j = wid & 3;
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < MMA_W; w++) v += red[w][i][j][lane];
+    const int row = (i == 0 ? tile[0] : tile[NTL - 1]) * 16 + g + 8 * (j >> 1), tk = 2 * t + (j & 1);
+    if (tk >= a.nt) return;
+    if constexpr (EPI == CU_EPI_SWIGLU) {
+        if (i != 0) return;
+        float up = 0.f;
+#pragma unroll
+        for (int w = 0; w < MMA_W; w++) up += red[w][1][j][lane];
+        if (row < M.rows) M.y[(int64_t)tk * M.ystride + row] = v / (1.0f + expf(-v)) * up;
+    } else {
+        if (NM == 1 && TT > 1 && b * TT + i >= M.tiles) return; /* clipped duplicate tile */
+        if (row >= M.rows) return;
+        float *y = M.y + (int64_t)tk * M.ystride;
+        if constexpr (EPI == CU_EPI_ADD) y[row] += v;
+        else y[row] = v + (M.bias ? M.bias[row] : 0.f);
+    }
+}
+
+/* Element (r, c) code of the mma layout (generic readers: embedding rows, the slow path). */
+__device__ __forceinline__ uint32_t mma_code(const uint8_t *data, int64_t cols, int64_t r, int64_t c) {
+    const int64_t T = r >> 4, ch = c >> 6, nch = cols >> 6;
+    const int rr = (int)(r & 15), cc = (int)(c & 63);
+    const int lane = 4 * (rr & 7) + (cc >> 4), s = (cc & 15) >> 2, e = cc & 3;
+    const uint32_t w = ((const uint32_t *)data)[((T * nch + ch) * 32 + lane) * 4 + s];
+    const int nib = (e & 1) * 4 + (e >> 1) * 2 + (rr >> 3);
+    return (w >> (4 * nib)) & 15u;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Generic path: any format and layout, one warp per row, one element per lane per step.
  * ------------------------------------------------------------------------------------------- */
 
@@ -455,7 +657,9 @@ __device__ float dq_elem(const wdesc &w, int64_t r, int64_t c) {
     default: break;
     }
     uint32_t q;
-    if (w.fast) {
+    if (w.fast == 2) {
+        q = mma_code(w.data, w.cols, r, c);
+    } else if (w.fast) {
         const int cpw = 32 / w.bits;
         const int64_t wi = c / cpw, nfull = w.row_bytes / 512;
         int64_t p = wi;
@@ -594,6 +798,60 @@ static cudaError_t launch_v3_kind(cudaStream_t st, int kind, int stype, const ge
     return launch_v3_epi<8, BRISK_W_F16>(st, a, warps, epi);
 }
 
+template <int ST, int NM, int EPI, int TT>
+static cudaError_t launch_mma_ns(cudaStream_t st, const mma_args &a, unsigned blocks) {
+    return cu_launch(k_gemv_mma<ST, NM, EPI, TT, 1>, blocks, MMA_W * 32, 0, st, a);
+}
+
+template <int ST>
+static cudaError_t launch_mma_epi(cudaStream_t st, const mma_args &a, unsigned blocks, int epi, int tt) {
+    if (epi == CU_EPI_SWIGLU) return launch_mma_ns<ST, 2, CU_EPI_SWIGLU, 1>(st, a, blocks);
+    if (epi == CU_EPI_ADD)
+        return tt == 2 ? launch_mma_ns<ST, 1, CU_EPI_ADD, 2>(st, a, blocks)
+                       : launch_mma_ns<ST, 1, CU_EPI_ADD, 1>(st, a, blocks);
+    return tt == 2 ? launch_mma_ns<ST, 1, CU_EPI_STORE, 2>(st, a, blocks)
+                   : launch_mma_ns<ST, 1, CU_EPI_STORE, 1>(st, a, blocks);
+}
+
+static int g_sms = 0;
+
+static cudaError_t gemv_mma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi,
+                            const float *x, int n) {
+    if (!g_sms) {
+        int dev = 0, v = 0;
+        cudaGetDevice(&dev);
+        g_sms = cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0 ? v : 132;
+    }
+    const int64_t K = m[0].w->cols;
+    const int nm = epi == CU_EPI_SWIGLU ? 2 : 1;
+    int tiles = 0;
+    for (int i = 0; i < (nm == 2 ? 1 : nmat); i++) tiles += (int)((m[i].w->rows + 15) / 16);
+    const int tt = nm == 1 && tiles >= 4 * g_sms ? 2 : 1; /* share x over 2 tiles when the grid is large */
+    for (int t0 = 0; t0 < n; t0 += 8) {
+        mma_args a = {};
+        a.nmat = nm == 2 ? 1 : nmat;
+        a.K = (int)K, a.gs = m[0].w->gs, a.nt = n - t0 < 8 ? n - t0 : 8;
+        while ((1 << a.gshift) < a.gs) a.gshift++;
+        a.x = x + (int64_t)t0 * K;
+        unsigned blocks = 0;
+        for (int i = 0; i < nmat; i++) {
+            const cu_weight *w = m[i].w;
+            a.m[i].w = w->data, a.m[i].sb = w->sb, a.m[i].bias = m[i].bias;
+            a.m[i].y = m[i].y + (int64_t)t0 * w->rows;
+            a.m[i].rows = (int)w->rows, a.m[i].ystride = w->rows;
+            a.m[i].tiles = (int)((w->rows + 15) / 16);
+            a.m[i].blocks = nm == 2 ? a.m[i].tiles : (a.m[i].tiles + tt - 1) / tt;
+            if (i < a.nmat) blocks += (unsigned)a.m[i].blocks;
+        }
+        cudaError_t e;
+        if (m[0].w->stype == BRISK_W_BF16) e = launch_mma_epi<BRISK_W_BF16>(st, a, blocks, epi, tt);
+        else if (m[0].w->stype == BRISK_W_F32) e = launch_mma_epi<BRISK_W_F32>(st, a, blocks, epi, tt);
+        else e = launch_mma_epi<BRISK_W_F16>(st, a, blocks, epi, tt);
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+
 /* Same format, width and layout: one fused launch is possible. */
 static bool same_fmt(const cu_weight *a, const cu_weight *b) {
     return a->type == b->type && a->stype == b->stype && a->bits == b->bits && a->gs == b->gs &&
@@ -613,6 +871,7 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
         }
         return cudaSuccess;
     }
+    if (m[0].w->fast == 2) return gemv_mma(st, m, nmat, epi, x, n);
     const int kind = fast_kind(m[0].w);
     const int64_t K = m[0].w->cols;
     if ((kind == 4 || kind == 8) && !cu_gemv_v2) {
@@ -709,9 +968,48 @@ __global__ void k_dequant_generic(const wdesc w, int64_t r0, int64_t nr, __half 
     dst[i] = __float2half_rn(dq_elem(w, r0 + i / w.cols, i % w.cols));
 }
 
+/* mma layout: one thread per stored word -> 4 halves of each of its 2 rows, where in [r0, r0+nr). */
+template <int ST>
+__global__ void k_dequant_mma(const uint8_t *data, const void *sb, int64_t rows, int64_t cols,
+                              int gs, int64_t r0, int64_t nr, __half *dst) {
+    const int64_t nch = cols >> 6, T0 = r0 >> 4;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t T = T0 + i / (nch * 128);
+    if (T * 16 >= r0 + nr) return;
+    const int64_t rest = i % (nch * 128), ch = rest / 128;
+    const int lane = (int)(rest % 128) / 4, s = (int)(rest % 4);
+    const uint32_t w = ((const uint32_t *)data)[(T * nch + ch) * 128 + lane * 4 + s];
+    const int64_t col = ch * 64 + 16 * (lane & 3) + 4 * s;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int64_t r = T * 16 + (lane >> 2) + 8 * h;
+        if (r < r0 || r >= r0 + nr || r >= rows) continue;
+        const float2 p = load_sb<ST>(sb, r * (cols / gs) + col / gs);
+        __align__(8) __half o[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int nib = (e & 1) * 4 + (e >> 1) * 2 + h;
+            o[e] = __float2half_rn(p.x * (float)((w >> (4 * nib)) & 15u) + p.y);
+        }
+        *(uint2 *)(dst + (r - r0) * cols + col) = *(const uint2 *)o;
+    }
+}
+
 cudaError_t cu_dequant_half(cudaStream_t st, const cu_weight *w, int64_t r0, int64_t nr,
                             void *dst) {
     __half *d = (__half *)dst;
+    if (w->type == BRISK_W_QAFFINE && w->fast == 2) {
+        const int64_t T0 = r0 >> 4, T1 = (r0 + nr + 15) >> 4;
+        const int64_t n = (T1 - T0) * (w->cols >> 6) * 128;
+        const unsigned blocks = (unsigned)((n + 255) / 256);
+        if (w->stype == BRISK_W_BF16)
+            k_dequant_mma<BRISK_W_BF16><<<blocks, 256, 0, st>>>(w->data, w->sb, w->rows, w->cols, w->gs, r0, nr, d);
+        else if (w->stype == BRISK_W_F32)
+            k_dequant_mma<BRISK_W_F32><<<blocks, 256, 0, st>>>(w->data, w->sb, w->rows, w->cols, w->gs, r0, nr, d);
+        else
+            k_dequant_mma<BRISK_W_F16><<<blocks, 256, 0, st>>>(w->data, w->sb, w->rows, w->cols, w->gs, r0, nr, d);
+        return cudaGetLastError();
+    }
     if (w->type == BRISK_W_QAFFINE && w->fast) {
         const int64_t n = nr * (w->row_bytes / 4);
         const unsigned blocks = (unsigned)((n + 255) / 256);
@@ -750,6 +1048,33 @@ cudaError_t cu_repack_codes(cudaStream_t st, const uint8_t *src, uint8_t *dst, i
     const int64_t n = rows * (row_bytes / 4);
     k_repack<<<(unsigned)((n + 255) / 256), 256, 0, st>>>((const uint32_t *)src, (uint32_t *)dst,
                                                           rows, row_bytes / 4);
+    return cudaGetLastError();
+}
+
+/* File order -> mma layout (see k_gemv_mma); rows past the end (the last partial tile) get 0. */
+__global__ void k_repack_mma(const uint8_t *src, uint32_t *dst, int64_t rows, int64_t row_bytes) {
+    const int64_t nch = row_bytes / 32, tiles = (rows + 15) / 16;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= tiles * nch * 128) return;
+    const int s = (int)(i & 3), lane = (int)((i >> 2) & 31);
+    const int64_t ch = (i >> 7) % nch, T = (i >> 7) / nch;
+    const int64_t col = ch * 64 + 16 * (lane & 3) + 4 * s, ra = T * 16 + (lane >> 2), rb = ra + 8;
+    const uint32_t A = ra < rows ? *(const uint16_t *)(src + ra * row_bytes + col / 2) : 0u;
+    const uint32_t B = rb < rows ? *(const uint16_t *)(src + rb * row_bytes + col / 2) : 0u;
+    uint32_t w = 0;
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        const int nib = (e & 1) * 4 + (e >> 1) * 2;
+        w |= ((A >> (4 * e)) & 15u) << (4 * nib);
+        w |= ((B >> (4 * e)) & 15u) << (4 * (nib + 1));
+    }
+    dst[i] = w;
+}
+
+cudaError_t cu_repack_mma(cudaStream_t st, const uint8_t *src, uint8_t *dst, int64_t rows,
+                          int64_t row_bytes) {
+    const int64_t n = (rows + 15) / 16 * (row_bytes / 32) * 128;
+    k_repack_mma<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(src, (uint32_t *)dst, rows, row_bytes);
     return cudaGetLastError();
 }
 

@@ -17,7 +17,10 @@
  * warp reads a chunk with one 16-byte load per lane and lane l's uint4 holds the original words
  * l, l+32, l+64, l+96: stored word 4*l+j <- original word 32*j+l. Then a lane's four words cover
  * columns 32 bytes of x apart from its neighbours', so x loads coalesce too. A partial last
- * chunk (row_bytes % 512) stays in file order and lane l reads words 4l..4l+3. */
+ * chunk (row_bytes % 512) stays in file order and lane l reads words 4l..4l+3.
+ * fast == 2 ("mma", 4-bit, cols % 64 == 0, gs 32 or a multiple of 64; the default for those unless
+ * BRISK_CUDA_GEMV=2/3 picks an older kernel): 16-row x 64-column tiles of 512 bytes in the
+ * m16n8k16 A-fragment order (cuda_gemv.cu, k_gemv_mma), rows padded to a multiple of 16. */
 typedef struct cu_weight {
     int type;  /* brisk_wtype */
     int stype; /* scale type (QAFFINE) */
@@ -47,6 +50,10 @@ cudaError_t cu_dequant_half(cudaStream_t st, const cu_weight *w, int64_t r0, int
 /* Repacks QAFFINE codes in place order for the fast layout: src (file order) -> dst. */
 cudaError_t cu_repack_codes(cudaStream_t st, const uint8_t *src, uint8_t *dst, int64_t rows,
                             int64_t row_bytes);
+/* Repacks 4-bit QAFFINE codes for the tensor-core GEMV (fast == 2): 16-row tiles, rows rounded up
+ * to 16 (dst holds ceil(rows/16)*16 rows of row_bytes, the padding rows zero). */
+cudaError_t cu_repack_mma(cudaStream_t st, const uint8_t *src, uint8_t *dst, int64_t rows,
+                          int64_t row_bytes);
 /* Interleaves scales and biases [n] of elem bytes each into pairs. */
 cudaError_t cu_interleave_sb(cudaStream_t st, const void *s, const void *b, void *dst, int64_t n,
                              int elem);

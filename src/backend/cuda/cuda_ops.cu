@@ -42,7 +42,13 @@ __global__ void k_embed(const emb_desc w, const int32_t *ids, float *out) {
         else if (w.type != BRISK_W_QAFFINE) v = load_half_bits(((const uint16_t *)row)[c], w.type);
         else {
             uint32_t q;
-            if (w.fast) {
+            if (w.fast == 2) {
+                const int64_t T = r >> 4, ch = c >> 6, nch = w.cols >> 6;
+                const int rr = (int)(r & 15), cc = (int)(c & 63);
+                const int lane = 4 * (rr & 7) + (cc >> 4), s = (cc & 15) >> 2, e = cc & 3;
+                const uint32_t wd = ((const uint32_t *)w.data)[((T * nch + ch) * 32 + lane) * 4 + s];
+                q = (wd >> (4 * ((e & 1) * 4 + (e >> 1) * 2 + (rr >> 3)))) & 15u;
+            } else if (w.fast) {
                 const int cpw = 32 / w.bits;
                 const int64_t wi = c / cpw, nfull = w.row_bytes / 512;
                 int64_t p = wi;
