@@ -59,12 +59,12 @@ typedef struct brisk_backend brisk_backend;
 typedef struct brisk_backend_init {
     const brisk_tensor *const *tensors; /* [n_tensors], tensors[i]->id == i */
     int n_tensors;
-    const float *small;                 /* every f32 vector the ops receive points in here */
+    const float *small; /* every f32 vector the ops receive points in here */
     size_t n_small;
-    int max_tokens;                     /* tokens per step */
-    int max_ctx;                        /* positions per sequence */
-    int64_t max_cols;                   /* widest matrix row */
-    int n_threads;                      /* CPU threads; 0 = all cores */
+    int max_tokens;   /* tokens per step */
+    int max_ctx;      /* positions per sequence */
+    int64_t max_cols; /* widest matrix row */
+    int n_threads;    /* CPU threads; 0 = all cores */
 } brisk_backend_init;
 
 /* Memory the ops read and write (activations, KV caches) comes from alloc(): host memory on the
@@ -80,8 +80,8 @@ typedef struct brisk_backend_ops {
     void *(*alloc)(brisk_backend *be, size_t bytes); /* zeroed; NULL when out of memory */
     void (*free)(brisk_backend *be, void *p);
     /* Starts a step over these index arrays (tokens, positions, slots, block tables). */
-    brisk_status (*begin_step)(brisk_backend *be, const int32_t *tokens,
-                               const brisk_attn_batch *b, int max_blocks_per_seq, int n_seqs);
+    brisk_status (*begin_step)(brisk_backend *be, const int32_t *tokens, const brisk_attn_batch *b,
+                               int max_blocks_per_seq, int n_seqs);
     /* Ends a step: copies n rows of logits [n, V] from backend memory to host `out`. */
     brisk_status (*end_step)(brisk_backend *be, const float *logits, int n, int V, float *out);
     /* out[i] = row ids[i] of E, dequantized. */
@@ -115,8 +115,10 @@ typedef struct brisk_backend_ops {
                      float *dst);
 
     /* Optional fused ops: NULL means forward.c composes the ops above; when set, each computes
-     * exactly what its composition does (a device backend saves launches and passes over memory). */
-    /* q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv (biases may be NULL): three matmuls of one x. */
+     * exactly what its composition does (a device backend saves launches and passes over memory).
+     */
+    /* q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv (biases may be NULL): three matmuls of one x.
+     */
     void (*matmul_qkv)(brisk_backend *be, const brisk_tensor *wq, const brisk_tensor *wk,
                        const brisk_tensor *wv, const float *bq, const float *bk, const float *bv,
                        const float *x, int n, float *q, float *k, float *v);
@@ -126,10 +128,9 @@ typedef struct brisk_backend_ops {
     void (*matmul_swiglu)(brisk_backend *be, const brisk_tensor *wg, const brisk_tensor *wu,
                           const float *x, int n, float *out);
     /* rope(q), rope(k), then kv_store(k, v): the three ops in one pass. */
-    void (*rope_kv_store)(brisk_backend *be, float *q, float *k, const float *v,
-                          const int32_t *pos, int n, int n_head, int n_head_kv, int head_dim,
-                          const float *inv_freq, void *kcache, void *vcache,
-                          const int32_t *slot);
+    void (*rope_kv_store)(brisk_backend *be, float *q, float *k, const float *v, const int32_t *pos,
+                          int n, int n_head, int n_head_kv, int head_dim, const float *inv_freq,
+                          void *kcache, void *vcache, const int32_t *slot);
 } brisk_backend_ops;
 
 struct brisk_backend {

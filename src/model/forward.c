@@ -12,16 +12,18 @@ brisk_status brisk_fwd_scratch_create(brisk_backend *be, const brisk_config *c, 
     s->max_tokens = T;
     const size_t D = (size_t)c->n_embd, Q = (size_t)c->n_head * c->head_dim,
                  KV = (size_t)c->n_head_kv * c->head_dim, F = (size_t)c->n_ff;
-    float **bufs[] = {&s->x, &s->xb, &s->q, &s->k, &s->v, &s->att, &s->proj, &s->gate, &s->up,
-                      &s->logits};
-    const size_t sizes[] = {T * D, T * D, T * Q, T * KV, T * KV, T * Q, T * D, T * F, T * F,
-                            (size_t)BRISK_LOGIT_ROWS * (size_t)c->n_vocab};
+    float **bufs[] = {&s->x,   &s->xb,   &s->q,    &s->k,  &s->v,
+                      &s->att, &s->proj, &s->gate, &s->up, &s->logits};
+    const size_t sizes[] = {
+        T * D, T * D, T * Q, T * KV, T * KV,
+        T * Q, T * D, T * F, T * F,  (size_t)BRISK_LOGIT_ROWS * (size_t)c->n_vocab};
     for (size_t i = 0; i < BRISK_ARRAY_LEN(bufs); i++) {
         *bufs[i] = be->ops->alloc(be, sizes[i] * sizeof(float));
         if (!*bufs[i]) {
             brisk_fwd_scratch_free(be, s);
             return brisk_errorf(BRISK_ERR_OOM,
-                                "brisk_context_create: out of memory for activations of %d tokens", T);
+                                "brisk_context_create: out of memory for activations of %d tokens",
+                                T);
         }
     }
     return BRISK_OK;

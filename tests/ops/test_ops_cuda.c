@@ -16,7 +16,9 @@ static uint32_t rnd(void) {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
     return (uint32_t)(rng >> 16);
 }
-static float frnd(void) { return (float)(rnd() % 20001) / 10000.0f - 1.0f; }
+static float frnd(void) {
+    return (float)(rnd() % 20001) / 10000.0f - 1.0f;
+}
 
 static uint16_t f2h(float f) { /* round-to-nearest f32 -> f16 for normal range values */
     uint32_t x;
@@ -53,7 +55,8 @@ static brisk_tensor make(fmt f, int64_t rows, int64_t cols, int id) {
         uint8_t *s = malloc(ng * el), *b = malloc(ng * el);
         for (size_t i = 0; i < ng; i++) {
             float sv = 0.01f + 0.01f * frnd(), bv = 0.05f * frnd();
-            if (el == 4) memcpy(s + 4 * i, &sv, 4), memcpy(b + 4 * i, &bv, 4);
+            if (el == 4)
+                memcpy(s + 4 * i, &sv, 4), memcpy(b + 4 * i, &bv, 4);
             else {
                 uint16_t hs = f.stype == BRISK_W_BF16 ? f2bf(sv) : f2h(sv);
                 uint16_t hb = f.stype == BRISK_W_BF16 ? f2bf(bv) : f2h(bv);
@@ -67,7 +70,8 @@ static brisk_tensor make(fmt f, int64_t rows, int64_t cols, int id) {
         uint8_t *d = malloc(n * el);
         for (size_t i = 0; i < n; i++) {
             float v = 0.05f * frnd();
-            if (el == 4) memcpy(d + 4 * i, &v, 4);
+            if (el == 4)
+                memcpy(d + 4 * i, &v, 4);
             else {
                 uint16_t h = f.type == BRISK_W_BF16 ? f2bf(v) : f2h(v);
                 memcpy(d + 2 * i, &h, 2);
@@ -123,7 +127,8 @@ static void check_matmul(const char *what, brisk_tensor *W, int nW, const float 
         gpu->ops->matmul(gpu, &W[0], bias, dx, n, dys[0]);
     } else if (mode == 1) {
         for (int i = 0; i < 3; i++) ref->ops->matmul(ref, &W[i], i == 1 ? bias : NULL, x, n, ys[i]);
-        gpu->ops->matmul_qkv(gpu, &W[0], &W[1], &W[2], NULL, bias, NULL, dx, n, dys[0], dys[1], dys[2]);
+        gpu->ops->matmul_qkv(gpu, &W[0], &W[1], &W[2], NULL, bias, NULL, dx, n, dys[0], dys[1],
+                             dys[2]);
     } else if (mode == 2) {
         float *tmp = malloc((size_t)n * W[0].rows * 4);
         ref->ops->matmul(ref, &W[0], NULL, x, n, tmp);
@@ -147,7 +152,8 @@ static void check_matmul(const char *what, brisk_tensor *W, int nW, const float 
         for (size_t i = 0; i < ny && shown < 4; i++)
             if (!(fabs((double)yg[i] - yr[i]) <= 1e-3 * (fabs((double)yr[i]) + 1e-2)))
                 printf("    [%zu] (token %zu, row %zu) gpu %.6g ref %.6g\n", i, i / (ny / n),
-                       i % (ny / n), yg[i], yr[i]), shown++;
+                       i % (ny / n), yg[i], yr[i]),
+                    shown++;
     }
     CHECK_MSG(e <= tol, "%s n=%d: rel L2 %.3g > %.1g", what, n, e, tol);
     gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
@@ -156,11 +162,16 @@ static void check_matmul(const char *what, brisk_tensor *W, int nW, const float 
 
 int main(void) {
     static const fmt F[] = {
-        {BRISK_W_QAFFINE, BRISK_W_F16, 4, 64, "q4g64 f16"},   {BRISK_W_QAFFINE, BRISK_W_BF16, 4, 32, "q4g32 bf16"},
-        {BRISK_W_QAFFINE, BRISK_W_F32, 4, 128, "q4g128 f32"}, {BRISK_W_QAFFINE, BRISK_W_BF16, 8, 64, "q8g64 bf16"},
-        {BRISK_W_QAFFINE, BRISK_W_F16, 8, 32, "q8g32 f16"},   {BRISK_W_QAFFINE, BRISK_W_F16, 3, 32, "q3g32 (generic)"},
-        {BRISK_W_QAFFINE, BRISK_W_BF16, 6, 64, "q6g64 (generic)"}, {BRISK_W_BF16, 0, 0, 0, "bf16"},
-        {BRISK_W_F16, 0, 0, 0, "f16"}, {BRISK_W_F32, 0, 0, 0, "f32"},
+        {BRISK_W_QAFFINE, BRISK_W_F16, 4, 64, "q4g64 f16"},
+        {BRISK_W_QAFFINE, BRISK_W_BF16, 4, 32, "q4g32 bf16"},
+        {BRISK_W_QAFFINE, BRISK_W_F32, 4, 128, "q4g128 f32"},
+        {BRISK_W_QAFFINE, BRISK_W_BF16, 8, 64, "q8g64 bf16"},
+        {BRISK_W_QAFFINE, BRISK_W_F16, 8, 32, "q8g32 f16"},
+        {BRISK_W_QAFFINE, BRISK_W_F16, 3, 32, "q3g32 (generic)"},
+        {BRISK_W_QAFFINE, BRISK_W_BF16, 6, 64, "q6g64 (generic)"},
+        {BRISK_W_BF16, 0, 0, 0, "bf16"},
+        {BRISK_W_F16, 0, 0, 0, "f16"},
+        {BRISK_W_F32, 0, 0, 0, "f32"},
     };
     const int NF = (int)(sizeof F / sizeof F[0]);
     /* per format: q, k, v (same K), o, gate, up, plus an embedding table */
@@ -178,9 +189,14 @@ int main(void) {
     for (int i = 0; i < NF * PER; i++) all[i] = &T[i];
     float small[4096 + 8];
     for (int i = 0; i < 4096 + 8; i++) small[i] = frnd();
-    brisk_backend_init init = {.tensors = all, .n_tensors = NF * PER, .small = small,
-                               .n_small = 4096 + 8, .max_tokens = 32, .max_ctx = 64,
-                               .max_cols = 4096, .n_threads = 1};
+    brisk_backend_init init = {.tensors = all,
+                               .n_tensors = NF * PER,
+                               .small = small,
+                               .n_small = 4096 + 8,
+                               .max_tokens = 32,
+                               .max_ctx = 64,
+                               .max_cols = 4096,
+                               .n_threads = 1};
     brisk_status st = brisk_backend_cuda_create(&init, &gpu);
     if (st == BRISK_ERR_UNSUPPORTED) {
         printf("skipped: %s\n", brisk_last_error());
@@ -195,8 +211,9 @@ int main(void) {
         for (int k = 0; k < 3; k++) {
             const int n = ns[k];
             /* 4-bit (cols % 64 == 0) runs the tensor-core GEMV: x rounded to half, ~3e-4 */
-            const double tol = n > 4 && F[f].type != BRISK_W_F32 ? 4e-3
-                               : F[f].type == BRISK_W_QAFFINE && F[f].bits == 4 ? 1e-3 : 1e-5;
+            const double tol = n > 4 && F[f].type != BRISK_W_F32                ? 4e-3
+                               : F[f].type == BRISK_W_QAFFINE && F[f].bits == 4 ? 1e-3
+                                                                                : 1e-5;
             char what[96];
             snprintf(what, sizeof what, "%s matmul+bias", F[f].name);
             check_matmul(what, &T[f * PER], 1, small, n, 0, tol);
@@ -211,13 +228,20 @@ int main(void) {
     /* rmsnorm and embedding rows */
     {
         const int n = 5, dim = 2048;
-        float *x = malloc((size_t)n * dim * 4), *r = malloc((size_t)n * dim * 4), *g = malloc((size_t)n * dim * 4);
+        float *x = malloc((size_t)n * dim * 4), *r = malloc((size_t)n * dim * 4),
+              *g = malloc((size_t)n * dim * 4);
         for (int i = 0; i < n * dim; i++) x[i] = 3 * frnd();
         float *dx = dev_upload(x, (size_t)n * dim), *dy = dev_upload(x, (size_t)n * dim);
         int32_t ids[5] = {0, 7, 4095, 4103, 100};
-        int32_t pos[5] = {0, 1, 2, 3, 4}, seq[5] = {0}, slot[5] = {0, 1, 2, 3, 4}, tb[4] = {0, 1, 2, 3};
+        int32_t pos[5] = {0, 1, 2, 3, 4}, seq[5] = {0}, slot[5] = {0, 1, 2, 3, 4},
+                tb[4] = {0, 1, 2, 3};
         const int32_t *tables[1] = {tb};
-        brisk_attn_batch b = {.n_tokens = n, .pos = pos, .seq = seq, .slot = slot, .block_tables = tables, .block_size = 16};
+        brisk_attn_batch b = {.n_tokens = n,
+                              .pos = pos,
+                              .seq = seq,
+                              .slot = slot,
+                              .block_tables = tables,
+                              .block_size = 16};
         gpu->ops->begin_step(gpu, ids, &b, 4, 1);
         ref->ops->rmsnorm(ref, x, small, n, dim, 1e-5f, r);
         gpu->ops->rmsnorm(gpu, dx, small, n, dim, 1e-5f, dy);

@@ -23,7 +23,8 @@ extern "C" {
 #include "util/error.h"
 }
 
-#define GEMV_MAX_N 8 /* tokens per step up to which matmuls stay on the GEMV kernels (v3: one launch) */
+#define GEMV_MAX_N                                                                                 \
+    8 /* tokens per step up to which matmuls stay on the GEMV kernels (v3: one launch) */
 #define N_GRAPHS 4
 
 /* ---------------------------------------------------------------------------------------------
@@ -77,8 +78,18 @@ extern "C" const char *brisk_backend_cuda_unavailable(void) {
  * State
  * ------------------------------------------------------------------------------------------- */
 
-enum op_code { OP_EMBED = 1, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_ROPE_STORE, OP_KV_STORE, OP_ATTN,
-               OP_SWIGLU, OP_ADD, OP_GET_ROWS };
+enum op_code {
+    OP_EMBED = 1,
+    OP_RMSNORM,
+    OP_MATMUL,
+    OP_ROPE,
+    OP_ROPE_STORE,
+    OP_KV_STORE,
+    OP_ATTN,
+    OP_SWIGLU,
+    OP_ADD,
+    OP_GET_ROWS
+};
 
 /* One logged op: every pointer already mapped to device memory. Zeroed before filling, so its
  * bytes hash reproducibly. */
@@ -137,7 +148,9 @@ typedef struct cu_state {
     char errmsg[200];
 } cu_state;
 
-static cu_state *S(brisk_backend *be) { return (cu_state *)be->impl; }
+static cu_state *S(brisk_backend *be) {
+    return (cu_state *)be->impl;
+}
 
 static void fail(cu_state *s, brisk_status st, const char *fmt, ...) {
     if (s->err != BRISK_OK) return;
@@ -204,14 +217,16 @@ static void blas_matmul(cu_state *s, const cu_weight *w, const float *bias, cons
     const int64_t K = w->cols, R = w->rows;
     float beta = 0.f;
     const float one = 1.f;
-    if (epi == CU_EPI_ADD) beta = 1.f;
+    if (epi == CU_EPI_ADD)
+        beta = 1.f;
     else if (bias) {
         if (!chk(s, cu_add_bias(s->st, y, bias, n, (int)R), "cuda matmul bias")) return;
         beta = 1.f;
     }
     if (w->type == BRISK_W_F32) {
-        blas_chk(s, cublasSgemm(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)R, n, (int)K, &one,
-                                (const float *)w->data, (int)K, x, (int)K, &beta, y, (int)R),
+        blas_chk(s,
+                 cublasSgemm(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)R, n, (int)K, &one,
+                             (const float *)w->data, (int)K, x, (int)K, &beta, y, (int)R),
                  "cuda matmul (sgemm)");
         return;
     }
@@ -223,9 +238,10 @@ static void blas_matmul(cu_state *s, const cu_weight *w, const float *bias, cons
     if (!chk(s, cu_f32_to_half(s->st, x, (size_t)n * K, s->xh, bf), "cuda matmul convert")) return;
     const cudaDataType dt = bf ? CUDA_R_16BF : CUDA_R_16F;
     if (w->type != BRISK_W_QAFFINE) {
-        blas_chk(s, cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)R, n, (int)K, &one,
-                                 w->data, dt, (int)K, s->xh, dt, (int)K, &beta, y, CUDA_R_32F,
-                                 (int)R, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        blas_chk(s,
+                 cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)R, n, (int)K, &one, w->data,
+                              dt, (int)K, s->xh, dt, (int)K, &beta, y, CUDA_R_32F, (int)R,
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "cuda matmul (gemm)");
         return;
     }
@@ -237,10 +253,11 @@ static void blas_matmul(cu_state *s, const cu_weight *w, const float *bias, cons
     for (int64_t r0 = 0; r0 < R; r0 += tile) {
         const int64_t nr = R - r0 < tile ? R - r0 : tile;
         if (!chk(s, cu_dequant_half(s->st, w, r0, nr, s->deq), "cuda dequant")) return;
-        if (!blas_chk(s, cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)K, &one,
-                                      s->deq, CUDA_R_16F, (int)K, s->xh, CUDA_R_16F, (int)K, &beta,
-                                      y + r0, CUDA_R_32F, (int)R, CUBLAS_COMPUTE_32F,
-                                      CUBLAS_GEMM_DEFAULT),
+        if (!blas_chk(s,
+                      cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)K, &one,
+                                   s->deq, CUDA_R_16F, (int)K, s->xh, CUDA_R_16F, (int)K, &beta,
+                                   y + r0, CUDA_R_32F, (int)R, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT),
                       "cuda matmul (gemm)"))
             return;
     }
@@ -251,7 +268,8 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
     const int n = r->n;
     if (n <= GEMV_MAX_N || !s->deq) {
         cu_gemv_mat m[3];
-        for (int i = 0; i < r->nmat; i++) m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
+        for (int i = 0; i < r->nmat; i++)
+            m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
         cudaError_t e = cu_gemv(s->st, m, r->nmat, r->epi, x, n);
         if (e == cudaErrorInvalidValue && r->epi == CU_EPI_SWIGLU) {
             /* gate and up differ in format: two matmuls then swiglu */
@@ -268,7 +286,8 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
     if (r->epi == CU_EPI_SWIGLU) {
         blas_matmul(s, r->w[0], NULL, x, n, r->y[0], CU_EPI_STORE);
         blas_matmul(s, r->w[1], NULL, x, n, s->tmp, CU_EPI_STORE);
-        chk(s, cu_swiglu(s->st, r->y[0], s->tmp, (size_t)n * r->w[0]->rows, r->y[0]), "cuda swiglu");
+        chk(s, cu_swiglu(s->st, r->y[0], s->tmp, (size_t)n * r->w[0]->rows, r->y[0]),
+            "cuda swiglu");
         return;
     }
     for (int i = 0; i < r->nmat; i++) blas_matmul(s, r->w[i], r->bias[i], x, n, r->y[i], r->epi);
@@ -276,9 +295,9 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
 
 /* Attention partials: sized once (at the first attention) for the larger of a decode step over
  * max_ctx and a prefill chunk; longer prefills run in token chunks. */
-#define ATT_SPLIT_DECODE 32 /* 64 gave 8-80 blocks at short contexts (132 SMs) */
+#define ATT_SPLIT_DECODE  32 /* 64 gave 8-80 blocks at short contexts (132 SMs) */
 #define ATT_SPLIT_PREFILL 256
-#define ATT_PART_BUDGET ((size_t)32 << 20) /* floats */
+#define ATT_PART_BUDGET   ((size_t)32 << 20) /* floats */
 
 static void exec_attn(cu_state *s, const op_rec *r) {
     const int T = r->n, H = r->i0, HKV = r->i1, hd = r->i2;
@@ -326,34 +345,43 @@ static void exec_rec(cu_state *s, const op_rec *r) {
     if (s->err != BRISK_OK) return;
     switch (r->code) {
     case OP_EMBED:
-        chk(s, cu_embed(s->st, r->w[0], (const int32_t *)r->p0, r->n, (float *)r->p1), "cuda embed");
+        chk(s, cu_embed(s->st, r->w[0], (const int32_t *)r->p0, r->n, (float *)r->p1),
+            "cuda embed");
         break;
     case OP_RMSNORM:
-        chk(s, cu_rmsnorm(s->st, (const float *)r->p0, (const float *)r->p1, r->n, r->dim, r->eps,
-                          (float *)r->p2),
+        chk(s,
+            cu_rmsnorm(s->st, (const float *)r->p0, (const float *)r->p1, r->n, r->dim, r->eps,
+                       (float *)r->p2),
             "cuda rmsnorm");
         break;
-    case OP_MATMUL: exec_matmul(s, r); break;
+    case OP_MATMUL:
+        exec_matmul(s, r);
+        break;
     case OP_ROPE:
-        chk(s, cu_rope_store(s->st, (float *)r->p0, r->i0, NULL, 0, NULL, (const int32_t *)r->p1,
-                             r->n, r->dim, (const float *)r->p2, NULL, NULL, NULL),
+        chk(s,
+            cu_rope_store(s->st, (float *)r->p0, r->i0, NULL, 0, NULL, (const int32_t *)r->p1, r->n,
+                          r->dim, (const float *)r->p2, NULL, NULL, NULL),
             "cuda rope");
         break;
     case OP_ROPE_STORE:
-        chk(s, cu_rope_store(s->st, (float *)r->p0, r->i0, (float *)r->p1, r->i1,
-                             (const float *)r->p2, (const int32_t *)r->p3, r->n, r->dim,
-                             (const float *)r->p4, (void *)r->p5, (void *)r->p6,
-                             (const int32_t *)r->bias[0]),
+        chk(s,
+            cu_rope_store(s->st, (float *)r->p0, r->i0, (float *)r->p1, r->i1, (const float *)r->p2,
+                          (const int32_t *)r->p3, r->n, r->dim, (const float *)r->p4, (void *)r->p5,
+                          (void *)r->p6, (const int32_t *)r->bias[0]),
             "cuda rope_kv_store");
         break;
     case OP_KV_STORE:
-        chk(s, cu_kv_store(s->st, (void *)r->p0, (void *)r->p1, (const float *)r->p2,
-                           (const float *)r->p3, (const int32_t *)r->p4, r->n, r->dim),
+        chk(s,
+            cu_kv_store(s->st, (void *)r->p0, (void *)r->p1, (const float *)r->p2,
+                        (const float *)r->p3, (const int32_t *)r->p4, r->n, r->dim),
             "cuda kv_store");
         break;
-    case OP_ATTN: exec_attn(s, r); break;
+    case OP_ATTN:
+        exec_attn(s, r);
+        break;
     case OP_SWIGLU:
-        chk(s, cu_swiglu(s->st, (const float *)r->p0, (const float *)r->p1, r->count, (float *)r->p2),
+        chk(s,
+            cu_swiglu(s->st, (const float *)r->p0, (const float *)r->p1, r->count, (float *)r->p2),
             "cuda swiglu");
         break;
     case OP_ADD:
@@ -417,8 +445,8 @@ static void cu_op_rmsnorm(brisk_backend *be, const float *x, const float *w, int
     submit(s, &r);
 }
 
-static void matmul_rec(cu_state *s, int nmat, const brisk_tensor *const *W, const float *const *bias,
-                       const float *x, int n, float *const *y, int epi) {
+static void matmul_rec(cu_state *s, int nmat, const brisk_tensor *const *W,
+                       const float *const *bias, const float *x, int n, float *const *y, int epi) {
     REC(r, OP_MATMUL);
     r.nmat = nmat, r.epi = epi, r.n = n, r.p0 = x;
     for (int i = 0; i < nmat; i++) {
@@ -521,8 +549,8 @@ static void cu_op_add(brisk_backend *be, float *x, const float *y, size_t n) {
     submit(s, &r);
 }
 
-static void cu_op_get_rows(brisk_backend *be, const float *src, const int32_t *rows, int n,
-                           int dim, float *dst) {
+static void cu_op_get_rows(brisk_backend *be, const float *src, const int32_t *rows, int n, int dim,
+                           float *dst) {
     cu_state *s = S(be);
     if (s->logging && n > 16) {
         fail(s, BRISK_ERR_BACKEND, "cuda get_rows: %d rows in a one-token step", n);
@@ -532,8 +560,7 @@ static void cu_op_get_rows(brisk_backend *be, const float *src, const int32_t *r
     r.p0 = src, r.p1 = dst, r.n = n, r.dim = dim;
     if (!s->logging) {
         /* values travel as kernel arguments: launch directly */
-        if (s->err == BRISK_OK)
-            chk(s, cu_get_rows(s->st, src, rows, n, dim, dst), "cuda get_rows");
+        if (s->err == BRISK_OK) chk(s, cu_get_rows(s->st, src, rows, n, dim, dst), "cuda get_rows");
         return;
     }
     memcpy(r.rows, rows, (size_t)n * sizeof *rows);
@@ -616,9 +643,10 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
         if (b->pos[i] > max_pos) max_pos = b->pos[i];
     }
     for (int q = 0; q < n_seqs; q++) {
-        if (b->block_tables[q]) memcpy(h + 4 * M + (size_t)q * max_blocks, b->block_tables[q],
-                                       (size_t)max_blocks * 4);
-        else memset(h + 4 * M + (size_t)q * max_blocks, 0, (size_t)max_blocks * 4);
+        if (b->block_tables[q])
+            memcpy(h + 4 * M + (size_t)q * max_blocks, b->block_tables[q], (size_t)max_blocks * 4);
+        else
+            memset(h + 4 * M + (size_t)q * max_blocks, 0, (size_t)max_blocks * 4);
     }
     if (max_blocks != s->max_blocks) drop_graphs(s);
     /* one copy: [tokens|pos|seq|slot] of this step plus the tables */
@@ -793,15 +821,19 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
     const char *what = t->name ? t->name : "?";
     if (t->type == BRISK_W_QAFFINE) {
         if (t->bits < 2 || t->bits > 8 || t->group_size <= 0 || t->cols % t->group_size)
-            return brisk_errorf(BRISK_ERR_UNSUPPORTED, "brisk_backend_cuda_create: tensor '%s': "
-                                "%d-bit group %d is not supported", what, t->bits, t->group_size);
+            return brisk_errorf(BRISK_ERR_UNSUPPORTED,
+                                "brisk_backend_cuda_create: tensor '%s': "
+                                "%d-bit group %d is not supported",
+                                what, t->bits, t->group_size);
         w->row_bytes = t->cols * t->bits / 8;
-        w->fast = (t->bits == 4 || t->bits == 8) && w->row_bytes % 16 == 0 && t->group_size % 8 == 0;
+        w->fast =
+            (t->bits == 4 || t->bits == 8) && w->row_bytes % 16 == 0 && t->group_size % 8 == 0;
         if (t->bits == 4 && cu_mma_ok && !cu_gemv_v2 && !cu_gemv_v3 && t->cols % 64 == 0 &&
             t->group_size >= 64 && (t->group_size & (t->group_size - 1)) == 0)
             w->fast = 2;
         const size_t codes = (size_t)(t->rows * w->row_bytes);
-        const size_t dcodes = w->fast == 2 ? (size_t)((t->rows + 15) / 16 * 16 * w->row_bytes) : codes;
+        const size_t dcodes =
+            w->fast == 2 ? (size_t)((t->rows + 15) / 16 * 16 * w->row_bytes) : codes;
         const int elem = t->stype == BRISK_W_F32 ? 4 : 2;
         const size_t ng = (size_t)(t->rows * (t->cols / t->group_size));
         const size_t need = codes > 2 * ng * elem ? codes : 2 * ng * elem;
@@ -813,17 +845,32 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
         }
         if (!(w->data = (uint8_t *)dalloc(s, dcodes, what))) goto oom;
         if (!(w->sb = dalloc(s, 2 * ng * elem, what))) goto oom;
-        if (!chk(s, cudaMemcpyAsync(*stage, t->data, codes, cudaMemcpyHostToDevice, s->st), what)) goto fail;
+        if (!chk(s, cudaMemcpyAsync(*stage, t->data, codes, cudaMemcpyHostToDevice, s->st), what))
+            goto fail;
         if (w->fast == 2) {
-            if (!chk(s, cu_repack_mma(s->st, (const uint8_t *)*stage, w->data, t->rows, w->row_bytes), what)) goto fail;
+            if (!chk(s,
+                     cu_repack_mma(s->st, (const uint8_t *)*stage, w->data, t->rows, w->row_bytes),
+                     what))
+                goto fail;
         } else if (w->fast) {
-            if (!chk(s, cu_repack_codes(s->st, (const uint8_t *)*stage, w->data, t->rows, w->row_bytes), what)) goto fail;
-        } else if (!chk(s, cudaMemcpyAsync(w->data, *stage, codes, cudaMemcpyDeviceToDevice, s->st), what)) goto fail;
+            if (!chk(
+                    s,
+                    cu_repack_codes(s->st, (const uint8_t *)*stage, w->data, t->rows, w->row_bytes),
+                    what))
+                goto fail;
+        } else if (!chk(s, cudaMemcpyAsync(w->data, *stage, codes, cudaMemcpyDeviceToDevice, s->st),
+                        what))
+            goto fail;
         if (!chk(s, cudaStreamSynchronize(s->st), what)) goto fail;
         uint8_t *sbst = (uint8_t *)*stage;
-        if (!chk(s, cudaMemcpyAsync(sbst, t->scales, ng * elem, cudaMemcpyHostToDevice, s->st), what) ||
-            !chk(s, cudaMemcpyAsync(sbst + ng * elem, t->biases, ng * elem, cudaMemcpyHostToDevice, s->st), what) ||
-            !chk(s, cu_interleave_sb(s->st, sbst, sbst + ng * elem, w->sb, (int64_t)ng, elem), what) ||
+        if (!chk(s, cudaMemcpyAsync(sbst, t->scales, ng * elem, cudaMemcpyHostToDevice, s->st),
+                 what) ||
+            !chk(s,
+                 cudaMemcpyAsync(sbst + ng * elem, t->biases, ng * elem, cudaMemcpyHostToDevice,
+                                 s->st),
+                 what) ||
+            !chk(s, cu_interleave_sb(s->st, sbst, sbst + ng * elem, w->sb, (int64_t)ng, elem),
+                 what) ||
             !chk(s, cudaStreamSynchronize(s->st), what))
             goto fail;
         return BRISK_OK;
@@ -834,7 +881,8 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
         w->fast = w->row_bytes % 16 == 0;
         const size_t bytes = (size_t)(t->rows * w->row_bytes);
         if (!(w->data = (uint8_t *)dalloc(s, bytes, what))) goto oom;
-        if (!chk(s, cudaMemcpyAsync(w->data, t->data, bytes, cudaMemcpyHostToDevice, s->st), what) ||
+        if (!chk(s, cudaMemcpyAsync(w->data, t->data, bytes, cudaMemcpyHostToDevice, s->st),
+                 what) ||
             !chk(s, cudaStreamSynchronize(s->st), what))
             goto fail;
         return BRISK_OK;
@@ -886,8 +934,10 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     s->h_small = init->small, s->n_small = init->n_small;
     if (!(s->d_small = (float *)dalloc(s, init->n_small * sizeof(float), "cuda vectors"))) goto err;
     if (init->n_small &&
-        (!chk(s, cudaMemcpyAsync(s->d_small, init->small, init->n_small * sizeof(float),
-                                cudaMemcpyHostToDevice, s->st), "cuda vectors") ||
+        (!chk(s,
+              cudaMemcpyAsync(s->d_small, init->small, init->n_small * sizeof(float),
+                              cudaMemcpyHostToDevice, s->st),
+              "cuda vectors") ||
          !chk(s, cudaStreamSynchronize(s->st), "cuda vectors")))
         goto err;
     s->w = (cu_weight *)calloc((size_t)(init->n_tensors > 0 ? init->n_tensors : 1), sizeof *s->w);

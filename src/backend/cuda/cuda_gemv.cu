@@ -13,7 +13,9 @@ extern "C" {
  * Scalars
  * ------------------------------------------------------------------------------------------- */
 
-__device__ __forceinline__ float bf16_bits(uint32_t h) { return __uint_as_float(h << 16); }
+__device__ __forceinline__ float bf16_bits(uint32_t h) {
+    return __uint_as_float(h << 16);
+}
 __device__ __forceinline__ float f16_bits(uint32_t h) {
     return __half2float(__ushort_as_half((unsigned short)h));
 }
@@ -24,8 +26,10 @@ template <int ST> __device__ __forceinline__ float2 load_sb(const void *sb, int6
         return __ldg((const float2 *)sb + i);
     } else {
         const uint32_t p = __ldg((const uint32_t *)sb + i);
-        if constexpr (ST == BRISK_W_BF16) return make_float2(bf16_bits(p & 0xffff), bf16_bits(p >> 16));
-        else return make_float2(f16_bits(p & 0xffff), f16_bits(p >> 16));
+        if constexpr (ST == BRISK_W_BF16)
+            return make_float2(bf16_bits(p & 0xffff), bf16_bits(p >> 16));
+        else
+            return make_float2(f16_bits(p & 0xffff), f16_bits(p >> 16));
     }
 }
 
@@ -82,16 +86,25 @@ struct gemv_args {
 };
 
 template <int KIND> struct kind_traits;
-template <> struct kind_traits<4> { enum { EPL = 32, CPW = 8 }; };   /* elements per lane-uint4 */
-template <> struct kind_traits<8> { enum { EPL = 16, CPW = 4 }; };
-template <> struct kind_traits<16> { enum { EPL = 8, CPW = 2 }; };
-template <> struct kind_traits<17> { enum { EPL = 8, CPW = 2 }; };
-template <> struct kind_traits<32> { enum { EPL = 4, CPW = 1 }; };
+template <> struct kind_traits<4> {
+    enum { EPL = 32, CPW = 8 };
+}; /* elements per lane-uint4 */
+template <> struct kind_traits<8> {
+    enum { EPL = 16, CPW = 4 };
+};
+template <> struct kind_traits<16> {
+    enum { EPL = 8, CPW = 2 };
+};
+template <> struct kind_traits<17> {
+    enum { EPL = 8, CPW = 2 };
+};
+template <> struct kind_traits<32> {
+    enum { EPL = 4, CPW = 1 };
+};
 
 /* Column of the first element of word j of lane `lane`'s uint4 in chunk c (full chunk: permuted
  * for QAFFINE, consecutive for dense; a partial chunk is always consecutive). */
-template <int KIND>
-__device__ __forceinline__ int word_col(int c, int lane, int j, bool full) {
+template <int KIND> __device__ __forceinline__ int word_col(int c, int lane, int j, bool full) {
     constexpr int CPW = kind_traits<KIND>::CPW;
     const int w = (KIND <= 8 && full) ? 32 * j + lane : 4 * lane + j;
     return (c * 128 + w) * CPW;
@@ -151,7 +164,8 @@ __global__ void __launch_bounds__(128) k_gemv(const __grid_constant__ gemv_args 
             const int row = min(r0 + r, M.rows - 1); /* clipped rows compute, never store */
             const gemv_mat_d &MM = t == 0 ? M : a.m[1];
             wrow[t][r] = MM.w + (int64_t)row * a.row_bytes;
-            sbrow[t][r] = KIND <= 8 ? (const uint8_t *)MM.sb + (int64_t)row * ngroups * (ST == BRISK_W_F32 ? 8 : 4)
+            sbrow[t][r] = KIND <= 8 ? (const uint8_t *)MM.sb +
+                                          (int64_t)row * ngroups * (ST == BRISK_W_F32 ? 8 : 4)
                                     : nullptr;
         }
     float acc[NM][GEMV_R];
@@ -161,7 +175,7 @@ __global__ void __launch_bounds__(128) k_gemv(const __grid_constant__ gemv_args 
         for (int r = 0; r < GEMV_R; r++) acc[t][r] = 0.f;
 
     uint4 cur[NM][GEMV_R], nxt[NM][GEMV_R];
-    auto load_chunk = [&](int c, uint4 (&dst)[NM][GEMV_R]) {
+    auto load_chunk = [&](int c, uint4(&dst)[NM][GEMV_R]) {
         const bool active = c < nfull || lane < tail_lanes;
 #pragma unroll
         for (int t = 0; t < NM; t++)
@@ -219,7 +233,8 @@ __global__ void __launch_bounds__(128) k_gemv(const __grid_constant__ gemv_args 
 #pragma unroll
         for (int r = 0; r < GEMV_R; r++)
 #pragma unroll
-            for (int o = 16; o > 0; o >>= 1) acc[t][r] += __shfl_xor_sync(0xffffffffu, acc[t][r], o);
+            for (int o = 16; o > 0; o >>= 1)
+                acc[t][r] += __shfl_xor_sync(0xffffffffu, acc[t][r], o);
     if (lane < GEMV_R) {
         float v0 = acc[0][0], v1 = NM > 1 ? acc[NM - 1][0] : 0.f;
 #pragma unroll
@@ -273,17 +288,20 @@ __device__ __forceinline__ float2 sb_dec16(uint32_t p, int st) {
     return st == BRISK_W_BF16 ? make_float2(bf16_bits(p & 0xffff), bf16_bits(p >> 16))
                               : make_float2(f16_bits(p & 0xffff), f16_bits(p >> 16));
 }
-template <int ST> __device__ __forceinline__ float2 sb_dec(uint32_t p) { return sb_dec16(p, ST); }
+template <int ST> __device__ __forceinline__ float2 sb_dec(uint32_t p) {
+    return sb_dec16(p, ST);
+}
 template <int ST> __device__ __forceinline__ float2 sb_dec(uint2 p) {
     return make_float2(__uint_as_float(p.x), __uint_as_float(p.y));
 }
 
 #define GEMV_WARPS 4
-#define GEMV_U 2
-#define GEMV_NT 8 /* tokens per launch of the v3 kernel (batched decode) */
+#define GEMV_U     2
+#define GEMV_NT    8 /* tokens per launch of the v3 kernel (batched decode) */
 
 template <int KIND, int ST, int NM, int EPI, int RW, int NT>
-__global__ void __launch_bounds__(128, NT == 1 ? 5 : 3) k_gemvq(const __grid_constant__ gemv_args a) {
+__global__ void __launch_bounds__(128, NT == 1 ? 5 : 3)
+    k_gemvq(const __grid_constant__ gemv_args a) {
     typedef typename sb_raw<ST>::T SBT;
     constexpr int EPL = kind_traits<KIND>::EPL, CPW = kind_traits<KIND>::CPW, U = GEMV_U;
     pdl_launch();
@@ -379,7 +397,8 @@ __global__ void __launch_bounds__(128, NT == 1 ? 5 : 3) k_gemvq(const __grid_con
                 for (int t = 0; t < NM; t++)
 #pragma unroll
                     for (int r = 0; r < RW; r++) {
-                        const uint32_t wv[4] = {q[u][t][r].x, q[u][t][r].y, q[u][t][r].z, q[u][t][r].w};
+                        const uint32_t wv[4] = {q[u][t][r].x, q[u][t][r].y, q[u][t][r].z,
+                                                q[u][t][r].w};
                         float s = acc[k][t][r];
 #pragma unroll
                         for (int j = 0; j < 4; j++) {
@@ -511,7 +530,8 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
         const mma_mat_d &MM = NM == 2 ? a.m[i] : M;
         tile[i] = NM == 2 ? b : min(b * TT + i, M.tiles - 1);
         wp[i] = (const uint4 *)MM.w + (int64_t)tile[i] * nch * 32 + lane;
-        const int r0 = min(tile[i] * 16 + g, MM.rows - 1), r1 = min(tile[i] * 16 + g + 8, MM.rows - 1);
+        const int r0 = min(tile[i] * 16 + g, MM.rows - 1),
+                  r1 = min(tile[i] * 16 + g + 8, MM.rows - 1);
         sp0[i] = (const SBT *)MM.sb + (int64_t)r0 * ngroups;
         sp1[i] = (const SBT *)MM.sb + (int64_t)r1 * ngroups;
     }
@@ -571,7 +591,10 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
                     mma16816(X, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx0[s], bx1[s]);
 #pragma unroll
                     for (int i = 0; i < NTL; i++) {
-                        const uint32_t w = s == 0 ? q[u][i].x : s == 1 ? q[u][i].y : s == 2 ? q[u][i].z : q[u][i].w;
+                        const uint32_t w = s == 0   ? q[u][i].x
+                                           : s == 1 ? q[u][i].y
+                                           : s == 2 ? q[u][i].z
+                                                    : q[u][i].w;
                         const uint32_t w8 = w >> 8;
                         mma16816(C[i], lop_or(w, 0x000F000Fu), lop_or(w, 0x00F000F0u),
                                  lop_or(w8, 0x000F000Fu), lop_or(w8, 0x00F000F0u), bx0[s], bx1[s]);
@@ -603,7 +626,8 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
     float v = 0.f;
 #pragma unroll
     for (int w = 0; w < MMA_W; w++) v += red[w][i][j][lane];
-    const int row = (i == 0 ? tile[0] : tile[NTL - 1]) * 16 + g + 8 * (j >> 1), tk = 2 * t + (j & 1);
+    const int row = (i == 0 ? tile[0] : tile[NTL - 1]) * 16 + g + 8 * (j >> 1),
+              tk = 2 * t + (j & 1);
     if (tk >= a.nt) return;
     if constexpr (EPI == CU_EPI_SWIGLU) {
         if (i != 0) return;
@@ -615,13 +639,16 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
         if (NM == 1 && TT > 1 && b * TT + i >= M.tiles) return; /* clipped duplicate tile */
         if (row >= M.rows) return;
         float *y = M.y + (int64_t)tk * M.ystride;
-        if constexpr (EPI == CU_EPI_ADD) y[row] += v;
-        else y[row] = v + (M.bias ? M.bias[row] : 0.f);
+        if constexpr (EPI == CU_EPI_ADD)
+            y[row] += v;
+        else
+            y[row] = v + (M.bias ? M.bias[row] : 0.f);
     }
 }
 
 /* Element (r, c) code of the mma layout (generic readers: embedding rows, the slow path). */
-__device__ __forceinline__ uint32_t mma_code(const uint8_t *data, int64_t cols, int64_t r, int64_t c) {
+__device__ __forceinline__ uint32_t mma_code(const uint8_t *data, int64_t cols, int64_t r,
+                                             int64_t c) {
     const int64_t T = r >> 4, ch = c >> 6, nch = cols >> 6;
     const int rr = (int)(r & 15), cc = (int)(c & 63);
     const int lane = 4 * (rr & 7) + (cc >> 4), s = (cc & 15) >> 2, e = cc & 3;
@@ -651,10 +678,14 @@ static wdesc make_desc(const cu_weight *w) {
 __device__ float dq_elem(const wdesc &w, int64_t r, int64_t c) {
     const uint8_t *row = w.data + r * w.row_bytes;
     switch (w.type) {
-    case BRISK_W_F32: return ((const float *)row)[c];
-    case BRISK_W_F16: return f16_bits(((const uint16_t *)row)[c]);
-    case BRISK_W_BF16: return bf16_bits(((const uint16_t *)row)[c]);
-    default: break;
+    case BRISK_W_F32:
+        return ((const float *)row)[c];
+    case BRISK_W_F16:
+        return f16_bits(((const uint16_t *)row)[c]);
+    case BRISK_W_BF16:
+        return bf16_bits(((const uint16_t *)row)[c]);
+    default:
+        break;
     }
     uint32_t q;
     if (w.fast == 2) {
@@ -677,9 +708,12 @@ __device__ float dq_elem(const wdesc &w, int64_t r, int64_t c) {
     }
     const int64_t gi = r * (w.cols / w.gs) + c / w.gs;
     float2 sb;
-    if (w.stype == BRISK_W_F32) sb = load_sb<BRISK_W_F32>(w.sb, gi);
-    else if (w.stype == BRISK_W_BF16) sb = load_sb<BRISK_W_BF16>(w.sb, gi);
-    else sb = load_sb<BRISK_W_F16>(w.sb, gi);
+    if (w.stype == BRISK_W_F32)
+        sb = load_sb<BRISK_W_F32>(w.sb, gi);
+    else if (w.stype == BRISK_W_BF16)
+        sb = load_sb<BRISK_W_BF16>(w.sb, gi);
+    else
+        sb = load_sb<BRISK_W_F16>(w.sb, gi);
     return sb.x * (float)q + sb.y;
 }
 
@@ -715,9 +749,12 @@ __global__ void k_gemv_generic(const __grid_constant__ generic_args a) {
         }
         if (lane == 0) {
             float *y = a.y[m] + (int64_t)t * a.rows[m] + row;
-            if (a.epi == CU_EPI_SWIGLU) *y = s0 / (1.0f + expf(-s0)) * s1;
-            else if (a.epi == CU_EPI_ADD) *y += s0;
-            else *y = s0 + (a.bias[m] ? a.bias[m][row] : 0.f);
+            if (a.epi == CU_EPI_SWIGLU)
+                *y = s0 / (1.0f + expf(-s0)) * s1;
+            else if (a.epi == CU_EPI_ADD)
+                *y += s0;
+            else
+                *y = s0 + (a.bias[m] ? a.bias[m][row] : 0.f);
         }
     }
 }
@@ -729,10 +766,14 @@ __global__ void k_gemv_generic(const __grid_constant__ generic_args a) {
 static int fast_kind(const cu_weight *w) {
     if (!w->fast) return 0;
     switch (w->type) {
-    case BRISK_W_QAFFINE: return w->bits;
-    case BRISK_W_F16: return 16;
-    case BRISK_W_BF16: return 17;
-    case BRISK_W_F32: return 32;
+    case BRISK_W_QAFFINE:
+        return w->bits;
+    case BRISK_W_F16:
+        return 16;
+    case BRISK_W_BF16:
+        return 17;
+    case BRISK_W_F32:
+        return 32;
     }
     return 0;
 }
@@ -760,9 +801,12 @@ static cudaError_t launch_kind(cudaStream_t st, int kind, int stype, const gemv_
         if (stype == BRISK_W_BF16) return launch_epi<8, BRISK_W_BF16>(st, a, warps, epi);
         if (stype == BRISK_W_F32) return launch_epi<8, BRISK_W_F32>(st, a, warps, epi);
         return launch_epi<8, BRISK_W_F16>(st, a, warps, epi);
-    case 16: return launch_epi<16, 0>(st, a, warps, epi);
-    case 17: return launch_epi<17, 0>(st, a, warps, epi);
-    case 32: return launch_epi<32, 0>(st, a, warps, epi);
+    case 16:
+        return launch_epi<16, 0>(st, a, warps, epi);
+    case 17:
+        return launch_epi<17, 0>(st, a, warps, epi);
+    case 32:
+        return launch_epi<32, 0>(st, a, warps, epi);
     }
     return cudaErrorInvalidValue;
 }
@@ -775,7 +819,8 @@ int cu_gemv_v2 = 0; /* env BRISK_CUDA_GEMV=2: the v2 kernel for 4/8-bit (A/B tim
 template <int KIND, int ST, int NM, int EPI>
 static cudaError_t launch_v3(cudaStream_t st, const gemv_args &a, int warps) {
     const unsigned blocks = (unsigned)((warps + GEMV_WARPS - 1) / GEMV_WARPS);
-    if (a.nt == 1) return cu_launch(k_gemvq<KIND, ST, NM, EPI, V3_RW(NM), 1>, blocks, 128, 0, st, a);
+    if (a.nt == 1)
+        return cu_launch(k_gemvq<KIND, ST, NM, EPI, V3_RW(NM), 1>, blocks, 128, 0, st, a);
     return cu_launch(k_gemvq<KIND, ST, NM, EPI, V3_RW(NM), GEMV_NT>, blocks, 128, 0, st, a);
 }
 
@@ -804,7 +849,8 @@ static cudaError_t launch_mma_ns(cudaStream_t st, const mma_args &a, unsigned bl
 }
 
 template <int ST>
-static cudaError_t launch_mma_epi(cudaStream_t st, const mma_args &a, unsigned blocks, int epi, int tt) {
+static cudaError_t launch_mma_epi(cudaStream_t st, const mma_args &a, unsigned blocks, int epi,
+                                  int tt) {
     if (epi == CU_EPI_SWIGLU) return launch_mma_ns<ST, 2, CU_EPI_SWIGLU, 1>(st, a, blocks);
     if (epi == CU_EPI_ADD)
         return tt == 2 ? launch_mma_ns<ST, 1, CU_EPI_ADD, 2>(st, a, blocks)
@@ -820,13 +866,17 @@ static cudaError_t gemv_mma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int
     if (!g_sms) {
         int dev = 0, v = 0;
         cudaGetDevice(&dev);
-        g_sms = cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0 ? v : 132;
+        g_sms =
+            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0
+                ? v
+                : 132;
     }
     const int64_t K = m[0].w->cols;
     const int nm = epi == CU_EPI_SWIGLU ? 2 : 1;
     int tiles = 0;
     for (int i = 0; i < (nm == 2 ? 1 : nmat); i++) tiles += (int)((m[i].w->rows + 15) / 16);
-    const int tt = nm == 1 && tiles >= 4 * g_sms ? 2 : 1; /* share x over 2 tiles when the grid is large */
+    const int tt =
+        nm == 1 && tiles >= 4 * g_sms ? 2 : 1; /* share x over 2 tiles when the grid is large */
     for (int t0 = 0; t0 < n; t0 += 8) {
         mma_args a = {};
         a.nmat = nm == 2 ? 1 : nmat;
@@ -844,9 +894,12 @@ static cudaError_t gemv_mma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int
             if (i < a.nmat) blocks += (unsigned)a.m[i].blocks;
         }
         cudaError_t e;
-        if (m[0].w->stype == BRISK_W_BF16) e = launch_mma_epi<BRISK_W_BF16>(st, a, blocks, epi, tt);
-        else if (m[0].w->stype == BRISK_W_F32) e = launch_mma_epi<BRISK_W_F32>(st, a, blocks, epi, tt);
-        else e = launch_mma_epi<BRISK_W_F16>(st, a, blocks, epi, tt);
+        if (m[0].w->stype == BRISK_W_BF16)
+            e = launch_mma_epi<BRISK_W_BF16>(st, a, blocks, epi, tt);
+        else if (m[0].w->stype == BRISK_W_F32)
+            e = launch_mma_epi<BRISK_W_F32>(st, a, blocks, epi, tt);
+        else
+            e = launch_mma_epi<BRISK_W_F16>(st, a, blocks, epi, tt);
         if (e != cudaSuccess) return e;
     }
     return cudaSuccess;
@@ -958,8 +1011,10 @@ __global__ void k_dequant_fast(const uint8_t *data, const void *sb, int64_t row_
     for (int e = 0; e < CPW; e++)
         h[e] = __float2half_rn(s.x * (float)((word >> (e * BITS)) & ((1u << BITS) - 1u)) + s.y);
     __half *o = dst + r * cols + c0;
-    if constexpr (CPW == 8) *(uint4 *)o = *(const uint4 *)h;
-    else *(uint2 *)o = *(const uint2 *)h;
+    if constexpr (CPW == 8)
+        *(uint4 *)o = *(const uint4 *)h;
+    else
+        *(uint2 *)o = *(const uint2 *)h;
 }
 
 __global__ void k_dequant_generic(const wdesc w, int64_t r0, int64_t nr, __half *dst) {
@@ -968,7 +1023,8 @@ __global__ void k_dequant_generic(const wdesc w, int64_t r0, int64_t nr, __half 
     dst[i] = __float2half_rn(dq_elem(w, r0 + i / w.cols, i % w.cols));
 }
 
-/* mma layout: one thread per stored word -> 4 halves of each of its 2 rows, where in [r0, r0+nr). */
+/* mma layout: one thread per stored word -> 4 halves of each of its 2 rows, where in [r0, r0+nr).
+ */
 template <int ST>
 __global__ void k_dequant_mma(const uint8_t *data, const void *sb, int64_t rows, int64_t cols,
                               int gs, int64_t r0, int64_t nr, __half *dst) {
@@ -1003,25 +1059,36 @@ cudaError_t cu_dequant_half(cudaStream_t st, const cu_weight *w, int64_t r0, int
         const int64_t n = (T1 - T0) * (w->cols >> 6) * 128;
         const unsigned blocks = (unsigned)((n + 255) / 256);
         if (w->stype == BRISK_W_BF16)
-            k_dequant_mma<BRISK_W_BF16><<<blocks, 256, 0, st>>>(w->data, w->sb, w->rows, w->cols, w->gs, r0, nr, d);
+            k_dequant_mma<BRISK_W_BF16>
+                <<<blocks, 256, 0, st>>>(w->data, w->sb, w->rows, w->cols, w->gs, r0, nr, d);
         else if (w->stype == BRISK_W_F32)
-            k_dequant_mma<BRISK_W_F32><<<blocks, 256, 0, st>>>(w->data, w->sb, w->rows, w->cols, w->gs, r0, nr, d);
+            k_dequant_mma<BRISK_W_F32>
+                <<<blocks, 256, 0, st>>>(w->data, w->sb, w->rows, w->cols, w->gs, r0, nr, d);
         else
-            k_dequant_mma<BRISK_W_F16><<<blocks, 256, 0, st>>>(w->data, w->sb, w->rows, w->cols, w->gs, r0, nr, d);
+            k_dequant_mma<BRISK_W_F16>
+                <<<blocks, 256, 0, st>>>(w->data, w->sb, w->rows, w->cols, w->gs, r0, nr, d);
         return cudaGetLastError();
     }
     if (w->type == BRISK_W_QAFFINE && w->fast) {
         const int64_t n = nr * (w->row_bytes / 4);
         const unsigned blocks = (unsigned)((n + 255) / 256);
-#define DQ(B, S) k_dequant_fast<B, S><<<blocks, 256, 0, st>>>(w->data, w->sb, w->row_bytes, w->cols, w->gs, r0, nr, d)
+#define DQ(B, S)                                                                                   \
+    k_dequant_fast<B, S>                                                                           \
+        <<<blocks, 256, 0, st>>>(w->data, w->sb, w->row_bytes, w->cols, w->gs, r0, nr, d)
         if (w->bits == 4) {
-            if (w->stype == BRISK_W_BF16) DQ(4, BRISK_W_BF16);
-            else if (w->stype == BRISK_W_F32) DQ(4, BRISK_W_F32);
-            else DQ(4, BRISK_W_F16);
+            if (w->stype == BRISK_W_BF16)
+                DQ(4, BRISK_W_BF16);
+            else if (w->stype == BRISK_W_F32)
+                DQ(4, BRISK_W_F32);
+            else
+                DQ(4, BRISK_W_F16);
         } else {
-            if (w->stype == BRISK_W_BF16) DQ(8, BRISK_W_BF16);
-            else if (w->stype == BRISK_W_F32) DQ(8, BRISK_W_F32);
-            else DQ(8, BRISK_W_F16);
+            if (w->stype == BRISK_W_BF16)
+                DQ(8, BRISK_W_BF16);
+            else if (w->stype == BRISK_W_F32)
+                DQ(8, BRISK_W_F32);
+            else
+                DQ(8, BRISK_W_F16);
         }
 #undef DQ
     } else {
@@ -1074,11 +1141,13 @@ __global__ void k_repack_mma(const uint8_t *src, uint32_t *dst, int64_t rows, in
 cudaError_t cu_repack_mma(cudaStream_t st, const uint8_t *src, uint8_t *dst, int64_t rows,
                           int64_t row_bytes) {
     const int64_t n = (rows + 15) / 16 * (row_bytes / 32) * 128;
-    k_repack_mma<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(src, (uint32_t *)dst, rows, row_bytes);
+    k_repack_mma<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(src, (uint32_t *)dst, rows,
+                                                              row_bytes);
     return cudaGetLastError();
 }
 
-__global__ void k_interleave(const uint8_t *s, const uint8_t *b, uint8_t *dst, int64_t n, int elem) {
+__global__ void k_interleave(const uint8_t *s, const uint8_t *b, uint8_t *dst, int64_t n,
+                             int elem) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     for (int e = 0; e < elem; e++) {
@@ -1089,7 +1158,7 @@ __global__ void k_interleave(const uint8_t *s, const uint8_t *b, uint8_t *dst, i
 
 cudaError_t cu_interleave_sb(cudaStream_t st, const void *s, const void *b, void *dst, int64_t n,
                              int elem) {
-    k_interleave<<<(unsigned)((n + 255) / 256), 256, 0, st>>>((const uint8_t *)s, (const uint8_t *)b,
-                                                              (uint8_t *)dst, n, elem);
+    k_interleave<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(
+        (const uint8_t *)s, (const uint8_t *)b, (uint8_t *)dst, n, elem);
     return cudaGetLastError();
 }

@@ -45,8 +45,7 @@ typedef struct cu_gemv_mat {
 cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                     int n);
 /* dst[r0.., cols] = W rows [r0, r0+nr) as half, row-major (for the cuBLAS prefill path). */
-cudaError_t cu_dequant_half(cudaStream_t st, const cu_weight *w, int64_t r0, int64_t nr,
-                            void *dst);
+cudaError_t cu_dequant_half(cudaStream_t st, const cu_weight *w, int64_t r0, int64_t nr, void *dst);
 /* Repacks QAFFINE codes in place order for the fast layout: src (file order) -> dst. */
 cudaError_t cu_repack_codes(cudaStream_t st, const uint8_t *src, uint8_t *dst, int64_t rows,
                             int64_t row_bytes);

@@ -11,7 +11,9 @@ extern "C" {
 #include "backend/backend.h"
 }
 
-static unsigned blocks_for(size_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+static unsigned blocks_for(size_t n, int threads) {
+    return (unsigned)((n + threads - 1) / threads);
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Embedding: the generic dequantizer of cuda_gemv.cu is not visible here, so rows are read with
@@ -38,15 +40,18 @@ __global__ void k_embed(const emb_desc w, const int32_t *ids, float *out) {
     float *o = out + (int64_t)blockIdx.x * w.cols;
     for (int64_t c = threadIdx.x; c < w.cols; c += blockDim.x) {
         float v;
-        if (w.type == BRISK_W_F32) v = ((const float *)row)[c];
-        else if (w.type != BRISK_W_QAFFINE) v = load_half_bits(((const uint16_t *)row)[c], w.type);
+        if (w.type == BRISK_W_F32)
+            v = ((const float *)row)[c];
+        else if (w.type != BRISK_W_QAFFINE)
+            v = load_half_bits(((const uint16_t *)row)[c], w.type);
         else {
             uint32_t q;
             if (w.fast == 2) {
                 const int64_t T = r >> 4, ch = c >> 6, nch = w.cols >> 6;
                 const int rr = (int)(r & 15), cc = (int)(c & 63);
                 const int lane = 4 * (rr & 7) + (cc >> 4), s = (cc & 15) >> 2, e = cc & 3;
-                const uint32_t wd = ((const uint32_t *)w.data)[((T * nch + ch) * 32 + lane) * 4 + s];
+                const uint32_t wd =
+                    ((const uint32_t *)w.data)[((T * nch + ch) * 32 + lane) * 4 + s];
                 q = (wd >> (4 * ((e & 1) * 4 + (e >> 1) * 2 + (rr >> 3)))) & 15u;
             } else if (w.fast) {
                 const int cpw = 32 / w.bits;
@@ -79,7 +84,8 @@ __global__ void k_embed(const emb_desc w, const int32_t *ids, float *out) {
 }
 
 cudaError_t cu_embed(cudaStream_t st, const cu_weight *E, const int32_t *ids, int n, float *out) {
-    emb_desc d = {E->data, E->sb, E->cols, E->row_bytes, E->type, E->stype, E->bits, E->gs, E->fast};
+    emb_desc d = {E->data,  E->sb,   E->cols, E->row_bytes, E->type,
+                  E->stype, E->bits, E->gs,   E->fast};
     return cu_launch(k_embed, n, 256, 0, st, d, ids, out);
 }
 
@@ -89,7 +95,8 @@ cudaError_t cu_embed(cudaStream_t st, const cu_weight *E, const int32_t *ids, in
  * values serially (measured: that cost ~20 us per norm). Sum of squares in float32.
  * ------------------------------------------------------------------------------------------- */
 
-__global__ void k_rmsnorm_warp(const float *x, const float *w, int n, int dim, float eps, float *out) {
+__global__ void k_rmsnorm_warp(const float *x, const float *w, int n, int dim, float eps,
+                               float *out) {
     pdl_launch();
     pdl_wait();
     const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
@@ -103,8 +110,8 @@ __global__ void k_rmsnorm_warp(const float *x, const float *w, int n, int dim, f
     for (int j = lane; j < dim; j += 32) oi[j] = w[j] * (xi[j] * inv);
 }
 
-__global__ void __launch_bounds__(1024) k_rmsnorm_block(const float *x, const float *w, int dim,
-                                                        float eps, float *out) {
+__global__ void __launch_bounds__(1024)
+    k_rmsnorm_block(const float *x, const float *w, int dim, float eps, float *out) {
     pdl_launch();
     pdl_wait();
     __shared__ float part[32];
@@ -127,7 +134,8 @@ __global__ void __launch_bounds__(1024) k_rmsnorm_block(const float *x, const fl
 
 cudaError_t cu_rmsnorm(cudaStream_t st, const float *x, const float *w, int n, int dim, float eps,
                        float *out) {
-    if (dim <= 512) return cu_launch(k_rmsnorm_warp, blocks_for(n, 8), 256, 0, st, x, w, n, dim, eps, out);
+    if (dim <= 512)
+        return cu_launch(k_rmsnorm_warp, blocks_for(n, 8), 256, 0, st, x, w, n, dim, eps, out);
     return cu_launch(k_rmsnorm_block, n, 1024, 0, st, x, w, dim, eps, out);
 }
 
@@ -147,7 +155,8 @@ __global__ void k_rope_store(float *q, int nh, float *k, int nkv, const float *v
     const int t0 = blockIdx.y * blockDim.x, tstep = gridDim.y * blockDim.x;
     for (int e = t0 + threadIdx.x; e < pairs; e += tstep) {
         const int h = e / half, j = e % half;
-        float *base = h < nh ? q + ((int64_t)i * nh + h) * hd : k + ((int64_t)i * nkv + h - nh) * hd;
+        float *base =
+            h < nh ? q + ((int64_t)i * nh + h) * hd : k + ((int64_t)i * nkv + h - nh) * hd;
         float sn, cs;
         sincosf(p * inv_freq[j], &sn, &cs);
         const float a = base[j], b = base[j + half];
@@ -202,19 +211,20 @@ cudaError_t cu_kv_store(cudaStream_t st, void *kc, void *vc, const float *k, con
  * max and sum go to part_*; pass 2 merges the splits of each (token, head).
  * ------------------------------------------------------------------------------------------- */
 
-#define ATT_MAX_G 8
+#define ATT_MAX_G     8
 #define ATT_MAX_SPLIT 256
-#define ATT_THREADS 128
+#define ATT_THREADS   128
 
-__global__ void __launch_bounds__(ATT_THREADS) k_attn_split(const __grid_constant__ cu_attn_args a) {
+__global__ void __launch_bounds__(ATT_THREADS)
+    k_attn_split(const __grid_constant__ cu_attn_args a) {
     pdl_launch();
     pdl_wait();
     extern __shared__ float sm[];
     const int kvh = blockIdx.x, i = blockIdx.y, sp = blockIdx.z;
     const int G = a.n_head / a.n_head_kv, hd = a.head_dim, S = a.split;
-    float *qs = sm;              /* [G][hd] */
-    float *sc = sm + G * hd;     /* [G][S] */
-    float *red = sc + G * S;     /* [G][2]: max, sum */
+    float *qs = sm;          /* [G][hd] */
+    float *sc = sm + G * hd; /* [G][S] */
+    float *red = sc + G * S; /* [G][2]: max, sum */
     const int p = a.pos[i];
     const int first = a.window > 0 && p - a.window + 1 > 0 ? p - a.window + 1 : 0;
     const int t0 = max(sp * S, first), t1 = min(sp * S + S, p + 1); /* [t0, t1) */
@@ -257,7 +267,8 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attn_split(const __grid_constan
                 for (int g = 0; g < ATT_MAX_G; g++)
                     if (g < G)
 #pragma unroll
-                        for (int e = 0; e < 8; e++) acc[g] = fmaf(qs[g * hd + d + e], kf[e], acc[g]);
+                        for (int e = 0; e < 8; e++)
+                            acc[g] = fmaf(qs[g * hd + d + e], kf[e], acc[g]);
             }
         }
         for (; d < hd; d++) {
@@ -339,7 +350,8 @@ cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a) {
         return cudaErrorInvalidValue;
     const size_t smem = (size_t)(G * a->head_dim + G * a->split + 2 * G) * sizeof(float);
     if (smem > 48 * 1024) return cudaErrorInvalidValue;
-    cudaError_t e = cu_launch(k_attn_split, dim3(a->n_head_kv, a->n_tokens, a->n_split), ATT_THREADS, smem, st, *a);
+    cudaError_t e = cu_launch(k_attn_split, dim3(a->n_head_kv, a->n_tokens, a->n_split),
+                              ATT_THREADS, smem, st, *a);
     if (e != cudaSuccess) return e;
     return cu_launch(k_attn_combine, dim3(a->n_head, a->n_tokens), 128, 0, st, *a);
 }
@@ -405,7 +417,8 @@ cudaError_t cu_get_rows(cudaStream_t st, const float *src, const int32_t *rows, 
         rows_arg ra;
         const int nr = n - r0 < GR_MAX ? n - r0 : GR_MAX;
         for (int i = 0; i < nr; i++) ra.r[i] = rows[r0 + i];
-        cudaError_t e = cu_launch(k_get_rows, nr, 256, 0, st, src, ra, dim, dst + (int64_t)r0 * dim);
+        cudaError_t e =
+            cu_launch(k_get_rows, nr, 256, 0, st, src, ra, dim, dst + (int64_t)r0 * dim);
         if (e != cudaSuccess) return e;
     }
     return cudaSuccess;
@@ -416,11 +429,13 @@ __global__ void k_to_half(const float *x, size_t n, __half *h, __nv_bfloat16 *b)
     pdl_wait();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    if (h) h[i] = __float2half_rn(x[i]);
-    else b[i] = __float2bfloat16_rn(x[i]);
+    if (h)
+        h[i] = __float2half_rn(x[i]);
+    else
+        b[i] = __float2bfloat16_rn(x[i]);
 }
 
 cudaError_t cu_f32_to_half(cudaStream_t st, const float *x, size_t n, void *dst, int bf16) {
-    return cu_launch(k_to_half, blocks_for(n, 256), 256, 0, st, x, n, bf16 ? nullptr : (__half *)dst,
-                     bf16 ? (__nv_bfloat16 *)dst : nullptr);
+    return cu_launch(k_to_half, blocks_for(n, 256), 256, 0, st, x, n,
+                     bf16 ? nullptr : (__half *)dst, bf16 ? (__nv_bfloat16 *)dst : nullptr);
 }
