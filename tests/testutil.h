@@ -3,6 +3,8 @@
 #ifndef BRISK_TEST_UTIL_H
 #define BRISK_TEST_UTIL_H
 
+#include "brisk.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,22 @@ static inline int test_argmax(const float *x, int n) {
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
+}
+
+/* Loads a model folder on `backend`. Returns 1 when loaded, 0 when the backend cannot run here
+ * (CUDA built but no usable card: the caller skips, the reason printed once through *skipped),
+ * -1 on any other failure (the caller's checks report it). */
+static inline int test_load_model(const char *dir, brisk_backend_kind backend, brisk_model **m,
+                                  int *skipped) {
+    brisk_model_params mp = brisk_model_default_params();
+    mp.backend = backend;
+    brisk_status st = brisk_model_load(dir, &mp, m);
+    if (st == BRISK_ERR_UNSUPPORTED && backend == BRISK_BACKEND_CUDA) {
+        if (!*skipped) printf("skipped: %s\n", brisk_last_error());
+        *skipped = 1;
+        return 0;
+    }
+    return st == BRISK_OK ? 1 : -1;
 }
 
 #endif

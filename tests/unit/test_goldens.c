@@ -28,17 +28,11 @@ static void check_fixture(const char *golden, const char *name) {
     CHECK_MSG(f != NULL, "%s: no tokens.txt", name);
     while (f && n < 64 && fscanf(f, "%d", &toks[n]) == 1) n++;
     if (f) fclose(f);
-    brisk_model_params mp = brisk_model_default_params();
-    mp.backend = BACKEND;
     brisk_model *m = NULL;
-    brisk_status st = brisk_model_load(dir, &mp, &m);
-    if (st == BRISK_ERR_UNSUPPORTED && BACKEND == BRISK_BACKEND_CUDA) {
-        if (!skipped) printf("skipped: %s\n", brisk_last_error());
-        skipped = 1;
-        return;
-    }
-    CHECK_MSG(st == BRISK_OK, "%s: %s", name, brisk_last_error());
-    if (st != BRISK_OK) return;
+    const int loaded = test_load_model(dir, BACKEND, &m, &skipped);
+    CHECK_MSG(loaded >= 0, "%s: %s", name, brisk_last_error());
+    if (loaded <= 0) return;
+    brisk_status st;
     brisk_model_info info;
     brisk_model_get_info(m, &info);
     brisk_context_params cp = brisk_context_default_params();

@@ -41,16 +41,10 @@ static void test_folder(const char *name) {
     char dir[1024], path[1200];
     snprintf(dir, sizeof dir, "%s/models/%s", SHARED, name);
     brisk_model *m = NULL;
-    brisk_model_params mp = brisk_model_default_params();
-    mp.backend = BACKEND;
-    brisk_status st = brisk_model_load(dir, &mp, &m);
-    if (st == BRISK_ERR_UNSUPPORTED && BACKEND == BRISK_BACKEND_CUDA) {
-        if (!skipped) printf("skipped: %s\n", brisk_last_error());
-        skipped = 1;
-        return;
-    }
-    CHECK_MSG(st == BRISK_OK, "%s: %s", name, brisk_last_error());
-    if (st != BRISK_OK) return;
+    const int loaded = test_load_model(dir, BACKEND, &m, &skipped);
+    CHECK_MSG(loaded >= 0, "%s: %s", name, brisk_last_error());
+    if (loaded <= 0) return;
+    brisk_status st;
     brisk_model_info info;
     brisk_model_get_info(m, &info);
     CHECK(info.n_vocab == 512 && info.n_layer == 5 && info.tied_embeddings);
