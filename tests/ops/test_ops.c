@@ -30,6 +30,8 @@ static double worst_matmul;
 
 /* Output buffers carry GUARD floats of a sentinel pattern before and after. */
 enum { GUARD = 16 };
+/* Blocks of 4 positions per sequence in the attention test (its max_ctx). */
+enum { ATTN_BLOCKS = 80 };
 static const uint32_t SENTINEL = 0x7fbadbadu;
 
 /* Out of line, so that GCC's range analysis of the callers' sizes does not trip -Werror. */
@@ -190,43 +192,57 @@ static void test_elementwise(brisk_backend *be, brisk_backend *ref, const char *
     free(x), free(w), free(u), free(g), free(up);
 }
 
-/* Two sequences over a shuffled block pool (block 4), GQA 4:2, with and without a window. */
+/* Two sequences over a shuffled block pool (block 4), with and without windows, per shape:
+ * GQA 4:2 hd 24; group 4 with hd 20 (not a multiple of 8: scalar tails); group 6 hd 64 (a
+ * group not a multiple of 4); MHA hd 5. Positions reach 300, past the AVX2 kernel's 128-position
+ * softmax chunk, and window 200 starts mid-sequence and spans a chunk boundary. */
 static void test_attention(brisk_backend *be, brisk_backend *ref, const char *isa) {
-    const int H = 4, HKV = 2, hd = 24, kv_dim = HKV * hd, bs = 4, nblk = 16, T = 6;
-    const size_t slots = (size_t)nblk * bs;
-    float *kc = be->ops->alloc(be, slots * kv_dim * 4),
-          *vc = be->ops->alloc(be, slots * kv_dim * 4);
-    for (size_t i = 0; i < slots * kv_dim; i++) kc[i] = frand(), vc[i] = frand();
-    int32_t t0[8] = {3, 9, 0, 14, 5, 2, 7, 11}, t1[8] = {12, 1, 15, 4, 10, 6, 8, 13};
-    const int32_t *tables[2] = {t0, t1};
-    int32_t pos[6] = {0, 5, 17, 30, 3, 31}, seq[6] = {0, 0, 0, 0, 1, 1}, slot[6];
-    for (int i = 0; i < T; i++) slot[i] = tables[seq[i]][pos[i] / bs] * bs + pos[i] % bs;
-    float *q = malloc(sizeof(float) * T * H * hd);
-    for (int i = 0; i < T * H * hd; i++) q[i] = 2 * frand();
-    for (int win = 0; win <= 8; win += 8) {
-        brisk_attn_batch b = {.n_tokens = T,
-                              .pos = pos,
-                              .seq = seq,
-                              .slot = slot,
-                              .block_tables = tables,
-                              .block_size = bs,
-                              .sliding_window = win};
-        const size_t N = (size_t)T * H * hd;
-        float *o = guarded(N), *orf = malloc(N * 4);
-        be->ops->attention(be, q, kc, vc, &b, H, HKV, hd, o);
-        ref->ops->attention(ref, q, kc, vc, &b, H, HKV, hd, orf);
-        CHECK_MSG(test_rel_l2(o, orf, N) <= TOL_ATTN && finite_all(o, N) && guards_ok(o, N),
-                  "%s attention window %d: rel L2 %.3g", isa, win, test_rel_l2(o, orf, N));
-        unguard(o), free(orf);
+    static const int shapes[][3] = {{4, 2, 24}, {8, 2, 20}, {6, 1, 64}, {2, 2, 5}};
+    enum { BS = 4, NBLK = 2 * ATTN_BLOCKS, T = 8 };
+    int32_t perm[NBLK];
+    for (int i = 0; i < NBLK; i++) perm[i] = i;
+    for (int i = NBLK - 1; i > 0; i--) {
+        const int r = (int)(rnd() % (uint64_t)(i + 1)), x = perm[i];
+        perm[i] = perm[r], perm[r] = x;
     }
-    be->ops->free(be, kc), be->ops->free(be, vc), free(q);
+    const int32_t *tables[2] = {perm, perm + ATTN_BLOCKS};
+    int32_t pos[T] = {0, 5, 17, 130, 300, 3, 31, 255}, seq[T] = {0, 0, 0, 0, 0, 1, 1, 1}, slot[T];
+    for (int i = 0; i < T; i++) slot[i] = tables[seq[i]][pos[i] / BS] * BS + pos[i] % BS;
+    for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
+        const int H = shapes[sh][0], HKV = shapes[sh][1], hd = shapes[sh][2], kv_dim = HKV * hd;
+        const size_t slots = (size_t)NBLK * BS;
+        float *kc = be->ops->alloc(be, slots * kv_dim * 4),
+              *vc = be->ops->alloc(be, slots * kv_dim * 4);
+        for (size_t i = 0; i < slots * kv_dim; i++) kc[i] = frand(), vc[i] = frand();
+        float *q = floats((size_t)T * H * hd);
+        for (int i = 0; i < T * H * hd; i++) q[i] = 2 * frand();
+        static const int wins[] = {0, 8, 200};
+        for (int w = 0; w < 3; w++) {
+            brisk_attn_batch b = {.n_tokens = T,
+                                  .pos = pos,
+                                  .seq = seq,
+                                  .slot = slot,
+                                  .block_tables = tables,
+                                  .block_size = BS,
+                                  .sliding_window = wins[w]};
+            const size_t N = (size_t)T * H * hd;
+            float *o = guarded(N), *orf = floats(N);
+            be->ops->attention(be, q, kc, vc, &b, H, HKV, hd, o);
+            ref->ops->attention(ref, q, kc, vc, &b, H, HKV, hd, orf);
+            CHECK_MSG(test_rel_l2(o, orf, N) <= TOL_ATTN && finite_all(o, N) && guards_ok(o, N),
+                      "%s attention H %d HKV %d hd %d window %d: rel L2 %.3g", isa, H, HKV, hd,
+                      wins[w], test_rel_l2(o, orf, N));
+            unguard(o), free(orf);
+        }
+        be->ops->free(be, kc), be->ops->free(be, vc), free(q);
+    }
 }
 
 int main(int argc, char **argv) {
     rng = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
     printf("seed %llu (rerun: test_ops %llu)\n", (unsigned long long)rng, (unsigned long long)rng);
     const brisk_backend_init init = {
-        .max_tokens = 8, .max_ctx = 64, .max_cols = 1152, .n_threads = 2};
+        .max_tokens = 8, .max_ctx = ATTN_BLOCKS * 4, .max_cols = 1152, .n_threads = 2};
     brisk_backend *ref = NULL;
     CHECK(brisk_backend_ref_create(&init, &ref) == BRISK_OK);
     char isas[64];

@@ -329,7 +329,7 @@ brisk_status brisk_backend_cpu_create_isa(const brisk_backend_init *init, const 
         s->row = alloc_aligned(cols * sizeof(float));
         s->sr = alloc_aligned(2 * BRISK_QMM_ROWS * groups * sizeof(float));
         s->br = alloc_aligned(BRISK_QMM_ROWS * groups * sizeof(float));
-        s->scores = alloc_aligned((size_t)st->max_ctx * sizeof(float));
+        s->scores = alloc_aligned((size_t)brisk_attn_scratch(st->max_ctx) * sizeof(float));
         s->pack = alloc_aligned((size_t)BRISK_GEMM_KC * BRISK_GEMM_NR * sizeof(float));
         ok = s->row && s->sr && s->br && s->scores && s->pack;
     }

@@ -57,12 +57,32 @@ typedef struct brisk_mm {
     float *y; /* [n, W.rows] */
 } brisk_mm;
 
+/* One attention work item: the `group` consecutive query heads of one token that share a kv
+ * head, over positions first..last of its sequence. The kernel writes out[group, head_dim]. */
+typedef struct brisk_attn_item {
+    const float *q;       /* [group, head_dim] */
+    const float *k;       /* kcache + kv head * head_dim: slot s's row at k + s * kv_dim */
+    const float *v;       /* same for vcache */
+    int64_t kv_dim;       /* floats per cache slot */
+    const int32_t *table; /* slot(p) = table[p / block_size] * block_size + p % block_size */
+    int block_size, first, last, group, head_dim;
+    float scale; /* 1/sqrt(head_dim) */
+    float *out;  /* [group, head_dim] */
+} brisk_attn_item;
+
+/* Floats of the per-thread scores scratch: the portable attention needs max_ctx (two passes over
+ * one head); a chunked kernel needs a few chunks of group rows whatever the context. */
+#define BRISK_ATTN_SCRATCH_MIN 4096
+static inline int64_t brisk_attn_scratch(int max_ctx) {
+    return max_ctx > BRISK_ATTN_SCRATCH_MIN ? max_ctx : BRISK_ATTN_SCRATCH_MIN;
+}
+
 /* Per-thread scratch the kernels may use (planned at create from max_cols). */
 typedef struct brisk_cpu_scratch {
     float *row;    /* [max_cols]: one weight row as f32 */
     float *sr;     /* [2 * BRISK_QMM_ROWS * (max_cols/32 + 1)]: group scales as f32, x d */
     float *br;     /* [BRISK_QMM_ROWS * (max_cols/32 + 1)]: group biases as f32 */
-    float *scores; /* [max_ctx]: attention scores */
+    float *scores; /* [brisk_attn_scratch(max_ctx)]: attention scores */
     float *pack;   /* [BRISK_GEMM_KC * BRISK_GEMM_NR]: a dequantized weight panel, k-major */
 } brisk_cpu_scratch;
 
@@ -84,6 +104,9 @@ typedef struct brisk_cpu_isa {
     void (*row_f32)(const brisk_tensor *W, int64_t r, float *out);
     /* out[i] = silu(g[i]) * u[i] over n values (out may alias g). */
     void (*swiglu)(const float *g, const float *u, size_t n, float *out);
+    /* One attention work item with scratch[cap] (cap = brisk_attn_scratch(max_ctx)); NULL: the
+     * portable two-pass path in cpu_ops.c. */
+    void (*attn)(const brisk_attn_item *a, float *scratch, int64_t cap);
 } brisk_cpu_isa;
 
 /* Whether the integer path handles W: 4 or 8 bits, group 32/64/128, whole 64-value chunks. */

@@ -132,47 +132,72 @@ typedef struct attn_job {
     atomic_int_fast64_t next;
 } attn_job;
 
-/* Work items are (token, query head) pairs; the thread that takes one owns its output row and
- * uses its own scores scratch. Two passes: scores + max, then exp and the weighted V sum. */
+/* The portable kernel: per query head, two passes (scores + max, then exp and the weighted V
+ * sum) with scores[last + 1]. */
+static void attn_portable(const brisk_cpu_isa *isa, const brisk_attn_item *a, float *sc) {
+    const int hd = a->head_dim, bs = a->block_size;
+    for (int g = 0; g < a->group; g++) {
+        const float *qh = a->q + (size_t)g * hd;
+        float mx = -INFINITY;
+        for (int t = a->first; t <= a->last; t++) {
+            const int64_t slot = (int64_t)a->table[t / bs] * bs + t % bs;
+            sc[t] = isa->dot(qh, a->k + slot * a->kv_dim, hd) * a->scale;
+            mx = sc[t] > mx ? sc[t] : mx;
+        }
+        float sum = 0;
+        for (int t = a->first; t <= a->last; t++) {
+            sc[t] = expf(sc[t] - mx);
+            sum += sc[t];
+        }
+        float *oh = a->out + (size_t)g * hd;
+        memset(oh, 0, (size_t)hd * sizeof *oh);
+        for (int t = a->first; t <= a->last; t++) {
+            const int64_t slot = (int64_t)a->table[t / bs] * bs + t % bs;
+            const float *vt = a->v + slot * a->kv_dim, w = sc[t];
+            for (int d = 0; d < hd; d++) oh[d] += w * vt[d];
+        }
+        const float inv = 1.0f / sum;
+        for (int d = 0; d < hd; d++) oh[d] *= inv;
+    }
+}
+
+/* Work items are (token, kv head) pairs: the group of query heads sharing the kv head goes
+ * together (an ISA kernel reads each K/V row once for the group). The thread that takes one owns
+ * its output rows and uses its own scores scratch. */
 static void attn_worker(void *arg, int ith, int nth) {
     (void)nth;
     attn_job *j = arg;
     const brisk_attn_batch *b = j->b;
     const int hd = j->head_dim, kv_dim = j->n_head_kv * hd, group = j->n_head / j->n_head_kv;
-    const float scale = 1.0f / sqrtf((float)hd);
     float *sc = j->st->scr[ith].scores;
+    const int64_t cap = brisk_attn_scratch(j->st->max_ctx);
     const brisk_cpu_isa *isa = j->st->isa;
-    const int64_t items = (int64_t)b->n_tokens * j->n_head;
+    const int64_t items = (int64_t)b->n_tokens * j->n_head_kv;
     for (int64_t it; (it = brisk_pool_next(&j->next, 1)) < items;) {
-        const int i = (int)(it / j->n_head), h = (int)(it % j->n_head), kvh = h / group;
-        const int32_t *table = b->block_tables[b->seq[i]];
+        const int i = (int)(it / j->n_head_kv), kvh = (int)(it % j->n_head_kv);
         const int p = b->pos[i];
-        const int first =
-            b->sliding_window > 0 && p - b->sliding_window + 1 > 0 ? p - b->sliding_window + 1 : 0;
         BRISK_ASSERT(p < j->st->max_ctx);
-        const float *qh = j->q + ((size_t)i * j->n_head + h) * hd;
-        float mx = -INFINITY;
-        for (int t = first; t <= p; t++) {
-            const int64_t slot =
-                (int64_t)table[t / b->block_size] * b->block_size + t % b->block_size;
-            sc[t] = isa->dot(qh, j->kcache + slot * kv_dim + kvh * hd, hd) * scale;
-            mx = sc[t] > mx ? sc[t] : mx;
-        }
-        float sum = 0;
-        for (int t = first; t <= p; t++) {
-            sc[t] = expf(sc[t] - mx);
-            sum += sc[t];
-        }
-        float *oh = j->out + ((size_t)i * j->n_head + h) * hd;
-        memset(oh, 0, (size_t)hd * sizeof *oh);
-        for (int t = first; t <= p; t++) {
-            const int64_t slot =
-                (int64_t)table[t / b->block_size] * b->block_size + t % b->block_size;
-            const float *vt = j->vcache + slot * kv_dim + kvh * hd, w = sc[t];
-            for (int d = 0; d < hd; d++) oh[d] += w * vt[d];
-        }
-        const float inv = 1.0f / sum;
-        for (int d = 0; d < hd; d++) oh[d] *= inv;
+        const size_t row = ((size_t)i * j->n_head + (size_t)kvh * group) * hd;
+        const brisk_attn_item a = {
+            .q = j->q + row,
+            .k = j->kcache + (size_t)kvh * hd,
+            .v = j->vcache + (size_t)kvh * hd,
+            .kv_dim = kv_dim,
+            .table = b->block_tables[b->seq[i]],
+            .block_size = b->block_size,
+            .first = b->sliding_window > 0 && p - b->sliding_window + 1 > 0
+                         ? p - b->sliding_window + 1
+                         : 0,
+            .last = p,
+            .group = group,
+            .head_dim = hd,
+            .scale = 1.0f / sqrtf((float)hd),
+            .out = j->out + row,
+        };
+        if (isa->attn)
+            isa->attn(&a, sc, cap);
+        else
+            attn_portable(isa, &a, sc);
     }
 }
 

@@ -309,10 +309,12 @@ static void avx2_qmm(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratc
 
 void brisk_cpu_swiglu_avx2(const float *g, const float *u, size_t n, float *out);
 void brisk_cpu_gemm_avx2(const brisk_mm *m, int64_t p0, int64_t p1, brisk_cpu_scratch *s);
+void brisk_cpu_attn_avx2(const brisk_attn_item *a, float *scratch, int64_t cap);
 
 static const brisk_cpu_isa AVX2 = {
     .name = "avx2",
     .swiglu = brisk_cpu_swiglu_avx2,
+    .attn = brisk_cpu_attn_avx2,
     .quant = avx2_quant,
     .gemm = brisk_cpu_gemm_avx2,
     .qmm = avx2_qmm,

@@ -1,12 +1,17 @@
 /* ops_avx2.c: AVX2+FMA elementwise kernels: SwiGLU with a vector exp (Cephes-style polynomial
- * on the reduced argument), so the MLP's n_ff exps per token are not scalar libm calls. */
+ * on the reduced argument), so the MLP's n_ff exps per token are not scalar libm calls; and
+ * attention over the paged f32 KV cache (one kv head's query group per call). */
 #include "backend/cpu/cpu_kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+#include "util/error.h"
+
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 void brisk_cpu_swiglu_avx2(const float *g, const float *u, size_t n, float *out);
+void brisk_cpu_attn_avx2(const brisk_attn_item *a, float *scratch, int64_t cap);
 
 /* exp(x) for x in [-87, 88]: x = k ln2 + r, |r| <= ln2/2; exp(r) = 1 + r + r^2 P(r) with a
  * degree-5 P (relative error ~2e-7), times 2^k built in the exponent bits. */
@@ -37,5 +42,109 @@ void brisk_cpu_swiglu_avx2(const float *g, const float *u, size_t n, float *out)
         _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(x, den), _mm256_loadu_ps(u + i)));
     }
     for (; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* Positions per chunk of the online softmax (the chunk's scores for the whole group stay in L1). */
+enum { ATTN_CHUNK = 128 };
+
+/* Dots of nq (1..4) query rows with one key row: out[g] = q[g] . k. The key is loaded once per
+ * 8 values for all the rows; the sums fold with hadd (lane g of the result is row g). */
+static inline void dots4(const float *q, int hd, const float *k, int nq, float *out) {
+    const int hd8 = hd & ~7;
+    const float *q1 = q + (nq > 1 ? hd : 0), *q2 = q + (nq > 2 ? 2 * hd : 0),
+                *q3 = q + (nq > 3 ? 3 * hd : 0);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int d = 0; d < hd8; d += 8) {
+        const __m256 kv = _mm256_loadu_ps(k + d);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), kv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), kv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + d), kv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q3 + d), kv, a3);
+    }
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    float r[4];
+    _mm_storeu_ps(r, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    for (int g = 0; g < nq; g++) {
+        const float *qg = q + (size_t)g * hd;
+        for (int d = hd8; d < hd; d++) r[g] += qg[d] * k[d];
+        out[g] = r[g];
+    }
+}
+
+/* Online softmax over chunks of ATTN_CHUNK positions: per chunk, the group's scores (each key row
+ * read once for all query heads), then per head the new running max, the exps (exp8) and the
+ * rescale of the running sum and output, then the weighted V rows (each read once per group).
+ * scratch: running max [group], running sum [group], scores [group][chunk]. */
+void brisk_cpu_attn_avx2(const brisk_attn_item *a, float *scratch, int64_t cap) {
+    const int G = a->group, hd = a->head_dim, hd8 = hd & ~7, bs = a->block_size;
+    int64_t C = (cap - 2 * (int64_t)G) / G;
+    C = C > ATTN_CHUNK ? ATTN_CHUNK : C;
+    BRISK_ASSERT(C >= 1);
+    float *mx = scratch, *sum = scratch + G, *sc = scratch + 2 * G;
+    for (int g = 0; g < G; g++) mx[g] = -INFINITY, sum[g] = 0;
+    memset(a->out, 0, (size_t)G * hd * sizeof *a->out);
+    for (int t0 = a->first; t0 <= a->last; t0 += (int)C) {
+        const int n = a->last - t0 + 1 < C ? a->last - t0 + 1 : (int)C;
+        for (int u = 0; u < n; u++) {
+            const int t = t0 + u;
+            const float *kt = a->k + ((int64_t)a->table[t / bs] * bs + t % bs) * a->kv_dim;
+            for (int g = 0; g < G; g += 4) {
+                float r[4];
+                const int nq = G - g < 4 ? G - g : 4;
+                dots4(a->q + (size_t)g * hd, hd, kt, nq, r);
+                for (int e = 0; e < nq; e++) sc[(g + e) * C + u] = r[e] * a->scale;
+            }
+        }
+        for (int g = 0; g < G; g++) {
+            float *s = sc + g * C, m = mx[g];
+            for (int u = 0; u < n; u++) m = s[u] > m ? s[u] : m;
+            const float corr = expf(mx[g] - m); /* 0 on the first chunk (-inf) */
+            mx[g] = m;
+            const __m256 vm = _mm256_set1_ps(m);
+            __m256 vs = _mm256_setzero_ps();
+            int u = 0;
+            for (; u + 8 <= n; u += 8) {
+                const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + u), vm));
+                _mm256_storeu_ps(s + u, e);
+                vs = _mm256_add_ps(vs, e);
+            }
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(vs), _mm256_extractf128_ps(vs, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            float cs = _mm_cvtss_f32(h);
+            for (; u < n; u++) cs += s[u] = expf(s[u] - m);
+            sum[g] = sum[g] * corr + cs;
+            if (corr != 1.0f) {
+                float *o = a->out + (size_t)g * hd;
+                const __m256 vc = _mm256_set1_ps(corr);
+                int d = 0;
+                for (; d < hd8; d += 8)
+                    _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), vc));
+                for (; d < hd; d++) o[d] *= corr;
+            }
+        }
+        for (int u = 0; u < n; u++) {
+            const int t = t0 + u;
+            const float *vt = a->v + ((int64_t)a->table[t / bs] * bs + t % bs) * a->kv_dim;
+            for (int g = 0; g < G; g++) {
+                const float w = sc[g * C + u];
+                const __m256 vw = _mm256_set1_ps(w);
+                float *o = a->out + (size_t)g * hd;
+                int d = 0;
+                for (; d < hd8; d += 8)
+                    _mm256_storeu_ps(o + d, _mm256_fmadd_ps(vw, _mm256_loadu_ps(vt + d),
+                                                            _mm256_loadu_ps(o + d)));
+                for (; d < hd; d++) o[d] += w * vt[d];
+            }
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        float *o = a->out + (size_t)g * hd;
+        const float inv = 1.0f / sum[g];
+        const __m256 vi = _mm256_set1_ps(inv);
+        int d = 0;
+        for (; d < hd8; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), vi));
+        for (; d < hd; d++) o[d] *= inv;
+    }
 }
 #endif
