@@ -3,6 +3,7 @@
  */
 #include "template/tmpl.h"
 #include "util/error.h"
+#include "util/fsutil.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -70,43 +71,14 @@ const char *brisk_chat_template_eos(const brisk_chat_template *t) {
 /* ---- loading from a model folder ------------------------------------------------------------ */
 
 static char *read_file(const char *dir, const char *name, size_t *len, brisk_status *st) {
-    char path[4096]; /* dir NULL: name is the whole path */
-    if (dir)
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-    else
-        snprintf(path, sizeof path, "%s", name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *st = errno == ENOENT ? BRISK_ERR_NOT_FOUND : BRISK_ERR_IO;
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            char *nb = realloc(buf, cap = cap * 2 + 65536 + 1);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                *st = BRISK_ERR_OOM;
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        *st = BRISK_ERR_IO;
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    *st = BRISK_OK;
+    char *path = dir ? brisk_path_join(dir, name) : strdup(name); /* dir NULL: name is the path */
+    char *buf = path ? brisk_read_file(path, len) : NULL;
+    const int err = path ? errno : ENOMEM;
+    free(path);
+    *st = buf             ? BRISK_OK
+          : err == ENOENT ? BRISK_ERR_NOT_FOUND
+          : err == ENOMEM ? BRISK_ERR_OOM
+                          : BRISK_ERR_IO;
     return buf;
 }
 

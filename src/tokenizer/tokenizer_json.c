@@ -1,6 +1,7 @@
 /* tokenizer_json.c: loads tokenizer.json (model BPE: vocab, merges, options) and the optional
  * tokenizer_config.json (bos/eos), and answers the vocabulary queries of the public API. */
 #include "tok_internal.h"
+#include "util/fsutil.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,30 +24,12 @@ bool tok_json_bool(const cJSON *o, const char *key, bool dflt) {
 }
 
 static brisk_status read_file(const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return brisk_errorf(BRISK_ERR_IO, "brisk_tokenizer_load: cannot open %s: %s", path,
-                            strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return brisk_errorf(BRISK_ERR_IO, "brisk_tokenizer_load: %s is not a regular file", path);
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        fclose(f);
+    *out = brisk_read_file(path, len);
+    if (*out) return BRISK_OK;
+    if (errno == ENOMEM)
         return brisk_errorf(BRISK_ERR_OOM, "brisk_tokenizer_load: out of memory reading %s", path);
-    }
-    size_t got = fread(buf, 1, (size_t)st.st_size, f);
-    fclose(f);
-    if (got != (size_t)st.st_size) {
-        free(buf);
-        return brisk_errorf(BRISK_ERR_IO, "brisk_tokenizer_load: short read of %s", path);
-    }
-    buf[got] = 0;
-    *out = buf;
-    *len = got;
-    return BRISK_OK;
+    return brisk_errorf(BRISK_ERR_IO, "brisk_tokenizer_load: cannot read %s: %s", path,
+                        strerror(errno));
 }
 
 static bool json_id(const cJSON *v, int32_t *id) {

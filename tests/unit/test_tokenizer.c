@@ -2,26 +2,13 @@
  * tokenizers, our HF goldens (tests/golden/tok) for encode/decode/streaming, stories260K BOS.
  * Usage: test_tokenizer SHARED_DIR GOLDEN_DIR */
 #include "check.h"
+#include "testutil.h"
 
 #include "brisk.h"
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    b[got] = 0;
-    if (len) *len = got;
-    return b;
-}
 
 static brisk_tokenizer *load(const char *dir, const char *sub) {
     char path[1024];
@@ -129,9 +116,9 @@ static void test_llamacpp_refs(const char *shared) {
         brisk_tokenizer *t = load(shared, dir);
         if (!t) continue;
         snprintf(path, sizeof path, "%s/tokenizer-tests/%s.gguf.inp", shared, pairs[p][1]);
-        char *inp = read_all(path, NULL);
+        char *inp = test_read_file(path, NULL);
         snprintf(path, sizeof path, "%s/tokenizer-tests/%s.gguf.out", shared, pairs[p][1]);
-        char *out = read_all(path, NULL);
+        char *out = test_read_file(path, NULL);
         CHECK(inp && out);
         int ok = 0, n = 0;
         char *s = inp, *o = out;
@@ -187,7 +174,7 @@ static void test_goldens(const char *shared, const char *golden) {
     static const char *names[] = {"llama3-instruct", "qwen3", "mistral-7b-v0.1-spm", "llama2-spm"};
     char path[1024];
     snprintf(path, sizeof path, "%s/tok/corpus.json", golden);
-    char *ctext = read_all(path, NULL);
+    char *ctext = test_read_file(path, NULL);
     cJSON *corpus = ctext ? cJSON_Parse(ctext) : NULL;
     free(ctext);
     CHECK_MSG(cJSON_IsArray(corpus), "corpus %s", path);
@@ -197,7 +184,7 @@ static void test_goldens(const char *shared, const char *golden) {
         snprintf(dir, sizeof dir, "tokenizers/%s", names[k]);
         brisk_tokenizer *t = load(shared, dir);
         snprintf(path, sizeof path, "%s/tok/%s.json", golden, names[k]);
-        char *gtext = read_all(path, NULL);
+        char *gtext = test_read_file(path, NULL);
         cJSON *g = gtext ? cJSON_Parse(gtext) : NULL;
         free(gtext);
         CHECK_MSG(g != NULL, "golden %s", path);
@@ -258,7 +245,7 @@ static void test_synthetic(const char *golden) {
         snprintf(path, sizeof path, "tok/%s.tokenizer.json", names[k]);
         brisk_tokenizer *t = load(golden, path);
         snprintf(path, sizeof path, "%s/tok/%s.json", golden, names[k]);
-        char *gtext = read_all(path, NULL);
+        char *gtext = test_read_file(path, NULL);
         cJSON *g = gtext ? cJSON_Parse(gtext) : NULL;
         free(gtext);
         CHECK_MSG(g != NULL, "golden %s", path);
