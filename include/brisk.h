@@ -151,6 +151,14 @@ BRISK_API void brisk_context_destroy(brisk_context *ctx);
 BRISK_API brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *tokens,
                                           int n_tokens, float *logits, bool last_only);
 
+/* brisk_context_eval for greedy decoding: instead of logits it returns the next token of the
+ * last position, *next = argmax of its logits (the lowest id among equal maxima, as the greedy
+ * sampler) and, when logprob is not NULL, that token's log-probability at temperature 1. On a GPU
+ * backend only these two values cross to the host. Errors as brisk_context_eval, and
+ * BRISK_ERR_BACKEND when the logits hold NaN (the sequence then keeps the evaluated tokens). */
+BRISK_API brisk_status brisk_context_eval_greedy(brisk_context *ctx, int seq, const int32_t *tokens,
+                                                 int n_tokens, int32_t *next, float *logprob);
+
 /* One decode step for several sequences at once (continuous batching): tokens[i] is appended to
  * sequence seqs[i] (all distinct), all in one forward pass; when logits is not NULL it receives
  * each sequence's next-token logits, row i for seqs[i], [n, n_vocab]. n <= n_batch.
@@ -215,6 +223,10 @@ BRISK_API void brisk_sampler_accept(brisk_sampler *s, int32_t token);
 
 /* Forgets the accepted tokens and reseeds the generator. */
 BRISK_API void brisk_sampler_reset(brisk_sampler *s, uint64_t seed);
+
+/* True when brisk_sampler_sample reduces to the argmax of the raw logits (temperature 0, no logit
+ * bias, no penalties): the caller may then use brisk_context_eval_greedy. */
+BRISK_API bool brisk_sampler_is_greedy(const brisk_sampler *s);
 
 /* Picks the next token from logits[n_vocab] (modified in place). *logprob, when not NULL,
  * receives the log-probability of the token under the penalised distribution at temperature 1.

@@ -131,6 +131,18 @@ typedef struct brisk_backend_ops {
     void (*rope_kv_store)(brisk_backend *be, float *q, float *k, const float *v, const int32_t *pos,
                           int n, int n_head, int n_head_kv, int head_dim, const float *inv_freq,
                           void *kcache, void *vcache, const int32_t *slot);
+    /* y[i] = rmsnorm(x, norm_w, eps) W[i]^T (+ bias[i] when bias and bias[i] are not NULL) for
+     * i < nmat (1..3 matrices of the same cols); swiglu (nmat 2, same rows): y[0] =
+     * silu(.. W[0]^T) * (.. W[1]^T). xn [n, cols] is scratch the backend may write the normalised
+     * rows to (its contents afterwards are unspecified). */
+    void (*rmsnorm_matmul)(brisk_backend *be, const float *x, const float *norm_w, float eps, int n,
+                           int nmat, const brisk_tensor *const *W, const float *const *bias,
+                           float *const *y, bool swiglu, float *xn);
+    /* Ends a step like end_step, but instead of the logits returns the greedy token of each of the
+     * n rows: ids[i] = argmax (the lowest index among equal maxima) and lp[i] its log-probability
+     * (log-softmax at temperature 1). BRISK_ERR_BACKEND when a row holds NaN. */
+    brisk_status (*end_step_argmax)(brisk_backend *be, const float *logits, int n, int V,
+                                    int32_t *ids, float *lp);
 } brisk_backend_ops;
 
 struct brisk_backend {

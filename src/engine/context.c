@@ -24,6 +24,7 @@ struct brisk_context {
     brisk_fwd_scratch scratch;
     int32_t *pos, *slot, *seq_ids, *out_rows; /* [n_batch] step arrays */
     const int32_t **tables;                   /* [n_seq_max] */
+    float *greedy_logits; /* [BRISK_LOGIT_ROWS, n_vocab] host rows when the backend cannot argmax */
 };
 
 brisk_context_params brisk_context_default_params(void) {
@@ -50,6 +51,7 @@ void brisk_context_destroy(brisk_context *ctx) {
     free(ctx->slot);
     free(ctx->seq_ids);
     free(ctx->out_rows);
+    free(ctx->greedy_logits);
     free(ctx->tables);
     free(ctx);
 }
@@ -156,8 +158,8 @@ brisk_status brisk_context_seq_truncate(brisk_context *ctx, int seq, int keep) {
     return BRISK_OK;
 }
 
-brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *tokens, int n_tokens,
-                                float *logits, bool last_only) {
+static brisk_status eval(brisk_context *ctx, int seq, const int32_t *tokens, int n_tokens,
+                         float *logits, bool last_only, int32_t *greedy_id, float *greedy_lp) {
     if (!ctx || seq < 0 || seq >= ctx->p.n_seq_max)
         return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_eval: no sequence %d", seq);
     if (n_tokens <= 0 || !tokens)
@@ -203,9 +205,9 @@ brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *toke
         if (logits && !last_only) {
             for (int i = 0; i < T; i++) ctx->out_rows[n_out++] = i;
             dst = logits + (size_t)start * V;
-        } else if (logits && start + T == n_tokens) {
+        } else if ((logits || greedy_id) && start + T == n_tokens) {
             ctx->out_rows[n_out++] = T - 1;
-            dst = logits;
+            dst = logits ? logits : ctx->greedy_logits;
         }
         brisk_fwd_batch fb = {
             .tokens = tokens + start,
@@ -218,6 +220,8 @@ brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *toke
                      .sliding_window = c->sliding_window},
             .n_out = n_out,
             .out_rows = ctx->out_rows,
+            .greedy_ids = n_out ? greedy_id : NULL,
+            .greedy_lp = n_out ? greedy_lp : NULL,
         };
         brisk_status st = brisk_forward(ctx->model, ctx->be, &ctx->scratch, ctx->kcache,
                                         ctx->vcache, &fb, ctx->max_blocks, ctx->p.n_seq_max, dst);
@@ -229,6 +233,27 @@ brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *toke
     }
     s->len += n_tokens;
     return BRISK_OK;
+}
+
+brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *tokens, int n_tokens,
+                                float *logits, bool last_only) {
+    return eval(ctx, seq, tokens, n_tokens, logits, last_only, NULL, NULL);
+}
+
+brisk_status brisk_context_eval_greedy(brisk_context *ctx, int seq, const int32_t *tokens,
+                                       int n_tokens, int32_t *next, float *logprob) {
+    if (!next)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_eval_greedy: next is NULL");
+    if (ctx && !ctx->be->ops->end_step_argmax && !ctx->greedy_logits) {
+        ctx->greedy_logits =
+            malloc(sizeof(float) * (size_t)BRISK_LOGIT_ROWS * (size_t)ctx->model->cfg.n_vocab);
+        if (!ctx->greedy_logits)
+            return brisk_errorf(BRISK_ERR_OOM, "brisk_context_eval_greedy: out of memory");
+    }
+    float lp = 0;
+    brisk_status st = eval(ctx, seq, tokens, n_tokens, NULL, true, next, &lp);
+    if (st == BRISK_OK && logprob) *logprob = lp;
+    return st;
 }
 
 brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, const int32_t *tokens,

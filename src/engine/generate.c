@@ -95,10 +95,16 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
         if (tokens[i] >= 0 && tokens[i] < brisk_tokenizer_n_vocab(tok))
             st = detok_text(&g, tokens[i], &len);
     }
+    /* Plain greedy decoding takes the argmax where the logits are (on a GPU: only the token
+     * crosses to the host). */
+    const bool greedy = sampler && brisk_sampler_is_greedy(sampler);
+    int32_t next = -1;
+    float next_lp = 0;
     double t0 = now_s();
     if (st == BRISK_OK) {
         stats->n_prompt = n_tokens;
-        st = brisk_context_eval(ctx, seq, tokens, n_tokens, logits, true);
+        st = greedy ? brisk_context_eval_greedy(ctx, seq, tokens, n_tokens, &next, &next_lp)
+                    : brisk_context_eval(ctx, seq, tokens, n_tokens, logits, true);
     }
     double t1 = now_s();
     stats->prompt_seconds = t1 - t0;
@@ -108,8 +114,10 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
             stats->stop = BRISK_STOP_LENGTH;
             break;
         }
-        float logprob = 0;
-        if ((st = brisk_sampler_sample(sampler, logits, &token, &logprob)) != BRISK_OK) break;
+        float logprob = next_lp;
+        token = next;
+        if (!greedy && (st = brisk_sampler_sample(sampler, logits, &token, &logprob)) != BRISK_OK)
+            break;
         if (is_stop(&g, token)) {
             stats->stop = BRISK_STOP_EOS;
             break;
@@ -129,7 +137,8 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
             stats->stop = BRISK_STOP_CONTEXT;
             break;
         }
-        st = brisk_context_eval(ctx, seq, &token, 1, logits, true);
+        st = greedy ? brisk_context_eval_greedy(ctx, seq, &token, 1, &next, &next_lp)
+                    : brisk_context_eval(ctx, seq, &token, 1, logits, true);
     }
     stats->gen_seconds = now_s() - t1;
     /* Whatever the detokenizer still holds (a character cut by the stop shows as U+FFFD, as

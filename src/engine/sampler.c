@@ -148,6 +148,12 @@ void brisk_sampler_accept(brisk_sampler *s, int32_t token) {
  * Sampling
  * ------------------------------------------------------------------------------------------- */
 
+bool brisk_sampler_is_greedy(const brisk_sampler *s) {
+    const brisk_sampler_params *p = &s->p;
+    return p->temperature == 0.0f && p->n_bias == 0 && p->repetition_penalty == 1.0f &&
+           p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f;
+}
+
 static void apply_penalties(brisk_sampler *s, float *logits) {
     const brisk_sampler_params *p = &s->p;
     for (int i = 0; i < p->n_bias; i++) logits[p->bias_ids[i]] += p->bias_values[i];

@@ -3,6 +3,7 @@
 #include "model/model.h"
 #include "util/error.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,20 @@ void brisk_fwd_scratch_free(brisk_backend *be, brisk_fwd_scratch *s) {
     memset(s, 0, sizeof *s);
 }
 
+brisk_status brisk_greedy_row(const float *logits, int V, int32_t *id, float *lp) {
+    int best = 0;
+    float mx = logits[0];
+    for (int i = 0; i < V; i++) {
+        if (isnan(logits[i])) return brisk_errorf(BRISK_ERR_BACKEND, "forward: logit %d is NaN", i);
+        if (logits[i] > mx) mx = logits[i], best = i;
+    }
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
+    *id = best;
+    *lp = -(float)log(sum);
+    return BRISK_OK;
+}
+
 brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_scratch *s,
                            void *const *kcache, void *const *vcache, const brisk_fwd_batch *b,
                            int max_blocks_per_seq, int n_seqs, float *logits) {
@@ -52,11 +67,17 @@ brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_sc
     for (int l = 0; l < c->n_layer; l++) {
         const brisk_layer_weights *L = &m->w.layers[l];
         /* attention block: x += o_proj(attn(rope(q), rope(k), v)) over input_layernorm(x) */
-        op->rmsnorm(be, s->x, L->attn_norm, T, D, c->norm_eps, s->xb);
-        if (op->matmul_qkv) {
+        if (op->rmsnorm_matmul) {
+            const brisk_tensor *W[3] = {&L->wq, &L->wk, &L->wv};
+            const float *B[3] = {L->bq, L->bk, L->bv};
+            float *Y[3] = {s->q, s->k, s->v};
+            op->rmsnorm_matmul(be, s->x, L->attn_norm, c->norm_eps, T, 3, W, B, Y, false, s->xb);
+        } else if (op->matmul_qkv) {
+            op->rmsnorm(be, s->x, L->attn_norm, T, D, c->norm_eps, s->xb);
             op->matmul_qkv(be, &L->wq, &L->wk, &L->wv, L->bq, L->bk, L->bv, s->xb, T, s->q, s->k,
                            s->v);
         } else {
+            op->rmsnorm(be, s->x, L->attn_norm, T, D, c->norm_eps, s->xb);
             op->matmul(be, &L->wq, L->bq, s->xb, T, s->q); /* [T, H*hd] */
             op->matmul(be, &L->wk, L->bk, s->xb, T, s->k); /* [T, HKV*hd] */
             op->matmul(be, &L->wv, L->bv, s->xb, T, s->v); /* [T, HKV*hd] */
@@ -81,10 +102,15 @@ brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_sc
             op->add(be, s->x, s->proj, TD);
         }
         /* MLP block: x += down(silu(gate(h)) * up(h)), h = post_attention_layernorm(x) */
-        op->rmsnorm(be, s->x, L->ffn_norm, T, D, c->norm_eps, s->xb);
-        if (op->matmul_swiglu) {
+        if (op->rmsnorm_matmul) {
+            const brisk_tensor *W[2] = {&L->w_gate, &L->w_up};
+            float *Y[2] = {s->gate, s->up};
+            op->rmsnorm_matmul(be, s->x, L->ffn_norm, c->norm_eps, T, 2, W, NULL, Y, true, s->xb);
+        } else if (op->matmul_swiglu) {
+            op->rmsnorm(be, s->x, L->ffn_norm, T, D, c->norm_eps, s->xb);
             op->matmul_swiglu(be, &L->w_gate, &L->w_up, s->xb, T, s->gate);
         } else {
+            op->rmsnorm(be, s->x, L->ffn_norm, T, D, c->norm_eps, s->xb);
             op->matmul(be, &L->w_gate, NULL, s->xb, T, s->gate);
             op->matmul(be, &L->w_up, NULL, s->xb, T, s->up);
             op->swiglu(be, s->gate, s->up, TF, s->gate);
@@ -101,9 +127,24 @@ brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_sc
     for (int r0 = 0; r0 < b->n_out && st == BRISK_OK; r0 += BRISK_LOGIT_ROWS) {
         const int nr = b->n_out - r0 < BRISK_LOGIT_ROWS ? b->n_out - r0 : BRISK_LOGIT_ROWS;
         op->get_rows(be, s->x, b->out_rows + r0, nr, D, s->proj);
-        op->rmsnorm(be, s->proj, m->w.out_norm, nr, D, c->norm_eps, s->xb);
-        op->matmul(be, &m->w.output, NULL, s->xb, nr, s->logits);
-        st = op->end_step(be, s->logits, nr, V, logits + (size_t)r0 * V);
+        if (op->rmsnorm_matmul) {
+            const brisk_tensor *W = &m->w.output;
+            op->rmsnorm_matmul(be, s->proj, m->w.out_norm, c->norm_eps, nr, 1, &W, NULL, &s->logits,
+                               false, s->xb);
+        } else {
+            op->rmsnorm(be, s->proj, m->w.out_norm, nr, D, c->norm_eps, s->xb);
+            op->matmul(be, &m->w.output, NULL, s->xb, nr, s->logits);
+        }
+        if (b->greedy_ids && op->end_step_argmax) {
+            st = op->end_step_argmax(be, s->logits, nr, V, b->greedy_ids + r0, b->greedy_lp + r0);
+        } else if (b->greedy_ids) {
+            st = op->end_step(be, s->logits, nr, V, logits);
+            for (int i = 0; i < nr && st == BRISK_OK; i++)
+                st = brisk_greedy_row(logits + (size_t)i * V, V, &b->greedy_ids[r0 + i],
+                                      &b->greedy_lp[r0 + i]);
+        } else {
+            st = op->end_step(be, s->logits, nr, V, logits + (size_t)r0 * V);
+        }
     }
     if (b->n_out == 0) st = op->end_step(be, NULL, 0, V, NULL);
     return st;

@@ -46,7 +46,16 @@ typedef struct brisk_fwd_batch {
     brisk_attn_batch attn; /* n_tokens, positions, sequences, slots, block tables */
     int n_out;
     const int32_t *out_rows; /* [n_out] indices into tokens */
+    /* When not NULL: the greedy token and its log-probability of each output row instead of its
+     * logits (on the device when the backend can; else from logits, which must then be a host
+     * buffer of BRISK_LOGIT_ROWS rows). */
+    int32_t *greedy_ids;
+    float *greedy_lp;
 } brisk_fwd_batch;
+
+/* Greedy token of one row of logits (the first maximum) and its log-probability; an error on NaN.
+ */
+brisk_status brisk_greedy_row(const float *logits, int V, int32_t *id, float *lp);
 
 brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_scratch *s,
                            void *const *kcache, void *const *vcache, const brisk_fwd_batch *b,

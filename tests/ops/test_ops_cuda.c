@@ -105,14 +105,47 @@ static void dev_download(float *h, const float *d, size_t n) {
     cudaMemcpy(h, d, n * 4, cudaMemcpyDeviceToHost);
 }
 
-/* One matmul variant on both backends; mode 0 matmul (+bias), 1 qkv, 2 add, 3 swiglu. */
+/* One matmul variant on both backends; mode 0 matmul (+bias), 1 qkv, 2 add, 3 swiglu; with
+ * nw (a norm weight in init.small) the input is rmsnorm(x) and the GPU runs rmsnorm_matmul
+ * (modes 0, 1, 3). */
 static void check_matmul(const char *what, brisk_tensor *W, int nW, const float *bias, int n,
-                         int mode, double tol) {
+                         int mode, double tol, const float *nw) {
     const int64_t K = W[0].cols;
     size_t ny = 0;
     for (int i = 0; i < nW; i++) ny += (size_t)n * W[i].rows;
     float *x = malloc((size_t)n * K * 4), *yr = malloc(ny * 4), *yg = malloc(ny * 4);
-    for (int64_t i = 0; i < n * K; i++) x[i] = frnd();
+    for (int64_t i = 0; i < n * K; i++) x[i] = nw ? 40 * frnd() + 3 : frnd();
+    if (nw) {
+        float *xs = malloc((size_t)n * K * 4), *dxs = NULL;
+        memcpy(xs, x, (size_t)n * K * 4);
+        float *dx = dev_upload(x, (size_t)n * K), *dy = dev_upload(x, ny);
+        dxs = dev_upload(x, (size_t)n * K);
+        ref->ops->rmsnorm(ref, xs, nw, n, (int)K, 1e-5f, x); /* the reference input */
+        float *ys[3] = {0}, *dys[3] = {0};
+        size_t off = 0;
+        for (int i = 0; i < nW; i++)
+            ys[i] = yr + off, dys[i] = dy + off, off += (size_t)n * W[i].rows;
+        const brisk_tensor *Wp[3] = {&W[0], nW > 1 ? &W[1] : NULL, nW > 2 ? &W[2] : NULL};
+        const float *B[3] = {NULL, bias, NULL};
+        if (mode == 3) {
+            ref->ops->matmul(ref, &W[0], NULL, x, n, ys[0]);
+            ref->ops->matmul(ref, &W[1], NULL, x, n, ys[1]);
+            ref->ops->swiglu(ref, ys[0], ys[1], (size_t)n * W[0].rows, ys[0]);
+            ny = (size_t)n * W[0].rows;
+        } else {
+            for (int i = 0; i < nW; i++) ref->ops->matmul(ref, &W[i], B[i], x, n, ys[i]);
+        }
+        gpu->ops->rmsnorm_matmul(gpu, dx, nw, 1e-5f, n, nW, Wp, B, dys, mode == 3, dxs);
+        brisk_status st = gpu->ops->end_step(gpu, NULL, 0, 0, NULL);
+        CHECK_MSG(st == BRISK_OK, "%s: %s", what, brisk_last_error());
+        dev_download(yg, dy, ny);
+        double e = rel_l2(yg, yr, ny);
+        printf("  %-40s n=%-3d rel L2 %.2e\n", what, n, e);
+        CHECK_MSG(e <= tol, "%s n=%d: rel L2 %.3g > %.1g", what, n, e, tol);
+        gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy), gpu->ops->free(gpu, dxs);
+        free(xs), free(x), free(yr), free(yg);
+        return;
+    }
     for (size_t i = 0; i < ny; i++) yr[i] = frnd(); /* the add mode accumulates onto these */
     float *dx = dev_upload(x, (size_t)n * K), *dy = dev_upload(yr, ny);
     float *ys[3] = {0}, *dys[3] = {0};
@@ -216,13 +249,20 @@ int main(void) {
                                                                                 : 1e-5;
             char what[96];
             snprintf(what, sizeof what, "%s matmul+bias", F[f].name);
-            check_matmul(what, &T[f * PER], 1, small, n, 0, tol);
+            check_matmul(what, &T[f * PER], 1, small, n, 0, tol, NULL);
             snprintf(what, sizeof what, "%s qkv", F[f].name);
-            check_matmul(what, &T[f * PER], 3, small + 8, n, 1, tol);
+            check_matmul(what, &T[f * PER], 3, small + 8, n, 1, tol, NULL);
             snprintf(what, sizeof what, "%s matmul_add", F[f].name);
-            check_matmul(what, &T[f * PER + 3], 1, NULL, n, 2, tol);
+            check_matmul(what, &T[f * PER + 3], 1, NULL, n, 2, tol, NULL);
             snprintf(what, sizeof what, "%s swiglu", F[f].name);
-            check_matmul(what, &T[f * PER + 3], 2, NULL, n, 3, tol);
+            check_matmul(what, &T[f * PER + 3], 2, NULL, n, 3, tol, NULL);
+            /* the same with the RMSNorm of the input fused (rmsnorm_matmul) */
+            snprintf(what, sizeof what, "%s norm+matmul", F[f].name);
+            check_matmul(what, &T[f * PER], 1, NULL, n, 0, tol, small + 16);
+            snprintf(what, sizeof what, "%s norm+qkv", F[f].name);
+            check_matmul(what, &T[f * PER], 3, small + 8, n, 1, tol, small + 16);
+            snprintf(what, sizeof what, "%s norm+swiglu", F[f].name);
+            check_matmul(what, &T[f * PER + 3], 2, NULL, n, 3, tol, small + 16);
         }
     }
     /* rmsnorm and embedding rows */
@@ -262,6 +302,36 @@ int main(void) {
         }
         gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
         free(x), free(r), free(g);
+    }
+    /* greedy tokens on the device: ties go to the lowest id, a NaN row is an error */
+    {
+        const int n = 3, V = 128256 + 5;
+        float *l = malloc((size_t)n * V * 4);
+        for (int i = 0; i < n * V; i++) l[i] = 8 * frnd();
+        l[77] = 30.f, l[100000] = 30.f;                  /* row 0: tie, 77 wins */
+        l[V + V - 1] = 31.f;                             /* row 1: the last id */
+        for (int i = 0; i < V; i++) l[2 * V + i] = -3.f; /* row 2: all equal, id 0 */
+        float *dl = dev_upload(l, (size_t)n * V);
+        int32_t ids[3];
+        float lp[3];
+        CHECK(gpu->ops->end_step_argmax(gpu, dl, n, V, ids, lp) == BRISK_OK);
+        for (int r = 0; r < n; r++) {
+            int best = 0;
+            double mx = l[(size_t)r * V], sum = 0;
+            for (int i = 0; i < V; i++)
+                if (l[(size_t)r * V + i] > mx) mx = l[(size_t)r * V + i], best = i;
+            for (int i = 0; i < V; i++) sum += exp((double)l[(size_t)r * V + i] - mx);
+            printf("  argmax row %d: gpu %d (lp %.6f) host %d (lp %.6f)\n", r, ids[r], lp[r], best,
+                   -log(sum));
+            CHECK(ids[r] == best);
+            CHECK(fabs(lp[r] + log(sum)) < 1e-4 * (1 + log(sum)));
+        }
+        l[V + 5] = NAN;
+        gpu->ops->free(gpu, dl);
+        dl = dev_upload(l, (size_t)n * V);
+        CHECK(gpu->ops->end_step_argmax(gpu, dl, n, V, ids, lp) == BRISK_ERR_BACKEND);
+        gpu->ops->free(gpu, dl);
+        free(l);
     }
     printf("copy bandwidth %.0f GB/s (read + write)\n", gpu->ops->measure_bandwidth(gpu));
     gpu->ops->destroy(gpu);

@@ -33,7 +33,7 @@ extern "C" {
 
 static char g_why[256];
 int cu_pdl = 1;
-extern int cu_gemv_v2;
+extern int cu_gemv_v2, cu_gemv_v4;
 static int cu_mma_ok = 0;  /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0; /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 
@@ -88,7 +88,8 @@ enum op_code {
     OP_ATTN,
     OP_SWIGLU,
     OP_ADD,
-    OP_GET_ROWS
+    OP_GET_ROWS,
+    OP_ARGMAX
 };
 
 /* One logged op: every pointer already mapped to device memory. Zeroed before filling, so its
@@ -134,6 +135,10 @@ typedef struct cu_state {
     float *tmp; /* [max_tokens, max_cols] */
     float *h_logits;
     size_t h_logits_cap;
+    /* greedy tokens: device [part | ids | lp] and pinned [ids | lp] for am_cap rows */
+    float *d_am;
+    int32_t *h_am;
+    int am_cap;
     /* op log and graphs */
     int logging;
     op_rec *log;
@@ -266,6 +271,24 @@ static void blas_matmul(cu_state *s, const cu_weight *w, const float *bias, cons
 static void exec_matmul(cu_state *s, const op_rec *r) {
     const float *x = (const float *)r->p0;
     const int n = r->n;
+    if (r->p1) { /* rmsnorm(x) first: fused into the GEMV when a kernel has it */
+        if (n <= GEMV_MAX_N) {
+            cu_gemv_mat m[3];
+            for (int i = 0; i < r->nmat; i++)
+                m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
+            cudaError_t e =
+                cu_gemv_norm(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1, r->eps);
+            if (e != cudaErrorNotSupported) {
+                chk(s, e, "cuda rmsnorm+matmul");
+                return;
+            }
+        }
+        float *xn = (float *)r->p2;
+        if (!chk(s, cu_rmsnorm(s->st, x, (const float *)r->p1, n, (int)r->w[0]->cols, r->eps, xn),
+                 "cuda rmsnorm"))
+            return;
+        x = xn;
+    }
     if (n <= GEMV_MAX_N || !s->deq) {
         cu_gemv_mat m[3];
         for (int i = 0; i < r->nmat; i++)
@@ -387,6 +410,14 @@ static void exec_rec(cu_state *s, const op_rec *r) {
     case OP_ADD:
         chk(s, cu_add(s->st, (float *)r->p0, (const float *)r->p1, r->count), "cuda add");
         break;
+    case OP_ARGMAX: {
+        float *part = (float *)r->p1;
+        int32_t *ids = (int32_t *)(part + (size_t)r->i0 * cu_argmax_part_floats);
+        chk(s,
+            cu_argmax(s->st, (const float *)r->p0, r->n, r->dim, part, ids, (float *)(ids + r->i0)),
+            "cuda argmax");
+        break;
+    }
     case OP_GET_ROWS:
         chk(s, cu_get_rows(s->st, (const float *)r->p0, r->rows, r->n, r->dim, (float *)r->p1),
             "cuda get_rows");
@@ -455,6 +486,25 @@ static void matmul_rec(cu_state *s, int nmat, const brisk_tensor *const *W,
         r.y[i] = y[i];
         if (W[i]->cols != W[0]->cols) fail(s, BRISK_ERR_INVALID_ARG, "cuda matmul: widths differ");
     }
+    submit(s, &r);
+}
+
+static void cu_op_rmsnorm_matmul(brisk_backend *be, const float *x, const float *norm_w, float eps,
+                                 int n, int nmat, const brisk_tensor *const *W,
+                                 const float *const *bias, float *const *y, bool swiglu,
+                                 float *xn) {
+    cu_state *s = S(be);
+    REC(r, OP_MATMUL);
+    r.nmat = nmat, r.epi = swiglu ? CU_EPI_SWIGLU : CU_EPI_STORE, r.n = n, r.p0 = x;
+    r.p1 = dvec(s, norm_w), r.eps = eps, r.p2 = xn;
+    for (int i = 0; i < nmat; i++) {
+        r.w[i] = dw(s, W[i]);
+        r.bias[i] = bias && bias[i] ? dvec(s, bias[i]) : NULL;
+        r.y[i] = y[i];
+        if (W[i]->cols != W[0]->cols) fail(s, BRISK_ERR_INVALID_ARG, "cuda matmul: widths differ");
+    }
+    if (swiglu && s->err == BRISK_OK && (nmat != 2 || W[0]->rows != W[1]->rows))
+        fail(s, BRISK_ERR_INVALID_ARG, "cuda rmsnorm+swiglu: gate and up differ");
     submit(s, &r);
 }
 
@@ -695,9 +745,7 @@ static void run_log(cu_state *s) {
     chk(s, cudaGraphLaunch(ex, s->st), "cuda graph launch");
 }
 
-static brisk_status cu_op_end_step(brisk_backend *be, const float *logits, int n, int V,
-                                   float *out) {
-    cu_state *s = S(be);
+static void finish_log(cu_state *s) {
     if (s->logging && s->err == BRISK_OK) {
         run_log(s);
         s->logging = 0;
@@ -705,6 +753,12 @@ static brisk_status cu_op_end_step(brisk_backend *be, const float *logits, int n
         s->hash = 1469598103934665603ULL;
     }
     s->logging = 0;
+}
+
+static brisk_status cu_op_end_step(brisk_backend *be, const float *logits, int n, int V,
+                                   float *out) {
+    cu_state *s = S(be);
+    finish_log(s);
     const size_t bytes = (size_t)n * (size_t)V * sizeof(float);
     if (s->err == BRISK_OK && n > 0 && out) {
         if (bytes > s->h_logits_cap) {
@@ -721,6 +775,50 @@ static brisk_status cu_op_end_step(brisk_backend *be, const float *logits, int n
     chk(s, cudaStreamSynchronize(s->st), "cuda step");
     if (s->err != BRISK_OK) return report(s);
     if (n > 0 && out) memcpy(out, s->h_logits, bytes);
+    return BRISK_OK;
+}
+
+/* The greedy step: argmax and log-probability on the device (logged, so graphs include it), and
+ * only n (id, logprob) pairs cross to the host. */
+static brisk_status cu_op_end_step_argmax(brisk_backend *be, const float *logits, int n, int V,
+                                          int32_t *ids, float *lp) {
+    cu_state *s = S(be);
+    if (n > s->am_cap && s->err == BRISK_OK) {
+        /* grows outside any capture: captures happen in finish_log, after this */
+        cudaStreamSynchronize(s->st);
+        drop_graphs(s); /* they point at the old buffer */
+        cudaFree(s->d_am), cudaFreeHost(s->h_am);
+        s->d_am = NULL, s->h_am = NULL, s->am_cap = 0;
+        const size_t per = cu_argmax_part_floats + 2;
+        s->d_am = (float *)dalloc(s, (size_t)n * per * sizeof(float), "cuda argmax scratch");
+        if (s->d_am &&
+            chk(s, cudaMallocHost((void **)&s->h_am, (size_t)n * 8), "cuda argmax staging"))
+            s->am_cap = n;
+    }
+    if (s->err == BRISK_OK) {
+        REC(r, OP_ARGMAX);
+        r.p0 = logits, r.n = n, r.dim = V, r.p1 = s->d_am, r.i0 = s->am_cap;
+        submit(s, &r);
+    }
+    finish_log(s);
+    if (s->err == BRISK_OK) {
+        const int32_t *d_ids =
+            (const int32_t *)(s->d_am + (size_t)s->am_cap * cu_argmax_part_floats);
+        chk(s, cudaMemcpyAsync(s->h_am, d_ids, (size_t)n * 4, cudaMemcpyDeviceToHost, s->st),
+            "cuda argmax copy");
+        chk(s,
+            cudaMemcpyAsync(s->h_am + n, d_ids + s->am_cap, (size_t)n * 4, cudaMemcpyDeviceToHost,
+                            s->st),
+            "cuda argmax copy");
+    }
+    chk(s, cudaStreamSynchronize(s->st), "cuda step");
+    if (s->err != BRISK_OK) return report(s);
+    for (int i = 0; i < n; i++) {
+        if (s->h_am[i] < 0 || s->h_am[i] >= V)
+            return brisk_errorf(BRISK_ERR_BACKEND, "cuda: logits of row %d hold NaN", i);
+        ids[i] = s->h_am[i];
+        memcpy(&lp[i], &s->h_am[n + i], 4);
+    }
     return BRISK_OK;
 }
 
@@ -773,6 +871,8 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->xh);
         cudaFree(s->tmp);
         cudaFreeHost(s->h_logits);
+        cudaFree(s->d_am);
+        cudaFreeHost(s->h_am);
         free(s->log);
         if (s->blas) cublasDestroy(s->blas);
         if (s->st) cudaStreamDestroy(s->st);
@@ -803,6 +903,8 @@ static const brisk_backend_ops CUDA_OPS = {
     .matmul_add = cu_op_matmul_add,
     .matmul_swiglu = cu_op_matmul_swiglu,
     .rope_kv_store = cu_op_rope_kv_store,
+    .rmsnorm_matmul = cu_op_rmsnorm_matmul,
+    .end_step_argmax = cu_op_end_step_argmax,
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -919,6 +1021,7 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         e = getenv("BRISK_CUDA_GEMV");
         cu_gemv_v2 = e && e[0] == '2';
         cu_gemv_v3 = e && e[0] == '3';
+        cu_gemv_v4 = e && e[0] == '4';
     }
     s->max_tokens = init->max_tokens > 0 ? init->max_tokens : 1;
     s->max_ctx = init->max_ctx > 0 ? init->max_ctx : 1;

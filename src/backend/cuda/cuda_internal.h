@@ -44,6 +44,11 @@ typedef struct cu_gemv_mat {
 /* Launchers (cuda_gemv.cu). All return cudaSuccess or the launch error. */
 cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                     int n);
+/* The same over rmsnorm(x) with weight nw (eps): the norm fused into the GEMV. Returns
+ * cudaErrorNotSupported (nothing launched) when these matrices have no fused kernel; the caller
+ * then normalises first. */
+cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
+                         int n, const float *nw, float eps);
 /* dst[r0.., cols] = W rows [r0, r0+nr) as half, row-major (for the cuBLAS prefill path). */
 cudaError_t cu_dequant_half(cudaStream_t st, const cu_weight *w, int64_t r0, int64_t nr, void *dst);
 /* Repacks QAFFINE codes in place order for the fast layout: src (file order) -> dst. */
@@ -82,6 +87,11 @@ cudaError_t cu_add(cudaStream_t st, float *x, const float *y, size_t n);
 cudaError_t cu_add_bias(cudaStream_t st, float *y, const float *bias, int n, int rows);
 cudaError_t cu_get_rows(cudaStream_t st, const float *src, const int32_t *rows, int n, int dim,
                         float *dst);
+/* Greedy token per row of logits [n, V]: ids[i] = argmax (lowest index among ties; -1 when the
+ * row holds a NaN), lp[i] = its log-probability. part: scratch of n * cu_argmax_part_floats. */
+enum { cu_argmax_part_floats = 32 * 4 };
+cudaError_t cu_argmax(cudaStream_t st, const float *logits, int n, int V, float *part, int32_t *ids,
+                      float *lp);
 cudaError_t cu_f32_to_half(cudaStream_t st, const float *x, size_t n, void *dst, int bf16);
 
 /* Programmatic dependent launch (sm_90): every kernel of the backend is launched through

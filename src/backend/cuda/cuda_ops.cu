@@ -424,6 +424,91 @@ cudaError_t cu_get_rows(cudaStream_t st, const float *src, const int32_t *rows, 
     return cudaSuccess;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Greedy next token on the device: per row the argmax (lowest index among equal maxima, as the
+ * host sampler) and its log-probability -log(sum exp(x - max)); a NaN anywhere gives id -1.
+ * Pass 1: AM_SPLIT blocks per row each reduce a slice to (max, index, sum exp(x - max), NaN);
+ * pass 2: one warp per row merges the slices in a fixed order.
+ * ------------------------------------------------------------------------------------------- */
+
+#define AM_SPLIT   32
+#define AM_THREADS 256
+
+__device__ __forceinline__ void am_better(float &m, int &i, float m2, int i2) {
+    if (m2 > m || (m2 == m && i2 < i)) m = m2, i = i2;
+}
+
+__global__ void __launch_bounds__(AM_THREADS)
+    k_argmax_part(const float *logits, int V, float4 *part) {
+    pdl_launch();
+    pdl_wait();
+    const int row = blockIdx.y, b = blockIdx.x;
+    const int per = (V + AM_SPLIT - 1) / AM_SPLIT, lo = b * per, hi = min(V, lo + per);
+    const float *x = logits + (int64_t)row * V;
+    float m = -INFINITY;
+    int mi = 0x7fffffff, nan = 0;
+    for (int i = lo + threadIdx.x; i < hi; i += AM_THREADS) {
+        const float v = x[i];
+        if (v != v) nan = 1;
+        am_better(m, mi, v, i);
+    }
+    __shared__ float sm[AM_THREADS / 32];
+    __shared__ int si[AM_THREADS / 32], sn[AM_THREADS / 32];
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, mi, o);
+        am_better(m, mi, m2, i2);
+        nan |= __shfl_xor_sync(0xffffffffu, nan, o);
+    }
+    if (lane == 0) sm[w] = m, si[w] = mi, sn[w] = nan;
+    __syncthreads();
+    m = sm[0], mi = si[0], nan = sn[0];
+    for (int k = 1; k < AM_THREADS / 32; k++) am_better(m, mi, sm[k], si[k]), nan |= sn[k];
+    float sum = 0.f;
+    if (m > -INFINITY)
+        for (int i = lo + threadIdx.x; i < hi; i += AM_THREADS) sum += expf(x[i] - m);
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    __syncthreads();
+    if (lane == 0) sm[w] = sum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float t = 0.f;
+        for (int k = 0; k < AM_THREADS / 32; k++) t += sm[k];
+        part[(int64_t)row * AM_SPLIT + b] = make_float4(m, t, __int_as_float(mi), (float)nan);
+    }
+}
+
+__global__ void k_argmax_final(const float4 *part, int32_t *ids, float *lp) {
+    pdl_launch();
+    pdl_wait();
+    const int row = blockIdx.x, lane = threadIdx.x;
+    float4 p = lane < AM_SPLIT ? part[(int64_t)row * AM_SPLIT + lane]
+                               : make_float4(-INFINITY, 0.f, __int_as_float(0x7fffffff), 0.f);
+    float m = p.x;
+    int mi = __float_as_int(p.z), nan = p.w != 0.f;
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, mi, o);
+        am_better(m, mi, m2, i2);
+        nan |= __shfl_xor_sync(0xffffffffu, nan, o);
+    }
+    float sum = p.x > -INFINITY ? p.y * expf(p.x - m) : 0.f;
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) {
+        ids[row] = nan || mi == 0x7fffffff ? -1 : mi;
+        lp[row] = -logf(sum);
+    }
+}
+
+cudaError_t cu_argmax(cudaStream_t st, const float *logits, int n, int V, float *part, int32_t *ids,
+                      float *lp) {
+    cudaError_t e =
+        cu_launch(k_argmax_part, dim3(AM_SPLIT, n), AM_THREADS, 0, st, logits, V, (float4 *)part);
+    if (e != cudaSuccess) return e;
+    return cu_launch(k_argmax_final, n, 32, 0, st, (const float4 *)part, ids, lp);
+}
+
 __global__ void k_to_half(const float *x, size_t n, __half *h, __nv_bfloat16 *b) {
     pdl_launch();
     pdl_wait();
