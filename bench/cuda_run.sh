@@ -2,7 +2,7 @@
 # bench/cuda_run.sh: one device call: build for sm_90a, GPU parity tests, compute-sanitizer on the
 # tiny models, the CUDA benchmarks (batch 1 and batched decode), ncu of one decode layer. Logs go
 # to $OUT; a short table is printed last. Knobs: FAST=1 skips sanitizers and bf16; AB=1 also times
-# the round-2 v3 GEMV (BRISK_CUDA_GEMV=3) for 8B and 1B; MEMCHECK=1 with FAST=1 still runs memcheck; NCU=0 skips ncu.
+# the round-3 v4 GEMV (BRISK_CUDA_GEMV=4) for 8B and 1B; MEMCHECK=1 with FAST=1 still runs memcheck; NCU=0 skips ncu.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 FULL=$OUT; OUT=/tmp/logs; mkdir -p $OUT  # only a few files come back: see the end
@@ -25,8 +25,8 @@ b() { # name, env, args...
 b 8b_q4 X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
 b 1b_q4 X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
 if [ -n "${AB:-}" ]; then
-  b 8b_q4_v3gemv BRISK_CUDA_GEMV=3 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
-  b 1b_q4_v3gemv BRISK_CUDA_GEMV=3 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
+  b 8b_q4_v4gemv BRISK_CUDA_GEMV=4 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
+  b 1b_q4_v4gemv BRISK_CUDA_GEMV=4 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
 fi
 for B in ${BATCHES:-8 32 64}; do b 8b_q4_b$B X=1 --shape llama3-8b --quant q4g64 -p 0 -n 32 -b $B --ctx 1024 -r 1; done
 if [ -z "${FAST:-}" ]; then
