@@ -1021,7 +1021,7 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         e = getenv("BRISK_CUDA_GEMV");
         cu_gemv_v2 = e && e[0] == '2';
         cu_gemv_v3 = e && e[0] == '3';
-        cu_gemv_v4 = e && e[0] == '4';
+        cu_gemv_v4 = !(e && e[0] == '5');
     }
     s->max_tokens = init->max_tokens > 0 ? init->max_tokens : 1;
     s->max_ctx = init->max_ctx > 0 ? init->max_ctx : 1;

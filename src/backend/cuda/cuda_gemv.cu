@@ -937,7 +937,9 @@ __global__ void __launch_bounds__(PIPE_W * 32, 1) k_gemv_pipe(const __grid_const
     cp_async_wait<0>();
 }
 
-int cu_gemv_v4 = 0; /* env BRISK_CUDA_GEMV=4: the round-3 v4 mma kernel instead of v5 (A/B) */
+/* v5 measured slower than v4 on its first run (8B q4 162 vs 289 tok/s, H200): v4 stays the
+ * default until v5 is understood; env BRISK_CUDA_GEMV=5 picks v5 (and with it the fused norm). */
+int cu_gemv_v4 = 1;
 
 template <int ST, int NM, int EPI, int NORM, int XS>
 static cudaError_t launch_pipe_k(cudaStream_t st, const pipe_args &a, unsigned blocks,
