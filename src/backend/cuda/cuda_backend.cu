@@ -1,6 +1,7 @@
 /* cuda_backend.cu: the CUDA backend instance: card probe, weight upload and repack, device
  * memory, per-step index upload, the op log that lets a decode step run as a CUDA graph, and the
- * prefill path (dequantized half tiles + cuBLAS). Kernels live in cuda_gemv.cu and cuda_ops.cu.
+ * prefill path (dequantized half tiles + cuBLAS). Kernels live in cuda_gemv.cu, cuda_ops.cu and
+ * cuda_attn.cu.
  *
  * Every op call becomes a record. Prefill steps (several tokens) run each record at once. A
  * one-token step only logs its records; end_step looks the log's hash up among the captured
@@ -34,8 +35,9 @@ extern "C" {
 static char g_why[256];
 int cu_pdl = 1;
 extern int cu_gemv_v2, cu_gemv_v4;
-static int cu_mma_ok = 0;  /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
-static int cu_gemv_v3 = 0; /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
+static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
+static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
+static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
 
 __global__ void k_probe(int *p) {
     if (p) *p = 1;
@@ -130,6 +132,9 @@ typedef struct cu_state {
     /* scratch */
     float *part; /* attention partials */
     size_t part_cap;
+    int *count; /* flash-decoding arrival counters [count_cap], zero between launches */
+    size_t count_cap;
+    int n_sm;
     void *deq, *xh; /* prefill: dequantized tile, x in half */
     size_t deq_cap, xh_cap;
     float *tmp; /* [max_tokens, max_cols] */
@@ -316,8 +321,11 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
     for (int i = 0; i < r->nmat; i++) blas_matmul(s, r->w[i], r->bias[i], x, n, r->y[i], r->epi);
 }
 
-/* Attention partials: sized once (at the first attention) for the larger of a decode step over
- * max_ctx and a prefill chunk; longer prefills run in token chunks. */
+/* Attention partials: sized once (at the first attention). The flash-decoding kernel (every
+ * shape it takes, decode and prefill alike) needs n_tokens * n_split(n_tokens) <= n_tokens +
+ * 2*SMs/n_head_kv + 1 partial rows per head, so its scratch covers max_tokens in one launch. The
+ * split-K pair (other head sizes, or BRISK_CUDA_ATTN=split) sizes for the larger of a decode step
+ * over max_ctx and a prefill chunk; longer prefills run in token chunks. */
 #define ATT_SPLIT_DECODE  32 /* 64 gave 8-80 blocks at short contexts (132 SMs) */
 #define ATT_SPLIT_PREFILL 256
 #define ATT_PART_BUDGET   ((size_t)32 << 20) /* floats */
@@ -330,17 +338,41 @@ static void exec_attn(cu_state *s, const op_rec *r) {
     a.max_blocks = s->max_blocks, a.block_size = r->dim, a.window = r->epi;
     a.n_head = H, a.n_head_kv = HKV, a.head_dim = hd;
     a.tables = s->d_tables;
+    const bool fd = !cu_attn_split && cu_attn_decode_ok(H, HKV, hd);
     const size_t per_split = (size_t)H * (hd + 2);
     if (!s->part) {
-        size_t dec = per_split * ((s->max_ctx + ATT_SPLIT_DECODE - 1) / ATT_SPLIT_DECODE);
-        size_t pre = per_split * ((s->max_ctx + ATT_SPLIT_PREFILL - 1) / ATT_SPLIT_PREFILL) *
-                     (size_t)s->max_tokens;
-        if (pre > ATT_PART_BUDGET) pre = ATT_PART_BUDGET;
-        s->part_cap = dec > pre ? dec : pre;
+        if (fd) {
+            int dev = 0;
+            if (!chk(s, cudaGetDevice(&dev), "cuda device") ||
+                !chk(s, cudaDeviceGetAttribute(&s->n_sm, cudaDevAttrMultiProcessorCount, dev),
+                     "cuda SM count"))
+                return;
+            s->part_cap = per_split * ((size_t)s->max_tokens + (2 * s->n_sm + HKV - 1) / HKV + 1);
+            s->count_cap = (size_t)s->max_tokens * HKV;
+            s->count = (int *)dalloc(s, s->count_cap * sizeof(int), "cuda attention counters");
+            if (!s->count ||
+                !chk(s, cudaMemsetAsync(s->count, 0, s->count_cap * sizeof(int), s->st),
+                     "cuda attention counters"))
+                return;
+        } else {
+            size_t dec = per_split * ((s->max_ctx + ATT_SPLIT_DECODE - 1) / ATT_SPLIT_DECODE);
+            size_t pre = per_split * ((s->max_ctx + ATT_SPLIT_PREFILL - 1) / ATT_SPLIT_PREFILL) *
+                         (size_t)s->max_tokens;
+            if (pre > ATT_PART_BUDGET) pre = ATT_PART_BUDGET;
+            s->part_cap = dec > pre ? dec : pre;
+        }
         s->part = (float *)dalloc(s, s->part_cap * sizeof(float), "cuda attention scratch");
         if (!s->part) return;
     }
-    if (T == 1) {
+    if (fd && !s->count) {
+        fail(s, BRISK_ERR_BACKEND, "cuda attention: scratch was sized for the split-K kernel");
+        return;
+    }
+    if (fd) {
+        /* fixed by T, the card and max_ctx only: the graph replays it at any context length */
+        a.n_split = cu_attn_decode_splits(s->n_sm, HKV, T, s->max_ctx);
+        a.count = s->count;
+    } else if (T == 1) {
         a.split = ATT_SPLIT_DECODE;
         a.n_split = (s->max_ctx + a.split - 1) / a.split; /* fixed: the graph replays it */
     } else {
@@ -348,6 +380,8 @@ static void exec_attn(cu_state *s, const op_rec *r) {
         a.n_split = (s->max_pos + a.split) / a.split;
     }
     int chunk = (int)(s->part_cap / (per_split * a.n_split));
+    if (fd && (size_t)chunk * HKV > s->count_cap) chunk = (int)(s->count_cap / HKV);
+    if (chunk > 65535) chunk = 65535; /* tokens go in a grid dimension */
     if (chunk < 1) {
         fail(s, BRISK_ERR_BACKEND, "cuda attention: scratch too small");
         return;
@@ -867,6 +901,7 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFreeHost(s->h_idx);
         cudaFree(s->d_idx);
         cudaFree(s->part);
+        cudaFree(s->count);
         cudaFree(s->deq);
         cudaFree(s->xh);
         cudaFree(s->tmp);
@@ -1022,6 +1057,8 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         cu_gemv_v2 = e && e[0] == '2';
         cu_gemv_v3 = e && e[0] == '3';
         cu_gemv_v4 = !(e && e[0] == '5');
+        e = getenv("BRISK_CUDA_ATTN");
+        cu_attn_split = e && strcmp(e, "split") == 0;
     }
     s->max_tokens = init->max_tokens > 0 ? init->max_tokens : 1;
     s->max_ctx = init->max_ctx > 0 ? init->max_ctx : 1;

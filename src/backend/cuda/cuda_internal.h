@@ -62,7 +62,7 @@ cudaError_t cu_repack_mma(cudaStream_t st, const uint8_t *src, uint8_t *dst, int
 cudaError_t cu_interleave_sb(cudaStream_t st, const void *s, const void *b, void *dst, int64_t n,
                              int elem);
 
-/* Element-wise, normalisation, attention (cuda_ops.cu). */
+/* Element-wise, normalisation, RoPE (cuda_ops.cu). */
 cudaError_t cu_embed(cudaStream_t st, const cu_weight *E, const int32_t *ids, int n, float *out);
 cudaError_t cu_rmsnorm(cudaStream_t st, const float *x, const float *w, int n, int dim, float eps,
                        float *out);
@@ -71,17 +71,28 @@ cudaError_t cu_rope_store(cudaStream_t st, float *q, int n_head, float *k, int n
                           const float *inv_freq, void *kc, void *vc, const int32_t *slot);
 cudaError_t cu_kv_store(cudaStream_t st, void *kc, void *vc, const float *k, const float *v,
                         const int32_t *slot, int n, int kv_dim);
+/* Attention (cuda_attn.cu). count != NULL runs the flash-decoding kernel: n_split blocks per
+ * (token, kv head) (cu_attn_decode_splits; split unused), partials [n_tokens*n_head*n_split]
+ * x head_dim and x 2 when n_split > 1, count [n_tokens*n_head_kv] arrival counters that are zero
+ * before the launch and left zero after it. count == NULL runs the split-K pair: `split`
+ * positions per block, n_split splits per token covering the longest context. */
 typedef struct cu_attn_args {
     const float *q;
     const void *kc, *vc;
     const int32_t *pos, *seq, *tables;
     int n_tokens, max_blocks, block_size, window;
     int n_head, n_head_kv, head_dim;
-    int split, n_split; /* positions per split; splits per token (covers the longest context) */
+    int split, n_split;
     float *part_o, *part_ml; /* [n_tokens*n_head*n_split*head_dim], [.. *2] */
+    int *count;
     float *out;
 } cu_attn_args;
 cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a);
+/* The flash-decoding kernel takes this shape (G <= 8, head_dim % 8 == 0, <= 256). */
+int cu_attn_decode_ok(int n_head, int n_head_kv, int head_dim);
+/* Its blocks per (token, kv head): ~2 blocks per SM over all pairs, from max_ctx (not the actual
+ * context) so a captured graph replays at any length; at most 256. */
+int cu_attn_decode_splits(int n_sm, int n_head_kv, int n_tokens, int max_ctx);
 cudaError_t cu_swiglu(cudaStream_t st, const float *g, const float *u, size_t n, float *out);
 cudaError_t cu_add(cudaStream_t st, float *x, const float *y, size_t n);
 cudaError_t cu_add_bias(cudaStream_t st, float *y, const float *bias, int n, int rows);

@@ -1,0 +1,501 @@
+/* cuda_attn.cu: causal GQA attention over the paged float16 KV cache: the flash-decoding kernel
+ * (warps on independent 32-position tiles, the split combine folded in) and the older split-K pair
+ * kept for head sizes the new kernel does not take (head_dim % 8 != 0 or > 256). */
+#include "cuda_internal.h"
+
+#include <cuda_fp16.h>
+
+extern "C" {
+#include "backend/backend.h"
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Flash-decoding. Grid (split, kv head, token), 4 warps per block. The token's context
+ * [first, p] is cut into n_act <= n_split pieces of `chunk` positions (a multiple of 32, chosen
+ * here from the actual context, so the grid depends only on n_split, which the host derives from
+ * the SM count and max_ctx: a captured graph replays it at any length); blocks past n_act exit.
+ * Inside a block, warp w takes the 32-position tiles w, w+4, ... of its piece:
+ *   q.k:  lane j owns position tb+j and reads its whole key row (hd/8 16-byte loads, all issued
+ *         before any math) against q of all G heads of the kv head (shared memory, broadcast);
+ *   softmax: online, in registers, log2 domain (q pre-scaled by log2(e)/sqrt(hd)); p goes to a
+ *         per-warp shared row [32][GP];
+ *   p.v:  lanes lie along head_dim: LPR = 8/16/32 lanes x 8 halves cover a row (hd <= 64, 128,
+ *         256), so a warp reads 4/2/1 V rows per 16-byte load instruction; lane (r, c) adds rows
+ *         r, r+RPW, ... of the tile into o[g][8] for all G heads. V loads are issued right after
+ *         the K loads, so both round trips overlap (not for G > 4 with head_dim > 64: registers).
+ * Each K/V row is read once for the G query heads. Warps merge their (m, l, o) in shared memory;
+ * a piece-count of 1 writes the output directly, otherwise the block writes its partial, and the
+ * last block of the (token, kv head) to arrive (device-scope counter after __threadfence) merges
+ * all partials in split order (deterministic) and resets the counter for the next launch.
+ * ------------------------------------------------------------------------------------------- */
+
+#define FD_WARPS     4
+#define FD_THREADS   (FD_WARPS * 32)
+#define FD_MAX_SPLIT 256
+#define FD_LOG2E     1.4426950408889634f
+
+__device__ __forceinline__ void h8_to_f(const uint4 &raw, float *f) {
+    const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw);
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        const float2 v = __half22float2(h2[e]);
+        f[2 * e] = v.x, f[2 * e + 1] = v.y;
+    }
+}
+
+template <int GP, int LPR>
+__global__ void __launch_bounds__(FD_THREADS, 2)
+    k_attn_decode(const __grid_constant__ cu_attn_args a) {
+    pdl_launch();
+    pdl_wait();
+    constexpr int RPW = 32 / LPR;            /* V rows per warp load instruction */
+    constexpr int VR = 32 / RPW;             /* V rows per lane per tile */
+    constexpr int VCH = VR < 16 ? VR : 16;   /* V rows loaded per round */
+    constexpr int KCH = LPR < 16 ? LPR : 16; /* K chunks of 8 halves loaded per round */
+    /* V loads go out with the K loads, except where K + V + o would pass 255 registers */
+    constexpr bool VEARLY = !(GP == 8 && LPR >= 16);
+    const int s = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z;
+    const int HKV = a.n_head_kv, G = a.n_head / HKV, hd = a.head_dim, ns = a.n_split;
+    const int p = a.pos[i];
+    const int first = a.window > 0 && p - a.window + 1 > 0 ? p - a.window + 1 : 0;
+    const int L = p - first + 1; /* >= 1 */
+    const int chunk = (((L + ns - 1) / ns) + 31) & ~31;
+    const int n_act = (L + chunk - 1) / chunk;
+    if (s >= n_act) return; /* the whole block: before any barrier */
+    const int t0 = first + s * chunk, t1 = min(t0 + chunk, p + 1); /* [t0, t1), non-empty */
+
+    extern __shared__ float4 fd_sm4[];
+    float *qs = reinterpret_cast<float *>(fd_sm4); /* [G][hd], scaled */
+    float *ps = qs + G * hd;                       /* [warp][32][GP]: p of the current tile */
+    float *wml = ps + FD_WARPS * 32 * GP;          /* [warp][G][2]: m, l */
+    float *wo = wml + FD_WARPS * G * 2;            /* [warp][G][hd]; later the combine weights */
+    __shared__ int is_last;
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int64_t head0 = (int64_t)i * a.n_head + (int64_t)kvh * G; /* first q head */
+    {
+        const float qscale = rsqrtf((float)hd) * FD_LOG2E;
+        const float *qg = a.q + head0 * hd;
+        for (int e = tid; e < G * hd; e += FD_THREADS) qs[e] = qg[e] * qscale;
+    }
+    __syncthreads();
+
+    const int32_t *table = a.tables + (int64_t)a.seq[i] * a.max_blocks;
+    const int64_t kv_dim = (int64_t)HKV * hd;
+    const __half *kbase = (const __half *)a.kc + (int64_t)kvh * hd;
+    const __half *vbase = (const __half *)a.vc + (int64_t)kvh * hd;
+    const int nch = hd >> 3;
+    const int vr = lane / LPR, vc8 = (lane % LPR) * 8; /* p.v layout: row in group, first dim */
+    const bool vlane = vc8 < hd;
+    const uint4 zero4 = make_uint4(0u, 0u, 0u, 0u);
+
+    float m[GP], l[GP], o[GP][8];
+#pragma unroll
+    for (int g = 0; g < GP; g++) {
+        m[g] = -INFINITY, l[g] = 0.f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) o[g][e] = 0.f;
+    }
+    float *pw = ps + warp * 32 * GP;
+    const int ntile = (t1 - t0 + 31) >> 5;
+    for (int tile = warp; tile < ntile; tile += FD_WARPS) {
+        const int t = t0 + tile * 32 + lane;
+        const bool valid = t < t1;
+        int slot = -1;
+        if (valid) slot = table[t / a.block_size] * a.block_size + t % a.block_size;
+        const __half *kr = kbase + (valid ? (int64_t)slot * kv_dim : 0);
+
+        uint4 kb[KCH], vb[VCH];
+        auto load_k = [&](int c0) {
+#pragma unroll
+            for (int u = 0; u < KCH; u++)
+                kb[u] = valid && c0 + u < nch ? __ldg((const uint4 *)(kr + 8 * (c0 + u))) : zero4;
+        };
+        auto load_v = [&](int u0) {
+#pragma unroll
+            for (int u = 0; u < VCH; u++) {
+                const int sj = __shfl_sync(0xffffffffu, slot, (u0 + u) * RPW + vr);
+                vb[u] = sj >= 0 && vlane
+                            ? __ldg((const uint4 *)(vbase + (int64_t)sj * kv_dim + vc8))
+                            : zero4;
+            }
+        };
+        load_k(0);
+        if (VEARLY) load_v(0);
+
+        /* q.k for the lane's position, two partial sums per head */
+        float sa[GP], sb[GP];
+#pragma unroll
+        for (int g = 0; g < GP; g++) sa[g] = 0.f, sb[g] = 0.f;
+        for (int c0 = 0;;) {
+#pragma unroll
+            for (int u = 0; u < KCH; u++) {
+                if (c0 + u < nch) {
+                    float kf[8];
+                    h8_to_f(kb[u], kf);
+                    const int d = 8 * (c0 + u);
+#pragma unroll
+                    for (int g = 0; g < GP; g++) {
+                        if (g < G) {
+                            const float4 q0 = *(const float4 *)(qs + g * hd + d);
+                            const float4 q1 = *(const float4 *)(qs + g * hd + d + 4);
+                            sa[g] = fmaf(q0.x, kf[0], sa[g]);
+                            sb[g] = fmaf(q0.y, kf[1], sb[g]);
+                            sa[g] = fmaf(q0.z, kf[2], sa[g]);
+                            sb[g] = fmaf(q0.w, kf[3], sb[g]);
+                            sa[g] = fmaf(q1.x, kf[4], sa[g]);
+                            sb[g] = fmaf(q1.y, kf[5], sb[g]);
+                            sa[g] = fmaf(q1.z, kf[6], sa[g]);
+                            sb[g] = fmaf(q1.w, kf[7], sb[g]);
+                        }
+                    }
+                }
+            }
+            c0 += KCH;
+            if (c0 >= nch) break;
+            load_k(c0); /* head_dim > 128 only */
+        }
+
+        /* online softmax (per head: the tile max over the warp, then rescale) */
+        float pv[GP];
+#pragma unroll
+        for (int g = 0; g < GP; g++) {
+            const float x = valid ? sa[g] + sb[g] : -INFINITY;
+            float mx = x;
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1)
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+            const float mn = fmaxf(m[g], mx); /* finite: lane 0 is always valid */
+            const float corr = exp2f(m[g] - mn);
+            pv[g] = exp2f(x - mn);
+            l[g] = fmaf(l[g], corr, pv[g]);
+#pragma unroll
+            for (int e = 0; e < 8; e++) o[g][e] *= corr;
+            m[g] = mn;
+        }
+        if constexpr (GP >= 4) {
+#pragma unroll
+            for (int g = 0; g < GP; g += 4)
+                *(float4 *)(pw + lane * GP + g) =
+                    make_float4(pv[g], pv[g + 1], pv[g + 2], pv[g + 3]);
+        } else {
+#pragma unroll
+            for (int g = 0; g < GP; g++) pw[lane * GP + g] = pv[g];
+        }
+        __syncwarp();
+
+        if (!VEARLY) load_v(0);
+        /* p.v: rows (u0 + u) * RPW + vr of the tile */
+        auto pv_round = [&](int u0) {
+#pragma unroll
+            for (int u = 0; u < VCH; u++) {
+                const int j = (u0 + u) * RPW + vr;
+                float vf[8];
+                h8_to_f(vb[u], vf);
+                float pj[GP];
+                if constexpr (GP >= 4) {
+#pragma unroll
+                    for (int g = 0; g < GP; g += 4) {
+                        const float4 q4 = *(const float4 *)(pw + j * GP + g);
+                        pj[g] = q4.x, pj[g + 1] = q4.y, pj[g + 2] = q4.z, pj[g + 3] = q4.w;
+                    }
+                } else {
+#pragma unroll
+                    for (int g = 0; g < GP; g++) pj[g] = pw[j * GP + g];
+                }
+#pragma unroll
+                for (int g = 0; g < GP; g++)
+#pragma unroll
+                    for (int e = 0; e < 8; e++) o[g][e] = fmaf(pj[g], vf[e], o[g][e]);
+            }
+        };
+        pv_round(0);
+#pragma unroll
+        for (int u0 = VCH; u0 < VR; u0 += VCH) { /* head_dim > 128 only */
+            load_v(u0);
+            pv_round(u0);
+        }
+        __syncwarp(); /* the next tile rewrites pw */
+    }
+
+    /* the warp's (m, l, o): sum l over lanes (positions) and o over the RPW row groups */
+#pragma unroll
+    for (int g = 0; g < GP; g++) {
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) l[g] += __shfl_xor_sync(0xffffffffu, l[g], off);
+#pragma unroll
+        for (int off = LPR; off < 32; off <<= 1)
+#pragma unroll
+            for (int e = 0; e < 8; e++) o[g][e] += __shfl_xor_sync(0xffffffffu, o[g][e], off);
+    }
+#pragma unroll
+    for (int g = 0; g < GP; g++) {
+        if (g < G) {
+            if (lane == 0) wml[(warp * G + g) * 2] = m[g], wml[(warp * G + g) * 2 + 1] = l[g];
+            if (vr == 0 && vlane) {
+                float *dst = wo + (warp * G + g) * hd + vc8;
+                *(float4 *)dst = make_float4(o[g][0], o[g][1], o[g][2], o[g][3]);
+                *(float4 *)(dst + 4) = make_float4(o[g][4], o[g][5], o[g][6], o[g][7]);
+            }
+        }
+    }
+    __syncthreads();
+
+    /* merge the warps (a warp without tiles has m = -inf, l = 0, o = 0: weight 0) */
+    const int64_t cbase = ((int64_t)i * HKV + kvh) * ns * G; /* partial (split 0, head 0) */
+    const int64_t pb = cbase + (int64_t)s * G;
+    for (int e = tid; e < G * hd; e += FD_THREADS) {
+        const int g = e / hd, d = e - g * hd;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < FD_WARPS; w++) M = fmaxf(M, wml[(w * G + g) * 2]);
+        float acc = 0.f, den = 0.f;
+#pragma unroll
+        for (int w = 0; w < FD_WARPS; w++) {
+            const float f = exp2f(wml[(w * G + g) * 2] - M);
+            den = fmaf(wml[(w * G + g) * 2 + 1], f, den);
+            acc = fmaf(wo[(w * G + g) * hd + d], f, acc);
+        }
+        if (n_act == 1)
+            a.out[(head0 + g) * hd + d] = acc / den;
+        else {
+            a.part_o[(pb + g) * hd + d] = acc;
+            if (d == 0) a.part_ml[2 * (pb + g)] = M, a.part_ml[2 * (pb + g) + 1] = den;
+        }
+    }
+    if (n_act == 1) return;
+
+    /* the last block of this (token, kv head) merges the n_act partials */
+    int *cnt = a.count + (int64_t)i * HKV + kvh;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) is_last = atomicAdd(cnt, 1) == n_act - 1;
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    float *cw = wo; /* [G][n_act]: exp2(m_s - M) / den; wo is free after the barrier above */
+    for (int g = warp; g < G; g += FD_WARPS) {
+        float M = -INFINITY;
+        for (int x = lane; x < n_act; x += 32)
+            M = fmaxf(M, __ldcg(a.part_ml + 2 * (cbase + (int64_t)x * G + g)));
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+        float den = 0.f;
+        for (int x = lane; x < n_act; x += 32) {
+            const float *ml = a.part_ml + 2 * (cbase + (int64_t)x * G + g);
+            den = fmaf(__ldcg(ml + 1), exp2f(__ldcg(ml) - M), den);
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) den += __shfl_xor_sync(0xffffffffu, den, off);
+        const float inv = 1.f / __shfl_sync(0xffffffffu, den, 0);
+        for (int x = lane; x < n_act; x += 32)
+            cw[g * n_act + x] =
+                exp2f(__ldcg(a.part_ml + 2 * (cbase + (int64_t)x * G + g)) - M) * inv;
+    }
+    __syncthreads();
+    for (int e = tid; e < G * hd; e += FD_THREADS) {
+        const int g = e / hd, d = e - g * hd;
+        const float *po = a.part_o + (cbase + g) * hd + d;
+        float acc = 0.f;
+#pragma unroll 8
+        for (int x = 0; x < n_act; x++)
+            acc = fmaf(cw[g * n_act + x], __ldcg(po + (int64_t)x * G * hd), acc);
+        a.out[(head0 + g) * hd + d] = acc;
+    }
+    if (tid == 0) *cnt = 0; /* ready for the next launch (graph replay, next layer) */
+}
+
+typedef void (*fd_kernel)(cu_attn_args);
+
+static fd_kernel fd_pick(int gp, int lpr) {
+#define FD_LPR(gp)                                                                                 \
+    (lpr == 8 ? k_attn_decode<gp, 8> : lpr == 16 ? k_attn_decode<gp, 16> : k_attn_decode<gp, 32>)
+    return gp == 1 ? FD_LPR(1) : gp == 2 ? FD_LPR(2) : gp == 4 ? FD_LPR(4) : FD_LPR(8);
+#undef FD_LPR
+}
+
+int cu_attn_decode_ok(int n_head, int n_head_kv, int head_dim) {
+    return n_head_kv > 0 && n_head % n_head_kv == 0 && n_head / n_head_kv <= 8 && head_dim >= 8 &&
+           head_dim % 8 == 0 && head_dim <= 256;
+}
+
+int cu_attn_decode_splits(int n_sm, int n_head_kv, int n_tokens, int max_ctx) {
+    /* ~2 blocks per SM for the (token, kv head) pairs; no piece shorter than 32 positions */
+    const int per = n_head_kv * n_tokens;
+    int ns = (2 * n_sm + per - 1) / per;
+    const int cap = (max_ctx + 31) / 32;
+    if (ns > cap) ns = cap;
+    if (ns > FD_MAX_SPLIT) ns = FD_MAX_SPLIT;
+    return ns < 1 ? 1 : ns;
+}
+
+static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
+    const int G = a->n_head / a->n_head_kv, hd = a->head_dim;
+    if (!cu_attn_decode_ok(a->n_head, a->n_head_kv, hd) || a->n_split < 1 ||
+        a->n_split > FD_MAX_SPLIT || (a->n_split > 1 && (!a->part_o || !a->part_ml)))
+        return cudaErrorInvalidValue;
+    const int gp = G <= 1 ? 1 : G <= 2 ? 2 : G <= 4 ? 4 : 8;
+    const int lpr = hd <= 64 ? 8 : hd <= 128 ? 16 : 32;
+    size_t wo = (size_t)FD_WARPS * G * hd;
+    if ((size_t)G * a->n_split > wo) wo = (size_t)G * a->n_split;
+    const size_t smem = ((size_t)G * hd + FD_WARPS * 32 * gp + FD_WARPS * G * 2 + wo) * 4;
+    if (smem > 48 * 1024) return cudaErrorInvalidValue;
+    return cu_launch(fd_pick(gp, lpr), dim3(a->n_split, a->n_head_kv, a->n_tokens), FD_THREADS,
+                     smem, st, *a);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Split-K pair (the round-2 kernel; head sizes the decode kernel does not take, and the A/B
+ * baseline under BRISK_CUDA_ATTN=split). Pass 1: block (kv head, token, split) scores `split`
+ * positions for the G query heads that share the kv head (K and V read once for the group): thread
+ * t owns one position and reads its key row with 16-byte loads while q comes from shared memory
+ * (broadcast); a warp per head does the softmax of the split; thread d accumulates output dim d.
+ * Unnormalised partial output, max and sum go to part_*; pass 2 merges the splits of each (token,
+ * head).
+ * ------------------------------------------------------------------------------------------- */
+
+#define ATT_MAX_G     8
+#define ATT_MAX_SPLIT 256
+#define ATT_THREADS   128
+
+__global__ void __launch_bounds__(ATT_THREADS)
+    k_attn_split(const __grid_constant__ cu_attn_args a) {
+    pdl_launch();
+    pdl_wait();
+    extern __shared__ float sm[];
+    const int kvh = blockIdx.x, i = blockIdx.y, sp = blockIdx.z;
+    const int G = a.n_head / a.n_head_kv, hd = a.head_dim, S = a.split;
+    float *qs = sm;          /* [G][hd] */
+    float *sc = sm + G * hd; /* [G][S] */
+    float *red = sc + G * S; /* [G][2]: max, sum */
+    const int p = a.pos[i];
+    const int first = a.window > 0 && p - a.window + 1 > 0 ? p - a.window + 1 : 0;
+    const int t0 = max(sp * S, first), t1 = min(sp * S + S, p + 1); /* [t0, t1) */
+    const int64_t part = ((int64_t)i * a.n_head + kvh * G) * a.n_split + sp;
+    if (t0 >= t1) {
+        if (threadIdx.x < G) {
+            float *ml = a.part_ml + 2 * (part + (int64_t)threadIdx.x * a.n_split);
+            ml[0] = -INFINITY, ml[1] = 0.f;
+        }
+        return;
+    }
+    const float scale = rsqrtf((float)hd);
+    for (int e = threadIdx.x; e < G * hd; e += blockDim.x)
+        qs[e] = a.q[((int64_t)i * a.n_head + kvh * G) * hd + e] * scale;
+    __syncthreads();
+    const int32_t *table = a.tables + (int64_t)a.seq[i] * a.max_blocks;
+    const int kv_dim = a.n_head_kv * hd;
+    const __half *kc = (const __half *)a.kc, *vc = (const __half *)a.vc;
+    __shared__ int slots[ATT_MAX_SPLIT]; /* the PV loop reads these instead of the table */
+    for (int t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+        const int64_t slot = (int64_t)table[t / a.block_size] * a.block_size + t % a.block_size;
+        slots[t - t0] = (int)slot;
+        const __half *kr = kc + slot * kv_dim + kvh * hd;
+        float acc[ATT_MAX_G];
+#pragma unroll
+        for (int g = 0; g < ATT_MAX_G; g++) acc[g] = 0.f;
+        int d = 0;
+        if ((hd & 7) == 0) {
+#pragma unroll 4
+            for (; d < hd; d += 8) {
+                const uint4 raw = *(const uint4 *)(kr + d);
+                const __half2 *h2 = (const __half2 *)&raw;
+                float kf[8];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float2 f = __half22float2(h2[e]);
+                    kf[2 * e] = f.x, kf[2 * e + 1] = f.y;
+                }
+#pragma unroll
+                for (int g = 0; g < ATT_MAX_G; g++)
+                    if (g < G)
+#pragma unroll
+                        for (int e = 0; e < 8; e++)
+                            acc[g] = fmaf(qs[g * hd + d + e], kf[e], acc[g]);
+            }
+        }
+        for (; d < hd; d++) {
+            const float kf = __half2float(kr[d]);
+#pragma unroll
+            for (int g = 0; g < ATT_MAX_G; g++)
+                if (g < G) acc[g] = fmaf(qs[g * hd + d], kf, acc[g]);
+        }
+#pragma unroll
+        for (int g = 0; g < ATT_MAX_G; g++)
+            if (g < G) sc[g * S + (t - t0)] = acc[g];
+    }
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n = t1 - t0;
+    for (int g = warp; g < G; g += ATT_THREADS / 32) {
+        float mx = -INFINITY;
+        for (int t = lane; t < n; t += 32) mx = fmaxf(mx, sc[g * S + t]);
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        float sum = 0.f;
+        for (int t = lane; t < n; t += 32) {
+            const float e = expf(sc[g * S + t] - mx);
+            sc[g * S + t] = e;
+            sum += e;
+        }
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (lane == 0) red[2 * g] = mx, red[2 * g + 1] = sum;
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc[ATT_MAX_G];
+#pragma unroll
+        for (int g = 0; g < ATT_MAX_G; g++) acc[g] = 0.f;
+#pragma unroll 8
+        for (int t = t0; t < t1; t++) {
+            const int64_t slot = slots[t - t0];
+            const float vf = __half2float(vc[slot * kv_dim + kvh * hd + d]);
+#pragma unroll
+            for (int g = 0; g < ATT_MAX_G; g++)
+                if (g < G) acc[g] = fmaf(sc[g * S + t - t0], vf, acc[g]);
+        }
+#pragma unroll
+        for (int g = 0; g < ATT_MAX_G; g++)
+            if (g < G) a.part_o[(part + (int64_t)g * a.n_split) * hd + d] = acc[g];
+    }
+    if (threadIdx.x < G) {
+        float *ml = a.part_ml + 2 * (part + (int64_t)threadIdx.x * a.n_split);
+        ml[0] = red[2 * threadIdx.x], ml[1] = red[2 * threadIdx.x + 1];
+    }
+}
+
+/* Pass 2: block (head, token); merges the splits with the usual rescaling. */
+__global__ void k_attn_combine(const __grid_constant__ cu_attn_args a) {
+    pdl_launch();
+    pdl_wait();
+    const int h = blockIdx.x, i = blockIdx.y, hd = a.head_dim;
+    const int64_t base = ((int64_t)i * a.n_head + h) * a.n_split;
+    const int p = a.pos[i];
+    const int last = min(a.n_split - 1, p / a.split); /* later splits hold nothing */
+    float M = -INFINITY;
+    for (int s = 0; s <= last; s++) M = fmaxf(M, a.part_ml[2 * (base + s)]);
+    float den = 0.f;
+    for (int s = 0; s <= last; s++) {
+        const float l = a.part_ml[2 * (base + s) + 1];
+        if (l > 0.f) den += l * expf(a.part_ml[2 * (base + s)] - M);
+    }
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float o = 0.f;
+        for (int s = 0; s <= last; s++) {
+            const float l = a.part_ml[2 * (base + s) + 1];
+            if (l > 0.f) o += a.part_o[(base + s) * hd + d] * expf(a.part_ml[2 * (base + s)] - M);
+        }
+        a.out[((int64_t)i * a.n_head + h) * hd + d] = o / den;
+    }
+}
+
+cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a) {
+    if (a->count) return fd_launch(st, a);
+    const int G = a->n_head / a->n_head_kv;
+    if (G > ATT_MAX_G || a->split > ATT_MAX_SPLIT || a->n_head % a->n_head_kv)
+        return cudaErrorInvalidValue;
+    const size_t smem = (size_t)(G * a->head_dim + G * a->split + 2 * G) * sizeof(float);
+    if (smem > 48 * 1024) return cudaErrorInvalidValue;
+    cudaError_t e = cu_launch(k_attn_split, dim3(a->n_head_kv, a->n_tokens, a->n_split),
+                              ATT_THREADS, smem, st, *a);
+    if (e != cudaSuccess) return e;
+    return cu_launch(k_attn_combine, dim3(a->n_head, a->n_tokens), 128, 0, st, *a);
+}
