@@ -35,7 +35,10 @@ if(BRISK_CUDA)
   add_test(NAME test_goldens_gpu COMMAND test_goldens ${BRISK_GOLDEN} cuda)
   brisk_test(test_ops_cuda SOURCES ops/test_ops_cuda.c LABELS gpu)
   target_link_libraries(test_ops_cuda PRIVATE CUDA::cudart_static m)
-  set_tests_properties(test_stories_gpu test_goldens_gpu test_ops_cuda PROPERTIES
+  # the prefill attention (tensor-core flash kernel) against the reference
+  brisk_test(test_fattn_cuda SOURCES ops/test_fattn_cuda.c LABELS gpu)
+  target_link_libraries(test_fattn_cuda PRIVATE CUDA::cudart_static m)
+  set_tests_properties(test_stories_gpu test_goldens_gpu test_ops_cuda test_fattn_cuda PROPERTIES
     LABELS gpu SKIP_RETURN_CODE 77)
 endif()
 # The same model checks on the fast CPU backend (backend/cpu/, issue 6).
