@@ -84,8 +84,9 @@ static brisk_attn_batch batch_of(const kvcase *c, step *s) {
     return b;
 }
 
-/* Stores random (float16-exact) k/v rows of the step's tokens in both backends' caches. */
-static void store_step(kvcase *c, step *s) {
+/* Stores random (float16-exact) k/v rows of the step's tokens in both backends' caches; the
+ * device copies of k/v go to dkv[2], freed by the caller after end_step (the store is queued). */
+static void store_step(kvcase *c, step *s, float **dkv) {
     const int kv_dim = c->HKV * c->hd;
     float *k = malloc((size_t)s->n * kv_dim * 4), *v = malloc((size_t)s->n * kv_dim * 4);
     for (int i = 0; i < s->n * kv_dim; i++) k[i] = hrnd(), v[i] = hrnd();
@@ -93,7 +94,7 @@ static void store_step(kvcase *c, step *s) {
           *dv = dev_upload(v, (size_t)s->n * kv_dim * 4);
     ref->ops->kv_store(ref, c->kc_ref, c->vc_ref, k, v, s->slot, s->n, kv_dim);
     gpu->ops->kv_store(gpu, c->kc_gpu, c->vc_gpu, dk, dv, s->slot, s->n, kv_dim);
-    gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv);
+    dkv[0] = dk, dkv[1] = dv;
     free(k), free(v);
 }
 
@@ -105,8 +106,10 @@ static void run_case(const char *what, kvcase *c, step *prior, step *s) {
         brisk_attn_batch pb = batch_of(c, prior);
         CHECK(gpu->ops->begin_step(gpu, prior->ids, &pb, c->max_blocks, c->n_seqs) == BRISK_OK);
         ref->ops->begin_step(ref, prior->ids, &pb, c->max_blocks, c->n_seqs);
-        store_step(c, prior);
+        float *dkv[2];
+        store_step(c, prior, dkv);
         CHECK(gpu->ops->end_step(gpu, NULL, 0, 0, NULL) == BRISK_OK);
+        gpu->ops->free(gpu, dkv[0]), gpu->ops->free(gpu, dkv[1]);
     }
     fill_slots(c, s);
     brisk_attn_batch b = batch_of(c, s);
@@ -118,7 +121,8 @@ static void run_case(const char *what, kvcase *c, step *prior, step *s) {
     brisk_status st = gpu->ops->begin_step(gpu, s->ids, &b, c->max_blocks, c->n_seqs);
     CHECK_MSG(st == BRISK_OK, "%s: %s", what, brisk_last_error());
     ref->ops->begin_step(ref, s->ids, &b, c->max_blocks, c->n_seqs);
-    store_step(c, s);
+    float *dkv[2];
+    store_step(c, s, dkv);
     ref->ops->attention(ref, q, c->kc_ref, c->vc_ref, &b, H, c->HKV, hd, oref);
     gpu->ops->attention(gpu, dq, c->kc_gpu, c->vc_gpu, &b, H, c->HKV, hd, dout);
     st = gpu->ops->end_step(gpu, NULL, 0, 0, NULL);
@@ -140,6 +144,7 @@ static void run_case(const char *what, kvcase *c, step *prior, step *s) {
     }
     CHECK_MSG(e <= 3e-3, "%s: rel L2 %.3g", what, e);
     gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dout);
+    gpu->ops->free(gpu, dkv[0]), gpu->ops->free(gpu, dkv[1]);
     free(q), free(oref), free(ogpu);
 }
 

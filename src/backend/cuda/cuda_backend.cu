@@ -1,6 +1,8 @@
 /* cuda_backend.cu: the CUDA backend instance: card probe, weight upload and repack, device
  * memory, per-step index upload, the op log that lets a decode step run as a CUDA graph, and the
- * prefill path (dequantized half tiles + cuBLAS). Kernels live in cuda_gemv.cu and cuda_ops.cu.
+ * prefill path (dequantized half tiles + cuBLAS, the dequantize of the next tile on a side stream
+ * under the GEMM of this one). Kernels live in cuda_gemv.cu, cuda_ops.cu and cuda_fattn.cu (prefill
+ * attention).
  *
  * Every op call becomes a record. Prefill steps (several tokens) run each record at once. A
  * one-token step only logs its records; end_step looks the log's hash up among the captured
