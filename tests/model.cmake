@@ -38,7 +38,11 @@ if(BRISK_CUDA)
   # the attention op (flash-decoding and split-K kernels) against the reference
   brisk_test(test_attn_cuda SOURCES ops/test_attn_cuda.c LABELS gpu)
   target_link_libraries(test_attn_cuda PRIVATE CUDA::cudart_static m)
-  set_tests_properties(test_stories_gpu test_goldens_gpu test_ops_cuda test_attn_cuda PROPERTIES
+  # the prefill attention (tensor-core flash kernel) against the reference
+  brisk_test(test_fattn_cuda SOURCES ops/test_fattn_cuda.c LABELS gpu)
+  target_link_libraries(test_fattn_cuda PRIVATE CUDA::cudart_static m)
+  set_tests_properties(test_stories_gpu test_goldens_gpu test_ops_cuda test_attn_cuda
+    test_fattn_cuda PROPERTIES
     LABELS gpu SKIP_RETURN_CODE 77)
 endif()
 # The same model checks on the fast CPU backend (backend/cpu/, issue 6).

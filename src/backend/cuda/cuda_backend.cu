@@ -1,7 +1,8 @@
 /* cuda_backend.cu: the CUDA backend instance: card probe, weight upload and repack, device
  * memory, per-step index upload, the op log that lets a decode step run as a CUDA graph, and the
- * prefill path (dequantized half tiles + cuBLAS). Kernels live in cuda_gemv.cu, cuda_ops.cu and
- * cuda_attn.cu.
+ * prefill path (dequantized half tiles + cuBLAS, the dequantize of the next tile on a side stream
+ * under the GEMM of this one). Kernels live in cuda_gemv.cu, cuda_ops.cu, cuda_attn.cu (decode
+ * attention) and cuda_fattn.cu (prefill attention).
  *
  * Every op call becomes a record. Prefill steps (several tokens) run each record at once. A
  * one-token step only logs its records; end_step looks the log's hash up among the captured
@@ -135,9 +136,15 @@ typedef struct cu_state {
     int *count; /* flash-decoding arrival counters [count_cap], zero between launches */
     size_t count_cap;
     int n_sm;
-    void *deq, *xh; /* prefill: dequantized tile, x in half */
+    void *deq, *xh; /* prefill: dequantized tiles (two halves when overlapping), x in half */
     size_t deq_cap, xh_cap;
-    float *tmp; /* [max_tokens, max_cols] */
+    /* prefill overlap: dequantize on st2 into half b of deq while st's GEMM reads the other half;
+     * ev_deq[b]: tile in half b ready; ev_gemm[b]: the last GEMM that read half b is done */
+    cudaStream_t st2;
+    cudaEvent_t ev_deq[2], ev_gemm[2];
+    int deq_next; /* the half the next pipelined tile goes to */
+    int fattn;    /* prefill attention on the tensor-core kernel (BRISK_CUDA_FATTN=0: off) */
+    float *tmp;   /* [max_tokens, max_cols] */
     float *h_logits;
     size_t h_logits_cap;
     /* greedy tokens: device [part | ids | lp] and pinned [ids | lp] for am_cap rows */
@@ -221,6 +228,11 @@ static const cu_weight *dw(cu_state *s, const brisk_tensor *t) {
  * Executing records
  * ------------------------------------------------------------------------------------------- */
 
+static bool capturing(cu_state *s) {
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    return cudaStreamIsCapturing(s->st, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone;
+}
+
 /* cuBLAS path of one matrix: y[n, rows] (=|+=) x[n, K] W^T (+ bias). */
 static void blas_matmul(cu_state *s, const cu_weight *w, const float *bias, const float *x, int n,
                         float *y, int epi) {
@@ -271,6 +283,104 @@ static void blas_matmul(cu_state *s, const cu_weight *w, const float *bias, cons
                       "cuda matmul (gemm)"))
             return;
     }
+    /* the whole scratch was read on st: later side-stream dequants wait for it */
+    if (s->st2 && !capturing(s))
+        for (int b = 0; b < 2; b++) chk(s, cudaEventRecord(s->ev_gemm[b], s->st), "cuda event");
+}
+
+/* One matrix of a pipelined prefill matmul: y[n, w.rows] (=|+=) x W^T (+ bias). */
+typedef struct blas_job {
+    const cu_weight *w;
+    const float *bias;
+    float *y;
+    int epi;
+} blas_job;
+
+typedef struct deq_tile {
+    int j;          /* job */
+    int64_t r0, nr; /* rows [r0, r0 + nr) of its matrix */
+} deq_tile;
+
+#define DQ_SPLIT_ROWS 2048 /* matrices of at least this many rows go in >= 2 tiles */
+
+/* QAFFINE prefill matmuls of one x (qkv, gate+up, or one matrix) with the dequantize of tile i+1
+ * (side stream st2, into half b^1 of the scratch) running while cuBLAS multiplies tile i (st,
+ * from half b). Tiles of every job form one sequence, so k's dequantize hides under q's GEMM.
+ * Ordering: a dequantize into half b waits for ev_gemm[b] (the last GEMM that read it: WAR, also
+ * across calls, so the first dequantize of this call may run under the attention or norm before
+ * it); each GEMM waits for ev_deq of its half (RAW); st's last GEMM waited for st2's last
+ * dequantize, so st is after all side work when this returns (the join). Never used during a
+ * graph capture (decode uses the GEMV; capturing() guards anyway). Returns false when the
+ * pipeline does not apply; the caller then runs blas_matmul per job. */
+static bool blas_pipeline(cu_state *s, const blas_job *jobs, int nj, const float *x, int n) {
+    if (!s->st2 || capturing(s)) return false;
+    for (int j = 0; j < nj; j++)
+        if (jobs[j].w->type != BRISK_W_QAFFINE || jobs[j].w->cols != jobs[0].w->cols) return false;
+    const int64_t K = jobs[0].w->cols;
+    const size_t half = (s->deq_cap / 2) & ~(size_t)255;
+    const int64_t tmax = (int64_t)(half / ((size_t)K * 2)) & ~(int64_t)15;
+    if (tmax < 16) return false;
+    if ((size_t)n * K * 2 > s->xh_cap) {
+        fail(s, BRISK_ERR_BACKEND, "cuda matmul: half scratch too small");
+        return true;
+    }
+    void *buf[2] = {s->deq, (uint8_t *)s->deq + half};
+    const float one = 1.f;
+    float beta[3];
+    int64_t tr[3]; /* rows per tile of each job */
+    for (int j = 0; j < nj; j++) {
+        const int64_t R = jobs[j].w->rows;
+        beta[j] = 0.f;
+        if (jobs[j].epi == CU_EPI_ADD)
+            beta[j] = 1.f;
+        else if (jobs[j].bias) {
+            if (!chk(s, cu_add_bias(s->st, jobs[j].y, jobs[j].bias, n, (int)R), "cuda matmul bias"))
+                return true;
+            beta[j] = 1.f;
+        }
+        int64_t nt = (R + tmax - 1) / tmax;
+        if (nt == 1 && R >= DQ_SPLIT_ROWS) nt = 2;
+        int64_t t = ((R + nt - 1) / nt + 15) & ~(int64_t)15;
+        tr[j] = t < tmax ? t : tmax;
+    }
+    if (!chk(s, cu_f32_to_half(s->st, x, (size_t)n * K, s->xh, 0), "cuda matmul convert"))
+        return true;
+    int cj = 0;
+    int64_t cr = 0; /* cursor: the next tile to dequantize */
+    auto take = [&](deq_tile *t) -> bool {
+        if (cj >= nj) return false;
+        const int64_t R = jobs[cj].w->rows;
+        t->j = cj, t->r0 = cr, t->nr = R - cr < tr[cj] ? R - cr : tr[cj];
+        cr += t->nr;
+        if (cr >= R) cj++, cr = 0;
+        return true;
+    };
+    auto dequant = [&](const deq_tile &t, int b) -> bool {
+        return chk(s, cudaStreamWaitEvent(s->st2, s->ev_gemm[b], 0), "cuda event wait") &&
+               chk(s, cu_dequant_half(s->st2, jobs[t.j].w, t.r0, t.nr, buf[b]), "cuda dequant") &&
+               chk(s, cudaEventRecord(s->ev_deq[b], s->st2), "cuda event");
+    };
+    deq_tile cur, nx;
+    int b = s->deq_next & 1;
+    if (!take(&cur) || !dequant(cur, b)) return true;
+    for (;;) {
+        const bool more = take(&nx);
+        if (more && !dequant(nx, b ^ 1)) return true;
+        const blas_job *J = &jobs[cur.j];
+        if (!chk(s, cudaStreamWaitEvent(s->st, s->ev_deq[b], 0), "cuda event wait") ||
+            !blas_chk(s,
+                      cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)cur.nr, n, (int)K, &one,
+                                   buf[b], CUDA_R_16F, (int)K, s->xh, CUDA_R_16F, (int)K,
+                                   &beta[cur.j], J->y + cur.r0, CUDA_R_32F, (int)J->w->rows,
+                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                      "cuda matmul (gemm)") ||
+            !chk(s, cudaEventRecord(s->ev_gemm[b], s->st), "cuda event"))
+            return true;
+        if (!more) break;
+        cur = nx, b ^= 1;
+    }
+    s->deq_next = b ^ 1;
+    return true;
 }
 
 static void exec_matmul(cu_state *s, const op_rec *r) {
@@ -311,14 +421,18 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
         chk(s, e, "cuda matmul");
         return;
     }
-    if (r->epi == CU_EPI_SWIGLU) {
-        blas_matmul(s, r->w[0], NULL, x, n, r->y[0], CU_EPI_STORE);
-        blas_matmul(s, r->w[1], NULL, x, n, s->tmp, CU_EPI_STORE);
+    blas_job jobs[3];
+    const bool swi = r->epi == CU_EPI_SWIGLU;
+    for (int i = 0; i < r->nmat; i++) {
+        jobs[i].w = r->w[i], jobs[i].bias = swi ? NULL : r->bias[i];
+        jobs[i].y = swi && i == 1 ? s->tmp : r->y[i], jobs[i].epi = swi ? CU_EPI_STORE : r->epi;
+    }
+    if (!blas_pipeline(s, jobs, r->nmat, x, n))
+        for (int i = 0; i < r->nmat; i++)
+            blas_matmul(s, jobs[i].w, jobs[i].bias, x, n, jobs[i].y, jobs[i].epi);
+    if (swi)
         chk(s, cu_swiglu(s->st, r->y[0], s->tmp, (size_t)n * r->w[0]->rows, r->y[0]),
             "cuda swiglu");
-        return;
-    }
-    for (int i = 0; i < r->nmat; i++) blas_matmul(s, r->w[i], r->bias[i], x, n, r->y[i], r->epi);
 }
 
 /* Attention partials: sized once (at the first attention). The flash-decoding kernel (every
@@ -330,8 +444,9 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
 #define ATT_SPLIT_PREFILL 256
 #define ATT_PART_BUDGET   ((size_t)32 << 20) /* floats */
 
-static void exec_attn(cu_state *s, const op_rec *r) {
-    const int T = r->n, H = r->i0, HKV = r->i1, hd = r->i2;
+/* The split kernels over tokens [b0, b0 + nb) of the step. */
+static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
+    const int H = r->i0, HKV = r->i1, hd = r->i2;
     cu_attn_args a;
     memset(&a, 0, sizeof a);
     a.kc = r->p1, a.vc = r->p2;
@@ -369,10 +484,11 @@ static void exec_attn(cu_state *s, const op_rec *r) {
         return;
     }
     if (fd) {
-        /* fixed by T, the card and max_ctx only: the graph replays it at any context length */
-        a.n_split = cu_attn_decode_splits(s->n_sm, HKV, T, s->max_ctx);
+        /* fixed by the token count, the card and max_ctx only: the graph replays it at any
+         * context length */
+        a.n_split = cu_attn_decode_splits(s->n_sm, HKV, nb, s->max_ctx);
         a.count = s->count;
-    } else if (T == 1) {
+    } else if (r->n == 1) {
         a.split = ATT_SPLIT_DECODE;
         a.n_split = (s->max_ctx + a.split - 1) / a.split; /* fixed: the graph replays it */
     } else {
@@ -386,8 +502,8 @@ static void exec_attn(cu_state *s, const op_rec *r) {
         fail(s, BRISK_ERR_BACKEND, "cuda attention: scratch too small");
         return;
     }
-    for (int t0 = 0; t0 < T; t0 += chunk) {
-        a.n_tokens = T - t0 < chunk ? T - t0 : chunk;
+    for (int t0 = b0; t0 < b0 + nb; t0 += chunk) {
+        a.n_tokens = b0 + nb - t0 < chunk ? b0 + nb - t0 : chunk;
         a.q = (const float *)r->p0 + (size_t)t0 * H * hd;
         a.out = (float *)r->p3 + (size_t)t0 * H * hd;
         a.pos = (const int32_t *)r->p4 + t0;
@@ -396,6 +512,53 @@ static void exec_attn(cu_state *s, const op_rec *r) {
         a.part_ml = s->part + (size_t)a.n_tokens * H * a.n_split * hd;
         if (!chk(s, cu_attention(s->st, &a), "cuda attention")) return;
     }
+}
+
+/* Prefill attention: runs of >= FATTN_MIN_RUN consecutive tokens of one sequence go to the
+ * tensor-core flash kernel in tiles of 64 tokens; shorter runs (the decode tokens of a mixed
+ * batch) to the split kernels. The runs come from the host copy of seq[] that begin_step staged
+ * (prefill records execute while the step's arrays are current). */
+#define FATTN_MIN_TOKENS 8 /* steps up to this many tokens stay on the split kernels */
+#define FATTN_MIN_RUN    8
+
+static void flush_fattn(cu_state *s, cu_fattn_args *fa) {
+    if (fa->n_tiles > 0) chk(s, cu_fattn(s->st, fa), "cuda flash attention");
+    fa->n_tiles = 0;
+}
+
+static void exec_attn(cu_state *s, const op_rec *r) {
+    const int T = r->n, hd = r->i2;
+    if (T <= FATTN_MIN_TOKENS || !s->fattn || !cu_fattn_supported(hd) || ((uintptr_t)r->p0 & 15) ||
+        ((uintptr_t)r->p3 & 7)) {
+        attn_split(s, r, 0, T);
+        return;
+    }
+    const int32_t *hseq = s->h_idx + 2 * (size_t)s->max_tokens;
+    cu_fattn_args fa;
+    memset(&fa, 0, sizeof fa);
+    fa.q = (const float *)r->p0, fa.kc = r->p1, fa.vc = r->p2, fa.out = (float *)r->p3;
+    fa.pos = (const int32_t *)r->p4, fa.seq = (const int32_t *)r->p5, fa.tables = s->d_tables;
+    fa.max_blocks = s->max_blocks, fa.block_size = r->dim, fa.window = r->epi;
+    fa.n_head = r->i0, fa.n_head_kv = r->i1, fa.head_dim = hd;
+    int short0 = -1; /* start of the pending range of short runs */
+    for (int i = 0; i < T && s->err == BRISK_OK;) {
+        int j = i + 1;
+        while (j < T && hseq[j] == hseq[i]) j++;
+        if (j - i < FATTN_MIN_RUN) {
+            if (short0 < 0) short0 = i;
+        } else {
+            if (short0 >= 0) attn_split(s, r, short0, i - short0);
+            short0 = -1;
+            for (int k = i; k < j; k += 64) {
+                fa.tile_start[fa.n_tiles] = k;
+                fa.tile_count[fa.n_tiles] = j - k < 64 ? j - k : 64;
+                if (++fa.n_tiles == CU_FATTN_MAX_TILES) flush_fattn(s, &fa);
+            }
+        }
+        i = j;
+    }
+    if (short0 >= 0 && s->err == BRISK_OK) attn_split(s, r, short0, T - short0);
+    if (s->err == BRISK_OK) flush_fattn(s, &fa);
 }
 
 static void exec_rec(cu_state *s, const op_rec *r) {
@@ -902,6 +1065,11 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->d_idx);
         cudaFree(s->part);
         cudaFree(s->count);
+        if (s->st2) cudaStreamSynchronize(s->st2), cudaStreamDestroy(s->st2);
+        for (int b = 0; b < 2; b++) {
+            if (s->ev_deq[b]) cudaEventDestroy(s->ev_deq[b]);
+            if (s->ev_gemm[b]) cudaEventDestroy(s->ev_gemm[b]);
+        }
         cudaFree(s->deq);
         cudaFree(s->xh);
         cudaFree(s->tmp);
@@ -1059,6 +1227,8 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         cu_gemv_v4 = !(e && e[0] == '5');
         e = getenv("BRISK_CUDA_ATTN");
         cu_attn_split = e && strcmp(e, "split") == 0;
+        e = getenv("BRISK_CUDA_FATTN"); /* 0: prefill attention on the split/decode kernels */
+        s->fattn = cu_mma_ok && !(e && e[0] == '0');
     }
     s->max_tokens = init->max_tokens > 0 ? init->max_tokens : 1;
     s->max_ctx = init->max_ctx > 0 ? init->max_ctx : 1;
@@ -1107,6 +1277,17 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         if (cap < (size_t)s->max_cols * 2 * 64) cap = (size_t)s->max_cols * 2 * 64;
         s->deq_cap = cap;
         if (!(s->deq = dalloc(s, cap, "cuda prefill scratch"))) goto err;
+        const char *e = getenv("BRISK_CUDA_OVERLAP"); /* 0: dequantize and GEMM in turn on st */
+        if (!(e && e[0] == '0')) {
+            if (!chk(s, cudaStreamCreateWithFlags(&s->st2, cudaStreamNonBlocking), "cuda stream"))
+                goto err;
+            for (int b = 0; b < 2; b++)
+                if (!chk(s, cudaEventCreateWithFlags(&s->ev_deq[b], cudaEventDisableTiming),
+                         "cuda event") ||
+                    !chk(s, cudaEventCreateWithFlags(&s->ev_gemm[b], cudaEventDisableTiming),
+                         "cuda event"))
+                    goto err;
+        }
     }
     *out = be;
     return BRISK_OK;

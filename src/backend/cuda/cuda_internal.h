@@ -93,6 +93,24 @@ int cu_attn_decode_ok(int n_head, int n_head_kv, int head_dim);
 /* Its blocks per (token, kv head): ~2 blocks per SM over all pairs, from max_ctx (not the actual
  * context) so a captured graph replays at any length; at most 256. */
 int cu_attn_decode_splits(int n_sm, int n_head_kv, int n_tokens, int max_ctx);
+
+/* Tensor-core flash attention for prefill (cuda_fattn.cu): block = (query head, tile of <= 64
+ * tokens tile_start..tile_start+count-1 of the step, all of one sequence, any positions). q and out
+ * are the step's whole [n_tokens, n_head*head_dim] arrays (16-byte aligned); pos/seq/tables as in
+ * cu_attn_args. head_dim 64 or 128 (cu_fattn_supported), device code sm_80+. */
+#define CU_FATTN_MAX_TILES 96 /* tiles per launch: the lists travel as kernel arguments */
+typedef struct cu_fattn_args {
+    const float *q;
+    const void *kc, *vc;
+    const int32_t *pos, *seq, *tables;
+    int max_blocks, block_size, window;
+    int n_head, n_head_kv, head_dim;
+    float *out;
+    int n_tiles;
+    int tile_start[CU_FATTN_MAX_TILES], tile_count[CU_FATTN_MAX_TILES];
+} cu_fattn_args;
+bool cu_fattn_supported(int head_dim);
+cudaError_t cu_fattn(cudaStream_t st, const cu_fattn_args *a);
 cudaError_t cu_swiglu(cudaStream_t st, const float *g, const float *u, size_t n, float *out);
 cudaError_t cu_add(cudaStream_t st, float *x, const float *y, size_t n);
 cudaError_t cu_add_bias(cudaStream_t st, float *y, const float *bias, int n, int rows);
