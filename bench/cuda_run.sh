@@ -15,6 +15,8 @@ cmake --build build -j16 > $OUT/build.log 2>&1 || { grep -E "error" $OUT/build.l
 cd build
 S=$OUT/summary.txt
 timeout 120 ./tests/test_ops_cuda > $OUT/ops.log 2>&1; echo "ops rc=$?" | tee -a $S
+timeout 120 ./tests/test_attn_cuda > $OUT/attn.log 2>&1; echo "attn rc=$? $(tail -1 $OUT/attn.log)" | tee -a $S
+timeout 120 ./tests/test_fattn_cuda > $OUT/fattn.log 2>&1; echo "fattn rc=$? $(tail -1 $OUT/fattn.log)" | tee -a $S
 timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens.log 2>&1; echo "goldens rc=$? $(tail -1 $OUT/goldens.log)" | tee -a $S
 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "stories rc=$? $(tail -1 $OUT/stories.log)" | tee -a $S
 b() { # name, env, args...
@@ -24,10 +26,10 @@ b() { # name, env, args...
 }
 b 8b_q4 X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
 b 1b_q4 X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
-if [ -n "${AB:-}" ]; then
-  b 8b_q4_v4gemv BRISK_CUDA_GEMV=4 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
-  b 1b_q4_v4gemv BRISK_CUDA_GEMV=4 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
-fi
+for v in ${AB:-}; do # A/B variants: env assignments, e.g. AB="BRISK_CUDA_GEMV=5 BRISK_CUDA_ATTN=split"
+  b 8b_q4_$v $v --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
+  b 1b_q4_$v $v --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
+done
 for B in ${BATCHES:-8 32 64}; do b 8b_q4_b$B X=1 --shape llama3-8b --quant q4g64 -p 0 -n 32 -b $B --ctx 1024 -r 1; done
 if [ -z "${FAST:-}" ]; then
   b 8b_bf16 X=1 --shape llama3-8b --quant bf16 -p 512 -n 64 -r 1
@@ -37,9 +39,19 @@ fi
 if [ -n "${FAST:-}" ] && [ -n "${MEMCHECK:-}" ]; then
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_stories ../shared cuda > $OUT/memcheck.log 2>&1; echo "memcheck rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck.log)" | tee -a $S
 fi
+if [ -z "${FAST:-}" ] || [ -n "${MEMCHECK:-}" ]; then
+  for t in test_attn_cuda test_fattn_cuda; do
+    timeout 200 compute-sanitizer --tool memcheck --leak-check no ./tests/$t > $OUT/memcheck_$t.log 2>&1; echo "memcheck $t rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_$t.log)" | tee -a $S
+    timeout 200 compute-sanitizer --tool racecheck ./tests/$t > $OUT/racecheck_$t.log 2>&1; echo "racecheck $t rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck_$t.log)" | tee -a $S
+  done
+fi
+if [ -n "${NCU_PIPE:-}" ]; then # stall reasons of one v5 gate+up GEMV
+  BRISK_CUDA_GEMV=5 timeout 150 ncu -k regex:k_gemv_pipe --launch-skip 60 --launch-count 2 --section WarpStateStats --section MemoryWorkloadAnalysis --section SchedulerStats --section Occupancy --section SpeedOfLight ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 16 -n 8 -r 1 > $OUT/ncu_pipe.log 2>&1
+  cp $OUT/ncu_pipe.log $FULL/ 2>/dev/null
+fi
 if [ "${NCU:-1}" != 0 ]; then
   timeout 150 ncu --launch-skip ${NCU_SKIP:-1500} --launch-count 24 --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 16 -n 40 -r 1 > $OUT/ncu8b.log 2>&1
   awk '/^  [a-zA-Z_]/ && /\(/ {k=$1; sub(/\(.*/,"",k); sub(/<.*/,"",k)} /gpu__time_duration/{t=$NF} /dram__bytes_read/{d=$(NF-1)" "$NF} /registers_per_thread/{print k, t" us", d, $NF" regs"}' $OUT/ncu8b.log > $OUT/ncu8b_short.log
 fi
 echo; grep -v "rel L2 [0-9.]*e-0[5-9]\|rel L2 0.00e+00" $OUT/ops.log | grep -v "^q\|^bf16\|^f16\|^f32" | head -45; cat $OUT/ncu8b_short.log 2>/dev/null; cat $S
-cp $OUT/summary.txt $OUT/ops.log $OUT/ncu8b_short.log $OUT/goldens.log $OUT/stories.log $FULL/ 2>/dev/null; tar czf $FULL/logs.tgz -C $OUT . 2>/dev/null
+cp $OUT/summary.txt $OUT/attn.log $OUT/fattn.log $OUT/ops.log $OUT/ncu8b_short.log $OUT/goldens.log $OUT/stories.log $FULL/ 2>/dev/null; tar czf $FULL/logs.tgz -C $OUT . 2>/dev/null
