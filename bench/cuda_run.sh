@@ -50,7 +50,7 @@ if [ -n "${NCU_PIPE:-}" ]; then # stall reasons of one v5 gate+up GEMV
   cp $OUT/ncu_pipe.log $FULL/ 2>/dev/null
 fi
 if [ "${NCU:-1}" != 0 ]; then
-  timeout 150 ncu --launch-skip ${NCU_SKIP:-1500} --launch-count 24 --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 16 -n 40 -r 1 > $OUT/ncu8b.log 2>&1
+  timeout 150 ncu --launch-skip ${NCU_SKIP:-1500} --launch-count 24 --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 4 -n 40 -r 1 > $OUT/ncu8b.log 2>&1
   awk '/^  [a-zA-Z_]/ && /\(/ {k=$1; sub(/\(.*/,"",k); sub(/<.*/,"",k)} /gpu__time_duration/{t=$NF} /dram__bytes_read/{d=$(NF-1)" "$NF} /registers_per_thread/{print k, t" us", d, $NF" regs"}' $OUT/ncu8b.log > $OUT/ncu8b_short.log
 fi
 echo; grep -v "rel L2 [0-9.]*e-0[5-9]\|rel L2 0.00e+00" $OUT/ops.log | grep -v "^q\|^bf16\|^f16\|^f32" | head -45; cat $OUT/ncu8b_short.log 2>/dev/null; cat $S

@@ -712,21 +712,24 @@ template <int ST, int NM> struct pipe_traits {
     typedef typename sb_raw<ST>::T SBT;
     enum {
         NTL = NM == 2 ? 2 : 1,
-        S = NM == 2 ? 8 : 16,                                     /* ring stages per warp */
+        S = NM == 2 ? 6 : 12,                                     /* ring stages per warp */
         ITEM = (NM == 2 ? 2 : 1) * (512 + 64 * (int)sizeof(SBT)), /* bytes per stage per warp */
         RING = PIPE_W * S * ITEM,
         RED = PIPE_W * NTL * 4 * 32 * 4, /* cross-warp reduction, bytes */
     };
 };
 
-/* Shared memory of one launch (bytes). */
-template <int ST, int NM> static size_t pipe_smem(int xs_bytes) {
+/* Shared memory of one launch (bytes): ring, reduction, norm scales, x sums per (token, chunk),
+ * x as half. */
+template <int ST, int NM> static size_t pipe_smem(int nt, int K, int xs) {
     typedef pipe_traits<ST, NM> P;
-    return (size_t)P::RING + P::RED + 16 * sizeof(float) + (size_t)xs_bytes;
+    const size_t xsum = xs ? (size_t)nt * (K / 64) * 4 : 0;
+    return (size_t)P::RING + P::RED + 16 * sizeof(float) + ((xsum + 15) & ~(size_t)15) +
+           (xs ? (size_t)nt * K * 2 : 0);
 }
 
 template <int ST, int NM, int EPI, int NORM, int XS>
-__global__ void __launch_bounds__(PIPE_W * 32, 1) k_gemv_pipe(const __grid_constant__ pipe_args a) {
+__global__ void __launch_bounds__(PIPE_W * 32, 2) k_gemv_pipe(const __grid_constant__ pipe_args a) {
     typedef pipe_traits<ST, NM> P;
     typedef typename P::SBT SBT;
     constexpr int NTL = P::NTL, S = P::S, ITEM = P::ITEM;
@@ -736,15 +739,19 @@ __global__ void __launch_bounds__(PIPE_W * 32, 1) k_gemv_pipe(const __grid_const
     const int g = lane >> 2, t = lane & 3;
     const int K = a.K, nch = K >> 6, ngroups = K >> a.gshift;
     uint8_t *ring = smem + wid * S * ITEM;
-    float *red = (float *)(smem + P::RING);                       /* [PIPE_W][NTL][4][32] */
-    float *rs = red + P::RED / 4;                                 /* [8] norm scale per token */
-    __half *xs = (__half *)(rs + 16);                             /* [nt][K] (XS) */
+    float *red = (float *)(smem + P::RING); /* [PIPE_W][NTL][4][32] */
+    float *rs = red + P::RED / 4;           /* [8] norm scale per token */
+    float *xsum = rs + 16;                  /* [nt][nch] sum of the half x of each chunk (XS) */
+    __half *xs = (__half *)(xsum + (((XS ? a.nt * nch : 0) + 3) & ~3)); /* [nt][K] (XS) */
     const int cpw = wid < nch ? (nch - 1 - wid) / PIPE_W + 1 : 0; /* this warp's chunks per unit */
     const int my_units =
         (int)blockIdx.x < a.units ? (a.units - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
-    const int items = cpw * my_units;
 
-    /* unit k of this block -> matrix and tile */
+    /* Issue state: the next item to copy is chunk wid + ikk * PIPE_W of this block's unit ik;
+     * cw/c0/c1 point at its codes and its rows' scale pairs for chunk wid. */
+    int ik = 0, ikk = 0;
+    const uint8_t *cw[NTL];
+    const SBT *c0[NTL], *c1[NTL];
     auto unit_of = [&](int k, int &m, int &tile) {
         int u = (int)blockIdx.x + k * (int)gridDim.x;
         m = 0;
@@ -752,50 +759,59 @@ __global__ void __launch_bounds__(PIPE_W * 32, 1) k_gemv_pipe(const __grid_const
             while (m < a.nmat - 1 && u >= a.m[m].tiles) u -= a.m[m++].tiles;
         tile = u;
     };
-    auto issue = [&](int j) {
-        if (j < items) {
-            const int k = j / cpw, c = wid + (j - k * cpw) * PIPE_W;
-            int m, tile;
-            unit_of(k, m, tile);
-            uint8_t *st = ring + (j % S) * ITEM;
+    auto set_unit = [&](int k) {
+        int m, tile;
+        unit_of(k < my_units ? k : 0, m, tile);
+#pragma unroll
+        for (int i = 0; i < NTL; i++) {
+            const mma_mat_d &MM = a.m[NM == 2 ? i : m];
+            cw[i] = MM.w + ((int64_t)tile * nch + wid) * 512 + lane * 16;
+            const int r0 = min(tile * 16 + g, MM.rows - 1),
+                      r1 = min(tile * 16 + g + 8, MM.rows - 1);
+            c0[i] = (const SBT *)MM.sb + (int64_t)r0 * ngroups;
+            c1[i] = (const SBT *)MM.sb + (int64_t)r1 * ngroups;
+        }
+    };
+    set_unit(0);
+    int slot_w = 0; /* ring slot of the next issue */
+    auto issue = [&]() {
+        if (ik < my_units && cpw > 0) {
+            uint8_t *st = ring + slot_w * ITEM;
+            const int c = wid + ikk * PIPE_W;
             const int grp = (c * 64) >> a.gshift;
 #pragma unroll
             for (int i = 0; i < NTL; i++) {
-                const mma_mat_d &MM = a.m[NM == 2 ? i : m];
-                cp_async16(st + i * 512 + lane * 16,
-                           MM.w + ((int64_t)tile * nch + c) * 512 + lane * 16);
-                const int r0 = min(tile * 16 + g, MM.rows - 1),
-                          r1 = min(tile * 16 + g + 8, MM.rows - 1);
+                cp_async16(st + i * 512 + lane * 16, cw[i] + (int64_t)ikk * (PIPE_W * 512));
                 SBT *sbs = (SBT *)(st + NTL * 512) + i * 64;
-                cp_async_small<sizeof(SBT)>(sbs + lane,
-                                            (const SBT *)MM.sb + (int64_t)r0 * ngroups + grp);
-                cp_async_small<sizeof(SBT)>(sbs + 32 + lane,
-                                            (const SBT *)MM.sb + (int64_t)r1 * ngroups + grp);
+                cp_async_small<sizeof(SBT)>(sbs + lane, c0[i] + grp);
+                cp_async_small<sizeof(SBT)>(sbs + 32 + lane, c1[i] + grp);
+            }
+            if (++ikk == cpw) {
+                ikk = 0;
+                if (++ik < my_units) set_unit(ik);
             }
         }
+        slot_w = slot_w + 1 == S ? 0 : slot_w + 1;
         cp_async_commit(); /* one group per item, empty ones too: the wait counts groups */
     };
 #pragma unroll 1
-    for (int j = 0; j < S - 1; j++) issue(j); /* weights never depend on the previous kernel */
+    for (int j = 0; j < S - 1; j++) issue(); /* weights never depend on the previous kernel */
     pdl_wait();
 
-    /* norm scale of each token, then x (normalised) as half in shared memory */
+    /* norm scale of each token, then x (normalised) as half in shared memory with its chunk sums */
     if constexpr (NORM) {
-        float part[8];
 #pragma unroll
         for (int tk = 0; tk < 8; tk++) {
-            part[tk] = 0.f;
+            float part = 0.f;
             if (tk < a.nt) {
                 const float4 *xr = (const float4 *)(a.x + (int64_t)tk * K);
                 for (int i = threadIdx.x; i < (K >> 2); i += PIPE_W * 32) {
                     const float4 v = __ldg(xr + i);
-                    part[tk] =
-                        fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, part[tk]))));
+                    part = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, part))));
                 }
 #pragma unroll
-                for (int o = 16; o > 0; o >>= 1)
-                    part[tk] += __shfl_xor_sync(0xffffffffu, part[tk], o);
-                if (lane == 0) red[wid * 8 + tk] = part[tk];
+                for (int o = 16; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+                if (lane == 0) red[wid * 8 + tk] = part;
             }
         }
         __syncthreads();
@@ -807,24 +823,27 @@ __global__ void __launch_bounds__(PIPE_W * 32, 1) k_gemv_pipe(const __grid_const
         __syncthreads();
     }
     if constexpr (XS) {
-        for (int tk = 0; tk < a.nt; tk++) {
-            const float4 *xr = (const float4 *)(a.x + (int64_t)tk * K);
+        /* a warp converts whole chunks (64 values: 2 per lane) and sums them as half */
+        for (int e = wid; e < a.nt * nch; e += PIPE_W) {
+            const int tk = e / nch, c = e - tk * nch;
             const float r = NORM ? rs[tk] : 1.f;
-            for (int i = threadIdx.x; i < (K >> 2); i += PIPE_W * 32) {
-                float4 v = __ldg(xr + i);
-                if constexpr (NORM) {
-                    const float4 w = __ldg((const float4 *)a.nw + i);
-                    v.x = v.x * r * w.x, v.y = v.y * r * w.y, v.z = v.z * r * w.z,
-                    v.w = v.w * r * w.w;
-                }
-                uint2 h;
-                h.x = h2_bits(v.x, v.y), h.y = h2_bits(v.z, v.w);
-                *(uint2 *)(xs + (int64_t)tk * K + 4 * i) = h;
+            float2 v = __ldg((const float2 *)(a.x + (int64_t)tk * K + c * 64) + lane);
+            if constexpr (NORM) {
+                const float2 w = __ldg((const float2 *)(a.nw + c * 64) + lane);
+                v.x = v.x * r * w.x, v.y = v.y * r * w.y;
             }
+            const __half2 h = __floats2half2_rn(v.x, v.y);
+            *(__half2 *)(xs + (int64_t)tk * K + c * 64 + 2 * lane) = h;
+            const float2 hf = __half22float2(h);
+            float sum = hf.x + hf.y;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            if (lane == 0) xsum[e] = sum;
         }
         __syncthreads();
     }
     const int tok = min(g, a.nt - 1);
+    const int tk0 = min(2 * t, a.nt - 1), tk1 = min(2 * t + 1, a.nt - 1); /* C columns */
     const float rtok = NORM && !XS ? rs[tok] : 1.f;
 
     float acc[NTL][4];
@@ -832,14 +851,15 @@ __global__ void __launch_bounds__(PIPE_W * 32, 1) k_gemv_pipe(const __grid_const
     for (int i = 0; i < NTL; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
-    int j = 0;
+    int slot_r = 0;
 #pragma unroll 1
     for (int k = 0; k < my_units; k++) {
 #pragma unroll 1
-        for (int kk = 0; kk < cpw; kk++, j++) {
-            issue(j + S - 1);
+        for (int kk = 0; kk < cpw; kk++) {
+            issue();
             cp_async_wait<S - 1>();
-            const uint8_t *st = ring + (j % S) * ITEM;
+            const uint8_t *st = ring + slot_r * ITEM;
+            slot_r = slot_r + 1 == S ? 0 : slot_r + 1;
             uint4 q[NTL];
             SBT s0[NTL], s1[NTL];
 #pragma unroll
@@ -850,11 +870,14 @@ __global__ void __launch_bounds__(PIPE_W * 32, 1) k_gemv_pipe(const __grid_const
             }
             const int c = wid + kk * PIPE_W;
             uint32_t bx0[4], bx1[4];
+            float X[4];
             if constexpr (XS) {
                 const uint4 *xp = (const uint4 *)(xs + (int64_t)tok * K + c * 64 + 16 * t);
                 const uint4 h0 = xp[0], h1 = xp[1];
                 bx0[0] = h0.x, bx1[0] = h0.y, bx0[1] = h0.z, bx1[1] = h0.w;
                 bx0[2] = h1.x, bx1[2] = h1.y, bx0[3] = h1.z, bx1[3] = h1.w;
+                X[0] = X[2] = xsum[tk0 * nch + c];
+                X[1] = X[3] = xsum[tk1 * nch + c];
             } else {
                 const float *xrow = a.x + (int64_t)tok * K + c * 64 + 16 * t;
 #pragma unroll
@@ -867,8 +890,11 @@ __global__ void __launch_bounds__(PIPE_W * 32, 1) k_gemv_pipe(const __grid_const
                     }
                     bx0[s] = h2_bits(v.x, v.y), bx1[s] = h2_bits(v.z, v.w);
                 }
+                X[0] = X[1] = X[2] = X[3] = 0.f;
+#pragma unroll
+                for (int s = 0; s < 4; s++)
+                    mma16816(X, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx0[s], bx1[s]);
             }
-            float X[4] = {0.f, 0.f, 0.f, 0.f};
             float C[NTL][4];
 #pragma unroll
             for (int i = 0; i < NTL; i++)
@@ -876,7 +902,6 @@ __global__ void __launch_bounds__(PIPE_W * 32, 1) k_gemv_pipe(const __grid_const
                 for (int e = 0; e < 4; e++) C[i][e] = 0.f;
 #pragma unroll
             for (int s = 0; s < 4; s++) {
-                mma16816(X, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx0[s], bx1[s]);
 #pragma unroll
                 for (int i = 0; i < NTL; i++) {
                     const uint32_t w = s == 0 ? q[i].x : s == 1 ? q[i].y : s == 2 ? q[i].z : q[i].w;
@@ -948,7 +973,7 @@ static cudaError_t launch_pipe_k(cudaStream_t st, const pipe_args &a, unsigned b
     if (!attr) {
         cudaError_t e = cudaFuncSetAttribute(k_gemv_pipe<ST, NM, EPI, NORM, XS>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)pipe_smem<ST, NM>(PIPE_XS_MAX));
+                                             (int)pipe_smem<ST, NM>(8, PIPE_XS_MAX / 16, 1));
         if (e != cudaSuccess) return e;
         attr = 1;
     }
@@ -957,7 +982,7 @@ static cudaError_t launch_pipe_k(cudaStream_t st, const pipe_args &a, unsigned b
 
 template <int ST, int NM, int EPI, int NORM>
 static cudaError_t launch_pipe_xs(cudaStream_t st, const pipe_args &a, unsigned blocks, int xs) {
-    const size_t smem = pipe_smem<ST, NM>(xs ? a.nt * a.K * 2 : 0);
+    const size_t smem = pipe_smem<ST, NM>(a.nt, a.K, xs);
     return xs ? launch_pipe_k<ST, NM, EPI, NORM, 1>(st, a, blocks, smem)
               : launch_pipe_k<ST, NM, EPI, NORM, 0>(st, a, blocks, smem);
 }
@@ -1003,7 +1028,8 @@ static cudaError_t gemv_pipe(cudaStream_t st, const cu_gemv_mat *m, int nmat, in
             a.m[i].tiles = (int)((w->rows + 15) / 16);
             if (i < a.nmat) a.units += a.m[i].tiles;
         }
-        const unsigned blocks = (unsigned)(a.units < g_pipe_sms ? a.units : g_pipe_sms);
+        const int cap = 2 * g_pipe_sms; /* two blocks of 8 warps per SM */
+        const unsigned blocks = (unsigned)(a.units < cap ? a.units : cap);
         const int xs = (int64_t)a.nt * K * 2 <= PIPE_XS_MAX;
         cudaError_t e;
         if (m[0].w->stype == BRISK_W_BF16)
