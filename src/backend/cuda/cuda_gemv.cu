@@ -481,6 +481,8 @@ struct mma_args {
     mma_mat_d m[3];
     int nmat, K, gs, gshift, nt; /* gs = 1 << gshift */
     const float *x;
+    const float *nw; /* NORM: RMSNorm weight [K]: x is multiplied by rsqrt(mean x^2 + eps) * nw */
+    float eps;
 };
 
 __device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
@@ -509,7 +511,7 @@ __device__ __forceinline__ uint32_t h2_bits(float lo, float hi) {
 /* NS = spans (scale groups) per 64-column chunk. Only NS = 1 (gs a power of two >= 64) is used: a
  * k-step's columns 16t + 4s + e span all four lanes t, i.e. the whole chunk, so a group of 32
  * would mix two scales in one MMA (measured: q4g32 rel L2 0.5-1); gs 32 keeps the v3 layout. */
-template <int ST, int NM, int EPI, int TT, int NS>
+template <int ST, int NM, int EPI, int TT, int NS, int NORM>
 __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constant__ mma_args a) {
     typedef typename sb_raw<ST>::T SBT;
     constexpr int NTL = NM == 2 ? 2 : TT; /* tiles per block */
@@ -545,6 +547,8 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
         for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
 
     bool waited = false;
+    __shared__ float nrm[NORM ? MMA_W : 1][8];
+    float rtok = 1.f;
     for (int c0 = wid; c0 < nch; c0 += MMA_W * MMA_U) {
         uint4 q[MMA_U][NTL];
         SBT s0[MMA_U][NTL][NS], s1[MMA_U][NTL][NS];
@@ -566,6 +570,31 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
         if (!waited) { /* weights never depend on the previous kernel; x does */
             pdl_wait();
             waited = true;
+            if constexpr (NORM) {
+                /* every warp is here (K >= 64 * MMA_W): the block's norm scale of each token,
+                 * while the first loads are in flight */
+#pragma unroll
+                for (int tk = 0; tk < 8; tk++) {
+                    float part = 0.f;
+                    if (tk < a.nt) {
+                        const float4 *xr = (const float4 *)(a.x + (int64_t)tk * a.K);
+                        for (int i = threadIdx.x; i < (a.K >> 2); i += MMA_W * 32) {
+                            const float4 v = __ldg(xr + i);
+                            part = fmaf(v.x, v.x,
+                                        fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, part))));
+                        }
+#pragma unroll
+                        for (int o = 16; o > 0; o >>= 1)
+                            part += __shfl_xor_sync(0xffffffffu, part, o);
+                        if (lane == 0) nrm[wid][tk] = part;
+                    }
+                }
+                __syncthreads();
+                float ss = 0.f;
+#pragma unroll
+                for (int w = 0; w < MMA_W; w++) ss += nrm[w][tok];
+                rtok = rsqrtf(ss / (float)a.K + a.eps);
+            }
         }
 #pragma unroll
         for (int u = 0; u < MMA_U; u++) {
@@ -574,7 +603,12 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
             uint32_t bx0[4], bx1[4];
 #pragma unroll
             for (int s = 0; s < 4; s++) {
-                const float4 v = __ldg((const float4 *)(xrow + c * 64 + 4 * s));
+                float4 v = __ldg((const float4 *)(xrow + c * 64 + 4 * s));
+                if constexpr (NORM) {
+                    const float4 w = __ldg((const float4 *)(a.nw + c * 64 + 16 * t + 4 * s));
+                    v.x = v.x * rtok * w.x, v.y = v.y * rtok * w.y, v.z = v.z * rtok * w.z,
+                    v.w = v.w * rtok * w.w;
+                }
                 bx0[s] = h2_bits(v.x, v.y), bx1[s] = h2_bits(v.z, v.w);
             }
 #pragma unroll
@@ -1242,7 +1276,12 @@ static cudaError_t launch_v3_kind(cudaStream_t st, int kind, int stype, const ge
 
 template <int ST, int NM, int EPI, int TT>
 static cudaError_t launch_mma_ns(cudaStream_t st, const mma_args &a, unsigned blocks) {
-    return cu_launch(k_gemv_mma<ST, NM, EPI, TT, 1>, blocks, MMA_W * 32, 0, st, a);
+    if (a.nw) {
+        if constexpr (EPI != CU_EPI_ADD && TT == 1)
+            return cu_launch(k_gemv_mma<ST, NM, EPI, TT, 1, 1>, blocks, MMA_W * 32, 0, st, a);
+        return cudaErrorInvalidValue;
+    }
+    return cu_launch(k_gemv_mma<ST, NM, EPI, TT, 1, 0>, blocks, MMA_W * 32, 0, st, a);
 }
 
 template <int ST>
@@ -1259,7 +1298,7 @@ static cudaError_t launch_mma_epi(cudaStream_t st, const mma_args &a, unsigned b
 static int g_sms = 0;
 
 static cudaError_t gemv_mma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi,
-                            const float *x, int n) {
+                            const float *x, int n, const float *nw = NULL, float eps = 0.f) {
     if (!g_sms) {
         int dev = 0, v = 0;
         cudaGetDevice(&dev);
@@ -1272,14 +1311,15 @@ static cudaError_t gemv_mma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int
     const int nm = epi == CU_EPI_SWIGLU ? 2 : 1;
     int tiles = 0;
     for (int i = 0; i < (nm == 2 ? 1 : nmat); i++) tiles += (int)((m[i].w->rows + 15) / 16);
-    const int tt =
-        nm == 1 && tiles >= 4 * g_sms ? 2 : 1; /* share x over 2 tiles when the grid is large */
+    const int tt = nm == 1 && tiles >= 4 * g_sms && !nw
+                       ? 2
+                       : 1; /* share x over 2 tiles when the grid is large */
     for (int t0 = 0; t0 < n; t0 += 8) {
         mma_args a = {};
         a.nmat = nm == 2 ? 1 : nmat;
         a.K = (int)K, a.gs = m[0].w->gs, a.nt = n - t0 < 8 ? n - t0 : 8;
         while ((1 << a.gshift) < a.gs) a.gshift++;
-        a.x = x + (int64_t)t0 * K;
+        a.x = x + (int64_t)t0 * K, a.nw = nw, a.eps = eps;
         unsigned blocks = 0;
         for (int i = 0; i < nmat; i++) {
             const cu_weight *w = m[i].w;
@@ -1308,13 +1348,16 @@ static bool same_fmt(const cu_weight *a, const cu_weight *b) {
            a->cols == b->cols && a->row_bytes == b->row_bytes && a->fast == b->fast;
 }
 
+int cu_norm_fuse = 1; /* env BRISK_CUDA_NORMFUSE=0: RMSNorm as its own kernel (A/B) */
+
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                          int n, const float *nw, float eps) {
-    bool ok = !cu_gemv_v4 && epi != CU_EPI_ADD && (m[0].w->cols & 3) == 0;
+    bool ok = cu_norm_fuse && epi != CU_EPI_ADD && m[0].w->cols >= 64 * MMA_W;
     for (int i = 0; i < nmat; i++) ok = ok && m[i].w->fast == 2 && same_fmt(m[0].w, m[i].w);
     if (epi == CU_EPI_SWIGLU) ok = ok && nmat == 2 && m[0].w->rows == m[1].w->rows;
     if (!ok) return cudaErrorNotSupported;
-    return gemv_pipe(st, m, nmat, epi, x, n, nw, eps);
+    return cu_gemv_v4 ? gemv_mma(st, m, nmat, epi, x, n, nw, eps)
+                      : gemv_pipe(st, m, nmat, epi, x, n, nw, eps);
 }
 
 cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
