@@ -1348,7 +1348,11 @@ static bool same_fmt(const cu_weight *a, const cu_weight *b) {
            a->cols == b->cols && a->row_bytes == b->row_bytes && a->fast == b->fast;
 }
 
-int cu_norm_fuse = 1; /* env BRISK_CUDA_NORMFUSE=0: RMSNorm as its own kernel (A/B) */
+/* RMSNorm fused into the GEMV: off unless env BRISK_CUDA_NORMFUSE=1. Measured on H100 (8B q4
+ * decode): fused 282.5 tok/s vs 317.4 with the norm as its own kernel (the v4 kernel's gate+up went
+ * 38 -> 51 us: 128 registers with spills, and the prologue delays the math of every block); v5
+ * with the norm fused is slower still. */
+int cu_norm_fuse = 0;
 
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                          int n, const float *nw, float eps) {
