@@ -1,6 +1,7 @@
 /* test_batch.c: continuous-batching decode: several sequences stepping together through one
  * forward pass (brisk_context_decode_batch) give the same logits and tokens as each sequence
- * decoded alone, across KV block boundaries; a full pool fails the step and changes nothing. */
+ * decoded alone, across KV block boundaries; a full pool fails the step and changes nothing;
+ * brisk_context_eval_greedy follows the logits' argmax. */
 #include "brisk.h"
 #include "check.h"
 #include "testutil.h"
@@ -48,6 +49,38 @@ int main(int argc, char **argv) {
         }
     }
     CHECK_MSG(worst < 1e-5 && same, "batched vs alone: rel L2 %.3g, tokens same %d", worst, same);
+    /* brisk_context_eval_greedy: the argmax of what brisk_context_eval returns and its
+     * log-softmax, without the caller seeing logits (the host fallback on this backend) */
+    {
+        brisk_context *g = NULL, *l = NULL;
+        CHECK(brisk_context_create(m, &cp, &g) == BRISK_OK);
+        CHECK(brisk_context_create(m, &cp, &l) == BRISK_OK);
+        int32_t tg = -1, tl = prompts[0][0];
+        float lp = 1;
+        CHECK(brisk_context_eval_greedy(g, 0, prompts[0], lens[0], &tg, &lp) == BRISK_OK);
+        CHECK(brisk_context_eval(l, 0, prompts[0], lens[0], la, true) == BRISK_OK);
+        for (int step = 0; step < 20; step++) {
+            tl = test_argmax(la, 512);
+            double mx = la[tl], sum = 0;
+            for (int i = 0; i < 512; i++) sum += exp((double)la[i] - mx);
+            CHECK_MSG(tg == tl && fabs(lp + log(sum)) < 1e-5, "step %d: greedy %d (%g) vs %d (%g)",
+                      step, tg, lp, tl, -log(sum));
+            CHECK(brisk_context_eval_greedy(g, 0, &tg, 1, &tg, step % 2 ? &lp : NULL) == BRISK_OK);
+            CHECK(brisk_context_eval(l, 0, &tl, 1, la, true) == BRISK_OK);
+            if (step % 2 == 0) { /* lp was not asked for: recompute it from the reference */
+                const int t = test_argmax(la, 512);
+                double s2 = 0;
+                for (int i = 0; i < 512; i++) s2 += exp((double)la[i] - la[t]);
+                lp = (float)-log(s2);
+            }
+        }
+        CHECK(brisk_context_seq_len(g, 0) == brisk_context_seq_len(l, 0));
+        CHECK(brisk_context_eval_greedy(g, 0, &tg, 1, NULL, NULL) == BRISK_ERR_INVALID_ARG);
+        const int32_t bad = 100000;
+        CHECK(brisk_context_eval_greedy(g, 0, &bad, 1, &tg, NULL) == BRISK_ERR_INVALID_ARG);
+        brisk_context_destroy(g);
+        brisk_context_destroy(l);
+    }
     for (int k = 0; k < 3; k++) CHECK(brisk_context_seq_len(batched, seqs[k]) == lens[k] + 12);
 
     /* Errors: duplicate sequence, bad token, and a pool too small for the step. */
