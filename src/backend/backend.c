@@ -1,5 +1,5 @@
-/* backend.c: picks and creates a backend instance by kind. CPU is always present; CUDA comes from
- * backend/cuda/ or its stub. */
+/* backend.c: what every backend shares: picks and creates an instance by kind (CPU is always
+ * present; CUDA comes from backend/cuda/ or its stub) and the stored size of a weight tensor. */
 #include "backend/backend.h"
 #include "util/error.h"
 
@@ -19,4 +19,21 @@ brisk_status brisk_backend_create(brisk_backend_kind kind, const brisk_backend_i
     *out = NULL;
     return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_backend_create: unknown backend kind %d",
                         (int)kind);
+}
+
+uint64_t brisk_tensor_bytes(const brisk_tensor *t) {
+    switch (t->type) {
+    case BRISK_W_F32:
+        return (uint64_t)(t->rows * t->cols * 4);
+    case BRISK_W_F16:
+    case BRISK_W_BF16:
+        return (uint64_t)(t->rows * t->cols * 2);
+    case BRISK_W_QAFFINE: {
+        uint64_t codes = (uint64_t)(t->rows * t->cols * t->bits / 8);
+        uint64_t sb =
+            (uint64_t)(t->rows * (t->cols / t->group_size)) * (t->stype == BRISK_W_F32 ? 4 : 2);
+        return codes + 2 * sb;
+    }
+    }
+    return 0;
 }

@@ -290,20 +290,3 @@ brisk_status brisk_backend_ref_create(const brisk_backend_init *init, brisk_back
     *out = be;
     return BRISK_OK;
 }
-
-uint64_t brisk_tensor_bytes(const brisk_tensor *t) {
-    switch (t->type) {
-    case BRISK_W_F32:
-        return (uint64_t)(t->rows * t->cols * 4);
-    case BRISK_W_F16:
-    case BRISK_W_BF16:
-        return (uint64_t)(t->rows * t->cols * 2);
-    case BRISK_W_QAFFINE: {
-        uint64_t codes = (uint64_t)(t->rows * t->cols * t->bits / 8);
-        uint64_t sb =
-            (uint64_t)(t->rows * (t->cols / t->group_size)) * (t->stype == BRISK_W_F32 ? 4 : 2);
-        return codes + 2 * sb;
-    }
-    }
-    return 0;
-}
