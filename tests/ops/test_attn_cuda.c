@@ -4,6 +4,7 @@
  * (skip) without a card. */
 #include "backend/backend.h"
 #include "check.h"
+#include "gpu_test.h"
 
 #include <cuda_runtime.h>
 #include <math.h>
@@ -11,17 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
-static uint32_t rnd(void) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float frnd(void) {
-    return (float)(rnd() % 20001) / 10000.0f - 1.0f;
-}
 /* k/v values exact in float16 (k/1024, |k| < 1024), so both backends hold the same cache */
 static float hrnd(void) {
-    return (float)((int)(rnd() % 2001) - 1000) / 1024.0f;
+    return (float)((int)(gt_rnd() % 2001) - 1000) / 1024.0f;
 }
 
 #define MAX_CTX    4400
@@ -47,20 +40,6 @@ typedef struct fixture {
     float *q, *out, *rout;
 } fixture;
 
-static double rel_l2(const float *a, const float *b, size_t n, int *nonfinite) {
-    double num = 0, den = 0;
-    *nonfinite = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i]) || !isfinite(b[i])) {
-            (*nonfinite)++;
-            continue;
-        }
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 /* One attention step on both backends; compares, and returns the GPU output in f->out. */
 static void step(fixture *f, const char *what, int T, const int32_t *pos, const int32_t *seq) {
     const cfg *c = f->c;
@@ -74,7 +53,7 @@ static void step(fixture *f, const char *what, int T, const int32_t *pos, const 
                           .block_tables = (const int32_t *const *)f->tables,
                           .block_size = c->bs,
                           .sliding_window = c->win};
-    for (size_t e = 0; e < n; e++) f->q[e] = 3.0f * frnd();
+    for (size_t e = 0; e < n; e++) f->q[e] = 3.0f * gt_frnd();
     cudaMemcpy(f->dq, f->q, n * 4, cudaMemcpyHostToDevice);
     cudaMemset(f->dout, 0xff, n * 4); /* NaN: an output the kernel does not write shows */
     cudaDeviceSynchronize();
@@ -87,7 +66,7 @@ static void step(fixture *f, const char *what, int T, const int32_t *pos, const 
     CHECK_MSG(ce == cudaSuccess, "%s: %s", what, cudaGetErrorString(ce));
     f->ref->ops->attention(f->ref, f->q, f->rkc, f->rvc, &b, f->H, c->hkv, c->hd, f->rout);
     int bad = 0;
-    const double e = rel_l2(f->out, f->rout, n, &bad);
+    const double e = gt_rel_l2(f->out, f->rout, n, &bad);
     const int ok = bad == 0 && e <= 2e-3;
     printf("  %-44s T=%-3d rel L2 %.2e%s\n", what, T, e, bad ? "  NON-FINITE" : "");
     if (!ok) { /* where: the first elements that are off */
@@ -120,13 +99,8 @@ static int run_cfg(const cfg *c) {
                                .max_ctx = MAX_CTX,
                                .max_cols = 4096,
                                .n_threads = 1};
-    brisk_status st = brisk_backend_cuda_create(&init, &f->gpu);
-    if (st == BRISK_ERR_UNSUPPORTED) {
-        printf("skipped: %s\n", brisk_last_error());
-        return 77;
-    }
-    CHECK_MSG(st == BRISK_OK, "%s", brisk_last_error());
-    if (st != BRISK_OK) return 1;
+    const int rc = gt_cuda_create(&init, &f->gpu);
+    if (rc) return rc;
     CHECK(brisk_backend_ref_create(&init, &f->ref) == BRISK_OK);
     printf("kv heads %d, group %d, head_dim %d, block %d, window %d (%s)\n", c->hkv, c->g, c->hd,
            c->bs, c->win, c->why);
@@ -138,7 +112,7 @@ static int run_cfg(const cfg *c) {
     int32_t *perm = malloc((size_t)nb * 4);
     for (int k = 0; k < nb; k++) perm[k] = k;
     for (int k = nb - 1; k > 0; k--) {
-        const int j = (int)(rnd() % (uint32_t)(k + 1));
+        const int j = (int)(gt_rnd() % (uint32_t)(k + 1));
         const int32_t t = perm[k];
         perm[k] = perm[j], perm[j] = t;
     }
@@ -214,12 +188,12 @@ static int run_cfg(const cfg *c) {
         static const int32_t order[7] = {6, 5, 4, 3, 2, 1, 0};
         int32_t pos[7], seq[7];
         for (int i = 0; i < 7; i++) seq[i] = order[i], pos[i] = CTX[order[i]] - 1;
-        const uint64_t keep = rng;
+        const uint64_t keep = gt_rng;
         step(f, "decode batch (determinism, run 1)", 7, pos, seq);
         const size_t n = (size_t)7 * f->H * c->hd;
         float *a = malloc(n * 4);
         memcpy(a, f->out, n * 4);
-        rng = keep;
+        gt_rng = keep;
         step(f, "decode batch (determinism, run 2)", 7, pos, seq);
         CHECK_MSG(memcmp(a, f->out, n * 4) == 0, "attention is not deterministic run to run");
         free(a);
@@ -239,7 +213,7 @@ static int run_cfg(const cfg *c) {
         int T = 0;
         for (int i = 0; i < 40; i++) pos[T] = PRE + 200 + i, seq[T++] = 7;
         for (int q = 0; q < 7; q++)
-            pos[T] = CTX[q] - 1 - (int)(rnd() % (uint32_t)CTX[q]) / 2, seq[T++] = q;
+            pos[T] = CTX[q] - 1 - (int)(gt_rnd() % (uint32_t)CTX[q]) / 2, seq[T++] = q;
         step(f, "mixed prefill + decode", T, pos, seq);
     }
 

@@ -5,6 +5,7 @@
  * GQA groups 1/4/8, head_dim 64/128, sliding window on/off. Label gpu; exits 77 without a card. */
 #include "backend/backend.h"
 #include "check.h"
+#include "gpu_test.h"
 #include "util/fp.h"
 
 #include <cuda_runtime.h>
@@ -18,27 +19,9 @@
 #define MAX_CTX 1024 /* positions per sequence */
 #define MAX_SEQ 6
 
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
-static uint32_t rnd(void) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float frnd(void) {
-    return (float)(rnd() % 20001) / 10000.0f - 1.0f;
-}
 /* a value the float16 cache stores exactly, so the reference sees the same keys and values */
 static float hrnd(void) {
-    return brisk_f16_to_f32(brisk_f32_to_f16(frnd()));
-}
-
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (a[i] != a[i] || isinf(a[i])) return 1e9;
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
+    return brisk_f16_to_f32(brisk_f32_to_f16(gt_frnd()));
 }
 
 static brisk_backend *ref, *gpu;
@@ -115,7 +98,7 @@ static void run_case(const char *what, kvcase *c, step *prior, step *s) {
     brisk_attn_batch b = batch_of(c, s);
     const size_t nq = (size_t)s->n * H * hd;
     float *q = malloc(nq * 4), *oref = malloc(nq * 4), *ogpu = malloc(nq * 4);
-    for (size_t i = 0; i < nq; i++) q[i] = 2.5f * frnd(); /* peaked softmax rows */
+    for (size_t i = 0; i < nq; i++) q[i] = 2.5f * gt_frnd(); /* peaked softmax rows */
     float *dq = dev_upload(q, nq * 4);
     float *dout = gpu->ops->alloc(gpu, nq * 4);
     brisk_status st = gpu->ops->begin_step(gpu, s->ids, &b, c->max_blocks, c->n_seqs);
@@ -128,13 +111,13 @@ static void run_case(const char *what, kvcase *c, step *prior, step *s) {
     st = gpu->ops->end_step(gpu, NULL, 0, 0, NULL);
     CHECK_MSG(st == BRISK_OK, "%s: %s", what, brisk_last_error());
     cudaMemcpy(ogpu, dout, nq * 4, cudaMemcpyDeviceToHost);
-    const double e = rel_l2(ogpu, oref, nq);
+    const double e = gt_rel_l2(ogpu, oref, nq, NULL);
     printf("  %-58s rel L2 %.2e\n", what, e);
     if (!(e <= 3e-3)) { /* where: the first tokens off */
         int shown = 0;
         for (int i = 0; i < s->n && shown < 4; i++) {
-            const double ei =
-                rel_l2(ogpu + (size_t)i * H * hd, oref + (size_t)i * H * hd, (size_t)H * hd);
+            const double ei = gt_rel_l2(ogpu + (size_t)i * H * hd, oref + (size_t)i * H * hd,
+                                        (size_t)H * hd, NULL);
             if (ei > 3e-3)
                 printf("    token %d (seq %d pos %d): rel L2 %.3g, gpu %.5g ref %.5g\n", i,
                        s->seq[i], s->pos[i], ei, ogpu[(size_t)i * H * hd],
@@ -161,7 +144,7 @@ static void case_create(kvcase *c, int H, int HKV, int hd, int window, int n_seq
     int *perm = malloc((size_t)total * sizeof *perm);
     for (int i = 0; i < total; i++) perm[i] = i;
     for (int i = total - 1; i > 0; i--) {
-        const int j = (int)(rnd() % (uint32_t)(i + 1)), t = perm[i];
+        const int j = (int)(gt_rnd() % (uint32_t)(i + 1)), t = perm[i];
         perm[i] = perm[j], perm[j] = t;
     }
     int used = 0;
@@ -199,13 +182,8 @@ int main(void) {
                                .max_ctx = MAX_CTX,
                                .max_cols = 64,
                                .n_threads = 1};
-    brisk_status st = brisk_backend_cuda_create(&init, &gpu);
-    if (st == BRISK_ERR_UNSUPPORTED) {
-        printf("skipped: %s\n", brisk_last_error());
-        return 77;
-    }
-    CHECK_MSG(st == BRISK_OK, "%s", brisk_last_error());
-    if (st != BRISK_OK) CHECK_DONE();
+    const int rc = gt_cuda_create(&init, &gpu);
+    if (rc) return rc;
     CHECK(brisk_backend_ref_create(&init, &ref) == BRISK_OK);
 
     static const int GH[3][2] = {{4, 4}, {8, 2}, {16, 2}}; /* (H, HKV): G = 1, 4, 8 */
@@ -269,7 +247,7 @@ int main(void) {
                     range(&S0, 0, 0, 37);
                     range(&S1, 0, 37, 150);
                     for (int i = S1.n - 1; i > 0; i--) {
-                        const int j = (int)(rnd() % (uint32_t)(i + 1)), t = S1.pos[i];
+                        const int j = (int)(gt_rnd() % (uint32_t)(i + 1)), t = S1.pos[i];
                         S1.pos[i] = S1.pos[j], S1.pos[j] = t;
                     }
                     run_case("one sequence, 150 shuffled positions after 37", &c, &S0, &S1);

@@ -4,21 +4,13 @@
  * exercise full 512-byte chunks and partial tails. Label gpu; exits 77 (skip) without a card. */
 #include "backend/backend.h"
 #include "check.h"
+#include "gpu_test.h"
 
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t rng = 88172645463325252ULL;
-static uint32_t rnd(void) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float frnd(void) {
-    return (float)(rnd() % 20001) / 10000.0f - 1.0f;
-}
 
 static uint16_t f2h(float f) { /* round-to-nearest f32 -> f16 for normal range values */
     uint32_t x;
@@ -50,11 +42,11 @@ static brisk_tensor make(fmt f, int64_t rows, int64_t cols, int id) {
     if (f.type == BRISK_W_QAFFINE) {
         size_t codes = (size_t)(rows * cols * f.bits / 8), ng = (size_t)(rows * cols / f.gs);
         uint8_t *c = malloc(codes);
-        for (size_t i = 0; i < codes; i++) c[i] = (uint8_t)rnd();
+        for (size_t i = 0; i < codes; i++) c[i] = (uint8_t)gt_rnd();
         int el = f.stype == BRISK_W_F32 ? 4 : 2;
         uint8_t *s = malloc(ng * el), *b = malloc(ng * el);
         for (size_t i = 0; i < ng; i++) {
-            float sv = 0.01f + 0.01f * frnd(), bv = 0.05f * frnd();
+            float sv = 0.01f + 0.01f * gt_frnd(), bv = 0.05f * gt_frnd();
             if (el == 4)
                 memcpy(s + 4 * i, &sv, 4), memcpy(b + 4 * i, &bv, 4);
             else {
@@ -69,7 +61,7 @@ static brisk_tensor make(fmt f, int64_t rows, int64_t cols, int id) {
         int el = f.type == BRISK_W_F32 ? 4 : 2;
         uint8_t *d = malloc(n * el);
         for (size_t i = 0; i < n; i++) {
-            float v = 0.05f * frnd();
+            float v = 0.05f * gt_frnd();
             if (el == 4)
                 memcpy(d + 4 * i, &v, 4);
             else {
@@ -80,16 +72,6 @@ static brisk_tensor make(fmt f, int64_t rows, int64_t cols, int id) {
         t.data = d;
     }
     return t;
-}
-
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (a[i] != a[i]) return 1e9;
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
 }
 
 static brisk_backend *ref, *gpu;
@@ -114,7 +96,7 @@ static void check_matmul(const char *what, brisk_tensor *W, int nW, const float 
     size_t ny = 0;
     for (int i = 0; i < nW; i++) ny += (size_t)n * W[i].rows;
     float *x = malloc((size_t)n * K * 4), *yr = malloc(ny * 4), *yg = malloc(ny * 4);
-    for (int64_t i = 0; i < n * K; i++) x[i] = nw ? 40 * frnd() + 3 : frnd();
+    for (int64_t i = 0; i < n * K; i++) x[i] = nw ? 40 * gt_frnd() + 3 : gt_frnd();
     if (nw) {
         float *xs = malloc((size_t)n * K * 4), *dxs = NULL;
         memcpy(xs, x, (size_t)n * K * 4);
@@ -139,14 +121,14 @@ static void check_matmul(const char *what, brisk_tensor *W, int nW, const float 
         brisk_status st = gpu->ops->end_step(gpu, NULL, 0, 0, NULL);
         CHECK_MSG(st == BRISK_OK, "%s: %s", what, brisk_last_error());
         dev_download(yg, dy, ny);
-        double e = rel_l2(yg, yr, ny);
+        double e = gt_rel_l2(yg, yr, ny, NULL);
         printf("  %-40s n=%-3d rel L2 %.2e\n", what, n, e);
         CHECK_MSG(e <= tol, "%s n=%d: rel L2 %.3g > %.1g", what, n, e, tol);
         gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy), gpu->ops->free(gpu, dxs);
         free(xs), free(x), free(yr), free(yg);
         return;
     }
-    for (size_t i = 0; i < ny; i++) yr[i] = frnd(); /* the add mode accumulates onto these */
+    for (size_t i = 0; i < ny; i++) yr[i] = gt_frnd(); /* the add mode accumulates onto these */
     float *dx = dev_upload(x, (size_t)n * K), *dy = dev_upload(yr, ny);
     float *ys[3] = {0}, *dys[3] = {0};
     size_t off = 0;
@@ -178,7 +160,7 @@ static void check_matmul(const char *what, brisk_tensor *W, int nW, const float 
     st = gpu->ops->end_step(gpu, NULL, 0, 0, NULL);
     CHECK_MSG(st == BRISK_OK, "%s: %s", what, brisk_last_error());
     dev_download(yg, dy, ny);
-    double e = rel_l2(yg, yr, ny);
+    double e = gt_rel_l2(yg, yr, ny, NULL);
     printf("  %-40s n=%-3d rel L2 %.2e\n", what, n, e);
     if (e > tol) { /* where: the first few elements off by more than the tolerance allows */
         int shown = 0;
@@ -194,6 +176,7 @@ static void check_matmul(const char *what, brisk_tensor *W, int nW, const float 
 }
 
 int main(void) {
+    gt_rng = 88172645463325252ULL; /* the data this test was tuned on */
     static const fmt F[] = {
         {BRISK_W_QAFFINE, BRISK_W_F16, 4, 64, "q4g64 f16"},
         {BRISK_W_QAFFINE, BRISK_W_BF16, 4, 32, "q4g32 bf16"},
@@ -221,7 +204,7 @@ int main(void) {
     }
     for (int i = 0; i < NF * PER; i++) all[i] = &T[i];
     float small[4096 + 8];
-    for (int i = 0; i < 4096 + 8; i++) small[i] = frnd();
+    for (int i = 0; i < 4096 + 8; i++) small[i] = gt_frnd();
     brisk_backend_init init = {.tensors = all,
                                .n_tensors = NF * PER,
                                .small = small,
@@ -230,13 +213,8 @@ int main(void) {
                                .max_ctx = 64,
                                .max_cols = 4096,
                                .n_threads = 1};
-    brisk_status st = brisk_backend_cuda_create(&init, &gpu);
-    if (st == BRISK_ERR_UNSUPPORTED) {
-        printf("skipped: %s\n", brisk_last_error());
-        return 77;
-    }
-    CHECK_MSG(st == BRISK_OK, "%s", brisk_last_error());
-    if (st != BRISK_OK) CHECK_DONE();
+    const int rc = gt_cuda_create(&init, &gpu);
+    if (rc) return rc;
     CHECK(brisk_backend_ref_create(&init, &ref) == BRISK_OK);
     const int ns[] = {1, 3, 20};
     for (int f = 0; f < NF; f++) {
@@ -270,7 +248,7 @@ int main(void) {
         const int n = 5, dim = 2048;
         float *x = malloc((size_t)n * dim * 4), *r = malloc((size_t)n * dim * 4),
               *g = malloc((size_t)n * dim * 4);
-        for (int i = 0; i < n * dim; i++) x[i] = 3 * frnd();
+        for (int i = 0; i < n * dim; i++) x[i] = 3 * gt_frnd();
         float *dx = dev_upload(x, (size_t)n * dim), *dy = dev_upload(x, (size_t)n * dim);
         int32_t ids[5] = {0, 7, 4095, 4103, 100};
         int32_t pos[5] = {0, 1, 2, 3, 4}, seq[5] = {0}, slot[5] = {0, 1, 2, 3, 4},
@@ -287,7 +265,7 @@ int main(void) {
         gpu->ops->rmsnorm(gpu, dx, small, n, dim, 1e-5f, dy);
         CHECK(gpu->ops->end_step(gpu, NULL, 0, 0, NULL) == BRISK_OK);
         dev_download(g, dy, (size_t)n * dim);
-        double e = rel_l2(g, r, (size_t)n * dim);
+        double e = gt_rel_l2(g, r, (size_t)n * dim, NULL);
         printf("  rmsnorm rel L2 %.2e\n", e);
         CHECK(e < 1e-5);
         for (int f = 0; f < NF; f++) {
@@ -296,7 +274,7 @@ int main(void) {
             gpu->ops->embed(gpu, &T[f * PER + 3], ids, n, dy);
             CHECK(gpu->ops->end_step(gpu, NULL, 0, 0, NULL) == BRISK_OK);
             dev_download(g, dy, (size_t)n * dim);
-            e = rel_l2(g, r, (size_t)n * dim);
+            e = gt_rel_l2(g, r, (size_t)n * dim, NULL);
             printf("  embed %-16s rel L2 %.2e\n", F[f].name, e);
             CHECK_MSG(e < 1e-6, "embed %s: %.3g", F[f].name, e);
         }
@@ -307,7 +285,7 @@ int main(void) {
     {
         const int n = 3, V = 128256 + 5;
         float *l = malloc((size_t)n * V * 4);
-        for (int i = 0; i < n * V; i++) l[i] = 8 * frnd();
+        for (int i = 0; i < n * V; i++) l[i] = 8 * gt_frnd();
         l[77] = 30.f, l[100000] = 30.f;                  /* row 0: tie, 77 wins */
         l[V + V - 1] = 31.f;                             /* row 1: the last id */
         for (int i = 0; i < V; i++) l[2 * V + i] = -3.f; /* row 2: all equal, id 0 */
