@@ -1032,19 +1032,22 @@ static cudaError_t launch_pipe_epi(cudaStream_t st, const pipe_args &a, unsigned
                 : launch_pipe_xs<ST, 1, CU_EPI_STORE, 0>(st, a, blocks, xs);
 }
 
-static int g_pipe_sms = 0;
+/* SMs of the current device (132 when it cannot be read), read once. */
+static int sm_count(void) {
+    static int n = 0;
+    if (!n) {
+        int dev = 0, v = 0;
+        cudaGetDevice(&dev);
+        n = cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0
+                ? v
+                : 132;
+    }
+    return n;
+}
 
 /* v5 launcher: tokens in groups of 8 (the MMA's columns); nw != NULL fuses the RMSNorm. */
 static cudaError_t gemv_pipe(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi,
                              const float *x, int n, const float *nw, float eps) {
-    if (!g_pipe_sms) {
-        int dev = 0, v = 0;
-        cudaGetDevice(&dev);
-        g_pipe_sms =
-            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0
-                ? v
-                : 132;
-    }
     const int64_t K = m[0].w->cols;
     const int nm = epi == CU_EPI_SWIGLU ? 2 : 1;
     if (nw && epi == CU_EPI_ADD) return cudaErrorInvalidValue;
@@ -1062,7 +1065,7 @@ static cudaError_t gemv_pipe(cudaStream_t st, const cu_gemv_mat *m, int nmat, in
             a.m[i].tiles = (int)((w->rows + 15) / 16);
             if (i < a.nmat) a.units += a.m[i].tiles;
         }
-        const int cap = 2 * g_pipe_sms; /* two blocks of 8 warps per SM */
+        const int cap = 2 * sm_count(); /* two blocks of 8 warps per SM */
         const unsigned blocks = (unsigned)(a.units < cap ? a.units : cap);
         const int xs = (int64_t)a.nt * K * 2 <= PIPE_XS_MAX;
         cudaError_t e;
@@ -1295,23 +1298,13 @@ static cudaError_t launch_mma_epi(cudaStream_t st, const mma_args &a, unsigned b
                    : launch_mma_ns<ST, 1, CU_EPI_STORE, 1>(st, a, blocks);
 }
 
-static int g_sms = 0;
-
 static cudaError_t gemv_mma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi,
                             const float *x, int n, const float *nw = NULL, float eps = 0.f) {
-    if (!g_sms) {
-        int dev = 0, v = 0;
-        cudaGetDevice(&dev);
-        g_sms =
-            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0
-                ? v
-                : 132;
-    }
     const int64_t K = m[0].w->cols;
     const int nm = epi == CU_EPI_SWIGLU ? 2 : 1;
     int tiles = 0;
     for (int i = 0; i < (nm == 2 ? 1 : nmat); i++) tiles += (int)((m[i].w->rows + 15) / 16);
-    const int tt = nm == 1 && tiles >= 4 * g_sms && !nw
+    const int tt = nm == 1 && tiles >= 4 * sm_count() && !nw
                        ? 2
                        : 1; /* share x over 2 tiles when the grid is large */
     for (int t0 = 0; t0 < n; t0 += 8) {
