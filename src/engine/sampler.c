@@ -2,8 +2,10 @@
  * with a seeded xoshiro256** generator; all scratch is allocated at create. */
 #include "brisk.h"
 #include "util/error.h"
+#include "util/vmath.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +18,7 @@ struct brisk_sampler {
     int n_window, head;
     uint32_t *counts; /* [n_vocab] occurrences inside the window */
     int32_t *idx;     /* [n_vocab] candidate ids */
-    float *lp;        /* [n_vocab] log-probabilities */
+    float *lp;        /* [n_vocab] scratch: the candidates' logits, then their weights */
     uint64_t rng[4];
 };
 
@@ -175,8 +177,29 @@ static void apply_penalties(brisk_sampler *s, float *logits) {
     for (int k = 0; k < s->n_window; k++) s->counts[s->window[k]] &= 0x7fffffffu;
 }
 
-/* Moves the k largest of idx[0..n) by lp[] to the front (unordered), quickselect. */
-static void select_top(int32_t *idx, const float *lp, int n, int k) {
+/* Whether id a ranks below id b: a smaller value, or the same value and a larger id. */
+static inline bool ranks_below(const float *v, int32_t a, int32_t b) {
+    return v[a] < v[b] || (v[a] == v[b] && a > b);
+}
+
+static void sift_down(int32_t *h, int k, int i, const float *v) {
+    for (;;) {
+        int m = i;
+        const int l = 2 * i + 1, r = l + 1;
+        if (l < k && ranks_below(v, h[l], h[m])) m = l;
+        if (r < k && ranks_below(v, h[r], h[m])) m = r;
+        if (m == i) return;
+        const int32_t t = h[i];
+        h[i] = h[m], h[m] = t;
+        i = m;
+    }
+}
+
+/* Moves the k largest of idx[0..n) by v[] to the front (unordered; ties to the lower id), keeping
+ * the rest after them: a min-heap of the k best in idx[0..k) that each later id is compared with
+ * once (one pass over a 128k vocabulary instead of a quickselect's several). */
+/* The same by quickselect (several passes, but no heap work when k is a large share of n). */
+static void quickselect_top(int32_t *idx, const float *lp, int n, int k) {
     int lo = 0, hi = n - 1;
     while (lo < hi) {
         const float pivot = lp[idx[(lo + hi) / 2]];
@@ -199,6 +222,21 @@ static void select_top(int32_t *idx, const float *lp, int n, int k) {
     }
 }
 
+static void select_top(int32_t *idx, const float *v, int n, int k) {
+    if (k <= 0 || k >= n) return;
+    if (k > 4096 || k > n / 16) {
+        quickselect_top(idx, v, n, k);
+        return;
+    }
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(idx, k, i, v);
+    for (int j = k; j < n; j++)
+        if (ranks_below(v, idx[0], idx[j])) {
+            const int32_t t = idx[0];
+            idx[0] = idx[j], idx[j] = t;
+            sift_down(idx, k, 0, v);
+        }
+}
+
 static _Thread_local const float *g_sort_lp;
 static int cmp_desc(const void *a, const void *b) {
     const float x = g_sort_lp[*(const int32_t *)a], y = g_sort_lp[*(const int32_t *)b];
@@ -217,69 +255,88 @@ brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *toke
             return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_sampler_sample: logit %d is NaN", i);
         if (logits[i] > mx) mx = logits[i], best = i;
     }
-    /* log-softmax at temperature 1: the distribution the filters and the reported logprob use. */
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
-    const float lse = mx + (float)log(sum);
-    float *lp = s->lp;
-    for (int i = 0; i < V; i++) lp[i] = logits[i] - lse;
+    /* log-softmax at temperature 1 (the distribution the filters and the reported logprob use) is
+     * logits - lse; the filters compare logits directly, which orders the same. */
+    const float lse = mx + (float)log(brisk_sum_exp(logits, V, mx));
     if (s->p.temperature == 0.0f) {
         *token = best;
-        if (logprob) *logprob = lp[best];
+        if (logprob) *logprob = logits[best] - lse;
         return BRISK_OK;
     }
     int32_t *idx = s->idx;
     int n = V;
-    for (int i = 0; i < V; i++) idx[i] = i;
+    bool all = true; /* every id is a candidate, in id order (idx not filled) */
+    if ((s->p.top_k > 0 && s->p.top_k < n) || (s->p.top_p > 0.0f && s->p.top_p < 1.0f) ||
+        s->p.min_p > 0.0f) {
+        for (int i = 0; i < V; i++) idx[i] = i;
+        all = false;
+    }
     if (s->p.top_k > 0 && s->p.top_k < n) {
-        select_top(idx, lp, n, s->p.top_k);
+        select_top(idx, logits, n, s->p.top_k);
         n = s->p.top_k;
     }
     if (s->p.top_p > 0.0f && s->p.top_p < 1.0f) {
+        if (n == V) {
+            /* Every id outside C = {logit >= max - d} is less likely than every id in C, so when
+             * C already holds top_p of the mass the nucleus lies in C: work on C alone (d = 8,
+             * then 20, then everything). */
+            static const float D[2] = {8.0f, 20.0f};
+            for (int r = 0; r < 2 && n == V; r++) {
+                int c = 0;
+                double mass = 0;
+                for (int i = 0; i < V; i++)
+                    if (logits[i] >= mx - D[r]) idx[c++] = i;
+                for (int i = 0; i < c; i++) mass += exp((double)logits[idx[i]] - lse);
+                if (mass >= s->p.top_p) n = c;
+            }
+            if (n == V)
+                for (int i = 0; i < V; i++) idx[i] = i;
+        }
         /* Sort only a head of candidates when it already holds top_p of the mass. */
         int head = n < 1024 ? n : 1024;
         for (;;) {
-            if (head < n) select_top(idx, lp, n, head);
+            if (head < n) select_top(idx, logits, n, head);
             double mass = 0;
-            for (int i = 0; i < head; i++) mass += exp((double)lp[idx[i]]);
+            for (int i = 0; i < head; i++) mass += exp((double)logits[idx[i]] - lse);
             if (mass >= s->p.top_p || head == n) break;
             head = head * 8 < n ? head * 8 : n;
         }
-        g_sort_lp = lp; /* qsort has no context argument: a thread-local carries it */
+        g_sort_lp = logits; /* qsort has no context argument: a thread-local carries it */
         qsort(idx, (size_t)head, sizeof *idx, cmp_desc);
         double cum = 0;
         int keep = 0;
         while (keep < head) {
-            cum += exp((double)lp[idx[keep]]);
+            cum += exp((double)logits[idx[keep]] - lse);
             keep++;
             if (cum >= s->p.top_p) break;
         }
         n = keep;
     }
     if (s->p.min_p > 0.0f) {
-        const float thresh = lp[best] + logf(s->p.min_p);
+        const float thresh = mx + logf(s->p.min_p);
         int k = 0;
         for (int i = 0; i < n; i++)
-            if (lp[idx[i]] >= thresh) idx[k++] = idx[i];
+            if (logits[idx[i]] >= thresh) idx[k++] = idx[i];
         n = k > 0 ? k : 1;
         if (k == 0) idx[0] = best;
     }
-    /* Draw from softmax(lp / temperature) over the candidates. */
+    /* Draw from softmax(logits / temperature) over the candidates; the best is always one of
+     * them, so mx is their maximum and every exponent is <= 0. */
     const float inv_t = 1.0f / s->p.temperature;
-    float cmax = -INFINITY;
-    for (int i = 0; i < n; i++) cmax = fmaxf(cmax, lp[idx[i]] * inv_t);
-    double total = 0;
-    for (int i = 0; i < n; i++) total += exp((double)(lp[idx[i]] * inv_t - cmax));
+    float *w = s->lp;
+    if (!all)
+        for (int i = 0; i < n; i++) w[i] = logits[idx[i]];
+    const double total = brisk_exp_scaled(all ? logits : w, n, mx, inv_t, w);
     double r = rng_uniform(s->rng) * total;
-    int32_t pick = idx[n - 1];
+    int pick = n - 1;
     for (int i = 0; i < n; i++) {
-        r -= exp((double)(lp[idx[i]] * inv_t - cmax));
+        r -= w[i];
         if (r < 0) {
-            pick = idx[i];
+            pick = i;
             break;
         }
     }
-    *token = pick;
-    if (logprob) *logprob = lp[pick];
+    *token = all ? pick : idx[pick];
+    if (logprob) *logprob = logits[*token] - lse;
     return BRISK_OK;
 }

@@ -2,6 +2,7 @@
  * like the math over backend ops. Shapes: T tokens in the step, D = n_embd, H heads of size hd. */
 #include "model/model.h"
 #include "util/error.h"
+#include "util/vmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -44,10 +45,8 @@ brisk_status brisk_greedy_row(const float *logits, int V, int32_t *id, float *lp
         if (isnan(logits[i])) return brisk_errorf(BRISK_ERR_BACKEND, "forward: logit %d is NaN", i);
         if (logits[i] > mx) mx = logits[i], best = i;
     }
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
     *id = best;
-    *lp = -(float)log(sum);
+    *lp = -(float)log(brisk_sum_exp(logits, V, mx));
     return BRISK_OK;
 }
 

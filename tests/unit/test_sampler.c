@@ -2,6 +2,7 @@
  * sets, temperature, penalties and bias, the empirical distribution, and bad parameters. */
 #include "brisk.h"
 #include "check.h"
+#include "util/vmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -169,7 +170,95 @@ static void test_large_vocab(void) {
     free(base);
 }
 
+/* The vectorised exp sums against libm, and -inf terms are exactly zero. */
+static void test_vmath(void) {
+    enum { N = 1000 };
+    float x[N], y[N];
+    double worst = 0;
+    for (int r = 0; r < 20; r++) {
+        double ref = 0, ref2 = 0;
+        for (int i = 0; i < N; i++) {
+            x[i] = -(float)((i * 7919 + r * 104729) % 100000) / 1000.0f * (r % 3 + 1);
+            if (i % 97 == 5) x[i] = -INFINITY;
+            ref += exp((double)x[i]);
+            ref2 += exp((double)x[i] * 0.7);
+        }
+        const double a = brisk_sum_exp(x, N, 0.0f), b = brisk_exp_scaled(x, N, 0.0f, 0.7f, y);
+        worst = fmax(worst, fmax(fabs(a - ref) / ref, fabs(b - ref2) / ref2));
+        for (int i = 0; i < N; i++)
+            if (x[i] == -INFINITY) CHECK(y[i] == 0.0f);
+    }
+    CHECK_MSG(worst < 1e-6, "exp sums: rel error %.3g", worst);
+}
+
+static const float *g_base;
+static int by_value_desc(const void *a, const void *b) {
+    const int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    return g_base[i] > g_base[j] ? -1 : g_base[i] < g_base[j] ? 1 : (i > j) - (i < j);
+}
+
+/* Top-p over a large vocabulary without top-k: draws stay in the exact nucleus (sorted
+ * brute force), for a peaked distribution (candidates within a few nats of the max) and a flat
+ * one (the fallback over every id); a -inf bias never comes out. */
+static void test_top_p_large(void) {
+    const int V = 40000;
+    float *l = malloc(sizeof(float) * V), *base = malloc(sizeof(float) * V);
+    int32_t *order = malloc(sizeof(int32_t) * V);
+    char *in = malloc((size_t)V);
+    for (int shape = 0; shape < 2; shape++) {
+        for (int i = 0; i < V; i++)
+            base[i] = shape == 0 ? (float)((i * 7919) % 1000) / 300.0f + (i % 4001 == 7 ? 9 : 0)
+                                 : (float)((i * 7919) % 1000) / 1000.0f;
+        /* brute-force nucleus at temperature 1 */
+        double mx = -INFINITY, z = 0;
+        for (int i = 0; i < V; i++) mx = fmax(mx, base[i]);
+        for (int i = 0; i < V; i++) z += exp(base[i] - mx), order[i] = i;
+        g_base = base;
+        qsort(order, (size_t)V, sizeof *order, by_value_desc);
+        memset(in, 0, (size_t)V);
+        double cum = 0;
+        int k = 0;
+        while (k < V && cum < 0.8) cum += exp(base[order[k]] - mx) / z, in[order[k++]] = 1;
+        /* ids tied with the last kept one may be kept instead of it */
+        const float edge = base[order[k - 1]];
+        for (int i = 0; i < V; i++)
+            if (base[i] == edge) in[i] = 1;
+        brisk_sampler_params p = brisk_sampler_default_params();
+        p.temperature = 1.0f;
+        p.top_p = 0.8f;
+        const int32_t ban = order[0];
+        const float minus_inf = -INFINITY;
+        p.n_bias = 1, p.bias_ids = &ban, p.bias_values = &minus_inf;
+        brisk_sampler *s;
+        CHECK(brisk_sampler_create(&p, V, &s) == BRISK_OK);
+        int ok = 1;
+        const int draws = shape == 0 ? 300 : 40; /* the flat shape sorts most of V per draw */
+        for (int i = 0; i < draws; i++) {
+            memcpy(l, base, sizeof(float) * V);
+            int32_t t = -1;
+            CHECK(brisk_sampler_sample(s, l, &t, NULL) == BRISK_OK);
+            ok &= t >= 0 && t < V && t != ban;
+        }
+        CHECK_MSG(ok, "shape %d: a banned or invalid id was drawn", shape);
+        brisk_sampler_destroy(s);
+        p.n_bias = 0; /* nucleus membership without the ban */
+        CHECK(brisk_sampler_create(&p, V, &s) == BRISK_OK);
+        ok = 1;
+        for (int i = 0; i < draws; i++) {
+            memcpy(l, base, sizeof(float) * V);
+            int32_t t = -1;
+            brisk_sampler_sample(s, l, &t, NULL);
+            ok &= t >= 0 && t < V && in[t];
+        }
+        CHECK_MSG(ok, "shape %d: a draw outside the nucleus (%d ids)", shape, k);
+        brisk_sampler_destroy(s);
+    }
+    free(l), free(base), free(order), free(in);
+}
+
 int main(void) {
+    test_vmath();
+    test_top_p_large();
     test_greedy_and_seed();
     test_distribution();
     test_penalties_and_bias();
