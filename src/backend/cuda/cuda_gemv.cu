@@ -511,7 +511,7 @@ __device__ __forceinline__ uint32_t h2_bits(float lo, float hi) {
 /* NS = spans (scale groups) per 64-column chunk. Only NS = 1 (gs a power of two >= 64) is used: a
  * k-step's columns 16t + 4s + e span all four lanes t, i.e. the whole chunk, so a group of 32
  * would mix two scales in one MMA (measured: q4g32 rel L2 0.5-1); gs 32 keeps the v3 layout. */
-template <int ST, int NM, int EPI, int TT, int NS, int NORM>
+template <int ST, int NM, int EPI, int TT, int NS, int NORM, int U>
 __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constant__ mma_args a) {
     typedef typename sb_raw<ST>::T SBT;
     constexpr int NTL = NM == 2 ? 2 : TT; /* tiles per block */
@@ -549,11 +549,11 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
     bool waited = false;
     __shared__ float nrm[NORM ? MMA_W : 1][8];
     float rtok = 1.f;
-    for (int c0 = wid; c0 < nch; c0 += MMA_W * MMA_U) {
-        uint4 q[MMA_U][NTL];
-        SBT s0[MMA_U][NTL][NS], s1[MMA_U][NTL][NS];
+    for (int c0 = wid; c0 < nch; c0 += MMA_W * U) {
+        uint4 q[U][NTL];
+        SBT s0[U][NTL][NS], s1[U][NTL][NS];
 #pragma unroll
-        for (int u = 0; u < MMA_U; u++) {
+        for (int u = 0; u < U; u++) {
             const int c = c0 + u * MMA_W;
             const bool active = c < nch;
 #pragma unroll
@@ -597,7 +597,7 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
             }
         }
 #pragma unroll
-        for (int u = 0; u < MMA_U; u++) {
+        for (int u = 0; u < U; u++) {
             const int c = c0 + u * MMA_W;
             if (c >= nch) break;
             uint32_t bx0[4], bx1[4];
@@ -1277,14 +1277,22 @@ static cudaError_t launch_v3_kind(cudaStream_t st, int kind, int stype, const ge
     return launch_v3_epi<8, BRISK_W_F16>(st, a, warps, epi);
 }
 
+/* Chunks per warp in flight for the one-tile kernels: 4, or 8 with env BRISK_CUDA_MMA_U=8 (A/B;
+ * the two-tile kernels stay at 4: 8 would not fit 128 registers). */
+int cu_mma_u = 4;
+
 template <int ST, int NM, int EPI, int TT>
 static cudaError_t launch_mma_ns(cudaStream_t st, const mma_args &a, unsigned blocks) {
     if (a.nw) {
         if constexpr (EPI != CU_EPI_ADD && TT == 1)
-            return cu_launch(k_gemv_mma<ST, NM, EPI, TT, 1, 1>, blocks, MMA_W * 32, 0, st, a);
+            return cu_launch(k_gemv_mma<ST, NM, EPI, TT, 1, 1, MMA_U>, blocks, MMA_W * 32, 0, st,
+                             a);
         return cudaErrorInvalidValue;
     }
-    return cu_launch(k_gemv_mma<ST, NM, EPI, TT, 1, 0>, blocks, MMA_W * 32, 0, st, a);
+    if constexpr (NM == 1 && TT == 1)
+        if (cu_mma_u == 8)
+            return cu_launch(k_gemv_mma<ST, NM, EPI, TT, 1, 0, 8>, blocks, MMA_W * 32, 0, st, a);
+    return cu_launch(k_gemv_mma<ST, NM, EPI, TT, 1, 0, MMA_U>, blocks, MMA_W * 32, 0, st, a);
 }
 
 template <int ST>
