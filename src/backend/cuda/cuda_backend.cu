@@ -39,7 +39,7 @@ static int gemv_max_n = 64;
 
 static char g_why[256];
 int cu_pdl = 1;
-extern int cu_gemv_v2, cu_gemv_v4, cu_norm_fuse, cu_mma_u;
+extern int cu_gemv_v2, cu_gemv_v4, cu_norm_fuse, cu_mma_u, cu_mma_tt;
 static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
@@ -1233,6 +1233,8 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         cu_norm_fuse = e && e[0] == '1';
         e = getenv("BRISK_CUDA_MMA_U");
         cu_mma_u = e && atoi(e) == 8 ? 8 : 4;
+        e = getenv("BRISK_CUDA_MMA_TT");
+        cu_mma_tt = e && (atoi(e) == 1 || atoi(e) == 2) ? atoi(e) : 0;
         e = getenv("BRISK_CUDA_GEMV_MAX_N");
         if (e && atoi(e) >= 1) gemv_max_n = atoi(e);
         e = getenv("BRISK_CUDA_ATTN");

@@ -1280,6 +1280,7 @@ static cudaError_t launch_v3_kind(cudaStream_t st, int kind, int stype, const ge
 /* Chunks per warp in flight for the one-tile kernels: 4, or 8 with env BRISK_CUDA_MMA_U=8 (A/B;
  * the two-tile kernels stay at 4: 8 would not fit 128 registers). */
 int cu_mma_u = 4;
+int cu_mma_tt = 0; /* 0: tiles per block by grid size; 1 or 2 forced (env BRISK_CUDA_MMA_TT) */
 
 template <int ST, int NM, int EPI, int TT>
 static cudaError_t launch_mma_ns(cudaStream_t st, const mma_args &a, unsigned blocks) {
@@ -1312,9 +1313,8 @@ static cudaError_t gemv_mma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int
     const int nm = epi == CU_EPI_SWIGLU ? 2 : 1;
     int tiles = 0;
     for (int i = 0; i < (nm == 2 ? 1 : nmat); i++) tiles += (int)((m[i].w->rows + 15) / 16);
-    const int tt = nm == 1 && tiles >= 4 * sm_count() && !nw
-                       ? 2
-                       : 1; /* share x over 2 tiles when the grid is large */
+    /* share x over 2 tiles when the grid is large (env BRISK_CUDA_MMA_TT=1/2 forces, for A/B) */
+    const int tt = nm == 1 && !nw && (cu_mma_tt ? cu_mma_tt == 2 : tiles >= 4 * sm_count()) ? 2 : 1;
     for (int t0 = 0; t0 < n; t0 += 8) {
         mma_args a = {};
         a.nmat = nm == 2 ? 1 : nmat;
