@@ -175,7 +175,7 @@ typedef struct qmm_job {
     brisk_cpu_state *st;
     brisk_mm mm[3];
     int nseg;
-    int64_t start[4]; /* row space: matrix s owns [start[s], start[s+1]) */
+    int64_t start[4]; /* row space: matrix s owns [start[s], start[s] + rows), starts 4-aligned */
     enum qmm_epi epi;
     float *out; /* EPI_ADD: out[n, rows] += mm[0].y; EPI_SWIGLU: silu(mm[0].y) * mm[1].y */
     int64_t step;
@@ -200,8 +200,8 @@ static void qmm_chunk(const qmm_job *j, int64_t r0, int64_t r1, brisk_cpu_scratc
         return;
     }
     for (int sg = 0; sg < j->nseg; sg++) {
-        const int64_t lo = r0 > j->start[sg] ? r0 : j->start[sg];
-        const int64_t hi = r1 < j->start[sg + 1] ? r1 : j->start[sg + 1];
+        const int64_t end = j->start[sg] + j->mm[sg].W->rows;
+        const int64_t lo = r0 > j->start[sg] ? r0 : j->start[sg], hi = r1 < end ? r1 : end;
         if (lo < hi) isa->qmm(&j->mm[sg], lo - j->start[sg], hi - j->start[sg], s);
     }
     if (j->epi == EPI_ADD) { /* the residual add of these rows, as brisk_cpu_add does it */
@@ -306,9 +306,11 @@ static void cpu_matmul_qkv(brisk_backend *be, const brisk_tensor *wq, const bris
         return;
     }
     const brisk_qact *qa = quantize_x(st, wq, x, n);
-    qmm_job j = {.st = st,
-                 .nseg = 3,
-                 .start = {0, wq->rows, wq->rows + wk->rows, wq->rows + wk->rows + wv->rows}};
+    /* each matrix starts on a 4-row boundary of the joint row space, so chunks cut it into the
+     * same 4-row blocks as a matmul of its own */
+    const int64_t a4 = BRISK_QMM_ROWS;
+    const int64_t sk = (wq->rows + a4 - 1) / a4 * a4, sv = sk + (wk->rows + a4 - 1) / a4 * a4;
+    qmm_job j = {.st = st, .nseg = 3, .start = {0, sk, sv, sv + wv->rows}};
     const float *b[3] = {bq, bk, bv};
     float *y[3] = {q, k, v};
     for (int i = 0; i < 3; i++)

@@ -15,6 +15,20 @@ INLINE float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* hsum of four vectors at once (hadd tree): out[k] = sum of v[k]. hsum1 adds one vector in the
+ * same order, so a row's result does not depend on whether it went through a 4-row block or the
+ * 1-row tail (the fused ops must match the composition bit for bit whatever their chunking). */
+INLINE void hsum4(const __m256 *v, float *out) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
+INLINE float hsum1(__m256 v) {
+    __m256 h = _mm256_hadd_ps(v, v);
+    h = _mm256_hadd_ps(h, h);
+    return _mm_cvtss_f32(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
 /* 8 stored values (F32/F16/BF16) at element i of base as f32; unaligned is fine. */
 INLINE __m256 load8(brisk_wtype t, const uint8_t *base, int64_t i) {
     switch (t) {
@@ -237,6 +251,21 @@ static void avx2_quant(const float *x, int64_t cols, int G, int bits, int16_t *q
  * only 4 KB of codes). */
 INLINE void rows_token_t(brisk_wtype T, const uint8_t *sc, const uint8_t *bi, int64_t o,
                          const float *d, const float *sx, int R, int64_t ng, float *sd, float *bt) {
+    if (R == BRISK_QMM_ROWS && ng % 8 == 0) {
+        /* 4 rows at once; the four bias sums fold together with hadd */
+        __m256 a[4];
+        for (int k = 0; k < 4; k++) a[k] = _mm256_setzero_ps();
+        for (int64_t g = 0; g < ng; g += 8) {
+            const __m256 dv = _mm256_loadu_ps(d + g), sv = _mm256_loadu_ps(sx + g);
+            for (int k = 0; k < 4; k++) {
+                _mm256_storeu_ps(sd + k * ng + g, _mm256_mul_ps(load8(T, sc, o + k * ng + g), dv));
+                a[k] = _mm256_fmadd_ps(load8(T, bi, o + k * ng + g), sv, a[k]);
+            }
+        }
+        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+        _mm_storeu_ps(bt, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+        return;
+    }
     for (int k = 0; k < R; k++) {
         const int64_t ok = o + k * ng;
         float *sk = sd + k * ng;
@@ -246,7 +275,7 @@ INLINE void rows_token_t(brisk_wtype T, const uint8_t *sc, const uint8_t *bi, in
             _mm256_storeu_ps(sk + g, _mm256_mul_ps(load8(T, sc, ok + g), _mm256_loadu_ps(d + g)));
             a = _mm256_fmadd_ps(load8(T, bi, ok + g), _mm256_loadu_ps(sx + g), a);
         }
-        float b = hsum(a);
+        float b = hsum1(a);
         if (g < ng) {
             float ws[8], bs[8];
             brisk_cpu_load_f32(T, sc, ok + g, ng - g, ws);
@@ -312,8 +341,14 @@ INLINE void prefetch_sb(const brisk_tensor *W, int64_t r, int R, int64_t ng, int
                 else                                                                               \
                     qrows(w, rb, sd, ng, q, cols, BITS, GG, 1, acc);                               \
                 float *y = m->y + (size_t)t * W->rows + r;                                         \
-                for (int k = 0; k < R; k++)                                                        \
-                    y[k] = hsum(acc[k]) + bt[k] + (m->bias ? m->bias[r + k] : 0.0f);               \
+                if (R == R4) {                                                                     \
+                    float h[R4];                                                                   \
+                    hsum4(acc, h);                                                                 \
+                    for (int k = 0; k < R4; k++)                                                   \
+                        y[k] = h[k] + bt[k] + (m->bias ? m->bias[r + k] : 0.0f);                   \
+                } else {                                                                           \
+                    y[0] = hsum1(acc[0]) + bt[0] + (m->bias ? m->bias[r] : 0.0f);                  \
+                }                                                                                  \
             }                                                                                      \
             r += R;                                                                                \
         }                                                                                          \
