@@ -145,15 +145,18 @@ INLINE __m256 step_scale(const float *sd, int64_t i, int G, int bits) {
 }
 
 /* How far ahead (bytes, in address order) the decode kernel prefetches. Measured with
- * bench/qmm_bench.c, 2 threads, 256 MB q4g64 from DRAM: one 4-row block ahead (4 KB) 15 GB/s,
- * 8 KB 18, 16 KB 19-20 (8192 cols: 24-25), 24 KB 17.6; none 14.6. */
+ * bench/qmm_bench.c, 256 MB q4g64 from DRAM in 2 MB pages, 2048 cols: 8 KB 24.6-24.9 GB/s on 2
+ * threads, 16 KB 18.5-26.9, 32 KB 25.4-25.7, 64 KB 24.1-24.9 (8192 cols: 22-26 at every
+ * distance). Until round four it covered only every other 128-byte step of a 4-row block (R/2
+ * lines per two steps); covering all of them took 2 threads from 17.7-19.8 to 23.9-31.3 GB/s and
+ * 1 thread from 8.8-10.5 to 13.6-17.6 (2048 cols). */
 #define QMM_PREFETCH (16 * 1024)
 
 /* R rows (contiguous, rb bytes apart) against one token: acc[k] += per step, the integer dot of
  * 32 bytes of codes, converted, times sd[k][group] = scale * d (folded by the caller). Steps that
  * share a group (G = 128 on 4-bit, G >= 64 on 8-bit) add in int32 before one convert. The loads
  * of the activations are shared by the R rows. While it runs it prefetches QMM_PREFETCH bytes
- * ahead of the block in address order, R/2 lines per step (the rows are contiguous): a decode
+ * ahead of the block in address order, R lines per two steps (the rows are contiguous): a decode
  * thread streams its rows once, and the hardware prefetcher alone left ~25% of the DRAM rate on
  * the table. bits, G and R are compile-time constants at every call. */
 INLINE void qrows(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, const int16_t *q,
@@ -166,7 +169,7 @@ INLINE void qrows(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, con
     for (int k = 0; k < R; k++) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < steps; i += per) {
         if ((i & 1) == 0)
-            for (int k = 0; k < R; k += 2) _mm_prefetch(pf + i * 32 * R + k * 32, _MM_HINT_T0);
+            for (int k = 0; k < R; k++) _mm_prefetch(pf + i * 32 * R + k * 64, _MM_HINT_T0);
         if (per == 1) { /* one group per step: no int32 partial sums to keep live */
             for (int k = 0; k < R; k++)
                 acc[k] = _mm256_fmadd_ps(
@@ -178,8 +181,8 @@ INLINE void qrows(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, con
             __m256i is = qstep(w + k * rb + i * 32, q + i * span, bits);
             for (int u = 1; u < per; u++) {
                 if (((i + u) & 1) == 0 && k == 0)
-                    for (int kk = 0; kk < R; kk += 2)
-                        _mm_prefetch(pf + (i + u) * 32 * R + kk * 32, _MM_HINT_T0);
+                    for (int kk = 0; kk < R; kk++)
+                        _mm_prefetch(pf + (i + u) * 32 * R + kk * 64, _MM_HINT_T0);
                 is = _mm256_add_epi32(is,
                                       qstep(w + k * rb + (i + u) * 32, q + (i + u) * span, bits));
             }
