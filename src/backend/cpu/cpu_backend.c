@@ -503,20 +503,14 @@ brisk_status brisk_backend_cpu_create_isa(const brisk_backend_init *init, const 
     st->qa.s = alloc_aligned((size_t)st->max_tokens * groups * sizeof(float));
     st->scr = calloc((size_t)nth, sizeof *st->scr);
     st->cur = alloc_aligned((size_t)nth * sizeof *st->cur);
-    /* The fused ops' second output (SwiGLU's up, matmul_add's product) for max_tokens rows of
-     * the largest matrix short of the vocabulary-sized ones (the output projection and the
-     * embedding never go through a fused op); at least a decode step of any matrix. */
-    int64_t top = 0, second = 0;
-    for (int i = 0; i < init->n_tensors; i++) {
-        const int64_t r = init->tensors[i]->rows;
-        if (r > top)
-            second = top, top = r;
-        else if (r > second && r < top)
-            second = r;
-    }
-    if (second == 0) second = top;
-    if (init->n_tensors == 0) second = 4 * st->max_cols; /* no weights named (tests, benches) */
-    st->tmp_cap = (int64_t)st->max_tokens * second;
+    /* The fused ops' second output (SwiGLU's up, matmul_add's product): max_tokens rows of up
+     * to max_cols values. Every layer matrix's rows are the columns of another (q/o, gate/down,
+     * down/q), so only the vocabulary-sized ones (embedding, output projection) are wider, and
+     * those never go through a fused op; any matrix still gets a whole decode step. */
+    int64_t top = 0;
+    for (int i = 0; i < init->n_tensors; i++)
+        top = init->tensors[i]->rows > top ? init->tensors[i]->rows : top;
+    st->tmp_cap = (int64_t)st->max_tokens * st->max_cols;
     if (st->tmp_cap < BRISK_GEMM_MIN_N * top) st->tmp_cap = BRISK_GEMM_MIN_N * top;
     st->tmp = alloc_aligned((size_t)st->tmp_cap * sizeof(float));
     bool ok = st->qa.q && st->qa.d && st->qa.s && st->scr && st->cur && st->tmp;
