@@ -7,12 +7,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void *huge_alloc(size_t bytes) {
+    const size_t h = (size_t)2 << 20;
+    bytes = (bytes + h - 1) / h * h;
+    void *p = aligned_alloc(h, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
 }
 
 int main(int argc, char **argv) {
@@ -26,8 +37,9 @@ int main(int argc, char **argv) {
     if (brisk_backend_cpu_create_isa(&init, isa, &be) != BRISK_OK) return 1;
     const int64_t big = ((int64_t)256 << 20) / (cols * bits / 8); /* 256 MB of codes */
     const size_t cb = (size_t)(big * cols * bits / 8), ng = (size_t)(big * cols / G);
-    uint8_t *codes = malloc(cb);
-    uint16_t *sc = malloc(ng * 2), *bi = malloc(ng * 2);
+    /* in 2 MB pages where the kernel gives them, as the synthetic weights of brisk bench */
+    uint8_t *codes = huge_alloc(cb);
+    uint16_t *sc = huge_alloc(ng * 2), *bi = huge_alloc(ng * 2);
     for (size_t i = 0; i < cb; i++) codes[i] = (uint8_t)((i * 2654435761u) >> 13);
     for (size_t i = 0; i < ng; i++) sc[i] = 0x3c00, bi[i] = 0xbc00; /* bf16 ~0.0078, -0.0078 */
     float *x = malloc((size_t)cols * 4), *y = malloc((size_t)big * 4);

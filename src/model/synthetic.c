@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 typedef struct shape_row {
@@ -174,7 +175,15 @@ brisk_status brisk_model_create_synthetic(const char *shape, const char *quant,
              (matrix_bytes(&f, Q, D) + 2 * matrix_bytes(&f, KV, D) + matrix_bytes(&f, D, Q) +
               2 * matrix_bytes(&f, F, D) + matrix_bytes(&f, D, F));
     brisk_weights *w = &m->w;
-    m->synthetic = aligned_alloc(64, total);
+    /* 2 MB pages where the kernel gives them (transparent huge pages on madvise): a decode
+     * streams every weight once per token, and on 4 KB pages the TLB walks cost the 4-bit matvec
+     * ~8-10% (bench/qmm_bench, this VM). The bandwidth probe (util/membw.c) asks for the same. */
+    const size_t huge = (size_t)2 << 20;
+    total = (total + huge - 1) / huge * huge;
+    m->synthetic = aligned_alloc(huge, total);
+#ifdef MADV_HUGEPAGE
+    if (m->synthetic) (void)madvise(m->synthetic, total, MADV_HUGEPAGE); /* a hint: may fail */
+#endif
     w->layers = calloc((size_t)c->n_layer, sizeof *w->layers);
     w->small = calloc(brisk_weights_small_cap(c), sizeof *w->small);
     if (!m->synthetic || !w->layers || !w->small) {

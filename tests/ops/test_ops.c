@@ -152,6 +152,90 @@ static void test_matmul(brisk_backend *be, brisk_backend *ref, const char *isa) 
     unguard(o), free(orf), free(own[0]), free(own[1]), free(own[2]);
 }
 
+/* The fused ops (matmul_qkv, matmul_add, matmul_swiglu) against the composition of the basic ops:
+ * bit for bit on the same backend (forward.c may take either), and within TOL_MATMUL of the
+ * reference's composition. Integer-path weights (4/8 bits) and one the fused ops hand back to
+ * the composition (bf16, 3 bits); decode sizes and a prefill size (the GEMM). */
+static void test_fused(brisk_backend *be, brisk_backend *ref, const char *isa) {
+    static const int ns[] = {1, 2, 5, 7};
+    static const struct {
+        brisk_wtype type;
+        int bits, G;
+    } kinds[] = {{BRISK_W_QAFFINE, 4, 64},  {BRISK_W_QAFFINE, 4, 32}, {BRISK_W_QAFFINE, 8, 64},
+                 {BRISK_W_QAFFINE, 4, 128}, {BRISK_W_QAFFINE, 3, 64}, {BRISK_W_BF16, 0, 0}};
+    static const brisk_wtype stypes[] = {BRISK_W_BF16, BRISK_W_F16, BRISK_W_F32};
+    const int64_t cols = 256, rq = 68, rk = 18, rf = 131; /* rows not all multiples of 4 */
+    for (size_t ki = 0; ki < BRISK_ARRAY_LEN(kinds); ki++) {
+        uint8_t *own[5][3];
+        brisk_tensor W[5];
+        const int64_t rows[5] = {rq, rk, rk, rf, rf};
+        for (int i = 0; i < 5; i++)
+            W[i] = make_weight(kinds[ki].type, kinds[ki].bits, kinds[ki].G, stypes[rnd() % 3],
+                               rows[i], cols, own[i]);
+        for (size_t ni = 0; ni < BRISK_ARRAY_LEN(ns); ni++) {
+            const int n = ns[ni];
+            float *x = floats((size_t)n * cols), *b[3];
+            for (int64_t i = 0; i < n * cols; i++) x[i] = frand();
+            for (int i = 0; i < 3; i++) {
+                b[i] = (rnd() & 1) ? floats((size_t)rows[i]) : NULL;
+                for (int64_t r = 0; b[i] && r < rows[i]; r++) b[i][r] = frand();
+            }
+            /* qkv */
+            float *f[3], *c[3], *r[3];
+            for (int i = 0; i < 3; i++) {
+                f[i] = guarded((size_t)n * rows[i]);
+                c[i] = floats((size_t)n * rows[i]);
+                r[i] = floats((size_t)n * rows[i]);
+                be->ops->matmul(be, &W[i], b[i], x, n, c[i]);
+                ref->ops->matmul(ref, &W[i], b[i], x, n, r[i]);
+            }
+            be->ops->matmul_qkv(be, &W[0], &W[1], &W[2], b[0], b[1], b[2], x, n, f[0], f[1], f[2]);
+            for (int i = 0; i < 3; i++) {
+                const size_t ny = (size_t)n * rows[i];
+                const double e = test_rel_l2(f[i], r[i], ny);
+                CHECK_MSG(!memcmp(f[i], c[i], ny * 4) && e <= TOL_MATMUL && guards_ok(f[i], ny),
+                          "%s matmul_qkv %d bits %d G %d n %d out %d: rel L2 %.3g (composition "
+                          "%s)",
+                          isa, kinds[ki].type, kinds[ki].bits, kinds[ki].G, n, i, e,
+                          memcmp(f[i], c[i], ny * 4) ? "differs" : "same");
+                unguard(f[i]), free(c[i]), free(r[i]);
+            }
+            /* matmul_add: y += W x on a residual; swiglu: silu(x Wg^T) * (x Wu^T) */
+            const size_t nf = (size_t)n * rf;
+            float *xf = floats((size_t)n * cols), *y0 = floats(nf);
+            for (int64_t i = 0; i < n * cols; i++) xf[i] = frand();
+            for (size_t i = 0; i < nf; i++) y0[i] = frand();
+            float *fy = guarded(nf), *cy = floats(nf), *ry = floats(nf), *t = floats(nf);
+            memcpy(fy, y0, nf * 4), memcpy(cy, y0, nf * 4), memcpy(ry, y0, nf * 4);
+            be->ops->matmul_add(be, &W[3], xf, n, fy);
+            be->ops->matmul(be, &W[3], NULL, xf, n, t);
+            be->ops->add(be, cy, t, nf);
+            ref->ops->matmul(ref, &W[3], NULL, xf, n, t);
+            ref->ops->add(ref, ry, t, nf);
+            double e = test_rel_l2(fy, ry, nf);
+            CHECK_MSG(!memcmp(fy, cy, nf * 4) && e <= TOL_MATMUL && guards_ok(fy, nf),
+                      "%s matmul_add bits %d G %d n %d: rel L2 %.3g", isa, kinds[ki].bits,
+                      kinds[ki].G, n, e);
+            float *u = floats(nf);
+            be->ops->matmul_swiglu(be, &W[3], &W[4], xf, n, fy);
+            be->ops->matmul(be, &W[3], NULL, xf, n, cy);
+            be->ops->matmul(be, &W[4], NULL, xf, n, u);
+            be->ops->swiglu(be, cy, u, nf, cy);
+            ref->ops->matmul(ref, &W[3], NULL, xf, n, ry);
+            ref->ops->matmul(ref, &W[4], NULL, xf, n, u);
+            ref->ops->swiglu(ref, ry, u, nf, ry);
+            e = test_rel_l2(fy, ry, nf);
+            CHECK_MSG(!memcmp(fy, cy, nf * 4) && e <= TOL_MATMUL && finite_all(fy, nf) &&
+                          guards_ok(fy, nf),
+                      "%s matmul_swiglu bits %d G %d n %d: rel L2 %.3g", isa, kinds[ki].bits,
+                      kinds[ki].G, n, e);
+            unguard(fy), free(cy), free(ry), free(t), free(u), free(xf), free(y0), free(x);
+            for (int i = 0; i < 3; i++) free(b[i]);
+        }
+        for (int i = 0; i < 5; i++) free(own[i][0]), free(own[i][1]), free(own[i][2]);
+    }
+}
+
 static void test_elementwise(brisk_backend *be, brisk_backend *ref, const char *isa) {
     const int n = 5, dim = 200, heads = 4, hd = 50;
     const size_t N = (size_t)n * dim;
@@ -254,6 +338,7 @@ int main(int argc, char **argv) {
         if (!be) continue;
         worst_matmul = 0;
         test_matmul(be, ref, isa);
+        test_fused(be, ref, isa);
         test_elementwise(be, ref, isa);
         test_attention(be, ref, isa);
         printf("%-8s worst matmul rel L2 %.3g\n", isa, worst_matmul);

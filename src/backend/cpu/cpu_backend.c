@@ -5,6 +5,7 @@
 #include "util/error.h"
 #include "util/membw.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +73,7 @@ const char *brisk_cpu_isas_available(void) {
  * Matmul
  * ------------------------------------------------------------------------------------------- */
 
-enum mm_kind { MM_QMM, MM_DOT_W, MM_ROW, MM_GEMM };
+enum mm_kind { MM_DOT_W, MM_ROW, MM_GEMM };
 
 typedef struct mm_job {
     brisk_mm mm;
@@ -103,9 +104,6 @@ static void mm_worker(void *arg, int ith, int nth) {
         switch (j->kind) {
         case MM_GEMM:
             break; /* handled above */
-        case MM_QMM:
-            isa->qmm(m, r0, r1, s);
-            break;
         case MM_DOT_W:
             for (int64_t r = r0; r < r1; r++)
                 m->y[r] = isa->dot_w(W, r, m->x) + (m->bias ? m->bias[r] : 0.0f);
@@ -143,38 +141,142 @@ static void quant_worker(void *arg, int ith, int nth) {
                  j->qa->d + t * ng, j->qa->s + t * ng);
 }
 
+/* Quantizes x [n, W.cols] into st->qa for W's group size and bits (once per x: the fused ops'
+ * matrices share it). */
+static brisk_qact *quantize_x(brisk_cpu_state *st, const brisk_tensor *W, const float *x, int n) {
+    brisk_qact *qa = &st->qa;
+    qa->cols = W->cols;
+    qa->G = W->group_size;
+    qa->n = n;
+    void (*quant)(const float *, int64_t, int, int, int16_t *, float *, float *) =
+        st->isa->quant ? st->isa->quant : brisk_cpu_quant_act;
+    if (n == 1) {
+        quant(x, W->cols, W->group_size, W->bits, qa->q, qa->d, qa->s);
+    } else {
+        quant_job q = {.x = x, .W = W, .qa = qa, .quant = quant};
+        atomic_init(&q.next, 0);
+        brisk_pool_run(st->pool, quant_worker, &q);
+    }
+    return qa;
+}
+
+static void cpu_matmul(brisk_backend *be, const brisk_tensor *W, const float *bias, const float *x,
+                       int n, float *y);
+
+/* ---------------------------------------------------------------------------------------------
+ * Decode matmuls (the integer path): one pool job over the rows of up to three matrices of one
+ * x, with an optional epilogue per chunk (residual add, SwiGLU), so a fused op is one dispatch
+ * and one quantization of x.
+ * ------------------------------------------------------------------------------------------- */
+
+enum qmm_epi { EPI_NONE, EPI_ADD, EPI_SWIGLU };
+
+typedef struct qmm_job {
+    brisk_cpu_state *st;
+    brisk_mm mm[3];
+    int nseg;
+    int64_t start[4]; /* row space: matrix s owns [start[s], start[s] + rows), starts 4-aligned */
+    enum qmm_epi epi;
+    float *out; /* EPI_ADD: out[n, rows] += mm[0].y; EPI_SWIGLU: silu(mm[0].y) * mm[1].y */
+    int64_t step;
+} qmm_job;
+
+static void qmm_chunk(const qmm_job *j, int64_t r0, int64_t r1, brisk_cpu_scratch *s) {
+    const brisk_cpu_isa *isa = j->st->isa;
+    if (j->epi == EPI_SWIGLU) { /* gate rows, up rows, then out = silu(gate) * up */
+        isa->qmm(&j->mm[0], r0, r1, s);
+        isa->qmm(&j->mm[1], r0, r1, s);
+        const int64_t rows = j->mm[0].W->rows;
+        for (int t = 0; t < j->mm[0].n; t++) {
+            const size_t o = (size_t)t * rows + r0;
+            const float *g = j->mm[0].y + o, *u = j->mm[1].y + o;
+            if (isa->swiglu) {
+                isa->swiglu(g, u, (size_t)(r1 - r0), j->out + o);
+                continue;
+            }
+            for (int64_t i = 0; i < r1 - r0; i++)
+                j->out[o + i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        }
+        return;
+    }
+    for (int sg = 0; sg < j->nseg; sg++) {
+        const int64_t end = j->start[sg] + j->mm[sg].W->rows;
+        const int64_t lo = r0 > j->start[sg] ? r0 : j->start[sg], hi = r1 < end ? r1 : end;
+        if (lo < hi) isa->qmm(&j->mm[sg], lo - j->start[sg], hi - j->start[sg], s);
+    }
+    if (j->epi == EPI_ADD) { /* the residual add of these rows, as brisk_cpu_add does it */
+        const int64_t rows = j->mm[0].W->rows;
+        for (int t = 0; t < j->mm[0].n; t++) {
+            const size_t o = (size_t)t * rows;
+            for (int64_t r = r0; r < r1; r++) j->out[o + r] += j->mm[0].y[o + r];
+        }
+    }
+}
+
+/* Each thread streams its own contiguous share of the rows (the software prefetch in the kernel
+ * runs ahead in address order and stays useful across chunks), then helps the others from their
+ * fronts so a preempted core does not hold the job up. */
+static void qmm_worker(void *arg, int ith, int nth) {
+    qmm_job *j = arg;
+    brisk_cpu_scratch *s = &j->st->scr[ith];
+    for (int v = 0; v < nth; v++) {
+        brisk_cpu_cursor *c = &j->st->cur[(ith + v) % nth];
+        for (;;) {
+            const int64_t r0 = brisk_pool_next(&c->next, j->step);
+            if (r0 >= c->end) break;
+            qmm_chunk(j, r0, r0 + j->step < c->end ? r0 + j->step : c->end, s);
+        }
+    }
+}
+
+static void qmm_run(brisk_cpu_state *st, qmm_job *j) {
+    const int64_t total = j->start[j->nseg], nth = st->nth;
+    const brisk_tensor *W = j->mm[0].W;
+    /* ~16 KB of codes per chunk: stealing granularity; whole 4-row blocks */
+    const int64_t rb = W->cols * W->bits / 8, step = 16384 / rb / BRISK_QMM_ROWS * BRISK_QMM_ROWS;
+    j->step = step < BRISK_QMM_ROWS ? BRISK_QMM_ROWS : step;
+    for (int64_t i = 0; i < nth; i++) {
+        const int64_t b = total * i / nth / BRISK_QMM_ROWS * BRISK_QMM_ROWS;
+        const int64_t e =
+            i + 1 == nth ? total : total * (i + 1) / nth / BRISK_QMM_ROWS * BRISK_QMM_ROWS;
+        atomic_init(&st->cur[i].next, b);
+        st->cur[i].end = e;
+    }
+    brisk_pool_run(st->pool, qmm_worker, j);
+}
+
+/* Whether the decode integer path takes these matrices of one x together. */
+static bool qmm_ok(const brisk_cpu_state *st, int n, const brisk_tensor *const *W, int nw) {
+    if (!st->isa->qmm || n >= BRISK_GEMM_MIN_N || n > st->max_tokens) return false;
+    for (int i = 0; i < nw; i++) {
+        if (!brisk_qmm_supported(W[i]) || W[i]->cols != W[0]->cols || W[i]->bits != W[0]->bits ||
+            W[i]->group_size != W[0]->group_size)
+            return false;
+    }
+    return true;
+}
+
 static void cpu_matmul_chunk(brisk_cpu_state *st, const brisk_tensor *W, const float *bias,
                              const float *x, int n, float *y) {
-    mm_job j = {.mm = {.W = W, .bias = bias, .x = x, .n = n, .y = y}, .st = st};
-    if (st->isa->gemm && n >= BRISK_GEMM_MIN_N) {
-        j.kind = MM_GEMM;
-    } else if (st->isa->qmm && brisk_qmm_supported(W)) {
-        brisk_qact *qa = &st->qa;
-        qa->cols = W->cols;
-        qa->G = W->group_size;
-        qa->n = n;
-        void (*quant)(const float *, int64_t, int, int, int16_t *, float *, float *) =
-            st->isa->quant ? st->isa->quant : brisk_cpu_quant_act;
-        if (n == 1) {
-            quant(x, W->cols, W->group_size, W->bits, qa->q, qa->d, qa->s);
-        } else {
-            quant_job q = {.x = x, .W = W, .qa = qa, .quant = quant};
-            atomic_init(&q.next, 0);
-            brisk_pool_run(st->pool, quant_worker, &q);
-        }
-        j.mm.qa = qa;
-        j.kind = MM_QMM;
-    } else {
-        j.kind = n == 1 && W->type != BRISK_W_QAFFINE ? MM_DOT_W : MM_ROW;
+    if (!(st->isa->gemm && n >= BRISK_GEMM_MIN_N) && qmm_ok(st, n, &W, 1)) {
+        qmm_job q = {.st = st, .nseg = 1, .start = {0, W->rows}};
+        q.mm[0] =
+            (brisk_mm){.W = W, .bias = bias, .x = x, .n = n, .y = y, .qa = quantize_x(st, W, x, n)};
+        qmm_run(st, &q);
+        return;
     }
+    mm_job j = {.mm = {.W = W, .bias = bias, .x = x, .n = n, .y = y}, .st = st};
+    if (st->isa->gemm && n >= BRISK_GEMM_MIN_N)
+        j.kind = MM_GEMM;
+    else
+        j.kind = n == 1 && W->type != BRISK_W_QAFFINE ? MM_DOT_W : MM_ROW;
     /* ~16 chunks per thread: small enough to even out a preempted core, large enough that a
      * chunk streams tens of KB of contiguous weights. */
     if (j.kind == MM_GEMM) {
         j.step = 1; /* a 16-row panel x all tokens is already ~n * 64K FMAs */
     } else {
-        /* A multiple of BRISK_QMM_ROWS, so only a matrix's last rows take the 1-row path. */
-        const int64_t step = W->rows / ((int64_t)st->nth * 16) / BRISK_QMM_ROWS * BRISK_QMM_ROWS;
-        j.step = step < BRISK_QMM_ROWS ? BRISK_QMM_ROWS : step;
+        const int64_t step = W->rows / ((int64_t)st->nth * 16);
+        j.step = step < 1 ? 1 : step;
     }
     atomic_init(&j.next, 0);
     brisk_pool_run(st->pool, mm_worker, &j);
@@ -190,6 +292,78 @@ static void cpu_matmul(brisk_backend *be, const brisk_tensor *W, const float *bi
         const int k = n - t0 < st->max_tokens ? n - t0 : st->max_tokens;
         cpu_matmul_chunk(st, W, bias, x + (size_t)t0 * W->cols, k, y + (size_t)t0 * W->rows);
     }
+}
+
+static void cpu_matmul_qkv(brisk_backend *be, const brisk_tensor *wq, const brisk_tensor *wk,
+                           const brisk_tensor *wv, const float *bq, const float *bk,
+                           const float *bv, const float *x, int n, float *q, float *k, float *v) {
+    brisk_cpu_state *st = be->impl;
+    const brisk_tensor *W[3] = {wq, wk, wv};
+    if (!qmm_ok(st, n, W, 3)) {
+        cpu_matmul(be, wq, bq, x, n, q);
+        cpu_matmul(be, wk, bk, x, n, k);
+        cpu_matmul(be, wv, bv, x, n, v);
+        return;
+    }
+    const brisk_qact *qa = quantize_x(st, wq, x, n);
+    /* each matrix starts on a 4-row boundary of the joint row space, so chunks cut it into the
+     * same 4-row blocks as a matmul of its own */
+    const int64_t a4 = BRISK_QMM_ROWS;
+    const int64_t sk = (wq->rows + a4 - 1) / a4 * a4, sv = sk + (wk->rows + a4 - 1) / a4 * a4;
+    qmm_job j = {.st = st, .nseg = 3, .start = {0, sk, sv, sv + wv->rows}};
+    const float *b[3] = {bq, bk, bv};
+    float *y[3] = {q, k, v};
+    for (int i = 0; i < 3; i++)
+        j.mm[i] = (brisk_mm){.W = W[i], .bias = b[i], .x = x, .n = n, .y = y[i], .qa = qa};
+    qmm_run(st, &j);
+}
+
+/* Tokens per piece when a fused op composes the basic ops through st->tmp (prefill, or a matrix
+ * the decode job does not take): the whole input when it fits, else as many tokens as fit. */
+static int tmp_tokens(const brisk_cpu_state *st, int64_t rows, int n) {
+    const int64_t c = st->tmp_cap / rows;
+    BRISK_ASSERT(c >= 1); /* tmp holds a row of every matrix but the vocabulary-sized ones */
+    return c < n ? (int)c : n;
+}
+
+static void cpu_matmul_add(brisk_backend *be, const brisk_tensor *W, const float *x, int n,
+                           float *y) {
+    brisk_cpu_state *st = be->impl;
+    if (!qmm_ok(st, n, &W, 1) || W->rows > st->tmp_cap / n) {
+        for (int t0 = 0; t0 < n;) { /* matmul then add, as forward.c composes them */
+            const int k = tmp_tokens(st, W->rows, n - t0);
+            cpu_matmul(be, W, NULL, x + (size_t)t0 * W->cols, k, st->tmp);
+            brisk_cpu_add(be, y + (size_t)t0 * W->rows, st->tmp, (size_t)k * (size_t)W->rows);
+            t0 += k;
+        }
+        return;
+    }
+    qmm_job j = {.st = st, .nseg = 1, .start = {0, W->rows}, .epi = EPI_ADD, .out = y};
+    j.mm[0] = (brisk_mm){.W = W, .x = x, .n = n, .y = st->tmp, .qa = quantize_x(st, W, x, n)};
+    qmm_run(st, &j);
+}
+
+static void cpu_matmul_swiglu(brisk_backend *be, const brisk_tensor *wg, const brisk_tensor *wu,
+                              const float *x, int n, float *out) {
+    brisk_cpu_state *st = be->impl;
+    const brisk_tensor *W[2] = {wg, wu};
+    if (!qmm_ok(st, n, W, 2) || wg->rows != wu->rows || wu->rows > st->tmp_cap / n) {
+        for (int t0 = 0; t0 < n;) { /* gate, up, swiglu, as forward.c composes them */
+            const int k = tmp_tokens(st, wu->rows, n - t0);
+            const size_t nv = (size_t)k * (size_t)wg->rows;
+            float *o = out + (size_t)t0 * wg->rows;
+            cpu_matmul(be, wg, NULL, x + (size_t)t0 * wg->cols, k, o);
+            cpu_matmul(be, wu, NULL, x + (size_t)t0 * wu->cols, k, st->tmp);
+            brisk_cpu_swiglu(be, o, st->tmp, nv, o);
+            t0 += k;
+        }
+        return;
+    }
+    const brisk_qact *qa = quantize_x(st, wg, x, n);
+    qmm_job j = {.st = st, .nseg = 1, .start = {0, wg->rows}, .epi = EPI_SWIGLU, .out = out};
+    j.mm[0] = (brisk_mm){.W = wg, .x = x, .n = n, .y = out, .qa = qa};
+    j.mm[1] = (brisk_mm){.W = wu, .x = x, .n = n, .y = st->tmp, .qa = qa};
+    qmm_run(st, &j);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -245,6 +419,8 @@ static void cpu_destroy(brisk_backend *be) {
             free(st->scr[i].pack);
         }
         free(st->scr);
+        free(st->cur);
+        free(st->tmp);
         free(st->qa.q);
         free(st->qa.d);
         free(st->qa.s);
@@ -271,6 +447,9 @@ static const brisk_backend_ops CPU_OPS = {
     .attention = brisk_cpu_attention,
     .swiglu = brisk_cpu_swiglu,
     .add = brisk_cpu_add,
+    .matmul_qkv = cpu_matmul_qkv,
+    .matmul_add = cpu_matmul_add,
+    .matmul_swiglu = cpu_matmul_swiglu,
 };
 
 static void *alloc_aligned(size_t bytes) {
@@ -323,7 +502,18 @@ brisk_status brisk_backend_cpu_create_isa(const brisk_backend_init *init, const 
     st->qa.d = alloc_aligned((size_t)st->max_tokens * groups * sizeof(float));
     st->qa.s = alloc_aligned((size_t)st->max_tokens * groups * sizeof(float));
     st->scr = calloc((size_t)nth, sizeof *st->scr);
-    bool ok = st->qa.q && st->qa.d && st->qa.s && st->scr;
+    st->cur = alloc_aligned((size_t)nth * sizeof *st->cur);
+    /* The fused ops' second output (SwiGLU's up, matmul_add's product): max_tokens rows of up
+     * to max_cols values. Every layer matrix's rows are the columns of another (q/o, gate/down,
+     * down/q), so only the vocabulary-sized ones (embedding, output projection) are wider, and
+     * those never go through a fused op; any matrix still gets a whole decode step. */
+    int64_t top = 0;
+    for (int i = 0; i < init->n_tensors; i++)
+        top = init->tensors[i]->rows > top ? init->tensors[i]->rows : top;
+    st->tmp_cap = (int64_t)st->max_tokens * st->max_cols;
+    if (st->tmp_cap < BRISK_GEMM_MIN_N * top) st->tmp_cap = BRISK_GEMM_MIN_N * top;
+    st->tmp = alloc_aligned((size_t)st->tmp_cap * sizeof(float));
+    bool ok = st->qa.q && st->qa.d && st->qa.s && st->scr && st->cur && st->tmp;
     for (int i = 0; ok && i < nth; i++) {
         brisk_cpu_scratch *s = &st->scr[i];
         s->row = alloc_aligned(cols * sizeof(float));

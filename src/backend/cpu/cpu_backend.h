@@ -7,6 +7,14 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/pool.h"
 
+/* One thread's contiguous share of a decode matmul's rows: its owner takes chunks from the front,
+ * and a thread that has finished its own takes chunks from the same front (cache-line sized so
+ * the owners do not share a line). */
+typedef struct brisk_cpu_cursor {
+    _Alignas(64) atomic_int_fast64_t next;
+    int64_t end;
+} brisk_cpu_cursor;
+
 typedef struct brisk_cpu_state {
     brisk_pool *pool;
     int nth;
@@ -15,8 +23,11 @@ typedef struct brisk_cpu_state {
     brisk_qact qa;          /* activations of one matmul, [max_tokens, max_cols] */
     int max_tokens, max_ctx;
     int64_t max_cols;
-    char name[32];         /* "cpu-avx2" ... */
-    brisk_backend_ops ops; /* CPU_OPS under that name */
+    float *tmp; /* [tmp_cap]: the fused ops' second output (see brisk_backend_cpu_create) */
+    int64_t tmp_cap;
+    struct brisk_cpu_cursor *cur; /* [nth]: the decode matmul's per-thread row ranges */
+    char name[32];                /* "cpu-avx2" ... */
+    brisk_backend_ops ops;        /* CPU_OPS under that name */
 } brisk_cpu_state;
 
 /* Creates the CPU backend on the named ISA ("avx2", "neon", "generic"); NULL picks the best

@@ -15,6 +15,20 @@ INLINE float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* hsum of four vectors at once (hadd tree): out[k] = sum of v[k]. hsum1 adds one vector in the
+ * same order, so a row's result does not depend on whether it went through a 4-row block or the
+ * 1-row tail (the fused ops must match the composition bit for bit whatever their chunking). */
+INLINE void hsum4(const __m256 *v, float *out) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
+INLINE float hsum1(__m256 v) {
+    __m256 h = _mm256_hadd_ps(v, v);
+    h = _mm256_hadd_ps(h, h);
+    return _mm_cvtss_f32(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
 /* 8 stored values (F32/F16/BF16) at element i of base as f32; unaligned is fine. */
 INLINE __m256 load8(brisk_wtype t, const uint8_t *base, int64_t i) {
     switch (t) {
@@ -131,15 +145,18 @@ INLINE __m256 step_scale(const float *sd, int64_t i, int G, int bits) {
 }
 
 /* How far ahead (bytes, in address order) the decode kernel prefetches. Measured with
- * bench/qmm_bench.c, 2 threads, 256 MB q4g64 from DRAM: one 4-row block ahead (4 KB) 15 GB/s,
- * 8 KB 18, 16 KB 19-20 (8192 cols: 24-25), 24 KB 17.6; none 14.6. */
+ * bench/qmm_bench.c, 256 MB q4g64 from DRAM in 2 MB pages, 2048 cols: 8 KB 24.6-24.9 GB/s on 2
+ * threads, 16 KB 18.5-26.9, 32 KB 25.4-25.7, 64 KB 24.1-24.9 (8192 cols: 22-26 at every
+ * distance). Until round four it covered only every other 128-byte step of a 4-row block (R/2
+ * lines per two steps); covering all of them took 2 threads from 17.7-19.8 to 23.9-31.3 GB/s and
+ * 1 thread from 8.8-10.5 to 13.6-17.6 (2048 cols). */
 #define QMM_PREFETCH (16 * 1024)
 
 /* R rows (contiguous, rb bytes apart) against one token: acc[k] += per step, the integer dot of
  * 32 bytes of codes, converted, times sd[k][group] = scale * d (folded by the caller). Steps that
  * share a group (G = 128 on 4-bit, G >= 64 on 8-bit) add in int32 before one convert. The loads
  * of the activations are shared by the R rows. While it runs it prefetches QMM_PREFETCH bytes
- * ahead of the block in address order, R/2 lines per step (the rows are contiguous): a decode
+ * ahead of the block in address order, R lines per two steps (the rows are contiguous): a decode
  * thread streams its rows once, and the hardware prefetcher alone left ~25% of the DRAM rate on
  * the table. bits, G and R are compile-time constants at every call. */
 INLINE void qrows(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, const int16_t *q,
@@ -152,7 +169,7 @@ INLINE void qrows(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, con
     for (int k = 0; k < R; k++) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < steps; i += per) {
         if ((i & 1) == 0)
-            for (int k = 0; k < R; k += 2) _mm_prefetch(pf + i * 32 * R + k * 32, _MM_HINT_T0);
+            for (int k = 0; k < R; k++) _mm_prefetch(pf + i * 32 * R + k * 64, _MM_HINT_T0);
         if (per == 1) { /* one group per step: no int32 partial sums to keep live */
             for (int k = 0; k < R; k++)
                 acc[k] = _mm256_fmadd_ps(
@@ -164,8 +181,8 @@ INLINE void qrows(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, con
             __m256i is = qstep(w + k * rb + i * 32, q + i * span, bits);
             for (int u = 1; u < per; u++) {
                 if (((i + u) & 1) == 0 && k == 0)
-                    for (int kk = 0; kk < R; kk += 2)
-                        _mm_prefetch(pf + (i + u) * 32 * R + kk * 32, _MM_HINT_T0);
+                    for (int kk = 0; kk < R; kk++)
+                        _mm_prefetch(pf + (i + u) * 32 * R + kk * 64, _MM_HINT_T0);
                 is = _mm256_add_epi32(is,
                                       qstep(w + k * rb + (i + u) * 32, q + (i + u) * span, bits));
             }
@@ -230,32 +247,77 @@ static void avx2_quant(const float *x, int64_t cols, int G, int bits, int16_t *q
     }
 }
 
-/* Row block set-up: group scales and biases of R rows as f32, once per block for all tokens
- * (the R rows' groups are contiguous in the scales/biases tensors). */
-static void rows_f32(const brisk_tensor *W, int64_t r, int R, int64_t ng, float *ws, float *bs) {
-    brisk_cpu_cvt_f32_avx2(W->stype, W->scales, r * ng, R * ng, ws);
-    brisk_cpu_cvt_f32_avx2(W->stype, W->biases, r * ng, R * ng, bs);
-}
-
-/* Per token: sd[k][g] = ws[k][g] * d[g] and the bias term bt[k] = sum_g bs[k][g] * s[g]. */
-INLINE void rows_token(const float *ws, const float *bs, const float *d, const float *sx, int R,
-                       int64_t ng, float *sd, float *bt) {
+/* Per token, for R rows: sd[k][g] = scale[k][g] * d[g] and the bias term bt[k] = sum_g
+ * bias[k][g] * s[g], reading the stored scales/biases (type T, a constant at every call) and
+ * converting in registers. It used to convert them to an f32 scratch first, once per block
+ * (brisk_cpu_cvt_f32_avx2: 6-8% of decode samples on 2048-wide rows, whose 4-row blocks are
+ * only 4 KB of codes). */
+INLINE void rows_token_t(brisk_wtype T, const uint8_t *sc, const uint8_t *bi, int64_t o,
+                         const float *d, const float *sx, int R, int64_t ng, float *sd, float *bt) {
+    if (R == BRISK_QMM_ROWS && ng % 8 == 0) {
+        /* 4 rows at once; the four bias sums fold together with hadd */
+        __m256 a[4];
+        for (int k = 0; k < 4; k++) a[k] = _mm256_setzero_ps();
+        for (int64_t g = 0; g < ng; g += 8) {
+            const __m256 dv = _mm256_loadu_ps(d + g), sv = _mm256_loadu_ps(sx + g);
+            for (int k = 0; k < 4; k++) {
+                _mm256_storeu_ps(sd + k * ng + g, _mm256_mul_ps(load8(T, sc, o + k * ng + g), dv));
+                a[k] = _mm256_fmadd_ps(load8(T, bi, o + k * ng + g), sv, a[k]);
+            }
+        }
+        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+        _mm_storeu_ps(bt, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+        return;
+    }
     for (int k = 0; k < R; k++) {
-        const float *wk = ws + k * ng, *bk = bs + k * ng;
+        const int64_t ok = o + k * ng;
         float *sk = sd + k * ng;
         __m256 a = _mm256_setzero_ps();
         int64_t g = 0;
         for (; g + 8 <= ng; g += 8) {
-            const __m256 dv = _mm256_loadu_ps(d + g);
-            _mm256_storeu_ps(sk + g, _mm256_mul_ps(_mm256_loadu_ps(wk + g), dv));
-            a = _mm256_fmadd_ps(_mm256_loadu_ps(bk + g), _mm256_loadu_ps(sx + g), a);
+            _mm256_storeu_ps(sk + g, _mm256_mul_ps(load8(T, sc, ok + g), _mm256_loadu_ps(d + g)));
+            a = _mm256_fmadd_ps(load8(T, bi, ok + g), _mm256_loadu_ps(sx + g), a);
         }
-        float b = hsum(a);
-        for (; g < ng; g++) {
-            sk[g] = wk[g] * d[g];
-            b += bk[g] * sx[g];
+        float b = hsum1(a);
+        if (g < ng) {
+            float ws[8], bs[8];
+            brisk_cpu_load_f32(T, sc, ok + g, ng - g, ws);
+            brisk_cpu_load_f32(T, bi, ok + g, ng - g, bs);
+            for (int64_t u = 0; u < ng - g; u++) {
+                sk[g + u] = ws[u] * d[g + u];
+                b += bs[u] * sx[g + u];
+            }
         }
         bt[k] = b;
+    }
+}
+
+static void rows_token(const brisk_tensor *W, int64_t r, int R, int64_t ng, const float *d,
+                       const float *sx, float *sd, float *bt) {
+    const uint8_t *sc = W->scales, *bi = W->biases;
+    switch (W->stype) {
+    case BRISK_W_BF16:
+        rows_token_t(BRISK_W_BF16, sc, bi, r * ng, d, sx, R, ng, sd, bt);
+        break;
+    case BRISK_W_F16:
+        rows_token_t(BRISK_W_F16, sc, bi, r * ng, d, sx, R, ng, sd, bt);
+        break;
+    default:
+        rows_token_t(BRISK_W_F32, sc, bi, r * ng, d, sx, R, ng, sd, bt);
+        break;
+    }
+}
+
+/* Prefetch of the scales and biases of the rows QMM_PREFETCH bytes of codes ahead: they are
+ * separate streams (1/8 of the code bytes each at G = 64 with 16-bit scales) that cross a 4 KB
+ * page every few blocks, where the hardware prefetcher stops. */
+INLINE void prefetch_sb(const brisk_tensor *W, int64_t r, int R, int64_t ng, int64_t rb) {
+    const int64_t ahead = r + (QMM_PREFETCH + rb - 1) / rb;
+    if (ahead >= W->rows) return;
+    const int64_t es = W->stype == BRISK_W_F32 ? 4 : 2, o = ahead * ng * es, n = R * ng * es;
+    for (int64_t b = 0; b < n; b += 64) {
+        _mm_prefetch((const char *)W->scales + o + b, _MM_HINT_T0);
+        _mm_prefetch((const char *)W->biases + o + b, _MM_HINT_T0);
     }
 }
 
@@ -266,24 +328,30 @@ INLINE void rows_token(const float *ws, const float *bs, const float *d, const f
     static void NAME(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratch *s) {            \
         const brisk_tensor *W = m->W;                                                              \
         const int64_t cols = W->cols, ng = cols / GG, rb = cols * BITS / 8;                        \
-        float *ws = s->sr, *sd = s->sr + R4 * ng, *bs = s->br;                                     \
+        float *sd = s->sr;                                                                         \
         for (int64_t r = r0; r < r1;) {                                                            \
             const int R = r + R4 <= r1 ? R4 : 1;                                                   \
             const uint8_t *w = (const uint8_t *)W->data + r * rb;                                  \
-            rows_f32(W, r, R, ng, ws, bs);                                                         \
+            prefetch_sb(W, r, R, ng, rb);                                                          \
             for (int t = 0; t < m->n; t++) {                                                       \
                 const float *d = m->qa->d + (size_t)t * ng, *sx = m->qa->s + (size_t)t * ng;       \
                 const int16_t *q = m->qa->q + (size_t)t * cols;                                    \
                 float bt[R4];                                                                      \
                 __m256 acc[R4];                                                                    \
-                rows_token(ws, bs, d, sx, R, ng, sd, bt);                                          \
+                rows_token(W, r, R, ng, d, sx, sd, bt);                                            \
                 if (R == R4)                                                                       \
                     qrows(w, rb, sd, ng, q, cols, BITS, GG, R4, acc);                              \
                 else                                                                               \
                     qrows(w, rb, sd, ng, q, cols, BITS, GG, 1, acc);                               \
                 float *y = m->y + (size_t)t * W->rows + r;                                         \
-                for (int k = 0; k < R; k++)                                                        \
-                    y[k] = hsum(acc[k]) + bt[k] + (m->bias ? m->bias[r + k] : 0.0f);               \
+                if (R == R4) {                                                                     \
+                    float h[R4];                                                                   \
+                    hsum4(acc, h);                                                                 \
+                    for (int k = 0; k < R4; k++)                                                   \
+                        y[k] = h[k] + bt[k] + (m->bias ? m->bias[r + k] : 0.0f);                   \
+                } else {                                                                           \
+                    y[0] = hsum1(acc[0]) + bt[0] + (m->bias ? m->bias[r] : 0.0f);                  \
+                }                                                                                  \
             }                                                                                      \
             r += R;                                                                                \
         }                                                                                          \

@@ -33,15 +33,26 @@ static inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+static inline __m256 swiglu8(__m256 x, __m256 u) {
+    const __m256 den =
+        _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), x)));
+    return _mm256_mul_ps(_mm256_div_ps(x, den), u);
+}
+
+/* The tail goes through the same vector math (padded), so every value is computed the same way
+ * wherever a range starts: matmul_swiglu applies it per row chunk and must match the whole-vector
+ * op bit for bit. */
 void brisk_cpu_swiglu_avx2(const float *g, const float *u, size_t n, float *out) {
     size_t i = 0;
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (; i + 8 <= n; i += 8) {
-        const __m256 x = _mm256_loadu_ps(g + i);
-        const __m256 den = _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x)));
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(x, den), _mm256_loadu_ps(u + i)));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, swiglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+    if (i < n) {
+        float tg[8] = {0}, tu[8] = {0}, to[8];
+        memcpy(tg, g + i, (n - i) * sizeof *tg);
+        memcpy(tu, u + i, (n - i) * sizeof *tu);
+        _mm256_storeu_ps(to, swiglu8(_mm256_loadu_ps(tg), _mm256_loadu_ps(tu)));
+        memcpy(out + i, to, (n - i) * sizeof *to);
     }
-    for (; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 /* Positions per chunk of the online softmax (the chunk's scores for the whole group stay in L1). */
