@@ -1,6 +1,8 @@
 /* test_ops.c: every op of the CPU backend on every ISA this machine runs, against ops_ref.c, on
  * fresh random inputs (seed printed; argv[1] repeats one): error thresholds, NaN/Inf, guard bytes.
- */
+ * ISAs the CPU or the build lacks are reported as skipped. avx512 is also compared with avx2 on the
+ * same inputs: the same functions everywhere but the decode matvec, whose integer sums are the
+ * same and whose float accumulation order differs. */
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "check.h"
@@ -99,7 +101,12 @@ static brisk_tensor make_weight(brisk_wtype type, int bits, int G, brisk_wtype s
     return W;
 }
 
-static void test_matmul(brisk_backend *be, brisk_backend *ref, const char *isa) {
+/* avx512's decode matvec against avx2's: the same integer group sums, summed in another order. */
+static const double TOL_AVX512_VS_AVX2 = 1e-5;
+
+/* cmp: a second ISA's backend to compare with (avx2 when testing avx512), or NULL. */
+static void test_matmul(brisk_backend *be, brisk_backend *ref, brisk_backend *cmp,
+                        const char *isa) {
     /* 1152 columns: more than BRISK_GEMM_KC, so the GEMM accumulates over two K blocks. */
     static const int64_t shapes[][2] = {{37, 256}, {67, 384}, {16, 128}, {5, 192}, {9, 1152}};
     static const int ns[] = {1, 3, 7};
@@ -135,6 +142,17 @@ static void test_matmul(brisk_backend *be, brisk_backend *ref, const char *isa) 
                 CHECK_MSG(e <= TOL_MATMUL && finite_all(y, ny) && guards_ok(y, ny),
                           "%s matmul type %d bits %d G %d %lldx%lld n %d: rel L2 %.3g", isa, type,
                           bits, G, (long long)rows, (long long)cols, n, e);
+                if (cmp) { /* only the integer decode path may differ, and only by rounding */
+                    float *yc = floats(ny);
+                    cmp->ops->matmul(cmp, &W, bias, xu, n, yc);
+                    const bool qmm = brisk_qmm_supported(&W) && n < BRISK_GEMM_MIN_N;
+                    const double ec = test_rel_l2(y, yc, ny);
+                    CHECK_MSG(qmm ? ec <= TOL_AVX512_VS_AVX2 : !memcmp(y, yc, ny * 4),
+                              "%s vs %s matmul type %d bits %d G %d %lldx%lld n %d: rel L2 %.3g",
+                              isa, cmp->ops->name, type, bits, G, (long long)rows, (long long)cols,
+                              n, ec);
+                    free(yc);
+                }
                 unguard(y);
                 free(yr), free(x), free(bias);
             }
@@ -322,6 +340,14 @@ static void test_attention(brisk_backend *be, brisk_backend *ref, const char *is
     }
 }
 
+/* Whether name is one of the comma-separated list's entries. */
+static bool isa_listed(const char *list, const char *name) {
+    const size_t n = strlen(name);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == 0)) return true;
+    return false;
+}
+
 int main(int argc, char **argv) {
     rng = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
     printf("seed %llu (rerun: test_ops %llu)\n", (unsigned long long)rng, (unsigned long long)rng);
@@ -332,12 +358,23 @@ int main(int argc, char **argv) {
     char isas[64];
     snprintf(isas, sizeof isas, "%s", brisk_cpu_isas_available());
     printf("ISAs: %s\n", isas);
+    static const char *const known[] = {"avx512", "avx2", "neon", "generic"};
+    for (size_t i = 0; i < BRISK_ARRAY_LEN(known); i++) {
+        if (isa_listed(isas, known[i])) continue;
+        brisk_backend *no = NULL;
+        CHECK(brisk_backend_cpu_create_isa(&init, known[i], &no) == BRISK_ERR_UNSUPPORTED && !no);
+        printf("%-8s skipped (not available on this CPU or build)\n", known[i]);
+    }
+    const bool have_avx2 = isa_listed(isas, "avx2");
     for (char *isa = strtok(isas, ","); isa; isa = strtok(NULL, ",")) {
-        brisk_backend *be = NULL;
+        brisk_backend *be = NULL, *cmp = NULL;
         CHECK(brisk_backend_cpu_create_isa(&init, isa, &be) == BRISK_OK);
         if (!be) continue;
+        if (!strcmp(isa, "avx512") && have_avx2)
+            CHECK(brisk_backend_cpu_create_isa(&init, "avx2", &cmp) == BRISK_OK);
         worst_matmul = 0;
-        test_matmul(be, ref, isa);
+        test_matmul(be, ref, cmp, isa);
+        if (cmp) cmp->ops->destroy(cmp);
         test_fused(be, ref, isa);
         test_elementwise(be, ref, isa);
         test_attention(be, ref, isa);

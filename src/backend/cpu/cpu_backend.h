@@ -30,8 +30,8 @@ typedef struct brisk_cpu_state {
     brisk_backend_ops ops;        /* CPU_OPS under that name */
 } brisk_cpu_state;
 
-/* Creates the CPU backend on the named ISA ("avx2", "neon", "generic"); NULL picks the best
- * this CPU has (or the BRISK_CPU_ISA environment variable, when set). Fails with
+/* Creates the CPU backend on the named ISA ("avx512", "avx2", "neon", "generic"); NULL picks the
+ * best this CPU has (or the BRISK_CPU_ISA environment variable, when set). Fails with
  * BRISK_ERR_UNSUPPORTED when the CPU or the build lacks that ISA. */
 brisk_status brisk_backend_cpu_create_isa(const brisk_backend_init *init, const char *isa,
                                           brisk_backend **out);

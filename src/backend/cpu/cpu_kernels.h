@@ -154,6 +154,8 @@ void brisk_cpu_load_f32(brisk_wtype t, const void *base, int64_t i0, int64_t n, 
 
 const brisk_cpu_isa *brisk_cpu_isa_generic(void);
 const brisk_cpu_isa *brisk_cpu_isa_avx2(void); /* NULL when not built for x86 */
+/* AVX-512 F+BW+VL+VNNI: the AVX2 table with a 512-bit VPDPWSSD decode matvec (NULL off x86). */
+const brisk_cpu_isa *brisk_cpu_isa_avx512(void);
 const brisk_cpu_isa *brisk_cpu_isa_neon(void); /* NULL when not built for ARM64 */
 
 #endif
