@@ -294,6 +294,44 @@ static void test_elementwise(brisk_backend *be, brisk_backend *ref, const char *
     free(x), free(w), free(u), free(g), free(up);
 }
 
+/* Values exact in f16 (k/1024, |k| <= 1024): the backend's f16 cache then holds exactly the
+ * reference's f32 one, so attention keeps its tight bound. */
+static float f16rand(void) {
+    return (float)((int)(rnd() % 2049) - 1024) / 1024.0f;
+}
+
+/* kv_store into the f16 cache: every value's bits equal util/fp.h's round-to-nearest-even
+ * conversion (normals at several scales, subnormals, overflow to inf, exact ties), at scattered
+ * slots; slots not stored stay zero. */
+static void test_kv_store(brisk_backend *be, const char *isa) {
+    enum { N = 6, KVD = 44, SLOTS = 16 };
+    CHECK(be->ops->kv_elem_size == sizeof(uint16_t));
+    static const float scales[] = {1, 1e-3f, 1e-6f, 3e-8f, 3e4f, 1e5f};
+    float k[N * KVD], v[N * KVD];
+    for (int i = 0; i < N * KVD; i++) {
+        k[i] = frand() * scales[(i / 7) % 6];
+        v[i] = frand() * scales[(i / 5) % 6];
+    }
+    k[3] = 1.0f + 1.0f / 2048, k[4] = 1.0f + 3.0f / 2048; /* ties: round down, round up */
+    v[3] = -(2049.0f), v[4] = 65520.0f;                   /* tie at 2048 ulp 2; 65520 -> inf */
+    const int32_t slot[N] = {7, 0, 15, 3, 9, 12};
+    uint16_t *kc = be->ops->alloc(be, SLOTS * KVD * 2), *vc = be->ops->alloc(be, SLOTS * KVD * 2);
+    be->ops->kv_store(be, kc, vc, k, v, slot, N, KVD);
+    int bad = 0;
+    for (int s = 0; s < SLOTS; s++) {
+        int i = -1;
+        for (int j = 0; j < N; j++)
+            if (slot[j] == s) i = j;
+        for (int d = 0; d < KVD; d++) {
+            const uint16_t ek = i < 0 ? 0 : brisk_f32_to_f16(k[i * KVD + d]),
+                           ev = i < 0 ? 0 : brisk_f32_to_f16(v[i * KVD + d]);
+            bad += kc[s * KVD + d] != ek || vc[s * KVD + d] != ev;
+        }
+    }
+    CHECK_MSG(!bad, "%s kv_store: %d values differ from round-to-nearest-even f16", isa, bad);
+    be->ops->free(be, kc), be->ops->free(be, vc);
+}
+
 /* Two sequences over a shuffled block pool (block 4), with and without windows, per shape:
  * GQA 4:2 hd 24; group 4 with hd 20 (not a multiple of 8: scalar tails); group 6 hd 64 (a
  * group not a multiple of 4); MHA hd 5. Positions reach 300, past the AVX2 kernel's 128-position
@@ -313,9 +351,14 @@ static void test_attention(brisk_backend *be, brisk_backend *ref, const char *is
     for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
         const int H = shapes[sh][0], HKV = shapes[sh][1], hd = shapes[sh][2], kv_dim = HKV * hd;
         const size_t slots = (size_t)NBLK * BS;
-        float *kc = be->ops->alloc(be, slots * kv_dim * 4),
-              *vc = be->ops->alloc(be, slots * kv_dim * 4);
-        for (size_t i = 0; i < slots * kv_dim; i++) kc[i] = frand(), vc[i] = frand();
+        /* The reference keeps f32 caches; the backend's f16 ones are filled by its kv_store. */
+        float *kr = floats(slots * kv_dim), *vr = floats(slots * kv_dim);
+        for (size_t i = 0; i < slots * kv_dim; i++) kr[i] = f16rand(), vr[i] = f16rand();
+        int32_t *all = malloc(slots * sizeof *all);
+        for (size_t i = 0; i < slots; i++) all[i] = (int32_t)i;
+        void *kc = be->ops->alloc(be, slots * kv_dim * be->ops->kv_elem_size),
+             *vc = be->ops->alloc(be, slots * kv_dim * be->ops->kv_elem_size);
+        be->ops->kv_store(be, kc, vc, kr, vr, all, (int)slots, kv_dim);
         float *q = floats((size_t)T * H * hd);
         for (int i = 0; i < T * H * hd; i++) q[i] = 2 * frand();
         static const int wins[] = {0, 8, 200};
@@ -330,13 +373,13 @@ static void test_attention(brisk_backend *be, brisk_backend *ref, const char *is
             const size_t N = (size_t)T * H * hd;
             float *o = guarded(N), *orf = floats(N);
             be->ops->attention(be, q, kc, vc, &b, H, HKV, hd, o);
-            ref->ops->attention(ref, q, kc, vc, &b, H, HKV, hd, orf);
+            ref->ops->attention(ref, q, kr, vr, &b, H, HKV, hd, orf);
             CHECK_MSG(test_rel_l2(o, orf, N) <= TOL_ATTN && finite_all(o, N) && guards_ok(o, N),
                       "%s attention H %d HKV %d hd %d window %d: rel L2 %.3g", isa, H, HKV, hd,
                       wins[w], test_rel_l2(o, orf, N));
             unguard(o), free(orf);
         }
-        be->ops->free(be, kc), be->ops->free(be, vc), free(q);
+        be->ops->free(be, kc), be->ops->free(be, vc), free(q), free(kr), free(vr), free(all);
     }
 }
 
@@ -377,6 +420,7 @@ int main(int argc, char **argv) {
         if (cmp) cmp->ops->destroy(cmp);
         test_fused(be, ref, isa);
         test_elementwise(be, ref, isa);
+        test_kv_store(be, isa);
         test_attention(be, ref, isa);
         printf("%-8s worst matmul rel L2 %.3g\n", isa, worst_matmul);
         be->ops->destroy(be);

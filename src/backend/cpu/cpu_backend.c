@@ -449,7 +449,7 @@ static void cpu_destroy(brisk_backend *be) {
 
 static const brisk_backend_ops CPU_OPS = {
     .name = "cpu",
-    .kv_elem_size = sizeof(float),
+    .kv_elem_size = sizeof(uint16_t), /* IEEE f16, as on CUDA (cpu_ops.c) */
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .free = cpu_free,

@@ -61,9 +61,9 @@ typedef struct brisk_mm {
  * head, over positions first..last of its sequence. The kernel writes out[group, head_dim]. */
 typedef struct brisk_attn_item {
     const float *q;       /* [group, head_dim] */
-    const float *k;       /* kcache + kv head * head_dim: slot s's row at k + s * kv_dim */
-    const float *v;       /* same for vcache */
-    int64_t kv_dim;       /* floats per cache slot */
+    const uint16_t *k;    /* f16 kcache + kv head * head_dim: slot s's row at k + s * kv_dim */
+    const uint16_t *v;    /* same for vcache */
+    int64_t kv_dim;       /* halves per cache slot */
     const int32_t *table; /* slot(p) = table[p / block_size] * block_size + p % block_size */
     int block_size, first, last, group, head_dim;
     float scale; /* 1/sqrt(head_dim) */
@@ -107,6 +107,13 @@ typedef struct brisk_cpu_isa {
     /* One attention work item with scratch[cap] (cap = brisk_attn_scratch(max_ctx)); NULL: the
      * portable two-pass path in cpu_ops.c. */
     void (*attn)(const brisk_attn_item *a, float *scratch, int64_t cap);
+    /* The f16 KV cache (IEEE half, round to nearest even); each NULL: scalar util/fp.h code.
+     * out[i] = f16(x[i]) (kv_store). */
+    void (*to_f16)(const float *x, int64_t n, uint16_t *out);
+    /* sum q[i] * f32(k[i]) (the portable attention's scores). */
+    float (*dot_f16)(const float *q, const uint16_t *k, int64_t n);
+    /* y[i] += w * f32(v[i]) (the portable attention's weighted V sum). */
+    void (*axpy_f16)(float w, const uint16_t *v, int64_t n, float *y);
 } brisk_cpu_isa;
 
 /* Whether the integer path handles W: 4 or 8 bits, group 32/64/128, whole 64-value chunks. */

@@ -1,7 +1,8 @@
 /* cpu_ops.c: the CPU backend's non-matmul ops: embedding, RMSNorm, RoPE, KV store, attention
- * over the paged cache, SwiGLU, add. Small ops stay on the caller; large ones use the pool. */
+ * over the paged f16 cache, SwiGLU, add. Small ops stay on the caller; large ones use the pool. */
 #include "backend/cpu/cpu_backend.h"
 #include "util/error.h"
+#include "util/fp.h"
 
 #include <math.h>
 #include <string.h>
@@ -113,19 +114,38 @@ void brisk_cpu_rope(brisk_backend *be, float *x, const int32_t *pos, int n, int 
     par_range(be->impl, n, (int64_t)n_heads * head_dim * 4, 1, rope_rows, &c);
 }
 
+/* The cache is IEEE f16 (kv_elem_size 2, as on CUDA): half the memory and the bytes attention
+ * streams; values round to nearest even, attention converts back and accumulates in f32. */
+static void to_f16_scalar(const float *x, int64_t n, uint16_t *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = brisk_f32_to_f16(x[i]);
+}
+
+static float dot_f16_scalar(const float *q, const uint16_t *k, int64_t n) {
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += q[i] * brisk_f16_to_f32(k[i]);
+    return s;
+}
+
+static void axpy_f16_scalar(float w, const uint16_t *v, int64_t n, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] += w * brisk_f16_to_f32(v[i]);
+}
+
 void brisk_cpu_kv_store(brisk_backend *be, void *kc, void *vc, const float *k, const float *v,
                         const int32_t *slot, int n, int kv_dim) {
-    (void)be;
-    float *kcache = kc, *vcache = vc;
+    const brisk_cpu_state *st = be->impl;
+    void (*cvt)(const float *, int64_t, uint16_t *) =
+        st->isa->to_f16 ? st->isa->to_f16 : to_f16_scalar;
+    uint16_t *kcache = kc, *vcache = vc;
     for (int i = 0; i < n; i++) {
-        memcpy(kcache + (size_t)slot[i] * kv_dim, k + (size_t)i * kv_dim, (size_t)kv_dim * 4);
-        memcpy(vcache + (size_t)slot[i] * kv_dim, v + (size_t)i * kv_dim, (size_t)kv_dim * 4);
+        cvt(k + (size_t)i * kv_dim, kv_dim, kcache + (size_t)slot[i] * kv_dim);
+        cvt(v + (size_t)i * kv_dim, kv_dim, vcache + (size_t)slot[i] * kv_dim);
     }
 }
 
 typedef struct attn_job {
     brisk_cpu_state *st;
-    const float *q, *kcache, *vcache;
+    const float *q;
+    const uint16_t *kcache, *vcache;
     const brisk_attn_batch *b;
     int n_head, n_head_kv, head_dim;
     float *out;
@@ -136,12 +156,16 @@ typedef struct attn_job {
  * sum) with scores[last + 1]. */
 static void attn_portable(const brisk_cpu_isa *isa, const brisk_attn_item *a, float *sc) {
     const int hd = a->head_dim, bs = a->block_size;
+    float (*dot)(const float *, const uint16_t *, int64_t) =
+        isa->dot_f16 ? isa->dot_f16 : dot_f16_scalar;
+    void (*axpy)(float, const uint16_t *, int64_t, float *) =
+        isa->axpy_f16 ? isa->axpy_f16 : axpy_f16_scalar;
     for (int g = 0; g < a->group; g++) {
         const float *qh = a->q + (size_t)g * hd;
         float mx = -INFINITY;
         for (int t = a->first; t <= a->last; t++) {
             const int64_t slot = (int64_t)a->table[t / bs] * bs + t % bs;
-            sc[t] = isa->dot(qh, a->k + slot * a->kv_dim, hd) * a->scale;
+            sc[t] = dot(qh, a->k + slot * a->kv_dim, hd) * a->scale;
             mx = sc[t] > mx ? sc[t] : mx;
         }
         float sum = 0;
@@ -153,8 +177,7 @@ static void attn_portable(const brisk_cpu_isa *isa, const brisk_attn_item *a, fl
         memset(oh, 0, (size_t)hd * sizeof *oh);
         for (int t = a->first; t <= a->last; t++) {
             const int64_t slot = (int64_t)a->table[t / bs] * bs + t % bs;
-            const float *vt = a->v + slot * a->kv_dim, w = sc[t];
-            for (int d = 0; d < hd; d++) oh[d] += w * vt[d];
+            axpy(sc[t], a->v + slot * a->kv_dim, hd, oh);
         }
         const float inv = 1.0f / sum;
         for (int d = 0; d < hd; d++) oh[d] *= inv;

@@ -177,6 +177,7 @@ static const brisk_cpu_isa AVX512 = {
     .name = "avx512",
     .swiglu = brisk_cpu_swiglu_avx2,
     .attn = brisk_cpu_attn_avx2,
+    .to_f16 = brisk_cpu_to_f16_avx2,
     .quant = brisk_cpu_quant_avx2,
     .gemm = brisk_cpu_gemm_avx2,
     .qmm = avx512_qmm,

@@ -1,9 +1,12 @@
 /* matmul_neon.c: ARM64 NEON kernels (compiled with +dotprod; picked at run time by hwcap):
  * SDOT integer dot products for 4/8-bit MLX weights against 16-bit activations split into two
- * int8 halves, float dots and row conversions. */
+ * int8 halves, float dots and row conversions, and the f16 KV cache's conversions (FCVT: round
+ * to nearest even under the default FPCR) for kv_store and the portable attention. */
 #include "backend/cpu/cpu_kernels.h"
 
 #if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#include "util/fp.h"
+
 #include <arm_neon.h>
 #include <math.h>
 #include <string.h>
@@ -153,6 +156,36 @@ static void neon_row_f32(const brisk_tensor *W, int64_t r, float *out) {
     brisk_cpu_load_f32(W->type, W->data, r * W->cols, W->cols, out);
 }
 
+static void neon_to_f16(const float *x, int64_t n, uint16_t *out) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1_u16(out + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+    for (; i < n; i++) out[i] = brisk_f32_to_f16(x[i]);
+}
+
+INLINE float32x4_t load4_f16(const uint16_t *p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+
+static float neon_dot_f16(const float *q, const uint16_t *k, int64_t n) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = vfmaq_f32(s0, vld1q_f32(q + i), load4_f16(k + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(q + i + 4), load4_f16(k + i + 4));
+    }
+    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(q + i), load4_f16(k + i));
+    float sum = vaddvq_f32(vaddq_f32(s0, s1));
+    for (; i < n; i++) sum += q[i] * brisk_f16_to_f32(k[i]);
+    return sum;
+}
+
+static void neon_axpy_f16(float w, const uint16_t *v, int64_t n, float *y) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), load4_f16(v + i), w));
+    for (; i < n; i++) y[i] += w * brisk_f16_to_f32(v[i]);
+}
+
 static const brisk_cpu_isa NEON = {
     .name = "neon",
     .quant = neon_quant,
@@ -160,6 +193,9 @@ static const brisk_cpu_isa NEON = {
     .dot = neon_dot,
     .dot_w = neon_dot_w,
     .row_f32 = neon_row_f32,
+    .to_f16 = neon_to_f16,
+    .dot_f16 = neon_dot_f16,
+    .axpy_f16 = neon_axpy_f16,
 };
 
 const brisk_cpu_isa *brisk_cpu_isa_neon(void) {

@@ -1,10 +1,12 @@
 /* ops_avx2.c: AVX2+FMA elementwise kernels: SwiGLU with a vector exp (Cephes-style polynomial
  * on the reduced argument), so the MLP's n_ff exps per token are not scalar libm calls; and
- * attention over the paged f32 KV cache (one kv head's query group per call). */
+ * the f32 -> f16 KV store (F16C, round to nearest even) and attention over the paged f16 KV
+ * cache (one kv head's query group per call; F16C loads, f32 math). */
 #include "backend/cpu/cpu_kernels.h"
 
-#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include "util/error.h"
+#include "util/fp.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -12,6 +14,7 @@
 
 void brisk_cpu_swiglu_avx2(const float *g, const float *u, size_t n, float *out);
 void brisk_cpu_attn_avx2(const brisk_attn_item *a, float *scratch, int64_t cap);
+void brisk_cpu_to_f16_avx2(const float *x, int64_t n, uint16_t *out);
 
 /* exp(x) for x in [-87, 88]: x = k ln2 + r, |r| <= ln2/2; exp(r) = 1 + r + r^2 P(r) with a
  * degree-5 P (relative error ~2e-7), times 2^k built in the exponent bits. */
@@ -55,18 +58,33 @@ void brisk_cpu_swiglu_avx2(const float *g, const float *u, size_t n, float *out)
     }
 }
 
+/* The tail goes through the scalar util/fp.h conversion, which rounds the same way. */
+void brisk_cpu_to_f16_avx2(const float *x, int64_t n, uint16_t *out) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) out[i] = brisk_f32_to_f16(x[i]);
+}
+
+/* Eight f16 values as f32. */
+static inline __m256 load_f16(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
 /* Positions per chunk of the online softmax (the chunk's scores for the whole group stay in L1). */
 enum { ATTN_CHUNK = 128 };
 
-/* Dots of nq (1..4) query rows with one key row: out[g] = q[g] . k. The key is loaded once per
- * 8 values for all the rows; the sums fold with hadd (lane g of the result is row g). */
-static inline void dots4(const float *q, int hd, const float *k, int nq, float *out) {
+/* Dots of nq (1..4) query rows with one f16 key row: out[g] = q[g] . k. The key is loaded (and
+ * converted) once per 8 values for all the rows; the sums fold with hadd (lane g of the result is
+ * row g). */
+static inline void dots4(const float *q, int hd, const uint16_t *k, int nq, float *out) {
     const int hd8 = hd & ~7;
     const float *q1 = q + (nq > 1 ? hd : 0), *q2 = q + (nq > 2 ? 2 * hd : 0),
                 *q3 = q + (nq > 3 ? 3 * hd : 0);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int d = 0; d < hd8; d += 8) {
-        const __m256 kv = _mm256_loadu_ps(k + d);
+        const __m256 kv = load_f16(k + d);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), kv, a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), kv, a1);
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + d), kv, a2);
@@ -77,7 +95,7 @@ static inline void dots4(const float *q, int hd, const float *k, int nq, float *
     _mm_storeu_ps(r, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
     for (int g = 0; g < nq; g++) {
         const float *qg = q + (size_t)g * hd;
-        for (int d = hd8; d < hd; d++) r[g] += qg[d] * k[d];
+        for (int d = hd8; d < hd; d++) r[g] += qg[d] * brisk_f16_to_f32(k[d]);
         out[g] = r[g];
     }
 }
@@ -98,7 +116,7 @@ void brisk_cpu_attn_avx2(const brisk_attn_item *a, float *scratch, int64_t cap) 
         const int n = a->last - t0 + 1 < C ? a->last - t0 + 1 : (int)C;
         for (int u = 0; u < n; u++) {
             const int t = t0 + u;
-            const float *kt = a->k + ((int64_t)a->table[t / bs] * bs + t % bs) * a->kv_dim;
+            const uint16_t *kt = a->k + ((int64_t)a->table[t / bs] * bs + t % bs) * a->kv_dim;
             for (int g = 0; g < G; g += 4) {
                 float r[4];
                 const int nq = G - g < 4 ? G - g : 4;
@@ -136,16 +154,20 @@ void brisk_cpu_attn_avx2(const brisk_attn_item *a, float *scratch, int64_t cap) 
         }
         for (int u = 0; u < n; u++) {
             const int t = t0 + u;
-            const float *vt = a->v + ((int64_t)a->table[t / bs] * bs + t % bs) * a->kv_dim;
-            for (int g = 0; g < G; g++) {
-                const float w = sc[g * C + u];
-                const __m256 vw = _mm256_set1_ps(w);
-                float *o = a->out + (size_t)g * hd;
-                int d = 0;
-                for (; d < hd8; d += 8)
-                    _mm256_storeu_ps(o + d, _mm256_fmadd_ps(vw, _mm256_loadu_ps(vt + d),
-                                                            _mm256_loadu_ps(o + d)));
-                for (; d < hd; d++) o[d] += w * vt[d];
+            const uint16_t *vt = a->v + ((int64_t)a->table[t / bs] * bs + t % bs) * a->kv_dim;
+            /* Each 8 values of the row converted once, then added to every head's output. */
+            int d = 0;
+            for (; d < hd8; d += 8) {
+                const __m256 v8 = load_f16(vt + d);
+                for (int g = 0; g < G; g++) {
+                    float *o = a->out + (size_t)g * hd + d;
+                    _mm256_storeu_ps(
+                        o, _mm256_fmadd_ps(_mm256_set1_ps(sc[g * C + u]), v8, _mm256_loadu_ps(o)));
+                }
+            }
+            for (; d < hd; d++) {
+                const float vf = brisk_f16_to_f32(vt[d]);
+                for (int g = 0; g < G; g++) a->out[(size_t)g * hd + d] += sc[g * C + u] * vf;
             }
         }
     }

@@ -18,6 +18,7 @@ void brisk_cpu_quant_avx2(const float *x, int64_t cols, int G, int bits, int16_t
 void brisk_cpu_swiglu_avx2(const float *g, const float *u, size_t n, float *out);
 void brisk_cpu_gemm_avx2(const brisk_mm *m, int64_t p0, int64_t p1, brisk_cpu_scratch *s);
 void brisk_cpu_attn_avx2(const brisk_attn_item *a, float *scratch, int64_t cap);
+void brisk_cpu_to_f16_avx2(const float *x, int64_t n, uint16_t *out);
 
 #define INLINE static inline __attribute__((always_inline))
 
