@@ -74,6 +74,8 @@ static inline __m256 load_f16(const uint16_t *p) {
 
 /* Positions per chunk of the online softmax (the chunk's scores for the whole group stay in L1). */
 enum { ATTN_CHUNK = 128 };
+/* Positions ahead the score loop prefetches K rows. */
+enum { ATTN_PF = 8 };
 
 /* Dots of nq (1..4) query rows with one f16 key row: out[g] = q[g] . k. The key is loaded (and
  * converted) once per 8 values for all the rows; the sums fold with hadd (lane g of the result is
@@ -116,7 +118,19 @@ void brisk_cpu_attn_avx2(const brisk_attn_item *a, float *scratch, int64_t cap) 
         const int n = a->last - t0 + 1 < C ? a->last - t0 + 1 : (int)C;
         for (int u = 0; u < n; u++) {
             const int t = t0 + u;
-            const uint16_t *kt = a->k + ((int64_t)a->table[t / bs] * bs + t % bs) * a->kv_dim;
+            const int64_t row = ((int64_t)a->table[t / bs] * bs + t % bs) * a->kv_dim;
+            const uint16_t *kt = a->k + row;
+            /* A head's f16 row is only hd * 2 bytes of each kv_dim-wide slot: the hardware
+             * prefetchers miss such sparse rows, so fetch the K row ATTN_PF positions ahead and
+             * this position's V row (read after the chunk's softmax). */
+            if (t + ATTN_PF <= a->last) {
+                const int tp = t + ATTN_PF;
+                const char *kp =
+                    (const char *)(a->k + ((int64_t)a->table[tp / bs] * bs + tp % bs) * a->kv_dim);
+                for (int b = 0; b < hd * 2; b += 64) _mm_prefetch(kp + b, _MM_HINT_T0);
+            }
+            for (int b = 0; b < hd * 2; b += 64)
+                _mm_prefetch((const char *)(a->v + row) + b, _MM_HINT_T0);
             for (int g = 0; g < G; g += 4) {
                 float r[4];
                 const int nq = G - g < 4 ? G - g : 4;
