@@ -204,59 +204,10 @@ void brisk_cpu_quant_avx2(const float *x, int64_t cols, int G, int bits, int16_t
     }
 }
 
-#define R4 BRISK_QMM_ROWS
-
-/* One (bits, G) instance: blocks of R4 rows, then single rows for the tail. */
-#define QMM_FN(NAME, BITS, GG)                                                                     \
-    static void NAME(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratch *s) {            \
-        const brisk_tensor *W = m->W;                                                              \
-        const int64_t cols = W->cols, ng = cols / GG, rb = cols * BITS / 8;                        \
-        float *sd = s->sr;                                                                         \
-        for (int64_t r = r0; r < r1;) {                                                            \
-            const int R = r + R4 <= r1 ? R4 : 1;                                                   \
-            const uint8_t *w = (const uint8_t *)W->data + r * rb;                                  \
-            prefetch_sb(W, r, R, ng, rb);                                                          \
-            for (int t = 0; t < m->n; t++) {                                                       \
-                const float *d = m->qa->d + (size_t)t * ng, *sx = m->qa->s + (size_t)t * ng;       \
-                const int16_t *q = m->qa->q + (size_t)t * cols;                                    \
-                float bt[R4];                                                                      \
-                __m256 acc[R4];                                                                    \
-                rows_token(W, r, R, ng, d, sx, sd, bt);                                            \
-                if (R == R4)                                                                       \
-                    qrows(w, rb, sd, ng, q, cols, BITS, GG, R4, acc);                              \
-                else                                                                               \
-                    qrows(w, rb, sd, ng, q, cols, BITS, GG, 1, acc);                               \
-                float *y = m->y + (size_t)t * W->rows + r;                                         \
-                if (R == R4) {                                                                     \
-                    float h[R4];                                                                   \
-                    hsum4(acc, h);                                                                 \
-                    for (int k = 0; k < R4; k++)                                                   \
-                        y[k] = h[k] + bt[k] + (m->bias ? m->bias[r + k] : 0.0f);                   \
-                } else {                                                                           \
-                    y[0] = hsum1(acc[0]) + bt[0] + (m->bias ? m->bias[r] : 0.0f);                  \
-                }                                                                                  \
-            }                                                                                      \
-            r += R;                                                                                \
-        }                                                                                          \
-    }
-
-QMM_FN(qmm4_32, 4, 32)
-QMM_FN(qmm4_64, 4, 64)
-QMM_FN(qmm4_128, 4, 128)
-QMM_FN(qmm8_32, 8, 32)
-QMM_FN(qmm8_64, 8, 64)
-QMM_FN(qmm8_128, 8, 128)
-
-/* Rows [r0, r1) for the n (< BRISK_GEMM_MIN_N) tokens of a decode step, R4 rows per pass over
- * each token's activations (the block stays in L1 across tokens).
- * Measured (AMD EPYC Zen 3 VM, 4-bit g64, 2048 cols, 1 thread): see bench/RESULTS.md. */
-static void avx2_qmm(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratch *s) {
-    const int G = m->W->group_size;
-    if (m->W->bits == 4)
-        (G == 32 ? qmm4_32 : G == 64 ? qmm4_64 : qmm4_128)(m, r0, r1, s);
-    else
-        (G == 32 ? qmm8_32 : G == 64 ? qmm8_64 : qmm8_128)(m, r0, r1, s);
-}
+/* avx2_qmm: rows [r0, r1) for the n (< BRISK_GEMM_MIN_N) tokens of a decode step, BRISK_QMM_ROWS
+ * rows per pass over each token's activations (the block stays in L1 across tokens). Measured (AMD
+ * EPYC Zen 3 VM, 4-bit g64, 2048 cols, 1 thread): see bench/RESULTS.md. */
+QMM_DEFINE(avx2, qrows)
 
 static const brisk_cpu_isa AVX2 = {
     .name = "avx2",

@@ -138,4 +138,61 @@ INLINE void prefetch_sb(const brisk_tensor *W, int64_t r, int R, int64_t ng, int
     }
 }
 
+/* The decode matvec driver both x86 kernels instantiate: for each (bits, G), blocks of
+ * BRISK_QMM_ROWS rows then single rows for the tail (the same per-row arithmetic and final hadd
+ * order either way, so fused ops match the composition bit for bit), ROWS(w, rb, sd, ng, q, cols,
+ * bits, G, R, acc) being the ISA's row kernel. QMM_DEFINE(PREFIX, ROWS) defines PREFIX_qmm, the
+ * ISA table's qmm entry. */
+#define QMM_FN(NAME, ROWS, BITS, GG)                                                               \
+    static void NAME(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratch *s) {            \
+        const brisk_tensor *W = m->W;                                                              \
+        const int64_t cols = W->cols, ng = cols / GG, rb = cols * BITS / 8;                        \
+        float *sd = s->sr;                                                                         \
+        for (int64_t r = r0; r < r1;) {                                                            \
+            const int R = r + BRISK_QMM_ROWS <= r1 ? BRISK_QMM_ROWS : 1;                           \
+            const uint8_t *w = (const uint8_t *)W->data + r * rb;                                  \
+            prefetch_sb(W, r, R, ng, rb);                                                          \
+            for (int t = 0; t < m->n; t++) {                                                       \
+                const float *d = m->qa->d + (size_t)t * ng, *sx = m->qa->s + (size_t)t * ng;       \
+                const int16_t *q = m->qa->q + (size_t)t * cols;                                    \
+                float bt[BRISK_QMM_ROWS];                                                          \
+                __m256 acc[BRISK_QMM_ROWS];                                                        \
+                rows_token(W, r, R, ng, d, sx, sd, bt);                                            \
+                if (R == BRISK_QMM_ROWS)                                                           \
+                    ROWS(w, rb, sd, ng, q, cols, BITS, GG, BRISK_QMM_ROWS, acc);                   \
+                else                                                                               \
+                    ROWS(w, rb, sd, ng, q, cols, BITS, GG, 1, acc);                                \
+                float *y = m->y + (size_t)t * W->rows + r;                                         \
+                if (R == BRISK_QMM_ROWS) {                                                         \
+                    float h[BRISK_QMM_ROWS];                                                       \
+                    hsum4(acc, h);                                                                 \
+                    for (int k = 0; k < BRISK_QMM_ROWS; k++)                                       \
+                        y[k] = h[k] + bt[k] + (m->bias ? m->bias[r + k] : 0.0f);                   \
+                } else {                                                                           \
+                    y[0] = hsum1(acc[0]) + bt[0] + (m->bias ? m->bias[r] : 0.0f);                  \
+                }                                                                                  \
+            }                                                                                      \
+            r += R;                                                                                \
+        }                                                                                          \
+    }
+
+#define QMM_DEFINE(PREFIX, ROWS)                                                                   \
+    QMM_FN(PREFIX##_qmm4_32, ROWS, 4, 32)                                                          \
+    QMM_FN(PREFIX##_qmm4_64, ROWS, 4, 64)                                                          \
+    QMM_FN(PREFIX##_qmm4_128, ROWS, 4, 128)                                                        \
+    QMM_FN(PREFIX##_qmm8_32, ROWS, 8, 32)                                                          \
+    QMM_FN(PREFIX##_qmm8_64, ROWS, 8, 64)                                                          \
+    QMM_FN(PREFIX##_qmm8_128, ROWS, 8, 128)                                                        \
+    static void PREFIX##_qmm(const brisk_mm *m, int64_t r0, int64_t r1, brisk_cpu_scratch *s) {    \
+        const int G = m->W->group_size;                                                            \
+        if (m->W->bits == 4)                                                                       \
+            (G == 32   ? PREFIX##_qmm4_32                                                          \
+             : G == 64 ? PREFIX##_qmm4_64                                                          \
+                       : PREFIX##_qmm4_128)(m, r0, r1, s);                                         \
+        else                                                                                       \
+            (G == 32   ? PREFIX##_qmm8_32                                                          \
+             : G == 64 ? PREFIX##_qmm8_64                                                          \
+                       : PREFIX##_qmm8_128)(m, r0, r1, s);                                         \
+    }
+
 #endif
