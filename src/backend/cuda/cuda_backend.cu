@@ -43,6 +43,12 @@ extern int cu_gemv_v2, cu_gemv_v4, cu_norm_fuse, cu_mma_u, cu_mma_tt;
 static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
+/* BRISK_CUDA_SKIP=norm,rope,attn,qkv,add,swiglu,head: a measuring aid, never for use: the
+ * records of those kinds do not run (results are garbage), so `brisk bench` shows what each
+ * stage costs inside the replayed graph (ncu times kernels one at a time). */
+enum { SKIP_NORM = 1, SKIP_ROPE = 2, SKIP_ATTN = 4, SKIP_QKV = 8, SKIP_ADD = 16, SKIP_SWIGLU = 32,
+       SKIP_HEAD = 64 };
+static int cu_skip = 0;
 
 __global__ void k_probe(int *p) {
     if (p) *p = 1;
@@ -565,8 +571,27 @@ static void exec_attn(cu_state *s, const op_rec *r) {
     if (s->err == BRISK_OK) flush_fattn(s, &fa);
 }
 
+static bool skipped(const op_rec *r) {
+    switch (r->code) {
+    case OP_RMSNORM:
+        return cu_skip & SKIP_NORM;
+    case OP_ROPE:
+    case OP_ROPE_STORE:
+        return cu_skip & SKIP_ROPE;
+    case OP_ATTN:
+        return cu_skip & SKIP_ATTN;
+    case OP_MATMUL:
+        if (r->epi == CU_EPI_SWIGLU) return cu_skip & SKIP_SWIGLU;
+        if (r->epi == CU_EPI_ADD) return cu_skip & SKIP_ADD;
+        return cu_skip & (r->nmat == 3 ? SKIP_QKV : SKIP_HEAD);
+    default:
+        return false;
+    }
+}
+
 static void exec_rec(cu_state *s, const op_rec *r) {
     if (s->err != BRISK_OK) return;
+    if (cu_skip && skipped(r)) return;
     switch (r->code) {
     case OP_EMBED:
         chk(s, cu_embed(s->st, r->w[0], (const int32_t *)r->p0, r->n, (float *)r->p1),
@@ -1015,6 +1040,7 @@ static brisk_status cu_op_end_step_argmax(brisk_backend *be, const float *logits
     chk(s, cudaStreamSynchronize(s->st), "cuda step");
     if (s->err != BRISK_OK) return report(s);
     for (int i = 0; i < n; i++) {
+        if (cu_skip && (s->h_am[i] < 0 || s->h_am[i] >= V)) s->h_am[i] = 0; /* garbage anyway */
         if (s->h_am[i] < 0 || s->h_am[i] >= V)
             return brisk_errorf(BRISK_ERR_BACKEND, "cuda: logits of row %d hold NaN", i);
         ids[i] = s->h_am[i];
@@ -1239,6 +1265,13 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         if (e && atoi(e) >= 1) gemv_max_n = atoi(e);
         e = getenv("BRISK_CUDA_ATTN");
         cu_attn_split = e && strcmp(e, "split") == 0;
+        e = getenv("BRISK_CUDA_SKIP");
+        cu_skip = 0;
+        if (e) {
+            const char *names[] = {"norm", "rope", "attn", "qkv", "add", "swiglu", "head"};
+            for (int i = 0; i < 7; i++)
+                if (strstr(e, names[i])) cu_skip |= 1 << i;
+        }
         e = getenv("BRISK_CUDA_FATTN"); /* 0: prefill attention on the split/decode kernels */
         s->fattn = cu_mma_ok && !(e && e[0] == '0');
     }
