@@ -30,6 +30,18 @@ for v in ${AB:-}; do # A/B variants: env assignments, e.g. AB="BRISK_CUDA_GEMV=5
   b 8b_q4_$v $v --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
   b 1b_q4_$v $v --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
 done
+for v in ${SKIPS:-}; do # in-graph cost of a stage: decode with its records dropped (garbage out)
+  b 8b_skip_$v BRISK_CUDA_SKIP=$v --shape llama3-8b --quant q4g64 -p 16 -n 128 -r 2
+  b 1b_skip_$v BRISK_CUDA_SKIP=$v --shape llama3.2-1b --quant q4g64 -p 16 -n 128 -r 2
+done
+if [ -n "${READBW:-}" ]; then
+  nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o $OUT/readbw ../bench/readbw.cu && timeout 120 $OUT/readbw > $OUT/readbw.log 2>&1
+  cat $OUT/readbw.log; cp $OUT/readbw.log $FULL/
+fi
+if [ -n "${NCU_V4:-}" ]; then # stall reasons of the v4 GEMVs of one 8B decode layer (qkv, o, gate+up, down)
+  timeout 200 ncu --clock-control none -k regex:${NCU_K:-k_gemv_mma} --launch-skip ${NCU_V4_SKIP:-400} --launch-count 4 --section WarpStateStats --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables --section SchedulerStats --section Occupancy --section SpeedOfLight --section LaunchStats ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 4 -n 40 -r 1 > $OUT/ncu_v4.log 2>&1
+  cp $OUT/ncu_v4.log $FULL/
+fi
 for B in ${BATCHES:-8 32 64}; do b 8b_q4_b$B X=1 --shape llama3-8b --quant q4g64 -p 0 -n 32 -b $B --ctx 1024 -r 1; done
 if [ -z "${FAST:-}" ]; then
   b 8b_bf16 X=1 --shape llama3-8b --quant bf16 -p 512 -n 64 -r 1

@@ -181,6 +181,7 @@ int main(void) {
         {BRISK_W_QAFFINE, BRISK_W_F16, 4, 64, "q4g64 f16"},
         {BRISK_W_QAFFINE, BRISK_W_BF16, 4, 32, "q4g32 bf16"},
         {BRISK_W_QAFFINE, BRISK_W_F32, 4, 128, "q4g128 f32"},
+        {BRISK_W_QAFFINE, BRISK_W_BF16, 4, 256, "q4g256 bf16"},
         {BRISK_W_QAFFINE, BRISK_W_BF16, 8, 64, "q8g64 bf16"},
         {BRISK_W_QAFFINE, BRISK_W_F16, 8, 32, "q8g32 f16"},
         {BRISK_W_QAFFINE, BRISK_W_F16, 3, 32, "q3g32 (generic)"},
@@ -192,7 +193,9 @@ int main(void) {
     const int NF = (int)(sizeof F / sizeof F[0]);
     /* per format: q, k, v (same K), o, gate, up, plus an embedding table */
     const int64_t K = 1536, R1 = 200, R2 = 64; /* 1536 4-bit = 1 full chunk + a 256-byte tail */
-    const int PER = 5;
+    /* + 5: a down-like [520, 14336] (4 K-slices in a cluster, a partial tile) and gate/up-like
+     * [72, 8192] pair (2 tiles per unit, 4 slices) for the tensor-core GEMV's clusters */
+    const int PER = 8;
     brisk_tensor *T = calloc((size_t)NF * PER, sizeof *T);
     const brisk_tensor **all = calloc((size_t)NF * PER, sizeof *all);
     for (int f = 0; f < NF; f++) {
@@ -201,6 +204,9 @@ int main(void) {
         T[f * PER + 2] = make(F[f], R2, K, f * PER + 2);
         T[f * PER + 3] = make(F[f], 4096 + 8, 2048, f * PER + 3); /* many full chunks */
         T[f * PER + 4] = make(F[f], 4096 + 8, 2048, f * PER + 4);
+        T[f * PER + 5] = make(F[f], 520, 14336, f * PER + 5);
+        T[f * PER + 6] = make(F[f], 72, 8192, f * PER + 6);
+        T[f * PER + 7] = make(F[f], 72, 8192, f * PER + 7);
     }
     for (int i = 0; i < NF * PER; i++) all[i] = &T[i];
     float small[4096 + 8];
@@ -209,9 +215,9 @@ int main(void) {
                                .n_tensors = NF * PER,
                                .small = small,
                                .n_small = 4096 + 8,
-                               .max_tokens = 32,
+                               .max_tokens = 64,
                                .max_ctx = 64,
-                               .max_cols = 4096,
+                               .max_cols = 14336,
                                .n_threads = 1};
     const int rc = gt_cuda_create(&init, &gpu);
     if (rc) return rc;
@@ -241,6 +247,18 @@ int main(void) {
             check_matmul(what, &T[f * PER], 3, small + 8, n, 1, tol, small + 16);
             snprintf(what, sizeof what, "%s norm+swiglu", F[f].name);
             check_matmul(what, &T[f * PER + 3], 2, NULL, n, 3, tol, small + 16);
+        }
+        if (F[f].type != BRISK_W_QAFFINE || F[f].bits != 4 || F[f].gs < 64) continue;
+        const int wn[] = {1, 9, 64}; /* 64: eight passes over the weights held in shared memory */
+        for (int k = 0; k < 3; k++) {
+            const double tol = wn[k] > 4 ? 4e-3 : 1e-3;
+            char what[96];
+            snprintf(what, sizeof what, "%s wide matmul+bias", F[f].name);
+            check_matmul(what, &T[f * PER + 5], 1, small, wn[k], 0, tol, NULL);
+            snprintf(what, sizeof what, "%s wide matmul_add", F[f].name);
+            check_matmul(what, &T[f * PER + 5], 1, NULL, wn[k], 2, tol, NULL);
+            snprintf(what, sizeof what, "%s wide swiglu", F[f].name);
+            check_matmul(what, &T[f * PER + 6], 2, NULL, wn[k], 3, tol, NULL);
         }
     }
     /* rmsnorm and embedding rows */

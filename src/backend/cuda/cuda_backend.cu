@@ -46,8 +46,15 @@ static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K atte
 /* BRISK_CUDA_SKIP=norm,rope,attn,qkv,add,swiglu,head: a measuring aid, never for use: the
  * records of those kinds do not run (results are garbage), so `brisk bench` shows what each
  * stage costs inside the replayed graph (ncu times kernels one at a time). */
-enum { SKIP_NORM = 1, SKIP_ROPE = 2, SKIP_ATTN = 4, SKIP_QKV = 8, SKIP_ADD = 16, SKIP_SWIGLU = 32,
-       SKIP_HEAD = 64 };
+enum {
+    SKIP_NORM = 1,
+    SKIP_ROPE = 2,
+    SKIP_ATTN = 4,
+    SKIP_QKV = 8,
+    SKIP_ADD = 16,
+    SKIP_SWIGLU = 32,
+    SKIP_HEAD = 64
+};
 static int cu_skip = 0;
 
 __global__ void k_probe(int *p) {
@@ -1171,6 +1178,9 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
             w->fast == 2 ? (size_t)((t->rows + 15) / 16 * 16 * w->row_bytes) : codes;
         const int elem = t->stype == BRISK_W_F32 ? 4 : 2;
         const size_t ng = (size_t)(t->rows * (t->cols / t->group_size));
+        /* the mma layout's pairs cover the padding rows of the last tile too */
+        const size_t dng =
+            w->fast == 2 ? (size_t)((t->rows + 15) / 16 * 16 * (t->cols / t->group_size)) : ng;
         const size_t need = codes > 2 * ng * elem ? codes : 2 * ng * elem;
         if (need > *stage_cap) {
             cudaFree(*stage);
@@ -1179,7 +1189,8 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
             *stage_cap = need;
         }
         if (!(w->data = (uint8_t *)dalloc(s, dcodes, what))) goto oom;
-        if (!(w->sb = dalloc(s, 2 * ng * elem, what))) goto oom;
+        if (!(w->sb = dalloc(s, 2 * dng * elem, what))) goto oom;
+        if (dng != ng && !chk(s, cudaMemsetAsync(w->sb, 0, 2 * dng * elem, s->st), what)) goto fail;
         if (!chk(s, cudaMemcpyAsync(*stage, t->data, codes, cudaMemcpyHostToDevice, s->st), what))
             goto fail;
         if (w->fast == 2) {
@@ -1204,7 +1215,9 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
                  cudaMemcpyAsync(sbst + ng * elem, t->biases, ng * elem, cudaMemcpyHostToDevice,
                                  s->st),
                  what) ||
-            !chk(s, cu_interleave_sb(s->st, sbst, sbst + ng * elem, w->sb, (int64_t)ng, elem),
+            !chk(s,
+                 cu_interleave_sb(s->st, sbst, sbst + ng * elem, w->sb, t->rows,
+                                  t->cols / t->group_size, elem, w->fast == 2),
                  what) ||
             !chk(s, cudaStreamSynchronize(s->st), what))
             goto fail;
@@ -1254,7 +1267,7 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         e = getenv("BRISK_CUDA_GEMV");
         cu_gemv_v2 = e && e[0] == '2';
         cu_gemv_v3 = e && e[0] == '3';
-        cu_gemv_v4 = !(e && e[0] == '5');
+        cu_gemv_v4 = e && e[0] == '4';
         e = getenv("BRISK_CUDA_NORMFUSE");
         cu_norm_fuse = e && e[0] == '1';
         e = getenv("BRISK_CUDA_MMA_U");

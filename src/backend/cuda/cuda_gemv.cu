@@ -465,17 +465,14 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
     const mma_mat_d &M = a.m[m];
     const int nch = a.K >> 6, ngroups = a.K / a.gs;
     const uint4 *wp[NTL];
-    const SBT *sp0[NTL], *sp1[NTL];
+    const SBT *sp0[NTL];
     int tile[NTL];
 #pragma unroll
     for (int i = 0; i < NTL; i++) {
         const mma_mat_d &MM = NM == 2 ? a.m[i] : M;
         tile[i] = NM == 2 ? b : min(b * TT + i, M.tiles - 1);
         wp[i] = (const uint4 *)MM.w + (int64_t)tile[i] * nch * 32 + lane;
-        const int r0 = min(tile[i] * 16 + g, MM.rows - 1),
-                  r1 = min(tile[i] * 16 + g + 8, MM.rows - 1);
-        sp0[i] = (const SBT *)MM.sb + (int64_t)r0 * ngroups;
-        sp1[i] = (const SBT *)MM.sb + (int64_t)r1 * ngroups;
+        sp0[i] = (const SBT *)MM.sb + mma_sb_index((int64_t)tile[i] * 16 + g, 0, ngroups);
     }
     const int tok = min(g, a.nt - 1);
     const float *xrow = a.x + (int64_t)tok * a.K + 16 * t;
@@ -502,8 +499,10 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
 #pragma unroll
                 for (int sp = 0; sp < NS; sp++) {
                     const int grp = (c * 64 + sp * S) >> a.gshift;
-                    s0[u][i][sp] = active ? __ldg(sp0[i] + grp) : SBT();
-                    s1[u][i][sp] = active ? __ldg(sp1[i] + grp) : SBT();
+                    if (active)
+                        ld_pair2<ST>(sp0[i] + grp * 16, s0[u][i][sp], s1[u][i][sp]);
+                    else
+                        s0[u][i][sp] = s1[u][i][sp] = SBT();
                 }
             }
         }
@@ -620,9 +619,8 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
     }
 }
 
-/* v5 measured slower than v4 on its first run (8B q4 162 vs 289 tok/s, H200): v4 stays the
- * default until v5 is understood; env BRISK_CUDA_GEMV=5 picks v5 (and with it the fused norm). */
-int cu_gemv_v4 = 1;
+/* env BRISK_CUDA_GEMV=4: the v4 kernel above instead of v6 (cuda_gemv_tma.cu), for A/B. */
+int cu_gemv_v4 = 0;
 
 /* Element (r, c) code of the mma layout (generic readers: embedding rows, the slow path). */
 __device__ __forceinline__ uint32_t mma_code(const uint8_t *data, int64_t cols, int64_t r,
@@ -684,7 +682,8 @@ __device__ float dq_elem(const wdesc &w, int64_t r, int64_t c) {
         if (byte + 1 < w.row_bytes) two |= (uint32_t)row[byte + 1] << 8;
         q = (two >> (bit & 7)) & ((1u << w.bits) - 1u);
     }
-    const int64_t gi = r * (w.cols / w.gs) + c / w.gs;
+    const int64_t gi =
+        w.fast == 2 ? mma_sb_index(r, c / w.gs, w.cols / w.gs) : r * (w.cols / w.gs) + c / w.gs;
     float2 sb;
     if (w.stype == BRISK_W_F32)
         sb = load_sb<BRISK_W_F32>(w.sb, gi);
@@ -905,8 +904,7 @@ cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int ep
     for (int i = 0; i < nmat; i++) ok = ok && m[i].w->fast == 2 && same_fmt(m[0].w, m[i].w);
     if (epi == CU_EPI_SWIGLU) ok = ok && nmat == 2 && m[0].w->rows == m[1].w->rows;
     if (!ok) return cudaErrorNotSupported;
-    return cu_gemv_v4 ? gemv_mma(st, m, nmat, epi, x, n, nw, eps)
-                      : cu_gemv_pipe(st, m, nmat, epi, x, n, nw, eps);
+    return gemv_mma(st, m, nmat, epi, x, n, nw, eps);
 }
 
 cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
@@ -922,9 +920,13 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
         }
         return cudaSuccess;
     }
-    if (m[0].w->fast == 2)
-        return cu_gemv_v4 ? gemv_mma(st, m, nmat, epi, x, n)
-                          : cu_gemv_pipe(st, m, nmat, epi, x, n, NULL, 0.f);
+    if (m[0].w->fast == 2) {
+        if (!cu_gemv_v4) {
+            const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n);
+            if (e != cudaErrorNotSupported) return e;
+        }
+        return gemv_mma(st, m, nmat, epi, x, n);
+    }
     const int kind = fast_kind(m[0].w);
     const int64_t K = m[0].w->cols;
     if ((kind == 4 || kind == 8) && !cu_gemv_v2) {
@@ -1040,7 +1042,7 @@ __global__ void k_dequant_mma(const uint8_t *data, const void *sb, int64_t rows,
     for (int h = 0; h < 2; h++) {
         const int64_t r = T * 16 + (lane >> 2) + 8 * h;
         if (r < r0 || r >= r0 + nr || r >= rows) continue;
-        const float2 p = load_sb<ST>(sb, r * (cols / gs) + col / gs);
+        const float2 p = load_sb<ST>(sb, mma_sb_index(r, col / gs, cols / gs));
         __align__(8) __half o[4];
 #pragma unroll
         for (int e = 0; e < 4; e++) {
@@ -1146,19 +1148,21 @@ cudaError_t cu_repack_mma(cudaStream_t st, const uint8_t *src, uint8_t *dst, int
     return cudaGetLastError();
 }
 
-__global__ void k_interleave(const uint8_t *s, const uint8_t *b, uint8_t *dst, int64_t n,
-                             int elem) {
+__global__ void k_interleave(const uint8_t *s, const uint8_t *b, uint8_t *dst, int64_t rows,
+                             int64_t ngroups, int elem, bool tiles) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
+    if (i >= rows * ngroups) return;
+    const int64_t o = tiles ? mma_sb_index(i / ngroups, i % ngroups, ngroups) : i;
     for (int e = 0; e < elem; e++) {
-        dst[2 * i * elem + e] = s[i * elem + e];
-        dst[(2 * i + 1) * elem + e] = b[i * elem + e];
+        dst[2 * o * elem + e] = s[i * elem + e];
+        dst[(2 * o + 1) * elem + e] = b[i * elem + e];
     }
 }
 
-cudaError_t cu_interleave_sb(cudaStream_t st, const void *s, const void *b, void *dst, int64_t n,
-                             int elem) {
+cudaError_t cu_interleave_sb(cudaStream_t st, const void *s, const void *b, void *dst, int64_t rows,
+                             int64_t ngroups, int elem, bool tiles) {
+    const int64_t n = rows * ngroups;
     k_interleave<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(
-        (const uint8_t *)s, (const uint8_t *)b, (uint8_t *)dst, n, elem);
+        (const uint8_t *)s, (const uint8_t *)b, (uint8_t *)dst, rows, ngroups, elem, tiles);
     return cudaGetLastError();
 }

@@ -18,9 +18,12 @@
  * l, l+32, l+64, l+96: stored word 4*l+j <- original word 32*j+l. Then a lane's four words cover
  * columns 32 bytes of x apart from its neighbours', so x loads coalesce too. A partial last
  * chunk (row_bytes % 512) stays in file order and lane l reads words 4l..4l+3.
- * fast == 2 ("mma", 4-bit, cols % 64 == 0, gs 32 or a multiple of 64; the default for those unless
+ * fast == 2 ("mma", 4-bit, cols % 64 == 0, gs a power of two >= 64; the default for those unless
  * BRISK_CUDA_GEMV=2/3 picks an older kernel): 16-row x 64-column tiles of 512 bytes in the
- * m16n8k16 A-fragment order (cuda_gemv.cu, k_gemv_mma), rows padded to a multiple of 16. */
+ * m16n8k16 A-fragment order (cuda_gemv.cu, k_gemv_mma), rows padded to a multiple of 16, the tiles
+ * of a row band contiguous ([tile][chunk]). Its (scale, bias) pairs are tile-major too:
+ * [tile][group][8][2] = rows g and g+8 of the tile side by side (mma_sb_index), so the pairs a lane
+ * needs for a chunk are one 8-byte load and a tile's slice of K is one contiguous copy. */
 typedef struct cu_weight {
     int type;  /* brisk_wtype */
     int stype; /* scale type (QAFFINE) */
@@ -58,9 +61,10 @@ cudaError_t cu_repack_codes(cudaStream_t st, const uint8_t *src, uint8_t *dst, i
  * to 16 (dst holds ceil(rows/16)*16 rows of row_bytes, the padding rows zero). */
 cudaError_t cu_repack_mma(cudaStream_t st, const uint8_t *src, uint8_t *dst, int64_t rows,
                           int64_t row_bytes);
-/* Interleaves scales and biases [n] of elem bytes each into pairs. */
-cudaError_t cu_interleave_sb(cudaStream_t st, const void *s, const void *b, void *dst, int64_t n,
-                             int elem);
+/* Interleaves scales and biases [rows, ngroups] of elem bytes each into pairs: row-major, or
+ * tile-major (mma_sb_index; dst holds ceil(rows/16)*16 rows, the padding left as it was). */
+cudaError_t cu_interleave_sb(cudaStream_t st, const void *s, const void *b, void *dst, int64_t rows,
+                             int64_t ngroups, int elem, bool tiles);
 
 /* Element-wise, normalisation, RoPE (cuda_ops.cu). */
 cudaError_t cu_embed(cudaStream_t st, const cu_weight *E, const int32_t *ids, int n, float *out);
@@ -129,6 +133,11 @@ cudaError_t cu_f32_to_half(cudaStream_t st, const float *x, size_t n, void *dst,
  * (the GEMV issues its weight loads first). cu_pdl = 0 (env BRISK_CUDA_PDL=0) launches plainly;
  * then both are no-ops. */
 #ifdef __CUDACC__
+/* Index of the (scale, bias) pair of row r, group grp (of ngroups per row) in the fast == 2
+ * layout. */
+__host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp, int64_t ngroups) {
+    return (((r >> 4) * ngroups + grp) * 8 + (r & 7)) * 2 + ((r >> 3) & 1);
+}
 __device__ __forceinline__ void pdl_launch() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");

@@ -1,6 +1,6 @@
 /* cuda_mma.cuh: what the two tensor-core GEMV files share (cuda_gemv.cu: v3/v4 and the rest;
- * cuda_gemv_pipe.cu: the experimental v5): scale decoding, the mma-layout matrix descriptor, the
- * m16n8k16 MMA and the nibble-to-half LOP3, and the SM count. nvcc only. */
+ * cuda_gemv_tma.cu: v6): scale decoding, the mma-layout matrix descriptor, the m16n8k16 MMA and
+ * the nibble-to-half LOP3, and the SM count. nvcc only. */
 #ifndef BRISK_CUDA_MMA_CUH
 #define BRISK_CUDA_MMA_CUH
 
@@ -80,8 +80,24 @@ static inline int sm_count(void) {
     return n;
 }
 
-/* The v5 GEMV (cuda_gemv_pipe.cu): tokens in groups of 8; nw != NULL fuses the RMSNorm. */
-cudaError_t cu_gemv_pipe(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                         int n, const float *nw, float eps);
+/* The (scale, bias) pairs of rows g and g + 8 of a tile for one group: p points at row g's pair
+ * in the tile-major layout (mma_sb_index), which row g + 8's follows. One 8-byte load (16 for
+ * f32). G: global (__ldg) or any generic pointer (shared memory). */
+template <int ST, bool G = true>
+__device__ __forceinline__ void ld_pair2(const typename sb_raw<ST>::T *p, typename sb_raw<ST>::T &a,
+                                         typename sb_raw<ST>::T &b) {
+    if constexpr (ST == BRISK_W_F32) {
+        const uint4 v = G ? __ldg((const uint4 *)p) : *(const uint4 *)p;
+        a = make_uint2(v.x, v.y), b = make_uint2(v.z, v.w);
+    } else {
+        const uint2 v = G ? __ldg((const uint2 *)p) : *(const uint2 *)p;
+        a = v.x, b = v.y;
+    }
+}
+
+/* The v6 GEMV (cuda_gemv_tma.cu) for fast == 2 weights: cudaErrorNotSupported (nothing launched)
+ * when the shape has no v6 launch; the caller then uses v4. */
+cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
+                        int n);
 
 #endif

@@ -67,7 +67,8 @@ __global__ void k_embed(const emb_desc w, const int32_t *ids, float *out) {
                 if (byte + 1 < w.row_bytes) two |= (uint32_t)row[byte + 1] << 8;
                 q = (two >> (bit & 7)) & ((1u << w.bits) - 1u);
             }
-            const int64_t gi = r * (w.cols / w.gs) + c / w.gs;
+            const int64_t gi = w.fast == 2 ? mma_sb_index(r, c / w.gs, w.cols / w.gs)
+                                           : r * (w.cols / w.gs) + c / w.gs;
             float s, b;
             if (w.stype == BRISK_W_F32) {
                 const float2 p = ((const float2 *)w.sb)[gi];
