@@ -145,6 +145,7 @@ __global__ void __launch_bounds__(TMA_W * 32) k_gemv_tma(const __grid_constant__
         for (int i = 0; i < NTL; i++)
 #pragma unroll
             for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
+        int ws = 1; /* stages this warp has waited for (stage 0 by everyone above) */
         for (int cw = wid; cw < cps; cw += TMA_W * TMA_U) {
             uint32_t bx0[TMA_U][4], bx1[TMA_U][4];
 #pragma unroll
@@ -157,11 +158,14 @@ __global__ void __launch_bounds__(TMA_W * 32) k_gemv_tma(const __grid_constant__
                     bx0[v][s] = h2_bits(x4.x, x4.y), bx1[v][s] = h2_bits(x4.z, x4.w);
                 }
             }
+            /* the stages of this group's chunks, before any of their math: no wait inside the
+             * unrolled chunks, so their MMA chains interleave */
+            const int last = min(cw + (TMA_U - 1) * TMA_W, cps - 1) / TMA_STAGE;
+            while (ws <= last) mbar_wait(&bar[ws++]);
 #pragma unroll
             for (int v = 0; v < TMA_U; v++) {
                 const int c = cw + v * TMA_W;
                 if (c >= cps) break;
-                if (t0 == 0) mbar_wait(&bar[c / TMA_STAGE]);
                 float X[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
                 for (int s = 0; s < 4; s++)
@@ -295,12 +299,20 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     a.K = (int)w0->cols, a.nch = a.K / 64, a.nt = n, a.x = x;
     while ((1 << a.gshift) < w0->gs) a.gshift++;
     const int d = a.gshift - 6;
-    /* fewest slices that keep a block's codes within TMA_SLICE; every slice non-empty */
-    for (a.ks = 1; a.ks <= 8; a.ks *= 2) {
-        a.cps = (a.nch + a.ks - 1) / a.ks;
-        if (ntl * a.cps * 512 <= TMA_SLICE && (a.ks - 1) * a.cps < a.nch) break;
+    /* slices: a block's codes within TMA_SLICE, and at least ~4 blocks per SM while a slice
+     * keeps >= 16 chunks (measured: 256 one-tile blocks of the 8B o projection left each SM 8
+     * warps walking 16 chunks in dependent MMA chains: 12.6 us for 9.5 MB); every slice
+     * non-empty */
+    int units = 0;
+    for (int i = 0; i < a.nmat; i++) units += (int)((m[i].w->rows + 15) / 16);
+    a.ks = 0;
+    for (int ks = 1; ks <= 8; ks *= 2) {
+        const int cps = (a.nch + ks - 1) / ks;
+        if ((ks - 1) * cps >= a.nch || ntl * cps * 512 > TMA_SLICE) continue;
+        a.ks = ks, a.cps = cps;
+        if (units * ks >= 4 * sm_count() || cps <= 16) break;
     }
-    if (a.ks > 8 || a.cps > TMA_STAGE * TMA_MAX_STAGES) return cudaErrorNotSupported;
+    if (!a.ks || a.cps > TMA_STAGE * TMA_MAX_STAGES) return cudaErrorNotSupported;
     a.gmax = 0;
     for (int r = 0; r < a.ks; r++) {
         const int c0 = r * a.cps, c1 = c0 + a.cps < a.nch ? c0 + a.cps : a.nch;
