@@ -5,6 +5,7 @@
 #include "backend/backend.h"
 #include "check.h"
 #include "gpu_test.h"
+#include "util/fp.h"
 
 #include <cuda_runtime.h>
 #include <math.h>
@@ -38,7 +39,13 @@ typedef struct fixture {
     float *rkc, *rvc; /* host, float32 */
     float *dq, *dout; /* device [MAX_TOKENS, H*hd] */
     float *q, *out, *rout;
+    float *small; /* init.small: RoPE frequencies */
 } fixture;
+
+/* x rounded to float16 and back (round to nearest even), as the GPU's cache stores keys. */
+static float half_round(float x) {
+    return brisk_f16_to_f32(brisk_f32_to_f16(x));
+}
 
 /* One attention step on both backends; compares, and returns the GPU output in f->out. */
 static void step(fixture *f, const char *what, int T, const int32_t *pos, const int32_t *seq) {
@@ -90,11 +97,12 @@ static int run_cfg(const cfg *c) {
     f->H = c->hkv * c->g;
     f->kv_dim = c->hkv * c->hd;
     f->max_blocks = (MAX_CTX + c->bs - 1) / c->bs;
-    float small[8] = {0};
+    static float small[128];
+    f->small = small;
     brisk_backend_init init = {.tensors = NULL,
                                .n_tensors = 0,
                                .small = small,
-                               .n_small = 8,
+                               .n_small = 128,
                                .max_tokens = MAX_TOKENS,
                                .max_ctx = MAX_CTX,
                                .max_cols = 4096,
@@ -197,6 +205,64 @@ static int run_cfg(const cfg *c) {
         step(f, "decode batch (determinism, run 2)", 7, pos, seq);
         CHECK_MSG(memcmp(a, f->out, n * 4) == 0, "attention is not deterministic run to run");
         free(a);
+    }
+    /* RoPE + KV store fused into the decode kernel (rope_kv_store then attention, tokens of
+     * distinct sequences): new k/v at each token's position, against the reference's rope,
+     * kv_store and attention; then a plain attention step over the same positions checks that
+     * the fused launch wrote the caches */
+    if (c->hd % 8 == 0 && c->hd <= 256) {
+        static const int32_t order[7] = {2, 6, 0, 5, 1, 3, 4};
+        const int hd = c->hd;
+        float *invf = f->small; /* in init.small: the GPU maps it */
+        for (int j = 0; j < hd / 2; j++) invf[j] = powf(10000.f, -2.f * j / hd);
+        for (int r = 0; r < 4; r++) {
+            const int T = r == 0 ? 7 : 1; /* then one token: eager, capture, graph replay */
+            int32_t pos[7], seq[7], slot[7], tokens[7] = {0};
+            for (int i = 0; i < T; i++) {
+                seq[i] = r == 0 ? order[i] : 6;
+                pos[i] = r == 0 ? CTX[seq[i]] - 1 : 3999 - 7 * r;
+                slot[i] = f->tables[seq[i]][pos[i] / c->bs] * c->bs + pos[i] % c->bs;
+            }
+            const size_t nq = (size_t)T * f->H * hd, nk = (size_t)T * f->kv_dim;
+            float *k = malloc(nk * 4), *v = malloc(nk * 4);
+            for (size_t e = 0; e < nq; e++) f->q[e] = 3.0f * gt_frnd();
+            for (size_t e = 0; e < nk; e++) k[e] = hrnd(), v[e] = hrnd();
+            float *dk = f->gpu->ops->alloc(f->gpu, nk * 4),
+                  *dv = f->gpu->ops->alloc(f->gpu, nk * 4);
+            cudaMemcpy(f->dq, f->q, nq * 4, cudaMemcpyHostToDevice);
+            cudaMemcpy(dk, k, nk * 4, cudaMemcpyHostToDevice);
+            cudaMemcpy(dv, v, nk * 4, cudaMemcpyHostToDevice);
+            cudaMemset(f->dout, 0xff, nq * 4);
+            cudaDeviceSynchronize();
+            brisk_attn_batch b = {.n_tokens = T,
+                                  .pos = pos,
+                                  .seq = seq,
+                                  .slot = slot,
+                                  .block_tables = (const int32_t *const *)f->tables,
+                                  .block_size = c->bs,
+                                  .sliding_window = c->win};
+            CHECK(f->gpu->ops->begin_step(f->gpu, tokens, &b, f->max_blocks, NSEQ) == BRISK_OK);
+            f->gpu->ops->rope_kv_store(f->gpu, f->dq, dk, dv, pos, T, f->H, c->hkv, hd, invf, f->kc,
+                                       f->vc, slot);
+            f->gpu->ops->attention(f->gpu, f->dq, f->kc, f->vc, &b, f->H, c->hkv, hd, f->dout);
+            brisk_status st = f->gpu->ops->end_step(f->gpu, NULL, 0, 0, NULL);
+            CHECK_MSG(st == BRISK_OK, "fused rope: %s", brisk_last_error());
+            cudaMemcpy(f->out, f->dout, nq * 4, cudaMemcpyDeviceToHost);
+            f->ref->ops->rope(f->ref, f->q, pos, T, f->H, hd, invf);
+            f->ref->ops->rope(f->ref, k, pos, T, c->hkv, hd, invf);
+            for (size_t e = 0; e < nk; e++) k[e] = half_round(k[e]); /* as the GPU cache holds */
+            f->ref->ops->kv_store(f->ref, f->rkc, f->rvc, k, v, slot, T, f->kv_dim);
+            f->ref->ops->attention(f->ref, f->q, f->rkc, f->rvc, &b, f->H, c->hkv, hd, f->rout);
+            int bad = 0;
+            const double e = gt_rel_l2(f->out, f->rout, nq, &bad);
+            printf("  %-44s T=%-3d rel L2 %.2e%s\n", "rope + kv store fused into attention", T, e,
+                   bad ? "  NON-FINITE" : "");
+            CHECK_MSG(bad == 0 && e <= 2e-3, "fused rope T=%d: rel L2 %.3g, %d non-finite", T, e,
+                      bad);
+            f->gpu->ops->free(f->gpu, dk), f->gpu->ops->free(f->gpu, dv);
+            free(k), free(v);
+            step(f, "the caches the fused launch wrote", T, pos, seq);
+        }
     }
     /* prefill-shaped steps: T tokens of one sequence after PRE positions of context */
     {

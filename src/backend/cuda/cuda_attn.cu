@@ -73,15 +73,43 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int64_t head0 = (int64_t)i * a.n_head + (int64_t)kvh * G; /* first q head */
+    const int64_t kv_dim = (int64_t)HKV * hd;
     {
         const float qscale = rsqrtf((float)hd) * FD_LOG2E;
         const float *qg = a.q + head0 * hd;
-        for (int e = tid; e < G * hd; e += FD_THREADS) qs[e] = qg[e] * qscale;
+        if (a.k_new) {
+            /* rotate_half RoPE as k_rope_store: dims d and d + hd/2 pair */
+            const int half = hd >> 1;
+            const float pf = (float)p;
+            for (int e = tid; e < G * hd; e += FD_THREADS) {
+                const int d = e % hd, lo = d < half, j = lo ? d : d - half;
+                float sn, cs;
+                sincosf(pf * a.inv_freq[j], &sn, &cs);
+                const float x = qg[e], y = qg[lo ? e + half : e - half];
+                qs[e] = (lo ? x * cs - y * sn : x * cs + y * sn) * qscale;
+            }
+            if (s == n_act - 1) { /* this piece holds position p: store its k and v first */
+                const float *kg = a.k_new + ((int64_t)i * HKV + kvh) * hd;
+                const float *vg = a.v_new + ((int64_t)i * HKV + kvh) * hd;
+                const int64_t off = (int64_t)a.slot[i] * kv_dim + (int64_t)kvh * hd;
+                __half *kd = (__half *)a.kc + off, *vd = (__half *)a.vc + off;
+                for (int d = tid; d < hd; d += FD_THREADS) {
+                    const int lo = d < half, j = lo ? d : d - half;
+                    float sn, cs;
+                    sincosf(pf * a.inv_freq[j], &sn, &cs);
+                    const float x = kg[d], y = kg[lo ? d + half : d - half];
+                    kd[d] = __float2half_rn(lo ? x * cs - y * sn : x * cs + y * sn);
+                    vd[d] = __float2half_rn(vg[d]);
+                }
+            }
+        } else {
+            for (int e = tid; e < G * hd; e += FD_THREADS) qs[e] = qg[e] * qscale;
+        }
     }
-    __syncthreads();
+    __syncthreads(); /* also orders the k/v stores above before this block's cache loads, which
+                      * therefore go through L2 (ld.cg), never the non-coherent path */
 
     const int32_t *table = a.tables + (int64_t)a.seq[i] * a.max_blocks;
-    const int64_t kv_dim = (int64_t)HKV * hd;
     const __half *kbase = (const __half *)a.kc + (int64_t)kvh * hd;
     const __half *vbase = (const __half *)a.vc + (int64_t)kvh * hd;
     const int nch = hd >> 3;
@@ -109,14 +137,14 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         auto load_k = [&](int c0) {
 #pragma unroll
             for (int u = 0; u < KCH; u++)
-                kb[u] = valid && c0 + u < nch ? __ldg((const uint4 *)(kr + 8 * (c0 + u))) : zero4;
+                kb[u] = valid && c0 + u < nch ? __ldcg((const uint4 *)(kr + 8 * (c0 + u))) : zero4;
         };
         auto load_v = [&](int u0) {
 #pragma unroll
             for (int u = 0; u < VCH; u++) {
                 const int sj = __shfl_sync(0xffffffffu, slot, (u0 + u) * RPW + vr);
                 vb[u] = sj >= 0 && vlane
-                            ? __ldg((const uint4 *)(vbase + (int64_t)sj * kv_dim + vc8))
+                            ? __ldcg((const uint4 *)(vbase + (int64_t)sj * kv_dim + vc8))
                             : zero4;
             }
         };

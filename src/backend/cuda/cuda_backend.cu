@@ -39,7 +39,7 @@ static int gemv_max_n = 64;
 
 static char g_why[256];
 int cu_pdl = 1;
-extern int cu_gemv_v2, cu_gemv_v4, cu_norm_fuse, cu_mma_u, cu_mma_tt;
+extern int cu_gemv_v2, cu_gemv_v6, cu_norm_fuse, cu_mma_u, cu_mma_tt;
 static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
@@ -56,6 +56,9 @@ enum {
     SKIP_HEAD = 64
 };
 static int cu_skip = 0;
+/* RoPE + KV store inside the decode attention kernel (BRISK_CUDA_ROPEFUSE=0: a kernel of its own,
+ * for A/B) */
+static int cu_rope_fuse = 1;
 
 __global__ void k_probe(int *p) {
     if (p) *p = 1;
@@ -123,6 +126,9 @@ typedef struct op_rec {
     const float *bias[3];
     float *y[3];
     const void *p0, *p1, *p2, *p3, *p4, *p5, *p6;
+    /* OP_ATTN with the preceding OP_ROPE_STORE folded in (fused = 1): its k, v, inv_freq, slot */
+    const void *p7, *p8, *p9, *p10;
+    int fused;
     int32_t rows[16];
 } op_rec;
 
@@ -168,6 +174,9 @@ typedef struct cu_state {
     float *d_am;
     int32_t *h_am;
     int am_cap;
+    /* a rope_kv_store held back until the next record shows whether the attention takes it */
+    op_rec pending;
+    int has_pending;
     /* op log and graphs */
     int logging;
     op_rec *log;
@@ -527,6 +536,11 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
         a.seq = (const int32_t *)r->p5 + t0;
         a.part_o = s->part;
         a.part_ml = s->part + (size_t)a.n_tokens * H * a.n_split * hd;
+        if (r->fused) {
+            a.k_new = (const float *)r->p7 + (size_t)t0 * HKV * hd;
+            a.v_new = (const float *)r->p8 + (size_t)t0 * HKV * hd;
+            a.inv_freq = (const float *)r->p9, a.slot = (const int32_t *)r->p10 + t0;
+        }
         if (!chk(s, cu_attention(s->st, &a), "cuda attention")) return;
     }
 }
@@ -545,8 +559,8 @@ static void flush_fattn(cu_state *s, cu_fattn_args *fa) {
 
 static void exec_attn(cu_state *s, const op_rec *r) {
     const int T = r->n, hd = r->i2;
-    if (T <= FATTN_MIN_TOKENS || !s->fattn || !cu_fattn_supported(hd) || ((uintptr_t)r->p0 & 15) ||
-        ((uintptr_t)r->p3 & 7)) {
+    if (r->fused || T <= FATTN_MIN_TOKENS || !s->fattn || !cu_fattn_supported(hd) ||
+        ((uintptr_t)r->p0 & 15) || ((uintptr_t)r->p3 & 7)) {
         attn_split(s, r, 0, T);
         return;
     }
@@ -665,7 +679,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
 }
 
 /* Runs the record now, or logs it during a one-token step. */
-static void submit(cu_state *s, const op_rec *r) {
+static void submit_now(cu_state *s, const op_rec *r) {
     if (s->err != BRISK_OK) return;
     if (!s->logging) {
         exec_rec(s, r);
@@ -682,6 +696,51 @@ static void submit(cu_state *s, const op_rec *r) {
     }
     s->log[s->n_log++] = *r;
     s->hash = fnv(s->hash, r, sizeof *r);
+}
+
+static void flush_pending(cu_state *s) {
+    if (!s->has_pending) return;
+    s->has_pending = 0;
+    submit_now(s, &s->pending);
+}
+
+/* Can attention record `at` do the pending rope_kv_store itself? The same q and caches, the
+ * flash-decoding kernel, and every token of the step in its own sequence (no token attends to a
+ * key another block of the same launch is writing). */
+static bool rope_fusable(cu_state *s, const op_rec *rp, const op_rec *at) {
+    if (at->code != OP_ATTN || at->p0 != rp->p0 || at->p1 != rp->p5 || at->p2 != rp->p6 ||
+        at->n != rp->n || at->i0 != rp->i0 || at->i1 != rp->i1 || at->i2 != rp->dim ||
+        cu_attn_split || !cu_attn_decode_ok(at->i0, at->i1, at->i2) || at->n > 64 || !s->h_idx)
+        return false;
+    const int32_t *seq = s->h_idx + 2 * (size_t)s->max_tokens;
+    for (int i = 0; i < at->n; i++)
+        for (int j = 0; j < i; j++)
+            if (seq[i] == seq[j]) return false;
+    return true;
+}
+
+/* The op entry points' way in: a rope_kv_store waits for the next record, which is the
+ * attention that reads it in every forward; fused, it costs no kernel of its own. */
+static void submit(cu_state *s, const op_rec *r) {
+    if (s->err != BRISK_OK) return;
+    if (s->has_pending) {
+        if (rope_fusable(s, &s->pending, r)) {
+            op_rec f = *r;
+            f.fused = 1;
+            f.p7 = s->pending.p1, f.p8 = s->pending.p2, f.p9 = s->pending.p4;
+            f.p10 = s->pending.bias[0];
+            s->has_pending = 0;
+            submit_now(s, &f);
+            return;
+        }
+        flush_pending(s);
+    }
+    if (r->code == OP_ROPE_STORE && cu_rope_fuse) {
+        s->pending = *r;
+        s->has_pending = 1;
+        return;
+    }
+    submit_now(s, r);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -841,6 +900,7 @@ static void cu_op_get_rows(brisk_backend *be, const float *src, const int32_t *r
     }
     REC(r, OP_GET_ROWS);
     r.p0 = src, r.p1 = dst, r.n = n, r.dim = dim;
+    flush_pending(s);
     if (!s->logging) {
         /* values travel as kernel arguments: launch directly */
         if (s->err == BRISK_OK) chk(s, cu_get_rows(s->st, src, rows, n, dim, dst), "cuda get_rows");
@@ -941,6 +1001,7 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     s->hp_tokens = tokens, s->hp_pos = b->pos, s->hp_seq = b->seq, s->hp_slot = b->slot;
     s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos;
     s->logging = T == 1;
+    s->has_pending = 0; /* a record of a step that failed before its end */
     s->n_log = 0;
     s->hash = 1469598103934665603ULL;
     return BRISK_OK;
@@ -979,6 +1040,7 @@ static void run_log(cu_state *s) {
 }
 
 static void finish_log(cu_state *s) {
+    flush_pending(s);
     if (s->logging && s->err == BRISK_OK) {
         run_log(s);
         s->logging = 0;
@@ -1267,7 +1329,7 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         e = getenv("BRISK_CUDA_GEMV");
         cu_gemv_v2 = e && e[0] == '2';
         cu_gemv_v3 = e && e[0] == '3';
-        cu_gemv_v4 = e && e[0] == '4';
+        cu_gemv_v6 = e && e[0] == '6';
         e = getenv("BRISK_CUDA_NORMFUSE");
         cu_norm_fuse = e && e[0] == '1';
         e = getenv("BRISK_CUDA_MMA_U");
@@ -1278,6 +1340,8 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         if (e && atoi(e) >= 1) gemv_max_n = atoi(e);
         e = getenv("BRISK_CUDA_ATTN");
         cu_attn_split = e && strcmp(e, "split") == 0;
+        e = getenv("BRISK_CUDA_ROPEFUSE");
+        cu_rope_fuse = !(e && e[0] == '0');
         e = getenv("BRISK_CUDA_SKIP");
         cu_skip = 0;
         if (e) {

@@ -90,6 +90,12 @@ typedef struct cu_attn_args {
     float *part_o, *part_ml; /* [n_tokens*n_head*n_split*head_dim], [.. *2] */
     int *count;
     float *out;
+    /* RoPE and the KV store fused in (flash-decoding kernel, tokens of distinct sequences only):
+     * when k_new is set, q holds the tokens' un-rotated queries, and the block whose piece holds
+     * the token's own position first writes its rotated key (k_new) and value (v_new) [n_tokens,
+     * n_head_kv * head_dim] to cache slot slot[i]; NULL: q is rotated and the cache is current */
+    const float *k_new, *v_new, *inv_freq;
+    const int32_t *slot;
 } cu_attn_args;
 cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a);
 /* The flash-decoding kernel takes this shape (G <= 8, head_dim % 8 == 0, <= 256). */
