@@ -4,6 +4,7 @@
  *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o readbw bench/readbw.cu && ./readbw
  * Prints, per size and launch shape, the time per kernel and the bytes/s, then the chains. */
 #include <cuda_runtime.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -44,6 +45,51 @@ template <int U> __global__ void k_read(const uint4 *__restrict__ p, size_t n, u
         for (int u = 0; u < U; u++) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
     }
     if (!waited) pdl_wait();
+    if (acc == 0x12345678u) out[0] = acc;
+}
+
+/* The v6 GEMV's pattern without its math: a block bulk-copies its own `per` bytes (in stages of
+ * 4 KB on one mbarrier each) into shared memory, waits for them, reads them, exits. */
+__device__ __forceinline__ uint32_t saddr(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+__global__ void k_tma_slice(const uint8_t *src, int per, unsigned *out) {
+    extern __shared__ __align__(128) uint8_t sm[];
+    uint64_t *bar = (uint64_t *)(sm + per);
+    const int nst = per / 4096;
+    pdl_launch();
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < nst; s++)
+            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(saddr(&bar[s])));
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        for (int s = 0; s < nst; s++) {
+            asm volatile(
+                "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(saddr(&bar[s])),
+                "r"(4096)
+                : "memory");
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], "
+                         "[%1], %2, [%3];" ::"r"(saddr(sm + s * 4096)),
+                         "l"(src + (size_t)blockIdx.x * per + s * 4096), "r"(4096),
+                         "r"(saddr(&bar[s]))
+                         : "memory");
+        }
+    }
+    __syncthreads();
+    pdl_wait();
+    unsigned acc = 0;
+    for (int s = 0; s < nst; s++) {
+        uint32_t done;
+        do {
+            asm volatile(
+                "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n"
+                " selp.u32 %0, 1, 0, p;\n}\n"
+                : "=r"(done)
+                : "r"(saddr(&bar[s]))
+                : "memory");
+        } while (!done);
+        const uint4 v = ((const uint4 *)(sm + s * 4096))[threadIdx.x & 255];
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
     if (acc == 0x12345678u) out[0] = acc;
 }
 
@@ -106,6 +152,35 @@ int main(void) {
                     }
                 }
         printf("  %7.1f MB: best %.2f TB/s (%s)\n", mb, best, bestcfg);
+    }
+    printf("bulk-copy slices (the v6 GEMV's loads alone), 200 launches, 128 threads\n");
+    for (double mb : {9.5, 33.1, 66.1}) {
+        for (int per : {8192, 16384, 32768}) {
+            const size_t bytes = (size_t)(mb * 1e6) / per * per;
+            const int blocks = (int)(bytes / per), rot = (int)(total / bytes);
+            const int smem = per + 64 * 8;
+            CK(cudaFuncSetAttribute(k_tma_slice, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    smem));
+            cudaLaunchConfig_t cfg = {};
+            cfg.gridDim = blocks, cfg.blockDim = 128, cfg.dynamicSmemBytes = smem, cfg.stream = st;
+            cudaLaunchAttribute at[1];
+            at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            at[0].val.programmaticStreamSerializationAllowed = 1;
+            cfg.attrs = at, cfg.numAttrs = 1;
+            for (int w = 0; w < 3; w++)
+                CK(cudaLaunchKernelEx(&cfg, k_tma_slice, (const uint8_t *)buf, per, out));
+            CK(cudaEventRecord(e0, st));
+            for (int i = 0; i < 200; i++)
+                CK(cudaLaunchKernelEx(&cfg, k_tma_slice,
+                                      (const uint8_t *)buf + (size_t)(i % rot) * bytes, per, out));
+            CK(cudaEventRecord(e1, st));
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            const double us_per = ms * 1e3 / 200;
+            printf("  %6.1f MB in %d blocks of %d KB: %.2f us = %.2f TB/s\n", mb, blocks,
+                   per / 1024, us_per, bytes / (us_per * 1e-6) / 1e12);
+        }
     }
     /* chains: the 8B layer (qkv, o, gate+up, down) x 32 and the 1B layer x 16, as one graph,
      * U=4 2x512 launches, so the gaps between kernels count */

@@ -48,6 +48,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
     pdl_launch();
     pdl_wait();
+    if (a.empty) return;
     constexpr int RPW = 32 / LPR;            /* V rows per warp load instruction */
     constexpr int VR = 32 / RPW;             /* V rows per lane per tile */
     constexpr int VCH = VR < 16 ? VR : 16;   /* V rows loaded per round */

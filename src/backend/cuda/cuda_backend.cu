@@ -43,7 +43,7 @@ extern int cu_gemv_v2, cu_gemv_v6, cu_norm_fuse, cu_mma_u, cu_mma_tt;
 static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
-/* BRISK_CUDA_SKIP=norm,rope,attn,qkv,add,swiglu,head: a measuring aid, never for use: the
+/* BRISK_CUDA_SKIP=norm,rope,attn,qkv,add,swiglu,head,attnbody: a measuring aid, never for use: the
  * records of those kinds do not run (results are garbage), so `brisk bench` shows what each
  * stage costs inside the replayed graph (ncu times kernels one at a time). */
 enum {
@@ -53,7 +53,8 @@ enum {
     SKIP_QKV = 8,
     SKIP_ADD = 16,
     SKIP_SWIGLU = 32,
-    SKIP_HEAD = 64
+    SKIP_HEAD = 64,
+    SKIP_ATTNBODY = 128 /* the attention kernel runs but returns after its PDL wait */
 };
 static int cu_skip = 0;
 /* RoPE + KV store inside the decode attention kernel (BRISK_CUDA_ROPEFUSE=0: a kernel of its own,
@@ -536,6 +537,7 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
         a.seq = (const int32_t *)r->p5 + t0;
         a.part_o = s->part;
         a.part_ml = s->part + (size_t)a.n_tokens * H * a.n_split * hd;
+        a.empty = cu_skip & SKIP_ATTNBODY ? 1 : 0;
         if (r->fused) {
             a.k_new = (const float *)r->p7 + (size_t)t0 * HKV * hd;
             a.v_new = (const float *)r->p8 + (size_t)t0 * HKV * hd;
@@ -1345,9 +1347,14 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         e = getenv("BRISK_CUDA_SKIP");
         cu_skip = 0;
         if (e) {
-            const char *names[] = {"norm", "rope", "attn", "qkv", "add", "swiglu", "head"};
-            for (int i = 0; i < 7; i++)
-                if (strstr(e, names[i])) cu_skip |= 1 << i;
+            const char *names[] = {"norm", "rope",   "attn", "qkv",
+                                   "add",  "swiglu", "head", "attnbody"};
+            for (const char *p = e; *p;) {
+                const size_t len = strcspn(p, ",");
+                for (int i = 0; i < 8; i++)
+                    if (strlen(names[i]) == len && !strncmp(p, names[i], len)) cu_skip |= 1 << i;
+                p += len + (p[len] == ',');
+            }
         }
         e = getenv("BRISK_CUDA_FATTN"); /* 0: prefill attention on the split/decode kernels */
         s->fattn = cu_mma_ok && !(e && e[0] == '0');

@@ -96,6 +96,7 @@ typedef struct cu_attn_args {
      * n_head_kv * head_dim] to cache slot slot[i]; NULL: q is rotated and the cache is current */
     const float *k_new, *v_new, *inv_freq;
     const int32_t *slot;
+    int empty; /* measuring aid (BRISK_CUDA_SKIP=attnbody): the kernel returns after the PDL wait */
 } cu_attn_args;
 cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a);
 /* The flash-decoding kernel takes this shape (G <= 8, head_dim % 8 == 0, <= 256). */
