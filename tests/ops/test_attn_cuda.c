@@ -97,8 +97,9 @@ static int run_cfg(const cfg *c) {
     f->H = c->hkv * c->g;
     f->kv_dim = c->hkv * c->hd;
     f->max_blocks = (MAX_CTX + c->bs - 1) / c->bs;
-    static float small[128];
+    static float small[128]; /* RoPE frequencies: the GPU copies init.small at create */
     f->small = small;
+    for (int j = 0; j < 128; j++) small[j] = j < c->hd / 2 ? powf(10000.f, -2.f * j / c->hd) : 0.f;
     brisk_backend_init init = {.tensors = NULL,
                                .n_tensors = 0,
                                .small = small,
@@ -214,7 +215,6 @@ static int run_cfg(const cfg *c) {
         static const int32_t order[7] = {2, 6, 0, 5, 1, 3, 4};
         const int hd = c->hd;
         float *invf = f->small; /* in init.small: the GPU maps it */
-        for (int j = 0; j < hd / 2; j++) invf[j] = powf(10000.f, -2.f * j / hd);
         for (int r = 0; r < 4; r++) {
             const int T = r == 0 ? 7 : 1; /* then one token: eager, capture, graph replay */
             int32_t pos[7], seq[7], slot[7], tokens[7] = {0};

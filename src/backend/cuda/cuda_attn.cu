@@ -47,7 +47,13 @@ template <int GP, int LPR>
 __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
     pdl_launch();
-    pdl_wait();
+    /* Fused (a.k_new): everything this block reads from the cache except each token's own new
+     * position was written by earlier steps, and pos/seq/slot/tables by the step's upload, so
+     * the first tile's K/V loads go out before the wait for the previous kernel (the q, k, v
+     * GEMV), as the GEMVs issue their weights; the new position is re-read after the owner block
+     * stored it. Unfused, the previous kernel (rope + KV store) wrote the cache: wait first. */
+    const bool pre = a.k_new != nullptr && !a.empty;
+    if (!pre) pdl_wait();
     if (a.empty) return;
     constexpr int RPW = 32 / LPR;            /* V rows per warp load instruction */
     constexpr int VR = 32 / RPW;             /* V rows per lane per tile */
@@ -60,7 +66,9 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     const int p = a.pos[i];
     const int first = a.window > 0 && p - a.window + 1 > 0 ? p - a.window + 1 : 0;
     const int L = p - first + 1; /* >= 1 */
-    const int chunk = (((L + ns - 1) / ns) + 31) & ~31;
+    /* a piece is at least one tile per warp: a block with idle warps costs the same latency, and
+     * fewer pieces make a shorter merge (ctx 600 at 20 splits: 5 pieces of 128, not 19 of 32) */
+    const int chunk = max((((L + ns - 1) / ns) + 31) & ~31, FD_WARPS * 32);
     const int n_act = (L + chunk - 1) / chunk;
     if (s >= n_act) return; /* the whole block: before any barrier */
     const int t0 = first + s * chunk, t1 = min(t0 + chunk, p + 1); /* [t0, t1), non-empty */
@@ -75,6 +83,48 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int64_t head0 = (int64_t)i * a.n_head + (int64_t)kvh * G; /* first q head */
     const int64_t kv_dim = (int64_t)HKV * hd;
+
+    const int32_t *table = a.tables + (int64_t)a.seq[i] * a.max_blocks;
+    const __half *kbase = (const __half *)a.kc + (int64_t)kvh * hd;
+    const __half *vbase = (const __half *)a.vc + (int64_t)kvh * hd;
+    const int nch = hd >> 3;
+    const int vr = lane / LPR, vc8 = (lane % LPR) * 8; /* p.v layout: row in group, first dim */
+    const bool vlane = vc8 < hd;
+    const uint4 zero4 = make_uint4(0u, 0u, 0u, 0u);
+    const int ntile = (t1 - t0 + 31) >> 5;
+    int tile = warp, t = 0, slot = -1;
+    bool valid = false;
+    const __half *kr = kbase;
+    uint4 kb[KCH], vb[VCH];
+    auto setup = [&]() {
+        t = t0 + tile * 32 + lane;
+        valid = t < t1;
+        slot = valid ? table[t / a.block_size] * a.block_size + t % a.block_size : -1;
+        kr = kbase + (valid ? (int64_t)slot * kv_dim : 0);
+    };
+    auto load_k = [&](int c0) {
+#pragma unroll
+        for (int u = 0; u < KCH; u++)
+            kb[u] = valid && c0 + u < nch ? __ldcg((const uint4 *)(kr + 8 * (c0 + u))) : zero4;
+    };
+    /* V rows (u0 + u) * RPW + vr of the tile; only == want (>= 0) when want is given */
+    auto load_v = [&](int u0, int want) {
+#pragma unroll
+        for (int u = 0; u < VCH; u++) {
+            const int sj = __shfl_sync(0xffffffffu, slot, (u0 + u) * RPW + vr);
+            if (want >= 0 && sj != want) continue;
+            vb[u] = sj >= 0 && vlane ? __ldcg((const uint4 *)(vbase + (int64_t)sj * kv_dim + vc8))
+                                     : zero4;
+        }
+    };
+    if (pre) {
+        if (tile < ntile) {
+            setup();
+            load_k(0);
+            if (VEARLY) load_v(0, -1);
+        }
+        pdl_wait();
+    }
     {
         const float qscale = rsqrtf((float)hd) * FD_LOG2E;
         const float *qg = a.q + head0 * hd;
@@ -110,14 +160,6 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     __syncthreads(); /* also orders the k/v stores above before this block's cache loads, which
                       * therefore go through L2 (ld.cg), never the non-coherent path */
 
-    const int32_t *table = a.tables + (int64_t)a.seq[i] * a.max_blocks;
-    const __half *kbase = (const __half *)a.kc + (int64_t)kvh * hd;
-    const __half *vbase = (const __half *)a.vc + (int64_t)kvh * hd;
-    const int nch = hd >> 3;
-    const int vr = lane / LPR, vc8 = (lane % LPR) * 8; /* p.v layout: row in group, first dim */
-    const bool vlane = vc8 < hd;
-    const uint4 zero4 = make_uint4(0u, 0u, 0u, 0u);
-
     float m[GP], l[GP], o[GP][8];
 #pragma unroll
     for (int g = 0; g < GP; g++) {
@@ -126,31 +168,16 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         for (int e = 0; e < 8; e++) o[g][e] = 0.f;
     }
     float *pw = ps + warp * 32 * GP;
-    const int ntile = (t1 - t0 + 31) >> 5;
-    for (int tile = warp; tile < ntile; tile += FD_WARPS) {
-        const int t = t0 + tile * 32 + lane;
-        const bool valid = t < t1;
-        int slot = -1;
-        if (valid) slot = table[t / a.block_size] * a.block_size + t % a.block_size;
-        const __half *kr = kbase + (valid ? (int64_t)slot * kv_dim : 0);
-
-        uint4 kb[KCH], vb[VCH];
-        auto load_k = [&](int c0) {
-#pragma unroll
-            for (int u = 0; u < KCH; u++)
-                kb[u] = valid && c0 + u < nch ? __ldcg((const uint4 *)(kr + 8 * (c0 + u))) : zero4;
-        };
-        auto load_v = [&](int u0) {
-#pragma unroll
-            for (int u = 0; u < VCH; u++) {
-                const int sj = __shfl_sync(0xffffffffu, slot, (u0 + u) * RPW + vr);
-                vb[u] = sj >= 0 && vlane
-                            ? __ldcg((const uint4 *)(vbase + (int64_t)sj * kv_dim + vc8))
-                            : zero4;
-            }
-        };
-        load_k(0);
-        if (VEARLY) load_v(0);
+    const int newslot = pre ? a.slot[i] : -1;
+    for (; tile < ntile; tile += FD_WARPS) {
+        if (pre && tile == warp) { /* loaded before the wait: re-read the token's new k/v */
+            if (slot == newslot) load_k(0);
+            if (VEARLY) load_v(0, newslot);
+        } else {
+            setup();
+            load_k(0);
+            if (VEARLY) load_v(0, -1);
+        }
 
         /* q.k for the lane's position, two partial sums per head */
         float sa[GP], sb[GP];
@@ -213,7 +240,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         }
         __syncwarp();
 
-        if (!VEARLY) load_v(0);
+        if (!VEARLY) load_v(0, -1);
         /* p.v: rows (u0 + u) * RPW + vr of the tile */
         auto pv_round = [&](int u0) {
 #pragma unroll
@@ -241,7 +268,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         pv_round(0);
 #pragma unroll
         for (int u0 = VCH; u0 < VR; u0 += VCH) { /* head_dim > 128 only */
-            load_v(u0);
+            load_v(u0, -1);
             pv_round(u0);
         }
         __syncwarp(); /* the next tile rewrites pw */
