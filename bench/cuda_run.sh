@@ -22,7 +22,7 @@ timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "st
 b() { # name, env, args...
   local n=$1 e=$2; shift 2
   env $e timeout 150 ./brisk bench --backend cuda "$@" > $OUT/b_$n.log 2>&1
-  echo "== $n ($e $*) rc=$? :: $(grep -E 'prompt|generation|bandwidth' $OUT/b_$n.log | sed -E 's/ +/ /g' | tr '\n' ' ')" >> $S
+  echo "== $n ($e $*) rc=$? :: $(grep -E 'prompt|generation|bandwidth|cuda trace' $OUT/b_$n.log | sed -E 's/ +/ /g' | tr '\n' ' ')" >> $S
 }
 b 8b_q4 X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
 b 1b_q4 X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3

@@ -43,9 +43,21 @@ __device__ __forceinline__ void h8_to_f(const uint4 &raw, float *f) {
     }
 }
 
+/* Measuring aid (env BRISK_CUDA_TRACE): block (0, 0, 0) adds its stage times (globaltimer ns)
+ * since `from` to slot k of a.trace; the host prints the sums at destroy. */
+__device__ __forceinline__ uint64_t gtime() {
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ void tr_add(unsigned long long *tr, int k, uint64_t from) {
+    atomicAdd(tr + k, (unsigned long long)(gtime() - from));
+}
+
 template <int GP, int LPR>
 __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
+    const uint64_t T0 = gtime();
     pdl_launch();
     /* Fused (a.k_new): everything this block reads from the cache except each token's own new
      * position was written by earlier steps, and pos/seq/slot/tables by the step's upload, so
@@ -55,6 +67,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     const bool pre = a.k_new != nullptr && !a.empty;
     if (!pre) pdl_wait();
     if (a.empty) return;
+    const bool tr = a.trace && threadIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
+    uint64_t T1 = T0;
     constexpr int RPW = 32 / LPR;            /* V rows per warp load instruction */
     constexpr int VR = 32 / RPW;             /* V rows per lane per tile */
     constexpr int VCH = VR < 16 ? VR : 16;   /* V rows loaded per round */
@@ -125,6 +139,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         }
         pdl_wait();
     }
+    if (a.trace && threadIdx.x == 0) T1 = gtime();
+    if (tr) tr_add(a.trace, 0, T0); /* entry -> wait released */
     {
         const float qscale = rsqrtf((float)hd) * FD_LOG2E;
         const float *qg = a.q + head0 * hd;
@@ -157,6 +173,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             for (int e = tid; e < G * hd; e += FD_THREADS) qs[e] = qg[e] * qscale;
         }
     }
+    if (tr) tr_add(a.trace, 1, T1); /* -> q (and the new k/v) done */
     __syncthreads(); /* also orders the k/v stores above before this block's cache loads, which
                       * therefore go through L2 (ld.cg), never the non-coherent path */
 
@@ -274,7 +291,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         __syncwarp(); /* the next tile rewrites pw */
     }
 
-    /* the warp's (m, l, o): sum l over lanes (positions) and o over the RPW row groups */
+    if (tr) tr_add(a.trace, 2, T1); /* -> tiles done */
+        /* the warp's (m, l, o): sum l over lanes (positions) and o over the RPW row groups */
 #pragma unroll
     for (int g = 0; g < GP; g++) {
 #pragma unroll
@@ -319,6 +337,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             if (d == 0) a.part_ml[2 * (pb + g)] = M, a.part_ml[2 * (pb + g) + 1] = den;
         }
     }
+    if (tr) tr_add(a.trace, 3, T1), atomicAdd(a.trace + 6, 1ull); /* -> partial/output written */
     if (n_act == 1) return;
 
     /* the last block of this (token, kv head) merges the n_act partials */
@@ -359,6 +378,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         a.out[(head0 + g) * hd + d] = acc;
     }
     if (tid == 0) *cnt = 0; /* ready for the next launch (graph replay, next layer) */
+    if (tid == 0 && a.trace && kvh == 0 && i == 0) /* the merging block: its wait -> merged */
+        tr_add(a.trace, 4, T1), atomicAdd(a.trace + 5, 1ull);
 }
 
 typedef void (*fd_kernel)(cu_attn_args);

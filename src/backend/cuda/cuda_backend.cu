@@ -187,6 +187,7 @@ typedef struct cu_state {
     int n_seen;
     graph_ent graphs[N_GRAPHS];
     int n_graphs;
+    unsigned long long *trace; /* BRISK_CUDA_TRACE: attention stage times (measuring aid) */
     /* first failure of an op (ops return void); end_step reports it */
     brisk_status err;
     char errmsg[200];
@@ -538,6 +539,7 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
         a.part_o = s->part;
         a.part_ml = s->part + (size_t)a.n_tokens * H * a.n_split * hd;
         a.empty = cu_skip & SKIP_ATTNBODY ? 1 : 0;
+        a.trace = s->trace;
         if (r->fused) {
             a.k_new = (const float *)r->p7 + (size_t)t0 * HKV * hd;
             a.v_new = (const float *)r->p8 + (size_t)t0 * HKV * hd;
@@ -1158,6 +1160,18 @@ static void cu_op_destroy(brisk_backend *be) {
     cu_state *s = S(be);
     if (s) {
         if (s->st) cudaStreamSynchronize(s->st);
+        if (s->trace) {
+            unsigned long long t[8] = {0};
+            cudaMemcpy(t, s->trace, sizeof t, cudaMemcpyDeviceToHost);
+            const double n = t[6] ? (double)t[6] : 1, m = t[5] ? (double)t[5] : 1;
+            fprintf(stderr,
+                    "cuda trace: attention block (0,0,0) over %llu launches: entry -> wait "
+                    "released %.2f us, -> q ready %.2f, -> tiles done %.2f, -> written %.2f; "
+                    "merging block over %llu: wait released -> merged %.2f us\n",
+                    t[6], t[0] / n / 1e3, t[1] / n / 1e3, t[2] / n / 1e3, t[3] / n / 1e3, t[5],
+                    t[4] / m / 1e3);
+            cudaFree(s->trace);
+        }
         drop_graphs(s);
         for (int i = 0; s->w && i < s->n_w; i++) cudaFree(s->w[i].data), cudaFree(s->w[i].sb);
         free(s->w);
@@ -1355,6 +1369,11 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
                     if (strlen(names[i]) == len && !strncmp(p, names[i], len)) cu_skip |= 1 << i;
                 p += len + (p[len] == ',');
             }
+        }
+        e = getenv("BRISK_CUDA_TRACE");
+        if (e && e[0] == '1') {
+            s->trace = (unsigned long long *)dalloc(s, 8 * sizeof(unsigned long long), "trace");
+            if (s->trace) cudaMemset(s->trace, 0, 8 * sizeof(unsigned long long));
         }
         e = getenv("BRISK_CUDA_FATTN"); /* 0: prefill attention on the split/decode kernels */
         s->fattn = cu_mma_ok && !(e && e[0] == '0');

@@ -97,6 +97,7 @@ typedef struct cu_attn_args {
     const float *k_new, *v_new, *inv_freq;
     const int32_t *slot;
     int empty; /* measuring aid (BRISK_CUDA_SKIP=attnbody): the kernel returns after the PDL wait */
+    unsigned long long *trace; /* measuring aid (BRISK_CUDA_TRACE): stage times, cuda_attn.cu */
 } cu_attn_args;
 cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a);
 /* The flash-decoding kernel takes this shape (G <= 8, head_dim % 8 == 0, <= 256). */
