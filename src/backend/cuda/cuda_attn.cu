@@ -3,7 +3,10 @@
  * kept for head sizes the new kernel does not take (head_dim % 8 != 0 or > 256). */
 #include "cuda_internal.h"
 
+#include <cooperative_groups.h>
 #include <cuda_fp16.h>
+
+namespace cg = cooperative_groups;
 
 extern "C" {
 #include "backend/backend.h"
@@ -29,10 +32,11 @@ extern "C" {
  * all partials in split order (deterministic) and resets the counter for the next launch.
  * ------------------------------------------------------------------------------------------- */
 
-#define FD_WARPS     4
-#define FD_THREADS   (FD_WARPS * 32)
-#define FD_MAX_SPLIT 256
-#define FD_LOG2E     1.4426950408889634f
+#define FD_WARPS       4
+#define FD_THREADS     (FD_WARPS * 32)
+#define FD_MAX_SPLIT   256
+#define FD_MAX_CLUSTER 8 /* pieces merged through distributed shared memory (portable size) */
+#define FD_LOG2E       1.4426950408889634f
 
 __device__ __forceinline__ void h8_to_f(const uint4 &raw, float *f) {
     const __half2 *h2 = reinterpret_cast<const __half2 *>(&raw);
@@ -54,7 +58,7 @@ __device__ __forceinline__ void tr_add(unsigned long long *tr, int k, uint64_t f
     atomicAdd(tr + k, (unsigned long long)(gtime() - from));
 }
 
-template <int GP, int LPR>
+template <int GP, int LPR, bool CL>
 __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
     const uint64_t T0 = gtime();
@@ -84,7 +88,13 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
      * fewer pieces make a shorter merge (ctx 600 at 20 splits: 5 pieces of 128, not 19 of 32) */
     const int chunk = max((((L + ns - 1) / ns) + 31) & ~31, FD_WARPS * 32);
     const int n_act = (L + chunk - 1) / chunk;
-    if (s >= n_act) return; /* the whole block: before any barrier */
+    if (s >= n_act) {       /* the whole block: before any barrier */
+        if constexpr (CL) { /* the cluster's two barriers count every block */
+            cg::this_cluster().sync();
+            cg::this_cluster().sync();
+        }
+        return;
+    }
     const int t0 = first + s * chunk, t1 = min(t0 + chunk, p + 1); /* [t0, t1), non-empty */
 
     extern __shared__ float4 fd_sm4[];
@@ -131,6 +141,12 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                                      : zero4;
         }
     };
+    /* RoPE angles of position p (no dependency on the previous kernel): cos, sin [hd/2] in wo,
+     * which is free until the warps merge */
+    float *rcs = wo;
+    if (a.k_new)
+        for (int j = tid; j < (hd >> 1); j += FD_THREADS)
+            sincosf((float)p * a.inv_freq[j], &rcs[2 * j + 1], &rcs[2 * j]);
     if (pre) {
         if (tile < ntile) {
             setup();
@@ -145,28 +161,42 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         const float qscale = rsqrtf((float)hd) * FD_LOG2E;
         const float *qg = a.q + head0 * hd;
         if (a.k_new) {
-            /* rotate_half RoPE as k_rope_store: dims d and d + hd/2 pair */
+            /* rotate_half RoPE as k_rope_store: dims d and d + hd/2 pair. Raw q first (loads
+             * independent of each other), then the rotation from shared memory: a loop with
+             * the rotation inside paid one L2 round trip per iteration (3.3 us, 8B shape) */
             const int half = hd >> 1;
-            const float pf = (float)p;
+            float *raw = wo + hd; /* after the angles; wo holds 4 * G * hd */
+            for (int e = tid; e < G * hd; e += FD_THREADS) raw[e] = qg[e];
+            const bool own = s == n_act - 1; /* this piece holds p: store its k and v first */
+            const float *kg = a.k_new + ((int64_t)i * HKV + kvh) * hd;
+            const float *vg = a.v_new + ((int64_t)i * HKV + kvh) * hd;
+            float kx[2] = {0.f, 0.f}, ky[2] = {0.f, 0.f}, vx[2] = {0.f, 0.f};
+            if (own)
+                for (int u = 0; u < 2; u++) {
+                    const int d = tid + u * FD_THREADS;
+                    if (d < hd) {
+                        kx[u] = kg[d], ky[u] = kg[d < half ? d + half : d - half], vx[u] = vg[d];
+                    }
+                }
+            __syncthreads(); /* raw q and the angles */
             for (int e = tid; e < G * hd; e += FD_THREADS) {
                 const int d = e % hd, lo = d < half, j = lo ? d : d - half;
-                float sn, cs;
-                sincosf(pf * a.inv_freq[j], &sn, &cs);
-                const float x = qg[e], y = qg[lo ? e + half : e - half];
+                const float cs = rcs[2 * j], sn = rcs[2 * j + 1];
+                const float x = raw[e], y = raw[lo ? e + half : e - half];
                 qs[e] = (lo ? x * cs - y * sn : x * cs + y * sn) * qscale;
             }
-            if (s == n_act - 1) { /* this piece holds position p: store its k and v first */
-                const float *kg = a.k_new + ((int64_t)i * HKV + kvh) * hd;
-                const float *vg = a.v_new + ((int64_t)i * HKV + kvh) * hd;
+            if (own) {
                 const int64_t off = (int64_t)a.slot[i] * kv_dim + (int64_t)kvh * hd;
                 __half *kd = (__half *)a.kc + off, *vd = (__half *)a.vc + off;
-                for (int d = tid; d < hd; d += FD_THREADS) {
-                    const int lo = d < half, j = lo ? d : d - half;
-                    float sn, cs;
-                    sincosf(pf * a.inv_freq[j], &sn, &cs);
-                    const float x = kg[d], y = kg[lo ? d + half : d - half];
-                    kd[d] = __float2half_rn(lo ? x * cs - y * sn : x * cs + y * sn);
-                    vd[d] = __float2half_rn(vg[d]);
+                for (int u = 0; u < 2; u++) {
+                    const int d = tid + u * FD_THREADS;
+                    if (d < hd) {
+                        const int lo = d < half, j = lo ? d : d - half;
+                        const float cs = rcs[2 * j], sn = rcs[2 * j + 1];
+                        kd[d] =
+                            __float2half_rn(lo ? kx[u] * cs - ky[u] * sn : kx[u] * cs + ky[u] * sn);
+                        vd[d] = __float2half_rn(vx[u]);
+                    }
                 }
             }
         } else {
@@ -332,12 +362,40 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         }
         if (n_act == 1)
             a.out[(head0 + g) * hd + d] = acc / den;
-        else {
+        else if constexpr (CL) { /* the partial stays in this block's shared memory */
+            qs[e] = acc;         /* qs is free: every warp is past its tiles */
+            if (d == 0) ps[2 * g] = M, ps[2 * g + 1] = den;
+        } else {
             a.part_o[(pb + g) * hd + d] = acc;
             if (d == 0) a.part_ml[2 * (pb + g)] = M, a.part_ml[2 * (pb + g) + 1] = den;
         }
     }
     if (tr) tr_add(a.trace, 3, T1), atomicAdd(a.trace + 6, 1ull); /* -> partial/output written */
+    if constexpr (CL) {
+        /* the pieces are the blocks of one cluster: block 0 merges them from their shared
+         * memory in rank order (deterministic), no global partials, fence or counter */
+        cg::cluster_group cl = cg::this_cluster();
+        cl.sync();
+        if (s == 0 && n_act > 1) {
+            for (int e = tid; e < G * hd; e += FD_THREADS) {
+                const int g = e / hd;
+                float M = -INFINITY;
+                for (int r = 0; r < n_act; r++) M = fmaxf(M, cl.map_shared_rank(ps, r)[2 * g]);
+                float acc = 0.f, den = 0.f;
+                for (int r = 0; r < n_act; r++) {
+                    const float *pr = cl.map_shared_rank(ps, r);
+                    const float f = exp2f(pr[2 * g] - M);
+                    den = fmaf(pr[2 * g + 1], f, den);
+                    acc = fmaf(cl.map_shared_rank(qs, r)[e], f, acc);
+                }
+                a.out[head0 * hd + e] = acc / den;
+            }
+            if (tid == 0 && a.trace && kvh == 0 && i == 0)
+                tr_add(a.trace, 4, T1), atomicAdd(a.trace + 5, 1ull);
+        }
+        cl.sync(); /* every block's partial read before any block exits */
+        return;
+    }
     if (n_act == 1) return;
 
     /* the last block of this (token, kv head) merges the n_act partials */
@@ -384,9 +442,11 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
 
 typedef void (*fd_kernel)(cu_attn_args);
 
-static fd_kernel fd_pick(int gp, int lpr) {
+template <bool CL> static fd_kernel fd_pick(int gp, int lpr) {
 #define FD_LPR(gp)                                                                                 \
-    (lpr == 8 ? k_attn_decode<gp, 8> : lpr == 16 ? k_attn_decode<gp, 16> : k_attn_decode<gp, 32>)
+    (lpr == 8    ? k_attn_decode<gp, 8, CL>                                                        \
+     : lpr == 16 ? k_attn_decode<gp, 16, CL>                                                       \
+                 : k_attn_decode<gp, 32, CL>)
     return gp == 1 ? FD_LPR(1) : gp == 2 ? FD_LPR(2) : gp == 4 ? FD_LPR(4) : FD_LPR(8);
 #undef FD_LPR
 }
@@ -406,6 +466,14 @@ int cu_attn_decode_splits(int n_sm, int n_head_kv, int n_tokens, int max_ctx) {
     return ns < 1 ? 1 : ns;
 }
 
+/* The cluster merge (measured on an H100, 8B shape at context ~600: the counter merge's fence,
+ * atomic and partial reads took ~7 us of the kernel's ~17 after its wait) for contexts up to
+ * 8192: at most 8 pieces, so a warp walks up to 8 tiles; longer contexts keep the wide split. */
+int cu_attn_cluster_splits(int n_splits, int max_ctx) {
+    if (n_splits < 2 || max_ctx > 8192) return 0;
+    return n_splits < FD_MAX_CLUSTER ? n_splits : FD_MAX_CLUSTER;
+}
+
 static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     const int G = a->n_head / a->n_head_kv, hd = a->head_dim;
     if (!cu_attn_decode_ok(a->n_head, a->n_head_kv, hd) || a->n_split < 1 ||
@@ -417,8 +485,22 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     if ((size_t)G * a->n_split > wo) wo = (size_t)G * a->n_split;
     const size_t smem = ((size_t)G * hd + FD_WARPS * 32 * gp + FD_WARPS * G * 2 + wo) * 4;
     if (smem > 48 * 1024) return cudaErrorInvalidValue;
-    return cu_launch(fd_pick(gp, lpr), dim3(a->n_split, a->n_head_kv, a->n_tokens), FD_THREADS,
-                     smem, st, *a);
+    if (!a->cluster)
+        return cu_launch(fd_pick<false>(gp, lpr), dim3(a->n_split, a->n_head_kv, a->n_tokens),
+                         FD_THREADS, smem, st, *a);
+    if (a->n_split > FD_MAX_CLUSTER) return cudaErrorInvalidValue;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(a->n_split, a->n_head_kv, a->n_tokens), cfg.blockDim = FD_THREADS;
+    cfg.dynamicSmemBytes = smem, cfg.stream = st;
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = (unsigned)a->n_split, at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at, cfg.numAttrs = cu_pdl ? 2 : 1;
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, fd_pick<true>(gp, lpr), *a);
+    return e != cudaSuccess ? e : cudaGetLastError();
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -60,6 +60,9 @@ static int cu_skip = 0;
 /* RoPE + KV store inside the decode attention kernel (BRISK_CUDA_ROPEFUSE=0: a kernel of its own,
  * for A/B) */
 static int cu_rope_fuse = 1;
+/* decode attention pieces merged inside a cluster (BRISK_CUDA_ATTN=counter: the last block to
+ * arrive merges them from global memory, for A/B) */
+static int cu_attn_cluster = 1;
 
 __global__ void k_probe(int *p) {
     if (p) *p = 1;
@@ -516,6 +519,8 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
          * context length */
         a.n_split = cu_attn_decode_splits(s->n_sm, HKV, nb, s->max_ctx);
         a.count = s->count;
+        const int cl = cu_attn_cluster ? cu_attn_cluster_splits(a.n_split, s->max_ctx) : 0;
+        if (cl) a.n_split = cl, a.cluster = 1;
     } else if (r->n == 1) {
         a.split = ATT_SPLIT_DECODE;
         a.n_split = (s->max_ctx + a.split - 1) / a.split; /* fixed: the graph replays it */
@@ -1356,6 +1361,7 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         if (e && atoi(e) >= 1) gemv_max_n = atoi(e);
         e = getenv("BRISK_CUDA_ATTN");
         cu_attn_split = e && strcmp(e, "split") == 0;
+        cu_attn_cluster = !(e && strcmp(e, "counter") == 0);
         e = getenv("BRISK_CUDA_ROPEFUSE");
         cu_rope_fuse = !(e && e[0] == '0');
         e = getenv("BRISK_CUDA_SKIP");

@@ -96,6 +96,8 @@ typedef struct cu_attn_args {
      * n_head_kv * head_dim] to cache slot slot[i]; NULL: q is rotated and the cache is current */
     const float *k_new, *v_new, *inv_freq;
     const int32_t *slot;
+    int cluster; /* flash-decoding: the n_split (<= 8) pieces are one thread-block cluster and
+                  * merge through distributed shared memory instead of part_* and count */
     int empty; /* measuring aid (BRISK_CUDA_SKIP=attnbody): the kernel returns after the PDL wait */
     unsigned long long *trace; /* measuring aid (BRISK_CUDA_TRACE): stage times, cuda_attn.cu */
 } cu_attn_args;
@@ -105,6 +107,8 @@ int cu_attn_decode_ok(int n_head, int n_head_kv, int head_dim);
 /* Its blocks per (token, kv head): ~2 blocks per SM over all pairs, from max_ctx (not the actual
  * context) so a captured graph replays at any length; at most 256. */
 int cu_attn_decode_splits(int n_sm, int n_head_kv, int n_tokens, int max_ctx);
+/* Pieces of the cluster variant (cu_attn_args.cluster), or 0 where the counter merge is used. */
+int cu_attn_cluster_splits(int n_splits, int max_ctx);
 
 /* Tensor-core flash attention for prefill (cuda_fattn.cu): block = (query head, tile of <= 64
  * tokens tile_start..tile_start+count-1 of the step, all of one sequence, any positions). q and out
