@@ -133,9 +133,6 @@ typedef struct op_rec {
     /* OP_ATTN with the preceding OP_ROPE_STORE folded in (fused = 1): its k, v, inv_freq, slot */
     const void *p7, *p8, *p9, *p10;
     int fused;
-    /* OP_MATMUL: ss_out, an ADD that leaves the sums of squares of y in s->ssq; ss_parts > 0, a
-     * matmul whose RMSNorm reads them (ss_parts per token) instead of a norm kernel */
-    int ss_out, ss_parts;
     int32_t rows[16];
 } op_rec;
 
@@ -184,11 +181,6 @@ typedef struct cu_state {
     /* a rope_kv_store held back until the next record shows whether the attention takes it */
     op_rec pending;
     int has_pending;
-    /* RMSNorm partial sums of squares [ssq_tokens][ssq_parts] and the last ADD that wrote them */
-    float *ssq;
-    int ssq_tokens, ssq_parts;
-    const float *ss_y;
-    int ss_n, ss_cols, ss_parts;
     /* op log and graphs */
     int logging;
     op_rec *log;
@@ -426,12 +418,12 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
     const float *x = (const float *)r->p0;
     const int n = r->n;
     if (r->p1) { /* rmsnorm(x) first: fused into the GEMV when a kernel has it */
-        if (r->ss_parts > 0) {
+        if (n <= GEMV_MAX_N) {
             cu_gemv_mat m[3];
             for (int i = 0; i < r->nmat; i++)
                 m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
-            cudaError_t e = cu_gemv_norm(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1,
-                                         r->eps, s->ssq, r->ss_parts);
+            cudaError_t e =
+                cu_gemv_norm(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1, r->eps);
             if (e != cudaErrorNotSupported) {
                 chk(s, e, "cuda rmsnorm+matmul");
                 return;
@@ -447,8 +439,7 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
         cu_gemv_mat m[3];
         for (int i = 0; i < r->nmat; i++)
             m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
-        cudaError_t e = r->ss_out ? cu_gemv_add_ssq(s->st, m, x, n, s->ssq) : cudaErrorNotSupported;
-        if (e == cudaErrorNotSupported) e = cu_gemv(s->st, m, r->nmat, r->epi, x, n);
+        cudaError_t e = cu_gemv(s->st, m, r->nmat, r->epi, x, n);
         if (e == cudaErrorInvalidValue && r->epi == CU_EPI_SWIGLU) {
             /* gate and up differ in format: two matmuls then swiglu */
             cu_gemv_mat u = {r->w[1], NULL, s->tmp};
@@ -754,31 +745,10 @@ static void submit(cu_state *s, const op_rec *r) {
         flush_pending(s);
     }
     if (r->code == OP_ROPE_STORE && cu_rope_fuse) {
-        s->ss_y = NULL;
         s->pending = *r;
         s->has_pending = 1;
         return;
     }
-    if (r->code == OP_MATMUL && s->ssq && r->n <= GEMV_MAX_N && r->n <= s->ssq_tokens) {
-        op_rec m = *r;
-        if (r->p1 && s->ss_y && r->p0 == s->ss_y && r->n == s->ss_n &&
-            r->w[0]->cols == s->ss_cols) {
-            m.ss_parts = s->ss_parts; /* the norm of the x that ADD just wrote */
-            s->ss_y = NULL;
-        } else if (!r->p1 && r->epi == CU_EPI_ADD && r->nmat == 1 &&
-                   (m.ss_parts = cu_gemv_ssq_parts(r->w[0])) > 0 && m.ss_parts <= s->ssq_parts) {
-            m.ss_out = 1;
-            s->ss_y = r->y[0], s->ss_n = r->n, s->ss_cols = (int)r->w[0]->rows;
-            s->ss_parts = m.ss_parts;
-            m.ss_parts = 0;
-        } else {
-            m.ss_parts = 0;
-            s->ss_y = NULL;
-        }
-        submit_now(s, &m);
-        return;
-    }
-    s->ss_y = NULL; /* anything else may write x */
     submit_now(s, r);
 }
 
@@ -1041,7 +1011,6 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos;
     s->logging = T == 1;
     s->has_pending = 0; /* a record of a step that failed before its end */
-    s->ss_y = NULL;
     s->n_log = 0;
     s->hash = 1469598103934665603ULL;
     return BRISK_OK;
@@ -1216,7 +1185,6 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->d_idx);
         cudaFree(s->part);
         cudaFree(s->count);
-        cudaFree(s->ssq);
         if (s->st2) cudaStreamSynchronize(s->st2), cudaStreamDestroy(s->st2);
         for (int b = 0; b < 2; b++) {
             if (s->ev_deq[b]) cudaEventDestroy(s->ev_deq[b]);
@@ -1384,7 +1352,7 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         cu_gemv_v3 = e && e[0] == '3';
         cu_gemv_v6 = e && e[0] == '6';
         e = getenv("BRISK_CUDA_NORMFUSE");
-        cu_norm_fuse = !(e && e[0] == '0');
+        cu_norm_fuse = e && e[0] == '1';
         e = getenv("BRISK_CUDA_MMA_U");
         cu_mma_u = e && atoi(e) == 8 ? 8 : 4;
         e = getenv("BRISK_CUDA_MMA_TT");
@@ -1455,16 +1423,6 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     s->tmp = (float *)dalloc(s, (size_t)s->max_tokens * (size_t)s->max_cols * sizeof(float),
                              "cuda scratch");
     if (!s->tmp) goto err;
-    for (int i = 0; i < s->n_w; i++) { /* RMSNorm partials of the residual updates (decode) */
-        const int p = cu_gemv_ssq_parts(&s->w[i]);
-        if (p > s->ssq_parts) s->ssq_parts = p;
-    }
-    if (s->ssq_parts) {
-        s->ssq_tokens = s->max_tokens < GEMV_MAX_N ? s->max_tokens : GEMV_MAX_N;
-        s->ssq = (float *)dalloc(s, (size_t)s->ssq_tokens * s->ssq_parts * sizeof(float),
-                                 "cuda norm partials");
-        if (!s->ssq) goto err;
-    }
     if (s->max_tokens > GEMV_MAX_N) { /* the prefill path */
         s->xh_cap = (size_t)s->max_tokens * (size_t)s->max_cols * 2;
         if (!(s->xh = dalloc(s, s->xh_cap, "cuda prefill scratch"))) goto err;

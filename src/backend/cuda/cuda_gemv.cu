@@ -444,15 +444,8 @@ struct mma_args {
     mma_mat_d m[3];
     int nmat, K, gs, gshift, nt; /* gs = 1 << gshift */
     const float *x;
-    /* NORM: x is multiplied by rsqrt(sum_b ssq_in[tok][b] / K + eps) * nw: the RMSNorm, with the
-     * sums of squares of x left by the launch that wrote x (nparts per token, below) */
-    const float *nw;
+    const float *nw; /* NORM: RMSNorm weight [K]: x is multiplied by rsqrt(mean x^2 + eps) * nw */
     float eps;
-    const float *ssq_in;
-    int nparts_in;
-    /* ADD with ssq_out: block b writes the sum of squares of the rows it updated, per token:
-     * ssq_out[tok * gridDim.x + b] (tokens of this launch; fixed order: deterministic) */
-    float *ssq_out;
 };
 
 /* NS = spans (scale groups) per 64-column chunk. Only NS = 1 (gs a power of two >= 64) is used: a
@@ -491,6 +484,7 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
         for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
 
     bool waited = false;
+    __shared__ float nrm[NORM ? MMA_W : 1][8];
     float rtok = 1.f;
     for (int c0 = wid; c0 < nch; c0 += MMA_W * U) {
         uint4 q[U][NTL];
@@ -516,16 +510,29 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
             pdl_wait();
             waited = true;
             if constexpr (NORM) {
-                /* the norm scale of each token from the partial sums of squares (the same
-                 * order in every warp: the same scale), while the first loads are in flight */
-                for (int tk = 0; tk < a.nt; tk++) {
-                    float part = 0.f;
-                    for (int b = lane; b < a.nparts_in; b += 32)
-                        part += __ldcg(a.ssq_in + (int64_t)tk * a.nparts_in + b);
+                /* every warp is here (K >= 64 * MMA_W): the block's norm scale of each token,
+                 * while the first loads are in flight */
 #pragma unroll
-                    for (int o = 16; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-                    if (tk == tok) rtok = rsqrtf(part / (float)a.K + a.eps);
+                for (int tk = 0; tk < 8; tk++) {
+                    float part = 0.f;
+                    if (tk < a.nt) {
+                        const float4 *xr = (const float4 *)(a.x + (int64_t)tk * a.K);
+                        for (int i = threadIdx.x; i < (a.K >> 2); i += MMA_W * 32) {
+                            const float4 v = __ldg(xr + i);
+                            part = fmaf(v.x, v.x,
+                                        fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, part))));
+                        }
+#pragma unroll
+                        for (int o = 16; o > 0; o >>= 1)
+                            part += __shfl_xor_sync(0xffffffffu, part, o);
+                        if (lane == 0) nrm[wid][tk] = part;
+                    }
                 }
+                __syncthreads();
+                float ss = 0.f;
+#pragma unroll
+                for (int w = 0; w < MMA_W; w++) ss += nrm[w][tok];
+                rtok = rsqrtf(ss / (float)a.K + a.eps);
             }
         }
 #pragma unroll
@@ -586,39 +593,6 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
 #pragma unroll
         for (int j = 0; j < 4; j++) red[wid][i][j][lane] = acc[i][j];
     __syncthreads();
-    if constexpr (EPI == CU_EPI_ADD) {
-        /* warp w finishes slot (i, j) = w; with ssq_out every warp meets the barrier below */
-        __shared__ float sq[NTL * 4][32];
-        float nv2 = 0.f;
-        if (wid < NTL * 4) {
-            const int i = wid >> 2, j = wid & 3;
-            float v = 0.f;
-#pragma unroll
-            for (int w = 0; w < MMA_W; w++) v += red[w][i][j][lane];
-            const int row = (i == 0 ? tile[0] : tile[NTL - 1]) * 16 + g + 8 * (j >> 1),
-                      tk = 2 * t + (j & 1);
-            const bool dup = NM == 1 && TT > 1 && b * TT + i >= M.tiles; /* clipped tile */
-            if (tk < a.nt && !dup && row < M.rows) {
-                float *y = M.y + (int64_t)tk * M.ystride + row;
-                const float nv = *y + v;
-                *y = nv;
-                nv2 = nv * nv;
-            }
-            if (a.ssq_out) sq[wid][lane] = nv2;
-        }
-        if (!a.ssq_out) return;
-        __syncthreads();
-        if (wid == 0 && lane < a.nt) { /* token lane: column 2t + (j & 1) of lanes 4g + t */
-            float ss = 0.f;
-#pragma unroll
-            for (int slot = 0; slot < NTL * 4; slot++)
-                if ((slot & 1) == (lane & 1))
-#pragma unroll
-                    for (int gg = 0; gg < 8; gg++) ss += sq[slot][4 * gg + (lane >> 1)];
-            a.ssq_out[(int64_t)lane * gridDim.x + blockIdx.x] = ss;
-        }
-        return;
-    }
     /* warp w finishes slot (i, j) = w (NTL * 4 <= MMA_W) */
     if (wid >= NTL * 4) return;
     const int i = wid >> 2, j = wid & 3;
@@ -637,7 +611,11 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
     } else {
         if (NM == 1 && TT > 1 && b * TT + i >= M.tiles) return; /* clipped duplicate tile */
         if (row >= M.rows) return;
-        M.y[(int64_t)tk * M.ystride + row] = v + (M.bias ? M.bias[row] : 0.f);
+        float *y = M.y + (int64_t)tk * M.ystride;
+        if constexpr (EPI == CU_EPI_ADD)
+            y[row] += v;
+        else
+            y[row] = v + (M.bias ? M.bias[row] : 0.f);
     }
 }
 
@@ -873,29 +851,20 @@ static cudaError_t launch_mma_epi(cudaStream_t st, const mma_args &a, unsigned b
                    : launch_mma_ns<ST, 1, CU_EPI_STORE, 1>(st, a, blocks);
 }
 
-/* Tiles per block of a one-matrix launch: x shared over 2 tiles when the grid is large (env
- * BRISK_CUDA_MMA_TT=1/2 forces, for A/B). */
-static int mma_tt(int tiles, bool norm) {
-    return !norm && (cu_mma_tt ? cu_mma_tt == 2 : tiles >= 4 * sm_count()) ? 2 : 1;
-}
-
-/* nw: the RMSNorm from ssq_in (nparts_in partial sums per token); ssq_out (ADD only): the sums
- * of squares of the updated rows, gridDim.x per token. */
 static cudaError_t gemv_mma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi,
-                            const float *x, int n, const float *nw = NULL, float eps = 0.f,
-                            const float *ssq_in = NULL, int nparts_in = 0, float *ssq_out = NULL) {
+                            const float *x, int n, const float *nw = NULL, float eps = 0.f) {
     const int64_t K = m[0].w->cols;
     const int nm = epi == CU_EPI_SWIGLU ? 2 : 1;
     int tiles = 0;
     for (int i = 0; i < (nm == 2 ? 1 : nmat); i++) tiles += (int)((m[i].w->rows + 15) / 16);
-    const int tt = nm == 1 ? mma_tt(tiles, nw != NULL) : 1;
+    /* share x over 2 tiles when the grid is large (env BRISK_CUDA_MMA_TT=1/2 forces, for A/B) */
+    const int tt = nm == 1 && !nw && (cu_mma_tt ? cu_mma_tt == 2 : tiles >= 4 * sm_count()) ? 2 : 1;
     for (int t0 = 0; t0 < n; t0 += 8) {
         mma_args a = {};
         a.nmat = nm == 2 ? 1 : nmat;
         a.K = (int)K, a.gs = m[0].w->gs, a.nt = n - t0 < 8 ? n - t0 : 8;
         while ((1 << a.gshift) < a.gs) a.gshift++;
         a.x = x + (int64_t)t0 * K, a.nw = nw, a.eps = eps;
-        if (nw) a.ssq_in = ssq_in + (int64_t)t0 * nparts_in, a.nparts_in = nparts_in;
         unsigned blocks = 0;
         for (int i = 0; i < nmat; i++) {
             const cu_weight *w = m[i].w;
@@ -906,7 +875,6 @@ static cudaError_t gemv_mma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int
             a.m[i].blocks = nm == 2 ? a.m[i].tiles : (a.m[i].tiles + tt - 1) / tt;
             if (i < a.nmat) blocks += (unsigned)a.m[i].blocks;
         }
-        if (ssq_out && epi == CU_EPI_ADD) a.ssq_out = ssq_out + (int64_t)t0 * blocks;
         cudaError_t e;
         if (m[0].w->stype == BRISK_W_BF16)
             e = launch_mma_epi<BRISK_W_BF16>(st, a, blocks, epi, tt);
@@ -925,32 +893,19 @@ static bool same_fmt(const cu_weight *a, const cu_weight *b) {
            a->cols == b->cols && a->row_bytes == b->row_bytes && a->fast == b->fast;
 }
 
-/* The RMSNorm fused into the v4 GEMV (round 5): the residual update before it (o, down) leaves
- * the sums of squares of x in per-block partials, so the GEMV that reads x needs no norm kernel
- * and no pass over x of its own (round 4's version summed x in every block: 128 registers with
- * spills, 282.5 vs 317.4 tok/s unfused). BRISK_CUDA_NORMFUSE=0 turns it off (A/B). */
-int cu_norm_fuse = 1;
-
-int cu_gemv_ssq_parts(const cu_weight *w) {
-    if (!cu_norm_fuse || cu_gemv_v6 || w->fast != 2 || w->type != BRISK_W_QAFFINE) return 0;
-    const int tiles = (int)((w->rows + 15) / 16), tt = mma_tt(tiles, false);
-    return (tiles + tt - 1) / tt;
-}
-
-cudaError_t cu_gemv_add_ssq(cudaStream_t st, const cu_gemv_mat *m, const float *x, int n,
-                            float *ssq) {
-    if (!cu_gemv_ssq_parts(m->w)) return cudaErrorNotSupported;
-    return gemv_mma(st, m, 1, CU_EPI_ADD, x, n, NULL, 0.f, NULL, 0, ssq);
-}
+/* RMSNorm fused into the GEMV: off unless env BRISK_CUDA_NORMFUSE=1. Measured on H100 (8B q4
+ * decode): fused 282.5 tok/s vs 317.4 with the norm as its own kernel (the v4 kernel's gate+up went
+ * 38 -> 51 us: 128 registers with spills, and the prologue delays the math of every block); v5
+ * with the norm fused is slower still. */
+int cu_norm_fuse = 0;
 
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                         int n, const float *nw, float eps, const float *ssq, int nparts) {
-    bool ok = cu_norm_fuse && !cu_gemv_v6 && epi != CU_EPI_ADD && ssq && nparts > 0;
-    for (int i = 0; i < nmat; i++)
-        ok = ok && m[i].w->fast == 2 && m[i].w->type == BRISK_W_QAFFINE && same_fmt(m[0].w, m[i].w);
+                         int n, const float *nw, float eps) {
+    bool ok = cu_norm_fuse && epi != CU_EPI_ADD && m[0].w->cols >= 64 * MMA_W;
+    for (int i = 0; i < nmat; i++) ok = ok && m[i].w->fast == 2 && same_fmt(m[0].w, m[i].w);
     if (epi == CU_EPI_SWIGLU) ok = ok && nmat == 2 && m[0].w->rows == m[1].w->rows;
     if (!ok) return cudaErrorNotSupported;
-    return gemv_mma(st, m, nmat, epi, x, n, nw, eps, ssq, nparts);
+    return gemv_mma(st, m, nmat, epi, x, n, nw, eps);
 }
 
 cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,

@@ -47,17 +47,11 @@ typedef struct cu_gemv_mat {
 /* Launchers (cuda_gemv.cu). All return cudaSuccess or the launch error. */
 cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                     int n);
-/* The RMSNorm carried by partial sums of squares: cu_gemv_add_ssq is cu_gemv(m, 1, CU_EPI_ADD)
- * that also writes, per token, cu_gemv_ssq_parts(m->w) partial sums of squares of the updated
- * y to ssq [n][parts] (0 parts: this weight has no such launch; cudaErrorNotSupported, nothing
- * launched). cu_gemv_norm is cu_gemv over rmsnorm(x) (weight nw, eps) where ssq [n][nparts]
- * holds those sums for x; cudaErrorNotSupported (nothing launched) when these matrices have no
- * fused kernel: the caller then normalises first. */
-int cu_gemv_ssq_parts(const cu_weight *w);
-cudaError_t cu_gemv_add_ssq(cudaStream_t st, const cu_gemv_mat *m, const float *x, int n,
-                            float *ssq);
+/* The same over rmsnorm(x) with weight nw (eps): the norm fused into the GEMV. Returns
+ * cudaErrorNotSupported (nothing launched) when these matrices have no fused kernel; the caller
+ * then normalises first. */
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                         int n, const float *nw, float eps, const float *ssq, int nparts);
+                         int n, const float *nw, float eps);
 /* dst[r0.., cols] = W rows [r0, r0+nr) as half, row-major (for the cuBLAS prefill path). */
 cudaError_t cu_dequant_half(cudaStream_t st, const cu_weight *w, int64_t r0, int64_t nr, void *dst);
 /* Repacks QAFFINE codes in place order for the fast layout: src (file order) -> dst. */
