@@ -619,10 +619,6 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
     }
 }
 
-/* v6 (cuda_gemv_tma.cu) is opt-in (env BRISK_CUDA_GEMV=6): measured slower than v4 on an H100
- * (8B q4 decode 266 vs 334 tok/s; bench/cuda-notes.md, round 5). */
-int cu_gemv_v6 = 0;
-
 /* Element (r, c) code of the mma layout (generic readers: embedding rows, the slow path). */
 __device__ __forceinline__ uint32_t mma_code(const uint8_t *data, int64_t cols, int64_t r,
                                              int64_t c) {
@@ -922,10 +918,8 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
         return cudaSuccess;
     }
     if (m[0].w->fast == 2) {
-        if (cu_gemv_v6) {
-            const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n);
-            if (e != cudaErrorNotSupported) return e;
-        }
+        const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n); /* when opted in */
+        if (e != cudaErrorNotSupported) return e;
         return gemv_mma(st, m, nmat, epi, x, n);
     }
     const int kind = fast_kind(m[0].w);

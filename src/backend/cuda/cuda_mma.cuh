@@ -1,6 +1,6 @@
 /* cuda_mma.cuh: what the two tensor-core GEMV files share (cuda_gemv.cu: v3/v4 and the rest;
- * cuda_gemv_tma.cu: v6): scale decoding, the mma-layout matrix descriptor, the m16n8k16 MMA and
- * the nibble-to-half LOP3, and the SM count. nvcc only. */
+ * cuda_gemv_tma.cu: the persistent v7): scale decoding, the mma-layout matrix descriptor, the
+ * m16n8k16 MMA and the nibble-to-half LOP3, and the SM count. nvcc only. */
 #ifndef BRISK_CUDA_MMA_CUH
 #define BRISK_CUDA_MMA_CUH
 
@@ -95,8 +95,10 @@ __device__ __forceinline__ void ld_pair2(const typename sb_raw<ST>::T *p, typena
     }
 }
 
-/* The v6 GEMV (cuda_gemv_tma.cu) for fast == 2 weights: cudaErrorNotSupported (nothing launched)
- * when the shape has no v6 launch; the caller then uses v4. */
+/* The persistent bulk-copy GEMV (cuda_gemv_tma.cu) for fast == 2 weights, when opted in (env
+ * BRISK_CUDA_GEMV=7 sets cu_gemv_v7): cudaErrorNotSupported (nothing launched) otherwise or when
+ * the shape has no such launch; the caller then uses v4. */
+extern int cu_gemv_v7;
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                         int n);
 
