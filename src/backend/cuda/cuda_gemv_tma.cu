@@ -1,6 +1,6 @@
 /* cuda_gemv_tma.cu: a persistent, warp-specialised tensor-core GEMV for one-token steps over
- * 4-bit weights in the mma layout (fast == 2). Opt-in (env BRISK_CUDA_GEMV=7) until it measures
- * faster than v4 (bench/cuda-notes.md, round 5).
+ * 4-bit weights in the mma layout (fast == 2): the default for those (bench/cuda-notes.md,
+ * round 5); steps of several tokens stay on v4.
  *
  * Why: v4 (cuda_gemv.cu) keeps its next chunks in registers and loads them in dependent rounds:
  * ncu on an H100 (8B decode) showed ~26-34% of issue slots used, 0.9-2.0 TB/s, against the
@@ -243,8 +243,11 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
     }
 }
 
-/* v7 (this file) for one-token steps: env BRISK_CUDA_GEMV=7 (A/B). */
-int cu_gemv_v7 = 0;
+/* v7 (this file) for one-token steps: the default (env BRISK_CUDA_GEMV=4: v4, for A/B).
+ * Measured on an H100 (round 5): 8B q4 decode 376.6 vs 338.7 tok/s with v4, 1B 1,396.6 vs
+ * 1,330.2. */
+int cu_gemv_v7 = 1;
+int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, KB) */
 
 template <int ST, int NM, int EPI>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
@@ -291,9 +294,11 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     a.gmax = ((P_CPS - 1) >> d) + 2; /* a slice's groups, at most */
     const int ps = w0->stype == BRISK_W_F32 ? 8 : 4;
     a.stage_bytes = p_align(ntl * (P_CPS * 512 + a.gmax * 16 * ps));
-    a.stages = P_RING / a.stage_bytes;
+    a.stages = cu_v7_ring / a.stage_bytes;
     if (a.stages > P_MAXST) a.stages = P_MAXST;
-    if (a.stages < 2) return cudaErrorNotSupported;
+    while (a.stages > 2 && p_smem(a.stages, a.stage_bytes, a.K, ntl) > 227 * 1024) a.stages--;
+    if (a.stages < 2 || p_smem(a.stages, a.stage_bytes, a.K, ntl) > 227 * 1024)
+        return cudaErrorNotSupported;
     for (int i = 0; i < nmat; i++) {
         const cu_weight *w = m[i].w;
         a.m[i].w = w->data, a.m[i].sb = w->sb, a.m[i].bias = m[i].bias, a.m[i].y = m[i].y;

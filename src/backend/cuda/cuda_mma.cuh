@@ -95,9 +95,9 @@ __device__ __forceinline__ void ld_pair2(const typename sb_raw<ST>::T *p, typena
     }
 }
 
-/* The persistent bulk-copy GEMV (cuda_gemv_tma.cu) for fast == 2 weights, when opted in (env
- * BRISK_CUDA_GEMV=7 sets cu_gemv_v7): cudaErrorNotSupported (nothing launched) otherwise or when
- * the shape has no such launch; the caller then uses v4. */
+/* The persistent bulk-copy GEMV (cuda_gemv_tma.cu) for one-token steps over fast == 2 weights
+ * (cu_gemv_v7, on unless env BRISK_CUDA_GEMV=4): cudaErrorNotSupported (nothing launched) when
+ * off or the shape has no such launch; the caller then uses v4. */
 extern int cu_gemv_v7;
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                         int n);
