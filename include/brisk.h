@@ -192,7 +192,9 @@ typedef struct brisk_sampler brisk_sampler;
 
 /* The chain, in order (as mlx_lm): logit bias, repetition/presence/frequency penalties over the
  * last `penalty_window` tokens, then greedy when temperature == 0, else top-k, top-p and min-p on
- * the log-probabilities and a draw from softmax(logits / temperature). */
+ * the log-probabilities (ties at an edge keep the lower id) and a draw from
+ * softmax(logits / temperature): one uniform u from the seeded generator, and the kept ids walked
+ * in id order until their running weight passes u times the total. */
 typedef struct brisk_sampler_params {
     float temperature;        /* 0 = greedy (argmax) */
     int top_k;                /* 0 = off */
@@ -230,7 +232,8 @@ BRISK_API bool brisk_sampler_is_greedy(const brisk_sampler *s);
 
 /* Picks the next token from logits[n_vocab] (modified in place). *logprob, when not NULL,
  * receives the log-probability of the token under the penalised distribution at temperature 1.
- * The token is NOT accepted automatically. Errors: BRISK_ERR_INVALID_ARG when logits hold NaN. */
+ * The token is NOT accepted automatically. Errors: BRISK_ERR_INVALID_ARG when logits hold NaN, or
+ * when drawing (temperature > 0) from logits that hold +inf or are all -inf. */
 BRISK_API brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *token,
                                             float *logprob);
 
