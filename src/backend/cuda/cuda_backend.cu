@@ -46,8 +46,15 @@ static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K atte
 /* BRISK_CUDA_SKIP=norm,rope,attn,qkv,add,swiglu,head: a measuring aid, never for use: the
  * records of those kinds do not run (results are garbage), so `brisk bench` shows what each
  * stage costs inside the replayed graph (ncu times kernels one at a time). */
-enum { SKIP_NORM = 1, SKIP_ROPE = 2, SKIP_ATTN = 4, SKIP_QKV = 8, SKIP_ADD = 16, SKIP_SWIGLU = 32,
-       SKIP_HEAD = 64 };
+enum {
+    SKIP_NORM = 1,
+    SKIP_ROPE = 2,
+    SKIP_ATTN = 4,
+    SKIP_QKV = 8,
+    SKIP_ADD = 16,
+    SKIP_SWIGLU = 32,
+    SKIP_HEAD = 64
+};
 static int cu_skip = 0;
 
 __global__ void k_probe(int *p) {
