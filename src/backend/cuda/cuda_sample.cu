@@ -674,6 +674,7 @@ __global__ void __launch_bounds__(SP_THREADS)
             if (pick != 0x7fffffff) break;
             run += tile;
         }
+        __syncthreads(); /* every thread has read pick */
         if (t == 0 && pick == 0x7fffffff) pick = __ldcg(&B->wlast[s]);
         __syncthreads();
     }
