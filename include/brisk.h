@@ -122,6 +122,7 @@ BRISK_API void brisk_model_get_info(const brisk_model *model, brisk_model_info *
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct brisk_context brisk_context;
+typedef struct brisk_sampler brisk_sampler; /* see Sampling below */
 
 typedef struct brisk_context_params {
     int n_ctx;       /* max tokens per sequence; 0 = the model's max_position_embeddings (capped) */
@@ -159,6 +160,20 @@ BRISK_API brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int
 BRISK_API brisk_status brisk_context_eval_greedy(brisk_context *ctx, int seq, const int32_t *tokens,
                                                  int n_tokens, int32_t *next, float *logprob);
 
+/* brisk_context_eval followed by brisk_sampler_sample on the last position's logits: *next is the
+ * token sampler s picks (not accepted: call brisk_sampler_accept) and *logprob, when not NULL,
+ * its log-probability as brisk_sampler_sample reports it. One call for every sampler: a greedy
+ * one goes through brisk_context_eval_greedy; a chain of temperature, top-k, top-p and min-p only
+ * (no logit bias, no penalties) runs on the backend when it can (CUDA: only the token and its
+ * logprob cross to the host), drawing with the same uniform from s's generator, so a seed gives
+ * the same tokens as on the CPU up to float rounding at the edges; anything else samples the
+ * copied logits on the host. s must be for the model's vocabulary. Errors as brisk_context_eval,
+ * and BRISK_ERR_BACKEND when the logits hold NaN (or, when drawing, +inf or only -inf); the
+ * sequence then keeps the evaluated tokens and s's generator has not moved. */
+BRISK_API brisk_status brisk_context_eval_sample(brisk_context *ctx, int seq, const int32_t *tokens,
+                                                 int n_tokens, brisk_sampler *s, int32_t *next,
+                                                 float *logprob);
+
 /* One decode step for several sequences at once (continuous batching): tokens[i] is appended to
  * sequence seqs[i] (all distinct), all in one forward pass; when logits is not NULL it receives
  * each sequence's next-token logits, row i for seqs[i], [n, n_vocab]. n <= n_batch.
@@ -188,11 +203,11 @@ BRISK_API const char *brisk_context_backend_name(const brisk_context *ctx);
  * Sampling
  * ------------------------------------------------------------------------------------------- */
 
-typedef struct brisk_sampler brisk_sampler;
-
 /* The chain, in order (as mlx_lm): logit bias, repetition/presence/frequency penalties over the
  * last `penalty_window` tokens, then greedy when temperature == 0, else top-k, top-p and min-p on
- * the log-probabilities and a draw from softmax(logits / temperature). */
+ * the log-probabilities (ties at an edge keep the lower id) and a draw from
+ * softmax(logits / temperature): one uniform u from the seeded generator, and the kept ids walked
+ * in id order until their running weight passes u times the total. */
 typedef struct brisk_sampler_params {
     float temperature;        /* 0 = greedy (argmax) */
     int top_k;                /* 0 = off */
@@ -230,7 +245,8 @@ BRISK_API bool brisk_sampler_is_greedy(const brisk_sampler *s);
 
 /* Picks the next token from logits[n_vocab] (modified in place). *logprob, when not NULL,
  * receives the log-probability of the token under the penalised distribution at temperature 1.
- * The token is NOT accepted automatically. Errors: BRISK_ERR_INVALID_ARG when logits hold NaN. */
+ * The token is NOT accepted automatically. Errors: BRISK_ERR_INVALID_ARG when logits hold NaN, or
+ * when drawing (temperature > 0) from logits that hold +inf or are all -inf. */
 BRISK_API brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *token,
                                             float *logprob);
 

@@ -41,8 +41,11 @@ if(BRISK_CUDA)
   # the prefill attention (tensor-core flash kernel) against the reference
   brisk_test(test_fattn_cuda SOURCES ops/test_fattn_cuda.c LABELS gpu)
   target_link_libraries(test_fattn_cuda PRIVATE CUDA::cudart_static m)
+  # the sampler chain on the device against the host sampler
+  brisk_test(test_sample_cuda SOURCES ops/test_sample_cuda.c LABELS gpu)
+  target_link_libraries(test_sample_cuda PRIVATE CUDA::cudart_static m)
   set_tests_properties(test_stories_gpu test_goldens_gpu test_ops_cuda test_attn_cuda
-    test_fattn_cuda PROPERTIES
+    test_fattn_cuda test_sample_cuda PROPERTIES
     LABELS gpu SKIP_RETURN_CODE 77)
 endif()
 # The same model checks on the fast CPU backend (backend/cpu/, issue 6).

@@ -53,6 +53,19 @@ typedef struct brisk_attn_batch {
 
 typedef struct brisk_backend brisk_backend;
 
+/* The filters and temperature of one row for end_step_sample, as engine/sampler.c defines them:
+ * on the log-probabilities at temperature 1, keep the top_k best ids (ties: the lower id), then
+ * the shortest prefix of the rest (by logit desc, id asc) whose probabilities sum to >= top_p,
+ * then the ids whose logit >= max + log_min_p; draw from softmax(logits * inv_temp) over the kept
+ * ids walked in ascending id order. The host computes the two derived floats (inv_temp =
+ * 1.0f / temperature, log_min_p = logf(min_p)) so both sides use the same bits. */
+typedef struct brisk_sample_params {
+    float inv_temp;  /* 1 / temperature, > 0 */
+    int top_k;       /* 0 or >= V: off */
+    float top_p;     /* off unless 0 < top_p < 1 */
+    float log_min_p; /* logf(min_p); -INFINITY: off */
+} brisk_sample_params;
+
 /* What a backend instance is created with: every weight matrix (so a device backend can upload
  * or repack them once), the f32 vectors buffer (norms, biases: a device copies it whole and maps
  * pointers by offset), and the sizes that bound its scratch. */
@@ -143,6 +156,15 @@ typedef struct brisk_backend_ops {
      * (log-softmax at temperature 1). BRISK_ERR_BACKEND when a row holds NaN. */
     brisk_status (*end_step_argmax)(brisk_backend *be, const float *logits, int n, int V,
                                     int32_t *ids, float *lp);
+    /* Ends a step like end_step_argmax, but samples each of the n rows with the chain of p[i]
+     * (brisk_sample_params) and the uniform u[i] in [0, 1) that the host sampler's generator drew:
+     * ids[i] is the kept id where the running sum of the kept weights, walked in id order, first
+     * exceeds u[i] times their total (the last kept id when rounding leaves none), lp[i] its
+     * log-probability at temperature 1. BRISK_ERR_BACKEND (and ids[i] = -1) when a row holds NaN
+     * or +inf, or only -inf. */
+    brisk_status (*end_step_sample)(brisk_backend *be, const float *logits, int n, int V,
+                                    const brisk_sample_params *p, const double *u, int32_t *ids,
+                                    float *lp);
 } brisk_backend_ops;
 
 struct brisk_backend {

@@ -1,9 +1,11 @@
 /* context.c: brisk_context: the KV block pool and its per-layer storage, per-sequence block
  * tables, activation scratch, and brisk_context_eval (chunked prefill / decode of one sequence). */
 #include "engine/kv_pool.h"
+#include "engine/sampler.h"
 #include "model/model.h"
 #include "util/error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +26,8 @@ struct brisk_context {
     brisk_fwd_scratch scratch;
     int32_t *pos, *slot, *seq_ids, *out_rows; /* [n_batch] step arrays */
     const int32_t **tables;                   /* [n_seq_max] */
-    float *greedy_logits; /* [BRISK_LOGIT_ROWS, n_vocab] host rows when the backend cannot argmax */
+    float *greedy_logits; /* [BRISK_LOGIT_ROWS, n_vocab] host rows when the backend cannot argmax
+                             or sample, or the sampler's chain cannot run on it */
 };
 
 brisk_context_params brisk_context_default_params(void) {
@@ -159,7 +162,8 @@ brisk_status brisk_context_seq_truncate(brisk_context *ctx, int seq, int keep) {
 }
 
 static brisk_status eval(brisk_context *ctx, int seq, const int32_t *tokens, int n_tokens,
-                         float *logits, bool last_only, int32_t *greedy_id, float *greedy_lp) {
+                         float *logits, bool last_only, int32_t *greedy_id, float *greedy_lp,
+                         const brisk_sample_params *sample, const double *sample_u) {
     if (!ctx || seq < 0 || seq >= ctx->p.n_seq_max)
         return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_eval: no sequence %d", seq);
     if (n_tokens <= 0 || !tokens)
@@ -222,6 +226,8 @@ static brisk_status eval(brisk_context *ctx, int seq, const int32_t *tokens, int
             .out_rows = ctx->out_rows,
             .greedy_ids = n_out ? greedy_id : NULL,
             .greedy_lp = n_out ? greedy_lp : NULL,
+            .sample = sample,
+            .sample_u = sample_u,
         };
         brisk_status st = brisk_forward(ctx->model, ctx->be, &ctx->scratch, ctx->kcache,
                                         ctx->vcache, &fb, ctx->max_blocks, ctx->p.n_seq_max, dst);
@@ -237,23 +243,68 @@ static brisk_status eval(brisk_context *ctx, int seq, const int32_t *tokens, int
 
 brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *tokens, int n_tokens,
                                 float *logits, bool last_only) {
-    return eval(ctx, seq, tokens, n_tokens, logits, last_only, NULL, NULL);
+    return eval(ctx, seq, tokens, n_tokens, logits, last_only, NULL, NULL, NULL, NULL);
+}
+
+/* The host buffer for a last row of logits that stays on the host (greedy without a device
+ * argmax, or a sampler chain the backend cannot run). */
+static brisk_status host_rows(brisk_context *ctx, const char *fn) {
+    if (ctx->greedy_logits) return BRISK_OK;
+    ctx->greedy_logits =
+        malloc(sizeof(float) * (size_t)BRISK_LOGIT_ROWS * (size_t)ctx->model->cfg.n_vocab);
+    return ctx->greedy_logits ? BRISK_OK : brisk_errorf(BRISK_ERR_OOM, "%s: out of memory", fn);
 }
 
 brisk_status brisk_context_eval_greedy(brisk_context *ctx, int seq, const int32_t *tokens,
                                        int n_tokens, int32_t *next, float *logprob) {
     if (!next)
         return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_eval_greedy: next is NULL");
-    if (ctx && !ctx->be->ops->end_step_argmax && !ctx->greedy_logits) {
-        ctx->greedy_logits =
-            malloc(sizeof(float) * (size_t)BRISK_LOGIT_ROWS * (size_t)ctx->model->cfg.n_vocab);
-        if (!ctx->greedy_logits)
-            return brisk_errorf(BRISK_ERR_OOM, "brisk_context_eval_greedy: out of memory");
+    if (ctx && !ctx->be->ops->end_step_argmax) {
+        brisk_status st = host_rows(ctx, "brisk_context_eval_greedy");
+        if (st != BRISK_OK) return st;
     }
     float lp = 0;
-    brisk_status st = eval(ctx, seq, tokens, n_tokens, NULL, true, next, &lp);
+    brisk_status st = eval(ctx, seq, tokens, n_tokens, NULL, true, next, &lp, NULL, NULL);
     if (st == BRISK_OK && logprob) *logprob = lp;
     return st;
+}
+
+brisk_status brisk_context_eval_sample(brisk_context *ctx, int seq, const int32_t *tokens,
+                                       int n_tokens, brisk_sampler *s, int32_t *next,
+                                       float *logprob) {
+    if (!next || !s)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_context_eval_sample: next and the sampler must be set");
+    if (ctx && brisk_sampler_n_vocab(s) != ctx->model->cfg.n_vocab)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_context_eval_sample: the sampler is for %d tokens, the model "
+                            "has %d",
+                            brisk_sampler_n_vocab(s), ctx->model->cfg.n_vocab);
+    if (brisk_sampler_is_greedy(s))
+        return brisk_context_eval_greedy(ctx, seq, tokens, n_tokens, next, logprob);
+    brisk_sample_params sp;
+    float lp = 0;
+    brisk_status st;
+    if (ctx && ctx->be->ops->end_step_sample && brisk_sampler_device_params(s, &sp)) {
+        /* drawn where the logits are; the generator moves only when a token came back */
+        const double u = brisk_sampler_peek_uniform(s);
+        st = eval(ctx, seq, tokens, n_tokens, NULL, true, next, &lp, &sp, &u);
+        if (st != BRISK_OK) return st;
+        brisk_sampler_skip_uniform(s);
+    } else {
+        if (!ctx) return eval(ctx, seq, tokens, n_tokens, NULL, true, NULL, NULL, NULL, NULL);
+        if ((st = host_rows(ctx, "brisk_context_eval_sample")) != BRISK_OK) return st;
+        st = eval(ctx, seq, tokens, n_tokens, ctx->greedy_logits, true, NULL, NULL, NULL, NULL);
+        if (st != BRISK_OK) return st;
+        st = brisk_sampler_sample(s, ctx->greedy_logits, next, &lp);
+        if (st != BRISK_OK) { /* the model's logits, not the caller's input, were bad */
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", brisk_last_error());
+            return brisk_errorf(BRISK_ERR_BACKEND, "brisk_context_eval_sample: %s", msg);
+        }
+    }
+    if (logprob) *logprob = lp;
+    return BRISK_OK;
 }
 
 brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, const int32_t *tokens,

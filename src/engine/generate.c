@@ -80,12 +80,10 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
         for (int i = 0; i < p.n_extra_eos; i++) add_stop(&g, p.extra_eos[i]);
     }
     brisk_sampler *sampler = NULL;
-    float *logits = malloc(sizeof(float) * (size_t)info.n_vocab);
     g.text_cap = 256;
     g.text = malloc(g.text_cap);
-    brisk_status st = !logits || !g.text
-                          ? brisk_errorf(BRISK_ERR_OOM, "brisk_generate: out of memory")
-                          : BRISK_OK;
+    brisk_status st =
+        !g.text ? brisk_errorf(BRISK_ERR_OOM, "brisk_generate: out of memory") : BRISK_OK;
     if (st == BRISK_OK) st = brisk_sampler_create(&p.sampler, info.n_vocab, &sampler);
     if (st == BRISK_OK) st = brisk_detok_create(tok, p.skip_special, &g.detok);
     /* Prime the detokenizer and the penalties with the prompt: generated text continues it. */
@@ -95,16 +93,14 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
         if (tokens[i] >= 0 && tokens[i] < brisk_tokenizer_n_vocab(tok))
             st = detok_text(&g, tokens[i], &len);
     }
-    /* Plain greedy decoding takes the argmax where the logits are (on a GPU: only the token
-     * crosses to the host). */
-    const bool greedy = sampler && brisk_sampler_is_greedy(sampler);
+    /* Each eval returns the next token, sampled where the logits are when the backend can (on a
+     * GPU, greedy or temperature/top-k/top-p/min-p: only the token crosses to the host). */
     int32_t next = -1;
     float next_lp = 0;
     double t0 = now_s();
     if (st == BRISK_OK) {
         stats->n_prompt = n_tokens;
-        st = greedy ? brisk_context_eval_greedy(ctx, seq, tokens, n_tokens, &next, &next_lp)
-                    : brisk_context_eval(ctx, seq, tokens, n_tokens, logits, true);
+        st = brisk_context_eval_sample(ctx, seq, tokens, n_tokens, sampler, &next, &next_lp);
     }
     double t1 = now_s();
     stats->prompt_seconds = t1 - t0;
@@ -114,10 +110,8 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
             stats->stop = BRISK_STOP_LENGTH;
             break;
         }
-        float logprob = next_lp;
+        const float logprob = next_lp;
         token = next;
-        if (!greedy && (st = brisk_sampler_sample(sampler, logits, &token, &logprob)) != BRISK_OK)
-            break;
         if (is_stop(&g, token)) {
             stats->stop = BRISK_STOP_EOS;
             break;
@@ -137,8 +131,7 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
             stats->stop = BRISK_STOP_CONTEXT;
             break;
         }
-        st = greedy ? brisk_context_eval_greedy(ctx, seq, &token, 1, &next, &next_lp)
-                    : brisk_context_eval(ctx, seq, &token, 1, logits, true);
+        st = brisk_context_eval_sample(ctx, seq, &token, 1, sampler, &next, &next_lp);
     }
     stats->gen_seconds = now_s() - t1;
     /* Whatever the detokenizer still holds (a character cut by the stop shows as U+FFFD, as
@@ -152,6 +145,5 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
     brisk_detok_destroy(g.detok);
     brisk_sampler_destroy(sampler);
     free(g.text);
-    free(logits);
     return st;
 }

@@ -1,6 +1,6 @@
 /* sampler.c: the sampler chain (bias, penalties, greedy / top-k / top-p / min-p / temperature)
  * with a seeded xoshiro256** generator; all scratch is allocated at create. */
-#include "brisk.h"
+#include "engine/sampler.h"
 #include "util/error.h"
 #include "util/vmath.h"
 
@@ -195,18 +195,17 @@ static void sift_down(int32_t *h, int k, int i, const float *v) {
     }
 }
 
-/* Moves the k largest of idx[0..n) by v[] to the front (unordered; ties to the lower id), keeping
- * the rest after them: a min-heap of the k best in idx[0..k) that each later id is compared with
- * once (one pass over a 128k vocabulary instead of a quickselect's several). */
-/* The same by quickselect (several passes, but no heap work when k is a large share of n). */
-static void quickselect_top(int32_t *idx, const float *lp, int n, int k) {
+/* The k best of idx[0..n) by quickselect on the (value desc, id asc) order, so ties at the edge
+ * go to the lower id as with the heap below (several passes, but no heap work when k is a large
+ * share of n). */
+static void quickselect_top(int32_t *idx, const float *v, int n, int k) {
     int lo = 0, hi = n - 1;
     while (lo < hi) {
-        const float pivot = lp[idx[(lo + hi) / 2]];
+        const int32_t pivot = idx[(lo + hi) / 2];
         int i = lo, j = hi;
         while (i <= j) {
-            while (lp[idx[i]] > pivot) i++;
-            while (lp[idx[j]] < pivot) j--;
+            while (ranks_below(v, pivot, idx[i])) i++;
+            while (ranks_below(v, idx[j], pivot)) j--;
             if (i <= j) {
                 int32_t t = idx[i];
                 idx[i++] = idx[j];
@@ -222,6 +221,9 @@ static void quickselect_top(int32_t *idx, const float *lp, int n, int k) {
     }
 }
 
+/* Moves the k best of idx[0..n) by v[] to the front (unordered; ties to the lower id), keeping
+ * the rest after them: a min-heap of the k best in idx[0..k) that each later id is compared with
+ * once (one pass over a 128k vocabulary instead of a quickselect's several). */
 static void select_top(int32_t *idx, const float *v, int n, int k) {
     if (k <= 0 || k >= n) return;
     if (k > 4096 || k > n / 16) {
@@ -237,13 +239,42 @@ static void select_top(int32_t *idx, const float *v, int n, int k) {
         }
 }
 
+static int cmp_id(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Lists the kept ids idx[0..n) in ascending id order, the order the draw walks them (and the
+ * device op's, so one uniform picks the same token on both). The filters keep a top set in the
+ * (value desc, id asc) order, so a large set is rebuilt in one pass over the vocabulary against
+ * its lowest-ranked member instead of sorted. Returns the count (n). */
+static int order_by_id(int32_t *idx, const float *v, int V, int n) {
+    bool sorted = true;
+    for (int i = 1; i < n && sorted; i++) sorted = idx[i - 1] < idx[i];
+    if (sorted) return n;
+    if ((int64_t)n * 64 < V) {
+        qsort(idx, (size_t)n, sizeof *idx, cmp_id);
+        return n;
+    }
+    int32_t last = idx[0];
+    for (int i = 1; i < n; i++)
+        if (ranks_below(v, idx[i], last)) last = idx[i];
+    int k = 0;
+    for (int32_t i = 0; i < V; i++)
+        if (!ranks_below(v, i, last)) idx[k++] = i;
+    return k;
+}
+
 static _Thread_local const float *g_sort_lp;
 static int cmp_desc(const void *a, const void *b) {
     const float x = g_sort_lp[*(const int32_t *)a], y = g_sort_lp[*(const int32_t *)b];
     return x < y ? 1 : x > y ? -1 : (*(const int32_t *)a - *(const int32_t *)b);
 }
 
-brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *token, float *logprob) {
+/* brisk_sampler_sample with the draw's uniform given (u >= 0) or taken from the generator (u < 0,
+ * and only when the chain draws). */
+static brisk_status sample(brisk_sampler *s, float *logits, double u, int32_t *token,
+                           float *logprob) {
     if (!s || !logits || !token)
         return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_sampler_sample: NULL argument");
     const int V = s->n_vocab;
@@ -263,6 +294,10 @@ brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *toke
         if (logprob) *logprob = logits[best] - lse;
         return BRISK_OK;
     }
+    if (!(mx > -INFINITY) || mx == INFINITY)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_sampler_sample: the logits are all -inf or hold +inf: no "
+                            "distribution to draw from");
     int32_t *idx = s->idx;
     int n = V;
     bool all = true; /* every id is a candidate, in id order (idx not filled) */
@@ -320,14 +355,15 @@ brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *toke
         n = k > 0 ? k : 1;
         if (k == 0) idx[0] = best;
     }
-    /* Draw from softmax(logits / temperature) over the candidates; the best is always one of
-     * them, so mx is their maximum and every exponent is <= 0. */
+    if (!all) n = order_by_id(idx, logits, V, n);
+    /* Draw from softmax(logits / temperature) over the candidates in id order; the best is always
+     * one of them, so mx is their maximum and every exponent is <= 0. */
     const float inv_t = 1.0f / s->p.temperature;
     float *w = s->lp;
     if (!all)
         for (int i = 0; i < n; i++) w[i] = logits[idx[i]];
     const double total = brisk_exp_scaled(all ? logits : w, n, mx, inv_t, w);
-    double r = rng_uniform(s->rng) * total;
+    double r = (u >= 0 ? u : rng_uniform(s->rng)) * total;
     int pick = n - 1;
     for (int i = 0; i < n; i++) {
         r -= w[i];
@@ -339,4 +375,47 @@ brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *toke
     *token = all ? pick : idx[pick];
     if (logprob) *logprob = logits[*token] - lse;
     return BRISK_OK;
+}
+
+brisk_status brisk_sampler_sample(brisk_sampler *s, float *logits, int32_t *token, float *logprob) {
+    return sample(s, logits, -1.0, token, logprob);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * What the engine needs to run the chain elsewhere (sampler.h)
+ * ------------------------------------------------------------------------------------------- */
+
+bool brisk_sampler_device_params(const brisk_sampler *s, brisk_sample_params *out) {
+    const brisk_sampler_params *p = &s->p;
+    const bool penalties =
+        p->penalty_window > 0 && (p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f ||
+                                  p->frequency_penalty != 0.0f);
+    if (p->temperature == 0.0f || p->n_bias > 0 || penalties) return false;
+    out->inv_temp = 1.0f / p->temperature; /* the bits sample() computes */
+    out->top_k = p->top_k > 0 && p->top_k < s->n_vocab ? p->top_k : 0;
+    out->top_p = p->top_p > 0.0f && p->top_p < 1.0f ? p->top_p : 1.0f;
+    out->log_min_p = p->min_p > 0.0f ? logf(p->min_p) : -INFINITY;
+    return true;
+}
+
+double brisk_sampler_peek_uniform(const brisk_sampler *s) {
+    uint64_t r[4];
+    memcpy(r, s->rng, sizeof r);
+    return rng_uniform(r);
+}
+
+void brisk_sampler_skip_uniform(brisk_sampler *s) {
+    (void)rng_next(s->rng);
+}
+
+int brisk_sampler_n_vocab(const brisk_sampler *s) {
+    return s->n_vocab;
+}
+
+brisk_status brisk_sampler_sample_u(brisk_sampler *s, float *logits, double u, int32_t *token,
+                                    float *logprob) {
+    if (!(u >= 0.0 && u < 1.0))
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_sampler_sample_u: u %g is not in [0, 1)",
+                            u);
+    return sample(s, logits, u, token, logprob);
 }

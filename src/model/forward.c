@@ -134,7 +134,11 @@ brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_sc
             op->rmsnorm(be, s->proj, m->w.out_norm, nr, D, c->norm_eps, s->xb);
             op->matmul(be, &m->w.output, NULL, s->xb, nr, s->logits);
         }
-        if (b->greedy_ids && op->end_step_argmax) {
+        if (b->greedy_ids && b->sample) {
+            BRISK_ASSERT(op->end_step_sample); /* the caller samples on the host otherwise */
+            st = op->end_step_sample(be, s->logits, nr, V, b->sample + r0, b->sample_u + r0,
+                                     b->greedy_ids + r0, b->greedy_lp + r0);
+        } else if (b->greedy_ids && op->end_step_argmax) {
             st = op->end_step_argmax(be, s->logits, nr, V, b->greedy_ids + r0, b->greedy_lp + r0);
         } else if (b->greedy_ids) {
             st = op->end_step(be, s->logits, nr, V, logits);

@@ -51,6 +51,10 @@ typedef struct brisk_fwd_batch {
      * buffer of BRISK_LOGIT_ROWS rows). */
     int32_t *greedy_ids;
     float *greedy_lp;
+    /* With greedy_ids, when not NULL (only for a backend that has end_step_sample): each output
+     * row's token is drawn by the chain sample[i] with the uniform sample_u[i] instead. */
+    const brisk_sample_params *sample;
+    const double *sample_u;
 } brisk_fwd_batch;
 
 /* Greedy token of one row of logits (the first maximum) and its log-probability; an error on NaN.

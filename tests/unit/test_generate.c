@@ -4,6 +4,7 @@
 #include "brisk.h"
 #include "check.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,49 @@ static int valid_utf8(const char *s, size_t n) {
         i += (size_t)k;
     }
     return 1;
+}
+
+/* brisk_context_eval_sample gives the tokens (and logprobs) of brisk_context_eval followed by
+ * brisk_sampler_sample with a sampler of the same seed, whichever way it takes (greedy, the
+ * backend's chain, or the host for a penalised chain). */
+static void eval_sample_matches(brisk_context *ctx, const brisk_sampler_params *sp, int n_vocab,
+                                const char *what) {
+    enum { N = 24 };
+    const int32_t prompt[] = {1, 403, 407, 261, 378};
+    int32_t a[N], b[N];
+    float la[N], lb[N];
+    float *logits = malloc(sizeof(float) * (size_t)n_vocab);
+    brisk_sampler *s = NULL;
+    int ok = brisk_sampler_create(sp, n_vocab, &s) == BRISK_OK && logits;
+    ok &= brisk_context_seq_truncate(ctx, 0, 0) == BRISK_OK;
+    for (int i = 0; i < 5; i++) brisk_sampler_accept(s, prompt[i]);
+    for (int i = 0; ok && i < N; i++) {
+        ok &= brisk_context_eval_sample(ctx, 0, i ? &a[i - 1] : prompt, i ? 1 : 5, s, &a[i],
+                                        &la[i]) == BRISK_OK;
+        brisk_sampler_accept(s, a[i]);
+    }
+    brisk_sampler_reset(s, sp->seed);
+    ok &= brisk_context_seq_truncate(ctx, 0, 0) == BRISK_OK;
+    for (int i = 0; i < 5; i++) brisk_sampler_accept(s, prompt[i]);
+    for (int i = 0; ok && i < N; i++) {
+        ok &=
+            brisk_context_eval(ctx, 0, i ? &b[i - 1] : prompt, i ? 1 : 5, logits, true) == BRISK_OK;
+        ok &= brisk_sampler_sample(s, logits, &b[i], &lb[i]) == BRISK_OK;
+        brisk_sampler_accept(s, b[i]);
+    }
+    int same = ok;
+    for (int i = 0; same && i < N; i++) same = a[i] == b[i] && fabsf(la[i] - lb[i]) < 1e-4f;
+    CHECK_MSG(same, "%s: eval_sample and eval + sample differ (%s)", what, brisk_last_error());
+    /* a sampler of another vocabulary is refused, and nothing is evaluated */
+    brisk_sampler *w = NULL;
+    int32_t t;
+    CHECK(brisk_sampler_create(sp, n_vocab + 1, &w) == BRISK_OK);
+    const int len = brisk_context_seq_len(ctx, 0);
+    CHECK(brisk_context_eval_sample(ctx, 0, prompt, 1, w, &t, NULL) == BRISK_ERR_INVALID_ARG &&
+          brisk_context_seq_len(ctx, 0) == len);
+    brisk_sampler_destroy(w);
+    brisk_sampler_destroy(s);
+    free(logits);
 }
 
 int main(int argc, char **argv) {
@@ -135,6 +179,19 @@ int main(int argc, char **argv) {
     CHECK(brisk_context_seq_truncate(ctx, 0, 0) == BRISK_OK);
     int32_t bad = 9999;
     CHECK(brisk_generate(ctx, 0, tok, &bad, 1, &gp, collect, &c7, &st) == BRISK_ERR_INVALID_ARG);
+
+    /* One call for every sampler. */
+    brisk_model_info info;
+    brisk_model_get_info(m, &info);
+    const int n_vocab = info.n_vocab;
+    brisk_sampler_params sp = brisk_sampler_default_params();
+    eval_sample_matches(ctx, &sp, n_vocab, "greedy");
+    sp.temperature = 0.9f, sp.top_k = 40, sp.top_p = 0.9f, sp.min_p = 0.05f, sp.seed = 11;
+    eval_sample_matches(ctx, &sp, n_vocab, "temperature, top-k, top-p, min-p");
+    sp.top_k = 0, sp.top_p = 1.0f, sp.min_p = 0.0f, sp.temperature = 1.3f;
+    eval_sample_matches(ctx, &sp, n_vocab, "temperature only");
+    sp.repetition_penalty = 1.3f;
+    eval_sample_matches(ctx, &sp, n_vocab, "with a penalty (host)");
 
     brisk_context_destroy(ctx);
     brisk_tokenizer_free(tok);

@@ -2,6 +2,7 @@
  * sets, temperature, penalties and bias, the empirical distribution, and bad parameters. */
 #include "brisk.h"
 #include "check.h"
+#include "engine/sampler.h"
 #include "util/vmath.h"
 
 #include <math.h>
@@ -256,7 +257,130 @@ static void test_top_p_large(void) {
     free(l), free(base), free(order), free(in);
 }
 
+/* The engine's view of a sampler (engine/sampler.h): which chains a device may run and the
+ * parameters it gets, the uniform the generator draws next, and brisk_sampler_sample_u. */
+static void test_device_params(void) {
+    brisk_sampler_params p = brisk_sampler_default_params();
+    brisk_sampler *s;
+    brisk_sample_params dp;
+    CHECK(brisk_sampler_create(&p, 100, &s) == BRISK_OK);
+    CHECK(!brisk_sampler_device_params(s, &dp)); /* greedy: the argmax op's job */
+    brisk_sampler_destroy(s);
+    p.temperature = 0.7f, p.top_k = 100, p.top_p = 1.0f, p.min_p = 0.0f;
+    CHECK(brisk_sampler_create(&p, 100, &s) == BRISK_OK);
+    CHECK(brisk_sampler_device_params(s, &dp));
+    CHECK(dp.inv_temp == 1.0f / 0.7f && dp.top_k == 0 && !(dp.top_p < 1.0f) &&
+          dp.log_min_p == -INFINITY && brisk_sampler_n_vocab(s) == 100);
+    brisk_sampler_destroy(s);
+    p.top_k = 40, p.top_p = 0.9f, p.min_p = 0.05f;
+    p.repetition_penalty = 1.3f, p.penalty_window = 0; /* a penalty that never applies */
+    CHECK(brisk_sampler_create(&p, 100, &s) == BRISK_OK);
+    CHECK(brisk_sampler_device_params(s, &dp));
+    CHECK(dp.top_k == 40 && dp.top_p == 0.9f && dp.log_min_p == logf(0.05f));
+    brisk_sampler_destroy(s);
+    p.penalty_window = 8;
+    CHECK(brisk_sampler_create(&p, 100, &s) == BRISK_OK);
+    CHECK(!brisk_sampler_device_params(s, &dp));
+    brisk_sampler_destroy(s);
+    p.repetition_penalty = 1.0f;
+    int32_t id = 3;
+    float bias = 2.0f;
+    p.bias_ids = &id, p.bias_values = &bias, p.n_bias = 1;
+    CHECK(brisk_sampler_create(&p, 100, &s) == BRISK_OK);
+    CHECK(!brisk_sampler_device_params(s, &dp));
+    brisk_sampler_destroy(s);
+
+    /* peek + skip consume the generator exactly as brisk_sampler_sample does */
+    p = brisk_sampler_default_params();
+    p.temperature = 1.0f, p.seed = 99;
+    brisk_sampler *a, *b;
+    CHECK(brisk_sampler_create(&p, 5, &a) == BRISK_OK &&
+          brisk_sampler_create(&p, 5, &b) == BRISK_OK);
+    const float v[5] = {0.1f, 1.0f, 0.5f, 0.2f, 0.9f};
+    int same = 1;
+    for (int i = 0; i < 200; i++) {
+        float la[5], lb[5];
+        int32_t ta, tb;
+        fill(la, 5, v), fill(lb, 5, v);
+        const double u = brisk_sampler_peek_uniform(a);
+        same &= u >= 0 && u < 1 && brisk_sampler_peek_uniform(a) == u;
+        same &= brisk_sampler_sample_u(a, la, u, &ta, NULL) == BRISK_OK;
+        brisk_sampler_skip_uniform(a);
+        same &= brisk_sampler_sample(b, lb, &tb, NULL) == BRISK_OK && ta == tb;
+    }
+    CHECK(same);
+    CHECK(brisk_sampler_peek_uniform(a) == brisk_sampler_peek_uniform(b));
+    float l[5];
+    int32_t t;
+    fill(l, 5, v);
+    CHECK(brisk_sampler_sample_u(a, l, 1.0, &t, NULL) == BRISK_ERR_INVALID_ARG);
+    /* nothing to draw from: only -inf, or +inf (greedy still takes the first maximum) */
+    for (int i = 0; i < 5; i++) l[i] = -INFINITY;
+    CHECK(brisk_sampler_sample(a, l, &t, NULL) == BRISK_ERR_INVALID_ARG);
+    fill(l, 5, v);
+    l[2] = INFINITY;
+    CHECK(brisk_sampler_sample(a, l, &t, NULL) == BRISK_ERR_INVALID_ARG);
+    brisk_sampler_destroy(a), brisk_sampler_destroy(b);
+}
+
+/* The draw walks the kept ids in id order, whatever the filters (so a device that keeps them in
+ * another order still picks the same token), and a top-k / top-p edge inside a run of equal
+ * logits keeps the lower ids, by the heap and by the quickselect alike. */
+static void test_draw_order_and_ties(void) {
+    /* 64 ids, every 4th at 1 and the rest at 0: top-k 8 keeps ids 0, 4, ..., 28 (quickselect: k >
+     * n / 16), top-k 3 keeps 0, 4, 8 (heap); equal weights, so u in the j-th of k equal parts
+     * picks the j-th kept id in id order. */
+    enum { V = 64 };
+    float base[V], l[V];
+    for (int i = 0; i < V; i++) base[i] = i % 4 == 0 ? 1.0f : 0.0f;
+    const struct {
+        int top_k;
+        float top_p, min_p;
+        int kept;
+    } c[] = {{8, 1.0f, 0.0f, 8},
+             {3, 1.0f, 0.0f, 3},
+             {0, 1.0f, 0.5f, 16},
+             {40, 1.0f, 0.9f, 16},
+             /* top-p: each of the 16 ids at 1 holds e / (16 e + 48) = 0.0297: 0.2 needs 7 */
+             {0, 0.2f, 0.0f, 7},
+             {5, 0.2f, 0.0f, 5}};
+    for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+        brisk_sampler_params p = brisk_sampler_default_params();
+        p.temperature = 1.0f, p.top_k = c[k].top_k, p.top_p = c[k].top_p, p.min_p = c[k].min_p;
+        brisk_sampler *s;
+        CHECK(brisk_sampler_create(&p, V, &s) == BRISK_OK);
+        int ok = 1;
+        for (int j = 0; j < c[k].kept; j++) {
+            int32_t t = -1;
+            fill(l, V, base);
+            ok &= brisk_sampler_sample_u(s, l, (j + 0.5) / c[k].kept, &t, NULL) == BRISK_OK;
+            ok &= t == 4 * j;
+        }
+        CHECK_MSG(ok, "case %zu: the kept ids are not 0, 4, 8, ... in id order", k);
+        brisk_sampler_destroy(s);
+    }
+    /* unequal weights: {3, 1, 3, 2} with top-k 3 keeps ids 0, 2, 3 with weights 1, 1, 1/e; u =
+     * 0.5 lands in id 2's share in id order (0 | 2 | 3) */
+    const float w[4] = {3.0f, 1.0f, 3.0f, 2.0f};
+    brisk_sampler_params p = brisk_sampler_default_params();
+    p.temperature = 1.0f, p.top_k = 3;
+    brisk_sampler *s;
+    CHECK(brisk_sampler_create(&p, 4, &s) == BRISK_OK);
+    const double tot = 2 + exp(-1.0);
+    const double us[3] = {0.5 / tot, 1.5 / tot, (2 + 0.5 * exp(-1.0)) / tot};
+    const int32_t want[3] = {0, 2, 3};
+    for (int j = 0; j < 3; j++) {
+        float x[4];
+        int32_t t = -1;
+        fill(x, 4, w);
+        CHECK(brisk_sampler_sample_u(s, x, us[j], &t, NULL) == BRISK_OK && t == want[j]);
+    }
+    brisk_sampler_destroy(s);
+}
+
 int main(void) {
+    test_device_params();
+    test_draw_order_and_ties();
     test_vmath();
     test_top_p_large();
     test_greedy_and_seed();

@@ -24,6 +24,7 @@ static double cpu_ghz(void) {
 static const char USAGE[] =
     "usage: brisk bench (--model DIR | --shape NAME [--quant Q]) [-p N] [-n N] [-r N]\n"
     "                   [-b N [--ctx N]] [--backend auto|cpu|ref|cuda] [--threads N] [--json]\n"
+    "                   [--temp T [--top-k K] [--top-p P] [--min-p P] [--seed S]]\n"
     "  --shape NAME   random weights of a real shape: see brisk_synthetic_shapes()\n"
     "  --quant Q      weight format of --shape: q4g64 (default), q8g32, q<bits>g<group>, bf16, "
     "f16, f32\n"
@@ -33,12 +34,22 @@ static const char USAGE[] =
     "  -b N           decode N sequences together in one step (continuous batching); gen tok/s is\n"
     "                 summed over them (default 1)\n"
     "  --ctx N        with -b: tokens each sequence holds before the timed steps (default -p)\n"
-    "  --json         one JSON object per line instead of the table\n";
+    "  --json         one JSON object per line instead of the table\n"
+    "  --temp T       decode steps (-b 1) sample with this temperature and the filters below, as\n"
+    "                 generate does (default 0: greedy); --top-k 0, --top-p 1, --min-p 0 = off\n";
 
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int parse_float(const char *v, float lo, float hi, float *out) {
+    char *end;
+    double d = strtod(v, &end);
+    if (*end || end == v || !(d >= lo && d <= hi)) return 0;
+    *out = (float)d;
+    return 1;
 }
 
 static int parse_int(const char *v, int *out) {
@@ -52,6 +63,8 @@ static int parse_int(const char *v, int *out) {
 int brisk_cmd_bench(int argc, char **argv) {
     const char *model_dir = NULL, *shape = NULL, *quant = "q4g64", *backend = "auto";
     int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, json = 0, batch = 1, ctx_len = -1;
+    int seed = 0;
+    brisk_sampler_params sp = brisk_sampler_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -72,11 +85,21 @@ int brisk_cmd_bench(int argc, char **argv) {
                    : !strcmp(a, "--threads") || !strcmp(a, "-t")     ? &threads
                    : !strcmp(a, "-b") || !strcmp(a, "--batch")       ? &batch
                    : !strcmp(a, "--ctx")                             ? &ctx_len
+                   : !strcmp(a, "--top-k")                           ? &sp.top_k
+                   : !strcmp(a, "--seed")                            ? &seed
                                                                      : NULL;
+        float *fnum = !strcmp(a, "--temp")    ? &sp.temperature
+                      : !strcmp(a, "--top-p") ? &sp.top_p
+                      : !strcmp(a, "--min-p") ? &sp.min_p
+                                              : NULL;
         if (num) {
             if (!parse_int(v, num))
                 return brisk_cli_usage("bench", USAGE,
                                        "%s expects a non-negative integer, got '%s'", a, v);
+        } else if (fnum) {
+            if (!parse_float(v, 0.0f, fnum == &sp.temperature ? 100.0f : 1.0f, fnum))
+                return brisk_cli_usage("bench", USAGE, "%s expects a number in [0, %s], got '%s'",
+                                       a, fnum == &sp.temperature ? "100" : "1", v);
         } else if (!strcmp(a, "--model"))
             model_dir = v;
         else if (!strcmp(a, "--shape"))
@@ -97,6 +120,9 @@ int brisk_cmd_bench(int argc, char **argv) {
     }
     if (n_prompt + n_gen == 0) return brisk_cli_usage("bench", USAGE, "-p and -n are both 0");
     if (batch < 1 || batch > 1024) return brisk_cli_usage("bench", USAGE, "-b must be in 1..1024");
+    if (batch > 1 && sp.temperature > 0)
+        return brisk_cli_usage("bench", USAGE,
+                               "--temp applies to -b 1 (batched steps return logits)");
     if (ctx_len < 0) ctx_len = n_prompt;
     brisk_model_params mp = brisk_model_default_params();
     mp.n_threads = threads;
@@ -111,8 +137,10 @@ int brisk_cmd_bench(int argc, char **argv) {
     else
         return brisk_cli_usage("bench", USAGE, "unknown backend '%s'", backend);
 
+    sp.seed = (uint64_t)seed;
     brisk_model *model = NULL;
     brisk_context *ctx = NULL;
+    brisk_sampler *sampler = NULL;
     int32_t *toks = NULL;
     int rc = BRISK_EXIT_FAIL;
     double t0 = now_s();
@@ -133,6 +161,10 @@ int brisk_cmd_bench(int argc, char **argv) {
     double bw = 0;
     if ((st = brisk_context_measure_bandwidth(ctx, &bw)) != BRISK_OK) {
         rc = brisk_cli_fail("bench", "cannot measure bandwidth", st);
+        goto done;
+    }
+    if ((st = brisk_sampler_create(&sp, info.n_vocab, &sampler)) != BRISK_OK) {
+        rc = brisk_cli_fail("bench", "bad sampling options", st);
         goto done;
     }
     const int n_toks = cp.n_ctx + batch;
@@ -156,12 +188,15 @@ int brisk_cmd_bench(int argc, char **argv) {
             if (tps > best_pp) best_pp = tps;
         }
         if (n_gen > 0 && batch == 1) {
-            /* Decode steps pick the next token greedily, as generation with the default
-             * sampler does (on a GPU the argmax runs there and only the token comes back). */
+            /* Decode steps pick the next token as generation does (greedy by default; on a GPU the
+             * chain runs there and only the token comes back); the fed tokens stay the random
+             * ones, so every run decodes the same sequence. */
             int32_t next = 0;
+            brisk_sampler_reset(sampler, sp.seed);
             t0 = now_s();
             for (int i = 0; i < n_gen && st == BRISK_OK; i++)
-                st = brisk_context_eval_greedy(ctx, 0, &toks[n_prompt + i], 1, &next, NULL);
+                st =
+                    brisk_context_eval_sample(ctx, 0, &toks[n_prompt + i], 1, sampler, &next, NULL);
             double tps = n_gen / (now_s() - t0);
             if (st != BRISK_OK) {
                 rc = brisk_cli_fail("bench", "decode failed", st);
@@ -211,6 +246,10 @@ int brisk_cmd_bench(int argc, char **argv) {
     const double ghz = on_cpu ? cpu_ghz() : 0, peak = threads * 32.0 * ghz;
     const char *name = model_dir ? model_dir : shape;
     const char *q = model_dir ? "file" : quant;
+    char samp[96] = "greedy";
+    if (sp.temperature > 0)
+        snprintf(samp, sizeof samp, "temp %g top-k %d top-p %g min-p %g", sp.temperature, sp.top_k,
+                 sp.top_p, sp.min_p);
     if (json) {
         printf(
             "{\"shape\": \"%s\", \"quant\": \"%s\", \"backend\": \"%s\", \"threads\": %d, "
@@ -218,10 +257,10 @@ int brisk_cmd_bench(int argc, char **argv) {
             "\"gen_tps\": %.2f, "
             "\"bytes_per_token\": %.0f, \"gbps\": %.2f, \"measured_gbps\": %.2f, "
             "\"floor_fraction\": %.4f, \"params\": %llu, \"load_s\": %.3f, \"peak_rss_gb\": %.3f, "
-            "\"prompt_gflops\": %.1f, \"fma_peak_gflops\": %.1f}\n",
+            "\"prompt_gflops\": %.1f, \"fma_peak_gflops\": %.1f, \"sampler\": \"%s\"}\n",
             name, q, be, threads, n_prompt, n_gen, batch, ctx_len, best_pp, best_tg, bpt, gbps, bw,
             bw > 0 ? gbps / bw : 0, (unsigned long long)info.n_params, t_load, peak_gb, pp_gflops,
-            peak);
+            peak, samp);
     } else {
         printf("model        %s (%s, %.2fB params, %.3f GB read per token)\n", name, q,
                info.n_params / 1e9, bpt / 1e9);
@@ -239,7 +278,8 @@ int brisk_cmd_bench(int argc, char **argv) {
                    "(%.2f steps/s = %.2f GB/s of weights)\n",
                    n_gen, batch, ctx_len, best_tg, best_tg / batch, gbps);
         else if (n_gen)
-            printf("generation   %d tokens: %.2f tok/s = %.2f GB/s\n", n_gen, best_tg, gbps);
+            printf("generation   %d tokens (%s): %.2f tok/s = %.2f GB/s\n", n_gen, samp, best_tg,
+                   gbps);
         if (n_gen) {
             printf("bandwidth    %.2f GB/s measured read -> %.1f%% of the floor (%.2f tok/s)\n", bw,
                    100 * gbps / bw, bw * 1e9 / bpt);
@@ -249,6 +289,7 @@ int brisk_cmd_bench(int argc, char **argv) {
     rc = BRISK_EXIT_OK;
 done:
     free(toks);
+    brisk_sampler_destroy(sampler);
     brisk_context_destroy(ctx);
     brisk_model_free(model);
     return rc;

@@ -116,7 +116,8 @@ enum op_code {
     OP_SWIGLU,
     OP_ADD,
     OP_GET_ROWS,
-    OP_ARGMAX
+    OP_ARGMAX,
+    OP_SAMPLE
 };
 
 /* One logged op: every pointer already mapped to device memory. Zeroed before filling, so its
@@ -181,6 +182,12 @@ typedef struct cu_state {
     /* a rope_kv_store held back until the next record shows whether the attention takes it */
     op_rec pending;
     int has_pending;
+    /* sampled tokens: device scratch of cu_sample_bytes(samp_cap) whose inputs are refreshed per
+     * step, pinned staging for the inputs and outputs */
+    void *d_samp;
+    cu_sample_in *h_samp_in;
+    cu_sample_out *h_samp_out;
+    int samp_cap;
     /* op log and graphs */
     int logging;
     op_rec *log;
@@ -674,6 +681,10 @@ static void exec_rec(cu_state *s, const op_rec *r) {
             "cuda argmax");
         break;
     }
+    case OP_SAMPLE:
+        chk(s, cu_sample(s->st, (const float *)r->p0, r->n, r->dim, (void *)r->p1, r->i0),
+            "cuda sample");
+        break;
     case OP_GET_ROWS:
         chk(s, cu_get_rows(s->st, (const float *)r->p0, r->rows, r->n, r->dim, (float *)r->p1),
             "cuda get_rows");
@@ -1127,6 +1138,61 @@ static brisk_status cu_op_end_step_argmax(brisk_backend *be, const float *logits
     return BRISK_OK;
 }
 
+/* The sampled step: the chain of each row on the device (cuda_sample.cu, logged like the argmax).
+ * The rows' filters and uniforms go into the scratch by a copy issued now, ahead of the step's
+ * graph, so the graph (whose record holds only pointers and sizes) replays any step. */
+static brisk_status cu_op_end_step_sample(brisk_backend *be, const float *logits, int n, int V,
+                                          const brisk_sample_params *p, const double *u,
+                                          int32_t *ids, float *lp) {
+    cu_state *s = S(be);
+    if (n > s->samp_cap && s->err == BRISK_OK) {
+        /* grows outside any capture (captures happen in finish_log, after this) */
+        cudaStreamSynchronize(s->st);
+        drop_graphs(s); /* they point at the old buffer */
+        cudaFree(s->d_samp), cudaFreeHost(s->h_samp_in), cudaFreeHost(s->h_samp_out);
+        s->d_samp = NULL, s->h_samp_in = NULL, s->h_samp_out = NULL, s->samp_cap = 0;
+        const size_t bytes = cu_sample_bytes(n);
+        s->d_samp = dalloc(s, bytes, "cuda sample scratch");
+        if (s->d_samp && chk(s, cudaMemsetAsync(s->d_samp, 0, bytes, s->st), "cuda sample") &&
+            chk(s, cudaMallocHost((void **)&s->h_samp_in, (size_t)n * sizeof(cu_sample_in)),
+                "cuda sample staging") &&
+            chk(s, cudaMallocHost((void **)&s->h_samp_out, (size_t)n * sizeof(cu_sample_out)),
+                "cuda sample staging"))
+            s->samp_cap = n;
+    }
+    if (s->err == BRISK_OK) {
+        for (int i = 0; i < n; i++) s->h_samp_in[i].p = p[i], s->h_samp_in[i].u = u[i];
+        chk(s,
+            cudaMemcpyAsync(s->d_samp, s->h_samp_in, (size_t)n * sizeof(cu_sample_in),
+                            cudaMemcpyHostToDevice, s->st),
+            "cuda sample inputs");
+    }
+    if (s->err == BRISK_OK) {
+        REC(r, OP_SAMPLE);
+        r.p0 = logits, r.n = n, r.dim = V, r.p1 = s->d_samp, r.i0 = s->samp_cap;
+        submit(s, &r);
+    }
+    finish_log(s);
+    if (s->err == BRISK_OK)
+        chk(s,
+            cudaMemcpyAsync(s->h_samp_out,
+                            (const char *)s->d_samp + cu_sample_out_offset(s->samp_cap),
+                            (size_t)n * sizeof(cu_sample_out), cudaMemcpyDeviceToHost, s->st),
+            "cuda sample copy");
+    chk(s, cudaStreamSynchronize(s->st), "cuda step");
+    if (s->err != BRISK_OK) return report(s);
+    int bad = -1;
+    for (int i = 0; i < n; i++) {
+        ids[i] = s->h_samp_out[i].id, lp[i] = s->h_samp_out[i].lp;
+        if (cu_skip && (ids[i] < 0 || ids[i] >= V)) ids[i] = 0; /* garbage anyway */
+        if ((ids[i] < 0 || ids[i] >= V) && bad < 0) bad = i;
+    }
+    if (bad >= 0)
+        return brisk_errorf(BRISK_ERR_BACKEND,
+                            "cuda: logits of row %d hold NaN or +inf, or only -inf", bad);
+    return BRISK_OK;
+}
+
 /* Device-to-device copy bandwidth, counting bytes read plus bytes written (METHOD.md): a 1 GiB
  * copy repeated, timed with events, the best of several rounds. */
 static double cu_op_measure_bandwidth(brisk_backend *be) {
@@ -1196,6 +1262,9 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFreeHost(s->h_logits);
         cudaFree(s->d_am);
         cudaFreeHost(s->h_am);
+        cudaFree(s->d_samp);
+        cudaFreeHost(s->h_samp_in);
+        cudaFreeHost(s->h_samp_out);
         free(s->log);
         if (s->blas) cublasDestroy(s->blas);
         if (s->st) cudaStreamDestroy(s->st);
@@ -1228,6 +1297,7 @@ static const brisk_backend_ops CUDA_OPS = {
     .rope_kv_store = cu_op_rope_kv_store,
     .rmsnorm_matmul = cu_op_rmsnorm_matmul,
     .end_step_argmax = cu_op_end_step_argmax,
+    .end_step_sample = cu_op_end_step_sample,
 };
 
 /* ---------------------------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+/* emu_cuda.cpp: the fiber scheduler of emu_cuda.h: a block's threads run as fibers (a hand-written
+ * x86-64 stack switch: glibc's swapcontext makes a system call per switch) until each waits at a
+ * barrier; then a warp whose live lanes all wait at a warp intrinsic is released, else the block
+ * barrier when every live thread waits there, else the kernel is stuck and the run aborts. */
+#include "emu_cuda.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <vector>
+
+#if !defined(__x86_64__)
+#error "emu_cuda.cpp switches stacks with x86-64 assembly"
+#endif
+
+dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+/* emu_swap(&save_sp, next_sp): pushes the callee-saved registers, saves the stack pointer, loads
+ * the other fiber's and pops its registers. */
+extern "C" void emu_swap(void **save, void *next);
+asm(R"(
+.text
+.globl emu_swap
+.type emu_swap, @function
+emu_swap:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+.size emu_swap, .-emu_swap
+)");
+
+enum { F_RUN = 0, F_BAR = EMU_BAR, F_WARP = EMU_WARP, F_DONE = 3 };
+enum { STACK = 256 * 1024, MAX_T = 1024 };
+
+static void *g_sched_sp;
+static void *g_sp[MAX_T];
+static int g_state[MAX_T];
+static char *g_stacks;
+static uint64_t g_slots[MAX_T];
+static int g_cur;
+static const std::function<void()> *g_body;
+static uint64_t g_rng = 0x2545F4914F6CDD1DULL;
+
+uint64_t *emu_slots(void) {
+    return g_slots;
+}
+
+void emu_wait(int kind) {
+    g_state[g_cur] = kind;
+    emu_swap(&g_sp[g_cur], g_sched_sp);
+}
+
+static void fiber_main(void) {
+    (*g_body)();
+    g_state[g_cur] = F_DONE;
+    emu_swap(&g_sp[g_cur], g_sched_sp);
+    abort(); /* never resumed */
+}
+
+/* A fresh fiber's stack: six zero registers under a return into fiber_main, 16-byte aligned as at
+ * a function's entry. */
+static void *fiber_init(int t) {
+    uintptr_t top = (uintptr_t)(g_stacks + (size_t)(t + 1) * STACK) & ~(uintptr_t)15;
+    void **sp = (void **)top;
+    *--sp = NULL;               /* alignment: fiber_main starts with rsp % 16 == 8 */
+    *--sp = (void *)fiber_main; /* ret target */
+    for (int i = 0; i < 6; i++) *--sp = NULL;
+    return sp;
+}
+
+static void run_block(int nt) {
+    for (int t = 0; t < nt; t++) g_sp[t] = fiber_init(t), g_state[t] = F_RUN;
+    std::vector<int> order((size_t)nt);
+    for (int t = 0; t < nt; t++) order[(size_t)t] = t;
+    for (;;) {
+        for (int t = nt - 1; t > 0; t--) { /* a new order each round */
+            g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
+            const int j = (int)(g_rng % (uint64_t)(t + 1));
+            const int x = order[(size_t)t];
+            order[(size_t)t] = order[(size_t)j], order[(size_t)j] = x;
+        }
+        for (int k = 0; k < nt; k++) {
+            const int t = order[(size_t)k];
+            if (g_state[t] != F_RUN) continue;
+            g_cur = t;
+            threadIdx = dim3((unsigned)t, 0, 0);
+            emu_swap(&g_sched_sp, g_sp[t]);
+        }
+        int live = 0, bar = 0;
+        bool released = false;
+        for (int w = 0; w * 32 < nt; w++) {
+            int wl = 0, ww = 0;
+            for (int t = w * 32; t < nt && t < w * 32 + 32; t++)
+                wl += g_state[t] != F_DONE, ww += g_state[t] == F_WARP;
+            if (ww && ww == wl) {
+                for (int t = w * 32; t < nt && t < w * 32 + 32; t++) g_state[t] = F_RUN;
+                released = true;
+            }
+        }
+        if (released) continue;
+        for (int t = 0; t < nt; t++) live += g_state[t] != F_DONE, bar += g_state[t] == F_BAR;
+        if (!live) return;
+        if (bar == live) {
+            for (int t = 0; t < nt; t++)
+                if (g_state[t] == F_BAR) g_state[t] = F_RUN;
+            continue;
+        }
+        fprintf(stderr, "emu: block (%u,%u) is stuck:", blockIdx.x, blockIdx.y);
+        for (int t = 0; t < nt; t++)
+            if (g_state[t] != F_DONE)
+                fprintf(stderr, " t%d:%s", t, g_state[t] == F_BAR ? "bar" : "warp");
+        fprintf(stderr, "\n");
+        abort();
+    }
+}
+
+void emu_run(dim3 grid, dim3 block, const std::function<void()> &body) {
+    if (block.x > MAX_T || block.x % 32 || block.y != 1 || block.z != 1 || grid.z != 1) {
+        fprintf(stderr, "emu: unsupported launch shape\n");
+        abort();
+    }
+    if (!g_stacks) {
+        g_stacks = (char *)malloc((size_t)MAX_T * STACK);
+        const char *seed = getenv("EMU_SEED"); /* another resume order */
+        if (seed && strtoull(seed, NULL, 10)) g_rng = strtoull(seed, NULL, 10);
+    }
+    g_body = &body;
+    gridDim = grid, blockDim = block;
+    /* blocks in a shuffled order too: any of them may be the last to arrive */
+    std::vector<unsigned> blocks((size_t)grid.x * grid.y);
+    for (size_t i = 0; i < blocks.size(); i++) blocks[i] = (unsigned)i;
+    for (size_t i = blocks.size(); i > 1; i--) {
+        g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
+        const size_t j = (size_t)(g_rng % i);
+        const unsigned x = blocks[i - 1];
+        blocks[i - 1] = blocks[j], blocks[j] = x;
+    }
+    for (unsigned b : blocks) {
+        blockIdx = dim3(b % grid.x, b / grid.x, 0);
+        run_block((int)block.x);
+    }
+}

@@ -1,0 +1,16 @@
+#!/bin/bash
+# tests/ops/cuda_emu/run.sh: the device sampling kernels (src/backend/cuda/cuda_sample.cu, copied
+# unchanged) run on the CPU under emu_cuda.h against the host sampler, from the repository root:
+# `bash tests/ops/cuda_emu/run.sh [quick]` (quick: ~2 minutes, else ~20), EMU_SEED=n for another
+# order of the threads. x86-64 only; no GPU or nvcc needed.
+set -e
+B=build-emu; mkdir -p $B
+E=tests/ops/cuda_emu
+cp src/backend/cuda/cuda_sample.cu $B/cuda_sample_emu.cpp
+CXXFLAGS="-std=c++17 -O2 -g -Wall -Wextra -Werror -Wno-unused-function -ffp-contract=off"
+g++ $CXXFLAGS -I$E -Iinclude -Isrc -c -o $B/emu_cuda.o $E/emu_cuda.cpp
+g++ $CXXFLAGS -I$E -I$B -Iinclude -Isrc -c -o $B/emu_sample.o $E/emu_sample.cpp
+gcc -std=c11 -O2 -g -Wall -Wextra -Wshadow -Werror -D_GNU_SOURCE -Iinclude -Isrc -Itests/ops \
+  -o $B/test_sample_emu $E/test_sample_emu.c src/engine/sampler.c src/util/vmath.c \
+  src/util/error.c $B/emu_cuda.o $B/emu_sample.o -lstdc++ -lm
+$B/test_sample_emu "$@"
