@@ -19,6 +19,7 @@ timeout 120 ./tests/test_attn_cuda > $OUT/attn.log 2>&1; echo "attn rc=$? $(tail
 BRISK_CUDA_ATTN=counter timeout 120 ./tests/test_attn_cuda > $OUT/attn_counter.log 2>&1; echo "attn (counter merge) rc=$? $(tail -1 $OUT/attn_counter.log)" | tee -a $S
 # one-token matmuls on the v4 kernel too (v7 is the default for them)
 BRISK_CUDA_GEMV=4 timeout 120 ./tests/test_ops_cuda > $OUT/ops_v4.log 2>&1; echo "ops (v4 GEMV) rc=$?" | tee -a $S
+[ -x ./tests/test_sample_cuda ] && { timeout 200 ./tests/test_sample_cuda > $OUT/sample.log 2>&1; echo "sample rc=$? $(tail -1 $OUT/sample.log)" | tee -a $S; }
 timeout 120 ./tests/test_fattn_cuda > $OUT/fattn.log 2>&1; echo "fattn rc=$? $(tail -1 $OUT/fattn.log)" | tee -a $S
 timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens.log 2>&1; echo "goldens rc=$? $(tail -1 $OUT/goldens.log)" | tee -a $S
 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "stories rc=$? $(tail -1 $OUT/stories.log)" | tee -a $S
@@ -46,6 +47,10 @@ if [ -n "${NCU_V4:-}" ]; then # stall reasons of the v4 GEMVs of one 8B decode l
   cp $OUT/ncu_v4.log $FULL/
 fi
 for B in ${BATCHES:-8 32 64}; do b 8b_q4_b$B X=1 --shape llama3-8b --quant q4g64 -p 0 -n 32 -b $B --ctx 1024 -r 1; done
+if [ -n "${SAMPLE:-}" ]; then # decode with the sampler chain on the device
+  b 8b_q4_topp X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3 --temp 0.7 --top-p 0.9 --seed 1
+  b 1b_q4_topp X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3 --temp 0.7 --top-p 0.9 --seed 1
+fi
 if [ -z "${FAST:-}" ]; then
   b 8b_bf16 X=1 --shape llama3-8b --quant bf16 -p 512 -n 64 -r 1
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_stories ../shared cuda > $OUT/memcheck.log 2>&1; echo "memcheck rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck.log)" | tee -a $S
@@ -69,4 +74,4 @@ if [ "${NCU:-1}" != 0 ]; then
   awk '/^  [a-zA-Z_]/ && /\(/ {k=$1; sub(/\(.*/,"",k); sub(/<.*/,"",k)} /gpu__time_duration/{t=$NF} /dram__bytes_read/{d=$(NF-1)" "$NF} /registers_per_thread/{print k, t" us", d, $NF" regs"}' $OUT/ncu8b.log > $OUT/ncu8b_short.log
 fi
 echo; grep -v "rel L2 [0-9.]*e-0[5-9]\|rel L2 0.00e+00" $OUT/ops.log | grep -v "^q\|^bf16\|^f16\|^f32" | head -45; cat $OUT/ncu8b_short.log 2>/dev/null; cat $S
-cp $OUT/summary.txt $OUT/attn.log $OUT/fattn.log $OUT/ops.log $OUT/ncu8b_short.log $OUT/goldens.log $OUT/stories.log $FULL/ 2>/dev/null; tar czf $FULL/logs.tgz -C $OUT . 2>/dev/null
+cp $OUT/summary.txt $OUT/sample.log $OUT/attn.log $OUT/fattn.log $OUT/ops.log $OUT/ncu8b_short.log $OUT/goldens.log $OUT/stories.log $FULL/ 2>/dev/null; tar czf $FULL/logs.tgz -C $OUT . 2>/dev/null
