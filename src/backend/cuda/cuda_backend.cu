@@ -1297,8 +1297,13 @@ static const brisk_backend_ops CUDA_OPS = {
     .rope_kv_store = cu_op_rope_kv_store,
     .rmsnorm_matmul = cu_op_rmsnorm_matmul,
     .end_step_argmax = cu_op_end_step_argmax,
-    .end_step_sample = cu_op_end_step_sample,
 };
+
+/* The sampler chain on the device is opt-in (env BRISK_CUDA_SAMPLE=1) until its GPU test passes
+ * on the card: on an H100 (2026-11-26) test_sample_cuda failed a V = 7 case (rows reported bad)
+ * and, at full speed only (not under compute-sanitizer), hit an illegal instruction at V = 32000;
+ * without the op, brisk_context_eval_sample copies the logits and samples on the host. */
+static brisk_backend_ops cuda_ops_sample;
 
 /* ---------------------------------------------------------------------------------------------
  * Create: upload (and repack) every weight once
@@ -1405,6 +1410,14 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         return brisk_errorf(BRISK_ERR_OOM, "brisk_backend_cuda_create: out of memory");
     }
     be->ops = &CUDA_OPS;
+    {
+        const char *e = getenv("BRISK_CUDA_SAMPLE");
+        if (e && e[0] == '1') {
+            cuda_ops_sample = CUDA_OPS;
+            cuda_ops_sample.end_step_sample = cu_op_end_step_sample;
+            be->ops = &cuda_ops_sample;
+        }
+    }
     be->impl = s;
     { /* A/B switches for measurement: BRISK_CUDA_PDL=0, BRISK_CUDA_GEMV=2 */
         const char *e = getenv("BRISK_CUDA_PDL");
