@@ -8,6 +8,22 @@
 
 namespace cg = cooperative_groups;
 
+/* Cluster barrier and distributed shared memory (sm_90); never reached in code built for older
+ * cards (the cluster variant is launched only with sm_90 device code). */
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cg::this_cluster().sync();
+#endif
+}
+__device__ __forceinline__ float *cluster_smem(float *p, int rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    return cg::this_cluster().map_shared_rank(p, rank);
+#else
+    (void)rank;
+    return p;
+#endif
+}
+
 extern "C" {
 #include "backend/backend.h"
 }
@@ -90,8 +106,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     const int n_act = (L + chunk - 1) / chunk;
     if (s >= n_act) {       /* the whole block: before any barrier */
         if constexpr (CL) { /* the cluster's two barriers count every block */
-            cg::this_cluster().sync();
-            cg::this_cluster().sync();
+            cluster_sync();
+            cluster_sync();
         }
         return;
     }
@@ -374,26 +390,25 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     if constexpr (CL) {
         /* the pieces are the blocks of one cluster: block 0 merges them from their shared
          * memory in rank order (deterministic), no global partials, fence or counter */
-        cg::cluster_group cl = cg::this_cluster();
-        cl.sync();
+        cluster_sync();
         if (s == 0 && n_act > 1) {
             for (int e = tid; e < G * hd; e += FD_THREADS) {
                 const int g = e / hd;
                 float M = -INFINITY;
-                for (int r = 0; r < n_act; r++) M = fmaxf(M, cl.map_shared_rank(ps, r)[2 * g]);
+                for (int r = 0; r < n_act; r++) M = fmaxf(M, cluster_smem(ps, r)[2 * g]);
                 float acc = 0.f, den = 0.f;
                 for (int r = 0; r < n_act; r++) {
-                    const float *pr = cl.map_shared_rank(ps, r);
+                    const float *pr = cluster_smem(ps, r);
                     const float f = exp2f(pr[2 * g] - M);
                     den = fmaf(pr[2 * g + 1], f, den);
-                    acc = fmaf(cl.map_shared_rank(qs, r)[e], f, acc);
+                    acc = fmaf(cluster_smem(qs, r)[e], f, acc);
                 }
                 a.out[head0 * hd + e] = acc / den;
             }
             if (tid == 0 && a.trace && kvh == 0 && i == 0)
                 tr_add(a.trace, 4, T1), atomicAdd(a.trace + 5, 1ull);
         }
-        cl.sync(); /* every block's partial read before any block exits */
+        cluster_sync(); /* every block's partial read before any block exits */
         return;
     }
     if (n_act == 1) return;

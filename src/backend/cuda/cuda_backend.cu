@@ -39,6 +39,8 @@ static int gemv_max_n = 64;
 
 static char g_why[256];
 int cu_pdl = 1;
+int cu_sm90 =
+    0; /* the loaded device code is sm_90+ (clusters, bulk copies, mbarrier transactions) */
 extern int cu_gemv_v2, cu_gemv_v7, cu_v7_ring, cu_norm_fuse, cu_mma_u, cu_mma_tt;
 static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
@@ -526,7 +528,8 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
          * context length */
         a.n_split = cu_attn_decode_splits(s->n_sm, HKV, nb, s->max_ctx);
         a.count = s->count;
-        const int cl = cu_attn_cluster ? cu_attn_cluster_splits(a.n_split, s->max_ctx) : 0;
+        const int cl =
+            cu_attn_cluster && cu_sm90 ? cu_attn_cluster_splits(a.n_split, s->max_ctx) : 0;
         if (cl) a.n_split = cl, a.cluster = 1;
     } else if (r->n == 1) {
         a.split = ATT_SPLIT_DECODE;
@@ -1429,6 +1432,7 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
             fa.ptxVersion < 90)
             cu_pdl = 0;
         cu_mma_ok = cudaFuncGetAttributes(&fa, k_probe) == cudaSuccess && fa.binaryVersion >= 80;
+        cu_sm90 = cudaFuncGetAttributes(&fa, k_probe) == cudaSuccess && fa.binaryVersion >= 90;
         cudaGetLastError();
         e = getenv("BRISK_CUDA_GEMV");
         cu_gemv_v2 = e && e[0] == '2';

@@ -182,6 +182,7 @@ __device__ __forceinline__ void pdl_wait() {
 }
 #endif
 extern int cu_pdl;
+extern int cu_sm90; /* the loaded device code is sm_90+: the cluster and bulk-copy kernels */
 template <typename... KArgs, typename... Args>
 static inline cudaError_t cu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
                                     cudaStream_t st, Args... args) {
