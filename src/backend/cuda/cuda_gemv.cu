@@ -455,7 +455,6 @@ template <int ST, int NM, int EPI, int TT, int NS, int NORM, int U>
 __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constant__ mma_args a) {
     typedef typename sb_raw<ST>::T SBT;
     constexpr int NTL = NM == 2 ? 2 : TT; /* tiles per block */
-    constexpr int KPS = 4 / NS;           /* k-steps of 16 per span */
     pdl_launch();
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -550,40 +549,12 @@ __global__ void __launch_bounds__(MMA_W * 32, 2) k_gemv_mma(const __grid_constan
                 }
                 bx0[s] = h2_bits(v.x, v.y), bx1[s] = h2_bits(v.z, v.w);
             }
+            static_assert(NS == 1, "one scale group per chunk");
+            float X[4];
+            mma_chunk_xsum(X, bx0, bx1);
 #pragma unroll
-            for (int sp = 0; sp < NS; sp++) {
-                float X[4] = {0.f, 0.f, 0.f, 0.f};
-                float C[NTL][4];
-#pragma unroll
-                for (int i = 0; i < NTL; i++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++) C[i][j] = 0.f;
-#pragma unroll
-                for (int k = 0; k < KPS; k++) {
-                    const int s = sp * KPS + k;
-                    mma16816(X, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx0[s], bx1[s]);
-#pragma unroll
-                    for (int i = 0; i < NTL; i++) {
-                        const uint32_t w = s == 0   ? q[u][i].x
-                                           : s == 1 ? q[u][i].y
-                                           : s == 2 ? q[u][i].z
-                                                    : q[u][i].w;
-                        const uint32_t w8 = w >> 8;
-                        mma16816(C[i], lop_or(w, 0x000F000Fu), lop_or(w, 0x00F000F0u),
-                                 lop_or(w8, 0x000F000Fu), lop_or(w8, 0x00F000F0u), bx0[s], bx1[s]);
-                    }
-                }
-#pragma unroll
-                for (int i = 0; i < NTL; i++) {
-                    const float2 p0 = sb_dec<ST>(s0[u][i][sp]), p1 = sb_dec<ST>(s1[u][i][sp]);
-                    const float bb0 = fmaf(-1024.f, p0.x, p0.y), sc1 = 0.0625f * p1.x;
-                    const float bb1 = fmaf(-64.f, p1.x, p1.y);
-                    acc[i][0] = fmaf(p0.x, C[i][0], fmaf(bb0, X[0], acc[i][0]));
-                    acc[i][1] = fmaf(p0.x, C[i][1], fmaf(bb0, X[1], acc[i][1]));
-                    acc[i][2] = fmaf(sc1, C[i][2], fmaf(bb1, X[2], acc[i][2]));
-                    acc[i][3] = fmaf(sc1, C[i][3], fmaf(bb1, X[3], acc[i][3]));
-                }
-            }
+            for (int i = 0; i < NTL; i++)
+                mma_chunk_acc<ST>(acc[i], q[u][i], s0[u][i][0], s1[u][i][0], bx0, bx1, X);
         }
     }
     if (!waited) pdl_wait();

@@ -212,31 +212,15 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
                 const uint4 xb = *(const uint4 *)(xh + (c0 + c) * 64 + 16 * t + 8);
                 const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
                 const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
-                float X[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-                for (int s = 0; s < 4; s++)
-                    mma16816(X, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx0[s], bx1[s]);
+                float X[4];
+                mma_chunk_xsum(X, bx0, bx1);
                 const int gl = ((c0 + c) >> d) - g0;
 #pragma unroll
                 for (int i = 0; i < NTL; i++) {
                     const uint4 q = *(const uint4 *)(codes + (i * P_CPS + c) * 512 + lane * 16);
                     SBT r0, r1;
                     ld_pair2<ST, false>(pairs + (i * a.gmax + gl) * 16 + 2 * g, r0, r1);
-                    float C[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-                    for (int s = 0; s < 4; s++) {
-                        const uint32_t w = s == 0 ? q.x : s == 1 ? q.y : s == 2 ? q.z : q.w;
-                        const uint32_t w8 = w >> 8;
-                        mma16816(C, lop_or(w, 0x000F000Fu), lop_or(w, 0x00F000F0u),
-                                 lop_or(w8, 0x000F000Fu), lop_or(w8, 0x00F000F0u), bx0[s], bx1[s]);
-                    }
-                    const float2 p0 = sb_dec<ST>(r0), p1 = sb_dec<ST>(r1);
-                    const float bb0 = fmaf(-1024.f, p0.x, p0.y), sc1 = 0.0625f * p1.x;
-                    const float bb1 = fmaf(-64.f, p1.x, p1.y);
-                    acc[i][0] = fmaf(p0.x, C[0], fmaf(bb0, X[0], acc[i][0]));
-                    acc[i][1] = fmaf(p0.x, C[1], fmaf(bb0, X[1], acc[i][1]));
-                    acc[i][2] = fmaf(sc1, C[2], fmaf(bb1, X[2], acc[i][2]));
-                    acc[i][3] = fmaf(sc1, C[3], fmaf(bb1, X[3], acc[i][3]));
+                    mma_chunk_acc<ST>(acc[i], q, r0, r1, bx0, bx1, X);
                 }
             }
             __syncwarp();

@@ -67,6 +67,43 @@ __device__ __forceinline__ uint32_t h2_bits(float lo, float hi) {
     return *(const uint32_t *)&h;
 }
 
+/* The per-chunk math of the tensor-core GEMVs (v4 in cuda_gemv.cu, v7 in cuda_gemv_tma.cu). A chunk
+ * is 64 columns of a 16-row tile: 4 k-steps of m16n8k16, the MMA's 8 columns are tokens. bx0/bx1:
+ * the lane's B fragments (x as half) of the 4 k-steps. */
+
+/* X = the chunk's sums of x per token (an all-ones A operand: exact half products, f32 sums). */
+__device__ __forceinline__ void mma_chunk_xsum(float (&X)[4], const uint32_t (&bx0)[4],
+                                               const uint32_t (&bx1)[4]) {
+    X[0] = X[1] = X[2] = X[3] = 0.f;
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+        mma16816(X, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx0[s], bx1[s]);
+}
+
+/* acc (rows g, g+8 x tokens 2t, 2t+1) += the chunk's codes q (the lane's A words: nibbles to half
+ * 1024 + q by LOP3, rows g+8 as 1024 + 16q) times x, with the group's (scale, bias) r0 of row g
+ * and r1 of row g + 8 applied in f32: y += s*C + (b - 1024 s)*X (rows g+8: s/16, b - 64 s). */
+template <int ST>
+__device__ __forceinline__ void
+mma_chunk_acc(float (&acc)[4], const uint4 &q, typename sb_raw<ST>::T r0, typename sb_raw<ST>::T r1,
+              const uint32_t (&bx0)[4], const uint32_t (&bx1)[4], const float (&X)[4]) {
+    float C[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int s = 0; s < 4; s++) {
+        const uint32_t w = s == 0 ? q.x : s == 1 ? q.y : s == 2 ? q.z : q.w;
+        const uint32_t w8 = w >> 8;
+        mma16816(C, lop_or(w, 0x000F000Fu), lop_or(w, 0x00F000F0u), lop_or(w8, 0x000F000Fu),
+                 lop_or(w8, 0x00F000F0u), bx0[s], bx1[s]);
+    }
+    const float2 p0 = sb_dec<ST>(r0), p1 = sb_dec<ST>(r1);
+    const float bb0 = fmaf(-1024.f, p0.x, p0.y), sc1 = 0.0625f * p1.x;
+    const float bb1 = fmaf(-64.f, p1.x, p1.y);
+    acc[0] = fmaf(p0.x, C[0], fmaf(bb0, X[0], acc[0]));
+    acc[1] = fmaf(p0.x, C[1], fmaf(bb0, X[1], acc[1]));
+    acc[2] = fmaf(sc1, C[2], fmaf(bb1, X[2], acc[2]));
+    acc[3] = fmaf(sc1, C[3], fmaf(bb1, X[3], acc[3]));
+}
+
 /* SMs of the current device (132 when it cannot be read), read once. */
 static inline int sm_count(void) {
     static int n = 0;
