@@ -41,7 +41,7 @@ static char g_why[256];
 int cu_pdl = 1;
 int cu_sm90 =
     0; /* the loaded device code is sm_90+ (clusters, bulk copies, mbarrier transactions) */
-extern int cu_gemv_v2, cu_gemv_v7, cu_v7_ring, cu_norm_fuse, cu_mma_u, cu_mma_tt;
+extern int cu_gemv_v2, cu_gemv_v7, cu_v7_ring, cu_v7_norm, cu_norm_fuse, cu_mma_u, cu_mma_tt;
 static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
@@ -1440,6 +1440,8 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         cu_gemv_v7 = !(e && e[0] == '4'); /* 4: one-token steps on v4 too (A/B) */
         e = getenv("BRISK_CUDA_V7_RING"); /* KB of stages per block (tuning) */
         if (e && atoi(e) >= 16) cu_v7_ring = atoi(e) << 10;
+        e = getenv("BRISK_CUDA_V7NORM");
+        cu_v7_norm = !(e && e[0] == '0');
         e = getenv("BRISK_CUDA_NORMFUSE");
         cu_norm_fuse = e && e[0] == '1';
         e = getenv("BRISK_CUDA_MMA_U");

@@ -47,6 +47,8 @@ struct p_args {
     int nsl, stages;    /* slices per tile group, ring stages */
     int stage_bytes, gmax;
     const float *x;
+    const float *nw; /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
+    float eps;
 };
 
 __device__ __forceinline__ uint32_t smem_addr(const void *p) {
@@ -180,13 +182,34 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
         return;
     }
 
-    /* consumers: x as half, once */
+    /* consumers: x as half, once; with nw the RMSNorm too (its sum of squares over the block's
+     * own pass of x, warps added in a fixed order, so every block gets the same scale) */
     pdl_wait();
+    float rs = 1.f;
+    if (a.nw) {
+        float ss = 0.f;
+        for (int c = threadIdx.x * 4; c < a.K; c += P_CW * 32 * 4) {
+            const float4 v = __ldg((const float4 *)(a.x + c));
+            ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0) red[wid] = ss;
+        consumers_sync();
+        ss = 0.f;
+#pragma unroll
+        for (int w = 0; w < P_CW; w++) ss += red[w];
+        rs = rsqrtf(ss / (float)a.K + a.eps);
+    }
     for (int c = threadIdx.x * 4; c < a.K; c += P_CW * 32 * 4) {
-        const float4 v = __ldg((const float4 *)(a.x + c));
+        float4 v = __ldg((const float4 *)(a.x + c));
+        if (a.nw) {
+            const float4 w = __ldg((const float4 *)(a.nw + c));
+            v.x = v.x * rs * w.x, v.y = v.y * rs * w.y, v.z = v.z * rs * w.z, v.w = v.w * rs * w.w;
+        }
         *(uint2 *)(xh + c) = make_uint2(h2_bits(v.x, v.y), h2_bits(v.z, v.w));
     }
-    consumers_sync();
+    consumers_sync(); /* xh complete, and red read before the epilogue rewrites it */
 
     const int g = lane >> 2, t = lane & 3;
     float acc[NTL][4];
@@ -286,7 +309,7 @@ static cudaError_t launch_p_epi(cudaStream_t st, const p_args &a, int smem, int 
 }
 
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                        int n) {
+                        int n, const float *nw, float eps) {
     const bool ok = cu_sm90; /* bulk copies and mbarrier transactions in the loaded code */
     const int ntl = epi == CU_EPI_SWIGLU ? 2 : 1;
     const cu_weight *w0 = m[0].w;
@@ -295,7 +318,8 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
         return cudaErrorNotSupported;
     p_args a = {};
     a.nmat = ntl == 2 ? 1 : nmat;
-    a.K = (int)w0->cols, a.nch = a.K / 64, a.x = x;
+    a.K = (int)w0->cols, a.nch = a.K / 64, a.x = x, a.nw = nw, a.eps = eps;
+    if (nw && ((uintptr_t)nw & 15)) return cudaErrorNotSupported;
     while ((1 << a.gshift) < w0->gs) a.gshift++;
     const int d = a.gshift - 6;
     a.nsl = (a.nch + P_CPS - 1) / P_CPS;
