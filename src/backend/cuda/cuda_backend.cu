@@ -1303,9 +1303,11 @@ static const brisk_backend_ops CUDA_OPS = {
 };
 
 /* The sampler chain on the device is opt-in (env BRISK_CUDA_SAMPLE=1) until its GPU test passes
- * on the card: on an H100 (2026-11-26) test_sample_cuda failed a V = 7 case (rows reported bad)
- * and, at full speed only (not under compute-sanitizer), hit an illegal instruction at V = 32000;
- * without the op, brisk_context_eval_sample copies the logits and samples on the host. */
+ * on the card: on an H100 (2026-11-26) test_sample_cuda failed a V = 7 case (rows reported bad:
+ * the test's, its -inf shape drew rows of only -inf; fixed in sample_cases.h) and, at full speed
+ * only (not under compute-sanitizer), hit an illegal instruction at V = 32000 (not reproduced on
+ * a CPU: tests/ops/cuda_emu now checks every barrier and warp intrinsic for divergence and finds
+ * none); without the op, brisk_context_eval_sample copies the logits and samples on the host. */
 static brisk_backend_ops cuda_ops_sample;
 
 /* ---------------------------------------------------------------------------------------------

@@ -311,6 +311,9 @@ __device__ rsel radix_select(const Each &each, u64 kand, u64 kor, bool by_mass, 
             } else {
                 f = warp_find(bc, bm, 256, true, false, rank - above);
             }
+            /* every lane has read rank / above / mass_above before lane 0 updates them (the
+             * shuffles order the lanes' steps, not their shared-memory accesses) */
+            __syncwarp();
             if (threadIdx.x == 0) {
                 const int d = f.pos < 0 ? 0 : 255 - f.pos; /* (never < 0: the set is not empty) */
                 if (bym && f.m_before + mass_above + bm[d] < target) {

@@ -1,7 +1,11 @@
 /* emu_cuda.cpp: the fiber scheduler of emu_cuda.h: a block's threads run as fibers (a hand-written
  * x86-64 stack switch: glibc's swapcontext makes a system call per switch) until each waits at a
- * barrier; then a warp whose live lanes all wait at a warp intrinsic is released, else the block
- * barrier when every live thread waits there, else the kernel is stuck and the run aborts. */
+ * barrier or has returned; then a warp whose 32 lanes all wait at the same warp intrinsic (line,
+ * how many they have passed, full mask) is released, else the block barrier when every thread of
+ * the block waits at the same one (line, how many it has passed). Anything else -- a collective
+ * some lanes or threads of the block reach after others returned, or at another call -- is
+ * undefined on a GPU (an H100 may raise "an illegal instruction" or hang): the run aborts and says
+ * where. */
 #include "emu_cuda.h"
 
 #include <stdio.h>
@@ -49,6 +53,10 @@ static void *g_sp[MAX_T];
 static int g_state[MAX_T];
 static char *g_stacks;
 static uint64_t g_slots[MAX_T];
+static int g_line[MAX_T];      /* the line of the collective each waiting thread is at */
+static unsigned g_mask[MAX_T]; /* its mask (warp intrinsics) */
+static unsigned g_seq[MAX_T];  /* how many waits of that kind it has done: barriers / warp ones */
+static unsigned g_wseq[MAX_T];
 static int g_cur;
 static const std::function<void()> *g_body;
 static uint64_t g_rng = 0x2545F4914F6CDD1DULL;
@@ -57,8 +65,10 @@ uint64_t *emu_slots(void) {
     return g_slots;
 }
 
-void emu_wait(int kind) {
+void emu_wait(int kind, int line, unsigned mask) {
     g_state[g_cur] = kind;
+    g_line[g_cur] = line, g_mask[g_cur] = mask;
+    (kind == EMU_BAR ? g_seq : g_wseq)[g_cur]++;
     emu_swap(&g_sp[g_cur], g_sched_sp);
 }
 
@@ -80,8 +90,29 @@ static void *fiber_init(int t) {
     return sp;
 }
 
+/* Prints the state of the block's threads that are not at `line` (all when line is 0) and
+ * aborts. */
+[[noreturn]] static void diverged(int nt, const char *what, int line) {
+    fprintf(stderr, "emu: block (%u,%u): %s", blockIdx.x, blockIdx.y, what);
+    if (line) fprintf(stderr, " (the collective on line %d)", line);
+    fprintf(stderr, "; threads elsewhere:");
+    int shown = 0;
+    for (int t = 0; t < nt && shown < 24; t++) {
+        if (line && g_state[t] != F_DONE && g_line[t] == line) continue;
+        shown++;
+        if (g_state[t] == F_DONE)
+            fprintf(stderr, " t%d:returned", t);
+        else
+            fprintf(stderr, " t%d:%s@%d#%u", t, g_state[t] == F_BAR ? "bar" : "warp", g_line[t],
+                    g_state[t] == F_BAR ? g_seq[t] : g_wseq[t]);
+    }
+    fprintf(stderr, "\n");
+    abort();
+}
+
 static void run_block(int nt) {
-    for (int t = 0; t < nt; t++) g_sp[t] = fiber_init(t), g_state[t] = F_RUN;
+    for (int t = 0; t < nt; t++)
+        g_sp[t] = fiber_init(t), g_state[t] = F_RUN, g_seq[t] = 0, g_wseq[t] = 0;
     std::vector<int> order((size_t)nt);
     for (int t = 0; t < nt; t++) order[(size_t)t] = t;
     for (;;) {
@@ -98,31 +129,41 @@ static void run_block(int nt) {
             threadIdx = dim3((unsigned)t, 0, 0);
             emu_swap(&g_sched_sp, g_sp[t]);
         }
+        /* every thread now waits or has returned */
         int live = 0, bar = 0;
         bool released = false;
         for (int w = 0; w * 32 < nt; w++) {
-            int wl = 0, ww = 0;
-            for (int t = w * 32; t < nt && t < w * 32 + 32; t++)
-                wl += g_state[t] != F_DONE, ww += g_state[t] == F_WARP;
-            if (ww && ww == wl) {
-                for (int t = w * 32; t < nt && t < w * 32 + 32; t++) g_state[t] = F_RUN;
-                released = true;
-            }
+            const int t0 = w * 32;
+            int ww = 0, done = 0;
+            for (int t = t0; t < t0 + 32; t++)
+                ww += g_state[t] == F_WARP, done += g_state[t] == F_DONE;
+            if (!ww) continue;
+            if (done) diverged(nt, "a warp intrinsic with lanes that returned", g_line[t0]);
+            if (ww < 32) continue; /* lanes at a barrier: stuck, unless released below */
+            for (int t = t0; t < t0 + 32; t++)
+                if (g_line[t] != g_line[t0] || g_wseq[t] != g_wseq[t0] || g_mask[t] != 0xffffffffu)
+                    diverged(nt,
+                             "the lanes of a warp at different warp intrinsics (or a mask not "
+                             "full)",
+                             g_line[t0]);
+            for (int t = t0; t < t0 + 32; t++) g_state[t] = F_RUN;
+            released = true;
         }
         if (released) continue;
         for (int t = 0; t < nt; t++) live += g_state[t] != F_DONE, bar += g_state[t] == F_BAR;
         if (!live) return;
         if (bar == live) {
+            int l0 = 0;
+            while (g_state[l0] != F_BAR) l0++;
+            if (live < nt)
+                diverged(nt, "a barrier after threads of the block returned", g_line[l0]);
             for (int t = 0; t < nt; t++)
-                if (g_state[t] == F_BAR) g_state[t] = F_RUN;
+                if (g_line[t] != g_line[l0] || g_seq[t] != g_seq[l0])
+                    diverged(nt, "threads of the block at different barriers", g_line[l0]);
+            for (int t = 0; t < nt; t++) g_state[t] = F_RUN;
             continue;
         }
-        fprintf(stderr, "emu: block (%u,%u) is stuck:", blockIdx.x, blockIdx.y);
-        for (int t = 0; t < nt; t++)
-            if (g_state[t] != F_DONE)
-                fprintf(stderr, " t%d:%s", t, g_state[t] == F_BAR ? "bar" : "warp");
-        fprintf(stderr, "\n");
-        abort();
+        diverged(nt, "stuck: a warp split between a warp intrinsic and a barrier", 0);
     }
 }
 

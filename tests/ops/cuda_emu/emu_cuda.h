@@ -1,10 +1,14 @@
 /* emu_cuda.h: just enough of the CUDA runtime and device intrinsics to run a .cu kernel file on the
  * CPU (x86-64): every block's threads are fibers on one OS thread, switched only at
  * __syncthreads and the warp intrinsics, resumed in a shuffled order each round so a missing
- * barrier shows up as a wrong or changing result; a barrier only part of a block (or warp) reaches
- * aborts as a deadlock. Blocks run one after another, in a shuffled order (any may be the last
- * to arrive), so __shared__ is a static. A development aid for kernels written without a GPU at
- * hand (tests/ops/cuda_emu/run.sh), not a simulator of timing or of the memory model. */
+ * barrier shows up as a wrong or changing result. Each barrier must be reached by every thread of
+ * the block, at the same call (source line) and as the same n-th barrier of each thread, and each
+ * *_sync warp intrinsic by all 32 lanes of the warp together, with a full mask: a thread that has
+ * returned, a lane on another branch or at another intrinsic aborts the run with the line (on a
+ * GPU that is undefined; on an H100, at times, "an illegal instruction"). Blocks run one after
+ * another, in a shuffled order (any may be the last to arrive), so __shared__ is a static. A
+ * development aid for kernels written without a GPU at hand (tests/ops/cuda_emu/run.sh), not a
+ * simulator of timing or of the memory model. */
 #ifndef BRISK_EMU_CUDA_H
 #define BRISK_EMU_CUDA_H
 
@@ -33,54 +37,70 @@ extern dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 /* The scheduler (emu_cuda.cpp). */
 enum { EMU_BAR = 1, EMU_WARP = 2 };
-void emu_wait(int kind);   /* this fiber waits for its block / warp */
+/* This fiber waits for its block (EMU_BAR) or for the lanes of mask in its warp (EMU_WARP) at the
+ * call on source line `line`. */
+void emu_wait(int kind, int line, unsigned mask);
 uint64_t *emu_slots(void); /* one exchange slot per thread of the block */
 void emu_run(dim3 grid, dim3 block, const std::function<void()> &body);
 
-static inline void __syncthreads(void) {
-    emu_wait(EMU_BAR);
+/* The intrinsics are macros that pass their call's line to the scheduler's checks. */
+#define __syncthreads()      emu_syncthreads(__LINE__)
+#define __syncthreads_or(p)  emu_syncthreads_or(p, __LINE__)
+#define __syncwarp           emu_syncwarp(__LINE__) /* then (mask), by default all lanes */
+#define __shfl_xor_sync(...) emu_shfl_xor(__LINE__, __VA_ARGS__)
+#define __shfl_up_sync(...)  emu_shfl_up(__LINE__, __VA_ARGS__)
+#define __shfl_sync(...)     emu_shfl(__LINE__, __VA_ARGS__)
+#define __ballot_sync(...)   emu_ballot(__LINE__, __VA_ARGS__)
+
+static inline void emu_syncthreads(int line) {
+    emu_wait(EMU_BAR, line, 0);
 }
-static inline int __syncthreads_or(int p) {
+static inline int emu_syncthreads_or(int p, int line) {
     uint64_t *s = emu_slots();
     s[threadIdx.x] = p != 0;
-    emu_wait(EMU_BAR);
+    emu_wait(EMU_BAR, line, 0);
     int r = 0;
     for (unsigned t = 0; t < blockDim.x; t++) r |= (int)s[t];
-    emu_wait(EMU_BAR);
+    emu_wait(EMU_BAR, line, 0);
     return r;
 }
+struct emu_syncwarp {
+    int line;
+    explicit emu_syncwarp(int l) : line(l) {}
+    void operator()(unsigned mask = 0xffffffffu) const { emu_wait(EMU_WARP, line, mask); }
+};
 static inline void __threadfence(void) {}
 
-template <typename T> static inline T emu_exchange(T v, int src_lane) {
+template <typename T> static inline T emu_exchange(T v, int src_lane, int line, unsigned mask) {
     uint64_t *s = emu_slots();
     const unsigned base = threadIdx.x & ~31u;
     uint64_t b = 0;
     memcpy(&b, &v, sizeof v);
     s[threadIdx.x] = b;
-    emu_wait(EMU_WARP);
+    emu_wait(EMU_WARP, line, mask);
     T r;
     memcpy(&r, &s[base + (unsigned)src_lane], sizeof r);
-    emu_wait(EMU_WARP);
+    emu_wait(EMU_WARP, line, mask);
     return r;
 }
-template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int o) {
-    return emu_exchange(v, (int)(threadIdx.x & 31) ^ o);
+template <typename T> static inline T emu_shfl_xor(int line, unsigned mask, T v, int o) {
+    return emu_exchange(v, (int)(threadIdx.x & 31) ^ o, line, mask);
 }
-template <typename T> static inline T __shfl_up_sync(unsigned, T v, int d) {
+template <typename T> static inline T emu_shfl_up(int line, unsigned mask, T v, int d) {
     const int lane = (int)(threadIdx.x & 31);
-    return emu_exchange(v, lane >= d ? lane - d : lane);
+    return emu_exchange(v, lane >= d ? lane - d : lane, line, mask);
 }
-template <typename T> static inline T __shfl_sync(unsigned, T v, int src) {
-    return emu_exchange(v, src);
+template <typename T> static inline T emu_shfl(int line, unsigned mask, T v, int src) {
+    return emu_exchange(v, src, line, mask);
 }
-static inline unsigned __ballot_sync(unsigned, int p) {
+static inline unsigned emu_ballot(int line, unsigned mask, int p) {
     uint64_t *s = emu_slots();
     const unsigned base = threadIdx.x & ~31u;
     s[threadIdx.x] = p != 0;
-    emu_wait(EMU_WARP);
+    emu_wait(EMU_WARP, line, mask);
     unsigned r = 0;
     for (unsigned l = 0; l < 32; l++) r |= (unsigned)s[base + l] << l;
-    emu_wait(EMU_WARP);
+    emu_wait(EMU_WARP, line, mask);
     return r;
 }
 static inline int __ffs(unsigned x) {

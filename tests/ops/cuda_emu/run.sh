@@ -2,7 +2,8 @@
 # tests/ops/cuda_emu/run.sh: the device sampling kernels (src/backend/cuda/cuda_sample.cu, copied
 # unchanged) run on the CPU under emu_cuda.h against the host sampler, from the repository root:
 # `bash tests/ops/cuda_emu/run.sh [quick]` (quick: ~2 minutes, else ~20), EMU_SEED=n for another
-# order of the threads. x86-64 only; no GPU or nvcc needed.
+# order of the threads. It aborts, naming the line, at a barrier or warp intrinsic that not every
+# thread of the block / lane of the warp reaches together. x86-64 only; no GPU or nvcc needed.
 set -e
 B=build-emu; mkdir -p $B
 E=tests/ops/cuda_emu
