@@ -20,6 +20,10 @@ BRISK_CUDA_ATTN=counter timeout 120 ./tests/test_attn_cuda > $OUT/attn_counter.l
 # one-token matmuls on the v4 kernel too (v7 is the default for them)
 BRISK_CUDA_GEMV=4 timeout 120 ./tests/test_ops_cuda > $OUT/ops_v4.log 2>&1; echo "ops (v4 GEMV) rc=$?" | tee -a $S
 [ -x ./tests/test_sample_cuda ] && { timeout 200 ./tests/test_sample_cuda > $OUT/sample.log 2>&1; echo "sample rc=$? $(tail -1 $OUT/sample.log)" | tee -a $S; }
+if [ -n "${SAMPLE_DIAG:-}" ]; then # is a failure of the sampler test about PDL overlap or inside a kernel?
+  BRISK_CUDA_PDL=0 timeout 200 ./tests/test_sample_cuda > $OUT/sample_nopdl.log 2>&1; echo "sample (PDL off) rc=$? $(tail -1 $OUT/sample_nopdl.log)" | tee -a $S
+  CUDA_LAUNCH_BLOCKING=1 timeout 200 ./tests/test_sample_cuda > $OUT/sample_block.log 2>&1; echo "sample (launch blocking) rc=$? $(tail -1 $OUT/sample_block.log)" | tee -a $S
+fi
 timeout 120 ./tests/test_fattn_cuda > $OUT/fattn.log 2>&1; echo "fattn rc=$? $(tail -1 $OUT/fattn.log)" | tee -a $S
 timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens.log 2>&1; echo "goldens rc=$? $(tail -1 $OUT/goldens.log)" | tee -a $S
 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "stories rc=$? $(tail -1 $OUT/stories.log)" | tee -a $S
