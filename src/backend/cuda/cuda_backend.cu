@@ -1307,7 +1307,10 @@ static const brisk_backend_ops CUDA_OPS = {
  * the test's, its -inf shape drew rows of only -inf; fixed in sample_cases.h) and, at full speed
  * only (not under compute-sanitizer), hit an illegal instruction at V = 32000 (not reproduced on
  * a CPU: tests/ops/cuda_emu now checks every barrier and warp intrinsic for divergence and finds
- * none); without the op, brisk_context_eval_sample copies the logits and samples on the host. */
+ * none). A later H100 run: all 61 checks pass with BRISK_CUDA_PDL=0, but with blocking launches
+ * the V = 32000 "one finite logit" rows with top-k 2 gave a wrong id and differed run to run: a
+ * race on degenerate rows that memcheck does not see. Without the op, brisk_context_eval_sample
+ * copies the logits and samples on the host. */
 static brisk_backend_ops cuda_ops_sample;
 
 /* ---------------------------------------------------------------------------------------------
