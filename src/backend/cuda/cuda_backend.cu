@@ -1,8 +1,9 @@
-/* cuda_backend.cu: the CUDA backend instance: card probe, weight upload and repack, device
+/* cuda_backend.cu: the CUDA backend instance: switches, weight upload and repack, device
  * memory, per-step index upload, the op log that lets a decode step run as a CUDA graph, and the
  * prefill path (dequantized half tiles + cuBLAS, the dequantize of the next tile on a side stream
- * under the GEMM of this one). Kernels live in cuda_gemv.cu, cuda_ops.cu, cuda_attn.cu (decode
- * attention) and cuda_fattn.cu (prefill attention).
+ * under the GEMM of this one). The card probe is cuda_probe.cu; kernels live in cuda_gemv.cu,
+ * cuda_gemv_tma.cu, cuda_ops.cu, cuda_attn.cu (decode attention), cuda_fattn.cu (prefill
+ * attention) and cuda_sample.cu.
  *
  * Every op call becomes a record. Prefill steps (several tokens) run each record at once. A
  * one-token step only logs its records; end_step looks the log's hash up among the captured
@@ -34,13 +35,12 @@ static int gemv_max_n = 64;
 #define N_GRAPHS   4
 
 /* ---------------------------------------------------------------------------------------------
- * Probe
+ * Switches
  * ------------------------------------------------------------------------------------------- */
 
-static char g_why[256];
 int cu_pdl = 1;
-int cu_sm90 =
-    0; /* the loaded device code is sm_90+ (clusters, bulk copies, mbarrier transactions) */
+/* the loaded device code is sm_90+ (clusters, bulk copies, mbarrier transactions) */
+int cu_sm90 = 0;
 extern int cu_gemv_v2, cu_gemv_v7, cu_v7_ring, cu_v7_norm, cu_norm_fuse, cu_mma_u, cu_mma_tt;
 static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
@@ -65,43 +65,6 @@ static int cu_rope_fuse = 1;
 /* decode attention pieces merged inside a cluster (BRISK_CUDA_ATTN=counter: the last block to
  * arrive merges them from global memory, for A/B) */
 static int cu_attn_cluster = 1;
-
-__global__ void k_probe(int *p) {
-    if (p) *p = 1;
-}
-
-extern "C" bool brisk_backend_cuda_available(void) {
-    int n = 0;
-    cudaError_t err = cudaGetDeviceCount(&n);
-    if (err != cudaSuccess) {
-        snprintf(g_why, sizeof g_why, "no usable CUDA driver or card (%s: %s)",
-                 cudaGetErrorName(err), cudaGetErrorString(err));
-        return false;
-    }
-    if (n == 0) {
-        snprintf(g_why, sizeof g_why, "no CUDA card found");
-        return false;
-    }
-    cudaFuncAttributes fa;
-    err = cudaFuncGetAttributes(&fa, k_probe);
-    if (err != cudaSuccess) {
-        cudaDeviceProp p;
-        cudaGetDeviceProperties(&p, 0);
-        snprintf(g_why, sizeof g_why,
-                 "the CUDA card %s (sm_%d%d) cannot run this build's code (built for sm_90a "
-                 "and PTX 9.0): %s",
-                 p.name, p.major, p.minor, cudaGetErrorString(err));
-        cudaGetLastError();
-        return false;
-    }
-    g_why[0] = 0;
-    return true;
-}
-
-extern "C" const char *brisk_backend_cuda_unavailable(void) {
-    if (!g_why[0] && brisk_backend_cuda_available()) return "CUDA is available";
-    return g_why;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * State
@@ -1303,14 +1266,8 @@ static const brisk_backend_ops CUDA_OPS = {
 };
 
 /* The sampler chain on the device is opt-in (env BRISK_CUDA_SAMPLE=1) until its GPU test passes
- * on the card: on an H100 (2026-11-26) test_sample_cuda failed a V = 7 case (rows reported bad:
- * the test's, its -inf shape drew rows of only -inf; fixed in sample_cases.h) and, at full speed
- * only (not under compute-sanitizer), hit an illegal instruction at V = 32000 (not reproduced on
- * a CPU: tests/ops/cuda_emu now checks every barrier and warp intrinsic for divergence and finds
- * none). A later H100 run: all 61 checks pass with BRISK_CUDA_PDL=0, but with blocking launches
- * the V = 32000 "one finite logit" rows with top-k 2 gave a wrong id and differed run to run: a
- * race on degenerate rows that memcheck does not see. Without the op, brisk_context_eval_sample
- * copies the logits and samples on the host. */
+ * at full speed (a race on degenerate rows: bench/cuda-notes.md, round 5); without the op,
+ * brisk_context_eval_sample copies the logits and samples on the host. */
 static brisk_backend_ops cuda_ops_sample;
 
 /* ---------------------------------------------------------------------------------------------
@@ -1410,7 +1367,8 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
                                                   brisk_backend **out) {
     *out = NULL;
     if (!brisk_backend_cuda_available())
-        return brisk_errorf(BRISK_ERR_UNSUPPORTED, "brisk_backend_cuda_create: %s", g_why);
+        return brisk_errorf(BRISK_ERR_UNSUPPORTED, "brisk_backend_cuda_create: %s",
+                            brisk_backend_cuda_unavailable());
     brisk_backend *be = (brisk_backend *)calloc(1, sizeof *be);
     cu_state *s = (cu_state *)calloc(1, sizeof *s);
     if (!be || !s) {
@@ -1432,13 +1390,11 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         cu_pdl = !(e && e[0] == '0');
         /* griddepcontrol exists only in code built for sm_90+: never launch programmatically
          * into kernels that cannot wait */
-        cudaFuncAttributes fa;
-        if (cudaFuncGetAttributes(&fa, k_probe) != cudaSuccess || fa.binaryVersion < 90 ||
-            fa.ptxVersion < 90)
-            cu_pdl = 0;
-        cu_mma_ok = cudaFuncGetAttributes(&fa, k_probe) == cudaSuccess && fa.binaryVersion >= 80;
-        cu_sm90 = cudaFuncGetAttributes(&fa, k_probe) == cudaSuccess && fa.binaryVersion >= 90;
-        cudaGetLastError();
+        int bin = 0, ptx = 0;
+        cu_code_version(&bin, &ptx);
+        if (bin < 90 || ptx < 90) cu_pdl = 0;
+        cu_mma_ok = bin >= 80;
+        cu_sm90 = bin >= 90;
         e = getenv("BRISK_CUDA_GEMV");
         cu_gemv_v2 = e && e[0] == '2';
         cu_gemv_v3 = e && e[0] == '3';

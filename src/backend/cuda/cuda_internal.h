@@ -159,6 +159,10 @@ size_t cu_sample_out_offset(int cap);
 cudaError_t cu_sample(cudaStream_t st, const float *logits, int n, int V, void *scratch, int cap);
 cudaError_t cu_f32_to_half(cudaStream_t st, const float *x, size_t n, void *dst, int bf16);
 
+/* The device code of this build that the card runs (cuda_probe.cu): its sm version as 10 * major
+ * + minor (binary) and that of its PTX; false (both 0) when it cannot run. */
+bool cu_code_version(int *binary, int *ptx);
+
 /* Programmatic dependent launch (sm_90): every kernel of the backend is launched through
  * cu_launch, which lets the next kernel of the stream start while this one finishes. Each kernel
  * calls pdl_launch() first and pdl_wait() before it touches memory an earlier kernel writes
