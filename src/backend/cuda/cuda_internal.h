@@ -141,22 +141,7 @@ cudaError_t cu_get_rows(cudaStream_t st, const float *src, const int32_t *rows, 
 enum { cu_argmax_part_floats = 32 * 4 };
 cudaError_t cu_argmax(cudaStream_t st, const float *logits, int n, int V, float *part, int32_t *ids,
                       float *lp);
-/* Sampling (cuda_sample.cu): end_step_sample's chain over n rows of logits [n, V], n <= cap.
- * scratch: cu_sample_bytes(cap) bytes, zeroed once when allocated (the kernels leave their
- * arrival counters zero). It starts with the inputs, [cap] cu_sample_in, which the caller writes
- * before each launch (outside any graph), and holds the outputs at cu_sample_out_offset(cap):
- * [cap] cu_sample_out, id -1 for a row with NaN or +inf. */
-typedef struct cu_sample_in {
-    brisk_sample_params p;
-    double u;
-} cu_sample_in;
-typedef struct cu_sample_out {
-    int32_t id;
-    float lp;
-} cu_sample_out;
-size_t cu_sample_bytes(int cap);
-size_t cu_sample_out_offset(int cap);
-cudaError_t cu_sample(cudaStream_t st, const float *logits, int n, int V, void *scratch, int cap);
+#include "cuda_sample.h"
 cudaError_t cu_f32_to_half(cudaStream_t st, const float *x, size_t n, void *dst, int bf16);
 
 /* The device code of this build that the card runs (cuda_probe.cu): its sm version as 10 * major

@@ -1,7 +1,7 @@
 /* cuda_internal.h (emulated): what cuda_sample.cu needs from src/backend/cuda/cuda_internal.h,
  * over emu_cuda.h instead of the CUDA runtime: the sampling entry points, PDL as no-ops and
- * cu_launch running the grid on the fiber scheduler. Keep the declarations in step with the real
- * header. */
+ * cu_launch running the grid on the fiber scheduler. The sampling declarations are the real
+ * backend/cuda/cuda_sample.h. */
 #ifndef BRISK_CUDA_INTERNAL_H
 #define BRISK_CUDA_INTERNAL_H
 
@@ -11,17 +11,7 @@ extern "C" {
 #include "backend/backend.h"
 }
 
-typedef struct cu_sample_in {
-    brisk_sample_params p;
-    double u;
-} cu_sample_in;
-typedef struct cu_sample_out {
-    int32_t id;
-    float lp;
-} cu_sample_out;
-size_t cu_sample_bytes(int cap);
-size_t cu_sample_out_offset(int cap);
-cudaError_t cu_sample(cudaStream_t st, const float *logits, int n, int V, void *scratch, int cap);
+#include "backend/cuda/cuda_sample.h"
 
 static inline void pdl_launch() {}
 static inline void pdl_wait() {}
