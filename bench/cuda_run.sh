@@ -1,8 +1,10 @@
 #!/bin/bash
 # bench/cuda_run.sh: one device call: build for sm_90a, GPU parity tests, compute-sanitizer on the
 # tiny models, the CUDA benchmarks (batch 1 and batched decode), ncu of one decode layer. Logs go
-# to $OUT; a short table is printed last. Knobs: FAST=1 skips sanitizers and bf16; AB=1 also times
-# the round-3 v4 GEMV (BRISK_CUDA_GEMV=4) for 8B and 1B; MEMCHECK=1 with FAST=1 still runs memcheck; NCU=0 skips ncu.
+# to $OUT; a short table is printed last. Knobs: FAST=1 skips sanitizers and bf16; AB="ENV=v ..."
+# also times 8B and 1B under each assignment; BATCHES="8 32 64"; MEMCHECK=1 with FAST=1 still runs
+# memcheck; NCU=0 skips ncu; SKIPS="stage ..." (in-graph stage costs), READBW=1, NCU_V4=1 with
+# NCU_K=kernel, SAMPLE=1 (decode with top-p), SAMPLE_DIAG=1 (the sampler test without PDL).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 FULL=$OUT; OUT=/tmp/logs; mkdir -p $OUT  # only a few files come back: see the end
@@ -34,7 +36,7 @@ b() { # name, env, args...
 }
 b 8b_q4 X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
 b 1b_q4 X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
-for v in ${AB:-}; do # A/B variants: env assignments, e.g. AB="BRISK_CUDA_GEMV=5 BRISK_CUDA_ATTN=split"
+for v in ${AB:-}; do # A/B variants: env assignments, e.g. AB="BRISK_CUDA_GEMV=4 BRISK_CUDA_ATTN=counter"
   b 8b_q4_$v $v --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
   b 1b_q4_$v $v --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
 done
@@ -68,10 +70,6 @@ if [ -z "${FAST:-}" ] || [ -n "${MEMCHECK:-}" ]; then
     timeout 200 compute-sanitizer --tool memcheck --leak-check no ./tests/$t > $OUT/memcheck_$t.log 2>&1; echo "memcheck $t rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_$t.log)" | tee -a $S
     timeout 200 compute-sanitizer --tool racecheck ./tests/$t > $OUT/racecheck_$t.log 2>&1; echo "racecheck $t rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck_$t.log)" | tee -a $S
   done
-fi
-if [ -n "${NCU_PIPE:-}" ]; then # stall reasons of one v5 gate+up GEMV
-  BRISK_CUDA_GEMV=5 timeout 150 ncu -k regex:k_gemv_pipe --launch-skip 60 --launch-count 2 --section WarpStateStats --section MemoryWorkloadAnalysis --section SchedulerStats --section Occupancy --section SpeedOfLight ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 16 -n 8 -r 1 > $OUT/ncu_pipe.log 2>&1
-  cp $OUT/ncu_pipe.log $FULL/ 2>/dev/null
 fi
 if [ "${NCU:-1}" != 0 ]; then
   timeout 150 ncu --launch-skip ${NCU_SKIP:-1500} --launch-count 24 --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 4 -n 40 -r 1 > $OUT/ncu8b.log 2>&1

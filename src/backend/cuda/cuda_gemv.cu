@@ -860,10 +860,9 @@ static bool same_fmt(const cu_weight *a, const cu_weight *b) {
            a->cols == b->cols && a->row_bytes == b->row_bytes && a->fast == b->fast;
 }
 
-/* RMSNorm fused into the GEMV: off unless env BRISK_CUDA_NORMFUSE=1. Measured on H100 (8B q4
- * decode): fused 282.5 tok/s vs 317.4 with the norm as its own kernel (the v4 kernel's gate+up went
- * 38 -> 51 us: 128 registers with spills, and the prologue delays the math of every block); v5
- * with the norm fused is slower still. */
+/* The RMSNorm fused into the v4 GEMV: off unless env BRISK_CUDA_NORMFUSE=1. Measured on H100 (8B
+ * q4 decode): fused 282.5 tok/s vs 317.4 with the norm as its own kernel (the v4 kernel's gate+up
+ * went 38 -> 51 us: 128 registers with spills, and the prologue delays the math of every block). */
 int cu_norm_fuse = 0;
 /* The RMSNorm folded into the v7 GEMV's staging of x (env BRISK_CUDA_V7NORM=0: the norm kernel,
  * for A/B). */
@@ -871,17 +870,16 @@ int cu_v7_norm = 1;
 
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                          int n, const float *nw, float eps) {
-    bool same = epi != CU_EPI_ADD;
-    for (int i = 1; i < nmat; i++) same = same && same_fmt(m[0].w, m[i].w);
-    if (epi == CU_EPI_SWIGLU) same = same && nmat == 2 && m[0].w->rows == m[1].w->rows;
-    if (same && cu_v7_norm) { /* v7 (one-token steps): the norm in its one pass over x */
+    bool ok = epi != CU_EPI_ADD; /* one fused launch: the same format and width */
+    for (int i = 1; i < nmat; i++) ok = ok && same_fmt(m[0].w, m[i].w);
+    if (epi == CU_EPI_SWIGLU) ok = ok && nmat == 2 && m[0].w->rows == m[1].w->rows;
+    if (!ok) return cudaErrorNotSupported;
+    if (cu_v7_norm) { /* v7 (one-token steps): the norm in its one pass over x */
         const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n, nw, eps);
         if (e != cudaErrorNotSupported) return e;
     }
-    bool ok = cu_norm_fuse && epi != CU_EPI_ADD && m[0].w->cols >= 64 * MMA_W;
-    for (int i = 0; i < nmat; i++) ok = ok && m[i].w->fast == 2 && same_fmt(m[0].w, m[i].w);
-    if (epi == CU_EPI_SWIGLU) ok = ok && nmat == 2 && m[0].w->rows == m[1].w->rows;
-    if (!ok) return cudaErrorNotSupported;
+    if (!cu_norm_fuse || m[0].w->fast != 2 || m[0].w->cols < 64 * MMA_W)
+        return cudaErrorNotSupported;
     return gemv_mma(st, m, nmat, epi, x, n, nw, eps);
 }
 
@@ -899,7 +897,7 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
         return cudaSuccess;
     }
     if (m[0].w->fast == 2) {
-        const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n); /* when opted in */
+        const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n); /* one-token steps */
         if (e != cudaErrorNotSupported) return e;
         return gemv_mma(st, m, nmat, epi, x, n);
     }

@@ -310,10 +310,10 @@ static cudaError_t launch_p_epi(cudaStream_t st, const p_args &a, int smem, int 
 
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                         int n, const float *nw, float eps) {
-    const bool ok = cu_sm90; /* bulk copies and mbarrier transactions in the loaded code */
     const int ntl = epi == CU_EPI_SWIGLU ? 2 : 1;
     const cu_weight *w0 = m[0].w;
-    if (!cu_gemv_v7 || !ok || n != 1 || w0->fast != 2 || w0->cols % 64 || w0->gs < 64 ||
+    /* cu_sm90: bulk copies and mbarrier transactions in the loaded code */
+    if (!cu_gemv_v7 || !cu_sm90 || n != 1 || w0->fast != 2 || w0->cols % 64 || w0->gs < 64 ||
         w0->cols > P_MAXK || ((uintptr_t)x & 15))
         return cudaErrorNotSupported;
     p_args a = {};
