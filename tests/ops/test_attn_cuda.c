@@ -47,19 +47,49 @@ static float half_round(float x) {
     return brisk_f16_to_f32(brisk_f32_to_f16(x));
 }
 
+static brisk_attn_batch batch_of(const fixture *f, int T, const int32_t *pos, const int32_t *seq,
+                                 const int32_t *slot) {
+    brisk_attn_batch b = {.n_tokens = T,
+                          .pos = pos,
+                          .seq = seq,
+                          .slot = slot,
+                          .block_tables = (const int32_t *const *)f->tables,
+                          .block_size = f->c->bs,
+                          .sliding_window = f->c->win};
+    return b;
+}
+
+/* The GPU output f->out against the reference's f->rout for T tokens: rel L2 <= 2e-3, all
+ * finite; on failure the first elements that are off. */
+static void compare_out(fixture *f, const char *what, int T, const int32_t *pos,
+                        const int32_t *seq) {
+    const cfg *c = f->c;
+    const size_t n = (size_t)T * f->H * c->hd;
+    int bad = 0;
+    const double e = gt_rel_l2(f->out, f->rout, n, &bad);
+    const int ok = bad == 0 && e <= 2e-3;
+    printf("  %-44s T=%-3d rel L2 %.2e%s\n", what, T, e, bad ? "  NON-FINITE" : "");
+    if (!ok) {
+        int shown = 0;
+        for (size_t k = 0; k < n && shown < 6; k++)
+            if (!(fabs((double)f->out[k] - f->rout[k]) <=
+                  1e-3 * (fabs((double)f->rout[k]) + 1e-2))) {
+                const size_t row = (size_t)f->H * c->hd, tok = k / row;
+                printf("    token %zu (seq %d pos %d) head %zu dim %zu: gpu %.6g ref %.6g\n", tok,
+                       seq[tok], pos[tok], (k % row) / c->hd, k % c->hd, f->out[k], f->rout[k]);
+                shown++;
+            }
+    }
+    CHECK_MSG(ok, "%s T=%d: rel L2 %.3g (bound 2e-3), %d non-finite outputs", what, T, e, bad);
+}
+
 /* One attention step on both backends; compares, and returns the GPU output in f->out. */
 static void step(fixture *f, const char *what, int T, const int32_t *pos, const int32_t *seq) {
     const cfg *c = f->c;
     const size_t n = (size_t)T * f->H * c->hd;
     int32_t tokens[MAX_TOKENS], slot[MAX_TOKENS];
     for (int i = 0; i < T; i++) tokens[i] = 0, slot[i] = 0;
-    brisk_attn_batch b = {.n_tokens = T,
-                          .pos = pos,
-                          .seq = seq,
-                          .slot = slot,
-                          .block_tables = (const int32_t *const *)f->tables,
-                          .block_size = c->bs,
-                          .sliding_window = c->win};
+    brisk_attn_batch b = batch_of(f, T, pos, seq, slot);
     for (size_t e = 0; e < n; e++) f->q[e] = 3.0f * gt_frnd();
     cudaMemcpy(f->dq, f->q, n * 4, cudaMemcpyHostToDevice);
     cudaMemset(f->dout, 0xff, n * 4); /* NaN: an output the kernel does not write shows */
@@ -72,22 +102,7 @@ static void step(fixture *f, const char *what, int T, const int32_t *pos, const 
     cudaError_t ce = cudaMemcpy(f->out, f->dout, n * 4, cudaMemcpyDeviceToHost);
     CHECK_MSG(ce == cudaSuccess, "%s: %s", what, cudaGetErrorString(ce));
     f->ref->ops->attention(f->ref, f->q, f->rkc, f->rvc, &b, f->H, c->hkv, c->hd, f->rout);
-    int bad = 0;
-    const double e = gt_rel_l2(f->out, f->rout, n, &bad);
-    const int ok = bad == 0 && e <= 2e-3;
-    printf("  %-44s T=%-3d rel L2 %.2e%s\n", what, T, e, bad ? "  NON-FINITE" : "");
-    if (!ok) { /* where: the first elements that are off */
-        int shown = 0;
-        for (size_t k = 0; k < n && shown < 6; k++)
-            if (!(fabs((double)f->out[k] - f->rout[k]) <=
-                  1e-3 * (fabs((double)f->rout[k]) + 1e-2))) {
-                const size_t row = (size_t)f->H * c->hd, tok = k / row;
-                printf("    token %zu (seq %d pos %d) head %zu dim %zu: gpu %.6g ref %.6g\n", tok,
-                       seq[tok], pos[tok], (k % row) / c->hd, k % c->hd, f->out[k], f->rout[k]);
-                shown++;
-            }
-    }
-    CHECK_MSG(ok, "%s T=%d: rel L2 %.3g (bound 2e-3), %d non-finite outputs", what, T, e, bad);
+    compare_out(f, what, T, pos, seq);
 }
 
 static int run_cfg(const cfg *c) {
@@ -234,13 +249,7 @@ static int run_cfg(const cfg *c) {
             cudaMemcpy(dv, v, nk * 4, cudaMemcpyHostToDevice);
             cudaMemset(f->dout, 0xff, nq * 4);
             cudaDeviceSynchronize();
-            brisk_attn_batch b = {.n_tokens = T,
-                                  .pos = pos,
-                                  .seq = seq,
-                                  .slot = slot,
-                                  .block_tables = (const int32_t *const *)f->tables,
-                                  .block_size = c->bs,
-                                  .sliding_window = c->win};
+            brisk_attn_batch b = batch_of(f, T, pos, seq, slot);
             CHECK(f->gpu->ops->begin_step(f->gpu, tokens, &b, f->max_blocks, NSEQ) == BRISK_OK);
             f->gpu->ops->rope_kv_store(f->gpu, f->dq, dk, dv, pos, T, f->H, c->hkv, hd, invf, f->kc,
                                        f->vc, slot);
@@ -253,12 +262,7 @@ static int run_cfg(const cfg *c) {
             for (size_t e = 0; e < nk; e++) k[e] = half_round(k[e]); /* as the GPU cache holds */
             f->ref->ops->kv_store(f->ref, f->rkc, f->rvc, k, v, slot, T, f->kv_dim);
             f->ref->ops->attention(f->ref, f->q, f->rkc, f->rvc, &b, f->H, c->hkv, hd, f->rout);
-            int bad = 0;
-            const double e = gt_rel_l2(f->out, f->rout, nq, &bad);
-            printf("  %-44s T=%-3d rel L2 %.2e%s\n", "rope + kv store fused into attention", T, e,
-                   bad ? "  NON-FINITE" : "");
-            CHECK_MSG(bad == 0 && e <= 2e-3, "fused rope T=%d: rel L2 %.3g, %d non-finite", T, e,
-                      bad);
+            compare_out(f, "rope + kv store fused into attention", T, pos, seq);
             f->gpu->ops->free(f->gpu, dk), f->gpu->ops->free(f->gpu, dv);
             free(k), free(v);
             step(f, "the caches the fused launch wrote", T, pos, seq);
