@@ -77,7 +77,7 @@ __device__ __forceinline__ void tr_add(unsigned long long *tr, int k, uint64_t f
 template <int GP, int LPR, bool CL>
 __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
-    const uint64_t T0 = gtime();
+    const uint64_t T0 = a.trace ? gtime() : 0;
     pdl_launch();
     /* Fused (a.k_new): everything this block reads from the cache except each token's own new
      * position was written by earlier steps, and pos/seq/slot/tables by the step's upload, so
@@ -338,6 +338,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     }
 
     if (tr) tr_add(a.trace, 2, T1); /* -> tiles done */
+
         /* the warp's (m, l, o): sum l over lanes (positions) and o over the RPW row groups */
 #pragma unroll
     for (int g = 0; g < GP; g++) {
