@@ -439,6 +439,10 @@ static void repr_rec(tp_rt *rt, tp_buf *b, tp_value v, int depth) {
     }
     case TV_DICT:
         return write_dict_repr(rt, b, v.u.dict, depth);
+    case TV_NS: /* here, not in tp_write_str: a namespace inside itself stays bounded by depth */
+        tp_buf_puts(rt, b, "<Namespace ");
+        write_dict_repr(rt, b, v.u.dict, depth);
+        return tp_buf_puts(rt, b, ">");
     default:
         return tp_write_str(rt, b, v);
     }
@@ -460,11 +464,8 @@ void tp_write_str(tp_rt *rt, tp_buf *b, tp_value v) {
         return tp_buf_put(rt, b, v.u.s, v.n);
     case TV_LIST:
     case TV_DICT:
-        return tp_write_repr(rt, b, v);
     case TV_NS:
-        tp_buf_puts(rt, b, "<Namespace ");
-        write_dict_repr(rt, b, v.u.dict, 0);
-        return tp_buf_puts(rt, b, ">");
+        return tp_write_repr(rt, b, v);
     case TV_MACRO:
         return tp_buf_puts(rt, b, "<Macro>");
     case TV_FUNC:

@@ -120,6 +120,21 @@ static void test_errors(void) {
                  "%}{% endfor %}"
                  "{{ ns.x | tojson }}",
                  BRISK_ERR_UNSUPPORTED, "nesting too deep");
+    /* a namespace inside itself (fuzz_template found the printing recursing without bound) */
+    expect_error("{% set ns = namespace(n=0) %}{% set ns.n = (ns, 1) %}{{ ns }}",
+                 BRISK_ERR_UNSUPPORTED, "value nests deeper");
+    expect_error("{% set ns = namespace(n=0) %}{% set ns.n = [ns] %}{{ ns.n }}",
+                 BRISK_ERR_UNSUPPORTED, "value nests deeper");
+    expect_error("{% set ns = namespace(n=0) %}{% set ns.n = {'a': ns} %}{{ ns.n | tojson }}",
+                 BRISK_ERR_INVALID_ARG, "Object of type Namespace is not JSON serializable");
+    { /* as Python: the same object compares equal without looking inside */
+        char *out = NULL;
+        const brisk_status st = render(
+            "{% set ns = namespace(n=0) %}{% set ns.n = [ns] %}{{ ns.n == ns.n }}", NULL, &out);
+        CHECK_MSG(st == BRISK_OK && strcmp(out, "True") == 0, "self-containing ==: %d '%s'", st,
+                  out);
+        free(out);
+    }
     /* bad inputs to the API */
     brisk_chat_template *t = NULL;
     CHECK(brisk_chat_template_create("{{ 1 }}", 7, &t) == BRISK_OK);
