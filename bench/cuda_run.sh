@@ -4,7 +4,8 @@
 # to $OUT; a short table is printed last. Knobs: FAST=1 skips sanitizers and bf16; AB="ENV=v ..."
 # also times 8B and 1B under each assignment; BATCHES="8 32 64"; MEMCHECK=1 with FAST=1 still runs
 # memcheck; NCU=0 skips ncu; SKIPS="stage ..." (in-graph stage costs), READBW=1, NCU_V4=1 with
-# NCU_K=kernel, SAMPLE=1 (decode with top-p), SAMPLE_DIAG=1 (the sampler test without PDL).
+# NCU_K=kernel, SAMPLE=1 (decode with top-p), SAMPLE_DIAG=1 (the sampler test without PDL),
+# BAB="ENV=v ..." (batched decode under each assignment too), NCU_B=64 (kernel times of a batched step).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 FULL=$OUT; OUT=/tmp/logs; mkdir -p $OUT  # only a few files come back: see the end
@@ -21,6 +22,7 @@ timeout 120 ./tests/test_attn_cuda > $OUT/attn.log 2>&1; echo "attn rc=$? $(tail
 BRISK_CUDA_ATTN=counter timeout 120 ./tests/test_attn_cuda > $OUT/attn_counter.log 2>&1; echo "attn (counter merge) rc=$? $(tail -1 $OUT/attn_counter.log)" | tee -a $S
 # one-token matmuls on the v4 kernel too (v7 is the default for them)
 BRISK_CUDA_GEMV=4 timeout 120 ./tests/test_ops_cuda > $OUT/ops_v4.log 2>&1; echo "ops (v4 GEMV) rc=$?" | tee -a $S
+BRISK_CUDA_BATCH=0 timeout 120 ./tests/test_ops_cuda > $OUT/ops_nobatch.log 2>&1; echo "ops (batches on v4) rc=$?" | tee -a $S
 [ -x ./tests/test_sample_cuda ] && { timeout 200 ./tests/test_sample_cuda > $OUT/sample.log 2>&1; echo "sample rc=$? $(tail -1 $OUT/sample.log)" | tee -a $S; }
 if [ -n "${SAMPLE_DIAG:-}" ]; then # is a failure of the sampler test about PDL overlap or inside a kernel?
   BRISK_CUDA_PDL=0 timeout 200 ./tests/test_sample_cuda > $OUT/sample_nopdl.log 2>&1; echo "sample (PDL off) rc=$? $(tail -1 $OUT/sample_nopdl.log)" | tee -a $S
@@ -52,7 +54,16 @@ if [ -n "${NCU_V4:-}" ]; then # stall reasons of the v4 GEMVs of one 8B decode l
   timeout 200 ncu --clock-control none -k regex:${NCU_K:-k_gemv_mma} --launch-skip ${NCU_V4_SKIP:-400} --launch-count 4 --section WarpStateStats --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables --section SchedulerStats --section Occupancy --section SpeedOfLight --section LaunchStats ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 4 -n 40 -r 1 > $OUT/ncu_v4.log 2>&1
   cp $OUT/ncu_v4.log $FULL/
 fi
-for B in ${BATCHES:-8 32 64}; do b 8b_q4_b$B X=1 --shape llama3-8b --quant q4g64 -p 0 -n 32 -b $B --ctx 1024 -r 1; done
+if [ -n "${NCU_B:-}" ]; then # kernel time per name over ~one batched step (64 sequences), and the v8 GEMV's stalls
+  timeout 200 ncu --metrics gpu__time_duration.sum --launch-skip ${NCU_B_SKIP:-700} --launch-count ${NCU_B_COUNT:-320} ./brisk bench --backend cuda --shape llama3-8b --quant q4g64 -p 0 -n 6 -b ${NCU_B:-64} --ctx 1024 -r 1 > $OUT/ncu_b.log 2>&1
+  awk '/^  [a-zA-Z_]/ && /\(/ {k=$0; sub(/^ +/,"",k); sub(/\(.*/,"",k); gsub(/ /,"",k)} /gpu__time_duration/{u=$(NF-1); t=$NF; if (u ~ /^ms/) t*=1000; if (u ~ /^ns/) t/=1000; s[k]+=t; c[k]++} END {for (k in s) printf "%-40s %5d launches %10.1f us\n", k, c[k], s[k]}' $OUT/ncu_b.log | sort -k4 -n -r > $OUT/ncu_b_short.log
+  cat $OUT/ncu_b_short.log; cp $OUT/ncu_b_short.log $FULL/
+  timeout 200 ncu --clock-control none -k regex:k_gemv_batch --launch-skip 200 --launch-count 4 --section WarpStateStats --section SchedulerStats --section SpeedOfLight --section MemoryWorkloadAnalysis --section LaunchStats ./brisk bench --backend cuda --shape llama3-8b --quant q4g64 -p 0 -n 6 -b ${NCU_B:-64} --ctx 1024 -r 1 > $OUT/ncu_bk.log 2>&1
+  cp $OUT/ncu_bk.log $FULL/
+fi
+for B in ${BATCHES:-8 32 64}; do # BAB="ENV=v ...": each batch size under each assignment too
+  for v in X=1 ${BAB:-}; do b 8b_q4_b${B}_$v $v --shape llama3-8b --quant q4g64 -p 0 -n 32 -b $B --ctx 1024 -r 1; done
+done
 if [ -n "${SAMPLE:-}" ]; then # decode with the sampler chain on the device
   b 8b_q4_topp X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3 --temp 0.7 --top-p 0.9 --seed 1
   b 1b_q4_topp X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3 --temp 0.7 --top-p 0.9 --seed 1

@@ -222,10 +222,10 @@ int main(void) {
     const int rc = gt_cuda_create(&init, &gpu);
     if (rc) return rc;
     CHECK(brisk_backend_ref_create(&init, &ref) == BRISK_OK);
-    const int ns[] = {1, 3, 20};
+    const int ns[] = {1, 3, 8, 20, 64}; /* 2-64: the batched GEMV (v8) where it applies */
     for (int f = 0; f < NF; f++) {
         printf("%s\n", F[f].name);
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < (int)(sizeof ns / sizeof ns[0]); k++) {
             const int n = ns[k];
             /* 4-bit (cols % 64 == 0) runs the tensor-core GEMV: x rounded to half, ~3e-4 */
             const double tol = n > 4 && F[f].type != BRISK_W_F32                ? 4e-3

@@ -31,6 +31,7 @@ extern "C" {
  * cuBLAS path ran 1,160 and 1,790 tok/s, i.e. 27.6 and 35.7 ms per step, while a GEMV pass over
  * the weights takes ~3.5 ms. Env BRISK_CUDA_GEMV_MAX_N overrides (A/B). */
 static int gemv_max_n = 64;
+static int cu_batch_prefill = 0; /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
 #define GEMV_MAX_N gemv_max_n
 #define N_GRAPHS   4
 
@@ -41,7 +42,7 @@ static int gemv_max_n = 64;
 int cu_pdl = 1;
 /* the loaded device code is sm_90+ (clusters, bulk copies, mbarrier transactions) */
 int cu_sm90 = 0;
-extern int cu_gemv_v2, cu_gemv_v7, cu_v7_ring, cu_v7_norm, cu_norm_fuse, cu_mma_u, cu_mma_tt;
+extern int cu_gemv_v2, cu_gemv_v7, cu_gemv_v8, cu_v7_ring, cu_v7_norm, cu_norm_fuse, cu_mma_u, cu_mma_tt;
 static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
@@ -138,6 +139,7 @@ typedef struct cu_state {
     int deq_next; /* the half the next pipelined tile goes to */
     int fattn;    /* prefill attention on the tensor-core kernel (BRISK_CUDA_FATTN=0: off) */
     float *tmp;   /* [max_tokens, max_cols] */
+    cu_batch_scratch bsc; /* the batched GEMV's (steps of 2-64 tokens); xq NULL: none */
     float *h_logits;
     size_t h_logits_cap;
     /* greedy tokens: device [part | ids | lp] and pinned [ids | lp] for am_cap rows */
@@ -389,6 +391,18 @@ static bool blas_pipeline(cu_state *s, const blas_job *jobs, int nj, const float
 static void exec_matmul(cu_state *s, const op_rec *r) {
     const float *x = (const float *)r->p0;
     const int n = r->n;
+    if (n >= 2 && (n <= GEMV_MAX_N || cu_batch_prefill) && s->bsc.xq) {
+        /* every weight once per 64 tokens */
+        cu_gemv_mat m[3];
+        for (int i = 0; i < r->nmat; i++)
+            m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
+        const cudaError_t e = cu_gemv_batch(s->st, m, r->nmat, r->epi, x, n,
+                                            (const float *)r->p1, r->eps, &s->bsc);
+        if (e != cudaErrorNotSupported) {
+            chk(s, e, r->p1 ? "cuda rmsnorm+matmul (batch)" : "cuda matmul (batch)");
+            return;
+        }
+    }
     if (r->p1) { /* rmsnorm(x) first: fused into the GEMV when a kernel has it */
         if (n <= GEMV_MAX_N) {
             cu_gemv_mat m[3];
@@ -1225,6 +1239,7 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->deq);
         cudaFree(s->xh);
         cudaFree(s->tmp);
+        cudaFree(s->bsc.xq), cudaFree(s->bsc.xs), cudaFree(s->bsc.part), cudaFree(s->bsc.count);
         cudaFreeHost(s->h_logits);
         cudaFree(s->d_am);
         cudaFreeHost(s->h_am);
@@ -1399,6 +1414,10 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         cu_gemv_v2 = e && e[0] == '2';
         cu_gemv_v3 = e && e[0] == '3';
         cu_gemv_v7 = !(e && e[0] == '4'); /* 4: one-token steps on v4 too (A/B) */
+        e = getenv("BRISK_CUDA_BATCH"); /* 0: steps of several tokens on v4 (A/B) */
+        cu_gemv_v8 = !(e && e[0] == '0');
+        e = getenv("BRISK_CUDA_BATCH_PREFILL"); /* 1: prefills on it too, 64 tokens a pass */
+        cu_batch_prefill = e && e[0] == '1';
         e = getenv("BRISK_CUDA_V7_RING"); /* KB of stages per block (tuning) */
         if (e && atoi(e) >= 16) cu_v7_ring = atoi(e) << 10;
         e = getenv("BRISK_CUDA_V7NORM");
@@ -1475,6 +1494,20 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     s->tmp = (float *)dalloc(s, (size_t)s->max_tokens * (size_t)s->max_cols * sizeof(float),
                              "cuda scratch");
     if (!s->tmp) goto err;
+    if (s->max_tokens >= 2 && cu_sm90) { /* the batched GEMV's scratch */
+        cu_batch_scratch *b = &s->bsc;
+        b->max_cols = s->max_cols;
+        b->part_cap = (size_t)4 << 20; /* floats: 16 MB */
+        b->count_cap = 4096;
+        if (!(b->xq = dalloc(s, cu_gemv_batch_xq_bytes(s->max_cols), "cuda batch scratch")) ||
+            !(b->xs = (float *)dalloc(s, cu_gemv_batch_xs_floats(s->max_cols) * 4,
+                                      "cuda batch scratch")) ||
+            !(b->part = (float *)dalloc(s, b->part_cap * 4, "cuda batch scratch")) ||
+            !(b->count = (int *)dalloc(s, (size_t)b->count_cap * 4, "cuda batch scratch")) ||
+            !chk(s, cudaMemsetAsync(b->count, 0, (size_t)b->count_cap * 4, s->st),
+                 "cuda batch scratch"))
+            goto err;
+    }
     if (s->max_tokens > GEMV_MAX_N) { /* the prefill path */
         s->xh_cap = (size_t)s->max_tokens * (size_t)s->max_cols * 2;
         if (!(s->xh = dalloc(s, s->xh_cap, "cuda prefill scratch"))) goto err;

@@ -21,15 +21,8 @@
  * group, so K needs no cross-block merge; after its last slice the consumers reduce over warps
  * in shared memory (fixed order: deterministic) and write the epilogue (store + bias, residual
  * add, or SwiGLU of the gate and up tiles). Tile groups go to blocks round-robin. */
+#include "cuda_bulk.cuh"
 #include "cuda_mma.cuh"
-
-/* The Hopper instructions below (mbarrier transactions, bulk copies, cache policies) exist in
- * sm_90 code only; builds for older cards compile them out (cu_gemv_tma launches nothing there). */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define P_SM90 1
-#else
-#define P_SM90 0
-#endif
 
 #define P_CW      8                 /* consumer warps */
 #define P_THREADS ((P_CW + 1) * 32) /* + the producer warp */
@@ -51,62 +44,8 @@ struct p_args {
     float eps;
 };
 
-__device__ __forceinline__ uint32_t smem_addr(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-__device__ __forceinline__ void mbar_init(uint64_t *b, int count) {
-#if P_SM90
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count)
-                 : "memory");
-#else
-    (void)b, (void)count;
-#endif
-}
-__device__ __forceinline__ void mbar_expect(uint64_t *b, uint32_t bytes) {
-#if P_SM90
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)),
-                 "r"(bytes)
-                 : "memory");
-#else
-    (void)b, (void)bytes;
-#endif
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t *b) {
-#if P_SM90
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
-#else
-    (void)b;
-#endif
-}
-__device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
-#if P_SM90
-    uint32_t done;
-    do {
-        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     " selp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(done)
-                     : "r"(smem_addr(b)), "r"(parity)
-                     : "memory");
-    } while (!done);
-#else
-    (void)b, (void)parity;
-#endif
-}
-/* Global -> shared bulk copy (16-byte aligned, a multiple of 16 bytes) completing on barrier b;
- * weights are read once per step: evict them first from L2. */
-__device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *b,
-                                          uint64_t policy) {
-#if P_SM90
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
-                 " [%0], [%1], %2, [%3], %4;" ::"r"(smem_addr(dst)),
-                 "l"(src), "r"(bytes), "r"(smem_addr(b)), "l"(policy)
-                 : "memory");
-#else
-    (void)dst, (void)src, (void)bytes, (void)b, (void)policy;
-#endif
-}
 __device__ __forceinline__ void consumers_sync() {
-    asm volatile("bar.sync %0, %1;" ::"r"(P_BAR), "r"(P_CW * 32) : "memory");
+    named_sync(P_BAR, P_CW * 32);
 }
 
 __host__ __device__ __forceinline__ int p_align(int v) {
@@ -151,10 +90,7 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
 
     if (wid == P_CW) { /* producer */
         if (lane == 0) {
-            uint64_t pol = 0;
-#if P_SM90
-            asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
-#endif
+            const uint64_t pol = policy_evict_first();
             int k = 0;
             for (int ug = blockIdx.x; ug < a.groups; ug += gridDim.x) {
                 int m, tile;

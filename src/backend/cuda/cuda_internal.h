@@ -56,6 +56,26 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
  * then normalises first. */
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                          int n, const float *nw, float eps);
+/* Scratch of the batched GEMV (cuda_gemv_batch.cu), owned by the backend: x prepared as half
+ * (cu_gemv_batch_xq_bytes) and its chunk sums (cu_gemv_batch_xs_floats) for K <= max_cols,
+ * partial sums of K-split work items (part_cap floats) and their arrival counters (count_cap,
+ * zero between launches). */
+typedef struct cu_batch_scratch {
+    void *xq;
+    float *xs, *part;
+    size_t part_cap;
+    int *count;
+    int count_cap;
+    int64_t max_cols;
+} cu_batch_scratch;
+size_t cu_gemv_batch_xq_bytes(int64_t max_cols);
+size_t cu_gemv_batch_xs_floats(int64_t max_cols);
+/* Steps of 2-64 tokens over 4-bit mma-layout weights: every weight read once (one launch that
+ * prepares x, with rmsnorm(x) by nw when given, and one GEMV launch); more tokens go in passes
+ * of 64. cudaErrorNotSupported
+ * (nothing launched) for other shapes or when off (env BRISK_CUDA_BATCH=0). */
+cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
+                          int n, const float *nw, float eps, const cu_batch_scratch *sc);
 /* dst[r0.., cols] = W rows [r0, r0+nr) as half, row-major (for the cuBLAS prefill path). */
 cudaError_t cu_dequant_half(cudaStream_t st, const cu_weight *w, int64_t r0, int64_t nr, void *dst);
 /* Repacks QAFFINE codes in place order for the fast layout: src (file order) -> dst. */

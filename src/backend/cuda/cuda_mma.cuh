@@ -47,7 +47,8 @@ struct mma_mat_d {
 __device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                          uint32_t a3, uint32_t b0, uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+    /* not volatile: no side effects, so independent MMAs may be scheduled around each other */
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
                  "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
@@ -80,21 +81,25 @@ __device__ __forceinline__ void mma_chunk_xsum(float (&X)[4], const uint32_t (&b
         mma16816(X, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx0[s], bx1[s]);
 }
 
-/* acc (rows g, g+8 x tokens 2t, 2t+1) += the chunk's codes q (the lane's A words: nibbles to half
- * 1024 + q by LOP3, rows g+8 as 1024 + 16q) times x, with the group's (scale, bias) r0 of row g
- * and r1 of row g + 8 applied in f32: y += s*C + (b - 1024 s)*X (rows g+8: s/16, b - 64 s). */
-template <int ST>
-__device__ __forceinline__ void
-mma_chunk_acc(float (&acc)[4], const uint4 &q, typename sb_raw<ST>::T r0, typename sb_raw<ST>::T r1,
-              const uint32_t (&bx0)[4], const uint32_t (&bx1)[4], const float (&X)[4]) {
-    float C[4] = {0.f, 0.f, 0.f, 0.f};
+/* The lane's A fragments of a chunk (4 k-steps x 4 registers): the codes q (nibbles to half
+ * 1024 + q by LOP3, rows g+8 as 1024 + 16q). Decoded once, they serve every token group. */
+__device__ __forceinline__ void mma_chunk_decode(uint32_t (&A)[4][4], const uint4 &q) {
 #pragma unroll
     for (int s = 0; s < 4; s++) {
         const uint32_t w = s == 0 ? q.x : s == 1 ? q.y : s == 2 ? q.z : q.w;
         const uint32_t w8 = w >> 8;
-        mma16816(C, lop_or(w, 0x000F000Fu), lop_or(w, 0x00F000F0u), lop_or(w8, 0x000F000Fu),
-                 lop_or(w8, 0x00F000F0u), bx0[s], bx1[s]);
+        A[s][0] = lop_or(w, 0x000F000Fu), A[s][1] = lop_or(w, 0x00F000F0u);
+        A[s][2] = lop_or(w8, 0x000F000Fu), A[s][3] = lop_or(w8, 0x00F000F0u);
     }
+}
+
+/* acc += the chunk's products C (A times x: 4 k-steps of MMA into zero) with the group's
+ * (scale, bias) r0 of row g and r1 of row g + 8 applied in f32: y += s*C + (b - 1024 s)*X
+ * (rows g+8: s/16, b - 64 s). */
+template <int ST>
+__device__ __forceinline__ void mma_chunk_scale(float (&acc)[4], const float (&C)[4],
+                                                typename sb_raw<ST>::T r0,
+                                                typename sb_raw<ST>::T r1, const float (&X)[4]) {
     const float2 p0 = sb_dec<ST>(r0), p1 = sb_dec<ST>(r1);
     const float bb0 = fmaf(-1024.f, p0.x, p0.y), sc1 = 0.0625f * p1.x;
     const float bb1 = fmaf(-64.f, p1.x, p1.y);
@@ -102,6 +107,28 @@ mma_chunk_acc(float (&acc)[4], const uint4 &q, typename sb_raw<ST>::T r0, typena
     acc[1] = fmaf(p0.x, C[1], fmaf(bb0, X[1], acc[1]));
     acc[2] = fmaf(sc1, C[2], fmaf(bb1, X[2], acc[2]));
     acc[3] = fmaf(sc1, C[3], fmaf(bb1, X[3], acc[3]));
+}
+
+/* acc (rows g, g+8 x tokens 2t, 2t+1) += the decoded chunk A times x, scaled as above. */
+template <int ST>
+__device__ __forceinline__ void
+mma_chunk_acc_dec(float (&acc)[4], const uint32_t (&A)[4][4], typename sb_raw<ST>::T r0,
+                  typename sb_raw<ST>::T r1, const uint32_t (&bx0)[4], const uint32_t (&bx1)[4],
+                  const float (&X)[4]) {
+    float C[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int s = 0; s < 4; s++) mma16816(C, A[s][0], A[s][1], A[s][2], A[s][3], bx0[s], bx1[s]);
+    mma_chunk_scale<ST>(acc, C, r0, r1, X);
+}
+
+/* The same from the raw codes (one token group). */
+template <int ST>
+__device__ __forceinline__ void
+mma_chunk_acc(float (&acc)[4], const uint4 &q, typename sb_raw<ST>::T r0, typename sb_raw<ST>::T r1,
+              const uint32_t (&bx0)[4], const uint32_t (&bx1)[4], const float (&X)[4]) {
+    uint32_t A[4][4];
+    mma_chunk_decode(A, q);
+    mma_chunk_acc_dec<ST>(acc, A, r0, r1, bx0, bx1, X);
 }
 
 /* SMs of the current device (132 when it cannot be read), read once. */

@@ -1,0 +1,492 @@
+/* cuda_gemv_batch.cu: the tensor-core GEMV for steps of 2-64 tokens over 4-bit weights in the mma
+ * layout (fast == 2), reading every weight once per step (v8; bench/cuda-notes.md, round 6).
+ *
+ * Why: v4 takes 8 tokens per launch (the MMA's 8 columns), so a step of 64 tokens read the
+ * weights 8 times (8B: ~3.5 ms per pass, 33 ms per step at batch 64), and the dequantize + cuBLAS
+ * path costs a full half-precision copy of every matrix per step.
+ *
+ * Two launches per matmul:
+ *  1. k_xprep: x [n, K] (f32; with the RMSNorm of the input folded in when nw is given) -> half
+ *     in B-fragment order, per chunk of 64 columns and group of 8 tokens one 1 KB block (lane
+ *     4g+t's 16-byte words of token g at 16l and 512 + 16l: conflict-free shared-memory loads),
+ *     and the chunk sums of those halves [chunk][token] (the X of the v4 formula). Tokens up to
+ *     the padded count are zero.
+ *  2. k_gemv_batch: one persistent block per SM, the v7 pipeline (a producer warp bulk-copies
+ *     stages into an mbarrier ring; it issues the first ring's weights before the PDL wait).
+ *     A work item is (group of 8 or 16 16-row tiles, slice of K); a stage holds S chunks of the
+ *     group's codes and (scale, bias) pairs plus the same chunks of the prepared x and sums. The
+ *     8 consumer warps split the item's tiles x token groups (no reduction over warps): each
+ *     decodes a tile's chunk once (LOP3 -> half A fragments) and runs it against each of its
+ *     token groups (4 MMAs), so the tensor cores see up to 64 columns per weight load.
+ *     Small matrices split K over B_MAXKS items per group to fill the SMs; the partial sums go to
+ *     scratch and the last item of a group to finish (a device-scope counter) adds them in split
+ *     order (deterministic) and applies the epilogue: store + bias, residual add, or SwiGLU
+ *     (gate and up tiles in one item, never split). */
+#include "cuda_bulk.cuh"
+#include "cuda_mma.cuh"
+
+#define B_CW      16                /* consumer warps */
+#define B_THREADS ((B_CW + 1) * 32) /* + the producer warp */
+#define B_MAXST   8                 /* ring stages at most */
+#define B_RING    (192 << 10)       /* bytes of the ring */
+#define B_MAXKS   8                 /* K splits per tile group at most */
+#define B_BAR     1                 /* named barrier of the consumer warps */
+
+struct b_args {
+    mma_mat_d m[3];
+    int nmat;                  /* matrices enumerated (1 for SwiGLU: m[1] is `up`) */
+    int gbase[4];              /* first tile group of matrix i; gbase[nmat] = groups */
+    int K, nch, gshift, n, ks; /* ks: items (K slices) per tile group */
+    int cpi, S, tg;            /* chunks per item, chunks per stage, tiles per item */
+    int stages, stage_bytes, gmax, off_pairs, off_x, off_xs;
+    const uint8_t *xq; /* k_xprep's output */
+    const float *xs;
+    float *part; /* [group][ks][npad][tg * 16] when ks > 1 */
+    int *count;  /* [group], zero between launches */
+};
+
+/* 16-row tiles per work item for NG token groups (the consumer warps' layout, below) */
+__host__ __device__ constexpr int b_tg(int ng) {
+    return ng == 1 ? 16 : 8;
+}
+
+__device__ __forceinline__ void batch_sync() {
+    named_sync(B_BAR, B_CW * 32);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+/* Block = one token (of the padded count); x row -> half B fragments and chunk sums. */
+__global__ void __launch_bounds__(256) k_xprep(const float *x, int n, int K, int ng, const float *nw,
+                                               float eps, uint8_t *xq, float *xs) {
+    pdl_launch();
+    pdl_wait();
+    const int tok = blockIdx.x, grp = tok >> 3, g = tok & 7, tid = threadIdx.x;
+    const bool live = tok < n;
+    const float *xr = x + (int64_t)(live ? tok : 0) * K;
+    __shared__ float red[8];
+    float rs = 1.f;
+    if (nw && live) {
+        float ss = 0.f;
+        for (int c = tid * 4; c < K; c += 256 * 4) {
+            const float4 v = __ldg((const float4 *)(xr + c));
+            ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if ((tid & 31) == 0) red[tid >> 5] = ss;
+        __syncthreads();
+        ss = 0.f;
+#pragma unroll
+        for (int w = 0; w < 8; w++) ss += red[w];
+        rs = rsqrtf(ss / (float)K + eps);
+    }
+    /* unit e = (chunk c, u): 8 halves, columns 64c + 8u; u = 2t + h -> half h of lane (g, t) */
+    const int units = (K >> 6) * 8, span = (units + 255) & ~255; /* whole warps in the loop */
+    for (int e = tid; e < span; e += 256) {
+        const bool act = e < units;
+        const int c = e >> 3, u = e & 7, t = u >> 1, h = u & 1;
+        float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        if (act && live) {
+            const int col = 64 * c + 8 * u;
+            const float4 a = __ldg((const float4 *)(xr + col)),
+                         b = __ldg((const float4 *)(xr + col + 4));
+            v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+            v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+            if (nw) {
+                const float4 wa = __ldg((const float4 *)(nw + col)),
+                             wb = __ldg((const float4 *)(nw + col + 4));
+                const float w[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
+#pragma unroll
+                for (int i = 0; i < 8; i++) v[i] = v[i] * rs * w[i];
+            }
+        }
+        uint32_t hw[4];
+        float sum = 0.f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const __half2 p = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+            hw[i] = *(const uint32_t *)&p;
+            const float2 f = __half22float2(p);
+            sum += f.x + f.y;
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+        if (act) {
+            uint8_t *blk = xq + ((int64_t)c * ng + grp) * 1024;
+            *(uint4 *)(blk + h * 512 + (4 * g + t) * 16) = make_uint4(hw[0], hw[1], hw[2], hw[3]);
+            if (u == 0) xs[((int64_t)c * ng + grp) * 8 + g] = sum;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+/* Walks this block's stages in order: f(k, m, tile0, c0, nc) for stage k of the item (tile group
+ * starting at tile0 of matrix m, chunks [c0, c0 + nc)); stops when f returns false. */
+template <class F> __device__ __forceinline__ void each_stage(const b_args &a, F &&f) {
+    int k = 0;
+    const int items = a.gbase[a.nmat] * a.ks;
+    for (int it = blockIdx.x; it < items; it += gridDim.x) {
+        const int grp = it / a.ks, ks = it - grp * a.ks;
+        int m = 0;
+        while (m < a.nmat - 1 && grp >= a.gbase[m + 1]) m++;
+        const int tile0 = (grp - a.gbase[m]) * a.tg;
+        const int cb = ks * a.cpi, ce = min(a.nch, cb + a.cpi);
+        for (int c0 = cb; c0 < ce; c0 += a.S, k++)
+            if (!f(k, m, tile0, c0, min(a.S, ce - c0))) return;
+    }
+}
+
+template <int ST, int EPI, int NG>
+__global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_constant__ b_args a) {
+    typedef typename sb_raw<ST>::T SBT;
+    constexpr int NTL = EPI == CU_EPI_SWIGLU ? 2 : 1;
+    constexpr int PS = sizeof(SBT);
+    constexpr int WN = NG >= 4 ? 4 : NG; /* warps along the token groups */
+    constexpr int TPN = NG / WN;         /* token groups per warp */
+    constexpr int WT = B_CW / WN;        /* warps along the tiles */
+    constexpr int TG = b_tg(NG);         /* tiles per item */
+    constexpr int TPW = TG / WT;         /* tiles per warp */
+    static_assert(TPW * WT == TG && NTL * TG <= 32, "warp layout");
+    extern __shared__ __align__(128) uint8_t sm[];
+    pdl_launch();
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    const int d = a.gshift - 6, ngroups = a.nch >> d;
+    uint8_t *ring = sm;
+    uint64_t *full = (uint64_t *)(sm + a.stages * a.stage_bytes);
+    uint64_t *empty = full + B_MAXST;
+    int *flag = (int *)(empty + B_MAXST);
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < a.stages; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], B_CW);
+#if P_SM90
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+    }
+    __syncthreads();
+
+    if (wid == B_CW) { /* producer: lane i copies tile i's codes and pairs, lane 31 the x part */
+        const uint64_t pol = policy_evict_first();
+        auto weights = [&](int st, int m, int tile0, int c0, int nc) {
+            const int g0 = c0 >> d, gps = ((c0 + nc - 1) >> d) - g0 + 1;
+            const int nt = min(TG, a.m[m].tiles - tile0);
+            const uint32_t xb = nc * NG * (1024 + 32);
+            if (lane == 0)
+                mbar_expect(&full[st], NTL * nt * (nc * 512 + gps * 16 * PS) + (uint32_t)xb);
+            __syncwarp();
+            const int i = lane / TG, tt = lane % TG;
+            if (i < NTL && tt < nt) {
+                const mma_mat_d &MM = a.m[NTL == 2 ? i : m];
+                const int tile = tile0 + tt;
+                uint8_t *dst = ring + st * a.stage_bytes;
+                bulk_copy(dst + (i * TG + tt) * a.S * 512,
+                          MM.w + ((int64_t)tile * a.nch + c0) * 512, nc * 512, &full[st], pol);
+                bulk_copy(dst + a.off_pairs + (i * TG + tt) * a.gmax * 16 * PS,
+                          (const SBT *)MM.sb + mma_sb_index((int64_t)tile * 16, g0, ngroups),
+                          gps * 16 * PS, &full[st], pol);
+            }
+        };
+        auto xpart = [&](int st, int c0, int nc) {
+            if (lane != 31) return;
+            uint8_t *dst = ring + st * a.stage_bytes;
+            bulk_copy(dst + a.off_x, a.xq + (int64_t)c0 * NG * 1024, nc * NG * 1024, &full[st], 0);
+            bulk_copy(dst + a.off_xs, a.xs + (int64_t)c0 * NG * 8, nc * NG * 32, &full[st], 0);
+        };
+        /* the first ring's weights before the wait (they never depend on earlier kernels) */
+        each_stage(a, [&](int k, int m, int tile0, int c0, int nc) {
+            if (k >= a.stages) return false;
+            weights(k, m, tile0, c0, nc);
+            return true;
+        });
+        pdl_wait();
+        each_stage(a, [&](int k, int m, int tile0, int c0, int nc) {
+            const int st = k % a.stages;
+            if (k >= a.stages) {
+                mbar_wait(&empty[st], ((k / a.stages) - 1) & 1);
+                weights(st, m, tile0, c0, nc);
+            }
+            xpart(st, c0, nc);
+            return true;
+        });
+        return;
+    }
+
+    pdl_wait(); /* the epilogue reads y (residual add), which earlier kernels wrote */
+    const int g = lane >> 2, t = lane & 3, wn = wid % WN, wt = wid / WN;
+    float acc[NTL][TPW][TPN][4];
+    int k = 0;
+    const int items = a.gbase[a.nmat] * a.ks;
+    for (int it = blockIdx.x; it < items; it += gridDim.x) {
+        const int grp = it / a.ks, ks = it - grp * a.ks;
+        int m = 0;
+        while (m < a.nmat - 1 && grp >= a.gbase[m + 1]) m++;
+        const mma_mat_d &M = a.m[m];
+        const int tile0 = (grp - a.gbase[m]) * TG;
+        const int cb = ks * a.cpi, ce = min(a.nch, cb + a.cpi);
+        const int nt = min(TG, M.tiles - tile0);
+#pragma unroll
+        for (int i = 0; i < NTL; i++)
+#pragma unroll
+            for (int ti = 0; ti < TPW; ti++)
+#pragma unroll
+                for (int jn = 0; jn < TPN; jn++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++) acc[i][ti][jn][j] = 0.f;
+        for (int c0 = cb; c0 < ce; c0 += a.S, k++) {
+            const int st = k % a.stages, nc = min(a.S, ce - c0), g0 = c0 >> d;
+            const uint8_t *base = ring + st * a.stage_bytes;
+            const SBT *pairs = (const SBT *)(base + a.off_pairs);
+            mbar_wait(&full[st], (k / a.stages) & 1);
+            for (int c = 0; c < nc; c++) {
+                uint32_t bx0[TPN][4], bx1[TPN][4];
+                float X[TPN][4];
+#pragma unroll
+                for (int jn = 0; jn < TPN; jn++) {
+                    const int tg = wn * TPN + jn;
+                    const uint8_t *xp = base + a.off_x + (c * NG + tg) * 1024 + lane * 16;
+                    const uint4 xa = *(const uint4 *)xp, xb = *(const uint4 *)(xp + 512);
+                    bx0[jn][0] = xa.x, bx0[jn][1] = xa.z, bx0[jn][2] = xb.x, bx0[jn][3] = xb.z;
+                    bx1[jn][0] = xa.y, bx1[jn][1] = xa.w, bx1[jn][2] = xb.y, bx1[jn][3] = xb.w;
+                    const float2 s2 =
+                        *(const float2 *)(base + a.off_xs + ((c * NG + tg) * 8 + 2 * t) * 4);
+                    X[jn][0] = X[jn][2] = s2.x, X[jn][1] = X[jn][3] = s2.y;
+                }
+                const int gl = ((c0 + c) >> d) - g0;
+                /* per tile: its NTL x TPN MMA chains side by side (independent), the tiles of
+                 * the warp one after another (tiles past the matrix compute stale data that
+                 * is never stored) */
+#pragma unroll
+                for (int ti = 0; ti < TPW; ti++) {
+                    const int tt = wt * TPW + ti;
+                    uint4 q[NTL];
+                    SBT r0[NTL], r1[NTL];
+#pragma unroll
+                    for (int i = 0; i < NTL; i++) {
+                        q[i] = *(const uint4 *)(base + ((i * TG + tt) * a.S + c) * 512 + lane * 16);
+                        ld_pair2<ST, false>(pairs + ((i * TG + tt) * a.gmax + gl) * 16 + 2 * g,
+                                            r0[i], r1[i]);
+                    }
+                    float C[NTL][TPN][4];
+#pragma unroll
+                    for (int i = 0; i < NTL; i++)
+#pragma unroll
+                        for (int jn = 0; jn < TPN; jn++)
+#pragma unroll
+                            for (int j = 0; j < 4; j++) C[i][jn][j] = 0.f;
+#pragma unroll
+                    for (int s = 0; s < 4; s++)
+#pragma unroll
+                        for (int i = 0; i < NTL; i++) {
+                            const uint32_t w = s == 0   ? q[i].x
+                                               : s == 1 ? q[i].y
+                                               : s == 2 ? q[i].z
+                                                        : q[i].w;
+                            const uint32_t a0 = lop_or(w, 0x000F000Fu), a1 = lop_or(w, 0x00F000F0u),
+                                           a2 = lop_or(w >> 8, 0x000F000Fu),
+                                           a3 = lop_or(w >> 8, 0x00F000F0u);
+#pragma unroll
+                            for (int jn = 0; jn < TPN; jn++)
+                                mma16816(C[i][jn], a0, a1, a2, a3, bx0[jn][s], bx1[jn][s]);
+                        }
+#pragma unroll
+                    for (int i = 0; i < NTL; i++)
+#pragma unroll
+                        for (int jn = 0; jn < TPN; jn++)
+                            mma_chunk_scale<ST>(acc[i][ti][jn], C[i][jn], r0[i], r1[i], X[jn]);
+                }
+            }
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&empty[st]); /* this warp is done with the stage */
+        }
+
+        /* the item's sums: lane (g, t) holds rows g, g + 8 x tokens 2t, 2t + 1 of each tile and
+         * token group */
+        if (a.ks == 1) {
+#pragma unroll
+            for (int ti = 0; ti < TPW; ti++) {
+                const int tt = wt * TPW + ti;
+                if (tt >= nt) break;
+#pragma unroll
+                for (int jn = 0; jn < TPN; jn++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        const int row = (tile0 + tt) * 16 + g + 8 * (j >> 1);
+                        const int tok = (wn * TPN + jn) * 8 + 2 * t + (j & 1);
+                        if (tok >= a.n || row >= M.rows) continue;
+                        float *y = M.y + (int64_t)tok * M.ystride + row;
+                        const float v = acc[0][ti][jn][j];
+                        if constexpr (EPI == CU_EPI_SWIGLU)
+                            *y = v / (1.0f + expf(-v)) * acc[NTL - 1][ti][jn][j];
+                        else if constexpr (EPI == CU_EPI_ADD)
+                            *y += v;
+                        else
+                            *y = v + (M.bias ? M.bias[row] : 0.f);
+                    }
+            }
+            continue;
+        }
+        if constexpr (NTL == 1) {
+            /* K split: the partial to scratch; the group's last item adds the splits in order */
+            const int npad = NG * 8;
+            float *P = a.part + ((int64_t)grp * a.ks + ks) * npad * (TG * 16);
+#pragma unroll
+            for (int ti = 0; ti < TPW; ti++) {
+                const int tt = wt * TPW + ti;
+#pragma unroll
+                for (int jn = 0; jn < TPN; jn++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        const int r = tt * 16 + g + 8 * (j >> 1);
+                        const int tok = (wn * TPN + jn) * 8 + 2 * t + (j & 1);
+                        P[tok * (TG * 16) + r] = acc[0][ti][jn][j];
+                    }
+            }
+            __threadfence();
+            batch_sync();
+            if (threadIdx.x == 0) *flag = atomicAdd(a.count + grp, 1) == a.ks - 1;
+            batch_sync();
+            if (*flag) {
+                __threadfence();
+                const float *P0 = a.part + (int64_t)grp * a.ks * npad * (TG * 16);
+                for (int e = threadIdx.x; e < a.n * (TG * 16); e += B_CW * 32) {
+                    const int tok = e / (TG * 16), row = tile0 * 16 + e % (TG * 16);
+                    if (row >= M.rows) continue;
+                    float p[B_MAXKS]; /* every split's load in flight at once */
+#pragma unroll
+                    for (int s = 0; s < B_MAXKS; s++)
+                        p[s] = s < a.ks ? __ldcg(P0 + (int64_t)s * npad * (TG * 16) + e) : 0.f;
+                    float v = 0.f;
+#pragma unroll
+                    for (int s = 0; s < B_MAXKS; s++) v += p[s];
+                    float *y = M.y + (int64_t)tok * M.ystride + row;
+                    if constexpr (EPI == CU_EPI_ADD)
+                        *y += v;
+                    else
+                        *y = v + (M.bias ? M.bias[row] : 0.f);
+                }
+                if (threadIdx.x == 0) a.count[grp] = 0; /* ready for the next launch */
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+int cu_gemv_v8 = 1; /* env BRISK_CUDA_BATCH=0: steps of several tokens on v4 (A/B) */
+
+template <int ST, int EPI, int NG>
+static cudaError_t launch_b(cudaStream_t st, const b_args &a, int smem) {
+    static int smem_set = 0; /* per instantiation: the largest opt-in set so far */
+    void (*k)(b_args) = k_gemv_batch<ST, EPI, NG>;
+    if (smem > smem_set) {
+        const cudaError_t e =
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return e;
+        smem_set = smem;
+    }
+    return cu_launch(k, dim3(sm_count()), dim3(B_THREADS), (size_t)smem, st, a);
+}
+
+template <int ST, int EPI>
+static cudaError_t launch_b_ng(cudaStream_t st, const b_args &a, int smem, int ng) {
+    return ng == 1   ? launch_b<ST, EPI, 1>(st, a, smem)
+           : ng == 2 ? launch_b<ST, EPI, 2>(st, a, smem)
+           : ng == 4 ? launch_b<ST, EPI, 4>(st, a, smem)
+                     : launch_b<ST, EPI, 8>(st, a, smem);
+}
+
+template <int ST>
+static cudaError_t launch_b_epi(cudaStream_t st, const b_args &a, int smem, int epi, int ng) {
+    if (epi == CU_EPI_SWIGLU) return launch_b_ng<ST, CU_EPI_SWIGLU>(st, a, smem, ng);
+    if (epi == CU_EPI_ADD) return launch_b_ng<ST, CU_EPI_ADD>(st, a, smem, ng);
+    return launch_b_ng<ST, CU_EPI_STORE>(st, a, smem, ng);
+}
+
+size_t cu_gemv_batch_xq_bytes(int64_t max_cols) {
+    return (size_t)(max_cols / 64) * 8 * 1024;
+}
+size_t cu_gemv_batch_xs_floats(int64_t max_cols) {
+    return (size_t)(max_cols / 64) * 64;
+}
+
+cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
+                          int n, const float *nw, float eps, const cu_batch_scratch *sc) {
+    const int ntl = epi == CU_EPI_SWIGLU ? 2 : 1;
+    const cu_weight *w0 = m[0].w;
+    if (n > 64) { /* a prefill: 64 tokens per pass over the weights */
+        for (int t0 = 0; t0 < n; t0 += 64) {
+            cu_gemv_mat c[3];
+            for (int i = 0; i < nmat; i++)
+                c[i] = m[i], c[i].y = m[i].y + (int64_t)t0 * m[i].w->rows;
+            const cudaError_t e = cu_gemv_batch(st, c, nmat, epi, x + (int64_t)t0 * w0->cols,
+                                                n - t0 < 64 ? n - t0 : 64, nw, eps, sc);
+            if (e != cudaSuccess) return e; /* NotSupported comes from the first chunk only */
+        }
+        return cudaSuccess;
+    }
+    if (!cu_gemv_v8 || !cu_sm90 || !sc || !sc->xq || n < 2 || w0->fast != 2 ||
+        w0->cols % 64 || w0->gs < 64 || w0->cols > sc->max_cols || ((uintptr_t)x & 15) ||
+        (nw && ((uintptr_t)nw & 15)))
+        return cudaErrorNotSupported;
+    for (int i = 1; i < nmat; i++)
+        if (m[i].w->fast != 2 || m[i].w->cols != w0->cols || m[i].w->gs != w0->gs ||
+            m[i].w->stype != w0->stype)
+            return cudaErrorNotSupported;
+    if (epi == CU_EPI_SWIGLU && (nmat != 2 || m[1].w->rows != w0->rows))
+        return cudaErrorNotSupported;
+    const int ng = n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8, npad = ng * 8, tg = b_tg(ng);
+    b_args a = {};
+    a.tg = tg;
+    a.nmat = ntl == 2 ? 1 : nmat;
+    a.K = (int)w0->cols, a.nch = a.K / 64, a.n = n;
+    while ((1 << a.gshift) < w0->gs) a.gshift++;
+    const int d = a.gshift - 6;
+    for (int i = 0; i < nmat; i++) {
+        const cu_weight *w = m[i].w;
+        a.m[i].w = w->data, a.m[i].sb = w->sb, a.m[i].bias = m[i].bias, a.m[i].y = m[i].y;
+        a.m[i].rows = (int)w->rows, a.m[i].ystride = w->rows;
+        a.m[i].tiles = (int)((w->rows + 15) / 16);
+        a.m[i].blocks = (a.m[i].tiles + tg - 1) / tg;
+    }
+    for (int i = 0; i < a.nmat; i++) a.gbase[i + 1] = a.gbase[i] + a.m[i].blocks;
+    const int groups = a.gbase[a.nmat];
+
+    /* stage: codes [NTL*tg][S][512] | pairs [NTL*tg][gmax][16] | x [S][ng][1 KB] | sums */
+    a.S = ng <= 2 ? 8 : 4;
+    const int ps = w0->stype == BRISK_W_F32 ? 8 : 4;
+    a.gmax = ((a.S - 1) >> d) + 2;
+    a.off_pairs = ntl * tg * a.S * 512;
+    a.off_x = a.off_pairs + ((ntl * tg * a.gmax * 16 * ps + 127) & ~127);
+    a.off_xs = a.off_x + a.S * ng * 1024;
+    a.stage_bytes = (a.off_xs + a.S * ng * 32 + 127) & ~127;
+    a.stages = B_RING / a.stage_bytes;
+    if (a.stages > B_MAXST) a.stages = B_MAXST;
+    const int tail = 2 * B_MAXST * 8 + 16;
+    while (a.stages > 2 && a.stages * a.stage_bytes + tail > 227 * 1024) a.stages--;
+    if (a.stages < 2 || a.stages * a.stage_bytes + tail > 227 * 1024) return cudaErrorNotSupported;
+
+    /* K splits: the fewest that keep the SMs busy, by the time of the busiest block (in chunks,
+     * plus a merge's cost), within the scratch */
+    const int nsm = sm_count();
+    a.ks = 1;
+    if (ntl == 1 && sc->part && sc->count && groups <= sc->count_cap) {
+        double best = 1e30;
+        for (int ks = 1; ks <= B_MAXKS && ks <= a.nch; ks++) {
+            if ((size_t)groups * ks * npad * (tg * 16) > sc->part_cap) break;
+            const int cpi = (a.nch + ks - 1) / ks;
+            const double cost = (double)((groups * ks + nsm - 1) / nsm) * cpi + (ks > 1 ? 4 : 0);
+            if (cost < best - 1e-9) best = cost, a.ks = ks;
+        }
+    }
+    a.cpi = (a.nch + a.ks - 1) / a.ks;
+    a.xq = (const uint8_t *)sc->xq, a.xs = sc->xs, a.part = sc->part, a.count = sc->count;
+
+    cudaError_t e = cu_launch(k_xprep, dim3(npad), dim3(256), 0, st, x, n, a.K, ng, nw, eps,
+                              (uint8_t *)sc->xq, sc->xs);
+    if (e != cudaSuccess) return e;
+    const int smem = a.stages * a.stage_bytes + tail;
+    if (w0->stype == BRISK_W_BF16) return launch_b_epi<BRISK_W_BF16>(st, a, smem, epi, ng);
+    if (w0->stype == BRISK_W_F32) return launch_b_epi<BRISK_W_F32>(st, a, smem, epi, ng);
+    return launch_b_epi<BRISK_W_F16>(st, a, smem, epi, ng);
+}
