@@ -20,6 +20,7 @@ S=$OUT/summary.txt
 timeout 120 ./tests/test_ops_cuda > $OUT/ops.log 2>&1; echo "ops rc=$?" | tee -a $S
 timeout 120 ./tests/test_attn_cuda > $OUT/attn.log 2>&1; echo "attn rc=$? $(tail -1 $OUT/attn.log)" | tee -a $S
 BRISK_CUDA_ATTN=counter timeout 120 ./tests/test_attn_cuda > $OUT/attn_counter.log 2>&1; echo "attn (counter merge) rc=$? $(tail -1 $OUT/attn_counter.log)" | tee -a $S
+BRISK_CUDA_ATTN_TC=0 timeout 120 ./tests/test_attn_cuda > $OUT/attn_fma.log 2>&1; echo "attn (FMA tiles) rc=$? $(tail -1 $OUT/attn_fma.log)" | tee -a $S
 # one-token matmuls on the v4 kernel too (v7 is the default for them)
 BRISK_CUDA_GEMV=4 timeout 120 ./tests/test_ops_cuda > $OUT/ops_v4.log 2>&1; echo "ops (v4 GEMV) rc=$?" | tee -a $S
 BRISK_CUDA_BATCH=0 timeout 120 ./tests/test_ops_cuda > $OUT/ops_nobatch.log 2>&1; echo "ops (batches on v4) rc=$?" | tee -a $S

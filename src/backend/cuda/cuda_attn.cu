@@ -63,6 +63,63 @@ __device__ __forceinline__ void h8_to_f(const uint4 &raw, float *f) {
     }
 }
 
+/* Tensor-core tiles (TC variant): mma.sync m16n8k16 f16 -> f32, ldmatrix, cp.async (sm_80+; the
+ * launcher picks the variant only where the device code has them). */
+__device__ __forceinline__ void tc_mma(float (&c)[4], uint32_t a0, uint32_t a2, uint32_t b0,
+                                       uint32_t b1) { /* A rows 8-15 zero */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+#else
+    (void)c, (void)a0, (void)a2, (void)b0, (void)b1;
+#endif
+}
+template <bool TR> __device__ __forceinline__ void tc_ldm4(uint32_t (&r)[4], const __half *p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    if constexpr (TR)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(s));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(s));
+#else
+    (void)p, r[0] = r[1] = r[2] = r[3] = 0;
+#endif
+}
+__device__ __forceinline__ void tc_cp16(__half *dst, const __half *src, bool ok) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                     (unsigned)__cvta_generic_to_shared(dst)),
+                 "l"(src), "r"(ok ? 16 : 0)
+                 : "memory");
+#else
+    (void)dst, (void)src, (void)ok;
+#endif
+}
+__device__ __forceinline__ void tc_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void tc_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+__device__ __forceinline__ uint32_t tc_pack(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *(const uint32_t *)&h;
+}
+/* Bytes of the TC variant's per-warp K/V tiles: [warp][buffer][K, V][32][hd + 8] halves. */
+__host__ __device__ __forceinline__ int tc_kv_halves(int hd) {
+    return FD_WARPS * 2 * 2 * 32 * (hd + 8);
+}
+
 /* Measuring aid (env BRISK_CUDA_TRACE): block (0, 0, 0) adds its stage times (globaltimer ns)
  * since `from` to slot k of a.trace; the host prints the sums at destroy. */
 __device__ __forceinline__ uint64_t gtime() {
@@ -74,7 +131,7 @@ __device__ __forceinline__ void tr_add(unsigned long long *tr, int k, uint64_t f
     atomicAdd(tr + k, (unsigned long long)(gtime() - from));
 }
 
-template <int GP, int LPR, bool CL>
+template <int GP, int LPR, bool CL, int TC>
 __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
     const uint64_t T0 = a.trace ? gtime() : 0;
@@ -118,6 +175,9 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     float *ps = qs + G * hd;                       /* [warp][32][GP]: p of the current tile */
     float *wml = ps + FD_WARPS * 32 * GP;          /* [warp][G][2]: m, l */
     float *wo = wml + FD_WARPS * G * 2;            /* [warp][G][hd]; later the combine weights */
+    /* TC: the warps' K/V tiles after wo (16-byte aligned: every part above is a multiple of 4
+     * floats) */
+    __half *kvs = reinterpret_cast<__half *>(wo + ((max(FD_WARPS * G * hd, G * ns) + 3) & ~3));
     __shared__ int is_last;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -157,6 +217,28 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                                      : zero4;
         }
     };
+    /* TC: copies 32-position tile tl of this piece into buffer buf of the warp's K/V tiles
+     * (positions past t1 zero); want >= 0: only the row in that slot, skip >= 0: all but it */
+    constexpr int TLD = TC + 8;
+    __half *kvw = kvs + warp * (2 * 2 * 32 * TLD);
+    auto tc_issue = [&](int tl, int buf, int want, int skip) {
+        if constexpr (TC != 0) {
+            const int tj = t0 + tl * 32 + lane;
+            const int sl =
+                tj < t1 ? table[tj / a.block_size] * a.block_size + tj % a.block_size : -1;
+            __half *kd = kvw + buf * (2 * 32 * TLD), *vd = kd + 32 * TLD;
+#pragma unroll
+            for (int u = 0; u < TC / 8; u++) {
+                const int c = u * 32 + lane, j = c / (TC / 8), col = (c % (TC / 8)) * 8;
+                const int sj = __shfl_sync(0xffffffffu, sl, j);
+                if ((want >= 0 && sj != want) || (skip >= 0 && sj == skip)) continue;
+                const bool ok = sj >= 0;
+                const int64_t off = ok ? (int64_t)sj * kv_dim + col : 0;
+                tc_cp16(kd + j * TLD + col, kbase + off, ok);
+                tc_cp16(vd + j * TLD + col, vbase + off, ok);
+            }
+        }
+    };
     /* RoPE angles of position p (no dependency on the previous kernel): cos, sin [hd/2] in wo,
      * which is free until the warps merge */
     float *rcs = wo;
@@ -165,9 +247,14 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             sincosf((float)p * a.inv_freq[j], &rcs[2 * j + 1], &rcs[2 * j]);
     if (pre) {
         if (tile < ntile) {
-            setup();
-            load_k(0);
-            if (VEARLY) load_v(0, -1);
+            if constexpr (TC != 0) { /* all but the token's own new row, which comes later */
+                tc_issue(tile, 0, -1, a.slot[i]);
+                tc_commit();
+            } else {
+                setup();
+                load_k(0);
+                if (VEARLY) load_v(0, -1);
+            }
         }
         pdl_wait();
     }
@@ -223,140 +310,241 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     __syncthreads(); /* also orders the k/v stores above before this block's cache loads, which
                       * therefore go through L2 (ld.cg), never the non-coherent path */
 
-    float m[GP], l[GP], o[GP][8];
+    if constexpr (TC != 0) {
+        /* Tensor-core tiles: the G heads are the rows of the MMA's A operand (rows >= G and
+         * 8..15 zero), 32 positions of K/V per tile as B (ldmatrix from the warp's copy of the
+         * tile; V transposed), the tile after next copied while this one is computed. */
+        constexpr int KS = TC / 16, ND = TC / 8;
+        const int g = lane >> 2, tq = lane & 3;
+        uint32_t qf[KS][2]; /* A fragments of row g: columns 16kk + 2tq (+8) */
 #pragma unroll
-    for (int g = 0; g < GP; g++) {
-        m[g] = -INFINITY, l[g] = 0.f;
-#pragma unroll
-        for (int e = 0; e < 8; e++) o[g][e] = 0.f;
-    }
-    float *pw = ps + warp * 32 * GP;
-    const int newslot = pre ? a.slot[i] : -1;
-    for (; tile < ntile; tile += FD_WARPS) {
-        if (pre && tile == warp) { /* loaded before the wait: re-read the token's new k/v */
-            if (slot == newslot) load_k(0);
-            if (VEARLY) load_v(0, newslot);
-        } else {
-            setup();
-            load_k(0);
-            if (VEARLY) load_v(0, -1);
+        for (int kk = 0; kk < KS; kk++) {
+            const int d = kk * 16 + 2 * tq;
+            float2 lo = make_float2(0.f, 0.f), hi = lo;
+            if (g < G)
+                lo = *(const float2 *)(qs + g * TC + d),
+                hi = *(const float2 *)(qs + g * TC + d + 8);
+            qf[kk][0] = tc_pack(lo.x, lo.y), qf[kk][1] = tc_pack(hi.x, hi.y);
         }
+        float o[ND][4];
+#pragma unroll
+        for (int jd = 0; jd < ND; jd++) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.f;
+        float mr = -INFINITY, lr = 0.f;
+        if (tile < ntile) {
+            if (pre) {
+                tc_issue(tile, 0, a.slot[i], -1); /* the new row, stored above */
+            } else {
+                tc_issue(tile, 0, -1, -1);
+            }
+            tc_commit();
+        }
+        for (int buf = 0; tile < ntile; tile += FD_WARPS, buf ^= 1) {
+            if (tile + FD_WARPS < ntile) {
+                tc_issue(tile + FD_WARPS, buf ^ 1, -1, -1);
+                tc_commit();
+                tc_wait<1>();
+            } else {
+                tc_wait<0>();
+            }
+            __syncwarp();
+            const __half *Kb = kvw + buf * (2 * 32 * TLD), *Vb = Kb + 32 * TLD;
+            const int tb = t0 + tile * 32;
+            float sc[4][4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < KS; kk += 2)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    uint32_t b[4];
+                    tc_ldm4<false>(b, Kb + (j * 8 + (lane & 7)) * TLD + kk * 16 + (lane >> 3) * 8);
+                    tc_mma(sc[j], qf[kk][0], qf[kk][1], b[0], b[1]);
+                    tc_mma(sc[j], qf[kk + 1][0], qf[kk + 1][1], b[2], b[3]);
+                }
+            /* row g: position tb + 8j + 2tq + e (e = 0, 1) */
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    if (tb + 8 * j + 2 * tq + e >= t1) sc[j][e] = -INFINITY;
+                    mx = fmaxf(mx, sc[j][e]);
+                }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mn = fmaxf(mr, mx); /* finite: a tile holds at least one position */
+            const float alpha = exp2f(mr - mn);
+            mr = mn;
+            float sum = 0.f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                sc[j][0] = exp2f(sc[j][0] - mn), sc[j][1] = exp2f(sc[j][1] - mn);
+                sum += sc[j][0] + sc[j][1];
+            }
+            lr = fmaf(lr, alpha, sum); /* this lane's columns; summed over the quad at the end */
+#pragma unroll
+            for (int jd = 0; jd < ND; jd++) o[jd][0] *= alpha, o[jd][1] *= alpha;
+#pragma unroll
+            for (int k2 = 0; k2 < 2; k2++) {
+                const uint32_t p0 = tc_pack(sc[2 * k2][0], sc[2 * k2][1]);
+                const uint32_t p2 = tc_pack(sc[2 * k2 + 1][0], sc[2 * k2 + 1][1]);
+#pragma unroll
+                for (int jd = 0; jd < ND; jd += 2) {
+                    uint32_t b[4];
+                    tc_ldm4<true>(b, Vb + (k2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * TLD +
+                                         jd * 8 + (lane >> 4) * 8);
+                    tc_mma(o[jd], p0, p2, b[0], b[1]);
+                    tc_mma(o[jd + 1], p0, p2, b[2], b[3]);
+                }
+            }
+            __syncwarp(); /* the buffer is refilled two tiles on */
+        }
+        if (tr) tr_add(a.trace, 2, T1); /* -> tiles done */
+        lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+        lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+        if (g < G) {
+            if (tq == 0) wml[(warp * G + g) * 2] = mr, wml[(warp * G + g) * 2 + 1] = lr;
+            float *dst = wo + (warp * G + g) * TC + 2 * tq;
+#pragma unroll
+            for (int jd = 0; jd < ND; jd++)
+                *(float2 *)(dst + jd * 8) = make_float2(o[jd][0], o[jd][1]);
+        }
+    } else {
+        float m[GP], l[GP], o[GP][8];
+#pragma unroll
+        for (int g = 0; g < GP; g++) {
+            m[g] = -INFINITY, l[g] = 0.f;
+#pragma unroll
+            for (int e = 0; e < 8; e++) o[g][e] = 0.f;
+        }
+        float *pw = ps + warp * 32 * GP;
+        const int newslot = pre ? a.slot[i] : -1;
+        for (; tile < ntile; tile += FD_WARPS) {
+            if (pre && tile == warp) { /* loaded before the wait: re-read the token's new k/v */
+                if (slot == newslot) load_k(0);
+                if (VEARLY) load_v(0, newslot);
+            } else {
+                setup();
+                load_k(0);
+                if (VEARLY) load_v(0, -1);
+            }
 
-        /* q.k for the lane's position, two partial sums per head */
-        float sa[GP], sb[GP];
+            /* q.k for the lane's position, two partial sums per head */
+            float sa[GP], sb[GP];
 #pragma unroll
-        for (int g = 0; g < GP; g++) sa[g] = 0.f, sb[g] = 0.f;
-        for (int c0 = 0;;) {
+            for (int g = 0; g < GP; g++) sa[g] = 0.f, sb[g] = 0.f;
+            for (int c0 = 0;;) {
 #pragma unroll
-            for (int u = 0; u < KCH; u++) {
-                if (c0 + u < nch) {
-                    float kf[8];
-                    h8_to_f(kb[u], kf);
-                    const int d = 8 * (c0 + u);
+                for (int u = 0; u < KCH; u++) {
+                    if (c0 + u < nch) {
+                        float kf[8];
+                        h8_to_f(kb[u], kf);
+                        const int d = 8 * (c0 + u);
 #pragma unroll
-                    for (int g = 0; g < GP; g++) {
-                        if (g < G) {
-                            const float4 q0 = *(const float4 *)(qs + g * hd + d);
-                            const float4 q1 = *(const float4 *)(qs + g * hd + d + 4);
-                            sa[g] = fmaf(q0.x, kf[0], sa[g]);
-                            sb[g] = fmaf(q0.y, kf[1], sb[g]);
-                            sa[g] = fmaf(q0.z, kf[2], sa[g]);
-                            sb[g] = fmaf(q0.w, kf[3], sb[g]);
-                            sa[g] = fmaf(q1.x, kf[4], sa[g]);
-                            sb[g] = fmaf(q1.y, kf[5], sb[g]);
-                            sa[g] = fmaf(q1.z, kf[6], sa[g]);
-                            sb[g] = fmaf(q1.w, kf[7], sb[g]);
+                        for (int g = 0; g < GP; g++) {
+                            if (g < G) {
+                                const float4 q0 = *(const float4 *)(qs + g * hd + d);
+                                const float4 q1 = *(const float4 *)(qs + g * hd + d + 4);
+                                sa[g] = fmaf(q0.x, kf[0], sa[g]);
+                                sb[g] = fmaf(q0.y, kf[1], sb[g]);
+                                sa[g] = fmaf(q0.z, kf[2], sa[g]);
+                                sb[g] = fmaf(q0.w, kf[3], sb[g]);
+                                sa[g] = fmaf(q1.x, kf[4], sa[g]);
+                                sb[g] = fmaf(q1.y, kf[5], sb[g]);
+                                sa[g] = fmaf(q1.z, kf[6], sa[g]);
+                                sb[g] = fmaf(q1.w, kf[7], sb[g]);
+                            }
                         }
                     }
                 }
+                c0 += KCH;
+                if (c0 >= nch) break;
+                load_k(c0); /* head_dim > 128 only */
             }
-            c0 += KCH;
-            if (c0 >= nch) break;
-            load_k(c0); /* head_dim > 128 only */
+
+            /* online softmax (per head: the tile max over the warp, then rescale) */
+            float pv[GP];
+#pragma unroll
+            for (int g = 0; g < GP; g++) {
+                const float x = valid ? sa[g] + sb[g] : -INFINITY;
+                float mx = x;
+#pragma unroll
+                for (int off = 16; off > 0; off >>= 1)
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+                const float mn = fmaxf(m[g], mx); /* finite: lane 0 is always valid */
+                const float corr = exp2f(m[g] - mn);
+                pv[g] = exp2f(x - mn);
+                l[g] = fmaf(l[g], corr, pv[g]);
+#pragma unroll
+                for (int e = 0; e < 8; e++) o[g][e] *= corr;
+                m[g] = mn;
+            }
+            if constexpr (GP >= 4) {
+#pragma unroll
+                for (int g = 0; g < GP; g += 4)
+                    *(float4 *)(pw + lane * GP + g) =
+                        make_float4(pv[g], pv[g + 1], pv[g + 2], pv[g + 3]);
+            } else {
+#pragma unroll
+                for (int g = 0; g < GP; g++) pw[lane * GP + g] = pv[g];
+            }
+            __syncwarp();
+
+            if (!VEARLY) load_v(0, -1);
+            /* p.v: rows (u0 + u) * RPW + vr of the tile */
+            auto pv_round = [&](int u0) {
+#pragma unroll
+                for (int u = 0; u < VCH; u++) {
+                    const int j = (u0 + u) * RPW + vr;
+                    float vf[8];
+                    h8_to_f(vb[u], vf);
+                    float pj[GP];
+                    if constexpr (GP >= 4) {
+#pragma unroll
+                        for (int g = 0; g < GP; g += 4) {
+                            const float4 q4 = *(const float4 *)(pw + j * GP + g);
+                            pj[g] = q4.x, pj[g + 1] = q4.y, pj[g + 2] = q4.z, pj[g + 3] = q4.w;
+                        }
+                    } else {
+#pragma unroll
+                        for (int g = 0; g < GP; g++) pj[g] = pw[j * GP + g];
+                    }
+#pragma unroll
+                    for (int g = 0; g < GP; g++)
+#pragma unroll
+                        for (int e = 0; e < 8; e++) o[g][e] = fmaf(pj[g], vf[e], o[g][e]);
+                }
+            };
+            pv_round(0);
+#pragma unroll
+            for (int u0 = VCH; u0 < VR; u0 += VCH) { /* head_dim > 128 only */
+                load_v(u0, -1);
+                pv_round(u0);
+            }
+            __syncwarp(); /* the next tile rewrites pw */
         }
 
-        /* online softmax (per head: the tile max over the warp, then rescale) */
-        float pv[GP];
+        if (tr) tr_add(a.trace, 2, T1); /* -> tiles done */
+
+            /* the warp's (m, l, o): sum l over lanes (positions) and o over the RPW row groups */
 #pragma unroll
         for (int g = 0; g < GP; g++) {
-            const float x = valid ? sa[g] + sb[g] : -INFINITY;
-            float mx = x;
 #pragma unroll
-            for (int off = 16; off > 0; off >>= 1)
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-            const float mn = fmaxf(m[g], mx); /* finite: lane 0 is always valid */
-            const float corr = exp2f(m[g] - mn);
-            pv[g] = exp2f(x - mn);
-            l[g] = fmaf(l[g], corr, pv[g]);
+            for (int off = 16; off > 0; off >>= 1) l[g] += __shfl_xor_sync(0xffffffffu, l[g], off);
 #pragma unroll
-            for (int e = 0; e < 8; e++) o[g][e] *= corr;
-            m[g] = mn;
+            for (int off = LPR; off < 32; off <<= 1)
+#pragma unroll
+                for (int e = 0; e < 8; e++) o[g][e] += __shfl_xor_sync(0xffffffffu, o[g][e], off);
         }
-        if constexpr (GP >= 4) {
 #pragma unroll
-            for (int g = 0; g < GP; g += 4)
-                *(float4 *)(pw + lane * GP + g) =
-                    make_float4(pv[g], pv[g + 1], pv[g + 2], pv[g + 3]);
-        } else {
-#pragma unroll
-            for (int g = 0; g < GP; g++) pw[lane * GP + g] = pv[g];
-        }
-        __syncwarp();
-
-        if (!VEARLY) load_v(0, -1);
-        /* p.v: rows (u0 + u) * RPW + vr of the tile */
-        auto pv_round = [&](int u0) {
-#pragma unroll
-            for (int u = 0; u < VCH; u++) {
-                const int j = (u0 + u) * RPW + vr;
-                float vf[8];
-                h8_to_f(vb[u], vf);
-                float pj[GP];
-                if constexpr (GP >= 4) {
-#pragma unroll
-                    for (int g = 0; g < GP; g += 4) {
-                        const float4 q4 = *(const float4 *)(pw + j * GP + g);
-                        pj[g] = q4.x, pj[g + 1] = q4.y, pj[g + 2] = q4.z, pj[g + 3] = q4.w;
-                    }
-                } else {
-#pragma unroll
-                    for (int g = 0; g < GP; g++) pj[g] = pw[j * GP + g];
+        for (int g = 0; g < GP; g++) {
+            if (g < G) {
+                if (lane == 0) wml[(warp * G + g) * 2] = m[g], wml[(warp * G + g) * 2 + 1] = l[g];
+                if (vr == 0 && vlane) {
+                    float *dst = wo + (warp * G + g) * hd + vc8;
+                    *(float4 *)dst = make_float4(o[g][0], o[g][1], o[g][2], o[g][3]);
+                    *(float4 *)(dst + 4) = make_float4(o[g][4], o[g][5], o[g][6], o[g][7]);
                 }
-#pragma unroll
-                for (int g = 0; g < GP; g++)
-#pragma unroll
-                    for (int e = 0; e < 8; e++) o[g][e] = fmaf(pj[g], vf[e], o[g][e]);
-            }
-        };
-        pv_round(0);
-#pragma unroll
-        for (int u0 = VCH; u0 < VR; u0 += VCH) { /* head_dim > 128 only */
-            load_v(u0, -1);
-            pv_round(u0);
-        }
-        __syncwarp(); /* the next tile rewrites pw */
-    }
-
-    if (tr) tr_add(a.trace, 2, T1); /* -> tiles done */
-
-        /* the warp's (m, l, o): sum l over lanes (positions) and o over the RPW row groups */
-#pragma unroll
-    for (int g = 0; g < GP; g++) {
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) l[g] += __shfl_xor_sync(0xffffffffu, l[g], off);
-#pragma unroll
-        for (int off = LPR; off < 32; off <<= 1)
-#pragma unroll
-            for (int e = 0; e < 8; e++) o[g][e] += __shfl_xor_sync(0xffffffffu, o[g][e], off);
-    }
-#pragma unroll
-    for (int g = 0; g < GP; g++) {
-        if (g < G) {
-            if (lane == 0) wml[(warp * G + g) * 2] = m[g], wml[(warp * G + g) * 2 + 1] = l[g];
-            if (vr == 0 && vlane) {
-                float *dst = wo + (warp * G + g) * hd + vc8;
-                *(float4 *)dst = make_float4(o[g][0], o[g][1], o[g][2], o[g][3]);
-                *(float4 *)(dst + 4) = make_float4(o[g][4], o[g][5], o[g][6], o[g][7]);
             }
         }
     }
@@ -458,14 +646,18 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
 
 typedef void (*fd_kernel)(cu_attn_args);
 
-template <bool CL> static fd_kernel fd_pick(int gp, int lpr) {
+template <bool CL> static fd_kernel fd_pick(int gp, int lpr, int tc) {
+    if (tc) return tc == 64 ? k_attn_decode<1, 8, CL, 64> : k_attn_decode<1, 8, CL, 128>;
 #define FD_LPR(gp)                                                                                 \
-    (lpr == 8    ? k_attn_decode<gp, 8, CL>                                                        \
-     : lpr == 16 ? k_attn_decode<gp, 16, CL>                                                       \
-                 : k_attn_decode<gp, 32, CL>)
+    (lpr == 8    ? k_attn_decode<gp, 8, CL, 0>                                                     \
+     : lpr == 16 ? k_attn_decode<gp, 16, CL, 0>                                                    \
+                 : k_attn_decode<gp, 32, CL, 0>)
     return gp == 1 ? FD_LPR(1) : gp == 2 ? FD_LPR(2) : gp == 4 ? FD_LPR(4) : FD_LPR(8);
 #undef FD_LPR
 }
+
+/* The tensor-core tiles (env BRISK_CUDA_ATTN_TC=0: the FMA tiles, for A/B). */
+int cu_attn_tc = 1;
 
 int cu_attn_decode_ok(int n_head, int n_head_kv, int head_dim) {
     return n_head_kv > 0 && n_head % n_head_kv == 0 && n_head / n_head_kv <= 8 && head_dim >= 8 &&
@@ -490,20 +682,43 @@ int cu_attn_cluster_splits(int n_splits, int max_ctx) {
     return n_splits < FD_MAX_CLUSTER ? n_splits : FD_MAX_CLUSTER;
 }
 
+/* Opts kernel k into `smem` bytes of dynamic shared memory (over 48 KB), once per kernel. */
+static cudaError_t fd_smem(fd_kernel k, size_t smem) {
+    static fd_kernel done[8];
+    static size_t size[8];
+    for (int i = 0; i < 8; i++) {
+        if (done[i] == k && size[i] >= smem) return cudaSuccess;
+        if (!done[i] || done[i] == k) {
+            const cudaError_t e =
+                cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+            if (e == cudaSuccess) done[i] = k, size[i] = smem;
+            return e;
+        }
+    }
+    return cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+}
+
 static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     const int G = a->n_head / a->n_head_kv, hd = a->head_dim;
     if (!cu_attn_decode_ok(a->n_head, a->n_head_kv, hd) || a->n_split < 1 ||
         a->n_split > FD_MAX_SPLIT || (a->n_split > 1 && (!a->part_o || !a->part_ml)))
         return cudaErrorInvalidValue;
-    const int gp = G <= 1 ? 1 : G <= 2 ? 2 : G <= 4 ? 4 : 8;
+    const int tc = cu_attn_tc && (hd == 64 || hd == 128) ? hd : 0;
+    const int gp = tc ? 1 : G <= 1 ? 1 : G <= 2 ? 2 : G <= 4 ? 4 : 8;
     const int lpr = hd <= 64 ? 8 : hd <= 128 ? 16 : 32;
     size_t wo = (size_t)FD_WARPS * G * hd;
     if ((size_t)G * a->n_split > wo) wo = (size_t)G * a->n_split;
-    const size_t smem = ((size_t)G * hd + FD_WARPS * 32 * gp + FD_WARPS * G * 2 + wo) * 4;
-    if (smem > 48 * 1024) return cudaErrorInvalidValue;
+    wo = (wo + 3) & ~(size_t)3;
+    const size_t smem = ((size_t)G * hd + FD_WARPS * 32 * gp + FD_WARPS * G * 2 + wo) * 4 +
+                        (tc ? (size_t)tc_kv_halves(hd) * 2 : 0);
+    if (smem > (tc ? 200 * 1024 : 48 * 1024)) return cudaErrorInvalidValue;
+    const fd_kernel k = a->cluster ? fd_pick<true>(gp, lpr, tc) : fd_pick<false>(gp, lpr, tc);
+    if (smem > 48 * 1024) {
+        const cudaError_t e = fd_smem(k, smem);
+        if (e != cudaSuccess) return e;
+    }
     if (!a->cluster)
-        return cu_launch(fd_pick<false>(gp, lpr), dim3(a->n_split, a->n_head_kv, a->n_tokens),
-                         FD_THREADS, smem, st, *a);
+        return cu_launch(k, dim3(a->n_split, a->n_head_kv, a->n_tokens), FD_THREADS, smem, st, *a);
     if (a->n_split > FD_MAX_CLUSTER) return cudaErrorInvalidValue;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(a->n_split, a->n_head_kv, a->n_tokens), cfg.blockDim = FD_THREADS;
@@ -515,7 +730,7 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at, cfg.numAttrs = cu_pdl ? 2 : 1;
-    const cudaError_t e = cudaLaunchKernelEx(&cfg, fd_pick<true>(gp, lpr), *a);
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, k, *a);
     return e != cudaSuccess ? e : cudaGetLastError();
 }
 

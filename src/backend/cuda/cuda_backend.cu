@@ -42,7 +42,9 @@ static int cu_batch_prefill = 0; /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
 int cu_pdl = 1;
 /* the loaded device code is sm_90+ (clusters, bulk copies, mbarrier transactions) */
 int cu_sm90 = 0;
-extern int cu_gemv_v2, cu_gemv_v7, cu_gemv_v8, cu_v7_ring, cu_v7_norm, cu_norm_fuse, cu_mma_u, cu_mma_tt;
+extern int cu_attn_tc;
+extern int cu_gemv_v2, cu_gemv_v7, cu_gemv_v8, cu_v7_ring, cu_v7_norm, cu_norm_fuse, cu_mma_u,
+    cu_mma_tt;
 static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
@@ -396,8 +398,8 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
         cu_gemv_mat m[3];
         for (int i = 0; i < r->nmat; i++)
             m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
-        const cudaError_t e = cu_gemv_batch(s->st, m, r->nmat, r->epi, x, n,
-                                            (const float *)r->p1, r->eps, &s->bsc);
+        const cudaError_t e =
+            cu_gemv_batch(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1, r->eps, &s->bsc);
         if (e != cudaErrorNotSupported) {
             chk(s, e, r->p1 ? "cuda rmsnorm+matmul (batch)" : "cuda matmul (batch)");
             return;
@@ -1414,7 +1416,7 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         cu_gemv_v2 = e && e[0] == '2';
         cu_gemv_v3 = e && e[0] == '3';
         cu_gemv_v7 = !(e && e[0] == '4'); /* 4: one-token steps on v4 too (A/B) */
-        e = getenv("BRISK_CUDA_BATCH"); /* 0: steps of several tokens on v4 (A/B) */
+        e = getenv("BRISK_CUDA_BATCH");   /* 0: steps of several tokens on v4 (A/B) */
         cu_gemv_v8 = !(e && e[0] == '0');
         e = getenv("BRISK_CUDA_BATCH_PREFILL"); /* 1: prefills on it too, 64 tokens a pass */
         cu_batch_prefill = e && e[0] == '1';
@@ -1433,6 +1435,8 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         e = getenv("BRISK_CUDA_ATTN");
         cu_attn_split = e && strcmp(e, "split") == 0;
         cu_attn_cluster = !(e && strcmp(e, "counter") == 0);
+        e = getenv("BRISK_CUDA_ATTN_TC"); /* 0: the decode attention's FMA tiles (A/B) */
+        cu_attn_tc = cu_mma_ok && !(e && e[0] == '0');
         e = getenv("BRISK_CUDA_ROPEFUSE");
         cu_rope_fuse = !(e && e[0] == '0');
         e = getenv("BRISK_CUDA_SKIP");

@@ -57,8 +57,8 @@ __device__ __forceinline__ void batch_sync() {
 /* ------------------------------------------------------------------------------------------ */
 
 /* Block = one token (of the padded count); x row -> half B fragments and chunk sums. */
-__global__ void __launch_bounds__(256) k_xprep(const float *x, int n, int K, int ng, const float *nw,
-                                               float eps, uint8_t *xq, float *xs) {
+__global__ void __launch_bounds__(256) k_xprep(const float *x, int n, int K, int ng,
+                                               const float *nw, float eps, uint8_t *xq, float *xs) {
     pdl_launch();
     pdl_wait();
     const int tok = blockIdx.x, grp = tok >> 3, g = tok & 7, tid = threadIdx.x;
@@ -425,8 +425,8 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
         }
         return cudaSuccess;
     }
-    if (!cu_gemv_v8 || !cu_sm90 || !sc || !sc->xq || n < 2 || w0->fast != 2 ||
-        w0->cols % 64 || w0->gs < 64 || w0->cols > sc->max_cols || ((uintptr_t)x & 15) ||
+    if (!cu_gemv_v8 || !cu_sm90 || !sc || !sc->xq || n < 2 || w0->fast != 2 || w0->cols % 64 ||
+        w0->gs < 64 || w0->cols > sc->max_cols || ((uintptr_t)x & 15) ||
         (nw && ((uintptr_t)nw & 15)))
         return cudaErrorNotSupported;
     for (int i = 1; i < nmat; i++)
