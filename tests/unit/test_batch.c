@@ -1,7 +1,9 @@
 /* test_batch.c: continuous-batching decode: several sequences stepping together through one
  * forward pass (brisk_context_decode_batch) give the same logits and tokens as each sequence
  * decoded alone, across KV block boundaries; a full pool fails the step and changes nothing;
- * brisk_context_eval_greedy follows the logits' argmax. */
+ * brisk_context_eval_greedy follows the logits' argmax. Argument 2 "cuda": the CUDA backend (its
+ * decode steps of several sequences replay as graphs from the third step: the comparison with
+ * the one-sequence steps covers the replays), within 2e-2. */
 #include "brisk.h"
 #include "check.h"
 #include "testutil.h"
@@ -14,10 +16,14 @@ int main(int argc, char **argv) {
     const char *shared = argc > 1 ? argv[1] : "../shared";
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/models/stories260K-hf-f32", shared);
+    const int cuda = argc > 2 && !strcmp(argv[2], "cuda");
+    const double tol = cuda ? 2e-2 : 1e-5, lp_tol = cuda ? 1e-3 : 1e-5;
     brisk_model *m = NULL;
-    brisk_model_params mp = brisk_model_default_params();
-    mp.backend = BRISK_BACKEND_CPU_REF;
-    if (brisk_model_load(dir, &mp, &m) != BRISK_OK) return 1;
+    int skipped = 0;
+    const int loaded =
+        test_load_model(dir, cuda ? BRISK_BACKEND_CUDA : BRISK_BACKEND_CPU_REF, &m, &skipped);
+    if (loaded == 0) return 0;
+    if (loaded < 0) return 1;
     brisk_context_params cp = brisk_context_default_params();
     cp.n_ctx = 64;
     cp.n_seq_max = 3;
@@ -48,7 +54,7 @@ int main(int argc, char **argv) {
             next[k] = test_argmax(la, 512);
         }
     }
-    CHECK_MSG(worst < 1e-5 && same, "batched vs alone: rel L2 %.3g, tokens same %d", worst, same);
+    CHECK_MSG(worst < tol && same, "batched vs alone: rel L2 %.3g, tokens same %d", worst, same);
     /* brisk_context_eval_greedy: the argmax of what brisk_context_eval returns and its
      * log-softmax, without the caller seeing logits (the host fallback on this backend) */
     {
@@ -63,8 +69,8 @@ int main(int argc, char **argv) {
             tl = test_argmax(la, 512);
             double mx = la[tl], sum = 0;
             for (int i = 0; i < 512; i++) sum += exp((double)la[i] - mx);
-            CHECK_MSG(tg == tl && fabs(lp + log(sum)) < 1e-5, "step %d: greedy %d (%g) vs %d (%g)",
-                      step, tg, lp, tl, -log(sum));
+            CHECK_MSG(tg == tl && fabs(lp + log(sum)) < lp_tol,
+                      "step %d: greedy %d (%g) vs %d (%g)", step, tg, lp, tl, -log(sum));
             CHECK(brisk_context_eval_greedy(g, 0, &tg, 1, &tg, step % 2 ? &lp : NULL) == BRISK_OK);
             CHECK(brisk_context_eval(l, 0, &tl, 1, la, true) == BRISK_OK);
             if (step % 2 == 0) { /* lp was not asked for: recompute it from the reference */

@@ -34,6 +34,9 @@ static int gemv_max_n = 64;
 static int cu_batch_prefill = 0; /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
 #define GEMV_MAX_N gemv_max_n
 #define N_GRAPHS   4
+/* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
+ * for A/B). */
+static int graph_max_t = 64;
 
 /* ---------------------------------------------------------------------------------------------
  * Switches
@@ -674,9 +677,16 @@ static void exec_rec(cu_state *s, const op_rec *r) {
     }
 }
 
+/* FNV-1a over 8-byte words (records are hashed on every step: bytes cost 8x the time) */
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = (const uint8_t *)p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h = (h ^ w) * 1099511628211ULL;
+    }
+    for (; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
     return h;
 }
 
@@ -861,6 +871,8 @@ static void cu_op_kv_store(brisk_backend *be, void *kc, void *vc, const float *k
     submit(s, &r);
 }
 
+static void unlog(cu_state *s);
+
 static void cu_op_attention(brisk_backend *be, const float *q, const void *kc, const void *vc,
                             const brisk_attn_batch *b, int n_head, int n_head_kv, int head_dim,
                             float *out) {
@@ -875,6 +887,8 @@ static void cu_op_attention(brisk_backend *be, const float *q, const void *kc, c
              n_head_kv, head_dim);
         return;
     }
+    if (s->logging && r.n > 1 && (cu_attn_split || !cu_attn_decode_ok(n_head, n_head_kv, head_dim)))
+        unlog(s); /* the split-K pair sizes a multi-token launch by this step's context */
     submit(s, &r);
 }
 
@@ -897,7 +911,7 @@ static void cu_op_get_rows(brisk_backend *be, const float *src, const int32_t *r
                            float *dst) {
     cu_state *s = S(be);
     if (s->logging && n > 16) {
-        fail(s, BRISK_ERR_BACKEND, "cuda get_rows: %d rows in a one-token step", n);
+        fail(s, BRISK_ERR_BACKEND, "cuda get_rows: %d rows in a graphed step", n);
         return;
     }
     REC(r, OP_GET_ROWS);
@@ -1002,7 +1016,12 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     }
     s->hp_tokens = tokens, s->hp_pos = b->pos, s->hp_seq = b->seq, s->hp_slot = b->slot;
     s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos;
-    s->logging = T == 1;
+    /* one-token steps and decode steps of up to graph_max_t tokens, one per sequence, replay as
+     * graphs (their records depend on the step's shape only); prefill chunks run eagerly */
+    bool distinct = T <= graph_max_t;
+    for (int i = 1; i < T && distinct; i++)
+        for (int j = 0; j < i && distinct; j++) distinct = b->seq[i] != b->seq[j];
+    s->logging = distinct;
     s->has_pending = 0; /* a record of a step that failed before its end */
     s->n_log = 0;
     s->hash = 1469598103934665603ULL;
@@ -1039,6 +1058,15 @@ static void run_log(cu_state *s) {
     s->graphs[s->n_graphs].hash = s->hash;
     s->graphs[s->n_graphs++].exec = ex;
     chk(s, cudaGraphLaunch(ex, s->st), "cuda graph launch");
+}
+
+/* Leaves graph mode for the rest of this step: what was logged runs now, the rest eagerly. */
+static void unlog(cu_state *s) {
+    flush_pending(s);
+    for (int i = 0; i < s->n_log && s->err == BRISK_OK; i++) exec_rec(s, &s->log[i]);
+    s->logging = 0;
+    s->n_log = 0;
+    s->hash = 1469598103934665603ULL;
 }
 
 static void finish_log(cu_state *s) {
@@ -1430,6 +1458,8 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         cu_mma_u = e && atoi(e) == 8 ? 8 : 4;
         e = getenv("BRISK_CUDA_MMA_TT");
         cu_mma_tt = e && (atoi(e) == 1 || atoi(e) == 2) ? atoi(e) : 0;
+        e = getenv("BRISK_CUDA_GRAPH_T");
+        if (e && atoi(e) >= 1) graph_max_t = atoi(e);
         e = getenv("BRISK_CUDA_GEMV_MAX_N");
         if (e && atoi(e) >= 1) gemv_max_n = atoi(e);
         e = getenv("BRISK_CUDA_ATTN");
