@@ -32,6 +32,7 @@ extern "C" {
  * the weights takes ~3.5 ms. Env BRISK_CUDA_GEMV_MAX_N overrides (A/B). */
 static int gemv_max_n = 64;
 static int cu_batch_prefill = 0; /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
+static int cu_v8_one = 0;        /* env BRISK_CUDA_V8_ONE=1: one-token steps on it too (A/B) */
 #define GEMV_MAX_N gemv_max_n
 #define N_GRAPHS   4
 /* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
@@ -396,7 +397,7 @@ static bool blas_pipeline(cu_state *s, const blas_job *jobs, int nj, const float
 static void exec_matmul(cu_state *s, const op_rec *r) {
     const float *x = (const float *)r->p0;
     const int n = r->n;
-    if (n >= 2 && (n <= GEMV_MAX_N || cu_batch_prefill) && s->bsc.xq) {
+    if (n >= (cu_v8_one ? 1 : 2) && (n <= GEMV_MAX_N || cu_batch_prefill) && s->bsc.xq) {
         /* every weight once per 64 tokens */
         cu_gemv_mat m[3];
         for (int i = 0; i < r->nmat; i++)
@@ -1446,6 +1447,8 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         cu_gemv_v7 = !(e && e[0] == '4'); /* 4: one-token steps on v4 too (A/B) */
         e = getenv("BRISK_CUDA_BATCH");   /* 0: steps of several tokens on v4 (A/B) */
         cu_gemv_v8 = !(e && e[0] == '0');
+        e = getenv("BRISK_CUDA_V8_ONE");
+        cu_v8_one = e && e[0] == '1';
         e = getenv("BRISK_CUDA_BATCH_PREFILL"); /* 1: prefills on it too, 64 tokens a pass */
         cu_batch_prefill = e && e[0] == '1';
         e = getenv("BRISK_CUDA_V7_RING"); /* KB of stages per block (tuning) */

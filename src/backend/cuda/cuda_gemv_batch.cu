@@ -425,7 +425,7 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
         }
         return cudaSuccess;
     }
-    if (!cu_gemv_v8 || !cu_sm90 || !sc || !sc->xq || n < 2 || w0->fast != 2 || w0->cols % 64 ||
+    if (!cu_gemv_v8 || !cu_sm90 || !sc || !sc->xq || n < 1 || w0->fast != 2 || w0->cols % 64 ||
         w0->gs < 64 || w0->cols > sc->max_cols || ((uintptr_t)x & 15) ||
         (nw && ((uintptr_t)nw & 15)))
         return cudaErrorNotSupported;
