@@ -24,6 +24,7 @@ BRISK_CUDA_ATTN_TC=0 timeout 120 ./tests/test_attn_cuda > $OUT/attn_fma.log 2>&1
 # one-token matmuls on the v4 kernel too (v7 is the default for them)
 BRISK_CUDA_GEMV=4 timeout 120 ./tests/test_ops_cuda > $OUT/ops_v4.log 2>&1; echo "ops (v4 GEMV) rc=$?" | tee -a $S
 BRISK_CUDA_BATCH=0 timeout 120 ./tests/test_ops_cuda > $OUT/ops_nobatch.log 2>&1; echo "ops (batches on v4) rc=$?" | tee -a $S
+BRISK_CUDA_V8_ONE=1 timeout 120 ./tests/test_ops_cuda > $OUT/ops_v8one.log 2>&1; echo "ops (one-token steps on v8) rc=$?" | tee -a $S
 [ -x ./tests/test_sample_cuda ] && { timeout 200 ./tests/test_sample_cuda > $OUT/sample.log 2>&1; echo "sample rc=$? $(tail -1 $OUT/sample.log)" | tee -a $S; }
 if [ -n "${SAMPLE_DIAG:-}" ]; then # is a failure of the sampler test about PDL overlap or inside a kernel?
   BRISK_CUDA_PDL=0 timeout 200 ./tests/test_sample_cuda > $OUT/sample_nopdl.log 2>&1; echo "sample (PDL off) rc=$? $(tail -1 $OUT/sample_nopdl.log)" | tee -a $S

@@ -2,6 +2,8 @@
  * (warps on independent 32-position tiles, the split combine folded in) and the older split-K pair
  * kept for head sizes the new kernel does not take (head_dim % 8 != 0 or > 256). */
 #include "cuda_internal.h"
+#include "cuda_mma.cuh"
+#include "cuda_tc.cuh"
 
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
@@ -63,58 +65,6 @@ __device__ __forceinline__ void h8_to_f(const uint4 &raw, float *f) {
     }
 }
 
-/* Tensor-core tiles (TC variant): mma.sync m16n8k16 f16 -> f32, ldmatrix, cp.async (sm_80+; the
- * launcher picks the variant only where the device code has them). */
-__device__ __forceinline__ void tc_mma(float (&c)[4], uint32_t a0, uint32_t a2, uint32_t b0,
-                                       uint32_t b1) { /* A rows 8-15 zero */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
-        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
-#else
-    (void)c, (void)a0, (void)a2, (void)b0, (void)b1;
-#endif
-}
-template <bool TR> __device__ __forceinline__ void tc_ldm4(uint32_t (&r)[4], const __half *p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    if constexpr (TR)
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                     : "r"(s));
-    else
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                     : "r"(s));
-#else
-    (void)p, r[0] = r[1] = r[2] = r[3] = 0;
-#endif
-}
-__device__ __forceinline__ void tc_cp16(__half *dst, const __half *src, bool ok) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-                     (unsigned)__cvta_generic_to_shared(dst)),
-                 "l"(src), "r"(ok ? 16 : 0)
-                 : "memory");
-#else
-    (void)dst, (void)src, (void)ok;
-#endif
-}
-__device__ __forceinline__ void tc_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-template <int N> __device__ __forceinline__ void tc_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#endif
-}
-__device__ __forceinline__ uint32_t tc_pack(float lo, float hi) {
-    const __half2 h = __floats2half2_rn(lo, hi);
-    return *(const uint32_t *)&h;
-}
 /* Bytes of the TC variant's per-warp K/V tiles: [warp][buffer][K, V][32][hd + 8] halves. */
 __host__ __device__ __forceinline__ int tc_kv_halves(int hd) {
     return FD_WARPS * 2 * 2 * 32 * (hd + 8);
@@ -358,8 +308,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                 for (int j = 0; j < 4; j++) {
                     uint32_t b[4];
                     tc_ldm4<false>(b, Kb + (j * 8 + (lane & 7)) * TLD + kk * 16 + (lane >> 3) * 8);
-                    tc_mma(sc[j], qf[kk][0], qf[kk][1], b[0], b[1]);
-                    tc_mma(sc[j], qf[kk + 1][0], qf[kk + 1][1], b[2], b[3]);
+                    mma16816(sc[j], qf[kk][0], 0u, qf[kk][1], 0u, b[0], b[1]);
+                    mma16816(sc[j], qf[kk + 1][0], 0u, qf[kk + 1][1], 0u, b[2], b[3]);
                 }
             /* row g: position tb + 8j + 2tq + e (e = 0, 1) */
             float mx = -INFINITY;
@@ -393,8 +343,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                     uint32_t b[4];
                     tc_ldm4<true>(b, Vb + (k2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * TLD +
                                          jd * 8 + (lane >> 4) * 8);
-                    tc_mma(o[jd], p0, p2, b[0], b[1]);
-                    tc_mma(o[jd + 1], p0, p2, b[2], b[3]);
+                    mma16816(o[jd], p0, 0u, p2, 0u, b[0], b[1]); /* A rows 8-15 zero */
+                    mma16816(o[jd + 1], p0, 0u, p2, 0u, b[2], b[3]);
                 }
             }
             __syncwarp(); /* the buffer is refilled two tiles on */

@@ -69,6 +69,19 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t b
 #endif
 }
 
+/* Thread 0 initialises a ring's barriers: full[s] (one arrival, the producer's, plus the
+ * transaction bytes) and empty[s] (one arrival per consumer warp); then the block syncs. */
+__device__ __forceinline__ void ring_init(uint64_t *full, uint64_t *empty, int stages,
+                                          int consumers) {
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < stages; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], consumers);
+#if P_SM90
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+    }
+    __syncthreads();
+}
+
 /* Named barrier `id` over `threads` threads (the consumer warps of a warp-specialised block). */
 __device__ __forceinline__ void named_sync(int id, int threads) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");

@@ -15,6 +15,8 @@
  * Shared memory: Q [64][hd+8] + K, V [2][64][hd+8] halves (87 KB at hd 128: 2 blocks per SM); the
  * 8-half row pad makes the ldmatrix row addresses of 8 lanes fall in distinct bank quads. */
 #include "cuda_internal.h"
+#include "cuda_mma.cuh"
+#include "cuda_tc.cuh"
 
 #include <cuda_fp16.h>
 #include <limits.h>
@@ -22,74 +24,6 @@
 #define FA_BM      64 /* query rows per block */
 #define FA_BN      64 /* key positions per K/V tile */
 #define FA_THREADS 128
-
-/* ---------------------------------------------------------------------------------------------
- * PTX helpers (sm_80+; the launcher refuses to run where the device code is older)
- * ------------------------------------------------------------------------------------------- */
-
-static __device__ __forceinline__ void fa_mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                              uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-    (void)c, (void)a, (void)b0, (void)b1;
-#endif
-}
-
-/* Four 8x8 half matrices; lane l gives the row address of matrix l/8, row l%8. */
-static __device__ __forceinline__ void fa_ldm4(uint32_t (&r)[4], const __half *p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-#else
-    (void)p, r[0] = r[1] = r[2] = r[3] = 0;
-#endif
-}
-
-static __device__ __forceinline__ void fa_ldm4_t(uint32_t (&r)[4], const __half *p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-#else
-    (void)p, r[0] = r[1] = r[2] = r[3] = 0;
-#endif
-}
-
-/* 16 bytes global -> shared, or 16 zero bytes when !ok (src-size 0 reads nothing). */
-static __device__ __forceinline__ void fa_cp16(__half *dst, const __half *src, bool ok) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src),
-                 "r"(ok ? 16 : 0)
-                 : "memory");
-#else
-    (void)dst, (void)src, (void)ok;
-#endif
-}
-
-static __device__ __forceinline__ void fa_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-
-template <int N> static __device__ __forceinline__ void fa_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#endif
-}
-
-static __device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
-    const __half2 h = __floats2half2_rn(lo, hi);
-    return *(const uint32_t *)&h;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * The kernel
@@ -127,8 +61,8 @@ __global__ void __launch_bounds__(FA_THREADS, 2) k_fattn(const __grid_constant__
         float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r < cnt) v = *(const float4 *)(a.q + ((int64_t)(t0 + r) * a.n_head + h) * HD + c);
         uint2 pk;
-        pk.x = fa_pack(v.x * qscale, v.y * qscale);
-        pk.y = fa_pack(v.z * qscale, v.w * qscale);
+        pk.x = tc_pack(v.x * qscale, v.y * qscale);
+        pk.y = tc_pack(v.z * qscale, v.w * qscale);
         *(uint2 *)(Qs + r * LD + c) = pk;
     }
     /* my two rows (16w + g, 16w + g + 8): attended positions [rlo, rhi]; empty when inactive */
@@ -154,8 +88,8 @@ __global__ void __launch_bounds__(FA_THREADS, 2) k_fattn(const __grid_constant__
     uint32_t qf[KS][4]; /* A fragments of my 16 rows */
 #pragma unroll
     for (int kk = 0; kk < KS; kk++)
-        fa_ldm4(qf[kk], Qs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + kk * 16 +
-                            (lane >> 4) * 8);
+        tc_ldm4<false>(qf[kk], Qs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD +
+                                   kk * 16 + (lane >> 4) * 8);
     __syncthreads();
     const int lo = s_lo, hi = s_hi;
     if (hi < 0) return; /* no active row (cnt >= 1 makes this unreachable) */
@@ -175,10 +109,10 @@ __global__ void __launch_bounds__(FA_THREADS, 2) k_fattn(const __grid_constant__
                 off = slot * kv_dim + (int64_t)kvh * HD + col;
             }
             const int so = (buf * FA_BN + j) * LD + col;
-            fa_cp16(Ks + so, kc + off, ok);
-            fa_cp16(Vs + so, vc + off, ok);
+            tc_cp16(Ks + so, kc + off, ok);
+            tc_cp16(Vs + so, vc + off, ok);
         }
-        fa_commit();
+        tc_commit();
     };
 
     float o[ND][4];
@@ -190,9 +124,9 @@ __global__ void __launch_bounds__(FA_THREADS, 2) k_fattn(const __grid_constant__
     for (int kt = 0; kt < n_kt; kt++) {
         if (kt + 1 < n_kt) {
             load_kv(kt + 1, (kt + 1) & 1); /* that buffer was released by the last barrier */
-            fa_wait<1>();
+            tc_wait<1>();
         } else {
-            fa_wait<0>();
+            tc_wait<0>();
         }
         __syncthreads(); /* tile kt landed for every thread */
         const int kb = lo + kt * FA_BN;
@@ -209,9 +143,10 @@ __global__ void __launch_bounds__(FA_THREADS, 2) k_fattn(const __grid_constant__
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
                     uint32_t b[4];
-                    fa_ldm4(b, Kb + (j * 8 + (lane & 7)) * LD + kk * 16 + (lane >> 3) * 8);
-                    fa_mma(sc[j], qf[kk], b[0], b[1]);
-                    fa_mma(sc[j], qf[kk + 1], b[2], b[3]);
+                    tc_ldm4<false>(b, Kb + (j * 8 + (lane & 7)) * LD + kk * 16 + (lane >> 3) * 8);
+                    mma16816(sc[j], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b[0], b[1]);
+                    mma16816(sc[j], qf[kk + 1][0], qf[kk + 1][1], qf[kk + 1][2], qf[kk + 1][3],
+                             b[2], b[3]);
                 }
             }
             /* mask: element e of tile j is row g + 8*(e>>1), key kb + 8j + 2tq + (e&1) */
@@ -250,17 +185,17 @@ __global__ void __launch_bounds__(FA_THREADS, 2) k_fattn(const __grid_constant__
 #pragma unroll
             for (int kk2 = 0; kk2 < FA_BN / 16; kk2++) {
                 uint32_t pa[4];
-                pa[0] = fa_pack(sc[2 * kk2][0], sc[2 * kk2][1]);
-                pa[1] = fa_pack(sc[2 * kk2][2], sc[2 * kk2][3]);
-                pa[2] = fa_pack(sc[2 * kk2 + 1][0], sc[2 * kk2 + 1][1]);
-                pa[3] = fa_pack(sc[2 * kk2 + 1][2], sc[2 * kk2 + 1][3]);
+                pa[0] = tc_pack(sc[2 * kk2][0], sc[2 * kk2][1]);
+                pa[1] = tc_pack(sc[2 * kk2][2], sc[2 * kk2][3]);
+                pa[2] = tc_pack(sc[2 * kk2 + 1][0], sc[2 * kk2 + 1][1]);
+                pa[3] = tc_pack(sc[2 * kk2 + 1][2], sc[2 * kk2 + 1][3]);
 #pragma unroll
                 for (int jd = 0; jd < ND; jd += 2) {
                     uint32_t b[4];
-                    fa_ldm4_t(b, Vb + (kk2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD +
-                                     jd * 8 + (lane >> 4) * 8);
-                    fa_mma(o[jd], pa, b[0], b[1]);
-                    fa_mma(o[jd + 1], pa, b[2], b[3]);
+                    tc_ldm4<true>(b, Vb + (kk2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD +
+                                         jd * 8 + (lane >> 4) * 8);
+                    mma16816(o[jd], pa[0], pa[1], pa[2], pa[3], b[0], b[1]);
+                    mma16816(o[jd + 1], pa[0], pa[1], pa[2], pa[3], b[2], b[3]);
                 }
             }
         }

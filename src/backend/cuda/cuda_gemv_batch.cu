@@ -123,19 +123,29 @@ __global__ void __launch_bounds__(256) k_xprep(const float *x, int n, int K, int
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* Work item `it`: tile group grp (tiles tile0.. of matrix m), K slice ks = chunks [cb, ce). */
+struct b_item {
+    int grp, ks, m, tile0, cb, ce;
+};
+__device__ __forceinline__ b_item item_of(const b_args &a, int it) {
+    b_item r;
+    r.grp = it / a.ks, r.ks = it - r.grp * a.ks;
+    r.m = 0;
+    while (r.m < a.nmat - 1 && r.grp >= a.gbase[r.m + 1]) r.m++;
+    r.tile0 = (r.grp - a.gbase[r.m]) * a.tg;
+    r.cb = r.ks * a.cpi, r.ce = min(a.nch, r.cb + a.cpi);
+    return r;
+}
+
 /* Walks this block's stages in order: f(k, m, tile0, c0, nc) for stage k of the item (tile group
  * starting at tile0 of matrix m, chunks [c0, c0 + nc)); stops when f returns false. */
 template <class F> __device__ __forceinline__ void each_stage(const b_args &a, F &&f) {
     int k = 0;
     const int items = a.gbase[a.nmat] * a.ks;
     for (int it = blockIdx.x; it < items; it += gridDim.x) {
-        const int grp = it / a.ks, ks = it - grp * a.ks;
-        int m = 0;
-        while (m < a.nmat - 1 && grp >= a.gbase[m + 1]) m++;
-        const int tile0 = (grp - a.gbase[m]) * a.tg;
-        const int cb = ks * a.cpi, ce = min(a.nch, cb + a.cpi);
-        for (int c0 = cb; c0 < ce; c0 += a.S, k++)
-            if (!f(k, m, tile0, c0, min(a.S, ce - c0))) return;
+        const b_item w = item_of(a, it);
+        for (int c0 = w.cb; c0 < w.ce; c0 += a.S, k++)
+            if (!f(k, w.m, w.tile0, c0, min(a.S, w.ce - c0))) return;
     }
 }
 
@@ -158,13 +168,7 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
     uint64_t *full = (uint64_t *)(sm + a.stages * a.stage_bytes);
     uint64_t *empty = full + B_MAXST;
     int *flag = (int *)(empty + B_MAXST);
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < a.stages; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], B_CW);
-#if P_SM90
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-#endif
-    }
-    __syncthreads();
+    ring_init(full, empty, a.stages, B_CW);
 
     if (wid == B_CW) { /* producer: lane i copies tile i's codes and pairs, lane 31 the x part */
         const uint64_t pol = policy_evict_first();
@@ -218,12 +222,9 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
     int k = 0;
     const int items = a.gbase[a.nmat] * a.ks;
     for (int it = blockIdx.x; it < items; it += gridDim.x) {
-        const int grp = it / a.ks, ks = it - grp * a.ks;
-        int m = 0;
-        while (m < a.nmat - 1 && grp >= a.gbase[m + 1]) m++;
-        const mma_mat_d &M = a.m[m];
-        const int tile0 = (grp - a.gbase[m]) * TG;
-        const int cb = ks * a.cpi, ce = min(a.nch, cb + a.cpi);
+        const b_item w = item_of(a, it);
+        const int grp = w.grp, ks = w.ks, tile0 = w.tile0, cb = w.cb, ce = w.ce;
+        const mma_mat_d &M = a.m[w.m];
         const int nt = min(TG, M.tiles - tile0);
 #pragma unroll
         for (int i = 0; i < NTL; i++)
@@ -377,15 +378,8 @@ int cu_gemv_v8 = 1; /* env BRISK_CUDA_BATCH=0: steps of several tokens on v4 (A/
 
 template <int ST, int EPI, int NG>
 static cudaError_t launch_b(cudaStream_t st, const b_args &a, int smem) {
-    static int smem_set = 0; /* per instantiation: the largest opt-in set so far */
-    void (*k)(b_args) = k_gemv_batch<ST, EPI, NG>;
-    if (smem > smem_set) {
-        const cudaError_t e =
-            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (e != cudaSuccess) return e;
-        smem_set = smem;
-    }
-    return cu_launch(k, dim3(sm_count()), dim3(B_THREADS), (size_t)smem, st, a);
+    static int smem_set = 0; /* per instantiation */
+    return launch_persistent(k_gemv_batch<ST, EPI, NG>, smem_set, smem, B_THREADS, st, a);
 }
 
 template <int ST, int EPI>

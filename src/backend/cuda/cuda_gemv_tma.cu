@@ -1,6 +1,7 @@
 /* cuda_gemv_tma.cu: a persistent, warp-specialised tensor-core GEMV for one-token steps over
  * 4-bit weights in the mma layout (fast == 2): the default for those (bench/cuda-notes.md,
- * round 5); steps of several tokens stay on v4.
+ * round 5); steps of 2-64 tokens go to the batched v8 (cuda_gemv_batch.cu), built on the same
+ * pipeline.
  *
  * Why: v4 (cuda_gemv.cu) keeps its next chunks in registers and loads them in dependent rounds:
  * ncu on an H100 (8B decode) showed ~26-34% of issue slots used, 0.9-2.0 TB/s, against the
@@ -74,13 +75,7 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
     float *red = (float *)((uint8_t *)xh + p_align(a.K * 2));
     uint64_t *full = (uint64_t *)((uint8_t *)red + p_align(P_CW * NTL * 4 * 32 * 4));
     uint64_t *empty = full + P_MAXST;
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < a.stages; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], P_CW);
-#if P_SM90
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-#endif
-    }
-    __syncthreads();
+    ring_init(full, empty, a.stages, P_CW);
 
     /* the items of this block, in order: (tile group ug, slice sl) */
     auto locate = [&](int ug, int &m, int &tile) {
@@ -226,15 +221,8 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
 
 template <int ST, int NM, int EPI>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
-    static int smem_set = 0; /* per instantiation: the largest opt-in set so far */
-    void (*k)(p_args) = k_gemv_persist<ST, NM, EPI>;
-    if (smem > smem_set) {
-        const cudaError_t e =
-            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (e != cudaSuccess) return e;
-        smem_set = smem;
-    }
-    return cu_launch(k, dim3(sm_count()), dim3(P_THREADS), (size_t)smem, st, a);
+    static int smem_set = 0; /* per instantiation */
+    return launch_persistent(k_gemv_persist<ST, NM, EPI>, smem_set, smem, P_THREADS, st, a);
 }
 
 template <int ST>

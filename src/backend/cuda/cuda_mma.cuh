@@ -144,6 +144,20 @@ static inline int sm_count(void) {
     return n;
 }
 
+/* One block per SM of a persistent kernel k with `smem` bytes of dynamic shared memory; smem_set:
+ * the kernel's own record of the largest opt-in made so far. */
+template <typename A>
+static cudaError_t launch_persistent(void (*k)(A), int &smem_set, int smem, int threads,
+                                     cudaStream_t st, const A &a) {
+    if (smem > smem_set) {
+        const cudaError_t e =
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return e;
+        smem_set = smem;
+    }
+    return cu_launch(k, dim3(sm_count()), dim3(threads), (size_t)smem, st, a);
+}
+
 /* The (scale, bias) pairs of rows g and g + 8 of a tile for one group: p points at row g's pair
  * in the tile-major layout (mma_sb_index), which row g + 8's follows. One 8-byte load (16 for
  * f32). G: global (__ldg) or any generic pointer (shared memory). */
