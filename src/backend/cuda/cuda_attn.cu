@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     const int L = p - first + 1; /* >= 1 */
     /* a piece is at least one tile per warp: a block with idle warps costs the same latency, and
      * fewer pieces make a shorter merge (ctx 600 at 20 splits: 5 pieces of 128, not 19 of 32) */
-    const int chunk = max((((L + ns - 1) / ns) + 31) & ~31, FD_WARPS * 32);
+    const int chunk = max((((L + ns - 1) / ns) + 31) & ~31, FD_WARPS * 32 * max(a.min_tiles, 1));
     const int n_act = (L + chunk - 1) / chunk;
     if (s >= n_act) {       /* the whole block: before any barrier */
         if constexpr (CL) { /* the cluster's two barriers count every block */

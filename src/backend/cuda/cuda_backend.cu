@@ -31,8 +31,9 @@ extern "C" {
  * cuBLAS path ran 1,160 and 1,790 tok/s, i.e. 27.6 and 35.7 ms per step, while a GEMV pass over
  * the weights takes ~3.5 ms. Env BRISK_CUDA_GEMV_MAX_N overrides (A/B). */
 static int gemv_max_n = 64;
-static int cu_batch_prefill = 0; /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
-static int cu_v8_one = 0;        /* env BRISK_CUDA_V8_ONE=1: one-token steps on it too (A/B) */
+static int cu_batch_prefill = 0;  /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
+static int cu_attn_min_tiles = 1; /* env BRISK_CUDA_ATTN_MINT (tuning) */
+static int cu_v8_one = 0;         /* env BRISK_CUDA_V8_ONE=1: one-token steps on it too (A/B) */
 #define GEMV_MAX_N gemv_max_n
 #define N_GRAPHS   4
 /* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
@@ -537,6 +538,7 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
         a.part_o = s->part;
         a.part_ml = s->part + (size_t)a.n_tokens * H * a.n_split * hd;
         a.empty = cu_skip & SKIP_ATTNBODY ? 1 : 0;
+        a.min_tiles = cu_attn_min_tiles;
         a.trace = s->trace;
         if (r->fused) {
             a.k_new = (const float *)r->p7 + (size_t)t0 * HKV * hd;
@@ -1468,6 +1470,8 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         e = getenv("BRISK_CUDA_ATTN");
         cu_attn_split = e && strcmp(e, "split") == 0;
         cu_attn_cluster = !(e && strcmp(e, "counter") == 0);
+        e = getenv("BRISK_CUDA_ATTN_MINT"); /* tiles per warp a decode piece holds at least */
+        cu_attn_min_tiles = e && atoi(e) >= 1 && atoi(e) <= 64 ? atoi(e) : 1;
         e = getenv("BRISK_CUDA_ATTN_TC"); /* 0: the decode attention's FMA tiles (A/B) */
         cu_attn_tc = cu_mma_ok && !(e && e[0] == '0');
         e = getenv("BRISK_CUDA_ROPEFUSE");

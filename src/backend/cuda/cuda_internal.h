@@ -123,6 +123,7 @@ typedef struct cu_attn_args {
     int cluster; /* flash-decoding: the n_split (<= 8) pieces are one thread-block cluster and
                   * merge through distributed shared memory instead of part_* and count */
     int empty; /* measuring aid (BRISK_CUDA_SKIP=attnbody): the kernel returns after the PDL wait */
+    int min_tiles; /* flash-decoding: 32-position tiles per warp a piece holds at least (>= 1) */
     unsigned long long *trace; /* measuring aid (BRISK_CUDA_TRACE): stage times, cuda_attn.cu */
 } cu_attn_args;
 cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a);
