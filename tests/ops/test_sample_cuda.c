@@ -20,13 +20,25 @@ typedef struct fixture {
     float *dl; /* device [MAX_ROWS, MAX_V] */
 } fixture;
 
+/* The logits to the device, landed. A plain cudaMemcpy from pageable memory returns once the
+ * data is staged, before its DMA lands (CUDA's "API synchronization behavior"), and it runs on the
+ * legacy default stream, which does not order the backend's non-blocking stream: without the
+ * device sync the op's kernels read the old tail of the buffer (the batch's last row, the
+ * one-finite shape) while it changes under them: the four launches then disagree about the row
+ * (a logit above launch 1's max puts a bin below 0; the edge bin holds more ids in launch 3 than
+ * launch 2 counted, past SP_CAP into the next row's state) -- the wrong id with other bits on the
+ * rerun (which copies the same data again) seen on the H100, and out-of-range writes, the likely
+ * source of its illegal instruction. tests/ops/cuda_emu replays this with EMU_LAG=bytes. */
+static cudaError_t upload(float *d, const float *h, size_t count) {
+    const cudaError_t e = cudaMemcpy(d, h, sizeof *h * count, cudaMemcpyHostToDevice);
+    return e != cudaSuccess ? e : cudaDeviceSynchronize();
+}
+
 static brisk_status dev_sample(void *ctx, const float *logits, int n, int V,
                                const brisk_sample_params *p, const double *u, int32_t *ids,
                                float *lp) {
     fixture *f = ctx;
-    if (cudaMemcpy(f->dl, logits, sizeof(float) * (size_t)n * V, cudaMemcpyHostToDevice) !=
-        cudaSuccess)
-        return BRISK_ERR_BACKEND;
+    if (upload(f->dl, logits, (size_t)n * V) != cudaSuccess) return BRISK_ERR_BACKEND;
     return f->gpu->ops->end_step_sample(f->gpu, f->dl, n, V, p, u, ids, lp);
 }
 
@@ -65,8 +77,7 @@ static void graph_steps(fixture *f) {
             brisk_sampler_destroy(s);
             u[r] = k[r].u;
         }
-        CHECK(cudaMemcpy(f->dl, x, sizeof *x * (size_t)n * V, cudaMemcpyHostToDevice) ==
-              cudaSuccess);
+        CHECK(upload(f->dl, x, (size_t)n * V) == cudaSuccess);
         int32_t ids[3], ids2[3];
         float lp[3], lp2[3];
         CHECK(f->gpu->ops->begin_step(f->gpu, tok, &b, 1, 1) == BRISK_OK);
@@ -94,7 +105,7 @@ static void timing(fixture *f) {
     const int V = MAX_V, iters = 200;
     float *x = malloc(sizeof *x * (size_t)MAX_ROWS * V), *host = malloc(sizeof *host * (size_t)V);
     for (int r = 0; r < MAX_ROWS; r++) sc_fill(x + (size_t)r * V, V, SC_LM);
-    cudaMemcpy(f->dl, x, sizeof *x * (size_t)MAX_ROWS * V, cudaMemcpyHostToDevice);
+    upload(f->dl, x, (size_t)MAX_ROWS * V);
     const sc_case k = {0.8f, 0.95f, 0.05f, 40, 0.5};
     brisk_sampler *s = sc_sampler(&k, V);
     brisk_sample_params p[MAX_ROWS];
@@ -119,7 +130,7 @@ static void timing(fixture *f) {
     for (int shape = 0; shape < 3; shape++) { /* the row fallback: near-flat rows */
         const int sh[3] = {SC_FLAT, SC_NEARFLAT, SC_TIES};
         sc_fill(x, V, sh[shape]);
-        cudaMemcpy(f->dl, x, sizeof *x * (size_t)V, cudaMemcpyHostToDevice);
+        upload(f->dl, x, (size_t)V);
         f->gpu->ops->end_step_sample(f->gpu, f->dl, 1, V, p, u, ids, lp);
         const double t0 = now_us();
         for (int i = 0; i < iters / 4; i++)
@@ -129,7 +140,7 @@ static void timing(fixture *f) {
     }
     /* the host path it replaces: the row to the host, then the sampler */
     sc_fill(x, V, SC_LM);
-    cudaMemcpy(f->dl, x, sizeof *x * (size_t)V, cudaMemcpyHostToDevice);
+    upload(f->dl, x, (size_t)V);
     double t0 = now_us();
     for (int i = 0; i < iters; i++) f->gpu->ops->end_step(f->gpu, f->dl, 1, V, host);
     const double tc = (now_us() - t0) / iters;

@@ -110,7 +110,25 @@ static void *fiber_init(int t) {
     abort();
 }
 
+/* The __shared__ variables (emu_cuda.h); weak: none when no kernel declares one. */
+extern "C" char __start_emu_shared[] __attribute__((weak));
+extern "C" char __stop_emu_shared[] __attribute__((weak));
+
+void (*emu_block_hook)(void);
+
+uint64_t emu_random(void) {
+    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
+    return g_rng;
+}
+
+void emu_poison(void *p, size_t n) {
+    unsigned char *b = (unsigned char *)p;
+    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(emu_random() >> 32);
+}
+
 static void run_block(int nt) {
+    char *s0 = __start_emu_shared, *s1 = __stop_emu_shared;
+    if (s0 && s1 > s0) emu_poison(s0, (size_t)(s1 - s0));
     for (int t = 0; t < nt; t++)
         g_sp[t] = fiber_init(t), g_state[t] = F_RUN, g_seq[t] = 0, g_wseq[t] = 0;
     std::vector<int> order((size_t)nt);
@@ -189,6 +207,7 @@ void emu_run(dim3 grid, dim3 block, const std::function<void()> &body) {
         blocks[i - 1] = blocks[j], blocks[j] = x;
     }
     for (unsigned b : blocks) {
+        if (emu_block_hook) emu_block_hook();
         blockIdx = dim3(b % grid.x, b / grid.x, 0);
         run_block((int)block.x);
     }

@@ -23,7 +23,10 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__      static
+/* every __shared__ variable in one section, which emu_run fills with random bytes before each
+ * block (a GPU's shared memory holds whatever ran there before): a read of shared memory no
+ * thread of the block wrote gives a wrong or changing result */
+#define __shared__ static __attribute__((section("emu_shared")))
 #define __launch_bounds__(...)
 
 struct dim3 {
@@ -42,6 +45,9 @@ enum { EMU_BAR = 1, EMU_WARP = 2 };
 void emu_wait(int kind, int line, unsigned mask);
 uint64_t *emu_slots(void); /* one exchange slot per thread of the block */
 void emu_run(dim3 grid, dim3 block, const std::function<void()> &body);
+void emu_poison(void *p, size_t n); /* fills n bytes with the scheduler's random bytes */
+uint64_t emu_random(void);
+extern void (*emu_block_hook)(void); /* when set: called before each block runs */
 
 /* The intrinsics are macros that pass their call's line to the scheduler's checks. */
 #define __syncthreads()      emu_syncthreads(__LINE__)

@@ -9,6 +9,42 @@
 static int g_paths[4][2]; /* [mode][edge bin listed 0 / over the row 1] */
 static int g_second;      /* top-p edge bin that also holds the top-k / min-p edge */
 
+/* EMU_LAG=bytes: the test's logits reach the kernels the way a plain cudaMemcpy from pageable
+ * memory on another stream than the op's may deliver them: the last `bytes` of the buffer still
+ * hold the previous call's logits when the chain starts and change to the new ones before a
+ * random block of the four launches (the DMA landing). A harness fault, not the kernels': it
+ * shows what the kernels make of logits that change under them. */
+static float *g_dev;
+static size_t g_dev_n, g_lag_from;
+static const float *g_new;
+static long g_land_at, g_blocks;
+
+static void land(void) {
+    if (g_new && g_blocks++ >= g_land_at) {
+        memcpy(g_dev + g_lag_from, g_new + g_lag_from, (g_dev_n - g_lag_from) * sizeof(float));
+        g_new = NULL;
+    }
+}
+
+static const float *device_logits(const float *logits, size_t count) {
+    const char *e = getenv("EMU_LAG");
+    const size_t lag = e ? (size_t)strtoull(e, NULL, 10) / sizeof(float) : 0;
+    if (!lag) return logits;
+    if (count != g_dev_n) { /* a new shape: nothing stale */
+        free(g_dev);
+        g_dev = (float *)malloc(count * sizeof(float));
+        g_dev_n = count;
+        memcpy(g_dev, logits, count * sizeof(float));
+        return g_dev;
+    }
+    g_lag_from = lag < count ? count - lag : 0;
+    memcpy(g_dev, logits, g_lag_from * sizeof(float));
+    g_new = logits, g_blocks = 0;
+    g_land_at = (long)(emu_random() % 1024);
+    emu_block_hook = land;
+    return g_dev;
+}
+
 extern "C" brisk_status emu_end_step_sample(const float *logits, int n, int V,
                                             const brisk_sample_params *p, const double *u,
                                             int32_t *ids, float *lp) {
@@ -21,7 +57,21 @@ extern "C" brisk_status emu_end_step_sample(const float *logits, int n, int V,
     }
     cu_sample_in *in = (cu_sample_in *)scratch;
     for (int i = 0; i < n; i++) in[i].p = p[i], in[i].u = u[i];
-    if (cu_sample(NULL, logits, n, V, scratch, cap) != cudaSuccess) return BRISK_ERR_BACKEND;
+    /* every row's state but the arrival counters (zero between launches) is rewritten before it
+     * is read, the outputs too: random bytes there catch a read of the previous call's state */
+    emu_poison((char *)scratch + cu_sample_out_offset(cap), (size_t)n * sizeof(cu_sample_out));
+    for (int i = 0; i < n; i++) {
+        sp_buf *B = buf_of((char *)scratch, cap, i);
+        uint32_t done[4];
+        memcpy(done, B->r.done, sizeof done);
+        emu_poison(B, sizeof *B);
+        memcpy(B->r.done, done, sizeof done);
+    }
+    const float *dl = device_logits(logits, (size_t)n * V);
+    const cudaError_t ce = cu_sample(NULL, dl, n, V, scratch, cap);
+    if (g_new) g_blocks = g_land_at, land();
+    emu_block_hook = NULL;
+    if (ce != cudaSuccess) return BRISK_ERR_BACKEND;
     const cu_sample_out *out = (const cu_sample_out *)((char *)scratch + cu_sample_out_offset(cap));
     brisk_status st = BRISK_OK;
     for (int i = 0; i < n; i++) {

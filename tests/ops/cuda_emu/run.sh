@@ -3,7 +3,10 @@
 # unchanged) run on the CPU under emu_cuda.h against the host sampler, from the repository root:
 # `bash tests/ops/cuda_emu/run.sh [quick]` (quick: ~2 minutes, else ~20), EMU_SEED=n for another
 # order of the threads. It aborts, naming the line, at a barrier or warp intrinsic that not every
-# thread of the block / lane of the warp reaches together. x86-64 only; no GPU or nvcc needed.
+# thread of the block / lane of the warp reaches together. Shared memory and the row state are
+# random bytes at each block / call (a read of what was not written shows). EMU_LAG=bytes: the
+# last bytes of the logits change during the chain, as an upload that races the op delivers them
+# (the kernels then fail: wrong ids, other bits on a rerun, or a crash). x86-64 only; no GPU.
 set -e
 B=build-emu; mkdir -p $B
 E=tests/ops/cuda_emu
