@@ -398,11 +398,10 @@ static bool blas_pipeline(cu_state *s, const blas_job *jobs, int nj, const float
 static void exec_matmul(cu_state *s, const op_rec *r) {
     const float *x = (const float *)r->p0;
     const int n = r->n;
+    cu_gemv_mat m[3];
+    for (int i = 0; i < r->nmat; i++) m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
     if (n >= (cu_v8_one ? 1 : 2) && (n <= GEMV_MAX_N || cu_batch_prefill) && s->bsc.xq) {
         /* every weight once per 64 tokens */
-        cu_gemv_mat m[3];
-        for (int i = 0; i < r->nmat; i++)
-            m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
         const cudaError_t e =
             cu_gemv_batch(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1, r->eps, &s->bsc);
         if (e != cudaErrorNotSupported) {
@@ -412,9 +411,6 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
     }
     if (r->p1) { /* rmsnorm(x) first: fused into the GEMV when a kernel has it */
         if (n <= GEMV_MAX_N) {
-            cu_gemv_mat m[3];
-            for (int i = 0; i < r->nmat; i++)
-                m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
             cudaError_t e =
                 cu_gemv_norm(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1, r->eps);
             if (e != cudaErrorNotSupported) {
@@ -429,9 +425,6 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
         x = xn;
     }
     if (n <= GEMV_MAX_N || !s->deq) {
-        cu_gemv_mat m[3];
-        for (int i = 0; i < r->nmat; i++)
-            m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
         cudaError_t e = cu_gemv(s->st, m, r->nmat, r->epi, x, n);
         if (e == cudaErrorInvalidValue && r->epi == CU_EPI_SWIGLU) {
             /* gate and up differ in format: two matmuls then swiglu */
@@ -680,6 +673,8 @@ static void exec_rec(cu_state *s, const op_rec *r) {
     }
 }
 
+#define FNV_BASIS 1469598103934665603ULL
+
 /* FNV-1a over 8-byte words (records are hashed on every step: bytes cost 8x the time) */
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = (const uint8_t *)p;
@@ -693,7 +688,19 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-/* Runs the record now, or logs it during a one-token step. */
+/* The op log: empty, not logging. */
+static void log_reset(cu_state *s) {
+    s->logging = 0;
+    s->n_log = 0;
+    s->hash = FNV_BASIS;
+}
+
+/* Runs the logged records now, in order (eagerly, or into a capture). */
+static void exec_log(cu_state *s) {
+    for (int i = 0; i < s->n_log && s->err == BRISK_OK; i++) exec_rec(s, &s->log[i]);
+}
+
+/* Runs the record now, or logs it during a graphed step. */
 static void submit_now(cu_state *s, const op_rec *r) {
     if (s->err != BRISK_OK) return;
     if (!s->logging) {
@@ -719,6 +726,14 @@ static void flush_pending(cu_state *s) {
     submit_now(s, &s->pending);
 }
 
+/* Is each of the n tokens in a sequence of its own? */
+static bool seqs_distinct(const int32_t *seq, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (seq[i] == seq[j]) return false;
+    return true;
+}
+
 /* Can attention record `at` do the pending rope_kv_store itself? The same q and caches, the
  * flash-decoding kernel, and every token of the step in its own sequence (no token attends to a
  * key another block of the same launch is writing). */
@@ -727,11 +742,7 @@ static bool rope_fusable(cu_state *s, const op_rec *rp, const op_rec *at) {
         at->n != rp->n || at->i0 != rp->i0 || at->i1 != rp->i1 || at->i2 != rp->dim ||
         cu_attn_split || !cu_attn_decode_ok(at->i0, at->i1, at->i2) || at->n > 64 || !s->h_idx)
         return false;
-    const int32_t *seq = s->h_idx + 2 * (size_t)s->max_tokens;
-    for (int i = 0; i < at->n; i++)
-        for (int j = 0; j < i; j++)
-            if (seq[i] == seq[j]) return false;
-    return true;
+    return seqs_distinct(s->h_idx + 2 * (size_t)s->max_tokens, at->n);
 }
 
 /* The op entry points' way in: a rope_kv_store waits for the next record, which is the
@@ -1021,17 +1032,13 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos;
     /* one-token steps and decode steps of up to graph_max_t tokens, one per sequence, replay as
      * graphs (their records depend on the step's shape only); prefill chunks run eagerly */
-    bool distinct = T <= graph_max_t;
-    for (int i = 1; i < T && distinct; i++)
-        for (int j = 0; j < i && distinct; j++) distinct = b->seq[i] != b->seq[j];
-    s->logging = distinct;
+    log_reset(s);
+    s->logging = T <= graph_max_t && seqs_distinct(b->seq, T);
     s->has_pending = 0; /* a record of a step that failed before its end */
-    s->n_log = 0;
-    s->hash = 1469598103934665603ULL;
     return BRISK_OK;
 }
 
-/* Runs the logged one-token step: as a graph when one matches, captured the second time. */
+/* Runs the logged step: as a graph when one matches, captured the second time. */
 static void run_log(cu_state *s) {
     for (int i = 0; i < s->n_graphs; i++)
         if (s->graphs[i].hash == s->hash) {
@@ -1041,14 +1048,14 @@ static void run_log(cu_state *s) {
     bool seen = false;
     for (int i = 0; i < s->n_seen; i++) seen = seen || s->seen[i] == s->hash;
     if (!seen || s->n_graphs == N_GRAPHS) {
-        for (int i = 0; i < s->n_log && s->err == BRISK_OK; i++) exec_rec(s, &s->log[i]);
+        exec_log(s);
         if (!seen && s->n_seen < N_GRAPHS) s->seen[s->n_seen++] = s->hash;
         return;
     }
     cudaGraph_t g = NULL;
     if (!chk(s, cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal), "cuda capture"))
         return;
-    for (int i = 0; i < s->n_log && s->err == BRISK_OK; i++) exec_rec(s, &s->log[i]);
+    exec_log(s);
     cudaError_t e = cudaStreamEndCapture(s->st, &g);
     if (s->err != BRISK_OK || !chk(s, e, "cuda capture end")) {
         if (g) cudaGraphDestroy(g);
@@ -1066,21 +1073,14 @@ static void run_log(cu_state *s) {
 /* Leaves graph mode for the rest of this step: what was logged runs now, the rest eagerly. */
 static void unlog(cu_state *s) {
     flush_pending(s);
-    for (int i = 0; i < s->n_log && s->err == BRISK_OK; i++) exec_rec(s, &s->log[i]);
-    s->logging = 0;
-    s->n_log = 0;
-    s->hash = 1469598103934665603ULL;
+    exec_log(s);
+    log_reset(s);
 }
 
 static void finish_log(cu_state *s) {
     flush_pending(s);
-    if (s->logging && s->err == BRISK_OK) {
-        run_log(s);
-        s->logging = 0;
-        s->n_log = 0;
-        s->hash = 1469598103934665603ULL;
-    }
-    s->logging = 0;
+    if (s->logging && s->err == BRISK_OK) run_log(s);
+    log_reset(s);
 }
 
 static brisk_status cu_op_end_step(brisk_backend *be, const float *logits, int n, int V,
