@@ -632,22 +632,6 @@ int cu_attn_cluster_splits(int n_splits, int max_ctx) {
     return n_splits < FD_MAX_CLUSTER ? n_splits : FD_MAX_CLUSTER;
 }
 
-/* Opts kernel k into `smem` bytes of dynamic shared memory (over 48 KB), once per kernel. */
-static cudaError_t fd_smem(fd_kernel k, size_t smem) {
-    static fd_kernel done[8];
-    static size_t size[8];
-    for (int i = 0; i < 8; i++) {
-        if (done[i] == k && size[i] >= smem) return cudaSuccess;
-        if (!done[i] || done[i] == k) {
-            const cudaError_t e =
-                cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-            if (e == cudaSuccess) done[i] = k, size[i] = smem;
-            return e;
-        }
-    }
-    return cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-}
-
 static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     const int G = a->n_head / a->n_head_kv, hd = a->head_dim;
     if (!cu_attn_decode_ok(a->n_head, a->n_head_kv, hd) || a->n_split < 1 ||
@@ -664,7 +648,7 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     if (smem > (tc ? 200 * 1024 : 48 * 1024)) return cudaErrorInvalidValue;
     const fd_kernel k = a->cluster ? fd_pick<true>(gp, lpr, tc) : fd_pick<false>(gp, lpr, tc);
     if (smem > 48 * 1024) {
-        const cudaError_t e = fd_smem(k, smem);
+        const cudaError_t e = cu_smem_optin((const void *)k, smem);
         if (e != cudaSuccess) return e;
     }
     if (!a->cluster)

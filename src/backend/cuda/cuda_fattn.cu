@@ -226,13 +226,8 @@ bool cu_fattn_supported(int head_dim) {
 
 template <int HD> static cudaError_t fattn_launch(cudaStream_t st, const cu_fattn_args *a) {
     const size_t smem = (size_t)(FA_BM + 4 * FA_BN) * (HD + 8) * sizeof(__half);
-    static bool attr_set = false; /* > 48 KB of dynamic shared memory must be opted into */
-    if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(
-            k_fattn<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return e;
-        attr_set = true;
-    }
+    const cudaError_t e = cu_smem_optin((const void *)k_fattn<HD>, smem); /* > 48 KB */
+    if (e != cudaSuccess) return e;
     return cu_launch(k_fattn<HD>, dim3(a->n_head, a->n_tiles), FA_THREADS, smem, st, *a);
 }
 

@@ -378,8 +378,7 @@ int cu_gemv_v8 = 1; /* env BRISK_CUDA_BATCH=0: steps of several tokens on v4 (A/
 
 template <int ST, int EPI, int NG>
 static cudaError_t launch_b(cudaStream_t st, const b_args &a, int smem) {
-    static int smem_set = 0; /* per instantiation */
-    return launch_persistent(k_gemv_batch<ST, EPI, NG>, smem_set, smem, B_THREADS, st, a);
+    return launch_persistent(k_gemv_batch<ST, EPI, NG>, smem, B_THREADS, st, a);
 }
 
 template <int ST, int EPI>

@@ -221,8 +221,7 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
 
 template <int ST, int NM, int EPI>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
-    static int smem_set = 0; /* per instantiation */
-    return launch_persistent(k_gemv_persist<ST, NM, EPI>, smem_set, smem, P_THREADS, st, a);
+    return launch_persistent(k_gemv_persist<ST, NM, EPI>, smem, P_THREADS, st, a);
 }
 
 template <int ST>

@@ -165,6 +165,10 @@ cudaError_t cu_argmax(cudaStream_t st, const float *logits, int n, int V, float 
 #include "cuda_sample.h"
 cudaError_t cu_f32_to_half(cudaStream_t st, const float *x, size_t n, void *dst, int bf16);
 
+/* Opts kernel k into `smem` bytes of dynamic shared memory (a launch over 48 KB needs it), once
+ * per kernel and size: the largest so far is remembered (cuda_ops.cu). */
+cudaError_t cu_smem_optin(const void *k, size_t smem);
+
 /* The device code of this build that the card runs (cuda_probe.cu): its sm version as 10 * major
  * + minor (binary) and that of its PTX; false (both 0) when it cannot run. */
 bool cu_code_version(int *binary, int *ptx);

@@ -144,17 +144,12 @@ static inline int sm_count(void) {
     return n;
 }
 
-/* One block per SM of a persistent kernel k with `smem` bytes of dynamic shared memory; smem_set:
- * the kernel's own record of the largest opt-in made so far. */
+/* One block per SM of a persistent kernel k with `smem` bytes of dynamic shared memory. */
 template <typename A>
-static cudaError_t launch_persistent(void (*k)(A), int &smem_set, int smem, int threads,
-                                     cudaStream_t st, const A &a) {
-    if (smem > smem_set) {
-        const cudaError_t e =
-            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (e != cudaSuccess) return e;
-        smem_set = smem;
-    }
+static cudaError_t launch_persistent(void (*k)(A), int smem, int threads, cudaStream_t st,
+                                     const A &a) {
+    const cudaError_t e = cu_smem_optin((const void *)k, (size_t)smem);
+    if (e != cudaSuccess) return e;
     return cu_launch(k, dim3(sm_count()), dim3(threads), (size_t)smem, st, a);
 }
 

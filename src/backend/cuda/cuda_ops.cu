@@ -10,6 +10,18 @@ extern "C" {
 #include "backend/backend.h"
 }
 
+cudaError_t cu_smem_optin(const void *k, size_t smem) {
+    static const void *kern[64];
+    static size_t size[64];
+    int i = 0;
+    while (i < 64 && kern[i] && kern[i] != k) i++;
+    if (i < 64 && kern[i] == k && size[i] >= smem) return cudaSuccess;
+    const cudaError_t e =
+        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e == cudaSuccess && i < 64) kern[i] = k, size[i] = smem; /* a full table: set every time */
+    return e;
+}
+
 static unsigned blocks_for(size_t n, int threads) {
     return (unsigned)((n + threads - 1) / threads);
 }
