@@ -1,17 +1,18 @@
-/* cuda_backend.cu: the CUDA backend instance: switches, weight upload and repack, device
- * memory, per-step index upload, the op log that lets a decode step run as a CUDA graph, and the
- * prefill path (dequantized half tiles + cuBLAS, the dequantize of the next tile on a side stream
- * under the GEMM of this one). The card probe is cuda_probe.cu; kernels live in cuda_gemv.cu,
- * cuda_gemv_tma.cu, cuda_ops.cu, cuda_attn.cu (decode attention), cuda_fattn.cu (prefill
- * attention) and cuda_sample.cu.
+/* cuda_backend.cu: the CUDA backend instance: weight upload and repack, device memory, per-step
+ * index upload, the op log that lets a decode step run as a CUDA graph, and the prefill path
+ * (dequantized half tiles + cuBLAS, the dequantize of the next tile on a side stream under the
+ * GEMM of this one). The switches are cuda_switches.cu, the card probe cuda_probe.cu; kernels
+ * live in cuda_gemv.cu, cuda_gemv_tma.cu, cuda_gemv_batch.cu, cuda_ops.cu, cuda_attn.cu (decode
+ * attention), cuda_fattn.cu (prefill attention) and cuda_sample.cu.
  *
- * Every op call becomes a record. Prefill steps (several tokens) run each record at once. A
- * one-token step only logs its records; end_step looks the log's hash up among the captured
- * graphs and launches the match, or captures the log into a new graph when this exact sequence
- * already ran once eagerly (so lazily sized buffers exist before capture), or else runs it. The
- * kernels read positions, slots and block tables from device buffers refreshed by begin_step, so
- * one graph serves every decode step. */
+ * Every op call becomes a record. Prefill steps run each record at once. A decode step (one
+ * token, or up to cu_graph_max_t tokens each in its own sequence) only logs its records; end_step
+ * looks the log's hash up among the captured graphs and launches the match, or captures the log
+ * into a new graph when this exact sequence already ran once eagerly (so lazily sized buffers
+ * exist before capture), or else runs it. The kernels read positions, slots and block tables from
+ * device buffers refreshed by begin_step, so one graph serves every decode step of its shape. */
 #include "cuda_internal.h"
+#include "cuda_switches.h"
 
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -26,53 +27,8 @@ extern "C" {
 #include "util/error.h"
 }
 
-/* Tokens per step up to which matmuls stay on the GEMV kernels (8 tokens per pass, weights read
- * once per pass). Measured on H100 (8B q4, ctx 1024): at 32 and 64 sequences the dequantize +
- * cuBLAS path ran 1,160 and 1,790 tok/s, i.e. 27.6 and 35.7 ms per step, while a GEMV pass over
- * the weights takes ~3.5 ms. Env BRISK_CUDA_GEMV_MAX_N overrides (A/B). */
-static int gemv_max_n = 64;
-static int cu_batch_prefill = 0;  /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
-static int cu_attn_min_tiles = 1; /* env BRISK_CUDA_ATTN_MINT (tuning) */
-static int cu_v8_one = 0;         /* env BRISK_CUDA_V8_ONE=1: one-token steps on it too (A/B) */
-#define GEMV_MAX_N gemv_max_n
+#define GEMV_MAX_N cu_gemv_max_n
 #define N_GRAPHS   4
-/* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
- * for A/B). */
-static int graph_max_t = 64;
-
-/* ---------------------------------------------------------------------------------------------
- * Switches
- * ------------------------------------------------------------------------------------------- */
-
-int cu_pdl = 1;
-/* the loaded device code is sm_90+ (clusters, bulk copies, mbarrier transactions) */
-int cu_sm90 = 0;
-extern int cu_attn_tc;
-extern int cu_gemv_v2, cu_gemv_v7, cu_gemv_v8, cu_v7_ring, cu_v7_norm, cu_norm_fuse, cu_mma_u,
-    cu_mma_tt;
-static int cu_mma_ok = 0;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
-static int cu_gemv_v3 = 0;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
-static int cu_attn_split = 0; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
-/* BRISK_CUDA_SKIP=norm,rope,attn,qkv,add,swiglu,head,attnbody: a measuring aid, never for use: the
- * records of those kinds do not run (results are garbage), so `brisk bench` shows what each
- * stage costs inside the replayed graph (ncu times kernels one at a time). */
-enum {
-    SKIP_NORM = 1,
-    SKIP_ROPE = 2,
-    SKIP_ATTN = 4,
-    SKIP_QKV = 8,
-    SKIP_ADD = 16,
-    SKIP_SWIGLU = 32,
-    SKIP_HEAD = 64,
-    SKIP_ATTNBODY = 128 /* the attention kernel runs but returns after its PDL wait */
-};
-static int cu_skip = 0;
-/* RoPE + KV store inside the decode attention kernel (BRISK_CUDA_ROPEFUSE=0: a kernel of its own,
- * for A/B) */
-static int cu_rope_fuse = 1;
-/* decode attention pieces merged inside a cluster (BRISK_CUDA_ATTN=counter: the last block to
- * arrive merges them from global memory, for A/B) */
-static int cu_attn_cluster = 1;
 
 /* ---------------------------------------------------------------------------------------------
  * State
@@ -1030,10 +986,10 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     }
     s->hp_tokens = tokens, s->hp_pos = b->pos, s->hp_seq = b->seq, s->hp_slot = b->slot;
     s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos;
-    /* one-token steps and decode steps of up to graph_max_t tokens, one per sequence, replay as
+    /* one-token steps and decode steps of up to cu_graph_max_t tokens, one per sequence, replay as
      * graphs (their records depend on the step's shape only); prefill chunks run eagerly */
     log_reset(s);
-    s->logging = T <= graph_max_t && seqs_distinct(b->seq, T);
+    s->logging = T <= cu_graph_max_t && seqs_distinct(b->seq, T);
     s->has_pending = 0; /* a record of a step that failed before its end */
     return BRISK_OK;
 }
@@ -1433,62 +1389,9 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         }
     }
     be->impl = s;
-    { /* A/B switches for measurement: BRISK_CUDA_PDL=0, BRISK_CUDA_GEMV=2 */
-        const char *e = getenv("BRISK_CUDA_PDL");
-        cu_pdl = !(e && e[0] == '0');
-        /* griddepcontrol exists only in code built for sm_90+: never launch programmatically
-         * into kernels that cannot wait */
-        int bin = 0, ptx = 0;
-        cu_code_version(&bin, &ptx);
-        if (bin < 90 || ptx < 90) cu_pdl = 0;
-        cu_mma_ok = bin >= 80;
-        cu_sm90 = bin >= 90;
-        e = getenv("BRISK_CUDA_GEMV");
-        cu_gemv_v2 = e && e[0] == '2';
-        cu_gemv_v3 = e && e[0] == '3';
-        cu_gemv_v7 = !(e && e[0] == '4'); /* 4: one-token steps on v4 too (A/B) */
-        e = getenv("BRISK_CUDA_BATCH");   /* 0: steps of several tokens on v4 (A/B) */
-        cu_gemv_v8 = !(e && e[0] == '0');
-        e = getenv("BRISK_CUDA_V8_ONE");
-        cu_v8_one = e && e[0] == '1';
-        e = getenv("BRISK_CUDA_BATCH_PREFILL"); /* 1: prefills on it too, 64 tokens a pass */
-        cu_batch_prefill = e && e[0] == '1';
-        e = getenv("BRISK_CUDA_V7_RING"); /* KB of stages per block (tuning) */
-        if (e && atoi(e) >= 16) cu_v7_ring = atoi(e) << 10;
-        e = getenv("BRISK_CUDA_V7NORM");
-        cu_v7_norm = !(e && e[0] == '0');
-        e = getenv("BRISK_CUDA_NORMFUSE");
-        cu_norm_fuse = e && e[0] == '1';
-        e = getenv("BRISK_CUDA_MMA_U");
-        cu_mma_u = e && atoi(e) == 8 ? 8 : 4;
-        e = getenv("BRISK_CUDA_MMA_TT");
-        cu_mma_tt = e && (atoi(e) == 1 || atoi(e) == 2) ? atoi(e) : 0;
-        e = getenv("BRISK_CUDA_GRAPH_T");
-        if (e && atoi(e) >= 1) graph_max_t = atoi(e);
-        e = getenv("BRISK_CUDA_GEMV_MAX_N");
-        if (e && atoi(e) >= 1) gemv_max_n = atoi(e);
-        e = getenv("BRISK_CUDA_ATTN");
-        cu_attn_split = e && strcmp(e, "split") == 0;
-        cu_attn_cluster = !(e && strcmp(e, "counter") == 0);
-        e = getenv("BRISK_CUDA_ATTN_MINT"); /* tiles per warp a decode piece holds at least */
-        cu_attn_min_tiles = e && atoi(e) >= 1 && atoi(e) <= 64 ? atoi(e) : 1;
-        e = getenv("BRISK_CUDA_ATTN_TC"); /* 0: the decode attention's FMA tiles (A/B) */
-        cu_attn_tc = cu_mma_ok && !(e && e[0] == '0');
-        e = getenv("BRISK_CUDA_ROPEFUSE");
-        cu_rope_fuse = !(e && e[0] == '0');
-        e = getenv("BRISK_CUDA_SKIP");
-        cu_skip = 0;
-        if (e) {
-            const char *names[] = {"norm", "rope",   "attn", "qkv",
-                                   "add",  "swiglu", "head", "attnbody"};
-            for (const char *p = e; *p;) {
-                const size_t len = strcspn(p, ",");
-                for (int i = 0; i < 8; i++)
-                    if (strlen(names[i]) == len && !strncmp(p, names[i], len)) cu_skip |= 1 << i;
-                p += len + (p[len] == ',');
-            }
-        }
-        e = getenv("BRISK_CUDA_TRACE");
+    cu_switches_read();
+    { /* this instance's measuring aid and prefill attention switch */
+        const char *e = getenv("BRISK_CUDA_TRACE");
         if (e && e[0] == '1') {
             s->trace = (unsigned long long *)dalloc(s, 8 * sizeof(unsigned long long), "trace");
             if (s->trace) cudaMemset(s->trace, 0, 8 * sizeof(unsigned long long));

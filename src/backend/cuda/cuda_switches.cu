@@ -1,0 +1,79 @@
+/* cuda_switches.cu: the CUDA backend's process-wide switches (cuda_switches.h) and their one
+ * reading from the environment at backend creation. */
+#include "cuda_internal.h"
+#include "cuda_switches.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int cu_pdl = 1;
+/* the loaded device code is sm_90+ (clusters, bulk copies, mbarrier transactions) */
+int cu_sm90 = 0;
+int cu_mma_ok = 0;
+int cu_gemv_v3 = 0;
+int cu_attn_split = 0;
+int cu_skip = 0;
+int cu_rope_fuse = 1;
+int cu_attn_cluster = 1;
+int cu_gemv_max_n = 64;
+int cu_batch_prefill = 0;
+int cu_attn_min_tiles = 1;
+int cu_v8_one = 0;
+int cu_graph_max_t = 64;
+
+void cu_switches_read(void) {
+    /* A/B switches for measurement: BRISK_CUDA_PDL=0, BRISK_CUDA_GEMV=2 ... */
+    const char *e = getenv("BRISK_CUDA_PDL");
+    cu_pdl = !(e && e[0] == '0');
+    /* griddepcontrol exists only in code built for sm_90+: never launch programmatically
+     * into kernels that cannot wait */
+    int bin = 0, ptx = 0;
+    cu_code_version(&bin, &ptx);
+    if (bin < 90 || ptx < 90) cu_pdl = 0;
+    cu_mma_ok = bin >= 80;
+    cu_sm90 = bin >= 90;
+    e = getenv("BRISK_CUDA_GEMV");
+    cu_gemv_v2 = e && e[0] == '2';
+    cu_gemv_v3 = e && e[0] == '3';
+    cu_gemv_v7 = !(e && e[0] == '4'); /* 4: one-token steps on v4 too (A/B) */
+    e = getenv("BRISK_CUDA_BATCH");   /* 0: steps of several tokens on v4 (A/B) */
+    cu_gemv_v8 = !(e && e[0] == '0');
+    e = getenv("BRISK_CUDA_V8_ONE");
+    cu_v8_one = e && e[0] == '1';
+    e = getenv("BRISK_CUDA_BATCH_PREFILL"); /* 1: prefills on it too, 64 tokens a pass */
+    cu_batch_prefill = e && e[0] == '1';
+    e = getenv("BRISK_CUDA_V7_RING"); /* KB of stages per block (tuning) */
+    if (e && atoi(e) >= 16) cu_v7_ring = atoi(e) << 10;
+    e = getenv("BRISK_CUDA_V7NORM");
+    cu_v7_norm = !(e && e[0] == '0');
+    e = getenv("BRISK_CUDA_NORMFUSE");
+    cu_norm_fuse = e && e[0] == '1';
+    e = getenv("BRISK_CUDA_MMA_U");
+    cu_mma_u = e && atoi(e) == 8 ? 8 : 4;
+    e = getenv("BRISK_CUDA_MMA_TT");
+    cu_mma_tt = e && (atoi(e) == 1 || atoi(e) == 2) ? atoi(e) : 0;
+    e = getenv("BRISK_CUDA_GRAPH_T");
+    if (e && atoi(e) >= 1) cu_graph_max_t = atoi(e);
+    e = getenv("BRISK_CUDA_GEMV_MAX_N");
+    if (e && atoi(e) >= 1) cu_gemv_max_n = atoi(e);
+    e = getenv("BRISK_CUDA_ATTN");
+    cu_attn_split = e && strcmp(e, "split") == 0;
+    cu_attn_cluster = !(e && strcmp(e, "counter") == 0);
+    e = getenv("BRISK_CUDA_ATTN_MINT"); /* tiles per warp a decode piece holds at least */
+    cu_attn_min_tiles = e && atoi(e) >= 1 && atoi(e) <= 64 ? atoi(e) : 1;
+    e = getenv("BRISK_CUDA_ATTN_TC"); /* 0: the decode attention's FMA tiles (A/B) */
+    cu_attn_tc = cu_mma_ok && !(e && e[0] == '0');
+    e = getenv("BRISK_CUDA_ROPEFUSE");
+    cu_rope_fuse = !(e && e[0] == '0');
+    e = getenv("BRISK_CUDA_SKIP");
+    cu_skip = 0;
+    if (e) {
+        const char *names[] = {"norm", "rope", "attn", "qkv", "add", "swiglu", "head", "attnbody"};
+        for (const char *p = e; *p;) {
+            const size_t len = strcspn(p, ",");
+            for (int i = 0; i < 8; i++)
+                if (strlen(names[i]) == len && !strncmp(p, names[i], len)) cu_skip |= 1 << i;
+            p += len + (p[len] == ',');
+        }
+    }
+}

@@ -1,0 +1,50 @@
+/* cuda_switches.h: the CUDA backend's process-wide switches, read once from the environment at
+ * backend creation (cuda_switches.cu): what the loaded device code can run, and the env knobs
+ * for A/B measurements and tuning (bench/cuda-notes.md). The kernel files define their own
+ * (cu_gemv_v7 ...); this header declares them for the reader. C++ (nvcc) only. */
+#ifndef BRISK_CUDA_SWITCHES_H
+#define BRISK_CUDA_SWITCHES_H
+
+/* Tokens per step up to which matmuls stay on the GEMV kernels (v8 reads the weights once for up
+ * to 64 tokens). Measured on H100 (8B q4, ctx 1024): at 32 and 64 sequences the dequantize +
+ * cuBLAS path ran 1,160 and 1,790 tok/s, i.e. 27.6 and 35.7 ms per step, while a GEMV pass over
+ * the weights took ~3.5 ms (v4). Env BRISK_CUDA_GEMV_MAX_N overrides (A/B). */
+extern int cu_gemv_max_n;
+extern int cu_batch_prefill;  /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
+extern int cu_attn_min_tiles; /* env BRISK_CUDA_ATTN_MINT (tuning) */
+extern int cu_v8_one;         /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
+/* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
+ * for A/B). */
+extern int cu_graph_max_t;
+extern int cu_mma_ok;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
+extern int cu_gemv_v3;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
+extern int cu_attn_split; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
+/* BRISK_CUDA_SKIP=norm,rope,attn,qkv,add,swiglu,head,attnbody: a measuring aid, never for use: the
+ * records of those kinds do not run (results are garbage), so `brisk bench` shows what each
+ * stage costs inside the replayed graph (ncu times kernels one at a time). */
+enum {
+    SKIP_NORM = 1,
+    SKIP_ROPE = 2,
+    SKIP_ATTN = 4,
+    SKIP_QKV = 8,
+    SKIP_ADD = 16,
+    SKIP_SWIGLU = 32,
+    SKIP_HEAD = 64,
+    SKIP_ATTNBODY = 128 /* the attention kernel runs but returns after its PDL wait */
+};
+extern int cu_skip;
+/* RoPE + KV store inside the decode attention kernel (BRISK_CUDA_ROPEFUSE=0: a kernel of its own,
+ * for A/B) */
+extern int cu_rope_fuse;
+/* decode attention pieces merged inside a cluster (BRISK_CUDA_ATTN=counter: the last block to
+ * arrive merges them from global memory, for A/B) */
+extern int cu_attn_cluster;
+/* defined by the kernel files */
+extern int cu_attn_tc;
+extern int cu_gemv_v2, cu_gemv_v7, cu_gemv_v8, cu_v7_ring, cu_v7_norm, cu_norm_fuse, cu_mma_u,
+    cu_mma_tt;
+
+/* Reads the loaded code's version and every switch above from the environment. */
+void cu_switches_read(void);
+
+#endif
