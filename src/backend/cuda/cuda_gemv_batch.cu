@@ -65,22 +65,8 @@ __global__ void __launch_bounds__(256) k_xprep(const float *x, int n, int K, int
     const bool live = tok < n;
     const float *xr = x + (int64_t)(live ? tok : 0) * K;
     __shared__ float red[8];
-    float rs = 1.f;
-    if (nw && live) {
-        float ss = 0.f;
-        for (int c = tid * 4; c < K; c += 256 * 4) {
-            const float4 v = __ldg((const float4 *)(xr + c));
-            ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        if ((tid & 31) == 0) red[tid >> 5] = ss;
-        __syncthreads();
-        ss = 0.f;
-#pragma unroll
-        for (int w = 0; w < 8; w++) ss += red[w];
-        rs = rsqrtf(ss / (float)K + eps);
-    }
+    const float rs =
+        nw && live ? rms_scale<256>(xr, K, eps, tid, red, [] { __syncthreads(); }) : 1.f;
     /* unit e = (chunk c, u): 8 halves, columns 64c + 8u; u = 2t + h -> half h of lane (g, t) */
     const int units = (K >> 6) * 8, span = (units + 255) & ~255; /* whole warps in the loop */
     for (int e = tid; e < span; e += 256) {

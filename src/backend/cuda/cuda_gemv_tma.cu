@@ -116,22 +116,8 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
     /* consumers: x as half, once; with nw the RMSNorm too (its sum of squares over the block's
      * own pass of x, warps added in a fixed order, so every block gets the same scale) */
     pdl_wait();
-    float rs = 1.f;
-    if (a.nw) {
-        float ss = 0.f;
-        for (int c = threadIdx.x * 4; c < a.K; c += P_CW * 32 * 4) {
-            const float4 v = __ldg((const float4 *)(a.x + c));
-            ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        if (lane == 0) red[wid] = ss;
-        consumers_sync();
-        ss = 0.f;
-#pragma unroll
-        for (int w = 0; w < P_CW; w++) ss += red[w];
-        rs = rsqrtf(ss / (float)a.K + a.eps);
-    }
+    const float rs =
+        a.nw ? rms_scale<P_CW * 32>(a.x, a.K, a.eps, threadIdx.x, red, consumers_sync) : 1.f;
     for (int c = threadIdx.x * 4; c < a.K; c += P_CW * 32 * 4) {
         float4 v = __ldg((const float4 *)(a.x + c));
         if (a.nw) {

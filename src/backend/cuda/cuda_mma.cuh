@@ -131,6 +131,28 @@ mma_chunk_acc(float (&acc)[4], const uint4 &q, typename sb_raw<ST>::T r0, typena
     mma_chunk_acc_dec<ST>(acc, A, r0, r1, bx0, bx1, X);
 }
 
+/* rsqrt(mean(x[0..K)^2) + eps), the RMSNorm scale, computed by the NT threads t = 0..NT-1 (whole
+ * warps) that call it: float4 sums per thread, each warp's by shuffles, then the warps' sums in a
+ * fixed order through red[NT / 32], so every caller gets the same value; sync: the barrier of
+ * those threads. */
+template <int NT, class Sync>
+__device__ __forceinline__ float rms_scale(const float *x, int K, float eps, int t, float *red,
+                                           Sync sync) {
+    float ss = 0.f;
+    for (int c = t * 4; c < K; c += NT * 4) {
+        const float4 v = __ldg((const float4 *)(x + c));
+        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((t & 31) == 0) red[t >> 5] = ss;
+    sync();
+    ss = 0.f;
+#pragma unroll
+    for (int w = 0; w < NT / 32; w++) ss += red[w];
+    return rsqrtf(ss / (float)K + eps);
+}
+
 /* SMs of the current device (132 when it cannot be read), read once. */
 static inline int sm_count(void) {
     static int n = 0;
