@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    const int d = a.gshift - 6, ngroups = a.nch >> d;
+    const int d = a.gshift - 6;
     uint8_t *ring = sm;
     uint64_t *full = (uint64_t *)(sm + a.stages * a.stage_bytes);
     uint64_t *empty = full + B_MAXST;
@@ -159,22 +159,17 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
     if (wid == B_CW) { /* producer: lane i copies tile i's codes and pairs, lane 31 the x part */
         const uint64_t pol = policy_evict_first();
         auto weights = [&](int st, int m, int tile0, int c0, int nc) {
-            const int g0 = c0 >> d, gps = ((c0 + nc - 1) >> d) - g0 + 1;
             const int nt = min(TG, a.m[m].tiles - tile0);
             const uint32_t xb = nc * NG * (1024 + 32);
-            if (lane == 0)
-                mbar_expect(&full[st], NTL * nt * (nc * 512 + gps * 16 * PS) + (uint32_t)xb);
+            if (lane == 0) mbar_expect(&full[st], NTL * nt * tile_slice_bytes<ST>(c0, nc, d) + xb);
             __syncwarp();
             const int i = lane / TG, tt = lane % TG;
             if (i < NTL && tt < nt) {
-                const mma_mat_d &MM = a.m[NTL == 2 ? i : m];
-                const int tile = tile0 + tt;
                 uint8_t *dst = ring + st * a.stage_bytes;
-                bulk_copy(dst + (i * TG + tt) * a.S * 512,
-                          MM.w + ((int64_t)tile * a.nch + c0) * 512, nc * 512, &full[st], pol);
-                bulk_copy(dst + a.off_pairs + (i * TG + tt) * a.gmax * 16 * PS,
-                          (const SBT *)MM.sb + mma_sb_index((int64_t)tile * 16, g0, ngroups),
-                          gps * 16 * PS, &full[st], pol);
+                bulk_tile_slice<ST>(dst + (i * TG + tt) * a.S * 512,
+                                    dst + a.off_pairs + (i * TG + tt) * a.gmax * 16 * PS,
+                                    a.m[NTL == 2 ? i : m], tile0 + tt, a.nch, c0, nc, d, &full[st],
+                                    pol);
             }
         };
         auto xpart = [&](int st, int c0, int nc) {

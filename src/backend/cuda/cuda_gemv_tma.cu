@@ -69,7 +69,7 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    const int d = a.gshift - 6, ngroups = a.nch >> d;
+    const int d = a.gshift - 6;
     uint8_t *ring = sm;
     __half *xh = (__half *)(sm + a.stages * a.stage_bytes);
     float *red = (float *)((uint8_t *)xh + p_align(a.K * 2));
@@ -94,19 +94,13 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
                     const int st = k % a.stages;
                     if (k >= a.stages) mbar_wait(&empty[st], ((k / a.stages) - 1) & 1);
                     const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0);
-                    const int g0 = c0 >> d, gps = ((c0 + nc - 1) >> d) - g0 + 1;
-                    mbar_expect(&full[st], NTL * (nc * 512 + gps * 16 * PS));
+                    mbar_expect(&full[st], NTL * tile_slice_bytes<ST>(c0, nc, d));
                     uint8_t *dst = ring + st * a.stage_bytes;
 #pragma unroll
-                    for (int i = 0; i < NTL; i++) {
-                        const mma_mat_d &MM = a.m[NM == 2 ? i : m];
-                        bulk_copy(dst + i * P_CPS * 512, MM.w + ((int64_t)tile * a.nch + c0) * 512,
-                                  nc * 512, &full[st], pol);
-                        bulk_copy(dst + NTL * P_CPS * 512 + i * a.gmax * 16 * PS,
-                                  (const SBT *)MM.sb +
-                                      mma_sb_index((int64_t)tile * 16, g0, ngroups),
-                                  gps * 16 * PS, &full[st], pol);
-                    }
+                    for (int i = 0; i < NTL; i++)
+                        bulk_tile_slice<ST>(
+                            dst + i * P_CPS * 512, dst + NTL * P_CPS * 512 + i * a.gmax * 16 * PS,
+                            a.m[NM == 2 ? i : m], tile, a.nch, c0, nc, d, &full[st], pol);
                 }
             }
         }

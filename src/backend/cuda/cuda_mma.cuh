@@ -4,6 +4,7 @@
 #ifndef BRISK_CUDA_MMA_CUH
 #define BRISK_CUDA_MMA_CUH
 
+#include "cuda_bulk.cuh"
 #include "cuda_internal.h"
 
 #include <cuda_bf16.h>
@@ -129,6 +130,26 @@ mma_chunk_acc(float (&acc)[4], const uint4 &q, typename sb_raw<ST>::T r0, typena
     uint32_t A[4][4];
     mma_chunk_decode(A, q);
     mma_chunk_acc_dec<ST>(acc, A, r0, r1, bx0, bx1, X);
+}
+
+/* A tile's slice of K (chunks [c0, c0 + nc), groups of 64 << d columns) in the mma layout: its
+ * codes are nc * 512 contiguous bytes and its (scale, bias) pairs one run over the groups the
+ * slice touches. tile_slice_bytes: what bulk_tile_slice copies (a barrier's transaction count). */
+template <int ST> __device__ __forceinline__ uint32_t tile_slice_bytes(int c0, int nc, int d) {
+    const int g0 = c0 >> d, gps = ((c0 + nc - 1) >> d) - g0 + 1;
+    return nc * 512 + gps * 16 * (int)sizeof(typename sb_raw<ST>::T);
+}
+/* Bulk copies of that slice of matrix M's tile to codes and pairs (shared memory), completing on
+ * barrier bar; nch = chunks per row. */
+template <int ST>
+__device__ __forceinline__ void bulk_tile_slice(uint8_t *codes, uint8_t *pairs, const mma_mat_d &M,
+                                                int tile, int nch, int c0, int nc, int d,
+                                                uint64_t *bar, uint64_t pol) {
+    typedef typename sb_raw<ST>::T SBT;
+    const int g0 = c0 >> d, gps = ((c0 + nc - 1) >> d) - g0 + 1;
+    bulk_copy(codes, M.w + ((int64_t)tile * nch + c0) * 512, nc * 512, bar, pol);
+    bulk_copy(pairs, (const SBT *)M.sb + mma_sb_index((int64_t)tile * 16, g0, nch >> d),
+              gps * 16 * (int)sizeof(SBT), bar, pol);
 }
 
 /* rsqrt(mean(x[0..K)^2) + eps), the RMSNorm scale, computed by the NT threads t = 0..NT-1 (whole
