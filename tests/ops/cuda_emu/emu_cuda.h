@@ -116,26 +116,24 @@ static inline int __popc(unsigned x) {
     return __builtin_popcount(x);
 }
 
-/* Fibers switch only at the waits above, so read-modify-write is atomic as written. */
-template <typename T> static inline T atomicAdd(T *p, T v) {
+/* Fibers switch only at the waits above, so read-modify-write is atomic as written: *p = f(*p),
+ * the old value returned. */
+template <typename T, typename F> static inline T emu_rmw(T *p, F f) {
     const T o = *p;
-    *p = o + v;
+    *p = f(o);
     return o;
+}
+template <typename T> static inline T atomicAdd(T *p, T v) {
+    return emu_rmw(p, [v](T o) { return o + v; });
 }
 template <typename T> static inline T atomicAnd(T *p, T v) {
-    const T o = *p;
-    *p = o & v;
-    return o;
+    return emu_rmw(p, [v](T o) { return o & v; });
 }
 template <typename T> static inline T atomicOr(T *p, T v) {
-    const T o = *p;
-    *p = o | v;
-    return o;
+    return emu_rmw(p, [v](T o) { return o | v; });
 }
 template <typename T> static inline T atomicMin(T *p, T v) {
-    const T o = *p;
-    *p = v < o ? v : o;
-    return o;
+    return emu_rmw(p, [v](T o) { return v < o ? v : o; });
 }
 template <typename T> static inline T __ldcg(const T *p) {
     return *p;
