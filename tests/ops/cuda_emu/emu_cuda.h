@@ -139,25 +139,24 @@ template <typename T> static inline T __ldcg(const T *p) {
     return *p;
 }
 
+/* The bits of a 4-byte value as another 4-byte type. */
+template <typename To, typename From> static inline To emu_bits(From v) {
+    static_assert(sizeof(To) == sizeof(From), "same size");
+    To r;
+    memcpy(&r, &v, sizeof r);
+    return r;
+}
 static inline unsigned __float_as_uint(float f) {
-    unsigned u;
-    memcpy(&u, &f, 4);
-    return u;
+    return emu_bits<unsigned>(f);
 }
 static inline float __uint_as_float(unsigned u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
+    return emu_bits<float>(u);
 }
 static inline int __float_as_int(float f) {
-    int u;
-    memcpy(&u, &f, 4);
-    return u;
+    return emu_bits<int>(f);
 }
 static inline float __int_as_float(int u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
+    return emu_bits<float>(u);
 }
 /* built with -ffp-contract=off: plain operations are the _rn intrinsics */
 static inline float __fadd_rn(float a, float b) {
