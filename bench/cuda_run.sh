@@ -5,7 +5,8 @@
 # also times 8B and 1B under each assignment; BATCHES="8 32 64"; MEMCHECK=1 with FAST=1 still runs
 # memcheck; NCU=0 skips ncu; SKIPS="stage ..." (in-graph stage costs), READBW=1, NCU_V4=1 with
 # NCU_K=kernel, SAMPLE=1 (decode with top-p), SAMPLE_DIAG=1 (the sampler test without PDL),
-# BAB="ENV=v ..." (batched decode under each assignment too), NCU_B=64 (kernel times of a batched step).
+# BAB="ENV=v ..." (batched decode under each assignment too), NCU_B=64 (kernel times of a batched step),
+# TL=1 (the kernel timeline of a one-token step, 8B and 1B; TLAB="ENV=v ..." under each too).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 FULL=$OUT; OUT=/tmp/logs; mkdir -p $OUT  # only a few files come back: see the end
@@ -45,6 +46,12 @@ for v in ${AB:-}; do # A/B variants: env assignments, e.g. AB="BRISK_CUDA_GEMV=4
   b 8b_q4_$v $v --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
   b 1b_q4_$v $v --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
 done
+if [ -n "${TL:-}" ]; then # the timeline of one one-token step's kernels (BRISK_CUDA_TL, stderr at exit)
+  for m in llama3-8b llama3.2-1b; do for v in X=1 ${TLAB:-}; do
+    env $v BRISK_CUDA_TL=1 timeout 100 ./brisk bench --backend cuda --shape $m --quant q4g64 -p 512 -n 16 -r 1 > $OUT/tl_${m}_$v.log 2>&1
+    echo "== timeline $m ($v) rc=$?" >> $S; grep -A20 "cuda timeline" $OUT/tl_${m}_$v.log >> $S
+  done; done
+fi
 for v in ${SKIPS:-}; do # in-graph cost of a stage: decode with its records dropped (garbage out)
   b 8b_skip_$v BRISK_CUDA_SKIP=$v --shape llama3-8b --quant q4g64 -p 16 -n 128 -r 2
   b 1b_skip_$v BRISK_CUDA_SKIP=$v --shape llama3.2-1b --quant q4g64 -p 16 -n 128 -r 2

@@ -72,11 +72,6 @@ __host__ __device__ __forceinline__ int tc_kv_halves(int hd) {
 
 /* Measuring aid (env BRISK_CUDA_TRACE): block (0, 0, 0) adds its stage times (globaltimer ns)
  * since `from` to slot k of a.trace; the host prints the sums at destroy. */
-__device__ __forceinline__ uint64_t gtime() {
-    uint64_t t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 __device__ __forceinline__ void tr_add(unsigned long long *tr, int k, uint64_t from) {
     atomicAdd(tr + k, (unsigned long long)(gtime() - from));
 }
@@ -86,13 +81,14 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
     const uint64_t T0 = a.trace ? gtime() : 0;
     pdl_launch();
+    tl_mark(a.tl, TL_ENTRY, true);
     /* Fused (a.k_new): everything this block reads from the cache except each token's own new
      * position was written by earlier steps, and pos/seq/slot/tables by the step's upload, so
      * the first tile's K/V loads go out before the wait for the previous kernel (the q, k, v
      * GEMV), as the GEMVs issue their weights; the new position is re-read after the owner block
      * stored it. Unfused, the previous kernel (rope + KV store) wrote the cache: wait first. */
     const bool pre = a.k_new != nullptr && !a.empty;
-    if (!pre) pdl_wait();
+    if (!pre) pdl_wait(), tl_mark(a.tl, TL_WAIT, true);
     if (a.empty) return;
     const bool tr = a.trace && threadIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
     uint64_t T1 = T0;
@@ -207,6 +203,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             }
         }
         pdl_wait();
+        tl_mark(a.tl, TL_WAIT, true);
     }
     if (a.trace && threadIdx.x == 0) T1 = gtime();
     if (tr) tr_add(a.trace, 0, T0); /* entry -> wait released */
@@ -530,8 +527,10 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         /* the pieces are the blocks of one cluster: block 0 merges them from their shared
          * memory in rank order (deterministic), no global partials, fence or counter */
         cluster_sync();
-        if (s == 0 && n_act > 1) {
-            for (int e = tid; e < G * hd; e += FD_THREADS) {
+        if (n_act > 1 && (s == 0 || !a.merge_one)) { /* each block merges a share */
+            const int e0 = a.merge_one ? tid : s * FD_THREADS + tid;
+            const int es = a.merge_one ? FD_THREADS : n_act * FD_THREADS;
+            for (int e = e0; e < G * hd; e += es) {
                 const int g = e / hd;
                 float M = -INFINITY;
                 for (int r = 0; r < n_act; r++) M = fmaxf(M, cluster_smem(ps, r)[2 * g]);
@@ -544,13 +543,17 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                 }
                 a.out[head0 * hd + e] = acc / den;
             }
-            if (tid == 0 && a.trace && kvh == 0 && i == 0)
+            if (tid == 0 && a.trace && kvh == 0 && i == 0 && s == 0)
                 tr_add(a.trace, 4, T1), atomicAdd(a.trace + 5, 1ull);
         }
         cluster_sync(); /* every block's partial read before any block exits */
+        tl_mark(a.tl, TL_DONE, true);
         return;
     }
-    if (n_act == 1) return;
+    if (n_act == 1) {
+        tl_mark(a.tl, TL_DONE, true);
+        return;
+    }
 
     /* the last block of this (token, kv head) merges the n_act partials */
     int *cnt = a.count + (int64_t)i * HKV + kvh;
@@ -558,7 +561,10 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     __syncthreads();
     if (tid == 0) is_last = atomicAdd(cnt, 1) == n_act - 1;
     __syncthreads();
-    if (!is_last) return;
+    if (!is_last) {
+        tl_mark(a.tl, TL_DONE, true);
+        return;
+    }
     __threadfence();
     float *cw = wo; /* [G][n_act]: exp2(m_s - M) / den; wo is free after the barrier above */
     for (int g = warp; g < G; g += FD_WARPS) {
@@ -592,6 +598,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     if (tid == 0) *cnt = 0; /* ready for the next launch (graph replay, next layer) */
     if (tid == 0 && a.trace && kvh == 0 && i == 0) /* the merging block: its wait -> merged */
         tr_add(a.trace, 4, T1), atomicAdd(a.trace + 5, 1ull);
+    tl_mark(a.tl, TL_DONE, true);
 }
 
 typedef void (*fd_kernel)(cu_attn_args);

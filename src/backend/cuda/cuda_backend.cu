@@ -489,6 +489,8 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
         a.empty = cu_skip & SKIP_ATTNBODY ? 1 : 0;
         a.min_tiles = cu_attn_min_tiles;
         a.trace = s->trace;
+        a.merge_one = cu_attn_merge1;
+        a.tl = cu_tl_take("attn");
         if (r->fused) {
             a.k_new = (const float *)r->p7 + (size_t)t0 * HKV * hd;
             a.v_new = (const float *)r->p8 + (size_t)t0 * HKV * hd;
@@ -988,6 +990,7 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos;
     /* one-token steps and decode steps of up to cu_graph_max_t tokens, one per sequence, replay as
      * graphs (their records depend on the step's shape only); prefill chunks run eagerly */
+    cu_tl_step(s->st);
     log_reset(s);
     s->logging = T <= cu_graph_max_t && seqs_distinct(b->seq, T);
     s->has_pending = 0; /* a record of a step that failed before its end */
@@ -1212,6 +1215,7 @@ static void cu_op_destroy(brisk_backend *be) {
                     t[4] / m / 1e3);
             cudaFree(s->trace);
         }
+        cu_tl_dump();
         drop_graphs(s);
         for (int i = 0; s->w && i < s->n_w; i++) cudaFree(s->w[i].data), cudaFree(s->w[i].sb);
         free(s->w);

@@ -32,6 +32,7 @@
 #define P_RING    (160 << 10)       /* bytes of the ring */
 #define P_MAXK    (16 << 10)        /* x staged as half: K <= 16384 */
 #define P_BAR     1                 /* named barrier of the consumer warps */
+#define P_XU      8                 /* float4 of x per consumer thread in flight (staging) */
 
 struct p_args {
     mma_mat_d m[3];
@@ -43,6 +44,7 @@ struct p_args {
     const float *x;
     const float *nw; /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
     float eps;
+    unsigned long long *tl; /* measuring aid (BRISK_CUDA_TL): this launch's timeline slot */
 };
 
 __device__ __forceinline__ void consumers_sync() {
@@ -68,6 +70,7 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
     constexpr int PS = sizeof(SBT);
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
+    tl_mark(a.tl, TL_ENTRY, true);
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const int d = a.gshift - 6;
     uint8_t *ring = sm;
@@ -108,19 +111,61 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
     }
 
     /* consumers: x as half, once; with nw the RMSNorm too (its sum of squares over the block's
-     * own pass of x, warps added in a fixed order, so every block gets the same scale) */
+     * own pass of x, warps added in a fixed order, so every block gets the same scale). Where a
+     * thread's share of x fits in P_XU float4 registers (K <= 8192), the norm's weights are
+     * loaded before the wait (they are not written by earlier kernels, and a miss under the
+     * weight stream costs microseconds) and x is loaded once, all of a thread's loads in flight
+     * together; otherwise two passes, P_XU loads in flight per round. */
+    constexpr int NT = P_CW * 32;
+    const int tid = threadIdx.x;
+    const bool fit = a.K <= NT * 4 * P_XU;
+    float4 w[P_XU], v[P_XU];
+    if (a.nw && fit)
+#pragma unroll
+        for (int u = 0; u < P_XU; u++)
+            if ((tid + u * NT) * 4 < a.K) w[u] = __ldg((const float4 *)(a.nw + (tid + u * NT) * 4));
     pdl_wait();
-    const float rs =
-        a.nw ? rms_scale<P_CW * 32>(a.x, a.K, a.eps, threadIdx.x, red, consumers_sync) : 1.f;
-    for (int c = threadIdx.x * 4; c < a.K; c += P_CW * 32 * 4) {
-        float4 v = __ldg((const float4 *)(a.x + c));
+    tl_mark(a.tl, TL_WAIT, true);
+    float rs = 1.f;
+    if (fit) {
+        float ss = 0.f;
+#pragma unroll
+        for (int u = 0; u < P_XU; u++)
+            if ((tid + u * NT) * 4 < a.K) v[u] = __ldg((const float4 *)(a.x + (tid + u * NT) * 4));
         if (a.nw) {
-            const float4 w = __ldg((const float4 *)(a.nw + c));
-            v.x = v.x * rs * w.x, v.y = v.y * rs * w.y, v.z = v.z * rs * w.z, v.w = v.w * rs * w.w;
+#pragma unroll
+            for (int u = 0; u < P_XU; u++)
+                if ((tid + u * NT) * 4 < a.K) ss = sq4(v[u], ss);
+            rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync) / (float)a.K + a.eps);
         }
-        *(uint2 *)(xh + c) = make_uint2(h2_bits(v.x, v.y), h2_bits(v.z, v.w));
+    } else if (a.nw) {
+        rs = rms_scale<NT>(a.x, a.K, a.eps, tid, red, consumers_sync);
+    }
+    for (int c0 = tid * 4; c0 < a.K; c0 += NT * 4 * P_XU) {
+        if (!fit) {
+#pragma unroll
+            for (int u = 0; u < P_XU; u++) {
+                const int c = c0 + u * NT * 4;
+                if (c < a.K) {
+                    v[u] = __ldg((const float4 *)(a.x + c));
+                    if (a.nw) w[u] = __ldg((const float4 *)(a.nw + c));
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < P_XU; u++) {
+            const int c = c0 + u * NT * 4;
+            if (c >= a.K) break;
+            float4 y = v[u];
+            if (a.nw) {
+                y.x = y.x * rs * w[u].x, y.y = y.y * rs * w[u].y, y.z = y.z * rs * w[u].z;
+                y.w = y.w * rs * w[u].w;
+            }
+            *(uint2 *)(xh + c) = make_uint2(h2_bits(y.x, y.y), h2_bits(y.z, y.w));
+        }
     }
     consumers_sync(); /* xh complete, and red read before the epilogue rewrites it */
+    tl_mark(a.tl, TL_STAGED, false);
 
     const int g = lane >> 2, t = lane & 3;
     float acc[NTL][4];
@@ -191,6 +236,7 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
         }
         consumers_sync(); /* red is rewritten by the next group */
     }
+    tl_mark(a.tl, TL_DONE, true);
 }
 
 /* v7 (this file) for one-token steps: the default (env BRISK_CUDA_GEMV=4: v4, for A/B).
@@ -242,6 +288,7 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
         if (i < a.nmat) a.groups += a.m[i].tiles;
     }
     const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl);
+    a.tl = cu_tl_take(epi == CU_EPI_SWIGLU ? "gate+up" : epi == CU_EPI_ADD ? "gemv+add" : "gemv");
     if (w0->stype == BRISK_W_BF16) return launch_p_epi<BRISK_W_BF16>(st, a, smem, epi);
     if (w0->stype == BRISK_W_F32) return launch_p_epi<BRISK_W_F32>(st, a, smem, epi);
     return launch_p_epi<BRISK_W_F16>(st, a, smem, epi);

@@ -125,6 +125,8 @@ typedef struct cu_attn_args {
     int empty; /* measuring aid (BRISK_CUDA_SKIP=attnbody): the kernel returns after the PDL wait */
     int min_tiles; /* flash-decoding: 32-position tiles per warp a piece holds at least (>= 1) */
     unsigned long long *trace; /* measuring aid (BRISK_CUDA_TRACE): stage times, cuda_attn.cu */
+    unsigned long long *tl;    /* measuring aid (BRISK_CUDA_TL): this launch's timeline slot */
+    int merge_one; /* cluster merge by block 0 alone (env BRISK_CUDA_ATTN_MERGE1=1, A/B) */
 } cu_attn_args;
 cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a);
 /* The flash-decoding kernel takes this shape (G <= 8, head_dim % 8 == 0, <= 256). */
@@ -194,7 +196,34 @@ __device__ __forceinline__ void pdl_wait() {
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
+/* Measuring aid (env BRISK_CUDA_TL=1): the timeline of one step's kernels. Each traced launch
+ * takes a slot of TL_N counters (cu_tl_take); thread 0 of every block stamps the globaltimer with
+ * atomicMax (earliest-of stamps stored inverted), so a slot holds the first and last block's
+ * entry, PDL wait release and finish, and the last block's x staged. The host clears the slots
+ * before every step and prints the last step at destroy. */
+enum { TL_ENTRY, TL_ENTRY_MAX, TL_WAIT, TL_WAIT_MAX, TL_STAGED, TL_DONE, TL_DONE_MAX, TL_N };
+__device__ __forceinline__ uint64_t gtime() {
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+/* stamps k (and k + 1 with first_last: earliest, latest) when tl is set, from thread 0 */
+__device__ __forceinline__ void tl_mark(unsigned long long *tl, int k, bool first_last) {
+    if (!tl || threadIdx.x != 0) return;
+    const unsigned long long t = gtime();
+    if (first_last) {
+        atomicMax(tl + k, ~t);
+        atomicMax(tl + k + 1, t);
+    } else {
+        atomicMax(tl + k, t);
+    }
+}
 #endif
+/* the next timeline slot of this step for a launch of `kind` (a short label), NULL when off */
+unsigned long long *cu_tl_take(const char *kind);
+void cu_tl_init(void);            /* at backend creation: allocates when BRISK_CUDA_TL=1 */
+void cu_tl_step(cudaStream_t st); /* at a step's start: slots from 0, cleared */
+void cu_tl_dump(void);            /* at destroy: prints the last step */
 extern int cu_pdl;
 extern int cu_sm90; /* the loaded device code is sm_90+: the cluster and bulk-copy kernels */
 template <typename... KArgs, typename... Args>

@@ -152,18 +152,11 @@ __device__ __forceinline__ void bulk_tile_slice(uint8_t *codes, uint8_t *pairs, 
               gps * 16 * (int)sizeof(SBT), bar, pol);
 }
 
-/* rsqrt(mean(x[0..K)^2) + eps), the RMSNorm scale, computed by the NT threads t = 0..NT-1 (whole
- * warps) that call it: float4 sums per thread, each warp's by shuffles, then the warps' sums in a
- * fixed order through red[NT / 32], so every caller gets the same value; sync: the barrier of
- * those threads. */
+/* ss summed over the NT threads t = 0..NT-1 (whole warps) that call it: each warp's by shuffles,
+ * then the warps' sums in a fixed order through red[NT / 32], so every caller gets the same
+ * value; sync: the barrier of those threads. */
 template <int NT, class Sync>
-__device__ __forceinline__ float rms_scale(const float *x, int K, float eps, int t, float *red,
-                                           Sync sync) {
-    float ss = 0.f;
-    for (int c = t * 4; c < K; c += NT * 4) {
-        const float4 v = __ldg((const float4 *)(x + c));
-        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-    }
+__device__ __forceinline__ float block_sum(float ss, int t, float *red, Sync sync) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if ((t & 31) == 0) red[t >> 5] = ss;
@@ -171,7 +164,22 @@ __device__ __forceinline__ float rms_scale(const float *x, int K, float eps, int
     ss = 0.f;
 #pragma unroll
     for (int w = 0; w < NT / 32; w++) ss += red[w];
-    return rsqrtf(ss / (float)K + eps);
+    return ss;
+}
+
+/* The sum of squares of float4 v, added to ss in a fixed order. */
+__device__ __forceinline__ float sq4(float4 v, float ss) {
+    return fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+}
+
+/* rsqrt(mean(x[0..K)^2) + eps), the RMSNorm scale, computed by the NT threads that call it
+ * (block_sum): float4 sums per thread, then over the threads. */
+template <int NT, class Sync>
+__device__ __forceinline__ float rms_scale(const float *x, int K, float eps, int t, float *red,
+                                           Sync sync) {
+    float ss = 0.f;
+    for (int c = t * 4; c < K; c += NT * 4) ss = sq4(__ldg((const float4 *)(x + c)), ss);
+    return rsqrtf(block_sum<NT>(ss, t, red, sync) / (float)K + eps);
 }
 
 /* SMs of the current device (132 when it cannot be read), read once. */
