@@ -17,7 +17,7 @@ export PKG_CONFIG_PATH=$PWD/deps/lib/pkgconfig LD_LIBRARY_PATH=$PWD/deps/lib:${L
 cmake -S . -B build -DBRISK_SHARED=$PWD/shared -DCMAKE_CUDA_ARCHITECTURES=90a-real -DBRISK_WERROR=OFF > $OUT/cmake.log 2>&1 || { tail -20 $OUT/cmake.log; exit 1; }
 cmake --build build -j16 > $OUT/build.log 2>&1 || { grep -E "error" $OUT/build.log | head -30; exit 1; }
 cd build
-S=$OUT/summary.txt
+S=$FULL/summary.txt # in $OUT itself: what finished comes back even when the call times out
 timeout 120 ./tests/test_ops_cuda > $OUT/ops.log 2>&1; echo "ops rc=$?" | tee -a $S
 timeout 120 ./tests/test_attn_cuda > $OUT/attn.log 2>&1; echo "attn rc=$? $(tail -1 $OUT/attn.log)" | tee -a $S
 BRISK_CUDA_ATTN=counter timeout 120 ./tests/test_attn_cuda > $OUT/attn_counter.log 2>&1; echo "attn (counter merge) rc=$? $(tail -1 $OUT/attn_counter.log)" | tee -a $S
@@ -97,4 +97,4 @@ if [ "${NCU:-1}" != 0 ]; then
   awk '/^  [a-zA-Z_]/ && /\(/ {k=$1; sub(/\(.*/,"",k); sub(/<.*/,"",k)} /gpu__time_duration/{t=$NF} /dram__bytes_read/{d=$(NF-1)" "$NF} /registers_per_thread/{print k, t" us", d, $NF" regs"}' $OUT/ncu8b.log > $OUT/ncu8b_short.log
 fi
 echo; grep -v "rel L2 [0-9.]*e-0[5-9]\|rel L2 0.00e+00" $OUT/ops.log | grep -v "^q\|^bf16\|^f16\|^f32" | head -45; cat $OUT/ncu8b_short.log 2>/dev/null; cat $S
-cp $OUT/summary.txt $OUT/sample.log $OUT/attn.log $OUT/fattn.log $OUT/ops.log $OUT/ncu8b_short.log $OUT/goldens.log $OUT/stories.log $FULL/ 2>/dev/null; tar czf $FULL/logs.tgz -C $OUT . 2>/dev/null
+cp $OUT/sample.log $OUT/attn.log $OUT/fattn.log $OUT/ops.log $OUT/ncu8b_short.log $OUT/goldens.log $OUT/stories.log $FULL/ 2>/dev/null; tar czf $FULL/logs.tgz -C $OUT . 2>/dev/null
