@@ -3,7 +3,9 @@
  * slots in launch order, clears them before every step and prints the last step at exit: per
  * kind of launch, the average of its marginal time in the chain (latest finish minus the
  * previous launch's latest finish) and its parts. ncu serialises kernels, so only stamps taken
- * inside the replayed graph show where PDL overlaps neighbours and where it cannot. */
+ * inside the replayed graph show where PDL overlaps neighbours and where it cannot. The slots are
+ * process-wide and live until exit: another backend's captured graphs may still stamp them after
+ * one backend is destroyed and prints. */
 #include "cuda_internal.h"
 #include "cuda_switches.h"
 
@@ -48,8 +50,6 @@ void cu_tl_dump(void) {
         cudaGetLastError();
         return;
     }
-    cudaFree(tl_buf);
-    tl_buf = NULL;
     if (n < 2) return;
     for (int j = 0; j < n; j++)
         h[j][TL_ENTRY] = ~h[j][TL_ENTRY], h[j][TL_WAIT] = ~h[j][TL_WAIT],
