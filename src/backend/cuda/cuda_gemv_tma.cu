@@ -15,24 +15,22 @@
  * items (tile group x slice of K: 32 chunks of 512 bytes per tile, plus their (scale, bias)
  * pairs, contiguous in the layout) with bulk copies into a ring of stages, each with a `full`
  * mbarrier (transaction bytes) and an `empty` one (one arrival per consumer warp); it starts
- * before griddepcontrol.wait, so the ring fills while the previous kernel ends. Eight consumer
- * warps first stage x as half in shared memory (once per launch), then per stage take 4 chunks
- * each: the v4 math (LOP3 codes -> half, 4 MMAs per chunk and tile, a ones-MMA for the chunk sum
- * of x, scale/bias per chunk in f32), accumulating in registers across the slices of a tile
- * group, so K needs no cross-block merge; after its last slice the consumers reduce over warps
- * in shared memory (fixed order: deterministic) and write the epilogue (store + bias, residual
- * add, or SwiGLU of the gate and up tiles). Tile groups go to blocks round-robin. */
+ * before griddepcontrol.wait, so the ring fills while the previous kernel ends. The consumer
+ * warps (CW: 16, or 8 for SwiGLU) first stage x as half in shared memory with its sum per chunk
+ * (once per launch), then per stage take 32 / CW chunks each: the v4 math (LOP3 codes -> half, 4
+ * MMAs per chunk and tile, scale/bias per chunk in f32), accumulating in registers across the
+ * slices of a tile group, so K needs no cross-block merge; after its last slice the consumers
+ * reduce over warps in shared memory (fixed order: deterministic) and write the epilogue (store +
+ * bias, residual add, or SwiGLU of the gate and up tiles). Tile groups go to blocks round-robin. */
 #include "cuda_bulk.cuh"
 #include "cuda_mma.cuh"
 
-#define P_CW      8                 /* consumer warps */
-#define P_THREADS ((P_CW + 1) * 32) /* + the producer warp */
-#define P_CPS     32                /* chunks per stage and tile */
-#define P_MAXST   8                 /* stages at most */
-#define P_RING    (160 << 10)       /* bytes of the ring */
-#define P_MAXK    (16 << 10)        /* x staged as half: K <= 16384 */
-#define P_BAR     1                 /* named barrier of the consumer warps */
-#define P_XU      8                 /* float4 of x per consumer thread in flight (staging) */
+#define P_CPS   32          /* chunks per stage and tile */
+#define P_MAXST 8           /* stages at most */
+#define P_RING  (160 << 10) /* bytes of the ring */
+#define P_MAXK  (16 << 10)  /* x staged as half: K <= 16384 */
+#define P_BAR   1           /* named barrier of the consumer warps */
+#define P_XU    8           /* float4 of x per consumer thread in flight (staging) */
 
 struct p_args {
     mma_mat_d m[3];
@@ -44,27 +42,51 @@ struct p_args {
     const float *x;
     const float *nw; /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
     float eps;
+    int pre; /* stages issued before the consumers have staged x (< stages: a measuring aid) */
     unsigned long long *tl; /* measuring aid (BRISK_CUDA_TL): this launch's timeline slot */
 };
 
-__device__ __forceinline__ void consumers_sync() {
-    named_sync(P_BAR, P_CW * 32);
+template <int CW> __device__ __forceinline__ void consumers_sync() {
+    named_sync(P_BAR, CW * 32);
 }
 
 __host__ __device__ __forceinline__ int p_align(int v) {
     return (v + 127) & ~127;
 }
 
-/* Shared memory: ring [stages][stage_bytes] | x as half [K] | red [P_CW][NTL][4][32] floats |
- * full[P_MAXST], empty[P_MAXST] barriers. A stage: codes [NTL][P_CPS][512] | pairs [NTL][gmax][16].
- */
-__host__ __device__ __forceinline__ int p_smem(int stages, int stage_bytes, int K, int ntl) {
-    return stages * stage_bytes + p_align(K * 2) + p_align(P_CW * ntl * 4 * 32 * 4) +
-           2 * P_MAXST * 8;
+/* Shared memory: ring [stages][stage_bytes] | x as half [K] | the chunk sums of x [K / 64]
+ * floats | red [CW][NTL][2][32] floats | full[P_MAXST], empty[P_MAXST], xready barriers. A
+ * stage: codes [NTL][P_CPS][512] | pairs [NTL][gmax][16]. */
+__host__ __device__ __forceinline__ int p_smem(int stages, int stage_bytes, int K, int ntl,
+                                               int cw) {
+    return stages * stage_bytes + p_align(K * 2) + p_align(K / 16) +
+           p_align(cw * ntl * 2 * 32 * 4) + (2 * P_MAXST + 1) * 8;
 }
 
-template <int ST, int NM, int EPI>
-__global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_constant__ p_args a) {
+/* acc (rows g and g + 8 of the tile, the one token) += a chunk's products: the codes q decoded
+ * (LOP3 to half 1024 + q; rows g+8: 1024 + 16q), 4 k-steps of MMA in two chains, then the group's
+ * (scale, bias) r0 (row g) and r1 (row g + 8) in f32: y += s*C + (b - 1024 s)*X, X the chunk's sum
+ * of x (rows g+8: s/16, b - 64 s). x fills all 8 MMA columns alike, so column 2t (C[0], C[2]) is
+ * the token's. */
+template <int ST>
+__device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typename sb_raw<ST>::T r0,
+                                        typename sb_raw<ST>::T r1, const uint32_t (&bx0)[4],
+                                        const uint32_t (&bx1)[4], float X) {
+    uint32_t A[4][4];
+    mma_chunk_decode(A, q);
+    float C0[4] = {0.f, 0.f, 0.f, 0.f}, C1[4] = {0.f, 0.f, 0.f, 0.f};
+    mma16816(C0, A[0][0], A[0][1], A[0][2], A[0][3], bx0[0], bx1[0]);
+    mma16816(C1, A[2][0], A[2][1], A[2][2], A[2][3], bx0[2], bx1[2]);
+    mma16816(C0, A[1][0], A[1][1], A[1][2], A[1][3], bx0[1], bx1[1]);
+    mma16816(C1, A[3][0], A[3][1], A[3][2], A[3][3], bx0[3], bx1[3]);
+    const float2 p0 = sb_dec<ST>(r0), p1 = sb_dec<ST>(r1);
+    acc[0] = fmaf(p0.x, C0[0] + C1[0], fmaf(fmaf(-1024.f, p0.x, p0.y), X, acc[0]));
+    acc[1] = fmaf(0.0625f * p1.x, C0[2] + C1[2], fmaf(fmaf(-64.f, p1.x, p1.y), X, acc[1]));
+}
+
+template <int ST, int NM, int EPI, int CW>
+__global__ void __launch_bounds__((CW + 1) * 32, 1)
+    k_gemv_persist(const __grid_constant__ p_args a) {
     typedef typename sb_raw<ST>::T SBT;
     constexpr int NTL = NM == 2 ? 2 : 1;
     constexpr int PS = sizeof(SBT);
@@ -75,10 +97,13 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
     const int d = a.gshift - 6;
     uint8_t *ring = sm;
     __half *xh = (__half *)(sm + a.stages * a.stage_bytes);
-    float *red = (float *)((uint8_t *)xh + p_align(a.K * 2));
-    uint64_t *full = (uint64_t *)((uint8_t *)red + p_align(P_CW * NTL * 4 * 32 * 4));
+    float *xs = (float *)((uint8_t *)xh + p_align(a.K * 2));
+    float *red = (float *)((uint8_t *)xs + p_align(a.K / 16));
+    uint64_t *full = (uint64_t *)((uint8_t *)red + p_align(CW * NTL * 2 * 32 * 4));
     uint64_t *empty = full + P_MAXST;
-    ring_init(full, empty, a.stages, P_CW);
+    uint64_t *xready = empty + P_MAXST; /* x staged (one arrival) */
+    if (threadIdx.x == 0) mbar_init(xready, 1);
+    ring_init(full, empty, a.stages, CW);
 
     /* the items of this block, in order: (tile group ug, slice sl) */
     auto locate = [&](int ug, int &m, int &tile) {
@@ -86,7 +111,7 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
         while (m < a.nmat - 1 && tile >= a.m[m].tiles) tile -= a.m[m++].tiles;
     };
 
-    if (wid == P_CW) { /* producer */
+    if (wid == CW) { /* producer */
         if (lane == 0) {
             const uint64_t pol = policy_evict_first();
             int k = 0;
@@ -96,6 +121,7 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
                 for (int sl = 0; sl < a.nsl; sl++, k++) {
                     const int st = k % a.stages;
                     if (k >= a.stages) mbar_wait(&empty[st], ((k / a.stages) - 1) & 1);
+                    if (k == a.pre) mbar_wait(xready, 0);
                     const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0);
                     mbar_expect(&full[st], NTL * tile_slice_bytes<ST>(c0, nc, d));
                     uint8_t *dst = ring + st * a.stage_bytes;
@@ -116,7 +142,7 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
      * loaded before the wait (they are not written by earlier kernels, and a miss under the
      * weight stream costs microseconds) and x is loaded once, all of a thread's loads in flight
      * together; otherwise two passes, P_XU loads in flight per round. */
-    constexpr int NT = P_CW * 32;
+    constexpr int NT = CW * 32;
     const int tid = threadIdx.x;
     const bool fit = a.K <= NT * 4 * P_XU;
     float4 w[P_XU], v[P_XU];
@@ -136,12 +162,14 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
 #pragma unroll
             for (int u = 0; u < P_XU; u++)
                 if ((tid + u * NT) * 4 < a.K) ss = sq4(v[u], ss);
-            rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync) / (float)a.K + a.eps);
+            rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync<CW>) / (float)a.K + a.eps);
         }
     } else if (a.nw) {
-        rs = rms_scale<NT>(a.x, a.K, a.eps, tid, red, consumers_sync);
+        rs = rms_scale<NT>(a.x, a.K, a.eps, tid, red, consumers_sync<CW>);
     }
-    for (int c0 = tid * 4; c0 < a.K; c0 += NT * 4 * P_XU) {
+    /* rounds and their breaks are uniform over the block: the chunk sums shuffle in half warps */
+    for (int b0 = 0; b0 < a.K; b0 += NT * 4 * P_XU) {
+        const int c0 = b0 + tid * 4;
         if (!fit) {
 #pragma unroll
             for (int u = 0; u < P_XU; u++) {
@@ -153,26 +181,33 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
             }
         }
 #pragma unroll
-        for (int u = 0; u < P_XU; u++) {
+        for (int u = 0; u < P_XU; u++) { /* a half warp's 16 float4 are one chunk of x */
             const int c = c0 + u * NT * 4;
-            if (c >= a.K) break;
-            float4 y = v[u];
-            if (a.nw) {
+            if (b0 + u * NT * 4 >= a.K) break;
+            float4 y = c < a.K ? v[u] : make_float4(0.f, 0.f, 0.f, 0.f);
+            if (a.nw && c < a.K) {
                 y.x = y.x * rs * w[u].x, y.y = y.y * rs * w[u].y, y.z = y.z * rs * w[u].z;
                 y.w = y.w * rs * w[u].w;
             }
-            *(uint2 *)(xh + c) = make_uint2(h2_bits(y.x, y.y), h2_bits(y.z, y.w));
+            const __half2 h0 = __floats2half2_rn(y.x, y.y), h1 = __floats2half2_rn(y.z, y.w);
+            const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
+            float cs = (f0.x + f0.y) + (f1.x + f1.y); /* the chunk's sum of the halves */
+#pragma unroll
+            for (int o = 8; o > 0; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
+            if (c < a.K) {
+                *(uint2 *)(xh + c) = make_uint2(*(const uint32_t *)&h0, *(const uint32_t *)&h1);
+                if ((lane & 15) == 0) xs[c >> 6] = cs;
+            }
         }
     }
-    consumers_sync(); /* xh complete, and red read before the epilogue rewrites it */
+    consumers_sync<CW>(); /* xh complete, and red read before the epilogue rewrites it */
+    if (tid == 0) mbar_arrive(xready);
     tl_mark(a.tl, TL_STAGED, false);
 
     const int g = lane >> 2, t = lane & 3;
-    float acc[NTL][4];
+    float acc[NTL][2];
 #pragma unroll
-    for (int i = 0; i < NTL; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
+    for (int i = 0; i < NTL; i++) acc[i][0] = acc[i][1] = 0.f;
     int k = 0;
     for (int ug = blockIdx.x; ug < a.groups; ug += gridDim.x) {
         int m, tile;
@@ -184,22 +219,21 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
             const SBT *pairs = (const SBT *)(codes + NTL * P_CPS * 512);
             mbar_wait(&full[st], (k / a.stages) & 1);
 #pragma unroll
-            for (int v = 0; v < P_CPS / P_CW; v++) {
-                const int c = wid + v * P_CW; /* chunk of the stage */
+            for (int v = 0; v < P_CPS / CW; v++) {
+                const int c = wid + v * CW; /* chunk of the stage */
                 if (c >= nc) break;
                 const uint4 xa = *(const uint4 *)(xh + (c0 + c) * 64 + 16 * t);
                 const uint4 xb = *(const uint4 *)(xh + (c0 + c) * 64 + 16 * t + 8);
                 const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
                 const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
-                float X[4];
-                mma_chunk_xsum(X, bx0, bx1);
+                const float X = xs[c0 + c];
                 const int gl = ((c0 + c) >> d) - g0;
 #pragma unroll
                 for (int i = 0; i < NTL; i++) {
                     const uint4 q = *(const uint4 *)(codes + (i * P_CPS + c) * 512 + lane * 16);
                     SBT r0, r1;
                     ld_pair2<ST, false>(pairs + (i * a.gmax + gl) * 16 + 2 * g, r0, r1);
-                    mma_chunk_acc<ST>(acc[i], q, r0, r1, bx0, bx1, X);
+                    p_chunk<ST>(acc[i], q, r0, r1, bx0, bx1, X);
                 }
             }
             __syncwarp();
@@ -209,22 +243,22 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
 #pragma unroll
         for (int i = 0; i < NTL; i++)
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                red[((wid * NTL + i) * 4 + j) * 32 + lane] = acc[i][j];
+            for (int j = 0; j < 2; j++) {
+                red[((wid * NTL + i) * 2 + j) * 32 + lane] = acc[i][j];
                 acc[i][j] = 0.f;
             }
-        consumers_sync();
-        if (wid < 4) { /* warp w: slot j = w (and w + 4: `up` for SwiGLU) */
+        consumers_sync<CW>();
+        if (wid < 2) { /* warp j: rows g + 8j (and `up`'s for SwiGLU), lanes t == 0 */
             const mma_mat_d &M = a.m[m];
             float v[NTL];
 #pragma unroll
             for (int i = 0; i < NTL; i++) {
                 v[i] = 0.f;
 #pragma unroll
-                for (int w = 0; w < P_CW; w++) v[i] += red[((w * NTL + i) * 4 + wid) * 32 + lane];
+                for (int w = 0; w < CW; w++) v[i] += red[((w * NTL + i) * 2 + wid) * 32 + lane];
             }
-            const int row = tile * 16 + g + 8 * (wid >> 1), tk = 2 * t + (wid & 1);
-            if (tk == 0 && row < M.rows) {
+            const int row = tile * 16 + g + 8 * wid;
+            if (t == 0 && row < M.rows) {
                 float *y = M.y + row;
                 if constexpr (EPI == CU_EPI_SWIGLU)
                     *y = v[0] / (1.0f + expf(-v[0])) * v[NTL - 1];
@@ -234,7 +268,7 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
                     *y = v[0] + (M.bias ? M.bias[row] : 0.f);
             }
         }
-        consumers_sync(); /* red is rewritten by the next group */
+        consumers_sync<CW>(); /* red is rewritten by the next group */
     }
     tl_mark(a.tl, TL_DONE, true);
 }
@@ -244,10 +278,24 @@ __global__ void __launch_bounds__(P_THREADS, 1) k_gemv_persist(const __grid_cons
  * 1,330.2. */
 int cu_gemv_v7 = 1;
 int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, KB) */
+/* Consumer warps: 16, or 8 for SwiGLU (env BRISK_CUDA_V7_CW=8 or 16: all alike). With 8, a
+ * one-tile launch issued too slowly to drain its ring (ncu, 8B down alone: 1.25 TB/s, 0.22
+ * instructions per cycle per scheduler; 16: 1.71 TB/s); SwiGLU's two tiles share x, and with 16
+ * warps' 96 registers it spills. H100, round 8: 8B 462.5 tok/s vs 437.5 with 8 everywhere, 460.4
+ * with 16 everywhere. Measuring aids, off: stages capped at a block's own items so that the next
+ * kernel's blocks fit beside it (env BRISK_CUDA_V7_FIT=1), stages issued before x is staged (env
+ * BRISK_CUDA_V7_PRE; 0: all). */
+int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0;
+
+static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
+    return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
+}
 
 template <int ST, int NM, int EPI>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
-    return launch_persistent(k_gemv_persist<ST, NM, EPI>, smem, P_THREADS, st, a);
+    if (p_cw(NM == 2 ? 2 : 1) == 16)
+        return launch_persistent(k_gemv_persist<ST, NM, EPI, 16>, smem, 17 * 32, st, a);
+    return launch_persistent(k_gemv_persist<ST, NM, EPI, 8>, smem, 9 * 32, st, a);
 }
 
 template <int ST>
@@ -277,8 +325,9 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     a.stage_bytes = p_align(ntl * (P_CPS * 512 + a.gmax * 16 * ps));
     a.stages = cu_v7_ring / a.stage_bytes;
     if (a.stages > P_MAXST) a.stages = P_MAXST;
-    while (a.stages > 2 && p_smem(a.stages, a.stage_bytes, a.K, ntl) > 227 * 1024) a.stages--;
-    if (a.stages < 2 || p_smem(a.stages, a.stage_bytes, a.K, ntl) > 227 * 1024)
+    const int cw = p_cw(ntl);
+    while (a.stages > 2 && p_smem(a.stages, a.stage_bytes, a.K, ntl, cw) > 227 * 1024) a.stages--;
+    if (a.stages < 2 || p_smem(a.stages, a.stage_bytes, a.K, ntl, cw) > 227 * 1024)
         return cudaErrorNotSupported;
     for (int i = 0; i < nmat; i++) {
         const cu_weight *w = m[i].w;
@@ -287,7 +336,12 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
         a.m[i].tiles = a.m[i].blocks = (int)((w->rows + 15) / 16);
         if (i < a.nmat) a.groups += a.m[i].tiles;
     }
-    const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl);
+    if (cu_v7_fit) { /* no more stages than the block's items (tile groups x slices) */
+        const int items = (a.groups + sm_count() - 1) / sm_count() * a.nsl;
+        if (a.stages > items) a.stages = items < 2 ? 2 : items;
+    }
+    a.pre = cu_v7_pre > 0 && cu_v7_pre < a.stages ? cu_v7_pre : -1;
+    const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
     a.tl = cu_tl_take(epi == CU_EPI_SWIGLU ? "gate+up" : epi == CU_EPI_ADD ? "gemv+add" : "gemv");
     if (w0->stype == BRISK_W_BF16) return launch_p_epi<BRISK_W_BF16>(st, a, smem, epi);
     if (w0->stype == BRISK_W_F32) return launch_p_epi<BRISK_W_F32>(st, a, smem, epi);

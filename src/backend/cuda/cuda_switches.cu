@@ -45,6 +45,12 @@ void cu_switches_read(void) {
     cu_batch_prefill = e && e[0] == '1';
     e = getenv("BRISK_CUDA_V7_RING"); /* KB of stages per block (tuning) */
     if (e && atoi(e) >= 16) cu_v7_ring = atoi(e) << 10;
+    e = getenv("BRISK_CUDA_V7_CW");
+    cu_v7_cw = !e || !strcmp(e, "mix") ? 1 : atoi(e) == 16 ? 16 : 8;
+    e = getenv("BRISK_CUDA_V7_FIT");
+    cu_v7_fit = e && e[0] == '1';
+    e = getenv("BRISK_CUDA_V7_PRE");
+    cu_v7_pre = e ? atoi(e) : 0;
     e = getenv("BRISK_CUDA_V7NORM");
     cu_v7_norm = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_NORMFUSE");
