@@ -1,12 +1,15 @@
 #!/bin/bash
 # bench/cuda_run.sh: one device call: build for sm_90a, GPU parity tests, compute-sanitizer on the
 # tiny models, the CUDA benchmarks (batch 1 and batched decode), ncu of one decode layer. Logs go
-# to $OUT; a short table is printed last. Knobs: FAST=1 skips sanitizers and bf16; AB="ENV=v ..."
-# also times 8B and 1B under each assignment; BATCHES="8 32 64"; MEMCHECK=1 with FAST=1 still runs
-# memcheck; NCU=0 skips ncu; SKIPS="stage ..." (in-graph stage costs), READBW=1, NCU_V4=1 with
-# NCU_K=kernel, SAMPLE=1 (decode with top-p), SAMPLE_DIAG=1 (the sampler test without PDL),
-# BAB="ENV=v ..." (batched decode under each assignment too), NCU_B=64 (kernel times of a batched step),
-# TL=1 (the kernel timeline of a one-token step, 8B and 1B; TLAB="ENV=v ..." under each too).
+# to $OUT; a short table is printed last. Knobs:
+#   FAST=1 skips sanitizers and bf16; MEMCHECK=1 with FAST=1 still runs memcheck and racecheck;
+#   QUICK=1 runs only the ops, goldens and stories tests; NCU=0 skips ncu;
+#   AB="ENV=v ..." also times 8B and 1B under each assignment (A=1+B=2: both at once);
+#   BATCHES="8 32 64"; BAB="ENV=v ..." (batched decode under each assignment too);
+#   TL=1 (the kernel timeline of a one-token step, 8B and 1B; TLAB="ENV=v ..." under each too);
+#   SKIPS="stage ..." (in-graph stage costs); READBW=1; SAMPLE=1 (decode with top-p);
+#   SAMPLE_DIAG=1 (the sampler test without PDL); NCU_V4=1 with NCU_K=kernel and NCU_ENV=A=1
+#   (stall reasons of one layer's GEMVs); NCU_B=64 (kernel times of a batched step).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 FULL=$OUT; OUT=/tmp/logs; mkdir -p $OUT  # only a few files come back: see the end
@@ -19,6 +22,7 @@ cmake --build build -j16 > $OUT/build.log 2>&1 || { grep -E "error" $OUT/build.l
 cd build
 S=$FULL/summary.txt # in $OUT itself: what finished comes back even when the call times out
 timeout 120 ./tests/test_ops_cuda > $OUT/ops.log 2>&1; echo "ops rc=$?" | tee -a $S
+[ -n "${QUICK:-}" ] || {
 timeout 120 ./tests/test_attn_cuda > $OUT/attn.log 2>&1; echo "attn rc=$? $(tail -1 $OUT/attn.log)" | tee -a $S
 BRISK_CUDA_ATTN=counter timeout 120 ./tests/test_attn_cuda > $OUT/attn_counter.log 2>&1; echo "attn (counter merge) rc=$? $(tail -1 $OUT/attn_counter.log)" | tee -a $S
 BRISK_CUDA_ATTN_TC=0 timeout 120 ./tests/test_attn_cuda > $OUT/attn_fma.log 2>&1; echo "attn (FMA tiles) rc=$? $(tail -1 $OUT/attn_fma.log)" | tee -a $S
@@ -32,12 +36,13 @@ if [ -n "${SAMPLE_DIAG:-}" ]; then # is a failure of the sampler test about PDL 
   CUDA_LAUNCH_BLOCKING=1 timeout 200 ./tests/test_sample_cuda > $OUT/sample_block.log 2>&1; echo "sample (launch blocking) rc=$? $(tail -1 $OUT/sample_block.log)" | tee -a $S
 fi
 timeout 120 ./tests/test_fattn_cuda > $OUT/fattn.log 2>&1; echo "fattn rc=$? $(tail -1 $OUT/fattn.log)" | tee -a $S
+}
 timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens.log 2>&1; echo "goldens rc=$? $(tail -1 $OUT/goldens.log)" | tee -a $S
 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "stories rc=$? $(tail -1 $OUT/stories.log)" | tee -a $S
-timeout 60 ./tests/test_batch ../shared cuda > $OUT/batch.log 2>&1; echo "batch rc=$? $(tail -1 $OUT/batch.log)" | tee -a $S
+[ -n "${QUICK:-}" ] || { timeout 60 ./tests/test_batch ../shared cuda > $OUT/batch.log 2>&1; echo "batch rc=$? $(tail -1 $OUT/batch.log)" | tee -a $S; }
 b() { # name, env, args...
   local n=$1 e=$2; shift 2
-  env $e timeout 150 ./brisk bench --backend cuda "$@" > $OUT/b_$n.log 2>&1
+  env ${e//+/ } timeout 150 ./brisk bench --backend cuda "$@" > $OUT/b_$n.log 2>&1
   echo "== $n ($e $*) rc=$? :: $(grep -E 'prompt|generation|bandwidth|cuda trace' $OUT/b_$n.log | sed -E 's/ +/ /g' | tr '\n' ' ')" >> $S
 }
 b 8b_q4 X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
@@ -48,7 +53,7 @@ for v in ${AB:-}; do # A/B variants: env assignments, e.g. AB="BRISK_CUDA_GEMV=4
 done
 if [ -n "${TL:-}" ]; then # the timeline of one one-token step's kernels (BRISK_CUDA_TL, stderr at exit)
   for m in llama3-8b llama3.2-1b; do for v in X=1 ${TLAB:-}; do
-    env $v BRISK_CUDA_TL=1 timeout 100 ./brisk bench --backend cuda --shape $m --quant q4g64 -p 512 -n 16 -r 1 > $OUT/tl_${m}_$v.log 2>&1
+    env ${v//+/ } BRISK_CUDA_TL=1 timeout 100 ./brisk bench --backend cuda --shape $m --quant q4g64 -p 512 -n 16 -r 1 > $OUT/tl_${m}_$v.log 2>&1
     echo "== timeline $m ($v) rc=$?" >> $S; grep -A20 "cuda timeline" $OUT/tl_${m}_$v.log >> $S
   done; done
 fi
@@ -61,7 +66,7 @@ if [ -n "${READBW:-}" ]; then
   cat $OUT/readbw.log; cp $OUT/readbw.log $FULL/
 fi
 if [ -n "${NCU_V4:-}" ]; then # stall reasons of the v4 GEMVs of one 8B decode layer (qkv, o, gate+up, down)
-  timeout 200 ncu --clock-control none -k regex:${NCU_K:-k_gemv_mma} --launch-skip ${NCU_V4_SKIP:-400} --launch-count 4 --section WarpStateStats --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables --section SchedulerStats --section Occupancy --section SpeedOfLight --section LaunchStats ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 4 -n 40 -r 1 > $OUT/ncu_v4.log 2>&1
+  env ${NCU_ENV:-X=1} timeout 200 ncu --clock-control none -k regex:${NCU_K:-k_gemv_mma} --launch-skip ${NCU_V4_SKIP:-400} --launch-count 4 --section WarpStateStats --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables --section SchedulerStats --section Occupancy --section SpeedOfLight --section LaunchStats ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 4 -n 40 -r 1 > $OUT/ncu_v4.log 2>&1
   cp $OUT/ncu_v4.log $FULL/
 fi
 if [ -n "${NCU_B:-}" ]; then # kernel time per name over ~one batched step (64 sequences), and the v8 GEMV's stalls
@@ -85,6 +90,7 @@ if [ -z "${FAST:-}" ]; then
 fi
 if [ -n "${FAST:-}" ] && [ -n "${MEMCHECK:-}" ]; then
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_stories ../shared cuda > $OUT/memcheck.log 2>&1; echo "memcheck rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck.log)" | tee -a $S
+  timeout 100 compute-sanitizer --tool racecheck ./tests/test_goldens ../tests/golden cuda > $OUT/racecheck.log 2>&1; echo "racecheck rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck.log)" | tee -a $S
 fi
 if [ -z "${FAST:-}" ] || [ -n "${MEMCHECK:-}" ]; then
   for t in test_attn_cuda test_fattn_cuda; do
