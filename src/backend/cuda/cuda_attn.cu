@@ -76,12 +76,26 @@ __device__ __forceinline__ void tr_add(unsigned long long *tr, int k, uint64_t f
     atomicAdd(tr + k, (unsigned long long)(gtime() - from));
 }
 
+/* This block's share of the L2 prefetch ranges (cu_attn_args.pf), by warp 0: pieces of 16 KB
+ * over its lanes. */
+__device__ __forceinline__ void attn_prefetch(const cu_attn_args &a) {
+    const uint32_t nb = gridDim.x * gridDim.y * gridDim.z;
+    const uint32_t b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    for (int i = 0; i < a.n_pf; i++) {
+        const uint32_t share = ((a.pf_bytes[i] + nb - 1) / nb + 15) & ~15u;
+        const uint32_t lo = b * share, hi = min(lo + share, a.pf_bytes[i]);
+        for (uint32_t o = lo + threadIdx.x * (16u << 10); o < hi; o += 32u * (16u << 10))
+            bulk_prefetch_l2(a.pf[i] + o, min(16u << 10, hi - o));
+    }
+}
+
 template <int GP, int LPR, bool CL, int TC>
 __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
     const uint64_t T0 = a.trace ? gtime() : 0;
     pdl_launch();
     tl_mark(a.tl, TL_ENTRY, true);
+    if (a.n_pf && threadIdx.x < 32) attn_prefetch(a);
     /* Fused (a.k_new): everything this block reads from the cache except each token's own new
      * position was written by earlier steps, and pos/seq/slot/tables by the step's upload, so
      * the first tile's K/V loads go out before the wait for the previous kernel (the q, k, v

@@ -417,6 +417,27 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
 #define ATT_SPLIT_PREFILL 256
 #define ATT_PART_BUDGET   ((size_t)32 << 20) /* floats */
 
+/* The weights of the matmuls after attention record r in the step's log (the o projection, then
+ * the MLP's), up to cu_attn_pf MB in address order, for its kernel to prefetch into L2: its wait
+ * and the attention itself leave the card's memory idle. Records run eagerly have no log. */
+static void attn_pf_ranges(cu_state *s, const op_rec *r, cu_attn_args *a) {
+    a->n_pf = 0;
+    if (!cu_attn_pf || r < s->log || r >= s->log + s->n_log) return;
+    uint64_t left = (uint64_t)cu_attn_pf << 20;
+    for (const op_rec *q = r + 1; q < s->log + s->n_log && left && a->n_pf < 4; q++) {
+        if (q->code == OP_ATTN) break; /* the next layer's */
+        if (q->code != OP_MATMUL) continue;
+        for (int j = 0; j < q->nmat && left && a->n_pf < 4; j++) {
+            const cu_weight *w = q->w[j];
+            if (w->fast != 2) return;
+            const uint64_t bytes = (uint64_t)((w->rows + 15) / 16 * 16) * (w->cols / 2);
+            const uint64_t take = bytes < left ? bytes : left;
+            a->pf[a->n_pf] = w->data, a->pf_bytes[a->n_pf++] = (uint32_t)(take & ~15ull);
+            left -= take;
+        }
+    }
+}
+
 /* The split kernels over tokens [b0, b0 + nb) of the step. */
 static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
     const int H = r->i0, HKV = r->i1, hd = r->i2;
@@ -490,6 +511,7 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
         a.min_tiles = cu_attn_min_tiles;
         a.trace = s->trace;
         a.merge_one = cu_attn_merge1;
+        if (fd) attn_pf_ranges(s, r, &a);
         a.tl = cu_tl_take("attn");
         if (r->fused) {
             a.k_new = (const float *)r->p7 + (size_t)t0 * HKV * hd;

@@ -69,6 +69,15 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t b
 #endif
 }
 
+/* Global -> L2 prefetch of bytes at src (16-byte aligned, a multiple of 16 bytes). */
+__device__ __forceinline__ void bulk_prefetch_l2(const void *src, uint32_t bytes) {
+#if P_SM90
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+#else
+    (void)src, (void)bytes;
+#endif
+}
+
 /* Thread 0 initialises a ring's barriers: full[s] (one arrival, the producer's, plus the
  * transaction bytes) and empty[s] (one arrival per consumer warp); then the block syncs. */
 __device__ __forceinline__ void ring_init(uint64_t *full, uint64_t *empty, int stages,
