@@ -95,7 +95,6 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     const uint64_t T0 = a.trace ? gtime() : 0;
     pdl_launch();
     tl_mark(a.tl, TL_ENTRY, true);
-    if (a.n_pf && threadIdx.x < 32) attn_prefetch(a);
     /* Fused (a.k_new): everything this block reads from the cache except each token's own new
      * position was written by earlier steps, and pos/seq/slot/tables by the step's upload, so
      * the first tile's K/V loads go out before the wait for the previous kernel (the q, k, v
@@ -510,6 +509,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         }
     }
     __syncthreads();
+    /* every K/V load of this block is done: the prefetches no longer delay them */
+    if (a.n_pf && threadIdx.x < 32) attn_prefetch(a);
 
     /* merge the warps (a warp without tiles has m = -inf, l = 0, o = 0: weight 0) */
     const int64_t cbase = ((int64_t)i * HKV + kvh) * ns * G; /* partial (split 0, head 0) */

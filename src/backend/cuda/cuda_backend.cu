@@ -423,10 +423,11 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
 static void attn_pf_ranges(cu_state *s, const op_rec *r, cu_attn_args *a) {
     a->n_pf = 0;
     if (!cu_attn_pf || r < s->log || r >= s->log + s->n_log) return;
-    uint64_t left = (uint64_t)cu_attn_pf << 20;
+    uint64_t left = (uint64_t)(cu_attn_pf < 0 ? -cu_attn_pf : cu_attn_pf) << 20;
+    int skip = cu_attn_pf < 0; /* negative: from the matmul after the o projection */
     for (const op_rec *q = r + 1; q < s->log + s->n_log && left && a->n_pf < 4; q++) {
         if (q->code == OP_ATTN) break; /* the next layer's */
-        if (q->code != OP_MATMUL) continue;
+        if (q->code != OP_MATMUL || skip-- > 0) continue;
         for (int j = 0; j < q->nmat && left && a->n_pf < 4; j++) {
             const cu_weight *w = q->w[j];
             if (w->fast != 2) return;

@@ -14,7 +14,7 @@ extern int cu_batch_prefill;  /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
 extern int cu_attn_min_tiles; /* env BRISK_CUDA_ATTN_MINT (tuning) */
 extern int cu_attn_merge1;    /* env BRISK_CUDA_ATTN_MERGE1 (A/B) */
 /* MB of the next matmuls' weights the decode attention prefetches into L2 (env BRISK_CUDA_ATTN_PF;
- * 0: none) */
+ * 0: none; negative: from the matmul after the o projection) */
 extern int cu_attn_pf;
 extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
 /* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
