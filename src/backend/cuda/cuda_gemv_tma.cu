@@ -152,6 +152,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             if ((tid + u * NT) * 4 < a.K) w[u] = __ldg((const float4 *)(a.nw + (tid + u * NT) * 4));
     pdl_wait();
     tl_mark(a.tl, TL_WAIT, true);
+    const uint64_t tw = a.tl ? gtime() : 0; /* measuring aid: this block's release */
     float rs = 1.f;
     if (fit) {
         float ss = 0.f;
@@ -203,6 +204,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     consumers_sync<CW>(); /* xh complete, and red read before the epilogue rewrites it */
     if (tid == 0) mbar_arrive(xready);
     tl_mark(a.tl, TL_STAGED, false);
+    tl_span(a.tl, TL_SOWN, tw);
 
     const int g = lane >> 2, t = lane & 3;
     float acc[NTL][2];

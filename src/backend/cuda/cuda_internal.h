@@ -204,13 +204,32 @@ __device__ __forceinline__ void pdl_wait() {
 /* Measuring aid (env BRISK_CUDA_TL=1): the timeline of one step's kernels. Each traced launch
  * takes a slot of TL_N counters (cu_tl_take); thread 0 of every block stamps the globaltimer with
  * atomicMax (earliest-of stamps stored inverted), so a slot holds the first and last block's
- * entry, PDL wait release and finish, and the last block's x staged. The host clears the slots
- * before every step and prints the last step at destroy. */
-enum { TL_ENTRY, TL_ENTRY_MAX, TL_WAIT, TL_WAIT_MAX, TL_STAGED, TL_DONE, TL_DONE_MAX, TL_N };
+ * entry, PDL wait release and finish, the last block's x staged, and the shortest and longest
+ * time a block took from its own wait release to x staged. The host clears the slots before
+ * every step and prints the last step at destroy. */
+enum {
+    TL_ENTRY,
+    TL_ENTRY_MAX,
+    TL_WAIT,
+    TL_WAIT_MAX,
+    TL_STAGED,
+    TL_DONE,
+    TL_DONE_MAX,
+    TL_SOWN,
+    TL_SOWN_MAX,
+    TL_N
+};
 __device__ __forceinline__ uint64_t gtime() {
     uint64_t t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
+}
+/* the shortest (k, inverted) and longest (k + 1) time since t0 over the blocks, from thread 0 */
+__device__ __forceinline__ void tl_span(unsigned long long *tl, int k, uint64_t t0) {
+    if (!tl || threadIdx.x != 0) return;
+    const unsigned long long dt = gtime() - t0;
+    atomicMax(tl + k, ~dt);
+    atomicMax(tl + k + 1, dt);
 }
 /* stamps k (and k + 1 with first_last: earliest, latest) when tl is set, from thread 0 */
 __device__ __forceinline__ void tl_mark(unsigned long long *tl, int k, bool first_last) {
