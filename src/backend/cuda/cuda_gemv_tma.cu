@@ -138,9 +138,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
 
     /* consumers: x as half, once; with nw the RMSNorm too (its sum of squares over the block's
      * own pass of x, warps added in a fixed order, so every block gets the same scale). Where a
-     * thread's share of x fits in P_XU float4 registers (K <= 8192), the norm's weights are
-     * loaded before the wait (they are not written by earlier kernels, and a miss under the
-     * weight stream costs microseconds) and x is loaded once, all of a thread's loads in flight
+     * thread's share of x fits in P_XU float4 registers (K <= 1024 x CW: 8192 or 16384), the norm's
+     * weights are loaded before the wait (they are not written by earlier kernels, and a miss under
+     * the weight stream costs microseconds) and x is loaded once, all of a thread's loads in flight
      * together; otherwise two passes, P_XU loads in flight per round. */
     constexpr int NT = CW * 32;
     const int tid = threadIdx.x;
