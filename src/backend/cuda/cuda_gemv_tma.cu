@@ -24,6 +24,7 @@
  * bias, residual add, or SwiGLU of the gate and up tiles). Tile groups go to blocks round-robin. */
 #include "cuda_bulk.cuh"
 #include "cuda_mma.cuh"
+#include "cuda_switches.h"
 
 #define P_CPS   32          /* chunks per stage and tile */
 #define P_MAXST 8           /* stages at most */
@@ -43,6 +44,7 @@ struct p_args {
     const float *nw; /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
     float eps;
     int pre; /* stages issued before the consumers have staged x (< stages: a measuring aid) */
+    int l2;  /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
     unsigned long long *tl; /* measuring aid (BRISK_CUDA_TL): this launch's timeline slot */
 };
 
@@ -127,9 +129,10 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                     uint8_t *dst = ring + st * a.stage_bytes;
 #pragma unroll
                     for (int i = 0; i < NTL; i++)
-                        bulk_tile_slice<ST>(
-                            dst + i * P_CPS * 512, dst + NTL * P_CPS * 512 + i * a.gmax * 16 * PS,
-                            a.m[NM == 2 ? i : m], tile, a.nch, c0, nc, d, &full[st], pol);
+                        bulk_tile_slice<ST>(dst + i * P_CPS * 512,
+                                            dst + NTL * P_CPS * 512 + i * a.gmax * 16 * PS,
+                                            a.m[NM == 2 ? i : m], a.l2 ? 0 : tile, a.nch, c0, nc, d,
+                                            &full[st], pol);
                 }
             }
         }
@@ -343,6 +346,7 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
         if (a.stages > items) a.stages = items < 2 ? 2 : items;
     }
     a.pre = cu_v7_pre > 0 && cu_v7_pre < a.stages ? cu_v7_pre : -1;
+    a.l2 = (cu_skip & SKIP_HBM) != 0;
     const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
     a.tl = cu_tl_take(epi == CU_EPI_SWIGLU ? "gate+up" : epi == CU_EPI_ADD ? "gemv+add" : "gemv");
     if (w0->stype == BRISK_W_BF16) return launch_p_epi<BRISK_W_BF16>(st, a, smem, epi);
