@@ -1,6 +1,7 @@
 /* cuda_mma.cuh: what the two tensor-core GEMV files share (cuda_gemv.cu: v3/v4 and the rest;
  * cuda_gemv_tma.cu: the persistent v7): scale decoding, the mma-layout matrix descriptor, the
- * m16n8k16 MMA and the nibble-to-half LOP3, and the SM count. nvcc only. */
+ * per-chunk math over the m16n8k16 MMA and the nibble-to-half LOP3 (both in cuda_ptx.cuh), and the
+ * SM count. nvcc only. */
 #ifndef BRISK_CUDA_MMA_CUH
 #define BRISK_CUDA_MMA_CUH
 
@@ -44,25 +45,6 @@ struct mma_mat_d {
     int rows, tiles, blocks;
     int64_t ystride;
 };
-
-__device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    /* not volatile: no side effects, so independent MMAs may be scheduled around each other */
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
-        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else /* never launched: the mma layout is chosen only when the binary has sm_80+ code */
-    (void)c, (void)a0, (void)a1, (void)a2, (void)a3, (void)b0, (void)b1;
-#endif
-}
-
-__device__ __forceinline__ uint32_t lop_or(uint32_t v, uint32_t mask) {
-    uint32_t r;
-    asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(r) : "r"(v), "r"(mask), "r"(0x64006400u));
-    return r; /* (v & mask) | 0x64006400 */
-}
 
 __device__ __forceinline__ uint32_t h2_bits(float lo, float hi) {
     const __half2 h = __floats2half2_rn(lo, hi);
