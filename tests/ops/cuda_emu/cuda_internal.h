@@ -1,7 +1,8 @@
-/* cuda_internal.h (emulated): what cuda_sample.cu needs from src/backend/cuda/cuda_internal.h,
- * over emu_cuda.h instead of the CUDA runtime: the sampling entry points, PDL as no-ops and
- * cu_launch running the grid on the fiber scheduler. The sampling declarations are the real
- * backend/cuda/cuda_sample.h. */
+/* cuda_internal.h (emulated): what the kernel files run here (cuda_sample.cu, cuda_gemv_tma.cu)
+ * need from src/backend/cuda/cuda_internal.h, over emu_cuda.h instead of the CUDA runtime: the
+ * sampling entry points (the real backend/cuda/cuda_sample.h), the device weight and matmul
+ * descriptors (copies of the real ones: run.sh checks they match), PDL and the timeline as
+ * no-ops, and cu_launch running the grid on the fiber scheduler with its dynamic shared memory. */
 #ifndef BRISK_CUDA_INTERNAL_H
 #define BRISK_CUDA_INTERNAL_H
 
@@ -13,14 +14,74 @@ extern "C" {
 
 #include "backend/cuda/cuda_sample.h"
 
+typedef struct cu_weight {
+    int type;  /* brisk_wtype */
+    int stype; /* scale type (QAFFINE) */
+    int bits, gs;
+    int fast;
+    int64_t rows, cols, row_bytes;
+    uint8_t *data;
+    void *sb;
+} cu_weight;
+
+enum { CU_EPI_STORE = 0, CU_EPI_ADD = 1, CU_EPI_SWIGLU = 2 };
+
+typedef struct cu_gemv_mat {
+    const cu_weight *w;
+    const float *bias; /* device, or NULL */
+    float *y;          /* [n, rows] */
+} cu_gemv_mat;
+
+__host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp, int64_t ngroups) {
+    return (((r >> 4) * ngroups + grp) * 8 + (r & 7)) * 2 + ((r >> 3) & 1);
+}
+
 static inline void pdl_launch() {}
 static inline void pdl_wait() {}
+
+/* the timeline (a measuring aid) is off here: no slot, no stamps */
+enum {
+    TL_ENTRY,
+    TL_ENTRY_MAX,
+    TL_WAIT,
+    TL_WAIT_MAX,
+    TL_STAGED,
+    TL_DONE,
+    TL_DONE_MAX,
+    TL_SOWN,
+    TL_SOWN_MAX,
+    TL_N
+};
+static inline uint64_t gtime() {
+    return 0;
+}
+static inline void tl_span(unsigned long long *tl, int k, uint64_t t0) {
+    (void)tl, (void)k, (void)t0;
+}
+static inline void tl_mark(unsigned long long *tl, int k, bool first_last) {
+    (void)tl, (void)k, (void)first_last;
+}
+static inline unsigned long long *cu_tl_take(const char *kind) {
+    (void)kind;
+    return NULL;
+}
+
+extern int cu_pdl;
+extern int cu_sm90; /* the test sets it: the sm_90 kernels are the ones emulated */
+
+/* An H100's limit of dynamic shared memory per block (227 KB): a launch over it fails. */
+static inline cudaError_t cu_smem_optin(const void *k, size_t smem) {
+    (void)k;
+    return smem <= 227 * 1024 ? cudaSuccess : cudaErrorInvalidValue;
+}
 
 template <typename... KArgs, typename... Args>
 static inline cudaError_t cu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
                                     cudaStream_t st, Args... args) {
-    (void)smem, (void)st;
-    emu_run(grid, block, [&]() { k(args...); });
+    (void)st;
+    if (smem > 227 * 1024) return cudaErrorInvalidValue;
+    emu_run(
+        grid, block, [&]() { k(args...); }, smem);
     return cudaSuccess;
 }
 

@@ -6,9 +6,12 @@
  * *_sync warp intrinsic by all 32 lanes of the warp together, with a full mask: a thread that has
  * returned, a lane on another branch or at another intrinsic aborts the run with the line (on a
  * GPU that is undefined; on an H100, at times, "an illegal instruction"). Blocks run one after
- * another, in a shuffled order (any may be the last to arrive), so __shared__ is a static. A
- * development aid for kernels written without a GPU at hand (tests/ops/cuda_emu/run.sh), not a
- * simulator of timing or of the memory model. */
+ * another, in a shuffled order (any may be the last to arrive), so __shared__ is a static; the
+ * dynamic shared memory of a launch is one buffer, random bytes before each block. A thread that
+ * spins (an mbarrier try_wait loop: cuda_ptx.cuh) yields to the next round; the run aborts as a
+ * hang when only such spinning is left for many rounds. Named barriers (bar.sync id, n) release
+ * when n threads wait at the same one. A development aid for kernels written without a GPU at hand
+ * (tests/ops/cuda_emu/run.sh), not a simulator of timing or of the memory model. */
 #ifndef BRISK_EMU_CUDA_H
 #define BRISK_EMU_CUDA_H
 
@@ -28,23 +31,80 @@
  * thread of the block wrote gives a wrong or changing result */
 #define __shared__ static __attribute__((section("emu_shared")))
 #define __launch_bounds__(...)
+#define __grid_constant__
+#define __align__(n) __attribute__((aligned(n)))
+
+/* The vector types, aligned as CUDA's (a uint4 load of an unaligned address is a GPU fault, here
+ * at least UB the sanitizers know). */
+struct __align__(8) float2 {
+    float x, y;
+};
+struct __align__(16) float4 {
+    float x, y, z, w;
+};
+struct __align__(8) uint2 {
+    unsigned x, y;
+};
+struct __align__(16) uint4 {
+    unsigned x, y, z, w;
+};
+static inline float2 make_float2(float x, float y) {
+    return float2{x, y};
+}
+static inline float4 make_float4(float x, float y, float z, float w) {
+    return float4{x, y, z, w};
+}
+static inline uint2 make_uint2(unsigned x, unsigned y) {
+    return uint2{x, y};
+}
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) {
+    return uint4{x, y, z, w};
+}
 
 struct dim3 {
     unsigned x, y, z;
     dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
 };
 typedef void *cudaStream_t;
-typedef enum cudaError { cudaSuccess = 0, cudaErrorInvalidValue = 1 } cudaError_t;
+typedef enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorNotSupported = 801
+} cudaError_t;
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+/* Device 0, whose SM count is env EMU_SMS (default 7: an odd count, so work splits unevenly over
+ * the blocks of a persistent kernel). */
+cudaError_t cudaGetDevice(int *dev);
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr attr, int dev);
 
 extern dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 /* The scheduler (emu_cuda.cpp). */
-enum { EMU_BAR = 1, EMU_WARP = 2 };
+enum { EMU_BAR = 1, EMU_WARP = 2, EMU_YIELD = 3, EMU_NAMED = 4 };
 /* This fiber waits for its block (EMU_BAR) or for the lanes of mask in its warp (EMU_WARP) at the
- * call on source line `line`. */
+ * call on source line `line`; EMU_YIELD: it spins there and runs again next round. */
 void emu_wait(int kind, int line, unsigned mask);
+/* bar.sync id, n: waits until n threads (whole warps) wait at named barrier id, at the same call
+ * (line) and as the same n-th named barrier of each. */
+void emu_named_bar(int id, int n, int line);
 uint64_t *emu_slots(void); /* one exchange slot per thread of the block */
-void emu_run(dim3 grid, dim3 block, const std::function<void()> &body);
+/* Runs body as every thread of every block of the grid; dyn_smem: bytes of dynamic shared memory
+ * (emu_dyn_smem), random before each block, with an unmapped page right after its end. */
+void emu_run(dim3 grid, dim3 block, const std::function<void()> &body, size_t dyn_smem = 0);
+uint8_t *emu_dyn_smem(void);
+/* mbarriers (cuda_ptx.cuh over these): a 64-bit word in shared memory. arrive: one arrival with
+ * tx more transaction bytes expected; complete_tx: bytes landed; test: the phase of parity p has
+ * completed. */
+void emu_mbar_init(uint64_t *b, int count);
+void emu_mbar_arrive(uint64_t *b, uint32_t tx);
+void emu_mbar_complete_tx(uint64_t *b, uint32_t bytes);
+bool emu_mbar_test(uint64_t *b, uint32_t parity, int line);
+/* Bulk copy global -> shared completing on mbarrier b: the destination turns to random bytes at
+ * once and receives the data at a random later round. */
+void emu_bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *b);
+/* mma.sync.m16n8k16.row.col f32.f16.f16.f32 as a warp collective (c += A B). */
+void emu_mma16816(int line, float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                  uint32_t b0, uint32_t b1);
 void emu_poison(void *p, size_t n); /* fills n bytes with the scheduler's random bytes */
 uint64_t emu_random(void);
 extern void (*emu_block_hook)(void); /* when set: called before each block runs */
@@ -135,8 +195,17 @@ template <typename T> static inline T atomicOr(T *p, T v) {
 template <typename T> static inline T atomicMin(T *p, T v) {
     return emu_rmw(p, [v](T o) { return v < o ? v : o; });
 }
+template <typename T> static inline T atomicMax(T *p, T v) {
+    return emu_rmw(p, [v](T o) { return v > o ? v : o; });
+}
 template <typename T> static inline T __ldcg(const T *p) {
     return *p;
+}
+template <typename T> static inline T __ldg(const T *p) {
+    return *p;
+}
+static inline float rsqrtf(float x) {
+    return 1.0f / sqrtf(x);
 }
 
 /* The bits of a 4-byte value as another 4-byte type. */

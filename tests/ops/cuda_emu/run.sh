@@ -1,18 +1,53 @@
 #!/bin/bash
-# tests/ops/cuda_emu/run.sh: the device sampling kernels (src/backend/cuda/cuda_sample.cu, copied
-# unchanged) run on the CPU under emu_cuda.h against the host sampler, from the repository root:
-# `bash tests/ops/cuda_emu/run.sh [quick]` (quick: ~2 minutes, else ~20), EMU_SEED=n for another
-# order of the threads. It aborts, naming the line, at a barrier or warp intrinsic that not every
-# thread of the block / lane of the warp reaches together. Shared memory and the row state are
-# random bytes at each block / call (a read of what was not written shows). EMU_LAG=bytes: the
-# last bytes of the logits change during the chain, as an upload that races the op delivers them
-# (the kernels then fail: wrong ids, other bits on a rerun, or a crash). x86-64 only; no GPU.
+# tests/ops/cuda_emu/run.sh: CUDA kernel files run on the CPU under emu_cuda.h, from the repository
+# root. x86-64 only; no GPU. EMU_SEED=n: another order of the threads (and of copy landings).
+#
+# `bash tests/ops/cuda_emu/run.sh [quick]`: the device sampling kernels
+# (src/backend/cuda/cuda_sample.cu, copied unchanged) against the host sampler (quick: ~2 minutes,
+# else ~20). It aborts, naming the line, at a barrier or warp intrinsic that not every thread of
+# the block / lane of the warp reaches together. Shared memory and the row state are random bytes
+# at each block / call (a read of what was not written shows). EMU_LAG=bytes: the last bytes of
+# the logits change during the chain, as an upload that races the op delivers them (the kernels
+# then fail: wrong ids, other bits on a rerun, or a crash).
+#
+# `bash tests/ops/cuda_emu/run.sh gemv`: the one-token persistent GEMV (v7,
+# src/backend/cuda/cuda_gemv_tma.cu with cuda_bulk.cuh, cuda_mma.cuh and cuda_switches.h, copied)
+# through its launcher against a double-precision reference (test_gemv_emu.cpp; EMU_SMS: blocks,
+# default 7; EMU_CASE=substring: those cases only). The inline PTX comes from this folder's
+# cuda_ptx.cuh (mbarriers, bulk copies landing at random later rounds, named barriers, mma.sync),
+# which the copies find through -I: the build folder must hold no cuda_ptx.cuh or cuda_internal.h.
+# The one change to the copied kernel file: `extern __shared__ __align__(128) uint8_t sm[];` (a
+# CUDA dynamic shared-memory array) becomes a pointer to the launch's emulated buffer.
 set -e
 B=build-emu; mkdir -p $B
 E=tests/ops/cuda_emu
-cp src/backend/cuda/cuda_sample.cu $B/cuda_sample_emu.cpp
 CXXFLAGS="-std=c++17 -O2 -g -Wall -Wextra -Werror -Wno-unused-function -ffp-contract=off"
 g++ $CXXFLAGS -I$E -Iinclude -Isrc -c -o $B/emu_cuda.o $E/emu_cuda.cpp
+if [ "$1" = gemv ]; then
+  shift
+  S=src/backend/cuda
+  # the emulated copies of the real descriptors must still match them
+  for r in '/^typedef struct cu_weight {/,/^} cu_weight;/p' \
+      '/^typedef struct cu_gemv_mat {/,/^} cu_gemv_mat;/p' \
+      '/^enum { CU_EPI_STORE/p' '/int64_t mma_sb_index(/,/^}/p'; do
+    if ! diff <(sed -n "$r" $S/cuda_internal.h) <(sed -n "$r" $E/cuda_internal.h) >/dev/null ||
+        [ -z "$(sed -n "$r" $E/cuda_internal.h)" ]; then
+      echo "run.sh: $E/cuda_internal.h no longer matches $S/cuda_internal.h ($r)"; exit 1
+    fi
+  done
+  rm -f $B/cuda_ptx.cuh $B/cuda_internal.h
+  cp $S/cuda_bulk.cuh $S/cuda_mma.cuh $S/cuda_switches.h $B/
+  SM='extern __shared__ __align__(128) uint8_t sm\[\];'
+  [ "$(grep -c "^ *$SM\$" $S/cuda_gemv_tma.cu)" = 1 ] ||
+    { echo "run.sh: the dynamic shared-memory declaration of cuda_gemv_tma.cu changed"; exit 1; }
+  sed "s/$SM/uint8_t *const sm = emu_dyn_smem();/" $S/cuda_gemv_tma.cu > $B/cuda_gemv_tma_emu.cpp
+  # the kernels pun types through pointers (as CUDA code does) and carry #pragma unroll
+  GF="$CXXFLAGS -fno-strict-aliasing -Wno-unknown-pragmas -I$E -I$B -Iinclude -Isrc"
+  g++ $GF -c -o $B/cuda_gemv_tma_emu.o $B/cuda_gemv_tma_emu.cpp
+  g++ $GF -o $B/test_gemv_emu $E/test_gemv_emu.cpp $B/cuda_gemv_tma_emu.o $B/emu_cuda.o -lm
+  exec $B/test_gemv_emu "$@"
+fi
+cp src/backend/cuda/cuda_sample.cu $B/cuda_sample_emu.cpp
 g++ $CXXFLAGS -I$E -I$B -Iinclude -Isrc -c -o $B/emu_sample.o $E/emu_sample.cpp
 gcc -std=c11 -O2 -g -Wall -Wextra -Wshadow -Werror -D_GNU_SOURCE -Iinclude -Isrc -Itests/ops \
   -o $B/test_sample_emu $E/test_sample_emu.c src/engine/sampler.c src/util/vmath.c \
