@@ -12,14 +12,15 @@
 #
 # `bash tests/ops/cuda_emu/run.sh gemv`: the one-token persistent GEMV (v7,
 # src/backend/cuda/cuda_gemv_tma.cu with cuda_bulk.cuh, cuda_mma.cuh and cuda_switches.h, copied)
-# through its launcher against a double-precision reference (test_gemv_emu.cpp; EMU_SMS: blocks,
-# default 7; EMU_CASE=substring: those cases only). The inline PTX comes from this folder's
+# through its launcher against a double-precision reference (test_gemv_emu.cpp; EMU_CASE=substring:
+# those cases only), with 7, 1 and 3 blocks (EMU_SMS=n: n only). The inline PTX comes from this folder's
 # cuda_ptx.cuh (mbarriers, bulk copies landing at random later rounds, named barriers, mma.sync),
 # which the copies find through -I: the build folder must hold no cuda_ptx.cuh or cuda_internal.h.
 # The one change to the copied kernel file: `extern __shared__ __align__(128) uint8_t sm[];` (a
 # CUDA dynamic shared-memory array) becomes a pointer to the launch's emulated buffer.
+# EMU_BUILD: the build folder (default build-emu; ctest passes its own).
 set -e
-B=build-emu; mkdir -p $B
+B=${EMU_BUILD:-build-emu}; mkdir -p $B
 E=tests/ops/cuda_emu
 CXXFLAGS="-std=c++17 -O2 -g -Wall -Wextra -Werror -Wno-unused-function -ffp-contract=off"
 g++ $CXXFLAGS -I$E -Iinclude -Isrc -c -o $B/emu_cuda.o $E/emu_cuda.cpp
@@ -45,7 +46,11 @@ if [ "$1" = gemv ]; then
   GF="$CXXFLAGS -fno-strict-aliasing -Wno-unknown-pragmas -I$E -I$B -Iinclude -Isrc"
   g++ $GF -c -o $B/cuda_gemv_tma_emu.o $B/cuda_gemv_tma_emu.cpp
   g++ $GF -o $B/test_gemv_emu $E/test_gemv_emu.cpp $B/cuda_gemv_tma_emu.o $B/emu_cuda.o -lm
-  exec $B/test_gemv_emu "$@"
+  for n in ${EMU_SMS:-7 1 3}; do
+    echo "-- $n SMs"
+    EMU_SMS=$n $B/test_gemv_emu "$@"
+  done
+  exit 0
 fi
 cp src/backend/cuda/cuda_sample.cu $B/cuda_sample_emu.cpp
 g++ $CXXFLAGS -I$E -I$B -Iinclude -Isrc -c -o $B/emu_sample.o $E/emu_sample.cpp
