@@ -1,8 +1,8 @@
 /* cuda_internal.h (emulated): what the kernel files run here (cuda_sample.cu, cuda_gemv_tma.cu)
  * need from src/backend/cuda/cuda_internal.h, over emu_cuda.h instead of the CUDA runtime: the
- * sampling entry points (the real backend/cuda/cuda_sample.h), the device weight and matmul
- * descriptors (copies of the real ones: run.sh checks they match), PDL and the timeline as
- * no-ops, and cu_launch running the grid on the fiber scheduler with its dynamic shared memory. */
+ * sampling entry points (the real backend/cuda/cuda_sample.h), the device descriptors (the real
+ * backend/cuda/cuda_desc.h), PDL and the timeline as no-ops, and cu_launch running the grid on
+ * the fiber scheduler with its dynamic shared memory. */
 #ifndef BRISK_CUDA_INTERNAL_H
 #define BRISK_CUDA_INTERNAL_H
 
@@ -12,46 +12,13 @@ extern "C" {
 #include "backend/backend.h"
 }
 
+#include "backend/cuda/cuda_desc.h"
 #include "backend/cuda/cuda_sample.h"
-
-typedef struct cu_weight {
-    int type;  /* brisk_wtype */
-    int stype; /* scale type (QAFFINE) */
-    int bits, gs;
-    int fast;
-    int64_t rows, cols, row_bytes;
-    uint8_t *data;
-    void *sb;
-} cu_weight;
-
-enum { CU_EPI_STORE = 0, CU_EPI_ADD = 1, CU_EPI_SWIGLU = 2 };
-
-typedef struct cu_gemv_mat {
-    const cu_weight *w;
-    const float *bias; /* device, or NULL */
-    float *y;          /* [n, rows] */
-} cu_gemv_mat;
-
-__host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp, int64_t ngroups) {
-    return (((r >> 4) * ngroups + grp) * 8 + (r & 7)) * 2 + ((r >> 3) & 1);
-}
 
 static inline void pdl_launch() {}
 static inline void pdl_wait() {}
 
 /* the timeline (a measuring aid) is off here: no slot, no stamps */
-enum {
-    TL_ENTRY,
-    TL_ENTRY_MAX,
-    TL_WAIT,
-    TL_WAIT_MAX,
-    TL_STAGED,
-    TL_DONE,
-    TL_DONE_MAX,
-    TL_SOWN,
-    TL_SOWN_MAX,
-    TL_N
-};
 static inline uint64_t gtime() {
     return 0;
 }

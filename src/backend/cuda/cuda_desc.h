@@ -1,0 +1,72 @@
+/* cuda_desc.h: the plain descriptors of the CUDA backend that the CPU emulator
+ * (tests/ops/cuda_emu) compiles too, so that both build from one copy: the device weight and
+ * matmul descriptors, the mma layout's (scale, bias) index and the timeline's slot fields. The
+ * includer provides __host__/__device__/__forceinline__ (cuda_runtime.h, or emu_cuda.h). */
+#ifndef BRISK_CUDA_DESC_H
+#define BRISK_CUDA_DESC_H
+
+#include <stdint.h>
+
+/* Device copy of one weight matrix [rows, cols].
+ *
+ * Dense (F32/F16/BF16): the file's row-major elements, unchanged.
+ *
+ * QAFFINE: codes keep MLX's little-endian bit stream per row (row_bytes = cols*bits/8), and
+ * `sb` holds the group's (scale, bias) as one interleaved pair [rows][cols/gs] in the file's
+ * scale type (so one 4-byte load per group for f16/bf16). When `fast` (bits 4 or 8, row_bytes a
+ * multiple of 16) the 32-bit words of each full 512-byte chunk of a row are permuted so that a
+ * warp reads a chunk with one 16-byte load per lane and lane l's uint4 holds the original words
+ * l, l+32, l+64, l+96: stored word 4*l+j <- original word 32*j+l. Then a lane's four words cover
+ * columns 32 bytes of x apart from its neighbours', so x loads coalesce too. A partial last
+ * chunk (row_bytes % 512) stays in file order and lane l reads words 4l..4l+3.
+ * fast == 2 ("mma", 4-bit, cols % 64 == 0, gs a power of two >= 64; the default for those unless
+ * BRISK_CUDA_GEMV=2/3 picks an older kernel): 16-row x 64-column tiles of 512 bytes in the
+ * m16n8k16 A-fragment order (cuda_gemv.cu, k_gemv_mma), rows padded to a multiple of 16, the tiles
+ * of a row band contiguous ([tile][chunk]). Its (scale, bias) pairs are tile-major too:
+ * [tile][group][8][2] = rows g and g+8 of the tile side by side (mma_sb_index), so the pairs a lane
+ * needs for a chunk are one 8-byte load and a tile's slice of K is one contiguous copy. */
+typedef struct cu_weight {
+    int type;  /* brisk_wtype */
+    int stype; /* scale type (QAFFINE) */
+    int bits, gs;
+    int fast;
+    int64_t rows, cols, row_bytes;
+    uint8_t *data;
+    void *sb;
+} cu_weight;
+
+enum { CU_EPI_STORE = 0, CU_EPI_ADD = 1, CU_EPI_SWIGLU = 2 };
+
+/* One launch of the matrix-vector kernels: up to 3 matrices of the same format and width that
+ * read the same x (q, k, v), or 2 matrices combined row by row (SwiGLU: out = silu(m0) * m1). */
+typedef struct cu_gemv_mat {
+    const cu_weight *w;
+    const float *bias; /* device, or NULL */
+    float *y;          /* [n, rows] */
+} cu_gemv_mat;
+
+/* Index of the (scale, bias) pair of row r, group grp (of ngroups per row) in the fast == 2
+ * layout. */
+__host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp, int64_t ngroups) {
+    return (((r >> 4) * ngroups + grp) * 8 + (r & 7)) * 2 + ((r >> 3) & 1);
+}
+/* Measuring aid (env BRISK_CUDA_TL=1): the timeline of one step's kernels. Each traced launch
+ * takes a slot of TL_N counters (cu_tl_take); thread 0 of every block stamps the globaltimer with
+ * atomicMax (earliest-of stamps stored inverted), so a slot holds the first and last block's
+ * entry, PDL wait release and finish, the last block's x staged, and the shortest and longest
+ * time a block took from its own wait release to x staged. The host clears the slots before
+ * every step and prints the last step at destroy. */
+enum {
+    TL_ENTRY,
+    TL_ENTRY_MAX,
+    TL_WAIT,
+    TL_WAIT_MAX,
+    TL_STAGED,
+    TL_DONE,
+    TL_DONE_MAX,
+    TL_SOWN,
+    TL_SOWN_MAX,
+    TL_N
+};
+
+#endif
