@@ -116,13 +116,13 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     if (wid == CW) { /* producer */
         if (lane == 0) {
             const uint64_t pol = policy_evict_first();
-            int k = 0;
+            int k = 0, st = 0;
+            uint32_t ph = 1; /* the empty barriers' phase to wait for, from the second round */
             for (int ug = blockIdx.x; ug < a.groups; ug += gridDim.x) {
                 int m, tile;
                 locate(ug, m, tile);
                 for (int sl = 0; sl < a.nsl; sl++, k++) {
-                    const int st = k % a.stages;
-                    if (k >= a.stages) mbar_wait(&empty[st], ((k / a.stages) - 1) & 1);
+                    if (k >= a.stages) mbar_wait(&empty[st], ph);
                     if (k == a.pre) mbar_wait(xready, 0);
                     const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0);
                     mbar_expect(&full[st], NTL * tile_slice_bytes<ST>(c0, nc, d));
@@ -133,6 +133,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                                             dst + NTL * P_CPS * 512 + i * a.gmax * 16 * PS,
                                             a.m[NM == 2 ? i : m], a.l2 ? 0 : tile, a.nch, c0, nc, d,
                                             &full[st], pol);
+                    if (++st == a.stages) st = 0, ph ^= 1;
                 }
             }
         }
@@ -213,36 +214,49 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     float acc[NTL][2];
 #pragma unroll
     for (int i = 0; i < NTL; i++) acc[i][0] = acc[i][1] = 0.f;
-    int k = 0;
+    /* the stage and its full barrier's phase run along: a division per stage cost ~20 of a
+     * warp's ~160 instructions a stage (16 warps, 32 chunks) */
+    int st = 0;
+    uint32_t ph = 0;
     for (int ug = blockIdx.x; ug < a.groups; ug += gridDim.x) {
         int m, tile;
         locate(ug, m, tile);
-        for (int sl = 0; sl < a.nsl; sl++, k++) {
-            const int st = k % a.stages;
+        for (int sl = 0; sl < a.nsl; sl++) {
             const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0), g0 = c0 >> d;
             const uint8_t *codes = ring + st * a.stage_bytes;
             const SBT *pairs = (const SBT *)(codes + NTL * P_CPS * 512);
-            mbar_wait(&full[st], (k / a.stages) & 1);
+            mbar_wait(&full[st], ph);
+            auto chunk =
+                [&](int c) { /* chunk c of the stage */
+                             const uint4 xa = *(const uint4 *)(xh + (c0 + c) * 64 + 16 * t);
+                             const uint4 xb = *(const uint4 *)(xh + (c0 + c) * 64 + 16 * t + 8);
+                             const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
+                             const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
+                             const float X = xs[c0 + c];
+                             const int gl = ((c0 + c) >> d) - g0;
 #pragma unroll
-            for (int v = 0; v < P_CPS / CW; v++) {
-                const int c = wid + v * CW; /* chunk of the stage */
-                if (c >= nc) break;
-                const uint4 xa = *(const uint4 *)(xh + (c0 + c) * 64 + 16 * t);
-                const uint4 xb = *(const uint4 *)(xh + (c0 + c) * 64 + 16 * t + 8);
-                const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
-                const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
-                const float X = xs[c0 + c];
-                const int gl = ((c0 + c) >> d) - g0;
+                             for (int i = 0; i < NTL; i++) {
+                                 const uint4 q =
+                                     *(const uint4 *)(codes + (i * P_CPS + c) * 512 + lane * 16);
+                                 SBT r0, r1;
+                                 ld_pair2<ST, false>(pairs + (i * a.gmax + gl) * 16 + 2 * g, r0,
+                                                     r1);
+                                 p_chunk<ST>(acc[i], q, r0, r1, bx0, bx1, X);
+                             }
+                };
+            /* a whole stage without a bound per chunk, so a warp's chunks overlap (with the bound,
+             * each chunk's loads waited behind the previous chunk's MMAs and FMAs) */
+            if (nc == P_CPS) {
 #pragma unroll
-                for (int i = 0; i < NTL; i++) {
-                    const uint4 q = *(const uint4 *)(codes + (i * P_CPS + c) * 512 + lane * 16);
-                    SBT r0, r1;
-                    ld_pair2<ST, false>(pairs + (i * a.gmax + gl) * 16 + 2 * g, r0, r1);
-                    p_chunk<ST>(acc[i], q, r0, r1, bx0, bx1, X);
-                }
+                for (int v = 0; v < P_CPS / CW; v++) chunk(wid + v * CW);
+            } else {
+#pragma unroll
+                for (int v = 0; v < P_CPS / CW; v++)
+                    if (wid + v * CW < nc) chunk(wid + v * CW);
             }
             __syncwarp();
             if (lane == 0) mbar_arrive(&empty[st]); /* this warp is done with the stage */
+            if (++st == a.stages) st = 0, ph ^= 1;
         }
         /* the tile group is complete: warps -> rows (fixed order), then the epilogue */
 #pragma unroll
