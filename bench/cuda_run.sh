@@ -9,7 +9,9 @@
 #   TL=1 (the kernel timeline of a one-token step, 8B and 1B; TLAB="ENV=v ..." under each too);
 #   SKIPS="stage ..." (in-graph stage costs); READBW=1; SAMPLE=1 (decode with top-p);
 #   SAMPLE_DIAG=1 (the sampler test without PDL); NCU_V4=1 with NCU_K=kernel and NCU_ENV=A=1
-#   (stall reasons of one layer's GEMVs); NCU_B=64 (kernel times of a batched step).
+#   (stall reasons of one layer's GEMVs); NCU_B=64 (kernel times of a batched step);
+#   OLD=dir: a second source tree (bench/devcopy.sh OLD=rev puts one at old/), its brisk timed
+#   on 8B and 1B beside the first (A/B of code that no env switch selects, on the same card).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 FULL=$OUT; OUT=/tmp/logs; mkdir -p $OUT  # only a few files come back: see the end
@@ -19,6 +21,10 @@ sed -i "s|^prefix=.*|prefix=$PWD/deps|" deps/lib/pkgconfig/*.pc
 export PKG_CONFIG_PATH=$PWD/deps/lib/pkgconfig LD_LIBRARY_PATH=$PWD/deps/lib:${LD_LIBRARY_PATH:-}
 cmake -S . -B build -DBRISK_SHARED=$PWD/shared -DCMAKE_CUDA_ARCHITECTURES=90a-real -DBRISK_WERROR=OFF > $OUT/cmake.log 2>&1 || { tail -20 $OUT/cmake.log; exit 1; }
 cmake --build build -j16 > $OUT/build.log 2>&1 || { grep -E "error" $OUT/build.log | head -30; exit 1; }
+if [ -n "${OLD:-}" ]; then
+  cmake -S $OLD -B build_old -DBRISK_SHARED=$PWD/shared -DCMAKE_CUDA_ARCHITECTURES=90a-real -DBRISK_WERROR=OFF > $OUT/cmake_old.log 2>&1 &&
+    cmake --build build_old -j16 --target brisk-cli > $OUT/build_old.log 2>&1 || { tail -20 $OUT/build_old.log; exit 1; }
+fi
 cd build
 S=$FULL/summary.txt # in $OUT itself: what finished comes back even when the call times out
 timeout 120 ./tests/test_ops_cuda > $OUT/ops.log 2>&1; echo "ops rc=$?" | tee -a $S
@@ -42,11 +48,16 @@ timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "st
 [ -n "${QUICK:-}" ] || { timeout 60 ./tests/test_batch ../shared cuda > $OUT/batch.log 2>&1; echo "batch rc=$? $(tail -1 $OUT/batch.log)" | tee -a $S; }
 b() { # name, env, args...
   local n=$1 e=$2; shift 2
-  env ${e//+/ } timeout 150 ./brisk bench --backend cuda "$@" > $OUT/b_$n.log 2>&1
+  local bin=./brisk; [ "${n#old_}" != "$n" ] && bin=../build_old/brisk
+  env ${e//+/ } timeout 150 $bin bench --backend cuda "$@" > $OUT/b_$n.log 2>&1
   echo "== $n ($e $*) rc=$? :: $(grep -E 'prompt|generation|bandwidth|cuda trace' $OUT/b_$n.log | sed -E 's/ +/ /g' | tr '\n' ' ')" >> $S
 }
 b 8b_q4 X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
 b 1b_q4 X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
+if [ -n "${OLD:-}" ]; then for v in X=1 ${OLDAB:-}; do
+  b old_8b_q4_$v $v --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
+  b old_1b_q4_$v $v --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
+done; fi
 for v in ${AB:-}; do # A/B variants: env assignments, e.g. AB="BRISK_CUDA_GEMV=4 BRISK_CUDA_ATTN=counter"
   b 8b_q4_$v $v --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
   b 1b_q4_$v $v --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
