@@ -221,6 +221,15 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     for (int ug = blockIdx.x; ug < a.groups; ug += gridDim.x) {
         int m, tile;
         locate(ug, m, tile);
+        /* the epilogue's other operand (the residual, or the bias) loaded now: its round trip
+         * overlaps the stages instead of holding every consumer warp at the group's end (x is
+         * staged, so the previous kernels are done; no other block writes these rows) */
+        float yo = 0.f;
+        if (EPI != CU_EPI_SWIGLU && wid < 2 && t == 0) {
+            const mma_mat_d &M = a.m[m];
+            const int row = tile * 16 + g + 8 * wid;
+            if (row < M.rows) yo = EPI == CU_EPI_ADD ? M.y[row] : M.bias ? M.bias[row] : 0.f;
+        }
         for (int sl = 0; sl < a.nsl; sl++) {
             const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0), g0 = c0 >> d;
             const uint8_t *codes = ring + st * a.stage_bytes;
@@ -282,9 +291,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 if constexpr (EPI == CU_EPI_SWIGLU)
                     *y = v[0] / (1.0f + expf(-v[0])) * v[NTL - 1];
                 else if constexpr (EPI == CU_EPI_ADD)
-                    *y += v[0];
+                    *y = yo + v[0];
                 else
-                    *y = v[0] + (M.bias ? M.bias[row] : 0.f);
+                    *y = v[0] + yo;
             }
         }
         consumers_sync<CW>(); /* red is rewritten by the next group */
