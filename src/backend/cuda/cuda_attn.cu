@@ -65,9 +65,11 @@ __device__ __forceinline__ void h8_to_f(const uint4 &raw, float *f) {
     }
 }
 
-/* Bytes of the TC variant's per-warp K/V tiles: [warp][buffer][K, V][32][hd + 8] halves. */
+/* Halves of the TC variant's per-warp K/V tiles, [warp][buffer][K, V][32][hd + 8], and then the
+ * token's new K and V rows [2][hd] (fused RoPE: the tile that holds the new position takes its
+ * row from there, not from the cache it was just stored to). */
 __host__ __device__ __forceinline__ int tc_kv_halves(int hd) {
-    return FD_WARPS * 2 * 2 * 32 * (hd + 8);
+    return FD_WARPS * 2 * 2 * 32 * (hd + 8) + 2 * hd;
 }
 
 /* Measuring aid (env BRISK_CUDA_TRACE): block (0, 0, 0) adds its stage times (globaltimer ns)
@@ -180,6 +182,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
      * (positions past t1 zero); want >= 0: only the row in that slot, skip >= 0: all but it */
     constexpr int TLD = TC + 8;
     __half *kvw = kvs + warp * (2 * 2 * 32 * TLD);
+    __half *nrow = kvs + FD_WARPS * 2 * 2 * 32 * TLD; /* TC: the new K and V rows */
     auto tc_issue = [&](int tl, int buf, int want, int skip) {
         if constexpr (TC != 0) {
             const int tj = t0 + tl * 32 + lane;
@@ -256,9 +259,11 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                     if (d < hd) {
                         const int lo = d < half, j = lo ? d : d - half;
                         const float cs = rcs[2 * j], sn = rcs[2 * j + 1];
-                        kd[d] =
+                        const __half kh =
                             __float2half_rn(lo ? kx[u] * cs - ky[u] * sn : kx[u] * cs + ky[u] * sn);
-                        vd[d] = __float2half_rn(vx[u]);
+                        const __half vh = __float2half_rn(vx[u]);
+                        kd[d] = kh, vd[d] = vh;
+                        if constexpr (TC != 0) nrow[d] = kh, nrow[hd + d] = vh;
                     }
                 }
             }
@@ -291,10 +296,18 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         for (int jd = 0; jd < ND; jd++) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.f;
         float mr = -INFINITY, lr = 0.f;
         if (tile < ntile) {
-            if (pre) {
-                tc_issue(tile, 0, a.slot[i], -1); /* the new row, stored above */
-            } else {
+            if (!pre) {
                 tc_issue(tile, 0, -1, -1);
+            } else if (t1 == p + 1 && tile == (p - t0) >> 5) {
+                /* the new row (skipped by the copy before the wait) from nrow: reading it back
+                 * from the cache cost an L2 round trip on the last piece's path. A later round's
+                 * tile copies it from the cache, after the store, in the loop's prefetch. */
+                const int jr = (p - t0) & 31;
+                for (int c = lane; c < 2 * (hd >> 3); c += 32) {
+                    const int kv = c >= (hd >> 3), col = (c - kv * (hd >> 3)) * 8;
+                    *(uint4 *)(kvw + (kv * 32 + jr) * TLD + col) =
+                        *(const uint4 *)(nrow + kv * hd + col);
+                }
             }
             tc_commit();
         }
