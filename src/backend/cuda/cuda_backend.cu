@@ -351,11 +351,14 @@ static bool blas_pipeline(cu_state *s, const blas_job *jobs, int nj, const float
     return true;
 }
 
+static bool qkv_pf(const cu_state *s, const op_rec *r, cu_pf *pf);
+
 static void exec_matmul(cu_state *s, const op_rec *r) {
     const float *x = (const float *)r->p0;
     const int n = r->n;
     cu_gemv_mat m[3];
     for (int i = 0; i < r->nmat; i++) m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
+    cu_pf pf;
     if (n >= (cu_v8_one ? 1 : 2) && (n <= GEMV_MAX_N || cu_batch_prefill) && s->bsc.xq) {
         /* every weight once per 64 tokens */
         const cudaError_t e =
@@ -367,8 +370,8 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
     }
     if (r->p1) { /* rmsnorm(x) first: fused into the GEMV when a kernel has it */
         if (n <= GEMV_MAX_N) {
-            cudaError_t e =
-                cu_gemv_norm(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1, r->eps);
+            cudaError_t e = cu_gemv_norm(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1,
+                                         r->eps, qkv_pf(s, r, &pf) ? &pf : NULL);
             if (e != cudaErrorNotSupported) {
                 chk(s, e, "cuda rmsnorm+matmul");
                 return;
@@ -417,26 +420,86 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
 #define ATT_SPLIT_PREFILL 256
 #define ATT_PART_BUDGET   ((size_t)32 << 20) /* floats */
 
-/* The weights of the matmuls after attention record r in the step's log (the o projection, then
- * the MLP's), up to cu_attn_pf MB in address order, for its kernel to prefetch into L2: its wait
- * and the attention itself leave the card's memory idle. Records run eagerly have no log. */
-static void attn_pf_ranges(cu_state *s, const op_rec *r, cu_attn_args *a) {
-    a->n_pf = 0;
-    if (!cu_attn_pf || r < s->log || r >= s->log + s->n_log) return;
-    uint64_t left = (uint64_t)(cu_attn_pf < 0 ? -cu_attn_pf : cu_attn_pf) << 20;
-    int skip = cu_attn_pf < 0; /* negative: from the matmul after the o projection */
-    for (const op_rec *q = r + 1; q < s->log + s->n_log && left && a->n_pf < 4; q++) {
-        if (q->code == OP_ATTN) break; /* the next layer's */
-        if (q->code != OP_MATMUL || skip-- > 0) continue;
-        for (int j = 0; j < q->nmat && left && a->n_pf < 4; j++) {
+/* Bytes of a fast == 2 weight as its kernels read it (whole 16-row tiles). */
+static uint64_t w_bytes(const cu_weight *w) {
+    return (uint64_t)((w->rows + 15) / 16 * 16) * (w->cols / 2);
+}
+
+/* The first matmul record after r in the step's log, before the next attention (NULL: none). */
+static const op_rec *next_matmul(const cu_state *s, const op_rec *r) {
+    for (const op_rec *q = r + 1; q < s->log + s->n_log && q->code != OP_ATTN; q++)
+        if (q->code == OP_MATMUL) return q;
+    return NULL;
+}
+
+/* Bytes [off, off + len) of the weights of the matmuls after attention record r (skipping the
+ * first `skip`, stopping at the next attention) as prefetch ranges in address order. */
+static void pf_walk(const cu_state *s, const op_rec *r, int skip, uint64_t off, uint64_t len,
+                    cu_pf *pf) {
+    pf->n = 0;
+    for (const op_rec *q = next_matmul(s, r); q && len && pf->n < 4; q = next_matmul(s, q)) {
+        if (skip-- > 0) continue;
+        for (int j = 0; j < q->nmat && len && pf->n < 4; j++) {
             const cu_weight *w = q->w[j];
             if (w->fast != 2) return;
-            const uint64_t bytes = (uint64_t)((w->rows + 15) / 16 * 16) * (w->cols / 2);
-            const uint64_t take = bytes < left ? bytes : left;
-            a->pf[a->n_pf] = w->data, a->pf_bytes[a->n_pf++] = (uint32_t)(take & ~15ull);
-            left -= take;
+            const uint64_t bytes = w_bytes(w);
+            if (off >= bytes) {
+                off -= bytes;
+                continue;
+            }
+            const uint64_t take = bytes - off < len ? bytes - off : len;
+            pf->p[pf->n] = w->data + off, pf->bytes[pf->n++] = (uint32_t)(take & ~15ull);
+            len -= take, off = 0;
         }
     }
+}
+
+/* What the decode attention record r prefetches into L2 (attn_pf_ranges): the matmuls to skip
+ * after it and the bytes of the rest; 0 bytes: nothing. Its wait and the attention itself leave
+ * the card's memory idle. Default (cu_attn_pf_auto): one-token steps prefetch as many bytes of
+ * the MLP's matmuls as the o projection has (an H100, 8B: +2%, 1B: equal; 24 MB: 8B +2%, 1B -4%,
+ * bench/cuda-notes.md); env BRISK_CUDA_ATTN_PF: MB, negative skipping the o projection. */
+static uint64_t attn_pf_amount(const cu_state *s, const op_rec *r, int n_tokens, int *skip) {
+    *skip = cu_attn_pf < 0;
+    if (r < s->log || r >= s->log + s->n_log) return 0; /* eager records have no log */
+    if (!cu_attn_pf_auto) return (uint64_t)(cu_attn_pf < 0 ? -cu_attn_pf : cu_attn_pf) << 20;
+    const op_rec *o = next_matmul(s, r);
+    if (n_tokens != 1 || !o) return 0;
+    uint64_t b = 0;
+    for (int j = 0; j < o->nmat; j++) b += o->w[j]->fast == 2 ? w_bytes(o->w[j]) : 0;
+    *skip = 1;
+    return b;
+}
+
+static void attn_pf_ranges(cu_state *s, const op_rec *r, cu_attn_args *a) {
+    int skip;
+    const uint64_t len = attn_pf_amount(s, r, a->n_tokens, &skip);
+    cu_pf pf = {};
+    if (len) pf_walk(s, r, skip, 0, len, &pf);
+    a->n_pf = pf.n;
+    for (int i = 0; i < pf.n; i++) a->pf[i] = pf.p[i], a->pf_bytes[i] = pf.bytes[i];
+}
+
+/* The q, k, v matmul r of a one-token step (an attention record follows it): cu_v7_pf MB of the
+ * MLP's weights after what the attention prefetches, for its GEMV to prefetch into L2 once its
+ * own copies are issued (negative: once its x is staged). A measuring aid, off by default. */
+static bool qkv_pf(const cu_state *s, const op_rec *r, cu_pf *pf) {
+    pf->n = 0;
+    if (!cu_v7_pf || r->n != 1 || r < s->log || r >= s->log + s->n_log) return false;
+    const op_rec *ra = r + 1;
+    while (ra < s->log + s->n_log && ra->code != OP_ATTN && ra->code != OP_MATMUL) ra++;
+    if (ra == s->log + s->n_log || ra->code != OP_ATTN) return false;
+    int skip;
+    uint64_t off = attn_pf_amount(s, ra, 1, &skip);
+    if (!skip) { /* the attention's ranges start at the o projection: past it, what is left */
+        const op_rec *o = next_matmul(s, ra);
+        uint64_t ob = 0;
+        for (int j = 0; o && j < o->nmat; j++) ob += w_bytes(o->w[j]);
+        off = off > ob ? off - ob : 0;
+    }
+    pf_walk(s, ra, 1, off, (uint64_t)(cu_v7_pf < 0 ? -cu_v7_pf : cu_v7_pf) << 20, pf);
+    pf->late = cu_v7_pf < 0;
+    return pf->n > 0;
 }
 
 /* The split kernels over tokens [b0, b0 + nb) of the step. */

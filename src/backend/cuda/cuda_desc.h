@@ -45,6 +45,14 @@ typedef struct cu_gemv_mat {
     float *y;          /* [n, rows] */
 } cu_gemv_mat;
 
+/* Byte ranges (a later kernel's weights) a kernel prefetches into L2, split evenly over its blocks;
+ * late: only after the kernel's own input is staged. */
+typedef struct cu_pf {
+    const uint8_t *p[4];
+    uint32_t bytes[4];
+    int n, late;
+} cu_pf;
+
 /* Index of the (scale, bias) pair of row r, group grp (of ngroups per row) in the fast == 2
  * layout. */
 __host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp, int64_t ngroups) {

@@ -869,13 +869,13 @@ int cu_norm_fuse = 0;
 int cu_v7_norm = 1;
 
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                         int n, const float *nw, float eps) {
+                         int n, const float *nw, float eps, const cu_pf *pf) {
     bool ok = epi != CU_EPI_ADD; /* one fused launch: the same format and width */
     for (int i = 1; i < nmat; i++) ok = ok && same_fmt(m[0].w, m[i].w);
     if (epi == CU_EPI_SWIGLU) ok = ok && nmat == 2 && m[0].w->rows == m[1].w->rows;
     if (!ok) return cudaErrorNotSupported;
     if (cu_v7_norm) { /* v7 (one-token steps): the norm in its one pass over x */
-        const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n, nw, eps);
+        const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n, nw, eps, pf);
         if (e != cudaErrorNotSupported) return e;
     }
     if (!cu_norm_fuse || m[0].w->fast != 2 || m[0].w->cols < 64 * MMA_W)

@@ -43,8 +43,9 @@ struct p_args {
     const float *x;
     const float *nw; /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
     float eps;
-    int pre; /* stages issued before the consumers have staged x (< stages: a measuring aid) */
-    int l2;  /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
+    int pre;  /* stages issued before the consumers have staged x (< stages: a measuring aid) */
+    int l2;   /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
+    cu_pf pf; /* a later kernel's weights into L2, after this block's copies */
     unsigned long long *tl; /* measuring aid (BRISK_CUDA_TL): this launch's timeline slot */
 };
 
@@ -134,6 +135,16 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                                             a.m[NM == 2 ? i : m], a.l2 ? 0 : tile, a.nch, c0, nc, d,
                                             &full[st], pol);
                     if (++st == a.stages) st = 0, ph ^= 1;
+                }
+            }
+            if (a.pf.n) { /* this block's share of the prefetch ranges, in 64 KB pieces */
+                if (a.pf.late) mbar_wait(xready, 0);
+                for (int i = 0; i < a.pf.n; i++) {
+                    const uint32_t share =
+                        ((a.pf.bytes[i] + gridDim.x - 1) / gridDim.x + 15) & ~15u;
+                    const uint32_t lo = blockIdx.x * share, hi = min(lo + share, a.pf.bytes[i]);
+                    for (uint32_t o = lo; o < hi; o += 64u << 10)
+                        bulk_prefetch_l2(a.pf.p[i] + o, min(64u << 10, hi - o));
                 }
             }
         }
@@ -334,7 +345,7 @@ static cudaError_t launch_p_epi(cudaStream_t st, const p_args &a, int smem, int 
 }
 
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                        int n, const float *nw, float eps) {
+                        int n, const float *nw, float eps, const cu_pf *pf) {
     const int ntl = epi == CU_EPI_SWIGLU ? 2 : 1;
     const cu_weight *w0 = m[0].w;
     /* cu_sm90: bulk copies and mbarrier transactions in the loaded code */
@@ -370,6 +381,7 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     }
     a.pre = cu_v7_pre > 0 && cu_v7_pre < a.stages ? cu_v7_pre : -1;
     a.l2 = (cu_skip & SKIP_HBM) != 0;
+    if (pf) a.pf = *pf;
     const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
     a.tl = cu_tl_take(epi == CU_EPI_SWIGLU ? "gate+up" : epi == CU_EPI_ADD ? "gemv+add" : "gemv");
     if (w0->stype == BRISK_W_BF16) return launch_p_epi<BRISK_W_BF16>(st, a, smem, epi);

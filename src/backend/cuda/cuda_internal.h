@@ -19,7 +19,7 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
  * cudaErrorNotSupported (nothing launched) when these matrices have no fused kernel; the caller
  * then normalises first. */
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                         int n, const float *nw, float eps);
+                         int n, const float *nw, float eps, const cu_pf *pf = NULL);
 /* Scratch of the batched GEMV (cuda_gemv_batch.cu), owned by the backend: x prepared as half
  * (cu_gemv_batch_xq_bytes) and its chunk sums (cu_gemv_batch_xs_floats) for K <= max_cols,
  * partial sums of K-split work items (part_cap floats) and their arrival counters (count_cap,

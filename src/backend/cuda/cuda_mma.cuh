@@ -207,6 +207,6 @@ __device__ __forceinline__ void ld_pair2(const typename sb_raw<ST>::T *p, typena
  * eps) folded into its staging of x. */
 extern int cu_gemv_v7;
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                        int n, const float *nw = NULL, float eps = 0.f);
+                        int n, const float *nw = NULL, float eps = 0.f, const cu_pf *pf = NULL);
 
 #endif

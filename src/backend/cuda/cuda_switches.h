@@ -14,8 +14,12 @@ extern int cu_batch_prefill;  /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
 extern int cu_attn_min_tiles; /* env BRISK_CUDA_ATTN_MINT (tuning) */
 extern int cu_attn_merge1;    /* env BRISK_CUDA_ATTN_MERGE1 (A/B) */
 /* MB of the next matmuls' weights the decode attention prefetches into L2 (env BRISK_CUDA_ATTN_PF;
- * 0: none; negative: from the matmul after the o projection) */
-extern int cu_attn_pf;
+ * 0: none; negative: from the matmul after the o projection); unset: cu_attn_pf_auto (one-token
+ * steps: the o projection's bytes of the MLP's weights) */
+extern int cu_attn_pf, cu_attn_pf_auto;
+/* MB of the MLP's weights the one-token q, k, v GEMV prefetches into L2 after the attention's share
+ * (env BRISK_CUDA_V7_PF; negative: after its x is staged; 0: none) */
+extern int cu_v7_pf;
 extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
 /* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
  * for A/B). */
