@@ -351,7 +351,7 @@ static bool blas_pipeline(cu_state *s, const blas_job *jobs, int nj, const float
     return true;
 }
 
-static bool qkv_pf(const cu_state *s, const op_rec *r, cu_pf *pf);
+static bool gemv_pf(const cu_state *s, const op_rec *r, cu_pf *pf);
 
 static void exec_matmul(cu_state *s, const op_rec *r) {
     const float *x = (const float *)r->p0;
@@ -371,7 +371,7 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
     if (r->p1) { /* rmsnorm(x) first: fused into the GEMV when a kernel has it */
         if (n <= GEMV_MAX_N) {
             cudaError_t e = cu_gemv_norm(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1,
-                                         r->eps, qkv_pf(s, r, &pf) ? &pf : NULL);
+                                         r->eps, gemv_pf(s, r, &pf) ? &pf : NULL);
             if (e != cudaErrorNotSupported) {
                 chk(s, e, "cuda rmsnorm+matmul");
                 return;
@@ -384,7 +384,7 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
         x = xn;
     }
     if (n <= GEMV_MAX_N || !s->deq) {
-        cudaError_t e = cu_gemv(s->st, m, r->nmat, r->epi, x, n);
+        cudaError_t e = cu_gemv(s->st, m, r->nmat, r->epi, x, n, gemv_pf(s, r, &pf) ? &pf : NULL);
         if (e == cudaErrorInvalidValue && r->epi == CU_EPI_SWIGLU) {
             /* gate and up differ in format: two matmuls then swiglu */
             cu_gemv_mat u = {r->w[1], NULL, s->tmp};
@@ -432,74 +432,97 @@ static const op_rec *next_matmul(const cu_state *s, const op_rec *r) {
     return NULL;
 }
 
-/* Bytes [off, off + len) of the weights of the matmuls after attention record r (skipping the
- * first `skip`, stopping at the next attention) as prefetch ranges in address order. */
-static void pf_walk(const cu_state *s, const op_rec *r, int skip, uint64_t off, uint64_t len,
-                    cu_pf *pf) {
-    pf->n = 0;
-    for (const op_rec *q = next_matmul(s, r); q && len && pf->n < 4; q = next_matmul(s, q)) {
-        if (skip-- > 0) continue;
-        for (int j = 0; j < q->nmat && len && pf->n < 4; j++) {
-            const cu_weight *w = q->w[j];
-            if (w->fast != 2) return;
-            const uint64_t bytes = w_bytes(w);
-            if (off >= bytes) {
-                off -= bytes;
-                continue;
-            }
-            const uint64_t take = bytes - off < len ? bytes - off : len;
-            pf->p[pf->n] = w->data + off, pf->bytes[pf->n++] = (uint32_t)(take & ~15ull);
-            len -= take, off = 0;
-        }
-    }
-}
-
-/* What the decode attention record r prefetches into L2 (attn_pf_ranges): the matmuls to skip
- * after it and the bytes of the rest; 0 bytes: nothing. Its wait and the attention itself leave
- * the card's memory idle. Default (cu_attn_pf_auto): one-token steps prefetch as many bytes of
- * the MLP's matmuls as the o projection has (an H100, 8B: +2%, 1B: equal; 24 MB: 8B +2%, 1B -4%,
- * bench/cuda-notes.md); env BRISK_CUDA_ATTN_PF: MB, negative skipping the o projection. */
-static uint64_t attn_pf_amount(const cu_state *s, const op_rec *r, int n_tokens, int *skip) {
-    *skip = cu_attn_pf < 0;
-    if (r < s->log || r >= s->log + s->n_log) return 0; /* eager records have no log */
-    if (!cu_attn_pf_auto) return (uint64_t)(cu_attn_pf < 0 ? -cu_attn_pf : cu_attn_pf) << 20;
-    const op_rec *o = next_matmul(s, r);
-    if (n_tokens != 1 || !o) return 0;
+/* Bytes of a matmul record's fast == 2 weights (0 if any has another layout). */
+static uint64_t rec_bytes(const op_rec *q) {
     uint64_t b = 0;
-    for (int j = 0; j < o->nmat; j++) b += o->w[j]->fast == 2 ? w_bytes(o->w[j]) : 0;
-    *skip = 1;
+    for (int j = 0; j < q->nmat; j++) {
+        if (q->w[j]->fast != 2) return 0;
+        b += w_bytes(q->w[j]);
+    }
     return b;
 }
 
-static void attn_pf_ranges(cu_state *s, const op_rec *r, cu_attn_args *a) {
-    int skip;
-    const uint64_t len = attn_pf_amount(s, r, a->n_tokens, &skip);
-    cu_pf pf = {};
-    if (len) pf_walk(s, r, skip, 0, len, &pf);
-    a->n_pf = pf.n;
-    for (int i = 0; i < pf.n; i++) a->pf[i] = pf.p[i], a->pf_bytes[i] = pf.bytes[i];
+/* Bytes [off, off + len) of the weights of the matmuls after the o projection that follows
+ * attention record ra, as prefetch ranges. A record of equal matrices read side by side (SwiGLU's
+ * gate and up) gives each the same part of its rows, in the order its kernel reads them. */
+static void pf_walk(const cu_state *s, const op_rec *ra, uint64_t off, uint64_t len, cu_pf *pf) {
+    pf->n = 0;
+    const op_rec *q = next_matmul(s, ra);
+    for (q = q ? next_matmul(s, q) : NULL; q && len; q = next_matmul(s, q)) {
+        const uint64_t b = rec_bytes(q);
+        if (!b || pf->n + q->nmat > 4) return;
+        if (off >= b) {
+            off -= b;
+            continue;
+        }
+        const uint64_t take = b - off < len ? b - off : len, per = w_bytes(q->w[0]);
+        bool side = q->nmat > 1;
+        for (int j = 1; j < q->nmat; j++) side = side && w_bytes(q->w[j]) == per;
+        if (side) { /* the same rows of each matrix */
+            for (int j = 0; j < q->nmat; j++)
+                pf->p[pf->n] = q->w[j]->data + off / q->nmat,
+                pf->bytes[pf->n++] = (uint32_t)(take / q->nmat & ~15ull);
+        } else {
+            uint64_t o = off, l = take;
+            for (int j = 0; j < q->nmat && l; j++) {
+                const uint64_t wb = w_bytes(q->w[j]);
+                if (o >= wb) {
+                    o -= wb;
+                    continue;
+                }
+                const uint64_t t = wb - o < l ? wb - o : l;
+                pf->p[pf->n] = q->w[j]->data + o, pf->bytes[pf->n++] = (uint32_t)(t & ~15ull);
+                l -= t, o = 0;
+            }
+        }
+        len -= take, off = 0;
+    }
 }
 
-/* The q, k, v matmul r of a one-token step (an attention record follows it): cu_v7_pf MB of the
- * MLP's weights after what the attention prefetches, for its GEMV to prefetch into L2 once its
- * own copies are issued (negative: once its x is staged). A measuring aid, off by default. */
-static bool qkv_pf(const cu_state *s, const op_rec *r, cu_pf *pf) {
-    pf->n = 0;
-    if (!cu_v7_pf || r->n != 1 || r < s->log || r >= s->log + s->n_log) return false;
-    const op_rec *ra = r + 1;
-    while (ra < s->log + s->n_log && ra->code != OP_ATTN && ra->code != OP_MATMUL) ra++;
-    if (ra == s->log + s->n_log || ra->code != OP_ATTN) return false;
-    int skip;
-    uint64_t off = attn_pf_amount(s, ra, 1, &skip);
-    if (!skip) { /* the attention's ranges start at the o projection: past it, what is left */
-        const op_rec *o = next_matmul(s, ra);
-        uint64_t ob = 0;
-        for (int j = 0; o && j < o->nmat; j++) ob += w_bytes(o->w[j]);
-        off = off > ob ? off - ob : 0;
-    }
-    pf_walk(s, ra, 1, off, (uint64_t)(cu_v7_pf < 0 ? -cu_v7_pf : cu_v7_pf) << 20, pf);
-    pf->late = cu_v7_pf < 0;
+/* A one-token step leaves the card's memory idle through the q, k, v GEMV's staging, the decode
+ * attention and the o projection's staging; in those gaps its kernels prefetch the layer's MLP
+ * weights into L2, in consecutive shares: the q, k, v GEMV after its own copies (default as many
+ * bytes as its own weights; env BRISK_CUDA_V7_PF MB, negative: after its x is staged), the
+ * attention after its K/V loads (default the o projection's bytes; env BRISK_CUDA_ATTN_PF MB)
+ * and the o GEMV after its own copies (default none; env BRISK_CUDA_V7_OPF MB). Measured on an
+ * H100, bench/cuda-notes.md round 9. who: 0 q/k/v, 1 attention, 2 o; ra: the attention record.
+ * Records run eagerly have no log: nothing. */
+static bool mlp_pf(const cu_state *s, const op_rec *ra, int who, cu_pf *pf) {
+    pf->n = 0, pf->late = 0;
+    if (ra < s->log || ra >= s->log + s->n_log || ra->code != OP_ATTN || ra->n != 1) return false;
+    const op_rec *qkv = ra - 1, *o = next_matmul(s, ra);
+    while (qkv >= s->log && qkv->code != OP_MATMUL && qkv->code != OP_ATTN) qkv--;
+    if (!o) return false;
+    uint64_t share[3];
+    share[0] = cu_v7_pf_auto ? (qkv >= s->log && qkv->code == OP_MATMUL ? rec_bytes(qkv) : 0)
+                             : (uint64_t)(cu_v7_pf < 0 ? -cu_v7_pf : cu_v7_pf) << 20;
+    share[1] = cu_attn_pf_auto ? rec_bytes(o)
+                               : (uint64_t)(cu_attn_pf < 0 ? -cu_attn_pf : cu_attn_pf) << 20;
+    share[2] = (uint64_t)(cu_v7_opf < 0 ? -cu_v7_opf : cu_v7_opf) << 20;
+    uint64_t off = 0;
+    for (int i = 0; i < who; i++) off += share[i];
+    if (!share[who]) return false;
+    pf_walk(s, ra, off, share[who], pf);
+    pf->late = who == 0 && !cu_v7_pf_auto && cu_v7_pf < 0;
     return pf->n > 0;
+}
+
+static void attn_pf_ranges(cu_state *s, const op_rec *r, cu_attn_args *a) {
+    cu_pf pf;
+    a->n_pf = a->n_tokens == 1 && mlp_pf(s, r, 1, &pf) ? pf.n : 0;
+    for (int i = 0; i < a->n_pf; i++) a->pf[i] = pf.p[i], a->pf_bytes[i] = pf.bytes[i];
+}
+
+/* The prefetch share of matmul record r's GEMV (mlp_pf) when it is a one-token step's q, k, v
+ * (an attention record follows) or o projection (one precedes). */
+static bool gemv_pf(const cu_state *s, const op_rec *r, cu_pf *pf) {
+    pf->n = 0;
+    if (r->n != 1 || r < s->log || r >= s->log + s->n_log) return false;
+    for (const op_rec *q = r + 1; q < s->log + s->n_log && q->code != OP_MATMUL; q++)
+        if (q->code == OP_ATTN) return mlp_pf(s, q, 0, pf);
+    for (const op_rec *q = r - 1; q >= s->log && q->code != OP_MATMUL; q--)
+        if (q->code == OP_ATTN) return mlp_pf(s, q, 2, pf);
+    return false;
 }
 
 /* The split kernels over tokens [b0, b0 + nb) of the step. */

@@ -883,8 +883,8 @@ cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int ep
     return gemv_mma(st, m, nmat, epi, x, n, nw, eps);
 }
 
-cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                    int n) {
+cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x, int n,
+                    const cu_pf *pf) {
     bool fused = true;
     for (int i = 1; i < nmat; i++) fused = fused && same_fmt(m[0].w, m[i].w);
     if (epi == CU_EPI_SWIGLU) fused = fused && m[0].w->rows == m[1].w->rows;
@@ -897,7 +897,7 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
         return cudaSuccess;
     }
     if (m[0].w->fast == 2) {
-        const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n); /* one-token steps */
+        const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n, NULL, 0.f, pf); /* one token */
         if (e != cudaErrorNotSupported) return e;
         return gemv_mma(st, m, nmat, epi, x, n);
     }

@@ -13,8 +13,8 @@ extern "C" {
 #include "cuda_desc.h"
 
 /* Launchers (cuda_gemv.cu). All return cudaSuccess or the launch error. */
-cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                    int n);
+cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x, int n,
+                    const cu_pf *pf = NULL);
 /* The same over rmsnorm(x) with weight nw (eps): the norm fused into the GEMV. Returns
  * cudaErrorNotSupported (nothing launched) when these matrices have no fused kernel; the caller
  * then normalises first. */

@@ -21,7 +21,7 @@ int cu_attn_min_tiles = 1;
 int cu_v8_one = 0;
 int cu_graph_max_t = 64;
 int cu_attn_merge1 = 0;
-int cu_attn_pf = 0, cu_attn_pf_auto = 1, cu_v7_pf = 0;
+int cu_attn_pf = 0, cu_attn_pf_auto = 1, cu_v7_pf = 0, cu_v7_pf_auto = 1, cu_v7_opf = 0;
 
 void cu_switches_read(void) {
     /* A/B switches for measurement: BRISK_CUDA_PDL=0, BRISK_CUDA_GEMV=2 ... */
@@ -74,8 +74,11 @@ void cu_switches_read(void) {
     e = getenv("BRISK_CUDA_ATTN_PF"); /* set (0 included): that many MB for every step */
     cu_attn_pf = e ? atoi(e) : 0;
     cu_attn_pf_auto = !e;
-    e = getenv("BRISK_CUDA_V7_PF"); /* MB the q, k, v GEMV prefetches of the MLP (measuring) */
+    e = getenv("BRISK_CUDA_V7_PF"); /* MB of the MLP the q, k, v GEMV prefetches (tuning) */
     cu_v7_pf = e ? atoi(e) : 0;
+    cu_v7_pf_auto = !e;
+    e = getenv("BRISK_CUDA_V7_OPF"); /* MB of the MLP the o GEMV prefetches (tuning) */
+    cu_v7_opf = e ? atoi(e) : 0;
     cu_tl_init();
     e = getenv("BRISK_CUDA_ATTN_TC"); /* 0: the decode attention's FMA tiles (A/B) */
     cu_attn_tc = cu_mma_ok && !(e && e[0] == '0');

@@ -13,13 +13,11 @@ extern int cu_gemv_max_n;
 extern int cu_batch_prefill;  /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
 extern int cu_attn_min_tiles; /* env BRISK_CUDA_ATTN_MINT (tuning) */
 extern int cu_attn_merge1;    /* env BRISK_CUDA_ATTN_MERGE1 (A/B) */
-/* MB of the next matmuls' weights the decode attention prefetches into L2 (env BRISK_CUDA_ATTN_PF;
- * 0: none; negative: from the matmul after the o projection); unset: cu_attn_pf_auto (one-token
- * steps: the o projection's bytes of the MLP's weights) */
-extern int cu_attn_pf, cu_attn_pf_auto;
-/* MB of the MLP's weights the one-token q, k, v GEMV prefetches into L2 after the attention's share
- * (env BRISK_CUDA_V7_PF; negative: after its x is staged; 0: none) */
-extern int cu_v7_pf;
+/* The one-token step's L2 prefetch of the MLP's weights (cuda_backend.cu, mlp_pf): MB shares of
+ * the q, k, v GEMV (env BRISK_CUDA_V7_PF; unset: its own weights' bytes; negative: after its x
+ * is staged), the attention (env BRISK_CUDA_ATTN_PF; unset: the o projection's bytes) and the o
+ * GEMV (env BRISK_CUDA_V7_OPF; default 0) */
+extern int cu_attn_pf, cu_attn_pf_auto, cu_v7_pf, cu_v7_pf_auto, cu_v7_opf;
 extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
 /* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
  * for A/B). */
