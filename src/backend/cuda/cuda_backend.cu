@@ -465,10 +465,23 @@ static void pf_walk(const cu_state *s, const op_rec *ra, uint64_t off, uint64_t 
     }
 }
 
+/* The card's L2 size (50 MB when it cannot be read), read once. */
+static uint64_t l2_bytes(void) {
+    static uint64_t b = 0;
+    if (!b) {
+        int dev = 0, v = 0;
+        cudaGetDevice(&dev);
+        b = cudaDeviceGetAttribute(&v, cudaDevAttrL2CacheSize, dev) == cudaSuccess && v > 0
+                ? (uint64_t)v
+                : 50ull << 20;
+    }
+    return b;
+}
+
 /* A one-token step leaves the card's memory idle through the q, k, v GEMV's staging, the decode
  * attention and the o projection's staging; in those gaps its kernels prefetch the layer's MLP
- * weights into L2, in consecutive shares: the q, k, v GEMV after its own copies (default as many
- * bytes as its own weights; env BRISK_CUDA_V7_PF MB, negative: after its x is staged), the
+ * weights into L2, in consecutive shares: the q, k, v GEMV after its own copies (default 2/5 of the
+ * L2, 20 MB on an H100; env BRISK_CUDA_V7_PF MB, negative: after its x is staged), the
  * attention after its K/V loads (default the o projection's bytes; env BRISK_CUDA_ATTN_PF MB)
  * and the o GEMV after its own copies (default none; env BRISK_CUDA_V7_OPF MB). Measured on an
  * H100, bench/cuda-notes.md round 9. who: 0 q/k/v, 1 attention, 2 o; ra: the attention record.
@@ -480,7 +493,7 @@ static bool mlp_pf(const cu_state *s, const op_rec *ra, int who, cu_pf *pf) {
     while (qkv >= s->log && qkv->code != OP_MATMUL && qkv->code != OP_ATTN) qkv--;
     if (!o) return false;
     uint64_t share[3];
-    share[0] = cu_v7_pf_auto ? (qkv >= s->log && qkv->code == OP_MATMUL ? rec_bytes(qkv) : 0)
+    share[0] = cu_v7_pf_auto ? (qkv >= s->log && qkv->code == OP_MATMUL ? l2_bytes() * 2 / 5 : 0)
                              : (uint64_t)(cu_v7_pf < 0 ? -cu_v7_pf : cu_v7_pf) << 20;
     share[1] = cu_attn_pf_auto ? rec_bytes(o)
                                : (uint64_t)(cu_attn_pf < 0 ? -cu_attn_pf : cu_attn_pf) << 20;
