@@ -83,12 +83,7 @@ __device__ __forceinline__ void tr_add(unsigned long long *tr, int k, uint64_t f
 __device__ __forceinline__ void attn_prefetch(const cu_attn_args &a) {
     const uint32_t nb = gridDim.x * gridDim.y * gridDim.z;
     const uint32_t b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    for (int i = 0; i < a.n_pf; i++) {
-        const uint32_t share = ((a.pf_bytes[i] + nb - 1) / nb + 15) & ~15u;
-        const uint32_t lo = b * share, hi = min(lo + share, a.pf_bytes[i]);
-        for (uint32_t o = lo + threadIdx.x * (16u << 10); o < hi; o += 32u * (16u << 10))
-            bulk_prefetch_l2(a.pf[i] + o, min(16u << 10, hi - o));
-    }
+    pf_issue(a.pf, b, nb, threadIdx.x, 32, 16u << 10);
 }
 
 template <int GP, int LPR, bool CL, int TC>
@@ -523,7 +518,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     }
     __syncthreads();
     /* every K/V load of this block is done: the prefetches no longer delay them */
-    if (a.n_pf && threadIdx.x < 32) attn_prefetch(a);
+    if (a.pf.n && threadIdx.x < 32) attn_prefetch(a);
 
     /* merge the warps (a warp without tiles has m = -inf, l = 0, o = 0: weight 0) */
     const int64_t cbase = ((int64_t)i * HKV + kvh) * ns * G; /* partial (split 0, head 0) */

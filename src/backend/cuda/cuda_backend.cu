@@ -507,9 +507,7 @@ static bool mlp_pf(const cu_state *s, const op_rec *ra, int who, cu_pf *pf) {
 }
 
 static void attn_pf_ranges(cu_state *s, const op_rec *r, cu_attn_args *a) {
-    cu_pf pf;
-    a->n_pf = a->n_tokens == 1 && mlp_pf(s, r, 1, &pf) ? pf.n : 0;
-    for (int i = 0; i < a->n_pf; i++) a->pf[i] = pf.p[i], a->pf_bytes[i] = pf.bytes[i];
+    if (a->n_tokens != 1 || !mlp_pf(s, r, 1, &a->pf)) a->pf.n = 0;
 }
 
 /* The prefetch share of matmul record r's GEMV (mlp_pf) when it is a one-token step's q, k, v

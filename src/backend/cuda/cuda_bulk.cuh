@@ -8,6 +8,19 @@
 
 #include <stdint.h>
 
+/* Share `part` of `parts` of each range of pf (a cu_pf, cuda_desc.h: a later kernel's weights)
+ * prefetched into L2 by lanes lane, lane + nl, ... in pieces of at most `piece` bytes. */
+template <class PF>
+__device__ __forceinline__ void pf_issue(const PF &pf, uint32_t part, uint32_t parts, uint32_t lane,
+                                         uint32_t nl, uint32_t piece) {
+    for (int i = 0; i < pf.n; i++) {
+        const uint32_t share = ((pf.bytes[i] + parts - 1) / parts + 15) & ~15u;
+        const uint32_t lo = part * share, hi = min(lo + share, pf.bytes[i]);
+        for (uint32_t o = lo + lane * piece; o < hi; o += nl * piece)
+            bulk_prefetch_l2(pf.p[i] + o, min(piece, hi - o));
+    }
+}
+
 /* Thread 0 initialises a ring's barriers: full[s] (one arrival, the producer's, plus the
  * transaction bytes) and empty[s] (one arrival per consumer warp); then the block syncs. */
 __device__ __forceinline__ void ring_init(uint64_t *full, uint64_t *empty, int stages,

@@ -137,15 +137,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                     if (++st == a.stages) st = 0, ph ^= 1;
                 }
             }
-            if (a.pf.n) { /* this block's share of the prefetch ranges, in 64 KB pieces */
+            if (a.pf.n) { /* this block's share of the prefetch ranges */
                 if (a.pf.late) mbar_wait(xready, 0);
-                for (int i = 0; i < a.pf.n; i++) {
-                    const uint32_t share =
-                        ((a.pf.bytes[i] + gridDim.x - 1) / gridDim.x + 15) & ~15u;
-                    const uint32_t lo = blockIdx.x * share, hi = min(lo + share, a.pf.bytes[i]);
-                    for (uint32_t o = lo; o < hi; o += 64u << 10)
-                        bulk_prefetch_l2(a.pf.p[i] + o, min(64u << 10, hi - o));
-                }
+                pf_issue(a.pf, blockIdx.x, gridDim.x, 0, 1, 64u << 10);
             }
         }
         return;

@@ -93,9 +93,7 @@ typedef struct cu_attn_args {
     int merge_one; /* cluster merge by block 0 alone (env BRISK_CUDA_ATTN_MERGE1=1, A/B) */
     /* flash-decoding: byte ranges (the next matmuls' weights) the blocks prefetch into L2 before
      * their wait, split evenly over the grid, while the card's memory is otherwise idle */
-    const uint8_t *pf[4];
-    uint32_t pf_bytes[4];
-    int n_pf;
+    cu_pf pf;
 } cu_attn_args;
 cudaError_t cu_attention(cudaStream_t st, const cu_attn_args *a);
 /* The flash-decoding kernel takes this shape (G <= 8, head_dim % 8 == 0, <= 256). */
