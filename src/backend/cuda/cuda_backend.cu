@@ -489,11 +489,12 @@ static uint64_t l2_bytes(void) {
 static bool mlp_pf(const cu_state *s, const op_rec *ra, int who, cu_pf *pf) {
     pf->n = 0, pf->late = 0;
     if (ra < s->log || ra >= s->log + s->n_log || ra->code != OP_ATTN || ra->n != 1) return false;
-    const op_rec *qkv = ra - 1, *o = next_matmul(s, ra);
-    while (qkv >= s->log && qkv->code != OP_MATMUL && qkv->code != OP_ATTN) qkv--;
+    const op_rec *o = next_matmul(s, ra);
+    ptrdiff_t iq = ra - s->log - 1; /* the q, k, v matmul before the attention, if any */
+    while (iq >= 0 && s->log[iq].code != OP_MATMUL && s->log[iq].code != OP_ATTN) iq--;
     if (!o) return false;
     uint64_t share[3];
-    share[0] = cu_v7_pf_auto ? (qkv >= s->log && qkv->code == OP_MATMUL ? l2_bytes() * 2 / 5 : 0)
+    share[0] = cu_v7_pf_auto ? (iq >= 0 && s->log[iq].code == OP_MATMUL ? l2_bytes() * 2 / 5 : 0)
                              : (uint64_t)(cu_v7_pf < 0 ? -cu_v7_pf : cu_v7_pf) << 20;
     share[1] = cu_attn_pf_auto ? rec_bytes(o)
                                : (uint64_t)(cu_attn_pf < 0 ? -cu_attn_pf : cu_attn_pf) << 20;
@@ -517,8 +518,8 @@ static bool gemv_pf(const cu_state *s, const op_rec *r, cu_pf *pf) {
     if (r->n != 1 || r < s->log || r >= s->log + s->n_log) return false;
     for (const op_rec *q = r + 1; q < s->log + s->n_log && q->code != OP_MATMUL; q++)
         if (q->code == OP_ATTN) return mlp_pf(s, q, 0, pf);
-    for (const op_rec *q = r - 1; q >= s->log && q->code != OP_MATMUL; q--)
-        if (q->code == OP_ATTN) return mlp_pf(s, q, 2, pf);
+    for (ptrdiff_t i = r - s->log - 1; i >= 0 && s->log[i].code != OP_MATMUL; i--)
+        if (s->log[i].code == OP_ATTN) return mlp_pf(s, &s->log[i], 2, pf);
     return false;
 }
 
