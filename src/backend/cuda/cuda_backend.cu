@@ -351,6 +351,12 @@ static bool blas_pipeline(cu_state *s, const blas_job *jobs, int nj, const float
     return true;
 }
 
+/* Bytes of a fast == 2 weight's codes on the device (whole 16-row tiles; the upload allocates
+ * this, the prefetch planner walks it). */
+static uint64_t w_bytes(const cu_weight *w) {
+    return (uint64_t)((w->rows + 15) / 16 * 16) * (uint64_t)w->row_bytes;
+}
+
 static bool gemv_pf(const cu_state *s, const op_rec *r, cu_pf *pf);
 
 static void exec_matmul(cu_state *s, const op_rec *r) {
@@ -420,11 +426,6 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
 #define ATT_SPLIT_PREFILL 256
 #define ATT_PART_BUDGET   ((size_t)32 << 20) /* floats */
 
-/* Bytes of a fast == 2 weight as its kernels read it (whole 16-row tiles). */
-static uint64_t w_bytes(const cu_weight *w) {
-    return (uint64_t)((w->rows + 15) / 16 * 16) * (w->cols / 2);
-}
-
 /* The first matmul record after r in the step's log, before the next attention (NULL: none). */
 static const op_rec *next_matmul(const cu_state *s, const op_rec *r) {
     for (const op_rec *q = r + 1; q < s->log + s->n_log && q->code != OP_ATTN; q++)
@@ -493,12 +494,12 @@ static bool mlp_pf(const cu_state *s, const op_rec *ra, int who, cu_pf *pf) {
     ptrdiff_t iq = ra - s->log - 1; /* the q, k, v matmul before the attention, if any */
     while (iq >= 0 && s->log[iq].code != OP_MATMUL && s->log[iq].code != OP_ATTN) iq--;
     if (!o) return false;
+    auto mb = [](int v) { return (uint64_t)(v < 0 ? -v : v) << 20; }; /* env MB, either sign */
     uint64_t share[3];
     share[0] = cu_v7_pf_auto ? (iq >= 0 && s->log[iq].code == OP_MATMUL ? l2_bytes() * 2 / 5 : 0)
-                             : (uint64_t)(cu_v7_pf < 0 ? -cu_v7_pf : cu_v7_pf) << 20;
-    share[1] = cu_attn_pf_auto ? rec_bytes(o)
-                               : (uint64_t)(cu_attn_pf < 0 ? -cu_attn_pf : cu_attn_pf) << 20;
-    share[2] = (uint64_t)(cu_v7_opf < 0 ? -cu_v7_opf : cu_v7_opf) << 20;
+                             : mb(cu_v7_pf);
+    share[1] = cu_attn_pf_auto ? rec_bytes(o) : mb(cu_attn_pf);
+    share[2] = mb(cu_v7_opf);
     uint64_t off = 0;
     for (int i = 0; i < who; i++) off += share[i];
     if (!share[who]) return false;
@@ -1412,8 +1413,7 @@ static brisk_status upload_weight(cu_state *s, const brisk_tensor *t, cu_weight 
             t->group_size >= 64 && (t->group_size & (t->group_size - 1)) == 0)
             w->fast = 2;
         const size_t codes = (size_t)(t->rows * w->row_bytes);
-        const size_t dcodes =
-            w->fast == 2 ? (size_t)((t->rows + 15) / 16 * 16 * w->row_bytes) : codes;
+        const size_t dcodes = w->fast == 2 ? (size_t)w_bytes(w) : codes;
         const int elem = t->stype == BRISK_W_F32 ? 4 : 2;
         const size_t ng = (size_t)(t->rows * (t->cols / t->group_size));
         /* the mma layout's pairs cover the padding rows of the last tile too */
