@@ -11,7 +11,7 @@
 #   SAMPLE_DIAG=1 (the sampler test without PDL); NCU_V4=1 with NCU_K=kernel and NCU_ENV=A=1
 #   (stall reasons of one layer's GEMVs); NCU_B=64 (kernel times of a batched step);
 #   OLD=dir: a second source tree (bench/devcopy.sh OLD=rev puts one at old/), its brisk timed
-#   on 8B and 1B beside the first (A/B of code that no env switch selects, on the same card).
+#   on 8B and 1B (and each of BATCHES) beside the first (A/B of code that no env switch selects, on the same card).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 FULL=$OUT; OUT=/tmp/logs; mkdir -p $OUT  # only a few files come back: see the end
@@ -89,6 +89,7 @@ if [ -n "${NCU_B:-}" ]; then # kernel time per name over ~one batched step (64 s
 fi
 for B in ${BATCHES:-8 32 64}; do # BAB="ENV=v ...": each batch size under each assignment too
   for v in X=1 ${BAB:-}; do b 8b_q4_b${B}_$v $v --shape llama3-8b --quant q4g64 -p 0 -n 32 -b $B --ctx 1024 -r 1; done
+  [ -n "${OLD:-}" ] && b old_8b_q4_b${B} X=1 --shape llama3-8b --quant q4g64 -p 0 -n 32 -b $B --ctx 1024 -r 1
 done
 if [ -n "${SAMPLE:-}" ]; then # decode with the sampler chain on the device
   b 8b_q4_topp X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3 --temp 0.7 --top-p 0.9 --seed 1
