@@ -117,11 +117,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
      * fewer pieces make a shorter merge (ctx 600 at 20 splits: 5 pieces of 128, not 19 of 32) */
     const int chunk = max((((L + ns - 1) / ns) + 31) & ~31, FD_WARPS * 32 * max(a.min_tiles, 1));
     const int n_act = (L + chunk - 1) / chunk;
-    if (s >= n_act) {       /* the whole block: before any barrier */
-        if constexpr (CL) { /* the cluster's two barriers count every block */
-            cluster_sync();
-            cluster_sync();
-        }
+    if (s >= n_act) {                     /* the whole block: before any barrier */
+        if constexpr (CL) cluster_sync(); /* the cluster's barrier counts every block */
         return;
     }
     const int t0 = first + s * chunk, t1 = min(t0 + chunk, p + 1); /* [t0, t1), non-empty */
@@ -134,6 +131,11 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     /* TC: the warps' K/V tiles after wo (16-byte aligned: every part above is a multiple of 4
      * floats) */
     __half *kvs = reinterpret_cast<__half *>(wo + ((max(FD_WARPS * G * hd, G * ns) + 3) & ~3));
+    /* CL: the pieces' partials [ns][G][hd] and (m, l) [ns][G][2], after the tiles and new rows;
+     * every block pushes its partial into block 0's (a region block 0 uses for nothing else, so
+     * a push may land while block 0 is still in its tiles) */
+    float *rcv = reinterpret_cast<float *>(kvs + (TC != 0 ? tc_kv_halves(hd) : 0));
+    float *rml = rcv + ns * G * hd;
     __shared__ int is_last;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -517,14 +519,19 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         }
     }
     __syncthreads();
-    /* every K/V load of this block is done: the prefetches no longer delay them */
-    if (a.pf.n && threadIdx.x < 32) attn_prefetch(a);
 
-    /* merge the warps (a warp without tiles has m = -inf, l = 0, o = 0: weight 0) */
+    /* merge the warps (a warp without tiles has m = -inf, l = 0, o = 0: weight 0); HD: the
+     * head size as a constant where the variant has one (no runtime division per element) */
+    const int HD = TC != 0 ? TC : hd;
     const int64_t cbase = ((int64_t)i * HKV + kvh) * ns * G; /* partial (split 0, head 0) */
     const int64_t pb = cbase + (int64_t)s * G;
-    for (int e = tid; e < G * hd; e += FD_THREADS) {
-        const int g = e / hd, d = e - g * hd;
+    float *dst_o = rcv,
+          *dst_ml = rml; /* CL: block 0's receive buffers (distributed shared memory) */
+    if constexpr (CL)
+        if (n_act > 1)
+            dst_o = cluster_smem(rcv, 0) + s * G * HD, dst_ml = cluster_smem(rml, 0) + s * G * 2;
+    for (int e = tid; e < G * HD; e += FD_THREADS) {
+        const int g = e / HD, d = e - g * HD;
         float M = -INFINITY;
 #pragma unroll
         for (int w = 0; w < FD_WARPS; w++) M = fmaxf(M, wml[(w * G + g) * 2]);
@@ -533,43 +540,47 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         for (int w = 0; w < FD_WARPS; w++) {
             const float f = exp2f(wml[(w * G + g) * 2] - M);
             den = fmaf(wml[(w * G + g) * 2 + 1], f, den);
-            acc = fmaf(wo[(w * G + g) * hd + d], f, acc);
+            acc = fmaf(wo[(w * G + g) * HD + d], f, acc);
         }
         if (n_act == 1)
-            a.out[(head0 + g) * hd + d] = acc / den;
-        else if constexpr (CL) { /* the partial stays in this block's shared memory */
-            qs[e] = acc;         /* qs is free: every warp is past its tiles */
-            if (d == 0) ps[2 * g] = M, ps[2 * g + 1] = den;
+            a.out[head0 * HD + e] = acc / den;
+        else if constexpr (CL) { /* pushed: remote stores, no round trip on this block's path */
+            dst_o[e] = acc;
+            if (d == 0) dst_ml[2 * g] = M, dst_ml[2 * g + 1] = den;
         } else {
-            a.part_o[(pb + g) * hd + d] = acc;
+            a.part_o[(pb + g) * HD + d] = acc;
             if (d == 0) a.part_ml[2 * (pb + g)] = M, a.part_ml[2 * (pb + g) + 1] = den;
         }
     }
+    /* every K/V load of this block is done: the prefetches no longer delay them */
+    if (a.pf.n && threadIdx.x < 32) attn_prefetch(a);
     if (tr) tr_add(a.trace, 3, T1), atomicAdd(a.trace + 6, 1ull); /* -> partial/output written */
     if constexpr (CL) {
-        /* the pieces are the blocks of one cluster: block 0 merges them from their shared
-         * memory in rank order (deterministic), no global partials, fence or counter */
+        /* the pieces are the blocks of one cluster: past the barrier (release/acquire) block 0
+         * holds every piece's partial and merges them from its own shared memory in rank order
+         * (deterministic), no global partials, fence or counter, and no block reads another's
+         * shared memory, so none waits for another before it exits */
         cluster_sync();
-        if (n_act > 1 && (s == 0 || !a.merge_one)) { /* each block merges a share */
-            const int e0 = a.merge_one ? tid : s * FD_THREADS + tid;
-            const int es = a.merge_one ? FD_THREADS : n_act * FD_THREADS;
-            for (int e = e0; e < G * hd; e += es) {
-                const int g = e / hd;
+        if (n_act > 1 && s == 0) {
+            for (int e = tid; e < G * HD; e += FD_THREADS) {
+                const int g = e / HD;
                 float M = -INFINITY;
-                for (int r = 0; r < n_act; r++) M = fmaxf(M, cluster_smem(ps, r)[2 * g]);
+#pragma unroll
+                for (int r = 0; r < FD_MAX_CLUSTER; r++)
+                    if (r < n_act) M = fmaxf(M, rml[(r * G + g) * 2]);
                 float acc = 0.f, den = 0.f;
-                for (int r = 0; r < n_act; r++) {
-                    const float *pr = cluster_smem(ps, r);
-                    const float f = exp2f(pr[2 * g] - M);
-                    den = fmaf(pr[2 * g + 1], f, den);
-                    acc = fmaf(cluster_smem(qs, r)[e], f, acc);
-                }
-                a.out[head0 * hd + e] = acc / den;
+#pragma unroll
+                for (int r = 0; r < FD_MAX_CLUSTER; r++)
+                    if (r < n_act) {
+                        const float f = exp2f(rml[(r * G + g) * 2] - M);
+                        den = fmaf(rml[(r * G + g) * 2 + 1], f, den);
+                        acc = fmaf(rcv[r * G * HD + e], f, acc);
+                    }
+                a.out[head0 * HD + e] = acc / den;
             }
-            if (tid == 0 && a.trace && kvh == 0 && i == 0 && s == 0)
+            if (tid == 0 && a.trace && kvh == 0 && i == 0)
                 tr_add(a.trace, 4, T1), atomicAdd(a.trace + 5, 1ull);
         }
-        cluster_sync(); /* every block's partial read before any block exits */
         tl_mark(a.tl, TL_DONE, true);
         return;
     }
@@ -673,9 +684,11 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     size_t wo = (size_t)FD_WARPS * G * hd;
     if ((size_t)G * a->n_split > wo) wo = (size_t)G * a->n_split;
     wo = (wo + 3) & ~(size_t)3;
-    const size_t smem = ((size_t)G * hd + FD_WARPS * 32 * gp + FD_WARPS * G * 2 + wo) * 4 +
+    /* cluster: block 0's receive buffers for the pieces' partials (allocated in every block) */
+    const size_t rcv = a->cluster ? (size_t)a->n_split * G * (hd + 2) : 0;
+    const size_t smem = ((size_t)G * hd + FD_WARPS * 32 * gp + FD_WARPS * G * 2 + wo + rcv) * 4 +
                         (tc ? (size_t)tc_kv_halves(hd) * 2 : 0);
-    if (smem > (tc ? 200 * 1024 : 48 * 1024)) return cudaErrorInvalidValue;
+    if (smem > 200 * 1024) return cudaErrorInvalidValue; /* within the opt-in maximum */
     const fd_kernel k = a->cluster ? fd_pick<true>(gp, lpr, tc) : fd_pick<false>(gp, lpr, tc);
     if (smem > 48 * 1024) {
         const cudaError_t e = cu_smem_optin((const void *)k, smem);

@@ -596,7 +596,6 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
         a.empty = cu_skip & SKIP_ATTNBODY ? 1 : 0;
         a.min_tiles = cu_attn_min_tiles;
         a.trace = s->trace;
-        a.merge_one = cu_attn_merge1;
         if (fd) attn_pf_ranges(s, r, &a);
         a.tl = cu_tl_take("attn");
         if (r->fused) {

@@ -90,7 +90,6 @@ typedef struct cu_attn_args {
     int min_tiles; /* flash-decoding: 32-position tiles per warp a piece holds at least (>= 1) */
     unsigned long long *trace; /* measuring aid (BRISK_CUDA_TRACE): stage times, cuda_attn.cu */
     unsigned long long *tl;    /* measuring aid (BRISK_CUDA_TL): this launch's timeline slot */
-    int merge_one; /* cluster merge by block 0 alone (env BRISK_CUDA_ATTN_MERGE1=1, A/B) */
     /* flash-decoding: byte ranges (the next matmuls' weights) the blocks prefetch into L2 before
      * their wait, split evenly over the grid, while the card's memory is otherwise idle */
     cu_pf pf;

@@ -20,7 +20,6 @@ int cu_batch_prefill = 0;
 int cu_attn_min_tiles = 1;
 int cu_v8_one = 0;
 int cu_graph_max_t = 64;
-int cu_attn_merge1 = 0;
 int cu_attn_pf = 0, cu_attn_pf_auto = 1, cu_v7_pf = 0, cu_v7_pf_auto = 1, cu_v7_opf = 0;
 
 void cu_switches_read(void) {
@@ -69,8 +68,6 @@ void cu_switches_read(void) {
     cu_attn_cluster = !(e && strcmp(e, "counter") == 0);
     e = getenv("BRISK_CUDA_ATTN_MINT"); /* tiles per warp a decode piece holds at least */
     cu_attn_min_tiles = e && atoi(e) >= 1 && atoi(e) <= 64 ? atoi(e) : 1;
-    e = getenv("BRISK_CUDA_ATTN_MERGE1"); /* 1: block 0 alone merges a cluster's pieces (A/B) */
-    cu_attn_merge1 = e && e[0] == '1';
     e = getenv("BRISK_CUDA_ATTN_PF"); /* set (0 included): that many MB for every step */
     cu_attn_pf = e ? atoi(e) : 0;
     cu_attn_pf_auto = !e;
