@@ -3,7 +3,8 @@
 # tiny models, the CUDA benchmarks (batch 1 and batched decode), ncu of one decode layer. Logs go
 # to $OUT; a short table is printed last. Knobs:
 #   FAST=1 skips sanitizers and bf16; MEMCHECK=1 with FAST=1 still runs memcheck and racecheck;
-#   QUICK=1 runs only the ops, goldens and stories tests; NCU=0 skips ncu;
+#   QUICK=1 runs only the ops, goldens and stories tests (ATTN=1: the decode attention's too);
+#   NCU=0 skips ncu;
 #   AB="ENV=v ..." also times 8B and 1B under each assignment (A=1+B=2: both at once);
 #   BATCHES="8 32 64"; BAB="ENV=v ..." (batched decode under each assignment too);
 #   TL=1 (the kernel timeline of a one-token step, 8B and 1B; TLAB="ENV=v ..." under each too);
@@ -43,6 +44,10 @@ if [ -n "${SAMPLE_DIAG:-}" ]; then # is a failure of the sampler test about PDL 
 fi
 timeout 120 ./tests/test_fattn_cuda > $OUT/fattn.log 2>&1; echo "fattn rc=$? $(tail -1 $OUT/fattn.log)" | tee -a $S
 }
+if [ -n "${QUICK:-}" ] && [ -n "${ATTN:-}" ]; then # QUICK=1 ATTN=1: the decode attention's tests too
+  timeout 120 ./tests/test_attn_cuda > $OUT/attn.log 2>&1; echo "attn rc=$? $(tail -1 $OUT/attn.log)" | tee -a $S
+  BRISK_CUDA_ATTN=counter timeout 120 ./tests/test_attn_cuda > $OUT/attn_counter.log 2>&1; echo "attn (counter merge) rc=$? $(tail -1 $OUT/attn_counter.log)" | tee -a $S
+fi
 timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens.log 2>&1; echo "goldens rc=$? $(tail -1 $OUT/goldens.log)" | tee -a $S
 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "stories rc=$? $(tail -1 $OUT/stories.log)" | tee -a $S
 [ -n "${QUICK:-}" ] || { timeout 60 ./tests/test_batch ../shared cuda > $OUT/batch.log 2>&1; echo "batch rc=$? $(tail -1 $OUT/batch.log)" | tee -a $S; }
