@@ -12,7 +12,7 @@
 extern int cu_gemv_max_n;
 extern int cu_batch_prefill;  /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
 extern int cu_attn_min_tiles; /* env BRISK_CUDA_ATTN_MINT (tuning) */
-/* The one-token step's L2 prefetch of the MLP's weights (cuda_backend.cu, mlp_pf): MB shares of
+/* The one-token step's L2 prefetch of the MLP's weights (cuda_prefetch.cu, mlp_pf): MB shares of
  * the q, k, v GEMV (env BRISK_CUDA_V7_PF; unset: 2/5 of the L2; negative: after its x
  * is staged), the attention (env BRISK_CUDA_ATTN_PF; unset: the o projection's bytes) and the o
  * GEMV (env BRISK_CUDA_V7_OPF; default 0) */

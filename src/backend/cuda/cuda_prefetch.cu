@@ -1,0 +1,107 @@
+/* cuda_prefetch.cu: the L2 prefetch planner of one-token steps. From the step's op log it picks
+ * the byte ranges of the layer's MLP weights that the q, k, v GEMV, the decode attention and the
+ * o projection's GEMV prefetch into L2 while the card's memory would otherwise idle (mlp_pf), and
+ * hands each kernel its share (cu_gemv_pf, cu_attn_pf_ranges); the kernels issue them
+ * (pf_issue, cuda_bulk.cuh). Host code only: it reads the op records, never device memory. */
+#include "cuda_state.h"
+#include "cuda_switches.h"
+
+#include <stddef.h>
+
+/* The first matmul record after r in the step's log, before the next attention (NULL: none). */
+static const op_rec *next_matmul(const cu_state *s, const op_rec *r) {
+    for (const op_rec *q = r + 1; q < s->log + s->n_log && q->code != OP_ATTN; q++)
+        if (q->code == OP_MATMUL) return q;
+    return NULL;
+}
+
+/* Bytes of a matmul record's fast == 2 weights (0 if any has another layout). */
+static uint64_t rec_bytes(const op_rec *q) {
+    uint64_t b = 0;
+    for (int j = 0; j < q->nmat; j++) {
+        if (q->w[j]->fast != 2) return 0;
+        b += cu_w_bytes(q->w[j]);
+    }
+    return b;
+}
+
+/* Bytes [off, off + len) of the weights of the matmuls after the o projection that follows
+ * attention record ra, in address order, as prefetch ranges. SwiGLU's gate before its up: its
+ * kernel then still reads from HBM all along (gate's first 25 MB and up from HBM, 8B: gate+up
+ * 20.0 us; the same bytes as equal parts of both, its first tile groups all from L2: 22.4). */
+static void pf_walk(const cu_state *s, const op_rec *ra, uint64_t off, uint64_t len, cu_pf *pf) {
+    pf->n = 0;
+    const op_rec *q = next_matmul(s, ra);
+    for (q = q ? next_matmul(s, q) : NULL; q && len; q = next_matmul(s, q)) {
+        for (int j = 0; j < q->nmat && len; j++) {
+            const cu_weight *w = q->w[j];
+            if (w->fast != 2 || pf->n == 4) return;
+            const uint64_t wb = cu_w_bytes(w);
+            if (off >= wb) {
+                off -= wb;
+                continue;
+            }
+            const uint64_t t = wb - off < len ? wb - off : len;
+            pf->p[pf->n] = w->data + off, pf->bytes[pf->n++] = (uint32_t)(t & ~15ull);
+            len -= t, off = 0;
+        }
+    }
+}
+
+/* The card's L2 size (50 MB when it cannot be read), read once. */
+static uint64_t l2_bytes(void) {
+    static uint64_t b = 0;
+    if (!b) {
+        int dev = 0, v = 0;
+        cudaGetDevice(&dev);
+        b = cudaDeviceGetAttribute(&v, cudaDevAttrL2CacheSize, dev) == cudaSuccess && v > 0
+                ? (uint64_t)v
+                : 50ull << 20;
+    }
+    return b;
+}
+
+/* A one-token step leaves the card's memory idle through the q, k, v GEMV's staging, the decode
+ * attention and the o projection's staging; in those gaps its kernels prefetch the layer's MLP
+ * weights into L2, in consecutive shares: the q, k, v GEMV after its own copies (default 2/5 of the
+ * L2, 20 MB on an H100; env BRISK_CUDA_V7_PF MB, negative: after its x is staged), the
+ * attention after its K/V loads (default the o projection's bytes; env BRISK_CUDA_ATTN_PF MB)
+ * and the o GEMV after its own copies (default none; env BRISK_CUDA_V7_OPF MB). Measured on an
+ * H100, bench/cuda-notes.md round 9. who: 0 q/k/v, 1 attention, 2 o; ra: the attention record.
+ * Records run eagerly have no log: nothing. */
+static bool mlp_pf(const cu_state *s, const op_rec *ra, int who, cu_pf *pf) {
+    pf->n = 0, pf->late = 0;
+    if (ra < s->log || ra >= s->log + s->n_log || ra->code != OP_ATTN || ra->n != 1) return false;
+    const op_rec *o = next_matmul(s, ra);
+    ptrdiff_t iq = ra - s->log - 1; /* the q, k, v matmul before the attention, if any */
+    while (iq >= 0 && s->log[iq].code != OP_MATMUL && s->log[iq].code != OP_ATTN) iq--;
+    if (!o) return false;
+    auto mb = [](int v) { return (uint64_t)(v < 0 ? -v : v) << 20; }; /* env MB, either sign */
+    uint64_t share[3];
+    share[0] = cu_v7_pf_auto ? (iq >= 0 && s->log[iq].code == OP_MATMUL ? l2_bytes() * 2 / 5 : 0)
+                             : mb(cu_v7_pf);
+    share[1] = cu_attn_pf_auto ? rec_bytes(o) : mb(cu_attn_pf);
+    share[2] = mb(cu_v7_opf);
+    uint64_t off = 0;
+    for (int i = 0; i < who; i++) off += share[i];
+    if (!share[who]) return false;
+    pf_walk(s, ra, off, share[who], pf);
+    pf->late = who == 0 && !cu_v7_pf_auto && cu_v7_pf < 0;
+    return pf->n > 0;
+}
+
+void cu_attn_pf_ranges(cu_state *s, const op_rec *r, cu_attn_args *a) {
+    if (a->n_tokens != 1 || !mlp_pf(s, r, 1, &a->pf)) a->pf.n = 0;
+}
+
+/* The prefetch share of matmul record r's GEMV (mlp_pf) when it is a one-token step's q, k, v
+ * (an attention record follows) or o projection (one precedes). */
+bool cu_gemv_pf(const cu_state *s, const op_rec *r, cu_pf *pf) {
+    pf->n = 0;
+    if (r->n != 1 || r < s->log || r >= s->log + s->n_log) return false;
+    for (const op_rec *q = r + 1; q < s->log + s->n_log && q->code != OP_MATMUL; q++)
+        if (q->code == OP_ATTN) return mlp_pf(s, q, 0, pf);
+    for (ptrdiff_t i = r - s->log - 1; i >= 0 && s->log[i].code != OP_MATMUL; i--)
+        if (s->log[i].code == OP_ATTN) return mlp_pf(s, &s->log[i], 2, pf);
+    return false;
+}
