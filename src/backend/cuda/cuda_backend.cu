@@ -1048,9 +1048,10 @@ static const brisk_backend_ops CUDA_OPS = {
     .end_step_argmax = cu_op_end_step_argmax,
 };
 
-/* The sampler chain on the device is opt-in (env BRISK_CUDA_SAMPLE=1) until its GPU test passes
- * at full speed (a race on degenerate rows: bench/cuda-notes.md, round 5); without the op,
- * brisk_context_eval_sample copies the logits and samples on the host. */
+/* The sampler chain on the device is the default (its GPU test, test_sample_cuda, has passed at
+ * full speed since round 6); env BRISK_CUDA_SAMPLE=0 leaves the op out, and then
+ * brisk_context_eval_sample copies the logits and samples on the host (as it does for the
+ * settings the device chain does not take: penalties, logit bias). */
 static brisk_backend_ops cuda_ops_sample;
 
 /* ---------------------------------------------------------------------------------------------
@@ -1164,7 +1165,7 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     be->ops = &CUDA_OPS;
     {
         const char *e = getenv("BRISK_CUDA_SAMPLE");
-        if (e && e[0] == '1') {
+        if (!(e && e[0] == '0')) {
             cuda_ops_sample = CUDA_OPS;
             cuda_ops_sample.end_step_sample = cu_op_end_step_sample;
             be->ops = &cuda_ops_sample;
