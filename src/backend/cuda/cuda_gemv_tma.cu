@@ -317,8 +317,9 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
  * warps' 96 registers it spills. H100, round 8: 8B 462.5 tok/s vs 437.5 with 8 everywhere, 460.4
  * with 16 everywhere. Measuring aids, off: stages capped at a block's own items so that the next
  * kernel's blocks fit beside it (env BRISK_CUDA_V7_FIT=1), stages issued before x is staged (env
- * BRISK_CUDA_V7_PRE; 0: all). */
-int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0;
+ * BRISK_CUDA_V7_PRE; 0: all). The q, k, v launch alone: BRISK_CUDA_V7_PREQ (its whole share is
+ * in the ring at entry, and x's loads queue behind those copies). */
+int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 0;
 
 static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
@@ -373,7 +374,8 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
         const int items = (a.groups + sm_count() - 1) / sm_count() * a.nsl;
         if (a.stages > items) a.stages = items < 2 ? 2 : items;
     }
-    a.pre = cu_v7_pre > 0 && cu_v7_pre < a.stages ? cu_v7_pre : -1;
+    const int pre = cu_v7_pre > 0 ? cu_v7_pre : nmat == 3 ? cu_v7_preq : 0;
+    a.pre = pre > 0 && pre < a.stages ? pre : -1;
     a.l2 = (cu_skip & SKIP_HBM) != 0;
     if (pf) a.pf = *pf;
     const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);

@@ -51,6 +51,8 @@ void cu_switches_read(void) {
     cu_v7_fit = e && e[0] == '1';
     e = getenv("BRISK_CUDA_V7_PRE");
     cu_v7_pre = e ? atoi(e) : 0;
+    e = getenv("BRISK_CUDA_V7_PREQ");
+    cu_v7_preq = e ? atoi(e) : 0;
     e = getenv("BRISK_CUDA_V7NORM");
     cu_v7_norm = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_NORMFUSE");
