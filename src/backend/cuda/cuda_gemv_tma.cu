@@ -317,9 +317,10 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
  * warps' 96 registers it spills. H100, round 8: 8B 462.5 tok/s vs 437.5 with 8 everywhere, 460.4
  * with 16 everywhere. Measuring aids, off: stages capped at a block's own items so that the next
  * kernel's blocks fit beside it (env BRISK_CUDA_V7_FIT=1), stages issued before x is staged (env
- * BRISK_CUDA_V7_PRE; 0: all). The q, k, v launch alone: BRISK_CUDA_V7_PREQ (its whole share is
- * in the ring at entry, and x's loads queue behind those copies). */
-int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 0;
+ * BRISK_CUDA_V7_PRE; 0: all). The q, k, v launch alone issues 3 stages before x by default (env
+ * BRISK_CUDA_V7_PREQ; its whole share is in the ring at entry, and x's loads queue behind those
+ * copies): H100, two calls, 8B +0.8% and +0.5%, 1B +1.3% and +0.2%, round 10. */
+int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3;
 
 static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;

@@ -64,7 +64,9 @@ static uint64_t l2_bytes(void) {
 /* A one-token step leaves the card's memory idle through the q, k, v GEMV's staging, the decode
  * attention and the o projection's staging; in those gaps its kernels prefetch the layer's MLP
  * weights into L2, in consecutive shares: the q, k, v GEMV after its own copies (default 2/5 of the
- * L2, 20 MB on an H100; env BRISK_CUDA_V7_PF MB, negative: after its x is staged), the
+ * L2, 20 MB on an H100, but at most twice its own weights' bytes: the attention's release waits
+ * for the launch's prefetches to land, 1B 2.3 -> 1.1 us with 8 MB instead of 20, round 10; env
+ * BRISK_CUDA_V7_PF MB, negative: after its x is staged), the
  * attention after its K/V loads (default the o projection's bytes; env BRISK_CUDA_ATTN_PF MB)
  * and the o GEMV after its own copies (default none; env BRISK_CUDA_V7_OPF MB). Measured on an
  * H100, bench/cuda-notes.md round 9. who: 0 q/k/v, 1 attention, 2 o; ra: the attention record.
@@ -78,8 +80,9 @@ static bool mlp_pf(const cu_state *s, const op_rec *ra, int who, cu_pf *pf) {
     if (!o) return false;
     auto mb = [](int v) { return (uint64_t)(v < 0 ? -v : v) << 20; }; /* env MB, either sign */
     uint64_t share[3];
-    share[0] = cu_v7_pf_auto ? (iq >= 0 && s->log[iq].code == OP_MATMUL ? l2_bytes() * 2 / 5 : 0)
-                             : mb(cu_v7_pf);
+    uint64_t qkv = iq >= 0 && s->log[iq].code == OP_MATMUL ? 2 * rec_bytes(&s->log[iq]) : 0;
+    if (qkv > l2_bytes() * 2 / 5) qkv = l2_bytes() * 2 / 5;
+    share[0] = cu_v7_pf_auto ? qkv : mb(cu_v7_pf);
     share[1] = cu_attn_pf_auto ? rec_bytes(o) : mb(cu_attn_pf);
     share[2] = mb(cu_v7_opf);
     uint64_t off = 0;

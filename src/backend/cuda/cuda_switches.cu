@@ -52,7 +52,7 @@ void cu_switches_read(void) {
     e = getenv("BRISK_CUDA_V7_PRE");
     cu_v7_pre = e ? atoi(e) : 0;
     e = getenv("BRISK_CUDA_V7_PREQ");
-    cu_v7_preq = e ? atoi(e) : 0;
+    if (e) cu_v7_preq = atoi(e);
     e = getenv("BRISK_CUDA_V7NORM");
     cu_v7_norm = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_NORMFUSE");
