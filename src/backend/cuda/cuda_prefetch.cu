@@ -68,7 +68,8 @@ static uint64_t l2_bytes(void) {
  * for the launch's prefetches to land, 1B 2.3 -> 1.1 us with 8 MB instead of 20, round 10; env
  * BRISK_CUDA_V7_PF MB, negative: after its x is staged), the
  * attention after its K/V loads (default the o projection's bytes; env BRISK_CUDA_ATTN_PF MB)
- * and the o GEMV after its own copies (default none; env BRISK_CUDA_V7_OPF MB). Measured on an
+ * and the o GEMV after its own copies (default none; env BRISK_CUDA_V7_OPF MB, negative: that
+ * many MB from the start of the down projection instead, A/B). Measured on an
  * H100, bench/cuda-notes.md round 9. who: 0 q/k/v, 1 attention, 2 o; ra: the attention record.
  * Records run eagerly have no log: nothing. */
 static bool mlp_pf(const cu_state *s, const op_rec *ra, int who, cu_pf *pf) {
@@ -87,6 +88,10 @@ static bool mlp_pf(const cu_state *s, const op_rec *ra, int who, cu_pf *pf) {
     share[2] = mb(cu_v7_opf);
     uint64_t off = 0;
     for (int i = 0; i < who; i++) off += share[i];
+    if (who == 2 && cu_v7_opf < 0) { /* the o GEMV's share from the start of down (A/B) */
+        const op_rec *gu = next_matmul(s, o);
+        off = gu ? rec_bytes(gu) : 0;
+    }
     if (!share[who]) return false;
     pf_walk(s, ra, off, share[who], pf);
     pf->late = who == 0 && !cu_v7_pf_auto && cu_v7_pf < 0;
