@@ -3,6 +3,7 @@
  * kept for head sizes the new kernel does not take (head_dim % 8 != 0 or > 256). */
 #include "cuda_internal.h"
 #include "cuda_mma.cuh"
+#include "cuda_switches.h"
 #include "cuda_tc.cuh"
 
 #include <cooperative_groups.h>
@@ -684,7 +685,8 @@ int cu_attn_decode_splits(int n_sm, int n_head_kv, int n_tokens, int max_ctx) {
  * 8192: at most 8 pieces, so a warp walks up to 8 tiles; longer contexts keep the wide split. */
 int cu_attn_cluster_splits(int n_splits, int max_ctx) {
     if (n_splits < 2 || max_ctx > 8192) return 0;
-    return n_splits < FD_MAX_CLUSTER ? n_splits : FD_MAX_CLUSTER;
+    const int cap = cu_attn_cl_max < FD_MAX_CLUSTER ? cu_attn_cl_max : FD_MAX_CLUSTER;
+    return n_splits < cap ? n_splits : cap;
 }
 
 static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {

@@ -14,7 +14,7 @@ int cu_gemv_v3 = 0;
 int cu_attn_split = 0;
 int cu_skip = 0;
 int cu_rope_fuse = 1;
-int cu_attn_cluster = 1;
+int cu_attn_cluster = 1, cu_attn_cl_max = 8;
 int cu_gemv_max_n = 64;
 int cu_batch_prefill = 0;
 int cu_attn_min_tiles = 1;
@@ -68,6 +68,8 @@ void cu_switches_read(void) {
     e = getenv("BRISK_CUDA_ATTN");
     cu_attn_split = e && strcmp(e, "split") == 0;
     cu_attn_cluster = !(e && strcmp(e, "counter") == 0);
+    e = getenv("BRISK_CUDA_ATTN_CL"); /* pieces per cluster at most (2..8, A/B) */
+    cu_attn_cl_max = e && atoi(e) >= 2 && atoi(e) <= 8 ? atoi(e) : 8;
     e = getenv("BRISK_CUDA_ATTN_MINT"); /* tiles per warp a decode piece holds at least */
     cu_attn_min_tiles = e && atoi(e) >= 1 && atoi(e) <= 64 ? atoi(e) : 1;
     e = getenv("BRISK_CUDA_ATTN_PF"); /* set (0 included): that many MB for every step */

@@ -45,7 +45,7 @@ extern int cu_skip;
 extern int cu_rope_fuse;
 /* decode attention pieces merged inside a cluster (BRISK_CUDA_ATTN=counter: the last block to
  * arrive merges them from global memory, for A/B) */
-extern int cu_attn_cluster;
+extern int cu_attn_cluster, cu_attn_cl_max; /* cl_max: env BRISK_CUDA_ATTN_CL (A/B) */
 /* defined by the kernel files */
 extern int cu_attn_tc;
 extern int cu_gemv_v2, cu_gemv_v7, cu_gemv_v8, cu_v7_ring, cu_v7_cw, cu_v7_fit, cu_v7_pre,
