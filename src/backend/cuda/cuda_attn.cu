@@ -18,16 +18,15 @@ __device__ __forceinline__ void cluster_sync() {
     cg::this_cluster().sync();
 #endif
 }
-/* The split barrier: arrive (no ordering) at entry, wait before the first access to another
- * block's shared memory, which must not come before that block has started. */
-__device__ __forceinline__ void cluster_arrive_relaxed() {
+/* The split barrier: cluster_split<true>() arrives (no ordering) at entry, cluster_split<false>()
+ * waits before the first access to another block's shared memory, which must not come before that
+ * block has started. */
+template <bool ARRIVE> __device__ __forceinline__ void cluster_split() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.arrive.relaxed;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void cluster_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.wait;" ::: "memory");
+    if constexpr (ARRIVE)
+        asm volatile("barrier.cluster.arrive.relaxed;" ::: "memory");
+    else
+        asm volatile("barrier.cluster.wait;" ::: "memory");
 #endif
 }
 __device__ __forceinline__ float *cluster_smem(float *p, int rank) {
@@ -105,7 +104,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     const uint64_t T0 = a.trace ? gtime() : 0;
     pdl_launch();
     tl_mark(a.tl, TL_ENTRY, true);
-    if constexpr (CL) cluster_arrive_relaxed(); /* every block started: waited for at the push */
+    if constexpr (CL) cluster_split<true>(); /* every block started: waited for at the push */
     /* Fused (a.k_new): everything this block reads from the cache except each token's own new
      * position was written by earlier steps, and pos/seq/slot/tables by the step's upload, so
      * the first tile's K/V loads go out before the wait for the previous kernel (the q, k, v
@@ -131,8 +130,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
      * fewer pieces make a shorter merge (ctx 600 at 20 splits: 5 pieces of 128, not 19 of 32) */
     const int chunk = max((((L + ns - 1) / ns) + 31) & ~31, FD_WARPS * 32 * max(a.min_tiles, 1));
     const int n_act = (L + chunk - 1) / chunk;
-    if (s >= n_act) {                                     /* the whole block: before any barrier */
-        if constexpr (CL) cluster_wait(), cluster_sync(); /* the cluster's barriers count all */
+    if (s >= n_act) { /* the whole block: before any barrier */
+        if constexpr (CL) cluster_split<false>(), cluster_sync(); /* both count every block */
         return;
     }
     const int t0 = first + s * chunk, t1 = min(t0 + chunk, p + 1); /* [t0, t1), non-empty */
@@ -539,9 +538,10 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     const int HD = TC != 0 ? TC : hd;
     const int64_t cbase = ((int64_t)i * HKV + kvh) * ns * G; /* partial (split 0, head 0) */
     const int64_t pb = cbase + (int64_t)s * G;
-    float *dst_o = rcv,
-          *dst_ml = rml; /* CL: block 0's receive buffers (distributed shared memory) */
-    if constexpr (CL) cluster_wait(); /* block 0 has started: its shared memory may be written */
+    /* CL: block 0's receive buffers (distributed shared memory), written once block 0 has
+     * started (the split barrier's wait) */
+    float *dst_o = rcv, *dst_ml = rml;
+    if constexpr (CL) cluster_split<false>();
     if constexpr (CL)
         if (n_act > 1)
             dst_o = cluster_smem(rcv, 0) + s * G * HD, dst_ml = cluster_smem(rml, 0) + s * G * 2;
