@@ -57,9 +57,11 @@ b() { # name, env, args...
   env ${e//+/ } timeout 150 $bin bench --backend cuda "$@" > $OUT/b_$n.log 2>&1
   echo "== $n ($e $*) rc=$? :: $(grep -E 'prompt|generation|bandwidth|cuda trace' $OUT/b_$n.log | sed -E 's/ +/ /g' | tr '\n' ' ')" >> $S
 }
+[ -n "${NOB1:-}" ] || { # NOB1=1: no batch-1 benches (batched questions only)
 b 8b_q4 X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
 b 1b_q4 X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
-if [ -n "${OLD:-}" ]; then for v in X=1 ${OLDAB:-}; do
+}
+if [ -n "${OLD:-}" ] && [ -z "${NOB1:-}" ]; then for v in X=1 ${OLDAB:-}; do
   b old_8b_q4_$v $v --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
   b old_1b_q4_$v $v --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
 done; fi
