@@ -541,10 +541,11 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     /* CL: block 0's receive buffers (distributed shared memory), written once block 0 has
      * started (the split barrier's wait) */
     float *dst_o = rcv, *dst_ml = rml;
-    if constexpr (CL) cluster_split<false>();
-    if constexpr (CL)
+    if constexpr (CL) {
+        cluster_split<false>();
         if (n_act > 1)
             dst_o = cluster_smem(rcv, 0) + s * G * HD, dst_ml = cluster_smem(rml, 0) + s * G * 2;
+    }
     for (int e = tid; e < G * HD; e += FD_THREADS) {
         const int g = e / HD, d = e - g * HD;
         float M = -INFINITY;

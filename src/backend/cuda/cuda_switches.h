@@ -13,9 +13,10 @@ extern int cu_gemv_max_n;
 extern int cu_batch_prefill;  /* env BRISK_CUDA_BATCH_PREFILL=1 (A/B) */
 extern int cu_attn_min_tiles; /* env BRISK_CUDA_ATTN_MINT (tuning) */
 /* The one-token step's L2 prefetch of the MLP's weights (cuda_prefetch.cu, mlp_pf): MB shares of
- * the q, k, v GEMV (env BRISK_CUDA_V7_PF; unset: 2/5 of the L2; negative: after its x
- * is staged), the attention (env BRISK_CUDA_ATTN_PF; unset: the o projection's bytes) and the o
- * GEMV (env BRISK_CUDA_V7_OPF; default 0) */
+ * the q, k, v GEMV (env BRISK_CUDA_V7_PF; unset: 2/5 of the L2, at most twice its own weights;
+ * negative: after its x is staged), the attention (env BRISK_CUDA_ATTN_PF; unset: the o
+ * projection's bytes) and the o GEMV (env BRISK_CUDA_V7_OPF; default 0; negative: from the start
+ * of down) */
 extern int cu_attn_pf, cu_attn_pf_auto, cu_v7_pf, cu_v7_pf_auto, cu_v7_opf;
 extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
 /* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
