@@ -51,6 +51,8 @@ fi
 timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens.log 2>&1; echo "goldens rc=$? $(tail -1 $OUT/goldens.log)" | tee -a $S
 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "stories rc=$? $(tail -1 $OUT/stories.log)" | tee -a $S
 [ -n "${QUICK:-}" ] || { timeout 60 ./tests/test_batch ../shared cuda > $OUT/batch.log 2>&1; echo "batch rc=$? $(tail -1 $OUT/batch.log)" | tee -a $S; }
+[ -n "${QUICK:-}" ] || { # the one-token GEMV with drawn tile groups (off by default, A/B)
+  BRISK_CUDA_V7_DYN=1 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories_dyn.log 2>&1; echo "stories (drawn groups) rc=$? $(tail -1 $OUT/stories_dyn.log)" | tee -a $S; }
 b() { # name, env, args...
   local n=$1 e=$2; shift 2
   local bin=./brisk; [ "${n#old_}" != "$n" ] && bin=../build_old/brisk

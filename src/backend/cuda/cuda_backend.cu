@@ -703,7 +703,10 @@ static brisk_status report(cu_state *s) {
 }
 
 static void drop_graphs(cu_state *s) {
-    for (int i = 0; i < s->n_graphs; i++) cudaGraphExecDestroy(s->graphs[i].exec);
+    for (int i = 0; i < s->n_graphs; i++) {
+        cudaGraphExecDestroy(s->graphs[i].exec);
+        cudaFree(s->graphs[i].ctr);
+    }
     s->n_graphs = 0;
     s->n_seen = 0;
 }
@@ -787,21 +790,26 @@ static void run_log(cu_state *s) {
         return;
     }
     cudaGraph_t g = NULL;
-    if (!cu_chk(s, cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal), "cuda capture"))
-        return;
-    exec_log(s);
-    cudaError_t e = cudaStreamEndCapture(s->st, &g);
-    if (s->err != BRISK_OK || !cu_chk(s, e, "cuda capture end")) {
+    cu_group_plan(s); /* a one-token step's group counters: the graph owns them */
+    unsigned long long *ctr = s->ctr;
+    if (cu_chk(s, cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal),
+               "cuda capture")) {
+        exec_log(s);
+        cudaError_t e = cudaStreamEndCapture(s->st, &g);
+        cudaGraphExec_t ex = NULL;
+        if (s->err == BRISK_OK && cu_chk(s, e, "cuda capture end")) {
+            e = cudaGraphInstantiate(&ex, g, 0);
+            if (cu_chk(s, e, "cuda graph instantiate")) {
+                s->graphs[s->n_graphs].hash = s->hash;
+                s->graphs[s->n_graphs].ctr = ctr, ctr = NULL;
+                s->graphs[s->n_graphs++].exec = ex;
+                cu_chk(s, cudaGraphLaunch(ex, s->st), "cuda graph launch");
+            }
+        }
         if (g) cudaGraphDestroy(g);
-        return;
     }
-    cudaGraphExec_t ex = NULL;
-    e = cudaGraphInstantiate(&ex, g, 0);
-    cudaGraphDestroy(g);
-    if (!cu_chk(s, e, "cuda graph instantiate")) return;
-    s->graphs[s->n_graphs].hash = s->hash;
-    s->graphs[s->n_graphs++].exec = ex;
-    cu_chk(s, cudaGraphLaunch(ex, s->st), "cuda graph launch");
+    s->ctr = NULL;
+    cudaFree(ctr);
 }
 
 /* Leaves graph mode for the rest of this step: what was logged runs now, the rest eagerly. */
@@ -1004,6 +1012,7 @@ static void cu_op_destroy(brisk_backend *be) {
             if (s->ev_deq[b]) cudaEventDestroy(s->ev_deq[b]);
             if (s->ev_gemm[b]) cudaEventDestroy(s->ev_gemm[b]);
         }
+        free(s->ctr_idx);
         cudaFree(s->deq);
         cudaFree(s->xh);
         cudaFree(s->tmp);

@@ -46,11 +46,14 @@ typedef struct cu_gemv_mat {
 } cu_gemv_mat;
 
 /* Byte ranges (a later kernel's weights) a kernel prefetches into L2, split evenly over its blocks;
- * late: only after the kernel's own input is staged. */
+ * late: only after the kernel's own input is staged. A captured step's one-token GEMV (v7) also
+ * gets ctr: the counter its blocks draw tile groups from after their first two (NULL: round-robin;
+ * cu_group_plan). */
 typedef struct cu_pf {
     const uint8_t *p[4];
     uint32_t bytes[4];
     int n, late;
+    unsigned long long *ctr;
 } cu_pf;
 
 /* Index of the (scale, bias) pair of row r, group grp (of ngroups per row) in the fast == 2

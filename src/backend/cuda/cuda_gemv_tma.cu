@@ -58,12 +58,13 @@ __host__ __device__ __forceinline__ int p_align(int v) {
 }
 
 /* Shared memory: ring [stages][stage_bytes] | x as half [K] | the chunk sums of x [K / 64]
- * floats | red [CW][NTL][2][32] floats | full[P_MAXST], empty[P_MAXST], xready barriers. A
- * stage: codes [NTL][P_CPS][512] | pairs [NTL][gmax][16]. */
+ * floats | red [CW][NTL][2][32] floats | full[P_MAXST], empty[P_MAXST], xready barriers | the
+ * tile group of each stage [P_MAXST] ints (drawn groups). A stage: codes [NTL][P_CPS][512] |
+ * pairs [NTL][gmax][16]. */
 __host__ __device__ __forceinline__ int p_smem(int stages, int stage_bytes, int K, int ntl,
                                                int cw) {
     return stages * stage_bytes + p_align(K * 2) + p_align(K / 16) +
-           p_align(cw * ntl * 2 * 32 * 4) + (2 * P_MAXST + 1) * 8;
+           p_align(cw * ntl * 2 * 32 * 4) + (2 * P_MAXST + 1) * 8 + P_MAXST * 4;
 }
 
 /* acc (rows g and g + 8 of the tile, the one token) += a chunk's products: the codes q decoded
@@ -98,6 +99,10 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     tl_mark(a.tl, TL_ENTRY, true);
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const int d = a.gshift - 6;
+    /* tile groups: the block's first is blockIdx.x; then round-robin, or (pf.ctr, more groups than
+     * blocks) drawn from a counter by the producer: a block that drains faster takes more (8B
+     * gate+up's finish spread 5.5 -> 1.4 us) */
+    const bool dyn = a.pf.ctr != nullptr && a.groups > (int)gridDim.x;
     uint8_t *ring = sm;
     __half *xh = (__half *)(sm + a.stages * a.stage_bytes);
     float *xs = (float *)((uint8_t *)xh + p_align(a.K * 2));
@@ -105,6 +110,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     uint64_t *full = (uint64_t *)((uint8_t *)red + p_align(CW * NTL * 2 * 32 * 4));
     uint64_t *empty = full + P_MAXST;
     uint64_t *xready = empty + P_MAXST; /* x staged (one arrival) */
+    int *sgid = (int *)(xready + 1);    /* drawn groups: the group of a stage's first slice */
     if (threadIdx.x == 0) mbar_init(xready, 1);
     ring_init(full, empty, a.stages, CW);
 
@@ -119,13 +125,20 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             const uint64_t pol = policy_evict_first();
             int k = 0, st = 0;
             uint32_t ph = 1; /* the empty barriers' phase to wait for, from the second round */
-            for (int ug = blockIdx.x; ug < a.groups; ug += gridDim.x) {
+            /* the second group's ticket at entry: its round trip overlaps the first group's
+             * copies (1B, one slice per group: drawn after them, q, k, v lost 3 us a launch) */
+            unsigned long long tk = dyn ? atomicAdd(a.pf.ctr, 1ull) : 0;
+            for (int ug = blockIdx.x; ug < a.groups;) {
                 int m, tile;
                 locate(ug, m, tile);
                 for (int sl = 0; sl < a.nsl; sl++, k++) {
+                    /* a later group's ticket: its round trip overlaps the wait for a free stage */
+                    if (dyn && sl == a.nsl - 1 && ug != (int)blockIdx.x)
+                        tk = atomicAdd(a.pf.ctr, 1ull);
                     if (k >= a.stages) mbar_wait(&empty[st], ph);
                     if (k == a.pre) mbar_wait(xready, 0);
                     const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0);
+                    if (sl == 0) sgid[st] = ug; /* released to the consumers with the arrival */
                     mbar_expect(&full[st], NTL * tile_slice_bytes<ST>(c0, nc, d));
                     uint8_t *dst = ring + st * a.stage_bytes;
 #pragma unroll
@@ -136,6 +149,16 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                                             &full[st], pol);
                     if (++st == a.stages) st = 0, ph ^= 1;
                 }
+                /* every run of a launch draws exactly `groups` tickets (each block draws until one
+                 * fails: groups - grid succeed, one fails per block), so the counter starts every
+                 * run at a multiple of groups */
+                ug = dyn ? gridDim.x + (int)(tk % (unsigned)a.groups) : ug + gridDim.x;
+            }
+            /* the end: a stage with no copies, group `groups` */
+            if (dyn) {
+                if (k >= a.stages) mbar_wait(&empty[st], ph);
+                sgid[st] = a.groups;
+                mbar_arrive(&full[st]);
             }
             if (a.pf.n) { /* this block's share of the prefetch ranges */
                 if (a.pf.late) mbar_wait(xready, 0);
@@ -223,7 +246,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
      * warp's ~160 instructions a stage (16 warps, 32 chunks) */
     int st = 0;
     uint32_t ph = 0;
-    for (int ug = blockIdx.x; ug < a.groups; ug += gridDim.x) {
+    for (int ug = blockIdx.x; ug < a.groups;) {
         int m, tile;
         locate(ug, m, tile);
         /* the epilogue's other operand (the residual, or the bias) loaded now: its round trip
@@ -302,6 +325,12 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             }
         }
         consumers_sync<CW>(); /* red is rewritten by the next group */
+        if (dyn) {            /* the next stage's group (`groups` at the end) */
+            mbar_wait(&full[st], ph);
+            ug = sgid[st];
+        } else {
+            ug += gridDim.x;
+        }
     }
     tl_mark(a.tl, TL_DONE, true);
 }

@@ -2,11 +2,14 @@
  * the byte ranges of the layer's MLP weights that the q, k, v GEMV, the decode attention and the
  * o projection's GEMV prefetch into L2 while the card's memory would otherwise idle (mlp_pf), and
  * hands each kernel its share (cu_gemv_pf, cu_attn_pf_ranges); the kernels issue them
- * (pf_issue, cuda_bulk.cuh). Host code only: it reads the op records, never device memory. */
+ * (pf_issue, cuda_bulk.cuh). It also gives a captured step's v7 GEMVs their tile-group counters
+ * (cu_group_plan). Host code: it reads the op records and allocates the counters. */
 #include "cuda_state.h"
 #include "cuda_switches.h"
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* The first matmul record after r in the step's log, before the next attention (NULL: none). */
 static const op_rec *next_matmul(const cu_state *s, const op_rec *r) {
@@ -102,14 +105,51 @@ void cu_attn_pf_ranges(cu_state *s, const op_rec *r, cu_attn_args *a) {
     if (a->n_tokens != 1 || !mlp_pf(s, r, 1, &a->pf)) a->pf.n = 0;
 }
 
-/* The prefetch share of matmul record r's GEMV (mlp_pf) when it is a one-token step's q, k, v
+/* The prefetch share of one-token matmul record r's GEMV (mlp_pf) when it is a step's q, k, v
  * (an attention record follows) or o projection (one precedes). */
-bool cu_gemv_pf(const cu_state *s, const op_rec *r, cu_pf *pf) {
-    pf->n = 0;
-    if (r->n != 1 || r < s->log || r >= s->log + s->n_log) return false;
+static bool gemv_share(const cu_state *s, const op_rec *r, cu_pf *pf) {
     for (const op_rec *q = r + 1; q < s->log + s->n_log && q->code != OP_MATMUL; q++)
         if (q->code == OP_ATTN) return mlp_pf(s, q, 0, pf);
     for (ptrdiff_t i = r - s->log - 1; i >= 0 && s->log[i].code != OP_MATMUL; i--)
         if (s->log[i].code == OP_ATTN) return mlp_pf(s, &s->log[i], 2, pf);
     return false;
+}
+
+bool cu_gemv_pf(const cu_state *s, const op_rec *r, cu_pf *pf) {
+    memset(pf, 0, sizeof *pf);
+    if (r->n != 1 || r < s->log || r >= s->log + s->n_log) return false;
+    const int i = s->ctr ? s->ctr_idx[r - s->log] : -1;
+    if (i >= 0 && (cu_v7_dyn == 1 || (cu_v7_dyn == 2 && r->epi == CU_EPI_SWIGLU)))
+        pf->ctr = s->ctr + i;
+    return gemv_share(s, r, pf) || pf->ctr;
+}
+
+/* A record that gets a counter: a one-token matmul that the v7 GEMV runs (cu_gemv_tma's test). */
+static bool group_rec(const op_rec *r) {
+    if (r->code != OP_MATMUL || r->n != 1 || cu_v8_one) return false;
+    for (int j = 0; j < r->nmat; j++) {
+        const cu_weight *w = r->w[j];
+        if (w->fast != 2 || w->cols % 64 || w->gs < 64 || w->cols > 16384) return false;
+    }
+    return true;
+}
+
+void cu_group_plan(cu_state *s) {
+    s->ctr = NULL;
+    if (!cu_v7_dyn || !cu_sm90 || !cu_gemv_v7 || s->T != 1 || !s->n_log) return;
+    if (s->n_log > s->ctr_idx_cap) {
+        int *ni = (int *)realloc(s->ctr_idx, (size_t)s->n_log * sizeof *ni);
+        if (!ni) return; /* the step runs round-robin */
+        s->ctr_idx = ni, s->ctr_idx_cap = s->n_log;
+    }
+    int n = 0;
+    for (int i = 0; i < s->n_log; i++) s->ctr_idx[i] = group_rec(&s->log[i]) ? n++ : -1;
+    void *d = NULL;
+    if (!n || cudaMalloc(&d, (size_t)n * 8) != cudaSuccess ||
+        cudaMemset(d, 0, (size_t)n * 8) != cudaSuccess) {
+        cudaGetLastError();
+        cudaFree(d);
+        return;
+    }
+    s->ctr = (unsigned long long *)d;
 }

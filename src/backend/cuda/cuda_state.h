@@ -47,6 +47,7 @@ typedef struct op_rec {
 typedef struct graph_ent {
     uint64_t hash;
     cudaGraphExec_t exec;
+    unsigned long long *ctr; /* its GEMVs' group counters (cu_group_plan), or NULL */
 } graph_ent;
 
 typedef struct cu_state {
@@ -106,6 +107,11 @@ typedef struct cu_state {
     graph_ent graphs[N_GRAPHS];
     int n_graphs;
     unsigned long long *trace; /* BRISK_CUDA_TRACE: attention stage times (measuring aid) */
+    /* the one-token step being captured: its v7 GEMVs' group counters (device, zeroed once; NULL:
+     * none) and each logged record's counter (-1: none) */
+    unsigned long long *ctr;
+    int *ctr_idx;
+    int ctr_idx_cap;
     /* first failure of an op (ops return void); end_step reports it */
     brisk_status err;
     char errmsg[200];
@@ -124,8 +130,12 @@ static inline uint64_t cu_w_bytes(const cu_weight *w) {
     return (uint64_t)((w->rows + 15) / 16 * 16) * (uint64_t)w->row_bytes;
 }
 
-/* The L2 prefetch shares of a one-token step's GEMV and decode attention (cuda_prefetch.cu). */
+/* The L2 prefetch shares of a one-token step's GEMV and decode attention (cuda_prefetch.cu), and
+ * the GEMV's group counter while a step with counters is captured. */
 bool cu_gemv_pf(const cu_state *s, const op_rec *r, cu_pf *pf);
+/* Counters for the tile groups of the logged one-token step's v7 GEMVs (cuda_prefetch.cu):
+ * allocates and zeroes s->ctr (NULL: none: off, not one token, no such GEMV, or no memory). */
+void cu_group_plan(cu_state *s);
 void cu_attn_pf_ranges(cu_state *s, const op_rec *r, cu_attn_args *a);
 
 /* Runs an attention record (cuda_attn_exec.cu): a prefill step's long runs of one sequence on the

@@ -19,6 +19,10 @@ extern int cu_attn_min_tiles; /* env BRISK_CUDA_ATTN_MINT (tuning) */
  * of down) */
 extern int cu_attn_pf, cu_attn_pf_auto, cu_v7_pf, cu_v7_pf_auto, cu_v7_opf;
 extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
+/* Captured one-token steps: the v7 GEMV's blocks draw their tile groups after the first from a
+ * counter (env BRISK_CUDA_V7_DYN=1; 2: SwiGLU's only; default 0: round-robin). A/B only: it
+ * shrinks 8B gate+up's finish spread but not the step reliably (bench/cuda-notes.md round 11). */
+extern int cu_v7_dyn;
 /* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
  * for A/B). */
 extern int cu_graph_max_t;

@@ -190,7 +190,19 @@ static bool run_case(const gcase &c) {
     std::vector<std::vector<float>> first((size_t)ny);
     bool ok = true;
     double worst = 0.0;
-    for (int rep = 0; rep < 2 && ok; rep++) {
+    /* runs 1 and 2 draw their tile groups from a counter (cu_pf.ctr) where there are more groups
+     * than blocks: the same bits, and each run draws exactly `groups` tickets, so the counter ends
+     * run 2 at twice that */
+    unsigned long long *ctr = A.alloc<unsigned long long>(1);
+    *ctr = 0;
+    cu_pf pf = {};
+    pf.ctr = ctr;
+    int groups = 0;
+    for (int i = 0; i < (c.epi == CU_EPI_SWIGLU ? 1 : nm); i++) groups += (c.rows[i] + 15) / 16;
+    int sms = 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+    const unsigned long long draws = groups > sms ? (unsigned long long)groups : 0;
+    for (int rep = 0; rep < 3 && ok; rep++) {
         for (int i = 0; i < ny; i++) {
             const int rows = c.rows[i];
             float *yi = y[(size_t)i];
@@ -200,7 +212,8 @@ static bool run_case(const gcase &c) {
                 emu_poison(yi, (size_t)rows * sizeof(float)); /* every row is written */
             for (int r = rows; r < rows + GUARD; r++) memcpy(&yi[r], &SENTINEL, 4);
         }
-        const cudaError_t e = cu_gemv_tma(NULL, gm.data(), nm, c.epi, x, 1, nw, eps);
+        const cudaError_t e =
+            cu_gemv_tma(NULL, gm.data(), nm, c.epi, x, 1, nw, eps, rep ? &pf : NULL);
         if (e != cudaSuccess) {
             printf("  %s: cu_gemv_tma returned %d\n", c.name, (int)e);
             return false;
@@ -238,6 +251,11 @@ static bool run_case(const gcase &c) {
                 printf("  %s: matrix %d: another thread order gave other bits\n", c.name, i);
                 ok = false;
             }
+        }
+        if (ok && rep == 2 && *ctr != 2 * draws) {
+            printf("  %s: the group counter reads %llu after two runs, not 2 x %llu\n", c.name,
+                   *ctr, draws);
+            ok = false;
         }
     }
     printf("%-4s %-44s rel L2 %.2e\n", ok ? "ok" : "FAIL", c.name, worst);
