@@ -110,13 +110,14 @@ uint64_t emu_random(void);
 extern void (*emu_block_hook)(void); /* when set: called before each block runs */
 
 /* The intrinsics are macros that pass their call's line to the scheduler's checks. */
-#define __syncthreads()      emu_syncthreads(__LINE__)
-#define __syncthreads_or(p)  emu_syncthreads_or(p, __LINE__)
-#define __syncwarp           emu_syncwarp(__LINE__) /* then (mask), by default all lanes */
-#define __shfl_xor_sync(...) emu_shfl_xor(__LINE__, __VA_ARGS__)
-#define __shfl_up_sync(...)  emu_shfl_up(__LINE__, __VA_ARGS__)
-#define __shfl_sync(...)     emu_shfl(__LINE__, __VA_ARGS__)
-#define __ballot_sync(...)   emu_ballot(__LINE__, __VA_ARGS__)
+#define __syncthreads()       emu_syncthreads(__LINE__)
+#define __syncthreads_or(p)   emu_syncthreads_or(p, __LINE__)
+#define __syncwarp            emu_syncwarp(__LINE__) /* then (mask), by default all lanes */
+#define __shfl_xor_sync(...)  emu_shfl_xor(__LINE__, __VA_ARGS__)
+#define __shfl_up_sync(...)   emu_shfl_up(__LINE__, __VA_ARGS__)
+#define __shfl_sync(...)      emu_shfl(__LINE__, __VA_ARGS__)
+#define __ballot_sync(...)    emu_ballot(__LINE__, __VA_ARGS__)
+#define __match_any_sync(...) emu_match_any(__LINE__, __VA_ARGS__)
 
 static inline void emu_syncthreads(int line) {
     emu_wait(EMU_BAR, line, 0);
@@ -169,11 +170,28 @@ static inline unsigned emu_ballot(int line, unsigned mask, int p) {
     emu_wait(EMU_WARP, line, mask);
     return r;
 }
+/* The lanes whose v equals this lane's (32- or 64-bit v). */
+template <typename T> static inline unsigned emu_match_any(int line, unsigned mask, T v) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "a 32- or 64-bit value");
+    uint64_t *s = emu_slots();
+    const unsigned base = threadIdx.x & ~31u;
+    uint64_t b = 0;
+    memcpy(&b, &v, sizeof v);
+    s[threadIdx.x] = b;
+    emu_wait(EMU_WARP, line, mask);
+    unsigned r = 0;
+    for (unsigned l = 0; l < 32; l++) r |= (unsigned)(s[base + l] == b) << l;
+    emu_wait(EMU_WARP, line, mask);
+    return r;
+}
 static inline int __ffs(unsigned x) {
     return x ? __builtin_ctz(x) + 1 : 0;
 }
 static inline int __popc(unsigned x) {
     return __builtin_popcount(x);
+}
+static inline int __clz(unsigned x) {
+    return x ? __builtin_clz(x) : 32;
 }
 
 /* Fibers switch only at the waits above, so read-modify-write is atomic as written: *p = f(*p),
