@@ -309,4 +309,139 @@ static int sc_run(sc_device_fn dev, void *ctx, const int *Vs, int nV, int reps) 
     return failed + st.failed;
 }
 
+/* Rows whose top-k / top-p edge falls in a 1/32-nat bin of more than 4096 ids (the device's
+ * SP_CAP), which the device narrows over the row: a flat row, ties at the top or in the middle,
+ * two adjacent floats, a few quantised levels, thousands of distinct logits packed in one bin, a
+ * bin straddling 0 (sign bits differ), +0 / -0, and -inf ties under the edge. */
+enum {
+    SC_H_FLAT,    /* every id 0.5 */
+    SC_H_TOPTIES, /* N(0, 1), 10,000 ids at 5 */
+    SC_H_MIDTIES, /* N(0, 1) - 2, 1,000 ids at 6 above 20,000 at 5 */
+    SC_H_TWOVAL,  /* 0.5 or the next float up, half each */
+    SC_H_QUANT,   /* N(0, 1) / 32 rounded to 1/128: a few levels of thousands of ids each */
+    SC_H_RAMP,    /* (i mod 7919) 1e-6: thousands of distinct logits within 0.008 nats */
+    SC_H_TINY,    /* N(0, 1e-6): one bin across 0 */
+    SC_H_ZEROS,   /* +0, and -0 for a third of the ids */
+    SC_H_NEGINF,  /* -inf, 6,000 ids at 0 */
+    SC_H_NSHAPES
+};
+static const char *const sc_h_name[SC_H_NSHAPES] = {
+    "flat", "top ties", "mid ties", "2 floats", "levels", "ramp", "tiny", "+0 -0", "-inf ties"};
+
+static void sc_fill_huge(float *x, int V, int shape) {
+    for (int i = 0; i < V; i++) {
+        switch (shape) {
+        case SC_H_FLAT:
+            x[i] = 0.5f;
+            break;
+        case SC_H_TOPTIES:
+            x[i] = sc_gauss();
+            break;
+        case SC_H_MIDTIES:
+            x[i] = sc_gauss() - 2.0f;
+            break;
+        case SC_H_TWOVAL:
+            x[i] = sc_next() % 2 ? 0.5f : nextafterf(0.5f, 1.0f);
+            break;
+        case SC_H_QUANT:
+            x[i] = roundf(sc_gauss() * 4.0f) / 128.0f;
+            break;
+        case SC_H_RAMP:
+            x[i] = (float)(i % 7919) * 1e-6f;
+            break;
+        case SC_H_TINY:
+            x[i] = 1e-6f * sc_gauss();
+            break;
+        case SC_H_ZEROS:
+            x[i] = sc_next() % 3 ? 0.0f : -0.0f;
+            break;
+        default:
+            x[i] = -INFINITY;
+            break;
+        }
+    }
+    const int half = V / 2;
+    if (shape == SC_H_TOPTIES)
+        for (int j = 0; j < 10000 && j < half; j++) x[sc_next() % (uint64_t)V] = 5.0f;
+    if (shape == SC_H_MIDTIES) {
+        for (int j = 0; j < 20000 && j < half; j++) x[sc_next() % (uint64_t)V] = 5.0f;
+        for (int j = 0; j < 1000 && j < half / 8; j++) x[sc_next() % (uint64_t)V] = 6.0f;
+    }
+    if (shape == SC_H_NEGINF)
+        for (int j = 0; j < 6000 && j < half; j++) x[sc_next() % (uint64_t)V] = 0.0f;
+}
+
+/* The filters of those rows (temperatures and min-p from sc_temps / sc_min_ps): the top-p edge
+ * alone, a top-k edge before it in the same bin, top-k alone, both with the top-p edge first,
+ * top-p near 1, min-p. */
+#define SC_H_NFILTERS 9
+static const sc_case sc_h_filters[SC_H_NFILTERS] = {
+    {0.7f, 0.9f, 0.0f, 0, 0.0},     {0.7f, 0.95f, 0.05f, 40, 0.0},
+    {1.0f, 1.0f, 0.0f, 5000, 0.0},  {1.0f, 1.0f, 0.0f, 70000, 0.0},
+    {1.7f, 0.5f, 0.0f, 70000, 0.0}, {0.25f, 0.9f, 0.0f, 100000, 0.0},
+    {1.0f, 0.9999f, 0.0f, 0, 0.0},  {0.7f, 0.999f, 0.3f, 7000, 0.0},
+    {1.0f, 0.1f, 0.05f, 0, 0.0}};
+
+/* Runs `reps` batches per V of SC_H_NSHAPES rows (row s of batch b under filter (s + b) mod
+ * SC_H_NFILTERS: SC_H_NFILTERS batches give every pair) through dev twice, checking bit-identical
+ * reruns and every token against the host. Returns the number of failures. */
+static int sc_run_huge(sc_device_fn dev, void *ctx, const int *Vs, int nV, int reps) {
+    sc_stats st = {0, 0, 0, 0, 0.0};
+    int failed = 0;
+    for (int vi = 0; vi < nV; vi++) {
+        const int V = Vs[vi], n = SC_H_NSHAPES;
+        float *x = malloc(sizeof *x * (size_t)V * n);
+        brisk_sample_params p[SC_H_NSHAPES];
+        sc_case k[SC_H_NSHAPES];
+        double u[SC_H_NSHAPES];
+        int32_t ids[SC_H_NSHAPES], ids2[SC_H_NSHAPES];
+        float lp[SC_H_NSHAPES], lp2[SC_H_NSHAPES];
+        const sc_stats before = st;
+        for (int rep = 0; rep < reps; rep++) {
+            for (int r = 0; r < n; r++) {
+                sc_fill_huge(x + (size_t)r * V, V, r);
+                k[r] = sc_h_filters[(r + rep) % SC_H_NFILTERS];
+                k[r].u = (rep + r) % 7 == 3   ? 0.0
+                         : (rep + r) % 7 == 5 ? 1.0 - 0x1.0p-53
+                                              : sc_unit();
+                brisk_sampler *s = sc_sampler(&k[r], V);
+                if (!s || !brisk_sampler_device_params(s, &p[r])) {
+                    fprintf(stderr, "  FAIL: huge-bin case %d is not device-eligible\n", r);
+                    failed++;
+                }
+                brisk_sampler_destroy(s);
+                u[r] = k[r].u;
+            }
+            brisk_status a = dev(ctx, x, n, V, p, u, ids, lp);
+            brisk_status b = dev(ctx, x, n, V, p, u, ids2, lp2);
+            if (a != BRISK_OK || b != BRISK_OK) {
+                fprintf(stderr, "  FAIL V %d huge bins: the op failed: %s\n", V,
+                        brisk_last_error());
+                failed++;
+                continue;
+            }
+            if (memcmp(ids, ids2, sizeof ids) || memcmp(lp, lp2, sizeof lp)) {
+                fprintf(stderr, "  FAIL V %d huge bins: a rerun gave other bits\n", V);
+                failed++;
+            }
+            for (int r = 0; r < n; r++) {
+                char what[128];
+                snprintf(what, sizeof what, "V %d %s T %g k %d p %g minp %g", V, sc_h_name[r],
+                         k[r].temp, k[r].top_k, k[r].top_p, k[r].min_p);
+                sc_check(x + (size_t)r * V, V, &k[r], ids[r], lp[r], what, &st);
+            }
+        }
+        printf("V %-6d %4d huge-bin rows: %d equal, %d rounding edges, %d failed\n", V,
+               st.cases - before.cases, st.equal - before.equal, st.edges - before.edges,
+               st.failed - before.failed);
+        free(x);
+    }
+    if (st.edges > 3 + st.cases / 100) {
+        fprintf(stderr, "  FAIL: %d rounding edges in %d huge-bin rows is too many\n", st.edges,
+                st.cases);
+        failed++;
+    }
+    return failed + st.failed;
+}
+
 #endif

@@ -1,8 +1,9 @@
 /* test_sample_cases.c: the cases of sample_cases.h checked with the host sampler standing in for
  * the device op (each row's brisk_sample_params mapped back to the case it came from), over the
- * same stream of rows as test_sample_cuda's first run (the small-V set, 100 batches): every row
- * must be one the op samples (some finite logit, no NaN or +inf), else the GPU test reports the
- * op failing where it only did its job. On a CPU, in seconds (label unit). */
+ * same stream of rows as test_sample_cuda's first run (the small-V set, 100 batches), then the
+ * huge-bin rows: every row must be one the op samples (some finite logit, no NaN or +inf), else
+ * the GPU test reports the op failing where it only did its job. On a CPU, in seconds (label
+ * unit). */
 #include "check.h"
 #include "sample_cases.h"
 #include "util/error.h"
@@ -49,5 +50,7 @@ static brisk_status host_op(void *ctx, const float *logits, int n, int V,
 int main(void) {
     static const int small_v[] = {1, 2, 7, 33, 1000, 4099};
     CHECK(sc_run(host_op, NULL, small_v, 6, 100) == 0); /* as test_sample_cuda.c */
+    static const int huge_v[] = {4099, 5000, 32000};
+    CHECK(sc_run_huge(host_op, NULL, huge_v, 3, SC_H_NFILTERS) == 0);
     CHECK_DONE();
 }

@@ -1,7 +1,8 @@
 /* test_sample_cuda.c: the CUDA backend's end_step_sample (temperature, top-k, top-p, min-p and the
  * draw on the device) against the host sampler with the same uniform: the cases of
  * sample_cases.h (V 1..128256, random and adversarial rows, every filter combination, batches
- * of rows with their own filters, bit-identical reruns, NaN / +inf / all -inf rows), the op
+ * of rows with their own filters, bit-identical reruns, NaN / +inf / all -inf rows, edge bins of
+ * more than 4096 ids: flat rows, huge tie groups, dense distinct logits), the op
  * replayed as a CUDA graph inside one-token steps, and its cost next to the argmax op and to
  * copying the logits for the host sampler. Label gpu; exits 77 (skip) without a card. */
 #include "backend/backend.h"
@@ -127,16 +128,24 @@ static void timing(fixture *f) {
                "0.95, min-p 0.05, T 0.8)\n",
                V, n, ts, ta);
     }
-    for (int shape = 0; shape < 3; shape++) { /* the row fallback: near-flat rows */
+    /* the selection over the row (edge bins of more than 4096 ids): near-flat rows, under the
+     * filters above and under top-p 0.9 alone */
+    const sc_case k9 = {0.7f, 0.9f, 0.0f, 0, 0.5};
+    brisk_sampler *s9 = sc_sampler(&k9, V);
+    brisk_sample_params p9[1];
+    brisk_sampler_device_params(s9, &p9[0]);
+    brisk_sampler_destroy(s9);
+    for (int shape = 0; shape < 6; shape++) {
         const int sh[3] = {SC_FLAT, SC_NEARFLAT, SC_TIES};
-        sc_fill(x, V, sh[shape]);
+        const brisk_sample_params *ps = shape < 3 ? p : p9;
+        sc_fill(x, V, sh[shape % 3]);
         upload(f->dl, x, (size_t)V);
-        f->gpu->ops->end_step_sample(f->gpu, f->dl, 1, V, p, u, ids, lp);
+        f->gpu->ops->end_step_sample(f->gpu, f->dl, 1, V, ps, u, ids, lp);
         const double t0 = now_us();
         for (int i = 0; i < iters / 4; i++)
-            f->gpu->ops->end_step_sample(f->gpu, f->dl, 1, V, p, u, ids, lp);
-        printf("V %d, 1 %s row: sample op %.1f us per call\n", V, sc_shape_name[sh[shape]],
-               (now_us() - t0) / (iters / 4));
+            f->gpu->ops->end_step_sample(f->gpu, f->dl, 1, V, ps, u, ids, lp);
+        printf("V %d, 1 %s row (%s): sample op %.1f us per call\n", V, sc_shape_name[sh[shape % 3]],
+               shape < 3 ? "the filters above" : "top-p 0.9, T 0.7", (now_us() - t0) / (iters / 4));
     }
     /* the host path it replaces: the row to the host, then the sampler */
     sc_fill(x, V, SC_LM);
@@ -177,6 +186,8 @@ int main(void) {
     static const int big_v[] = {32000, 128256};
     CHECK(sc_run(dev_sample, &f, small_v, 6, 100) == 0);
     CHECK(sc_run(dev_sample, &f, big_v, 2, 40) == 0);
+    static const int huge_v[] = {4099, 5000, 32000, 128256};
+    CHECK(sc_run_huge(dev_sample, &f, huge_v, 4, 4 * SC_H_NFILTERS) == 0);
     graph_steps(&f);
     timing(&f);
     f.gpu->ops->free(f.gpu, f.dl);

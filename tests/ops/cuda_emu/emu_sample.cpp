@@ -91,6 +91,11 @@ extern "C" brisk_status emu_end_step_sample(const float *logits, int n, int V,
     return st;
 }
 
+/* Rows so far whose edge bin held more than SP_CAP ids (the selection over the row). */
+extern "C" int emu_sample_row_paths(void) {
+    return g_paths[SEL_RANK][1] + g_paths[SEL_MASS][1];
+}
+
 extern "C" void emu_sample_paths(void) {
     printf("paths: all %d, min-p key %d, top-k rank %d (+%d over the row), top-p mass %d (+%d "
            "over the row; %d with the top-k / min-p edge in the same bin)\n",

@@ -6,6 +6,7 @@
 brisk_status emu_end_step_sample(const float *logits, int n, int V, const brisk_sample_params *p,
                                  const double *u, int32_t *ids, float *lp);
 void emu_sample_paths(void);
+int emu_sample_row_paths(void);
 
 static brisk_status dev(void *ctx, const float *logits, int n, int V, const brisk_sample_params *p,
                         const double *u, int32_t *ids, float *lp) {
@@ -80,6 +81,16 @@ int main(int argc, char **argv) {
     int failed = one_finite(quick ? 16 : 64);
     failed += sc_run(dev, NULL, small, 6, quick ? 8 : 80);
     failed += sc_run(dev, NULL, big, 2, quick ? 1 : 6);
+    /* edge bins of more than SP_CAP ids: most of these rows must take the selection over the row */
+    static const int huge[] = {5000, 32000, 128256};
+    const int row0 = emu_sample_row_paths(), nh = quick ? 2 : 3, reps = quick ? 2 : SC_H_NFILTERS;
+    failed += sc_run_huge(dev, NULL, huge, nh, reps);
+    const int over = emu_sample_row_paths() - row0, rows = 2 * nh * reps * SC_H_NSHAPES;
+    printf("huge-bin rows: %d of %d runs selected over the row\n", over, rows);
+    if (over < rows / 2) {
+        fprintf(stderr, "  FAIL: too few huge-bin rows took the selection over the row\n");
+        failed++;
+    }
     emu_sample_paths();
     printf("%s\n", failed ? "FAILED" : "ok");
     return failed ? 1 : 0;
