@@ -116,6 +116,16 @@ __device__ __forceinline__ u64 pfix(float x, float lse) {
     return __double2ull_rn(exp((double)x - (double)lse) * SP_FIX);
 }
 
+/* m added to a sum of probabilities in shared memory, as 32-bit atomics on its two words with the
+ * carry: a 64-bit atomic add there is a CAS loop, which lanes on one address (a flat row's 32 on
+ * one bin) serialise retry by retry; the sum is the same integer. */
+__device__ __forceinline__ void add_fix(u64 *sum, u64 m) {
+    uint32_t *w = reinterpret_cast<uint32_t *>(sum); /* little-endian: w[0] the low word */
+    const uint32_t lo = (uint32_t)m, old = atomicAdd(&w[0], lo);
+    const uint32_t hi = (uint32_t)(m >> 32) + (uint32_t)(old + lo < old);
+    if (hi) atomicAdd(&w[1], hi);
+}
+
 /* util/vmath.h brisk_exp_nonpos, operation for operation (no contraction): the draw's weights. */
 __device__ __forceinline__ float exp_nonpos(float x) {
     uint32_t xu = __float_as_uint(x);
@@ -298,7 +308,7 @@ __device__ rsel radix_select(const Each &each, u64 kand, u64 kor, bool by_mass, 
             if ((k & mk) != pf) return;
             const int d = (int)((k >> sh) & 255);
             atomicAdd(&bc[d], 1u);
-            if (bym) atomicAdd(&bm[d], pfix(unord32((uint32_t)(k >> 32)), lse));
+            if (bym) add_fix(&bm[d], pfix(unord32((uint32_t)(k >> 32)), lse));
         });
         __syncthreads();
         if (threadIdx.x < 32) {
@@ -524,7 +534,7 @@ __global__ void __launch_bounds__(SP_THREADS)
             if (!(v >= f.thresh)) continue;
             const int k = bin_of(v, mx);
             atomicAdd(&hc[k], 1u);
-            if (f.p) atomicAdd(&hm[k], pfix(v, lse));
+            if (f.p) add_fix(&hm[k], pfix(v, lse));
         }
         __syncthreads();
         for (int j = threadIdx.x; j < SP_NBIN; j += SP_THREADS) {
