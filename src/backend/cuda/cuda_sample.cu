@@ -11,8 +11,9 @@
  *   2 hist    count (and probability, for top-p) of the ids >= max + log min_p in 1/32-nat bins
  *             of distance from the max                   last block: K* when min-p decides or no
  *             filter is on; else the bin holding the top-k or top-p edge
- *   3 gather  that bin's ids into a list                 last block: radix select of the edge in
- *             the list (over the row instead when the bin holds more than SP_CAP ids) -> K*
+ *   3 gather  that bin's ids into a list                 last block: the edge in the list (by
+ *             counting or a radix select) -> K*; when the bin holds more than SP_CAP ids, the
+ *             edge narrowed over the row instead (row_select)
  *   4 draw    per-slice sums of exp((x - max) / T) over the kept ids
  *                                                        last block: the slice where the running
  *             sum passes u * total, then the id in it (a block scan in id order).
@@ -21,7 +22,9 @@
  * per-step inputs (filters, u) are read from the scratch, which the caller refreshes before the
  * launch: a captured graph replays any step. The typical path reads the row four times with all
  * blocks; the fallback over the row (an edge bin of more than SP_CAP near-equal logits) adds one
- * block's passes. */
+ * block's passes over it: one when the edge's group holds a single logit (a flat row, ties: the
+ * edge is then a rank in id order), else up to four histogram passes of 8 logit bits, then one
+ * that lists the group once it fits SP_CAP. */
 #include "cuda_internal.h"
 
 #include <math.h>
@@ -32,6 +35,7 @@
 #define SP_NBIN         1024 /* distance bins: the last one takes d >= 1023/32 nats and -inf */
 #define SP_BINS_PER_NAT 32.0f
 #define SP_CAP          4096            /* edge-bin ids the last block ranks in shared memory */
+#define SP_UNROLL       8               /* loads in flight per thread in one block's row pass */
 #define SP_FIX          1099511627776.0 /* 2^40: fixed-point unit of probabilities */
 
 typedef unsigned long long u64;
@@ -63,6 +67,7 @@ struct sp_buf {
     double ssum[SP_SLICES];
     double wsum[SP_SLICES];
     int wlast[SP_SLICES];
+    uint32_t scnt[SP_SLICES]; /* launch 3: ids of the edge bin per slice */
     uint32_t hcnt[SP_NBIN];
     u64 hmass[SP_NBIN];
     u64 list[SP_CAP];
@@ -274,10 +279,12 @@ __device__ wfind warp_find(const uint32_t *cnt, const u64 *mass, int nb, bool de
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Radix select of the edge (one block): in the set `each` enumerates (keys, distinct), the element
- * at rank `target` (1 = the largest key), or with by_mass the first element at which mass0 plus the
- * probabilities of the elements from the largest key down to it reaches `target` (the last element
- * when it never does). 8-bit digits from the top, skipping the digits all keys share (kand/kor).
+ * Selection of the edge (one block): in a set of distinct keys, the element at rank `target` (1 =
+ * the largest key), or with by_mass the first element at which mass0 plus the probabilities of the
+ * elements from the largest key down to it reaches `target` (the last element when it never does);
+ * with a cap (a top-k / min-p edge in the same set) the element at the smaller of that rank and
+ * the cap. A list of up to SP_CAP keys in shared memory is ranked by counting (up to SP_THREADS
+ * keys) or by a radix select; a larger set is narrowed over the row (row_select).
  * ------------------------------------------------------------------------------------------- */
 
 struct rsel {
@@ -285,11 +292,39 @@ struct rsel {
     u64 above; /* elements of the set before it */
 };
 
+/* A digit histogram of the selection's passes. */
+struct sel_hist {
+    uint32_t bc[256];             /* elements per digit */
+    u64 bm[256];                  /* their probability (by mass) */
+    uint32_t band[256], bor[256]; /* AND / OR of their ord32 logits: the logit bits that vary */
+};
+
+__device__ void hist_clear(sel_hist &h) {
+    for (int j = threadIdx.x; j < 256; j += blockDim.x) h.bc[j] = 0, h.bm[j] = 0, h.band[j] = ~0u;
+    for (int j = threadIdx.x; j < 256; j += blockDim.x) h.bor[j] = 0;
+}
+
+/* One step of a warp (all 32 lanes, a match): the lanes with ok count their element in digit d;
+ * o = ord32 of its logit. Lanes with the same logit and digit add as one: one exp and one set of
+ * atomics per group, so a pass over a bin of a few tied logits costs a few exps per step. */
+__device__ __forceinline__ void hist_step(sel_hist &h, bool ok, uint32_t o, int d, bool by_mass,
+                                          float lse) {
+    if (!__ballot_sync(0xffffffffu, ok)) return; /* (most steps of a narrowed group's pass) */
+    /* ~0 is a NaN's (o, d): no element of a sampled row has it */
+    const unsigned same = __match_any_sync(0xffffffffu, ok ? ((u64)o << 32) | (u64)d : ~0ull);
+    if (!ok || (int)(threadIdx.x & 31) != __ffs(same) - 1) return;
+    const uint32_t c = (uint32_t)__popc(same);
+    atomicAdd(&h.bc[d], c);
+    if (by_mass) add_fix(&h.bm[d], (u64)c * pfix(unord32(o), lse));
+    atomicAnd(&h.band[d], o);
+    atomicOr(&h.bor[d], o);
+}
+
+/* Radix select in a list (each_list): 8-bit digits from the top, skipping the digits all keys
+ * share (kand/kor). */
 template <class Each>
 __device__ rsel radix_select(const Each &each, u64 kand, u64 kor, bool by_mass, u64 target,
-                             u64 mass0, float lse) {
-    __shared__ uint32_t bc[256];
-    __shared__ u64 bm[256];
+                             u64 mass0, float lse, sel_hist &h) {
     __shared__ u64 prefix, mask, above, mass_above, rank;
     __shared__ int use_mass;
     const u64 vary = kand ^ kor;
@@ -300,35 +335,33 @@ __device__ rsel radix_select(const Each &each, u64 kand, u64 kor, bool by_mass, 
     __syncthreads();
     for (int sh = 56; sh >= 0; sh -= 8) {
         if (((vary >> sh) & 255) == 0) continue;
-        for (int j = threadIdx.x; j < 256; j += blockDim.x) bc[j] = 0, bm[j] = 0;
+        hist_clear(h);
         __syncthreads();
         const u64 pf = prefix, mk = mask;
         const bool bym = use_mass != 0;
-        each([&](u64 k) {
-            if ((k & mk) != pf) return;
-            const int d = (int)((k >> sh) & 255);
-            atomicAdd(&bc[d], 1u);
-            if (bym) add_fix(&bm[d], pfix(unord32((uint32_t)(k >> 32)), lse));
+        each([&](u64 k, bool in) {
+            hist_step(h, in && (k & mk) == pf, (uint32_t)(k >> 32), (int)((k >> sh) & 255), bym,
+                      lse);
         });
         __syncthreads();
         if (threadIdx.x < 32) {
             wfind f;
             if (bym) {
-                f = warp_find(bc, bm, 256, true, true,
+                f = warp_find(h.bc, h.bm, 256, true, true,
                               target > mass_above ? target - mass_above : 0);
                 if (f.pos < 0) /* the set's mass stays below: its last element, by rank */
-                    f = warp_find(bc, bm, 256, true, false, f.c_total);
+                    f = warp_find(h.bc, h.bm, 256, true, false, f.c_total);
             } else {
-                f = warp_find(bc, bm, 256, true, false, rank - above);
+                f = warp_find(h.bc, h.bm, 256, true, false, rank - above);
             }
             /* every lane has read rank / above / mass_above before lane 0 updates them (the
              * shuffles order the lanes' steps, not their shared-memory accesses) */
             __syncwarp();
             if (threadIdx.x == 0) {
                 const int d = f.pos < 0 ? 0 : 255 - f.pos; /* (never < 0: the set is not empty) */
-                if (bym && f.m_before + mass_above + bm[d] < target) {
+                if (bym && f.m_before + mass_above + h.bm[d] < target) {
                     use_mass = 0; /* from here on: the last element of the group */
-                    rank = above + f.c_before + bc[d];
+                    rank = above + f.c_before + h.bc[d];
                 }
                 prefix |= (u64)d << sh;
                 mask |= (u64)255 << sh;
@@ -375,25 +408,255 @@ __device__ rsel small_select(const u64 *keys, int n, bool by_mass, u64 target, u
     return r;
 }
 
-/* The set of the edge bin: from the list in shared memory, or from the row. */
+/* The keys of a list in shared memory, in steps of whole warps (hist_step's match). */
 struct each_list {
     const u64 *keys;
     int n;
     template <class F> __device__ void operator()(F f) const {
-        for (int j = threadIdx.x; j < n; j += blockDim.x) f(keys[j]);
+        for (int b = 0; b < n; b += blockDim.x) {
+            const int j = b + threadIdx.x;
+            f(j < n ? keys[j] : 0, j < n);
+        }
     }
 };
+
+/* The selection in n keys of shared memory (ka / ko: their AND and OR); cap 0: none. */
+__device__ rsel list_select(const u64 *keys, int n, u64 ka, u64 ko, bool by_mass, u64 target,
+                            u64 mass0, u64 cap, float lse, sel_hist &h) {
+    rsel s = {0, 0}; /* K* 0 keeps every id: only logits that changed under the chain get here */
+    if (n == 0) return s;
+    if (n <= SP_THREADS) {
+        s = small_select(keys, n, by_mass, target, mass0, lse);
+        if (by_mass && cap > 0 && cap < s.above + 1) s = small_select(keys, n, false, cap, 0, 0);
+    } else {
+        const each_list src = {keys, n};
+        s = radix_select(src, ka, ko, by_mass, target, mass0, lse, h);
+        if (by_mass && cap > 0 && cap < s.above + 1)
+            s = radix_select(src, ka, ko, false, cap, 0, 0, h);
+    }
+    return s;
+}
+
+/* The edge bin in the row: ids with x >= thresh in distance bin `bin`. */
 struct each_row {
     const float *x;
     int V, bin;
     float mx, thresh;
-    template <class F> __device__ void operator()(F f) const {
-        for (int i = threadIdx.x; i < V; i += blockDim.x) {
-            const float v = x[i];
-            if (v >= thresh && bin_of(v, mx) == bin) f(key64(v, i));
+    __device__ bool has(float v) const { return v >= thresh && bin_of(v, mx) == bin; }
+    /* f(i, x[i], i < V) for every id in steps of whole warps over 32 consecutive ids, SP_UNROLL
+     * loads issued per thread before any is used: one block alone reads the row, so its pace is
+     * the bytes it has in flight (16 KB, not 2 KB) per L2 round trip. */
+    template <class F> __device__ void steps(F f) const {
+        for (int b = 0; b < V; b += SP_THREADS * SP_UNROLL) {
+            float v[SP_UNROLL];
+            for (int u = 0; u < SP_UNROLL; u++) {
+                const int i = b + u * SP_THREADS + (int)threadIdx.x;
+                v[u] = i < V ? x[i] : 0.0f;
+            }
+            for (int u = 0; u < SP_UNROLL; u++) {
+                const int i = b + u * SP_THREADS + (int)threadIdx.x;
+                f(i, v[u], i < V);
+            }
         }
     }
 };
+
+/* The r-th lowest id (r >= 1) in [lo, hi) whose logit's ord32 is o, or -1 when there are fewer.
+ * The range is cut into at most SP_THREADS segments of L ids (a multiple of 32); each warp counts
+ * a contiguous run of them (SP_UNROLL loads in flight per lane), a block scan of the counts finds
+ * the segment, and one warp walks it. */
+__device__ int id_select(const float *x, int lo, int hi, uint32_t o, u64 r, uint32_t *seg) {
+    __shared__ u64 sh[32], seg_r;
+    __shared__ int seg_at, id;
+    const int t = threadIdx.x, lane = t & 31, w = t >> 5, nw = SP_THREADS / 32;
+    const int L = ((hi - lo + SP_THREADS - 1) / SP_THREADS + 31) & ~31, ns = (hi - lo + L - 1) / L;
+    const int per = (ns + nw - 1) / nw;              /* segments per warp */
+    const int run = min(hi, lo + (w + 1) * per * L); /* the end of this warp's segments */
+    for (int s = w * per; s < min(ns, (w + 1) * per); s++)
+        if (lane == 0) seg[s] = 0;
+    for (int b = lo + w * per * L; b < run; b += 32 * SP_UNROLL) {
+        float v[SP_UNROLL];
+        for (int u = 0; u < SP_UNROLL; u++) {
+            const int i = b + 32 * u + lane;
+            v[u] = i < run ? x[i] : 0.0f;
+        }
+        for (int u = 0; u < SP_UNROLL; u++) {
+            const int i = b + 32 * u;
+            const unsigned m = __ballot_sync(0xffffffffu, i + lane < run && ord32(v[u]) == o);
+            if (lane == 0 && m) seg[(i - lo) / L] += (uint32_t)__popc(m); /* (L: whole steps) */
+        }
+    }
+    if (t == 0) seg_at = -1, id = -1;
+    __syncthreads();
+    u64 tot;
+    const u64 own = t < ns ? seg[t] : 0, inc = block_scan(own, sh, &tot);
+    if (own > 0 && inc >= r && inc - own < r) seg_at = t, seg_r = r - (inc - own);
+    __syncthreads();
+    if (w == 0 && seg_at >= 0) {
+        const int a = lo + seg_at * L, e = min(hi, a + L);
+        u64 need = seg_r;
+        for (int b = a; b < e; b += 32 * SP_UNROLL) {
+            float v[SP_UNROLL];
+            for (int u = 0; u < SP_UNROLL; u++) {
+                const int i = b + 32 * u + lane;
+                v[u] = i < e ? x[i] : 0.0f;
+            }
+            bool found = false;
+            for (int u = 0; u < SP_UNROLL && !found; u++) {
+                const int i = b + 32 * u + lane;
+                const bool m = i < e && ord32(v[u]) == o;
+                const unsigned bal = __ballot_sync(0xffffffffu, m);
+                if ((u64)__popc(bal) >= need) { /* the need-th match of this step */
+                    const unsigned lt = bal & ((1u << lane) - 1);
+                    const unsigned at =
+                        __ballot_sync(0xffffffffu, m && (u64)__popc(lt) == need - 1);
+                    if (lane == 0) id = i - lane + __ffs(at) - 1;
+                    found = true;
+                }
+                need -= (u64)__popc(bal);
+            }
+            if (found) break;
+        }
+    }
+    __syncthreads();
+    return id;
+}
+
+/* The selection in the edge bin when it holds more than SP_CAP ids, one block over the row. The
+ * candidates are a group of the bin: its ids whose ord32 logit & mask == prefix (vary: the bits
+ * in which they differ), n of them after `above` of the bin. Each pass histograms the next 8
+ * varying logit bits from the top (with probabilities while the mass decides) and keeps the digit
+ * that holds the edge, until the group
+ *   - holds one logit: its ids rank by id, and by mass the edge is the first j with mass_above +
+ *     j p >= target (p the logit's probability): id_select finds the j-th id (one pass). A flat
+ *     row or a bin of ties goes here at once (kand / kor), and then launch 3's per-slice counts
+ *     of the bin leave one slice to search;
+ *   - or fits SP_CAP ids: one pass lists them in shared memory, then list_select.
+ * At most four histogram passes; the cap is carried along (dropped once the mass edge's group
+ * ends before it; the selection turns into a rank one when it comes first). */
+struct row_sel {
+    uint32_t prefix, mask, vary;
+    int use_mass;
+    u64 n, above, mass_above, rank, cap;
+};
+
+/* Warp 0, after a histogram pass: the digit holding the edge; S becomes its group. */
+__device__ void row_pick(const sel_hist &h, row_sel &S, u64 target) {
+    const u64 above = S.above, mass_above = S.mass_above, cap = S.cap;
+    bool bym = S.use_mass != 0;
+    u64 rank = S.rank;
+    wfind f;
+    if (bym) {
+        f = warp_find(h.bc, h.bm, 256, true, true, target > mass_above ? target - mass_above : 0);
+        u64 to = 0;
+        if (f.pos < 0) /* the group's mass stays below: its last element */
+            to = above + f.c_total;
+        else if (cap > 0 && cap <= above + f.c_before) /* the cap comes before the mass edge */
+            to = cap;
+        if (to > 0) bym = false, rank = cap > 0 && cap < to ? cap : to;
+    }
+    if (!bym) f = warp_find(h.bc, h.bm, 256, true, false, rank - above);
+    __syncwarp(); /* every lane has read S before lane 0 writes it */
+    if ((threadIdx.x & 31) == 0) {
+        const int d = f.pos < 0 ? 0 : 255 - f.pos; /* (never < 0: the group is not empty) */
+        const uint32_t vary = h.band[d] ^ h.bor[d];
+        S.use_mass = bym, S.rank = rank;
+        /* a cap past the group comes after the mass edge: no longer needed */
+        S.cap = bym && cap > 0 && cap <= above + f.c_before + h.bc[d] ? cap : 0;
+        S.above = above + f.c_before, S.mass_above = mass_above + f.m_before;
+        S.n = h.bc[d], S.vary = vary, S.mask = ~vary, S.prefix = h.band[d] & ~vary;
+    }
+}
+
+__device__ u64 row_select(const each_row &row, const uint32_t *scnt, u64 ka, u64 ko, u64 n,
+                          bool by_mass, u64 target, u64 mass0, u64 cap, float lse, sel_hist &h,
+                          u64 *keys, uint32_t *seg) {
+    __shared__ row_sel S;
+    __shared__ uint32_t got;
+    __shared__ u64 red[32];
+    const int t = threadIdx.x, lane = t & 31;
+    int passes = 0;
+    if (t == 0) {
+        const uint32_t vary = (uint32_t)((ka ^ ko) >> 32);
+        S.vary = vary, S.mask = ~vary, S.prefix = (uint32_t)(ka >> 32) & ~vary;
+        S.use_mass = by_mass, S.n = n, S.above = 0, S.mass_above = mass0;
+        S.rank = by_mass ? 0 : target, S.cap = by_mass ? cap : 0;
+    }
+    __syncthreads();
+    while (S.vary != 0 && S.n > SP_CAP) {
+        const uint32_t mask = S.mask, prefix = S.prefix;
+        const int sh = max(0, 31 - __clz(S.vary) - 7); /* the top 8 bits from the highest varying */
+        const bool bym = S.use_mass != 0;
+        hist_clear(h);
+        __syncthreads();
+        row.steps([&](int, float v, bool in) {
+            const uint32_t o = ord32(v);
+            hist_step(h, in && row.has(v) && (o & mask) == prefix, o, (int)((o >> sh) & 255), bym,
+                      lse);
+        });
+        __syncthreads();
+        if (t < 32) row_pick(h, S, target);
+        __syncthreads();
+        passes++;
+    }
+    const uint32_t mask = S.mask, prefix = S.prefix;
+    if (S.vary == 0) { /* one logit: the edge's rank in the group, then its id */
+        __shared__ u64 r;
+        __shared__ int lo, hi;
+        if (t == 0) {
+            u64 pos = S.rank;
+            if (S.use_mass) {
+                const u64 p = pfix(unord32(prefix), lse), ma = S.mass_above;
+                const u64 need = target > ma ? target - ma : 0;
+                u64 j = need == 0 ? 1 : p == 0 ? S.n : (need + p - 1) / p;
+                if (j > S.n) j = S.n; /* the group's mass stays below: its last element */
+                pos = S.above + j;
+                if (S.cap > 0 && S.cap < pos) pos = S.cap;
+            }
+            r = pos - S.above, lo = 0, hi = row.V;
+        }
+        __syncthreads();
+        if (passes == 0 && t < 32) { /* the whole bin: launch 3 counted its ids per slice */
+            const u64 rr = r, c = __ldcg(&scnt[t]);
+            u64 inc = c;
+            for (int k = 1; k < 32; k <<= 1) {
+                const u64 u = __shfl_up_sync(0xffffffffu, inc, k);
+                if (t >= k) inc += u;
+            }
+            const unsigned bal = __ballot_sync(0xffffffffu, inc >= rr);
+            if (bal && t == __ffs(bal) - 1) {
+                const int per = (row.V + SP_SLICES - 1) / SP_SLICES;
+                lo = min(row.V, t * per), hi = min(row.V, lo + per), r = rr - (inc - c);
+            }
+        }
+        __syncthreads();
+        const int id = id_select(row.x, lo, hi, prefix, r, seg);
+        return (u64)prefix << 32 | (u64)(0xffffffffu - (uint32_t)id);
+    }
+    /* at most SP_CAP ids: list them, then select among them */
+    if (t == 0) got = 0;
+    __syncthreads();
+    row.steps([&](int i, float v, bool in) {
+        const bool ok = in && row.has(v) && (ord32(v) & mask) == prefix;
+        const unsigned bal = __ballot_sync(0xffffffffu, ok);
+        if (!bal) return;
+        uint32_t at = 0;
+        if (lane == __ffs(bal) - 1) at = atomicAdd(&got, (uint32_t)__popc(bal));
+        at = __shfl_sync(0xffffffffu, at, __ffs(bal) - 1) + __popc(bal & ((1u << lane) - 1));
+        if (ok && at < SP_CAP) keys[at] = key64(v, i);
+    });
+    __syncthreads();
+    const int m = got < SP_CAP ? (int)got : SP_CAP;
+    u64 a = ~0ull, o = 0;
+    for (int j = t; j < m; j += blockDim.x) a &= keys[j], o |= keys[j];
+    a = block_reduce(a, op_and(), red);
+    o = block_reduce(o, op_or(), red);
+    const bool bym = S.use_mass != 0;
+    const u64 above = S.above;
+    return list_select(keys, m, a, o, bym, bym ? target : S.rank - above, S.mass_above,
+                       S.cap > 0 ? S.cap - above : 0, lse, h)
+        .key;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * The four launches
@@ -550,8 +813,10 @@ __global__ void __launch_bounds__(SP_THREADS)
     select_edge(B, p, f, V, hc, hm);
 }
 
-/* 3: the edge bin's ids; the last block selects the edge among them (K*). */
-__global__ void __launch_bounds__(SP_THREADS)
+/* 3: the edge bin's ids; the last block selects the edge among them (K*). Held to 64 registers
+ * (the selection's inlined passes would take ~100): two blocks per SM, so a batch's rows need
+ * half the waves. */
+__global__ void __launch_bounds__(SP_THREADS, 2)
     k_sp_gather(const float *logits, int V, char *scr, int cap) {
     pdl_launch();
     pdl_wait();
@@ -566,7 +831,7 @@ __global__ void __launch_bounds__(SP_THREADS)
     if (edge) {
         const int per = (V + SP_SLICES - 1) / SP_SLICES, lo = min(V, b * per),
                   hi = min(V, lo + per);
-        u64 ka = ~0ull, ko = 0;
+        u64 ka = ~0ull, ko = 0, cnt = 0;
         for (int base = lo; base < hi; base += SP_THREADS) { /* whole warps: the ballot below */
             const int i = base + threadIdx.x;
             const float v = i < hi ? x[i] : -INFINITY;
@@ -574,6 +839,7 @@ __global__ void __launch_bounds__(SP_THREADS)
             const u64 k = hit ? key64(v, i) : 0;
             if (hit) ka &= k, ko |= k;
             const unsigned bal = __ballot_sync(0xffffffffu, hit);
+            cnt += (u64)__popc(bal);
             if (!listed || !bal) continue;
             uint32_t at = 0;
             if (lane == __ffs(bal) - 1) at = atomicAdd(&B->r.list_n, (uint32_t)__popc(bal));
@@ -582,36 +848,33 @@ __global__ void __launch_bounds__(SP_THREADS)
         }
         ka = block_reduce(ka, op_and(), red);
         ko = block_reduce(ko, op_or(), red);
+        cnt = block_reduce(lane == 0 ? cnt : 0, op_add(), red); /* (each lane has its warp's) */
         if (threadIdx.x == 0) atomicAnd(&B->r.kand, ka), atomicOr(&B->r.kor, ko);
+        if (threadIdx.x == 0) B->scnt[b] = (uint32_t)cnt;
     }
     if (!arrive_last(&B->r.done[2]) || !edge) return;
-    __shared__ u64 keys[SP_CAP];
+    __shared__ sel_hist hist;
+    __shared__ union { /* the list, or id_select's segment counts (the row's one-logit group) */
+        u64 keys[SP_CAP];
+        uint32_t seg[SP_THREADS];
+    } sm;
     const u64 ka = __ldcg(&B->r.kand), ko = __ldcg(&B->r.kor);
-    const int n = listed ? (int)__ldcg(&B->r.list_n) : (int)R.bin_count;
-    /* MASS: the top-p edge, then the top-k / min-p edge when it comes first in this bin */
+    /* MASS: the top-p edge, or the top-k / min-p edge (the cap) when it comes first in this bin */
     const bool mass = R.mode == SEL_MASS;
-    const u64 target = mass ? R.target : R.rank;
-    rsel s;
+    const u64 target = mass ? R.target : R.rank, kcap = mass ? R.rank : 0;
+    u64 kstar;
     if (listed) {
-        for (int j = threadIdx.x; j < n; j += SP_THREADS) keys[j] = __ldcg(&B->list[j]);
+        const uint32_t n = __ldcg(&B->r.list_n);
+        const int m = n < SP_CAP ? (int)n : SP_CAP;
+        for (int j = threadIdx.x; j < m; j += SP_THREADS) sm.keys[j] = __ldcg(&B->list[j]);
         __syncthreads();
-        if (n <= SP_THREADS) {
-            s = small_select(keys, n, mass, target, R.mass_before, R.lse);
-            if (mass && R.rank > 0 && R.rank < s.above + 1)
-                s = small_select(keys, n, false, R.rank, 0, 0);
-        } else {
-            const each_list src = {keys, n};
-            s = radix_select(src, ka, ko, mass, target, R.mass_before, R.lse);
-            if (mass && R.rank > 0 && R.rank < s.above + 1)
-                s = radix_select(src, ka, ko, false, R.rank, 0, 0);
-        }
-    } else { /* more than SP_CAP ids within 1/32 nat: the same selection over the row */
+        kstar = list_select(sm.keys, m, ka, ko, mass, target, R.mass_before, kcap, R.lse, hist).key;
+    } else { /* more than SP_CAP ids within 1/32 nat: narrowed over the row */
         const each_row src = {x, V, R.bin, R.mx, f.thresh};
-        s = radix_select(src, ka, ko, mass, target, R.mass_before, R.lse);
-        if (mass && R.rank > 0 && R.rank < s.above + 1)
-            s = radix_select(src, ka, ko, false, R.rank, 0, 0);
+        kstar = row_select(src, B->scnt, ka, ko, R.bin_count, mass, target, R.mass_before, kcap,
+                           R.lse, hist, sm.keys, sm.seg);
     }
-    if (threadIdx.x == 0) B->r.kstar = s.key;
+    if (threadIdx.x == 0) B->r.kstar = kstar;
 }
 
 /* 4: the draw. Per slice the sum of the kept weights; the last block finds the slice where the
