@@ -369,14 +369,17 @@ static cudaError_t launch_p_epi(cudaStream_t st, const p_args &a, int smem, int 
     return launch_p<ST, 1, CU_EPI_STORE>(st, a, smem);
 }
 
+bool cu_gemv_tma_takes(const cu_weight *w) {
+    /* cu_sm90: bulk copies and mbarrier transactions in the loaded code */
+    return cu_gemv_v7 && cu_sm90 && w->fast == 2 && w->cols % 64 == 0 && w->gs >= 64 &&
+           w->cols <= P_MAXK;
+}
+
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                         int n, const float *nw, float eps, const cu_pf *pf) {
     const int ntl = epi == CU_EPI_SWIGLU ? 2 : 1;
     const cu_weight *w0 = m[0].w;
-    /* cu_sm90: bulk copies and mbarrier transactions in the loaded code */
-    if (!cu_gemv_v7 || !cu_sm90 || n != 1 || w0->fast != 2 || w0->cols % 64 || w0->gs < 64 ||
-        w0->cols > P_MAXK || ((uintptr_t)x & 15))
-        return cudaErrorNotSupported;
+    if (n != 1 || !cu_gemv_tma_takes(w0) || ((uintptr_t)x & 15)) return cudaErrorNotSupported;
     p_args a = {};
     a.nmat = ntl == 2 ? 1 : nmat;
     a.K = (int)w0->cols, a.nch = a.K / 64, a.x = x, a.nw = nw, a.eps = eps;

@@ -208,5 +208,7 @@ __device__ __forceinline__ void ld_pair2(const typename sb_raw<ST>::T *p, typena
 extern int cu_gemv_v7;
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                         int n, const float *nw = NULL, float eps = 0.f, const cu_pf *pf = NULL);
+/* Whether v7 takes one-token matmuls of weight w (its shape and the loaded code). */
+bool cu_gemv_tma_takes(const cu_weight *w);
 
 #endif

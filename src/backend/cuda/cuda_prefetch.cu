@@ -5,6 +5,7 @@
  * (pf_issue, cuda_bulk.cuh). It also gives a captured step's v7 GEMVs their tile-group counters
  * (cu_group_plan). Host code: it reads the op records and allocates the counters. */
 #include "cuda_state.h"
+#include "cuda_mma.cuh"
 #include "cuda_switches.h"
 
 #include <stddef.h>
@@ -124,19 +125,14 @@ bool cu_gemv_pf(const cu_state *s, const op_rec *r, cu_pf *pf) {
     return gemv_share(s, r, pf) || pf->ctr;
 }
 
-/* A record that gets a counter: a one-token matmul that the v7 GEMV runs (cu_gemv_tma's test). */
+/* A record that gets a counter: a one-token matmul that the v7 GEMV runs. */
 static bool group_rec(const op_rec *r) {
-    if (r->code != OP_MATMUL || r->n != 1 || cu_v8_one) return false;
-    for (int j = 0; j < r->nmat; j++) {
-        const cu_weight *w = r->w[j];
-        if (w->fast != 2 || w->cols % 64 || w->gs < 64 || w->cols > 16384) return false;
-    }
-    return true;
+    return r->code == OP_MATMUL && r->n == 1 && !cu_v8_one && cu_gemv_tma_takes(r->w[0]);
 }
 
 void cu_group_plan(cu_state *s) {
     s->ctr = NULL;
-    if (!cu_v7_dyn || !cu_sm90 || !cu_gemv_v7 || s->T != 1 || !s->n_log) return;
+    if (!cu_v7_dyn || s->T != 1 || !s->n_log) return;
     if (s->n_log > s->ctr_idx_cap) {
         int *ni = (int *)realloc(s->ctr_idx, (size_t)s->n_log * sizeof *ni);
         if (!ni) return; /* the step runs round-robin */
