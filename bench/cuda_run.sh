@@ -8,6 +8,7 @@
 #   AB="ENV=v ..." also times 8B and 1B under each assignment (A=1+B=2: both at once);
 #   BATCHES="8 32 64"; BAB="ENV=v ..." (batched decode under each assignment too);
 #   TL=1 (the kernel timeline of a one-token step, 8B and 1B; TLAB="ENV=v ..." under each too);
+#   TESTAB="ENV=v ..." (goldens and stories under each assignment too);
 #   SKIPS="stage ..." (in-graph stage costs); READBW=1; SAMPLE=1 (decode with top-p);
 #   SAMPLE_DIAG=1 (the sampler test without PDL); NCU_V4=1 with NCU_K=kernel and NCU_ENV=A=1
 #   (stall reasons of one layer's GEMVs); NCU_B=64 (kernel times of a batched step);
@@ -50,6 +51,10 @@ if [ -n "${QUICK:-}" ] && [ -n "${ATTN:-}" ]; then # QUICK=1 ATTN=1: the decode 
 fi
 timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens.log 2>&1; echo "goldens rc=$? $(tail -1 $OUT/goldens.log)" | tee -a $S
 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "stories rc=$? $(tail -1 $OUT/stories.log)" | tee -a $S
+for v in ${TESTAB:-}; do # TESTAB="ENV=v ...": goldens and stories under each assignment too
+  env ${v//+/ } timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens_$v.log 2>&1; echo "goldens ($v) rc=$? $(tail -1 $OUT/goldens_$v.log)" | tee -a $S
+  env ${v//+/ } timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories_$v.log 2>&1; echo "stories ($v) rc=$? $(tail -1 $OUT/stories_$v.log)" | tee -a $S
+done
 [ -n "${QUICK:-}" ] || { timeout 60 ./tests/test_batch ../shared cuda > $OUT/batch.log 2>&1; echo "batch rc=$? $(tail -1 $OUT/batch.log)" | tee -a $S; }
 [ -n "${QUICK:-}" ] || { # the one-token GEMV with drawn tile groups (off by default, A/B)
   BRISK_CUDA_V7_DYN=1 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories_dyn.log 2>&1; echo "stories (drawn groups) rc=$? $(tail -1 $OUT/stories_dyn.log)" | tee -a $S; }

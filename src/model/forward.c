@@ -125,13 +125,18 @@ brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_sc
      * bound the logits scratch. */
     for (int r0 = 0; r0 < b->n_out && st == BRISK_OK; r0 += BRISK_LOGIT_ROWS) {
         const int nr = b->n_out - r0 < BRISK_LOGIT_ROWS ? b->n_out - r0 : BRISK_LOGIT_ROWS;
-        op->get_rows(be, s->x, b->out_rows + r0, nr, D, s->proj);
+        /* rows r0.. of x in order (a decode step: every token's) need no gather: one kernel less
+         * in the chain of every step */
+        bool same = true;
+        for (int i = 0; i < nr && same; i++) same = b->out_rows[r0 + i] == r0 + i;
+        const float *xo = same ? s->x + (size_t)r0 * D : s->proj;
+        if (!same) op->get_rows(be, s->x, b->out_rows + r0, nr, D, s->proj);
         if (op->rmsnorm_matmul) {
             const brisk_tensor *W = &m->w.output;
-            op->rmsnorm_matmul(be, s->proj, m->w.out_norm, c->norm_eps, nr, 1, &W, NULL, &s->logits,
+            op->rmsnorm_matmul(be, xo, m->w.out_norm, c->norm_eps, nr, 1, &W, NULL, &s->logits,
                                false, s->xb);
         } else {
-            op->rmsnorm(be, s->proj, m->w.out_norm, nr, D, c->norm_eps, s->xb);
+            op->rmsnorm(be, xo, m->w.out_norm, nr, D, c->norm_eps, s->xb);
             op->matmul(be, &m->w.output, NULL, s->xb, nr, s->logits);
         }
         if (b->greedy_ids && b->sample) {
