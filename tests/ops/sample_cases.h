@@ -233,6 +233,36 @@ static void sc_check(const float *x, int V, const sc_case *k, int32_t did, float
     }
 }
 
+/* One batch of n rows (at most SC_MAXROWS) through dev twice: both runs must succeed with the
+ * same bits, and each row's token must be one the host sampler explains (sc_check, counted in
+ * st). tag names the batch in messages (V and its kind), names[r] row r's shape. Returns the
+ * failures sc_check does not count. */
+#define SC_MAXROWS 16
+static int sc_batch(sc_device_fn dev, void *ctx, const float *x, int n, int V,
+                    const brisk_sample_params *p, const double *u, const sc_case *k,
+                    const char *const *names, const char *tag, sc_stats *st) {
+    int32_t ids[SC_MAXROWS], ids2[SC_MAXROWS];
+    float lp[SC_MAXROWS], lp2[SC_MAXROWS];
+    const brisk_status a = dev(ctx, x, n, V, p, u, ids, lp);
+    const brisk_status b = dev(ctx, x, n, V, p, u, ids2, lp2);
+    if (a != BRISK_OK || b != BRISK_OK) {
+        fprintf(stderr, "  FAIL %s: the op failed: %s\n", tag, brisk_last_error());
+        return 1;
+    }
+    int failed = 0;
+    if (memcmp(ids, ids2, sizeof *ids * (size_t)n) || memcmp(lp, lp2, sizeof *lp * (size_t)n)) {
+        fprintf(stderr, "  FAIL %s: a rerun gave other bits\n", tag);
+        failed++;
+    }
+    for (int r = 0; r < n; r++) {
+        char what[160];
+        snprintf(what, sizeof what, "%s %s T %g k %d p %g minp %g", tag, names[r], k[r].temp,
+                 k[r].top_k, k[r].top_p, k[r].min_p);
+        sc_check(x + (size_t)r * V, V, &k[r], ids[r], lp[r], what, st);
+    }
+    return failed;
+}
+
 /* Runs `reps` batches per V of SC_NSHAPES rows (one of each shape, each with its own case) through
  * dev twice, checking bit-identical reruns and every token against the host; then a NaN row and
  * a +inf row (the op must fail). Returns the number of failures. */
@@ -245,8 +275,8 @@ static int sc_run(sc_device_fn dev, void *ctx, const int *Vs, int nV, int reps) 
         brisk_sample_params p[SC_NSHAPES];
         sc_case k[SC_NSHAPES];
         double u[SC_NSHAPES];
-        int32_t ids[SC_NSHAPES], ids2[SC_NSHAPES];
-        float lp[SC_NSHAPES], lp2[SC_NSHAPES];
+        int32_t ids[SC_NSHAPES]; /* the failing rows' check below */
+        float lp[SC_NSHAPES];
         const sc_stats before = st;
         for (int rep = 0; rep < reps; rep++) {
             for (int r = 0; r < n; r++) {
@@ -260,23 +290,9 @@ static int sc_run(sc_device_fn dev, void *ctx, const int *Vs, int nV, int reps) 
                 brisk_sampler_destroy(s);
                 u[r] = k[r].u;
             }
-            brisk_status a = dev(ctx, x, n, V, p, u, ids, lp);
-            brisk_status b = dev(ctx, x, n, V, p, u, ids2, lp2);
-            if (a != BRISK_OK || b != BRISK_OK) {
-                fprintf(stderr, "  FAIL V %d: the op failed: %s\n", V, brisk_last_error());
-                failed++;
-                continue;
-            }
-            if (memcmp(ids, ids2, sizeof ids) || memcmp(lp, lp2, sizeof lp)) {
-                fprintf(stderr, "  FAIL V %d: a rerun gave other bits\n", V);
-                failed++;
-            }
-            for (int r = 0; r < n; r++) {
-                char what[96];
-                snprintf(what, sizeof what, "V %d %s T %g k %d p %g minp %g", V, sc_shape_name[r],
-                         k[r].temp, k[r].top_k, k[r].top_p, k[r].min_p);
-                sc_check(x + (size_t)r * V, V, &k[r], ids[r], lp[r], what, &st);
-            }
+            char tag[32];
+            snprintf(tag, sizeof tag, "V %d", V);
+            failed += sc_batch(dev, ctx, x, n, V, p, u, k, sc_shape_name, tag, &st);
         }
         printf("V %-6d %4d rows: %d equal, %d rounding edges, %d failed\n", V,
                st.cases - before.cases, st.equal - before.equal, st.edges - before.edges,
@@ -385,6 +401,7 @@ static const sc_case sc_h_filters[SC_H_NFILTERS] = {
 /* Runs `reps` batches per V of SC_H_NSHAPES rows (row s of batch b under filter (s + b) mod
  * SC_H_NFILTERS: SC_H_NFILTERS batches give every pair) through dev twice, checking bit-identical
  * reruns and every token against the host. Returns the number of failures. */
+_Static_assert(SC_NSHAPES <= SC_MAXROWS && SC_H_NSHAPES <= SC_MAXROWS, "sc_batch's arrays");
 static int sc_run_huge(sc_device_fn dev, void *ctx, const int *Vs, int nV, int reps) {
     sc_stats st = {0, 0, 0, 0, 0.0};
     int failed = 0;
@@ -394,8 +411,6 @@ static int sc_run_huge(sc_device_fn dev, void *ctx, const int *Vs, int nV, int r
         brisk_sample_params p[SC_H_NSHAPES];
         sc_case k[SC_H_NSHAPES];
         double u[SC_H_NSHAPES];
-        int32_t ids[SC_H_NSHAPES], ids2[SC_H_NSHAPES];
-        float lp[SC_H_NSHAPES], lp2[SC_H_NSHAPES];
         const sc_stats before = st;
         for (int rep = 0; rep < reps; rep++) {
             for (int r = 0; r < n; r++) {
@@ -412,24 +427,9 @@ static int sc_run_huge(sc_device_fn dev, void *ctx, const int *Vs, int nV, int r
                 brisk_sampler_destroy(s);
                 u[r] = k[r].u;
             }
-            brisk_status a = dev(ctx, x, n, V, p, u, ids, lp);
-            brisk_status b = dev(ctx, x, n, V, p, u, ids2, lp2);
-            if (a != BRISK_OK || b != BRISK_OK) {
-                fprintf(stderr, "  FAIL V %d huge bins: the op failed: %s\n", V,
-                        brisk_last_error());
-                failed++;
-                continue;
-            }
-            if (memcmp(ids, ids2, sizeof ids) || memcmp(lp, lp2, sizeof lp)) {
-                fprintf(stderr, "  FAIL V %d huge bins: a rerun gave other bits\n", V);
-                failed++;
-            }
-            for (int r = 0; r < n; r++) {
-                char what[128];
-                snprintf(what, sizeof what, "V %d %s T %g k %d p %g minp %g", V, sc_h_name[r],
-                         k[r].temp, k[r].top_k, k[r].top_p, k[r].min_p);
-                sc_check(x + (size_t)r * V, V, &k[r], ids[r], lp[r], what, &st);
-            }
+            char tag[32];
+            snprintf(tag, sizeof tag, "V %d huge bins", V);
+            failed += sc_batch(dev, ctx, x, n, V, p, u, k, sc_h_name, tag, &st);
         }
         printf("V %-6d %4d huge-bin rows: %d equal, %d rounding edges, %d failed\n", V,
                st.cases - before.cases, st.equal - before.equal, st.edges - before.edges,
