@@ -14,7 +14,6 @@
  * exist before capture), or else runs it. The kernels read positions, slots and block tables from
  * device buffers refreshed by begin_step, so one graph serves every decode step of its shape. */
 #include "cuda_state.h"
-#include "cuda_mma.cuh"
 #include "cuda_switches.h"
 
 #include <cublas_v2.h>
@@ -435,44 +434,9 @@ static void log_reset(cu_state *s) {
     s->hash = FNV_BASIS;
 }
 
-/* A one-token step's gate/up (rg: rmsnorm + SwiGLU) and the down projection that reads its
- * output (rd: ADD) on v7, the SwiGLU output passed as halves (s->h16): down stages the same halves
- * from half the bytes (8B: 57 KB a block, all 132 blocks at the release). False: nothing ran (the
- * caller runs both records as usual). */
-static bool exec_swiglu_down(cu_state *s, const op_rec *rg, const op_rec *rd) {
-    if (!cu_v7_h16 || !s->h16 || cu_skip || cu_v8_one || rg->code != OP_MATMUL ||
-        rd->code != OP_MATMUL || rg->n != 1 || rd->n != 1 || rg->epi != CU_EPI_SWIGLU || !rg->p1 ||
-        rd->epi != CU_EPI_ADD || rd->nmat != 1 || rd->p1 || rd->p0 != rg->y[0] ||
-        rg->w[0]->rows > s->max_cols || !cu_gemv_tma_takes(rd->w[0]))
-        return false;
-    cu_gemv_mat g[2], d = {rd->w[0], rd->bias[0], rd->y[0]};
-    for (int i = 0; i < 2; i++) g[i].w = rg->w[i], g[i].bias = rg->bias[i], g[i].y = rg->y[i];
-    cu_pf pf;
-    cudaError_t e =
-        cu_gemv_tma(s->st, g, 2, CU_EPI_SWIGLU, (const float *)rg->p0, 1, (const float *)rg->p1,
-                    rg->eps, cu_gemv_pf(s, rg, &pf) ? &pf : NULL, NULL, s->h16);
-    if (e == cudaErrorNotSupported) return false;
-    if (!cu_chk(s, e, "cuda rmsnorm+matmul (swiglu, halves)")) return true;
-    e = cu_gemv_tma(s->st, &d, 1, CU_EPI_ADD, NULL, 1, NULL, 0.f,
-                    cu_gemv_pf(s, rd, &pf) ? &pf : NULL, s->h16);
-    if (e == cudaErrorNotSupported) { /* never with takes() true; the floats as usual then */
-        exec_rec(s, rg);
-        exec_rec(s, rd);
-        return true;
-    }
-    cu_chk(s, e, "cuda matmul+add (halves)");
-    return true;
-}
-
 /* Runs the logged records now, in order (eagerly, or into a capture). */
 static void exec_log(cu_state *s) {
-    for (int i = 0; i < s->n_log && s->err == BRISK_OK; i++) {
-        if (i + 1 < s->n_log && exec_swiglu_down(s, &s->log[i], &s->log[i + 1])) {
-            i++;
-            continue;
-        }
-        exec_rec(s, &s->log[i]);
-    }
+    for (int i = 0; i < s->n_log && s->err == BRISK_OK; i++) exec_rec(s, &s->log[i]);
 }
 
 /* Runs the record now, or logs it during a graphed step. */
@@ -1052,7 +1016,6 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->d_idx);
         cudaFree(s->part);
         cudaFree(s->count);
-        cudaFree(s->h16);
         if (s->st2) cudaStreamSynchronize(s->st2), cudaStreamDestroy(s->st2);
         for (int b = 0; b < 2; b++) {
             if (s->ev_deq[b]) cudaEventDestroy(s->ev_deq[b]);
@@ -1245,9 +1208,6 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     size_t stage_cap = 0;
     int64_t max_q = 0;
     if (!cu_chk(s, cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking), "cuda stream"))
-        goto err;
-    if (cu_sm90 && init->max_cols > 0 &&
-        !(s->h16 = cu_dalloc(s, (size_t)init->max_cols * 2, "cuda half scratch")))
         goto err;
     if (!blas_chk(s, cublasCreate(&s->blas), "cublasCreate") ||
         !blas_chk(s, cublasSetStream(s->blas, s->st), "cublasSetStream"))

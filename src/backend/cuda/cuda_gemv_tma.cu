@@ -41,9 +41,7 @@ struct p_args {
     int nsl, stages;    /* slices per tile group, ring stages */
     int stage_bytes, gmax;
     const float *x;
-    const __half *x16; /* x as half instead (the previous SwiGLU's y16; no norm), or NULL */
-    __half *y16;       /* SwiGLU: its output as half here instead of floats in m[0].y, or NULL */
-    const float *nw;   /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
+    const float *nw; /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
     float eps;
     int pre;  /* stages issued before the consumers have staged x (< stages: a measuring aid) */
     int l2;   /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
@@ -188,19 +186,11 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     tl_mark(a.tl, TL_WAIT, true);
     const uint64_t tw = a.tl ? gtime() : 0; /* measuring aid: this block's release */
     float rs = 1.f;
-    /* 4 elements of x from c: halves widen exactly, so they stage to the same halves */
-    auto ldx = [&](int c) {
-        if (!a.x16) return __ldg((const float4 *)(a.x + c));
-        const uint2 r = __ldg((const uint2 *)(a.x16 + c));
-        const float2 f0 = __half22float2(*(const __half2 *)&r.x);
-        const float2 f1 = __half22float2(*(const __half2 *)&r.y);
-        return make_float4(f0.x, f0.y, f1.x, f1.y);
-    };
     if (fit) {
         float ss = 0.f;
 #pragma unroll
         for (int u = 0; u < P_XU; u++)
-            if ((tid + u * NT) * 4 < a.K) v[u] = ldx((tid + u * NT) * 4);
+            if ((tid + u * NT) * 4 < a.K) v[u] = __ldg((const float4 *)(a.x + (tid + u * NT) * 4));
         if (a.nw) {
 #pragma unroll
             for (int u = 0; u < P_XU; u++)
@@ -218,7 +208,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             for (int u = 0; u < P_XU; u++) {
                 const int c = c0 + u * NT * 4;
                 if (c < a.K) {
-                    v[u] = ldx(c);
+                    v[u] = __ldg((const float4 *)(a.x + c));
                     if (a.nw) w[u] = __ldg((const float4 *)(a.nw + c));
                 }
             }
@@ -326,13 +316,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             const int row = tile * 16 + g + 8 * wid;
             if (t == 0 && row < M.rows) {
                 float *y = M.y + row;
-                if constexpr (EPI == CU_EPI_SWIGLU) {
-                    const float h = v[0] / (1.0f + expf(-v[0])) * v[NTL - 1];
-                    if (a.y16)
-                        a.y16[row] = __float2half_rn(h);
-                    else
-                        *y = h;
-                } else if constexpr (EPI == CU_EPI_ADD)
+                if constexpr (EPI == CU_EPI_SWIGLU)
+                    *y = v[0] / (1.0f + expf(-v[0])) * v[NTL - 1];
+                else if constexpr (EPI == CU_EPI_ADD)
                     *y = yo + v[0];
                 else
                     *y = v[0] + yo;
@@ -390,15 +376,11 @@ bool cu_gemv_tma_takes(const cu_weight *w) {
 }
 
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                        int n, const float *nw, float eps, const cu_pf *pf, const void *x16,
-                        void *y16) {
+                        int n, const float *nw, float eps, const cu_pf *pf) {
     const int ntl = epi == CU_EPI_SWIGLU ? 2 : 1;
     const cu_weight *w0 = m[0].w;
-    if (n != 1 || !cu_gemv_tma_takes(w0) ||
-        (x16 ? ((uintptr_t)x16 & 7) || nw : (uintptr_t)x & 15) || (y16 && epi != CU_EPI_SWIGLU))
-        return cudaErrorNotSupported;
+    if (n != 1 || !cu_gemv_tma_takes(w0) || ((uintptr_t)x & 15)) return cudaErrorNotSupported;
     p_args a = {};
-    a.x16 = (const __half *)x16, a.y16 = (__half *)y16;
     a.nmat = ntl == 2 ? 1 : nmat;
     a.K = (int)w0->cols, a.nch = a.K / 64, a.x = x, a.nw = nw, a.eps = eps;
     if (nw && ((uintptr_t)nw & 15)) return cudaErrorNotSupported;

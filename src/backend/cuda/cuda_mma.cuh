@@ -204,13 +204,10 @@ __device__ __forceinline__ void ld_pair2(const typename sb_raw<ST>::T *p, typena
 /* The persistent bulk-copy GEMV (cuda_gemv_tma.cu) for one-token steps over fast == 2 weights
  * (cu_gemv_v7, on unless env BRISK_CUDA_GEMV=4): cudaErrorNotSupported (nothing launched) when
  * off or the shape has no such launch; the caller then uses v4. nw: the RMSNorm of x (weight nw,
- * eps) folded into its staging of x. x16: x as halves instead (8-byte aligned, no norm); y16:
- * SwiGLU's output as halves there instead of floats in m[0].y (the pair a one-token step's
- * gate/up and down make: the halves down stages either way, bit for bit, in half the bytes). */
+ * eps) folded into its staging of x. */
 extern int cu_gemv_v7;
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                        int n, const float *nw = NULL, float eps = 0.f, const cu_pf *pf = NULL,
-                        const void *x16 = NULL, void *y16 = NULL);
+                        int n, const float *nw = NULL, float eps = 0.f, const cu_pf *pf = NULL);
 /* Whether v7 takes one-token matmuls of weight w (its shape and the loaded code). */
 bool cu_gemv_tma_takes(const cu_weight *w);
 

@@ -112,8 +112,6 @@ typedef struct cu_state {
     unsigned long long *ctr;
     int *ctr_idx;
     int ctr_idx_cap;
-    /* a one-token step's SwiGLU output as halves for the down GEMV (exec_log; max_cols halves) */
-    void *h16;
     /* first failure of an op (ops return void); end_step reports it */
     brisk_status err;
     char errmsg[200];

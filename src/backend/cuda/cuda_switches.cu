@@ -20,7 +20,6 @@ int cu_batch_prefill = 0;
 int cu_attn_min_tiles = 1;
 int cu_v8_one = 0;
 int cu_v7_dyn = 0;
-int cu_v7_h16 = 1;
 int cu_graph_max_t = 64;
 int cu_attn_pf = 0, cu_attn_pf_auto = 1, cu_v7_pf = 0, cu_v7_pf_auto = 1, cu_v7_opf = 0;
 
@@ -82,8 +81,6 @@ void cu_switches_read(void) {
     cu_v7_pf_auto = !e;
     e = getenv("BRISK_CUDA_V7_OPF"); /* MB of the MLP the o GEMV prefetches (tuning) */
     cu_v7_opf = e ? atoi(e) : 0;
-    e = getenv("BRISK_CUDA_V7_H16");
-    cu_v7_h16 = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_V7_DYN");
     if (e) cu_v7_dyn = atoi(e);
     cu_tl_init();

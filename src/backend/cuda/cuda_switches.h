@@ -23,9 +23,6 @@ extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B
  * counter (env BRISK_CUDA_V7_DYN=1; 2: SwiGLU's only; default 0: round-robin). A/B only: it
  * shrinks 8B gate+up's finish spread but not the step reliably (bench/cuda-notes.md round 11). */
 extern int cu_v7_dyn;
-/* A one-token step's SwiGLU output handed to down as halves (exec_log; env BRISK_CUDA_V7_H16=0:
- * floats, A/B) */
-extern int cu_v7_h16;
 /* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
  * for A/B). */
 extern int cu_graph_max_t;
