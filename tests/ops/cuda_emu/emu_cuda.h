@@ -26,9 +26,9 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-/* every __shared__ variable in one section, which emu_run fills with random bytes before each
- * block (a GPU's shared memory holds whatever ran there before): a read of shared memory no
- * thread of the block wrote gives a wrong or changing result */
+/* every __shared__ variable in one section (a function template's too: emu_shared.ld), which
+ * emu_run fills with random bytes before each block (a GPU's shared memory holds whatever ran there
+ * before): a read of shared memory no thread of the block wrote gives a wrong or changing result */
 #define __shared__ static __attribute__((section("emu_shared")))
 #define __launch_bounds__(...)
 #define __grid_constant__

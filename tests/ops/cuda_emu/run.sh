@@ -23,6 +23,7 @@ set -e
 B=${EMU_BUILD:-build-emu}; mkdir -p $B
 E=tests/ops/cuda_emu
 CXXFLAGS="-std=c++17 -O2 -g -Wall -Wextra -Werror -Wno-unused-function -ffp-contract=off"
+LD="-Wl,-T,$E/emu_shared.ld" # the __shared__ section, with the function templates' (emu_shared.ld)
 g++ $CXXFLAGS -I$E -Iinclude -Isrc -c -o $B/emu_cuda.o $E/emu_cuda.cpp
 if [ "$1" = gemv ]; then
   shift
@@ -36,7 +37,7 @@ if [ "$1" = gemv ]; then
   # the kernels pun types through pointers (as CUDA code does) and carry #pragma unroll
   GF="$CXXFLAGS -fno-strict-aliasing -Wno-unknown-pragmas -I$E -I$B -Iinclude -Isrc"
   g++ $GF -c -o $B/cuda_gemv_tma_emu.o $B/cuda_gemv_tma_emu.cpp
-  g++ $GF -o $B/test_gemv_emu $E/test_gemv_emu.cpp $B/cuda_gemv_tma_emu.o $B/emu_cuda.o -lm
+  g++ $GF -o $B/test_gemv_emu $E/test_gemv_emu.cpp $B/cuda_gemv_tma_emu.o $B/emu_cuda.o -lm $LD
   for n in ${EMU_SMS:-7 1 3}; do
     echo "-- $n SMs"
     EMU_SMS=$n $B/test_gemv_emu "$@"
@@ -47,5 +48,5 @@ cp src/backend/cuda/cuda_sample.cu $B/cuda_sample_emu.cpp
 g++ $CXXFLAGS -I$E -I$B -Iinclude -Isrc -c -o $B/emu_sample.o $E/emu_sample.cpp
 gcc -std=c11 -O2 -g -Wall -Wextra -Wshadow -Werror -D_GNU_SOURCE -Iinclude -Isrc -Itests/ops \
   -o $B/test_sample_emu $E/test_sample_emu.c src/engine/sampler.c src/util/vmath.c \
-  src/util/error.c $B/emu_cuda.o $B/emu_sample.o -lstdc++ -lm
+  src/util/error.c $B/emu_cuda.o $B/emu_sample.o -lstdc++ -lm $LD
 $B/test_sample_emu "$@"
