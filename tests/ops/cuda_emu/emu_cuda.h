@@ -138,17 +138,24 @@ struct emu_syncwarp {
 };
 static inline void __threadfence(void) {}
 
-template <typename T> static inline T emu_exchange(T v, int src_lane, int line, unsigned mask) {
+/* A warp collective: this lane publishes word b; once every lane of the warp has, f reads the
+ * warp's 32 words (w[lane]); the second wait keeps the slots until every lane has read them. */
+template <class F> static inline auto emu_warp_op(int line, unsigned mask, uint64_t b, F f) {
     uint64_t *s = emu_slots();
-    const unsigned base = threadIdx.x & ~31u;
-    uint64_t b = 0;
-    memcpy(&b, &v, sizeof v);
     s[threadIdx.x] = b;
     emu_wait(EMU_WARP, line, mask);
-    T r;
-    memcpy(&r, &s[base + (unsigned)src_lane], sizeof r);
+    const auto r = f(s + (threadIdx.x & ~31u));
     emu_wait(EMU_WARP, line, mask);
     return r;
+}
+template <typename T> static inline T emu_exchange(T v, int src_lane, int line, unsigned mask) {
+    uint64_t b = 0;
+    memcpy(&b, &v, sizeof v);
+    return emu_warp_op(line, mask, b, [&](const uint64_t *w) {
+        T r;
+        memcpy(&r, &w[src_lane], sizeof r);
+        return r;
+    });
 }
 template <typename T> static inline T emu_shfl_xor(int line, unsigned mask, T v, int o) {
     return emu_exchange(v, (int)(threadIdx.x & 31) ^ o, line, mask);
@@ -161,28 +168,22 @@ template <typename T> static inline T emu_shfl(int line, unsigned mask, T v, int
     return emu_exchange(v, src, line, mask);
 }
 static inline unsigned emu_ballot(int line, unsigned mask, int p) {
-    uint64_t *s = emu_slots();
-    const unsigned base = threadIdx.x & ~31u;
-    s[threadIdx.x] = p != 0;
-    emu_wait(EMU_WARP, line, mask);
-    unsigned r = 0;
-    for (unsigned l = 0; l < 32; l++) r |= (unsigned)s[base + l] << l;
-    emu_wait(EMU_WARP, line, mask);
-    return r;
+    return emu_warp_op(line, mask, p != 0, [](const uint64_t *w) {
+        unsigned r = 0;
+        for (unsigned l = 0; l < 32; l++) r |= (unsigned)w[l] << l;
+        return r;
+    });
 }
 /* The lanes whose v equals this lane's (32- or 64-bit v). */
 template <typename T> static inline unsigned emu_match_any(int line, unsigned mask, T v) {
     static_assert(sizeof(T) == 4 || sizeof(T) == 8, "a 32- or 64-bit value");
-    uint64_t *s = emu_slots();
-    const unsigned base = threadIdx.x & ~31u;
     uint64_t b = 0;
     memcpy(&b, &v, sizeof v);
-    s[threadIdx.x] = b;
-    emu_wait(EMU_WARP, line, mask);
-    unsigned r = 0;
-    for (unsigned l = 0; l < 32; l++) r |= (unsigned)(s[base + l] == b) << l;
-    emu_wait(EMU_WARP, line, mask);
-    return r;
+    return emu_warp_op(line, mask, b, [&](const uint64_t *w) {
+        unsigned r = 0;
+        for (unsigned l = 0; l < 32; l++) r |= (unsigned)(w[l] == b) << l;
+        return r;
+    });
 }
 static inline int __ffs(unsigned x) {
     return x ? __builtin_ctz(x) + 1 : 0;
