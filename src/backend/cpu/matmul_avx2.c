@@ -102,7 +102,7 @@ INLINE __m256i qstep(const uint8_t *w, const int16_t *x, int bits) {
 /* The f32 scale of a 32-byte step: G = 32 puts two groups in one 4-bit chunk, one per lane. */
 INLINE __m256 step_scale(const float *sd, int64_t i, int G, int bits) {
     if (bits == 4 && G == 32) {
-        const __m128 pair = _mm_castpd_ps(_mm_load_sd((const double *)(sd + 2 * i)));
+        const __m128 pair = load_pair(sd + 2 * i);
         return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(pair),
                                         _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
     }

@@ -66,7 +66,7 @@ INLINE __m512 step_scale512(const float *sd, int64_t g, int gs) {
     if (gs == 2)
         return _mm512_permutexvar_ps(
             _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-            _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(sd + g)))));
+            _mm512_castps128_ps512(load_pair(sd + g)));
     return _mm512_set1_ps(sd[g]);
 }
 
@@ -110,11 +110,9 @@ INLINE void qrows512(const uint8_t *w, int64_t rb, const float *sd, int64_t ng, 
         for (int k = 0; k < R; k++) {
             const float *sk = sd + k * ng + g;
             const __m256 sc =
-                G == 32
-                    ? _mm256_permutevar8x32_ps(
-                          _mm256_castps128_ps256(_mm_castpd_ps(_mm_load_sd((const double *)sk))),
-                          _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1))
-                    : _mm256_broadcast_ss(sk);
+                G == 32 ? _mm256_permutevar8x32_ps(_mm256_castps128_ps256(load_pair(sk)),
+                                                   _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1))
+                        : _mm256_broadcast_ss(sk);
             out[k] = _mm256_fmadd_ps(
                 _mm256_cvtepi32_ps(q4_tail(w + k * rb + steps * 64, q + steps * V)), sc, out[k]);
         }

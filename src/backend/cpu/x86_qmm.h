@@ -22,6 +22,13 @@ void brisk_cpu_to_f16_avx2(const float *x, int64_t n, uint16_t *out);
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* Two consecutive floats (4-byte aligned) in the low half of a vector: one 8-byte load through the
+ * unaligned-safe movq form (_mm_load_sd of a cast pointer is a misaligned double load, undefined
+ * behaviour that UBSan reports whenever a scale pair starts off an 8-byte boundary). */
+INLINE __m128 load_pair(const float *p) {
+    return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p));
+}
+
 INLINE float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
