@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libcjson-dev libpcre2-dev libutf8proc-dev
       libmicrohttpd-dev libcurl4-openssl-dev clang libclang-rt-14-dev python3
-      gcc-aarch64-linux-gnu qemu-user clang-format git)
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang-format git)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
