@@ -398,10 +398,12 @@ static const sc_case sc_h_filters[SC_H_NFILTERS] = {
     {1.0f, 0.9999f, 0.0f, 0, 0.0},  {0.7f, 0.999f, 0.3f, 7000, 0.0},
     {1.0f, 0.1f, 0.05f, 0, 0.0}};
 
+/* both row families fit sc_batch's arrays */
+_Static_assert(SC_NSHAPES <= SC_MAXROWS && SC_H_NSHAPES <= SC_MAXROWS, "sc_batch's arrays");
+
 /* Runs `reps` batches per V of SC_H_NSHAPES rows (row s of batch b under filter (s + b) mod
  * SC_H_NFILTERS: SC_H_NFILTERS batches give every pair) through dev twice, checking bit-identical
  * reruns and every token against the host. Returns the number of failures. */
-_Static_assert(SC_NSHAPES <= SC_MAXROWS && SC_H_NSHAPES <= SC_MAXROWS, "sc_batch's arrays");
 static int sc_run_huge(sc_device_fn dev, void *ctx, const int *Vs, int nV, int reps) {
     sc_stats st = {0, 0, 0, 0, 0.0};
     int failed = 0;
