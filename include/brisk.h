@@ -174,6 +174,35 @@ BRISK_API brisk_status brisk_context_eval_sample(brisk_context *ctx, int seq, co
                                                  int n_tokens, brisk_sampler *s, int32_t *next,
                                                  float *logprob);
 
+/* Pipelined decoding of one sequence: each step is queued before the host has the token the step
+ * before it picks, so on a GPU the host's work for a step, and the copy of the token back, hide
+ * behind the card's work on the step before (brisk_generate decodes this way whenever the
+ * sampler allows).
+ *
+ * brisk_context_decode_launch appends `*token` to sequence `seq` and queues the step that picks
+ * the token after it with sampler s, which must be greedy or a chain of temperature, top-k,
+ * top-p and min-p only (no logit bias, no penalties: those need each token before the next step
+ * starts); a drawing chain takes its uniform from s's generator now. token NULL: the token the
+ * newest uncollected launch of `seq` picks (it never crosses to the host first). At most two
+ * launches are uncollected at a time, all of one sequence; meanwhile the context takes only
+ * launches, collects and drops (other calls fail with BRISK_ERR_INVALID_ARG). The sequence holds
+ * a launched token at once. On a backend without pipelined steps the step runs inside the call.
+ * Errors as brisk_context_eval_sample; after an error nothing was queued, the sequence is
+ * unchanged and s's generator has not moved. */
+BRISK_API brisk_status brisk_context_decode_launch(brisk_context *ctx, int seq,
+                                                   const int32_t *token, brisk_sampler *s);
+
+/* Waits for the oldest uncollected launch: *next is the token it picked (not accepted: call
+ * brisk_sampler_accept) and *logprob, when not NULL, its log-probability as
+ * brisk_context_eval_sample reports it. BRISK_ERR_BACKEND when its logits held NaN (or, when
+ * drawing, +inf or only -inf): that launch and every later one are then dropped. */
+BRISK_API brisk_status brisk_context_decode_collect(brisk_context *ctx, int32_t *next,
+                                                    float *logprob);
+
+/* Waits for every uncollected launch and drops it: the sequence ends before the first one's
+ * token (a stop seen one step late leaves nothing behind). No-op when none is uncollected. */
+BRISK_API void brisk_context_decode_drop(brisk_context *ctx);
+
 /* One decode step for several sequences at once (continuous batching): tokens[i] is appended to
  * sequence seqs[i] (all distinct), all in one forward pass; when logits is not NULL it receives
  * each sequence's next-token logits, row i for seqs[i], [n, n_vocab]. n <= n_batch.
@@ -242,6 +271,10 @@ BRISK_API void brisk_sampler_reset(brisk_sampler *s, uint64_t seed);
 /* True when brisk_sampler_sample reduces to the argmax of the raw logits (temperature 0, no logit
  * bias, no penalties): the caller may then use brisk_context_eval_greedy. */
 BRISK_API bool brisk_sampler_is_greedy(const brisk_sampler *s);
+
+/* True when brisk_context_decode_launch takes s: greedy, or a chain of temperature, top-k, top-p
+ * and min-p without logit bias or penalties. */
+BRISK_API bool brisk_sampler_can_pipeline(const brisk_sampler *s);
 
 /* Picks the next token from logits[n_vocab] (modified in place). *logprob, when not NULL,
  * receives the log-probability of the token under the penalised distribution at temperature 1.

@@ -92,7 +92,11 @@ typedef struct brisk_backend_ops {
     void (*destroy)(brisk_backend *be);
     void *(*alloc)(brisk_backend *be, size_t bytes); /* zeroed; NULL when out of memory */
     void (*free)(brisk_backend *be, void *p);
-    /* Starts a step over these index arrays (tokens, positions, slots, block tables). */
+    /* Starts a step over these index arrays (tokens, positions, slots, block tables). tokens NULL
+     * (only for a backend with end_step_launch): token i is the id the previous step's
+     * end_step_argmax, end_step_sample or end_step_launch chose for its row i, still where it was
+     * chosen (the step after a launched one starts before the host knows that id); the step then
+     * has as many tokens as that one had rows, and embed() gets ids NULL. */
     brisk_status (*begin_step)(brisk_backend *be, const int32_t *tokens, const brisk_attn_batch *b,
                                int max_blocks_per_seq, int n_seqs);
     /* Ends a step: copies n rows of logits [n, V] from backend memory to host `out`. */
@@ -165,6 +169,16 @@ typedef struct brisk_backend_ops {
     brisk_status (*end_step_sample)(brisk_backend *be, const float *logits, int n, int V,
                                     const brisk_sample_params *p, const double *u, int32_t *ids,
                                     float *lp);
+    /* Optional pipelined steps (NULL on a backend whose steps finish inside their calls). Ends a
+     * step like end_step_sample (p and u not NULL) or end_step_argmax (p NULL), but returns once
+     * the step is queued: step_collect waits for it and returns its ids and log-probabilities.
+     * At most two launched steps are uncollected at a time, and while any is, the only other
+     * calls are begin_step and the ops of the next step (which may end with another launch). */
+    brisk_status (*end_step_launch)(brisk_backend *be, const float *logits, int n, int V,
+                                    const brisk_sample_params *p, const double *u);
+    /* Waits for the oldest uncollected launched step of n rows: its results as end_step_argmax or
+     * end_step_sample returns them (with their errors). */
+    brisk_status (*step_collect)(brisk_backend *be, int n, int32_t *ids, float *lp);
 } brisk_backend_ops;
 
 struct brisk_backend {

@@ -9,6 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A launched decode step not yet collected (brisk_context_decode_launch). Without pipelined
+ * steps in the backend it ran inside the launch: its result (or error) waits here. */
+#define MAX_LAUNCHED 2
+typedef struct launched {
+    int seq, pos; /* the token it appended sits at pos */
+    bool queued;  /* on the backend (end_step_launch), else run inside the launch */
+    int32_t id;
+    float lp;
+    brisk_status st;
+    char err[256];
+} launched;
+
 typedef struct seq_state {
     int32_t *blocks; /* [max_blocks] block ids; the first ceil(len/block_size) are valid */
     int len;         /* tokens held */
@@ -28,7 +40,22 @@ struct brisk_context {
     const int32_t **tables;                   /* [n_seq_max] */
     float *greedy_logits; /* [BRISK_LOGIT_ROWS, n_vocab] host rows when the backend cannot argmax
                              or sample, or the sampler's chain cannot run on it */
+    launched fl[MAX_LAUNCHED]; /* uncollected launches, oldest first */
+    int n_fl;
 };
+
+static void drop_launched(brisk_context *ctx, int k0);
+
+/* While launched steps are uncollected the context takes nothing else (a step outside the
+ * pipeline would end, and a truncation free, what they still compute on). */
+static brisk_status idle(const brisk_context *ctx, const char *fn) {
+    if (ctx && ctx->n_fl > 0)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "%s: %d launched decode step(s) are not collected (collect or drop "
+                            "them first)",
+                            fn, ctx->n_fl);
+    return BRISK_OK;
+}
 
 brisk_context_params brisk_context_default_params(void) {
     brisk_context_params p = {
@@ -39,6 +66,7 @@ brisk_context_params brisk_context_default_params(void) {
 void brisk_context_destroy(brisk_context *ctx) {
     if (!ctx) return;
     brisk_backend *be = ctx->be;
+    if (be) drop_launched(ctx, 0);
     for (int l = 0; be && ctx->kcache && l < ctx->model->cfg.n_layer; l++) {
         if (ctx->kcache[l]) be->ops->free(be, ctx->kcache[l]);
         if (ctx->vcache[l]) be->ops->free(be, ctx->vcache[l]);
@@ -147,30 +175,42 @@ static int blocks_for(const brisk_context *ctx, int len) {
     return (len + ctx->p.kv_block - 1) / ctx->p.kv_block;
 }
 
+static void truncate_to(brisk_context *ctx, seq_state *s, int keep) {
+    for (int b = blocks_for(ctx, keep); b < blocks_for(ctx, s->len); b++)
+        brisk_kv_unref(&ctx->pool, s->blocks[b]);
+    s->len = keep;
+}
+
 brisk_status brisk_context_seq_truncate(brisk_context *ctx, int seq, int keep) {
     if (!ctx || seq < 0 || seq >= ctx->p.n_seq_max)
         return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_seq_truncate: no sequence %d",
                             seq);
+    brisk_status st = idle(ctx, "brisk_context_seq_truncate");
+    if (st != BRISK_OK) return st;
     seq_state *s = &ctx->seqs[seq];
     if (keep < 0 || keep > s->len)
         return brisk_errorf(BRISK_ERR_INVALID_ARG,
                             "brisk_context_seq_truncate: keep %d is outside [0, %d]", keep, s->len);
-    for (int b = blocks_for(ctx, keep); b < blocks_for(ctx, s->len); b++)
-        brisk_kv_unref(&ctx->pool, s->blocks[b]);
-    s->len = keep;
+    truncate_to(ctx, s, keep);
     return BRISK_OK;
 }
 
+/* launch: a one-token step queued on the backend (end_step_launch); tokens NULL then means the
+ * id the previous step chose (begin_step). */
 static brisk_status eval(brisk_context *ctx, int seq, const int32_t *tokens, int n_tokens,
                          float *logits, bool last_only, int32_t *greedy_id, float *greedy_lp,
-                         const brisk_sample_params *sample, const double *sample_u) {
+                         const brisk_sample_params *sample, const double *sample_u, bool launch) {
     if (!ctx || seq < 0 || seq >= ctx->p.n_seq_max)
         return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_eval: no sequence %d", seq);
-    if (n_tokens <= 0 || !tokens)
+    if (n_tokens <= 0 || (!tokens && !launch))
         return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_eval: no tokens given");
+    if (!launch) {
+        brisk_status st = idle(ctx, "brisk_context_eval");
+        if (st != BRISK_OK) return st;
+    }
     const brisk_config *c = &ctx->model->cfg;
     seq_state *s = &ctx->seqs[seq];
-    for (int i = 0; i < n_tokens; i++)
+    for (int i = 0; tokens && i < n_tokens; i++)
         if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
             return brisk_errorf(
                 BRISK_ERR_INVALID_ARG,
@@ -214,7 +254,7 @@ static brisk_status eval(brisk_context *ctx, int seq, const int32_t *tokens, int
             dst = logits ? logits : ctx->greedy_logits;
         }
         brisk_fwd_batch fb = {
-            .tokens = tokens + start,
+            .tokens = tokens ? tokens + start : NULL,
             .attn = {.n_tokens = T,
                      .pos = ctx->pos,
                      .seq = ctx->seq_ids,
@@ -228,6 +268,7 @@ static brisk_status eval(brisk_context *ctx, int seq, const int32_t *tokens, int
             .greedy_lp = n_out ? greedy_lp : NULL,
             .sample = sample,
             .sample_u = sample_u,
+            .launch = launch,
         };
         brisk_status st = brisk_forward(ctx->model, ctx->be, &ctx->scratch, ctx->kcache,
                                         ctx->vcache, &fb, ctx->max_blocks, ctx->p.n_seq_max, dst);
@@ -243,7 +284,7 @@ static brisk_status eval(brisk_context *ctx, int seq, const int32_t *tokens, int
 
 brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *tokens, int n_tokens,
                                 float *logits, bool last_only) {
-    return eval(ctx, seq, tokens, n_tokens, logits, last_only, NULL, NULL, NULL, NULL);
+    return eval(ctx, seq, tokens, n_tokens, logits, last_only, NULL, NULL, NULL, NULL, false);
 }
 
 /* The host buffer for a last row of logits that stays on the host (greedy without a device
@@ -264,7 +305,7 @@ brisk_status brisk_context_eval_greedy(brisk_context *ctx, int seq, const int32_
         if (st != BRISK_OK) return st;
     }
     float lp = 0;
-    brisk_status st = eval(ctx, seq, tokens, n_tokens, NULL, true, next, &lp, NULL, NULL);
+    brisk_status st = eval(ctx, seq, tokens, n_tokens, NULL, true, next, &lp, NULL, NULL, false);
     if (st == BRISK_OK && logprob) *logprob = lp;
     return st;
 }
@@ -288,13 +329,15 @@ brisk_status brisk_context_eval_sample(brisk_context *ctx, int seq, const int32_
     if (ctx && ctx->be->ops->end_step_sample && brisk_sampler_device_params(s, &sp)) {
         /* drawn where the logits are; the generator moves only when a token came back */
         const double u = brisk_sampler_peek_uniform(s);
-        st = eval(ctx, seq, tokens, n_tokens, NULL, true, next, &lp, &sp, &u);
+        st = eval(ctx, seq, tokens, n_tokens, NULL, true, next, &lp, &sp, &u, false);
         if (st != BRISK_OK) return st;
         brisk_sampler_skip_uniform(s);
     } else {
-        if (!ctx) return eval(ctx, seq, tokens, n_tokens, NULL, true, NULL, NULL, NULL, NULL);
+        if (!ctx)
+            return eval(ctx, seq, tokens, n_tokens, NULL, true, NULL, NULL, NULL, NULL, false);
         if ((st = host_rows(ctx, "brisk_context_eval_sample")) != BRISK_OK) return st;
-        st = eval(ctx, seq, tokens, n_tokens, ctx->greedy_logits, true, NULL, NULL, NULL, NULL);
+        st = eval(ctx, seq, tokens, n_tokens, ctx->greedy_logits, true, NULL, NULL, NULL, NULL,
+                  false);
         if (st != BRISK_OK) return st;
         st = brisk_sampler_sample(s, ctx->greedy_logits, next, &lp);
         if (st != BRISK_OK) { /* the model's logits, not the caller's input, were bad */
@@ -307,12 +350,141 @@ brisk_status brisk_context_eval_sample(brisk_context *ctx, int seq, const int32_
     return BRISK_OK;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Pipelined decoding: a launch appends its token and queues the step; the backend's
+ * end_step_launch/step_collect pair keeps it on the device, otherwise it runs in the launch.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Can the backend queue a step choosing with this sampler? */
+static bool queues(const brisk_context *ctx, bool greedy) {
+    const brisk_backend_ops *op = ctx->be->ops;
+    return op->end_step_launch && op->step_collect && (greedy || op->end_step_sample);
+}
+
+/* Waits for the uncollected launches from index k0 on (their results go unread) and ends the
+ * sequence before the first launch's token. */
+static void drop_launched(brisk_context *ctx, int k0) {
+    if (ctx->n_fl == 0) return;
+    for (int k = k0; k < ctx->n_fl; k++) {
+        int32_t id;
+        float lp;
+        if (ctx->fl[k].queued) (void)ctx->be->ops->step_collect(ctx->be, 1, &id, &lp);
+    }
+    seq_state *s = &ctx->seqs[ctx->fl[0].seq];
+    if (ctx->fl[0].pos < s->len) truncate_to(ctx, s, ctx->fl[0].pos);
+    ctx->n_fl = 0;
+}
+
+brisk_status brisk_context_decode_launch(brisk_context *ctx, int seq, const int32_t *token,
+                                         brisk_sampler *smp) {
+    const char *fn = "brisk_context_decode_launch";
+    if (!ctx || !smp)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: the context and the sampler must be set",
+                            fn);
+    if (seq < 0 || seq >= ctx->p.n_seq_max)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: no sequence %d", fn, seq);
+    if (brisk_sampler_n_vocab(smp) != ctx->model->cfg.n_vocab)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "%s: the sampler is for %d tokens, the model has %d", fn,
+                            brisk_sampler_n_vocab(smp), ctx->model->cfg.n_vocab);
+    if (ctx->n_fl == MAX_LAUNCHED)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "%s: %d launched steps are not collected (the most there can be)", fn,
+                            MAX_LAUNCHED);
+    if (ctx->n_fl > 0 && ctx->fl[0].seq != seq)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "%s: launched steps of sequence %d are not collected (one sequence "
+                            "at a time)",
+                            fn, ctx->fl[0].seq);
+    if (!token && ctx->n_fl == 0)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "%s: no token given and no uncollected launch to take it from", fn);
+    const bool greedy = brisk_sampler_is_greedy(smp);
+    brisk_sample_params sp;
+    if (!greedy && !brisk_sampler_device_params(smp, &sp))
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "%s: the sampler has a logit bias or penalties, which need each token "
+                            "before the next step starts (use brisk_context_eval_sample)",
+                            fn);
+    const launched *P = ctx->n_fl ? &ctx->fl[ctx->n_fl - 1] : NULL;
+    const bool queue = queues(ctx, greedy);
+    if (!token && P->queued && !queue)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "%s: this sampler's chain runs on the host, which does not have the "
+                            "token of the launch before (collect it first)",
+                            fn);
+    if (!token && !P->queued && P->st == BRISK_OK) token = &P->id; /* known here */
+    launched *L = &ctx->fl[ctx->n_fl];
+    memset(L, 0, sizeof *L);
+    L->seq = seq, L->pos = ctx->seqs[seq].len, L->queued = queue;
+    if (queue) {
+        const double u = greedy ? 0.0 : brisk_sampler_peek_uniform(smp);
+        int32_t id; /* written by the collect, not here */
+        float lp;
+        brisk_status st = eval(ctx, seq, token, 1, NULL, true, &id, &lp, greedy ? NULL : &sp,
+                               greedy ? NULL : &u, true);
+        if (st != BRISK_OK) return st; /* nothing queued, the sequence unchanged */
+        if (!greedy) brisk_sampler_skip_uniform(smp);
+        ctx->n_fl++;
+        return BRISK_OK;
+    }
+    /* No pipelined steps: the step runs now and its result waits for the collect. */
+    if (!token) { /* P failed inside its launch: this one's input never existed */
+        L->st = P->st;
+        snprintf(L->err, sizeof L->err, "%s", P->err);
+    } else {
+        const int32_t t = *token;
+        const int n_fl = ctx->n_fl;
+        ctx->n_fl = 0; /* nothing of the earlier launches is still computing */
+        brisk_status st = brisk_context_eval_sample(ctx, seq, &t, 1, smp, &L->id, &L->lp);
+        ctx->n_fl = n_fl;
+        if (st == BRISK_ERR_BACKEND) { /* reported by the collect, as a pipelined step's is */
+            L->st = st;
+            snprintf(L->err, sizeof L->err, "%s", brisk_last_error());
+            if (!greedy) brisk_sampler_skip_uniform(smp);
+        } else if (st != BRISK_OK) {
+            return st;
+        }
+    }
+    ctx->n_fl++;
+    return BRISK_OK;
+}
+
+brisk_status brisk_context_decode_collect(brisk_context *ctx, int32_t *next, float *logprob) {
+    if (!ctx || !next)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_context_decode_collect: the context and next must be set");
+    if (ctx->n_fl == 0)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "brisk_context_decode_collect: no launched decode step to collect");
+    launched *L = &ctx->fl[0];
+    brisk_status st = L->st;
+    char err[256];
+    if (L->queued) st = ctx->be->ops->step_collect(ctx->be, 1, &L->id, &L->lp);
+    if (st != BRISK_OK) {
+        snprintf(err, sizeof err, "%s", L->queued ? brisk_last_error() : L->err);
+        drop_launched(ctx, 1); /* the later ones started from this one's token */
+        return brisk_errorf(st, "brisk_context_decode_collect: %s", err);
+    }
+    *next = L->id;
+    if (logprob) *logprob = L->lp;
+    memmove(ctx->fl, ctx->fl + 1, (size_t)(ctx->n_fl - 1) * sizeof *ctx->fl);
+    ctx->n_fl--;
+    return BRISK_OK;
+}
+
+void brisk_context_decode_drop(brisk_context *ctx) {
+    if (ctx) drop_launched(ctx, 0);
+}
+
 brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, const int32_t *tokens,
                                         int n, float *logits) {
     if (!ctx || !seqs || !tokens || n <= 0 || n > ctx->p.n_batch)
         return brisk_errorf(BRISK_ERR_INVALID_ARG,
                             "brisk_context_decode_batch: need 1..%d sequences with a token each",
                             ctx ? ctx->p.n_batch : 0);
+    brisk_status ist = idle(ctx, "brisk_context_decode_batch");
+    if (ist != BRISK_OK) return ist;
     const brisk_config *c = &ctx->model->cfg;
     for (int i = 0; i < n; i++) {
         if (seqs[i] < 0 || seqs[i] >= ctx->p.n_seq_max)

@@ -104,6 +104,17 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
     }
     double t1 = now_s();
     stats->prompt_seconds = t1 - t0;
+    /* Pipelined when the sampler allows (no bias or penalties, which need each token first): the
+     * step for a token is launched before the host has that token, fed from the step before on
+     * the device, so the host's work here runs while the card computes. `ahead`: the step for
+     * `next` is launched. A step launched for a token that then stops is dropped at the end. */
+    const bool pipe = st == BRISK_OK && brisk_sampler_can_pipeline(sampler);
+    bool ahead = false;
+    if (pipe && (p.max_tokens < 0 || 1 < p.max_tokens) &&
+        brisk_context_seq_len(ctx, seq) < brisk_context_n_ctx(ctx)) {
+        st = brisk_context_decode_launch(ctx, seq, &next, sampler);
+        ahead = st == BRISK_OK;
+    }
     int32_t token = -1;
     for (int step = 0; st == BRISK_OK; step++) {
         if (p.max_tokens >= 0 && stats->n_generated >= p.max_tokens) {
@@ -127,12 +138,23 @@ brisk_status brisk_generate(brisk_context *ctx, int seq, const brisk_tokenizer *
             stats->stop = BRISK_STOP_LENGTH;
             break;
         }
-        if (brisk_context_seq_len(ctx, seq) >= brisk_context_n_ctx(ctx)) {
+        if (brisk_context_seq_len(ctx, seq) - ahead >= brisk_context_n_ctx(ctx)) {
             stats->stop = BRISK_STOP_CONTEXT;
             break;
         }
-        st = brisk_context_eval_sample(ctx, seq, &token, 1, sampler, &next, &next_lp);
+        if (!pipe) {
+            st = brisk_context_eval_sample(ctx, seq, &token, 1, sampler, &next, &next_lp);
+            continue;
+        }
+        if (!ahead && (st = brisk_context_decode_launch(ctx, seq, &token, sampler)) != BRISK_OK)
+            break;
+        /* the step after it, for a token not known yet, when it can be needed */
+        ahead = (p.max_tokens < 0 || stats->n_generated + 1 < p.max_tokens) &&
+                brisk_context_seq_len(ctx, seq) < brisk_context_n_ctx(ctx);
+        if (ahead && (st = brisk_context_decode_launch(ctx, seq, NULL, sampler)) != BRISK_OK) break;
+        st = brisk_context_decode_collect(ctx, &next, &next_lp);
     }
+    brisk_context_decode_drop(ctx); /* a step launched for a token that stopped */
     stats->gen_seconds = now_s() - t1;
     /* Whatever the detokenizer still holds (a character cut by the stop shows as U+FFFD, as
      * decode does) goes out with a final callback carrying no token. */

@@ -398,6 +398,11 @@ bool brisk_sampler_device_params(const brisk_sampler *s, brisk_sample_params *ou
     return true;
 }
 
+bool brisk_sampler_can_pipeline(const brisk_sampler *s) {
+    brisk_sample_params p;
+    return s && (brisk_sampler_is_greedy(s) || brisk_sampler_device_params(s, &p));
+}
+
 double brisk_sampler_peek_uniform(const brisk_sampler *s) {
     uint64_t r[4];
     memcpy(r, s->rng, sizeof r);

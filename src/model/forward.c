@@ -139,7 +139,11 @@ brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_sc
             op->rmsnorm(be, xo, m->w.out_norm, nr, D, c->norm_eps, s->xb);
             op->matmul(be, &m->w.output, NULL, s->xb, nr, s->logits);
         }
-        if (b->greedy_ids && b->sample) {
+        if (b->launch) { /* queued: brisk_context_decode_collect picks the ids up */
+            BRISK_ASSERT(op->end_step_launch && nr == b->n_out);
+            st = op->end_step_launch(be, s->logits, nr, V, b->sample ? b->sample + r0 : NULL,
+                                     b->sample ? b->sample_u + r0 : NULL);
+        } else if (b->greedy_ids && b->sample) {
             BRISK_ASSERT(op->end_step_sample); /* the caller samples on the host otherwise */
             st = op->end_step_sample(be, s->logits, nr, V, b->sample + r0, b->sample_u + r0,
                                      b->greedy_ids + r0, b->greedy_lp + r0);

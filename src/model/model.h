@@ -42,7 +42,7 @@ void brisk_fwd_scratch_free(brisk_backend *be, brisk_fwd_scratch *s);
  * go into the per-layer caches first, then each token attends over its sequence (b->attn). The
  * rows listed in out_rows get logits, written contiguously to host logits[n_out, n_vocab]. */
 typedef struct brisk_fwd_batch {
-    const int32_t *tokens; /* [n_tokens] */
+    const int32_t *tokens; /* [n_tokens]; NULL: the previous step's chosen ids (begin_step) */
     brisk_attn_batch attn; /* n_tokens, positions, sequences, slots, block tables */
     int n_out;
     const int32_t *out_rows; /* [n_out] indices into tokens */
@@ -55,6 +55,9 @@ typedef struct brisk_fwd_batch {
      * row's token is drawn by the chain sample[i] with the uniform sample_u[i] instead. */
     const brisk_sample_params *sample;
     const double *sample_u;
+    /* With greedy_ids and a backend that has end_step_launch: the step ends queued (one chunk of
+     * output rows at most), its ids left for step_collect; greedy_ids is then not written. */
+    bool launch;
 } brisk_fwd_batch;
 
 /* Greedy token of one row of logits (the first maximum) and its log-probability; an error on NaN.

@@ -124,6 +124,21 @@ int main(int argc, char **argv) {
     CHECK(brisk_generate(ctx, 0, tok, &c.ids[19], 1, &gp, collect, &c2, &st) == BRISK_OK);
     CHECK(brisk_context_seq_len(ctx, 0) == 24 + 1 + 4);
 
+    /* A greedy run that reaches an extra EOS id itself: it stops there, and the step launched
+     * for the stop token before it was seen (pipelined decoding) leaves nothing behind. */
+    int j = 0;
+    while (c.ids[j] != c.ids[8]) j++;
+    CHECK(brisk_context_seq_truncate(ctx, 0, 0) == BRISK_OK);
+    collected c8 = {0};
+    gp = brisk_generate_default_params();
+    gp.max_tokens = 20;
+    gp.extra_eos = &c.ids[8];
+    gp.n_extra_eos = 1;
+    CHECK(brisk_generate(ctx, 0, tok, prompt, 5, &gp, collect, &c8, &st) == BRISK_OK);
+    CHECK(st.stop == BRISK_STOP_EOS && st.n_generated == j && c8.n == j);
+    CHECK(brisk_context_seq_len(ctx, 0) == 5 + j);
+    CHECK(!memcmp(c8.ids, c.ids, (size_t)j * sizeof(int32_t)));
+
     /* EOS forced by a logit bias: nothing emitted, stop EOS. */
     CHECK(brisk_context_seq_truncate(ctx, 0, 0) == BRISK_OK);
     int32_t bias_id[1] = {2};

@@ -37,6 +37,79 @@ static int read_ints(const char *path, int32_t *out, int cap) {
     return n;
 }
 
+/* Pipelined decoding picks exactly the tokens one step at a time picks, greedy and drawn, each
+ * launch after the first fed from the step before (token NULL); a drop ends the sequence before
+ * the dropped tokens, and the context refuses other calls while launches are uncollected. */
+static void test_pipeline(brisk_context *ctx, const int32_t *got, const char *name) {
+    enum { KEEP = 20, N = 40 };
+    brisk_sampler_params sps[3] = {brisk_sampler_default_params(), brisk_sampler_default_params(),
+                                   brisk_sampler_default_params()};
+    sps[1].temperature = 0.9f, sps[1].top_p = 0.95f, sps[1].top_k = 40, sps[1].seed = 7;
+    sps[2].repetition_penalty = 1.2f, sps[2].penalty_window = 64;
+    for (int v = 0; v < 2; v++) {
+        brisk_sampler *smp = NULL;
+        CHECK(brisk_sampler_create(&sps[v], 512, &smp) == BRISK_OK);
+        if (!smp) return;
+        int32_t want[N], have[N], t = got[KEEP];
+        float wlp[N], hlp[N];
+        CHECK(brisk_context_seq_truncate(ctx, 1, KEEP) == BRISK_OK);
+        for (int i = 0; i < N; i++) {
+            CHECK(brisk_context_eval_sample(ctx, 1, &t, 1, smp, &want[i], &wlp[i]) == BRISK_OK);
+            t = want[i];
+        }
+        CHECK(brisk_context_seq_truncate(ctx, 1, KEEP) == BRISK_OK);
+        brisk_sampler_reset(smp, sps[v].seed);
+        CHECK(brisk_context_decode_launch(ctx, 1, &got[KEEP], smp) == BRISK_OK);
+        int same = 0;
+        for (int i = 0; i < N; i++) {
+            if (i + 1 < N) CHECK(brisk_context_decode_launch(ctx, 1, NULL, smp) == BRISK_OK);
+            have[i] = -1;
+            CHECK(brisk_context_decode_collect(ctx, &have[i], &hlp[i]) == BRISK_OK);
+            const int ok =
+                have[i] == want[i] && fabsf(hlp[i] - wlp[i]) <= 1e-5f * (1 + fabsf(wlp[i]));
+            if (!ok && same == i)
+                printf("%s: step %d: pipelined %d (lp %.7g), one at a time %d (lp %.7g)\n", name, i,
+                       have[i], hlp[i], want[i], wlp[i]);
+            same += ok;
+        }
+        CHECK_MSG(same == N, "%s: pipelined %s decode: %d of %d steps as one at a time", name,
+                  v ? "sampled" : "greedy", same, N);
+        printf("%s: pipelined %s decode: %d of %d steps as one at a time\n", name,
+               v ? "sampled" : "greedy", same, N);
+        CHECK(brisk_context_seq_len(ctx, 1) == KEEP + N);
+
+        /* two in flight; everything else is refused until they are dropped */
+        CHECK(brisk_context_decode_launch(ctx, 1, &have[N - 1], smp) == BRISK_OK);
+        CHECK(brisk_context_decode_launch(ctx, 1, NULL, smp) == BRISK_OK);
+        CHECK(brisk_context_seq_len(ctx, 1) == KEEP + N + 2);
+        CHECK(brisk_context_decode_launch(ctx, 1, NULL, smp) == BRISK_ERR_INVALID_ARG);
+        CHECK(strstr(brisk_last_error(), "not collected") != NULL);
+        CHECK(brisk_context_eval(ctx, 0, &t, 1, NULL, true) == BRISK_ERR_INVALID_ARG);
+        CHECK(brisk_context_seq_truncate(ctx, 1, 3) == BRISK_ERR_INVALID_ARG);
+        brisk_context_decode_drop(ctx);
+        CHECK(brisk_context_seq_len(ctx, 1) == KEEP + N);
+        int32_t next;
+        CHECK(brisk_context_decode_collect(ctx, &next, NULL) == BRISK_ERR_INVALID_ARG);
+        CHECK(brisk_context_decode_launch(ctx, 1, NULL, smp) == BRISK_ERR_INVALID_ARG);
+        int32_t bad = 512;
+        CHECK(brisk_context_decode_launch(ctx, 1, &bad, smp) == BRISK_ERR_INVALID_ARG);
+        CHECK(brisk_context_seq_len(ctx, 1) == KEEP + N);
+        /* one in flight, then the sequence goes on one step at a time after it */
+        CHECK(brisk_context_decode_launch(ctx, 1, &have[N - 1], smp) == BRISK_OK);
+        CHECK(brisk_context_decode_launch(ctx, 0, &t, smp) == BRISK_ERR_INVALID_ARG);
+        CHECK(brisk_context_decode_collect(ctx, &next, NULL) == BRISK_OK);
+        CHECK(brisk_context_eval_sample(ctx, 1, &next, 1, smp, &t, NULL) == BRISK_OK);
+        CHECK(brisk_context_seq_len(ctx, 1) == KEEP + N + 2);
+        brisk_sampler_destroy(smp);
+    }
+    brisk_sampler *pen = NULL;
+    CHECK(brisk_sampler_create(&sps[2], 512, &pen) == BRISK_OK);
+    CHECK(!brisk_sampler_can_pipeline(pen));
+    CHECK(brisk_context_decode_launch(ctx, 1, got, pen) == BRISK_ERR_INVALID_ARG);
+    CHECK(strstr(brisk_last_error(), "penalties") != NULL);
+    brisk_sampler_destroy(pen);
+}
+
 static void test_folder(const char *name) {
     char dir[1024], path[1200];
     snprintf(dir, sizeof dir, "%s/models/%s", SHARED, name);
@@ -105,6 +178,8 @@ static void test_folder(const char *name) {
     float again[512];
     CHECK(brisk_context_eval(ctx, 1, got + 150, 51, again, true) == BRISK_OK);
     CHECK(test_rel_l2(again, logits, 512) < TOLC);
+
+    test_pipeline(ctx, got, name);
 
     /* Errors leave the sequence unchanged. */
     int32_t bad = 512;

@@ -24,7 +24,7 @@ static double cpu_ghz(void) {
 static const char USAGE[] =
     "usage: brisk bench (--model DIR | --shape NAME [--quant Q]) [-p N] [-n N] [-r N]\n"
     "                   [-b N [--ctx N]] [--backend auto|cpu|ref|cuda] [--threads N] [--json]\n"
-    "                   [--temp T [--top-k K] [--top-p P] [--min-p P] [--seed S]]\n"
+    "                   [--temp T [--top-k K] [--top-p P] [--min-p P] [--seed S]] [--no-pipeline]\n"
     "  --shape NAME   random weights of a real shape: see brisk_synthetic_shapes()\n"
     "  --quant Q      weight format of --shape: q4g64 (default), q8g32, q<bits>g<group>, bf16, "
     "f16, f32\n"
@@ -36,7 +36,10 @@ static const char USAGE[] =
     "  --ctx N        with -b: tokens each sequence holds before the timed steps (default -p)\n"
     "  --json         one JSON object per line instead of the table\n"
     "  --temp T       decode steps (-b 1) sample with this temperature and the filters below, as\n"
-    "                 generate does (default 0: greedy); --top-k 0, --top-p 1, --min-p 0 = off\n";
+    "                 generate does (default 0: greedy); --top-k 0, --top-p 1, --min-p 0 = off\n"
+    "  --no-pipeline  decode steps (-b 1) one at a time, each waited for before the next starts\n"
+    "                 (default: each queued behind the one before, feeding it the token that one\n"
+    "                 picks, as generate does)\n";
 
 static double now_s(void) {
     struct timespec ts;
@@ -63,7 +66,7 @@ static int parse_int(const char *v, int *out) {
 int brisk_cmd_bench(int argc, char **argv) {
     const char *model_dir = NULL, *shape = NULL, *quant = "q4g64", *backend = "auto";
     int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, json = 0, batch = 1, ctx_len = -1;
-    int seed = 0;
+    int seed = 0, pipeline = 1;
     brisk_sampler_params sp = brisk_sampler_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -74,6 +77,10 @@ int brisk_cmd_bench(int argc, char **argv) {
         }
         if (!strcmp(a, "--json")) {
             json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-pipeline")) {
+            pipeline = 0;
             continue;
         }
         if (i + 1 >= argc)
@@ -189,14 +196,24 @@ int brisk_cmd_bench(int argc, char **argv) {
         }
         if (n_gen > 0 && batch == 1) {
             /* Decode steps pick the next token as generation does (greedy by default; on a GPU the
-             * chain runs there and only the token comes back); the fed tokens stay the random
-             * ones, so every run decodes the same sequence. */
+             * chain runs there and only the token comes back). Pipelined, as brisk_generate runs
+             * them: each step is queued before the one ahead of it finishes and takes the token
+             * that one picks. --no-pipeline: each step waits for its token and is fed a random
+             * one. Either way every run decodes the same sequence. */
             int32_t next = 0;
             brisk_sampler_reset(sampler, sp.seed);
             t0 = now_s();
-            for (int i = 0; i < n_gen && st == BRISK_OK; i++)
-                st =
-                    brisk_context_eval_sample(ctx, 0, &toks[n_prompt + i], 1, sampler, &next, NULL);
+            if (pipeline) st = brisk_context_decode_launch(ctx, 0, &toks[n_prompt], sampler);
+            for (int i = 0; i < n_gen && st == BRISK_OK; i++) {
+                if (!pipeline) {
+                    st = brisk_context_eval_sample(ctx, 0, &toks[n_prompt + i], 1, sampler, &next,
+                                                   NULL);
+                    continue;
+                }
+                if (i + 1 < n_gen) st = brisk_context_decode_launch(ctx, 0, NULL, sampler);
+                if (st == BRISK_OK) st = brisk_context_decode_collect(ctx, &next, NULL);
+            }
+            brisk_context_decode_drop(ctx);
             double tps = n_gen / (now_s() - t0);
             if (st != BRISK_OK) {
                 rc = brisk_cli_fail("bench", "decode failed", st);

@@ -119,7 +119,7 @@ void cu_exec_attn(cu_state *s, const op_rec *r) {
         attn_split(s, r, 0, T);
         return;
     }
-    const int32_t *hseq = s->h_idx + 2 * (size_t)s->max_tokens;
+    const int32_t *hseq = s->h_cur + 2 * (size_t)s->max_tokens;
     cu_fattn_args fa;
     memset(&fa, 0, sizeof fa);
     fa.q = (const float *)r->p0, fa.kc = r->p1, fa.vc = r->p2, fa.out = (float *)r->p3;

@@ -479,9 +479,9 @@ static bool seqs_distinct(const int32_t *seq, int n) {
 static bool rope_fusable(cu_state *s, const op_rec *rp, const op_rec *at) {
     if (at->code != OP_ATTN || at->p0 != rp->p0 || at->p1 != rp->p5 || at->p2 != rp->p6 ||
         at->n != rp->n || at->i0 != rp->i0 || at->i1 != rp->i1 || at->i2 != rp->dim ||
-        cu_attn_split || !cu_attn_decode_ok(at->i0, at->i1, at->i2) || at->n > 64 || !s->h_idx)
+        cu_attn_split || !cu_attn_decode_ok(at->i0, at->i1, at->i2) || at->n > 64 || !s->h_cur)
         return false;
-    return seqs_distinct(s->h_idx + 2 * (size_t)s->max_tokens, at->n);
+    return seqs_distinct(s->h_cur + 2 * (size_t)s->max_tokens, at->n);
 }
 
 /* The op entry points' way in: a rope_kv_store waits for the next record, which is the
@@ -521,7 +521,15 @@ static void cu_op_embed(brisk_backend *be, const brisk_tensor *E, const int32_t 
                         float *out) {
     cu_state *s = S(be);
     REC(r, OP_EMBED);
-    r.w[0] = dw(s, E), r.p0 = didx(s, ids), r.n = n, r.p1 = out;
+    r.w[0] = dw(s, E), r.n = n, r.p1 = out;
+    if (ids) {
+        r.p0 = didx(s, ids);
+    } else if (s->chained && n == s->T) { /* the step's tokens: begin_step copied them there */
+        r.p0 = s->d_tokens;
+    } else {
+        cu_fail(s, BRISK_ERR_INVALID_ARG, "cuda embed: no ids, and the step was not begun fed");
+        return;
+    }
     submit(s, &r);
 }
 
@@ -729,13 +737,22 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
         return brisk_errorf(BRISK_ERR_INVALID_ARG,
                             "cuda begin_step: %d tokens (max %d), %d sequences, %d blocks", T,
                             s->max_tokens, n_seqs, max_blocks);
+    if (s->n_fl == 2) /* the staging half of this step would be the oldest one's */
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "cuda begin_step: two launched steps are not collected");
+    if (!tokens && (!s->chain_ids || s->chain_n != T))
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "cuda begin_step: %d tokens to be fed from the step before, which "
+                            "chose %d",
+                            T, s->chain_ids ? s->chain_n : 0);
     const size_t need = 4 * (size_t)s->max_tokens + (size_t)n_seqs * max_blocks;
     if (need > s->idx_cap) { /* first step, or more sequences: graphs hold the old buffer */
+        cudaStreamSynchronize(s->st); /* a launched step's upload may read the old staging */
         drop_graphs(s);
         cudaFreeHost(s->h_idx);
         cudaFree(s->d_idx);
-        s->h_idx = NULL, s->d_idx = NULL, s->idx_cap = 0;
-        if (cudaMallocHost((void **)&s->h_idx, need * 4) != cudaSuccess ||
+        s->h_idx = NULL, s->d_idx = NULL, s->h_cur = NULL, s->idx_cap = 0;
+        if (cudaMallocHost((void **)&s->h_idx, 2 * need * 4) != cudaSuccess ||
             cudaMalloc((void **)&s->d_idx, need * 4) != cudaSuccess) {
             cudaGetLastError();
             return brisk_errorf(BRISK_ERR_OOM, "cuda begin_step: out of memory for index arrays");
@@ -746,8 +763,10 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
         s->d_slot = s->d_idx + 3 * M, s->d_tables = s->d_idx + 4 * M;
     }
     const int M = s->max_tokens;
-    int32_t *h = s->h_idx;
-    memcpy(h, tokens, (size_t)T * 4);
+    s->half ^= 1;
+    int32_t *h = s->h_idx + (size_t)s->half * s->idx_cap;
+    s->h_cur = h;
+    if (tokens) memcpy(h, tokens, (size_t)T * 4);
     memcpy(h + M, b->pos, (size_t)T * 4);
     memcpy(h + 2 * M, b->seq, (size_t)T * 4);
     memcpy(h + 3 * M, b->slot, (size_t)T * 4);
@@ -769,11 +788,22 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     if (max_blocks != s->max_blocks) drop_graphs(s);
     /* one copy: [tokens|pos|seq|slot] of this step plus the tables */
     cudaError_t e = cudaMemcpyAsync(s->d_idx, h, need * 4, cudaMemcpyHostToDevice, s->st);
+    /* a fed step's tokens: the ids the step before chose, copied where the host's would go, so
+     * its records (and graph) are those of a step the host feeds. (Its embedding reading them
+     * where they were chosen, a record and a graph of its own, gave a wrong second token of
+     * pipelined decodes whenever graphs were on, on an H100; not understood.) */
+    if (e == cudaSuccess && !tokens && s->chain_stride == 1)
+        e = cudaMemcpyAsync(s->d_tokens, s->chain_ids, (size_t)T * 4, cudaMemcpyDeviceToDevice,
+                            s->st);
+    else if (e == cudaSuccess && !tokens)
+        e = cudaMemcpy2DAsync(s->d_tokens, 4, s->chain_ids, (size_t)s->chain_stride * 4, 4,
+                              (size_t)T, cudaMemcpyDeviceToDevice, s->st);
     if (e != cudaSuccess) {
         cu_chk(s, e, "cuda begin_step upload");
         return report(s);
     }
     s->hp_tokens = tokens, s->hp_pos = b->pos, s->hp_seq = b->seq, s->hp_slot = b->slot;
+    s->chained = tokens == NULL;
     s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos;
     /* one-token steps and decode steps of up to cu_graph_max_t tokens, one per sequence, replay as
      * graphs (their records depend on the step's shape only); prefill chunks run eagerly */
@@ -838,6 +868,7 @@ static brisk_status cu_op_end_step(brisk_backend *be, const float *logits, int n
                                    float *out) {
     cu_state *s = S(be);
     finish_log(s);
+    s->chain_ids = NULL; /* this step chose no ids: none to feed the next */
     const size_t bytes = (size_t)n * (size_t)V * sizeof(float);
     if (s->err == BRISK_OK && n > 0 && out) {
         if (bytes > s->h_logits_cap) {
@@ -857,104 +888,190 @@ static brisk_status cu_op_end_step(brisk_backend *be, const float *logits, int n
     return BRISK_OK;
 }
 
-/* The greedy step: argmax and log-probability on the device (logged, so graphs include it), and
- * only n (id, logprob) pairs cross to the host. */
-static brisk_status cu_op_end_step_argmax(brisk_backend *be, const float *logits, int n, int V,
-                                          int32_t *ids, float *lp) {
-    cu_state *s = S(be);
-    if (n > s->am_cap && s->err == BRISK_OK) {
-        /* grows outside any capture: captures happen in finish_log, after this */
-        cudaStreamSynchronize(s->st);
-        drop_graphs(s); /* they point at the old buffer */
-        cudaFree(s->d_am), cudaFreeHost(s->h_am);
-        s->d_am = NULL, s->h_am = NULL, s->am_cap = 0;
-        const size_t per = cu_argmax_part_floats + 2;
-        s->d_am = (float *)cu_dalloc(s, (size_t)n * per * sizeof(float), "cuda argmax scratch");
-        if (s->d_am &&
-            cu_chk(s, cudaMallocHost((void **)&s->h_am, (size_t)n * 8), "cuda argmax staging"))
-            s->am_cap = n;
-    }
-    if (s->err == BRISK_OK) {
-        REC(r, OP_ARGMAX);
-        r.p0 = logits, r.n = n, r.dim = V, r.p1 = s->d_am, r.i0 = s->am_cap;
-        submit(s, &r);
-    }
-    finish_log(s);
-    if (s->err == BRISK_OK) {
-        const int32_t *d_ids =
-            (const int32_t *)(s->d_am + (size_t)s->am_cap * cu_argmax_part_floats);
-        /* ids [0, n) and log-probabilities [am_cap, am_cap + n) in one copy: each copy is a few
-         * microseconds of the step's chain */
-        cu_chk(s,
-               cudaMemcpyAsync(s->h_am, d_ids, (size_t)(s->am_cap + n) * 4, cudaMemcpyDeviceToHost,
-                               s->st),
-               "cuda argmax copy");
-    }
-    cu_chk(s, cudaStreamSynchronize(s->st), "cuda step");
-    if (s->err != BRISK_OK) return report(s);
-    for (int i = 0; i < n; i++) {
-        if (cu_skip && (s->h_am[i] < 0 || s->h_am[i] >= V)) s->h_am[i] = 0; /* garbage anyway */
-        if (s->h_am[i] < 0 || s->h_am[i] >= V)
-            return brisk_errorf(BRISK_ERR_BACKEND, "cuda: logits of row %d hold NaN", i);
-        ids[i] = s->h_am[i];
-        memcpy(&lp[i], &s->h_am[s->am_cap + i], 4);
-    }
-    return BRISK_OK;
+/* ---------------------------------------------------------------------------------------------
+ * Ending a step with the chosen ids: argmax or the sampler chain on the device (logged, so graphs
+ * include them), and only n (id, logprob) pairs cross to the host; either waited for here or
+ * launched (end_step_launch) and collected later (step_collect).
+ * ------------------------------------------------------------------------------------------- */
+
+/* The argmax scratch for n rows: device [part | ids | lp], pinned [ids | lp]. */
+static void am_grow(cu_state *s, int n) {
+    if (n <= s->am_cap || s->err != BRISK_OK) return;
+    /* grows outside any capture: captures happen in finish_log, after this */
+    cudaStreamSynchronize(s->st);
+    drop_graphs(s); /* they point at the old buffer */
+    cudaFree(s->d_am), cudaFreeHost(s->h_am);
+    s->d_am = NULL, s->h_am = NULL, s->am_cap = 0;
+    const size_t per = cu_argmax_part_floats + 2;
+    s->d_am = (float *)cu_dalloc(s, (size_t)n * per * sizeof(float), "cuda argmax scratch");
+    if (s->d_am &&
+        cu_chk(s, cudaMallocHost((void **)&s->h_am, (size_t)n * 8), "cuda argmax staging"))
+        s->am_cap = n;
 }
 
-/* The sampled step: the chain of each row on the device (cuda_sample.cu, logged like the argmax).
- * The rows' filters and uniforms go into the scratch by a copy issued now, ahead of the step's
- * graph, so the graph (whose record holds only pointers and sizes) replays any step. */
-static brisk_status cu_op_end_step_sample(brisk_backend *be, const float *logits, int n, int V,
-                                          const brisk_sample_params *p, const double *u,
-                                          int32_t *ids, float *lp) {
-    cu_state *s = S(be);
-    if (n > s->samp_cap && s->err == BRISK_OK) {
-        /* grows outside any capture (captures happen in finish_log, after this) */
-        cudaStreamSynchronize(s->st);
-        drop_graphs(s); /* they point at the old buffer */
-        cudaFree(s->d_samp), cudaFreeHost(s->h_samp_in), cudaFreeHost(s->h_samp_out);
-        s->d_samp = NULL, s->h_samp_in = NULL, s->h_samp_out = NULL, s->samp_cap = 0;
-        const size_t bytes = cu_sample_bytes(n);
-        s->d_samp = cu_dalloc(s, bytes, "cuda sample scratch");
-        if (s->d_samp && cu_chk(s, cudaMemsetAsync(s->d_samp, 0, bytes, s->st), "cuda sample") &&
-            cu_chk(s, cudaMallocHost((void **)&s->h_samp_in, (size_t)n * sizeof(cu_sample_in)),
-                   "cuda sample staging") &&
-            cu_chk(s, cudaMallocHost((void **)&s->h_samp_out, (size_t)n * sizeof(cu_sample_out)),
-                   "cuda sample staging"))
-            s->samp_cap = n;
-    }
-    if (s->err == BRISK_OK) {
-        for (int i = 0; i < n; i++) s->h_samp_in[i].p = p[i], s->h_samp_in[i].u = u[i];
+static const int32_t *am_ids(const cu_state *s) {
+    return (const int32_t *)(s->d_am + (size_t)s->am_cap * cu_argmax_part_floats);
+}
+
+/* The sampler's scratch for n rows and pinned staging for its inputs (two halves, as h_idx) and
+ * outputs. */
+static void samp_grow(cu_state *s, int n) {
+    if (n <= s->samp_cap || s->err != BRISK_OK) return;
+    /* grows outside any capture (captures happen in finish_log, after this) */
+    cudaStreamSynchronize(s->st);
+    drop_graphs(s); /* they point at the old buffer */
+    cudaFree(s->d_samp), cudaFreeHost(s->h_samp_in), cudaFreeHost(s->h_samp_out);
+    s->d_samp = NULL, s->h_samp_in = NULL, s->h_samp_out = NULL, s->samp_cap = 0;
+    const size_t bytes = cu_sample_bytes(n);
+    s->d_samp = cu_dalloc(s, bytes, "cuda sample scratch");
+    if (s->d_samp && cu_chk(s, cudaMemsetAsync(s->d_samp, 0, bytes, s->st), "cuda sample") &&
+        cu_chk(s, cudaMallocHost((void **)&s->h_samp_in, 2 * (size_t)n * sizeof(cu_sample_in)),
+               "cuda sample staging") &&
+        cu_chk(s, cudaMallocHost((void **)&s->h_samp_out, (size_t)n * sizeof(cu_sample_out)),
+               "cuda sample staging"))
+        s->samp_cap = n;
+}
+
+static const cu_sample_out *samp_out(const cu_state *s) {
+    return (const cu_sample_out *)((const char *)s->d_samp + cu_sample_out_offset(s->samp_cap));
+}
+
+/* Logs the step's last record (the argmax, or with p the sampler chain, whose rows' filters and
+ * uniforms go into the scratch by a copy issued now, ahead of the step's graph, so the graph,
+ * whose record holds only pointers and sizes, replays any step) and runs the step. */
+static void choose(cu_state *s, const float *logits, int n, int V, const brisk_sample_params *p,
+                   const double *u) {
+    if (p)
+        samp_grow(s, n);
+    else
+        am_grow(s, n);
+    if (s->err == BRISK_OK && p) {
+        cu_sample_in *in = s->h_samp_in + (size_t)s->half * s->samp_cap;
+        for (int i = 0; i < n; i++) in[i].p = p[i], in[i].u = u[i];
         cu_chk(s,
-               cudaMemcpyAsync(s->d_samp, s->h_samp_in, (size_t)n * sizeof(cu_sample_in),
+               cudaMemcpyAsync(s->d_samp, in, (size_t)n * sizeof(cu_sample_in),
                                cudaMemcpyHostToDevice, s->st),
                "cuda sample inputs");
     }
     if (s->err == BRISK_OK) {
-        REC(r, OP_SAMPLE);
-        r.p0 = logits, r.n = n, r.dim = V, r.p1 = s->d_samp, r.i0 = s->samp_cap;
+        REC(r, p ? OP_SAMPLE : OP_ARGMAX);
+        r.p0 = logits, r.n = n, r.dim = V;
+        r.p1 = p ? s->d_samp : (const void *)s->d_am, r.i0 = p ? s->samp_cap : s->am_cap;
         submit(s, &r);
     }
     finish_log(s);
-    if (s->err == BRISK_OK)
+    s->chain_ids = NULL;
+    if (s->err == BRISK_OK) {
+        s->chain_ids = p ? &samp_out(s)->id : am_ids(s);
+        s->chain_stride = p ? 2 : 1, s->chain_n = n;
+    }
+}
+
+/* The copy of the chosen rows to pinned h: argmax ids [0, n) and log-probabilities [am_cap,
+ * am_cap + n) in one copy (each copy is a few microseconds of the step's chain); the chain's
+ * cu_sample_out rows. */
+static void copy_chosen(cu_state *s, int n, bool sampled, void *h) {
+    if (s->err != BRISK_OK) return;
+    if (sampled)
         cu_chk(s,
-               cudaMemcpyAsync(s->h_samp_out,
-                               (const char *)s->d_samp + cu_sample_out_offset(s->samp_cap),
-                               (size_t)n * sizeof(cu_sample_out), cudaMemcpyDeviceToHost, s->st),
+               cudaMemcpyAsync(h, samp_out(s), (size_t)n * sizeof(cu_sample_out),
+                               cudaMemcpyDeviceToHost, s->st),
                "cuda sample copy");
-    cu_chk(s, cudaStreamSynchronize(s->st), "cuda step");
-    if (s->err != BRISK_OK) return report(s);
+    else
+        cu_chk(s,
+               cudaMemcpyAsync(h, am_ids(s), (size_t)(s->am_cap + n) * 4, cudaMemcpyDeviceToHost,
+                               s->st),
+               "cuda argmax copy");
+}
+
+/* The chosen rows as end_step_argmax / end_step_sample return them, from copy_chosen's h (an
+ * argmax copy of am_cap rows' ids before the log-probabilities). */
+static brisk_status read_chosen(const void *h, int n, int V, bool sampled, int am_cap, int32_t *ids,
+                                float *lp) {
     int bad = -1;
     for (int i = 0; i < n; i++) {
-        ids[i] = s->h_samp_out[i].id, lp[i] = s->h_samp_out[i].lp;
+        if (sampled) {
+            const cu_sample_out *o = (const cu_sample_out *)h + i;
+            ids[i] = o->id, lp[i] = o->lp;
+        } else {
+            ids[i] = ((const int32_t *)h)[i];
+            memcpy(&lp[i], (const int32_t *)h + am_cap + i, 4);
+        }
         if (cu_skip && (ids[i] < 0 || ids[i] >= V)) ids[i] = 0; /* garbage anyway */
         if ((ids[i] < 0 || ids[i] >= V) && bad < 0) bad = i;
     }
-    if (bad >= 0)
+    if (bad < 0) return BRISK_OK;
+    if (sampled)
         return brisk_errorf(BRISK_ERR_BACKEND,
                             "cuda: logits of row %d hold NaN or +inf, or only -inf", bad);
+    return brisk_errorf(BRISK_ERR_BACKEND, "cuda: logits of row %d hold NaN", bad);
+}
+
+static brisk_status end_chosen(brisk_backend *be, const float *logits, int n, int V,
+                               const brisk_sample_params *p, const double *u, int32_t *ids,
+                               float *lp) {
+    cu_state *s = S(be);
+    choose(s, logits, n, V, p, u);
+    void *h = p ? (void *)s->h_samp_out : (void *)s->h_am;
+    copy_chosen(s, n, p != NULL, h);
+    cu_chk(s, cudaStreamSynchronize(s->st), "cuda step");
+    if (s->err != BRISK_OK) return report(s);
+    return read_chosen(h, n, V, p != NULL, s->am_cap, ids, lp);
+}
+
+/* The greedy step. */
+static brisk_status cu_op_end_step_argmax(brisk_backend *be, const float *logits, int n, int V,
+                                          int32_t *ids, float *lp) {
+    return end_chosen(be, logits, n, V, NULL, NULL, ids, lp);
+}
+
+/* The sampled step: the chain of each row on the device (cuda_sample.cu). */
+static brisk_status cu_op_end_step_sample(brisk_backend *be, const float *logits, int n, int V,
+                                          const brisk_sample_params *p, const double *u,
+                                          int32_t *ids, float *lp) {
+    return end_chosen(be, logits, n, V, p, u, ids, lp);
+}
+
+/* The pipelined step: queued with the copy of its chosen rows into its own pinned buffer and an
+ * event after it; nothing waits. */
+static brisk_status cu_op_end_step_launch(brisk_backend *be, const float *logits, int n, int V,
+                                          const brisk_sample_params *p, const double *u) {
+    cu_state *s = S(be);
+    if (s->n_fl == 2) {
+        log_reset(s); /* the step's records never run */
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "cuda end_step_launch: two launched steps are not collected");
+    }
+    const int k = (s->fl_head + s->n_fl) & 1; /* a free slot: its buffer may be replaced */
+    choose(s, logits, n, V, p, u);
+    const int want = p ? 2 * n : s->am_cap + n; /* int32 words copy_chosen writes */
+    if (s->err == BRISK_OK && s->fl[k].cap < want) {
+        cudaFreeHost(s->fl[k].h_out);
+        s->fl[k].h_out = NULL, s->fl[k].cap = 0;
+        if (cu_chk(s, cudaMallocHost((void **)&s->fl[k].h_out, (size_t)want * 4),
+                   "cuda launch staging"))
+            s->fl[k].cap = want;
+    }
+    if (s->err == BRISK_OK && !s->fl[k].ev)
+        cu_chk(s, cudaEventCreateWithFlags(&s->fl[k].ev, cudaEventDisableTiming), "cuda event");
+    copy_chosen(s, n, p != NULL, s->fl[k].h_out);
+    if (s->err == BRISK_OK) cu_chk(s, cudaEventRecord(s->fl[k].ev, s->st), "cuda launch event");
+    if (s->err != BRISK_OK) return report(s);
+    s->fl[k].sampled = p != NULL, s->fl[k].n = n, s->fl[k].V = V, s->fl[k].am_cap = s->am_cap;
+    s->n_fl++;
     return BRISK_OK;
+}
+
+static brisk_status cu_op_step_collect(brisk_backend *be, int n, int32_t *ids, float *lp) {
+    cu_state *s = S(be);
+    if (s->n_fl == 0 || s->fl[s->fl_head].n != n)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "cuda step_collect: no launched step of %d rows to collect", n);
+    const int k = s->fl_head;
+    s->fl_head ^= 1, s->n_fl--;
+    cu_chk(s, cudaEventSynchronize(s->fl[k].ev), "cuda step");
+    if (s->err != BRISK_OK) return report(s);
+    return read_chosen(s->fl[k].h_out, n, s->fl[k].V, s->fl[k].sampled, s->fl[k].am_cap, ids, lp);
 }
 
 /* Device-to-device copy bandwidth, counting bytes read plus bytes written (METHOD.md): a 1 GiB
@@ -1032,6 +1149,10 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->d_samp);
         cudaFreeHost(s->h_samp_in);
         cudaFreeHost(s->h_samp_out);
+        for (int k = 0; k < 2; k++) {
+            cudaFreeHost(s->fl[k].h_out);
+            if (s->fl[k].ev) cudaEventDestroy(s->fl[k].ev);
+        }
         free(s->log);
         if (s->blas) cublasDestroy(s->blas);
         if (s->st) cudaStreamDestroy(s->st);
@@ -1064,6 +1185,8 @@ static const brisk_backend_ops CUDA_OPS = {
     .rope_kv_store = cu_op_rope_kv_store,
     .rmsnorm_matmul = cu_op_rmsnorm_matmul,
     .end_step_argmax = cu_op_end_step_argmax,
+    .end_step_launch = cu_op_end_step_launch,
+    .step_collect = cu_op_step_collect,
 };
 
 /* The sampler chain on the device is the default (its GPU test, test_sample_cuda, has passed at

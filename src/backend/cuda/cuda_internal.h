@@ -55,6 +55,7 @@ cudaError_t cu_interleave_sb(cudaStream_t st, const void *s, const void *b, void
                              int64_t ngroups, int elem, bool tiles);
 
 /* Element-wise, normalisation, RoPE (cuda_ops.cu). */
+/* out[i] = row ids[i] of E (an id outside E reads row 0). */
 cudaError_t cu_embed(cudaStream_t st, const cu_weight *E, const int32_t *ids, int n, float *out);
 cudaError_t cu_rmsnorm(cudaStream_t st, const float *x, const float *w, int n, int dim, float eps,
                        float *out);

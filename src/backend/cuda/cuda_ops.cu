@@ -34,7 +34,7 @@ static unsigned blocks_for(size_t n, int threads) {
 struct emb_desc {
     const uint8_t *data;
     const void *sb;
-    int64_t cols, row_bytes;
+    int64_t rows, cols, row_bytes;
     int type, stype, bits, gs, fast;
 };
 
@@ -43,10 +43,13 @@ __device__ __forceinline__ float load_half_bits(uint32_t h, int type) {
                                 : __half2float(__ushort_as_half((unsigned short)h));
 }
 
+/* An id outside the table (a chosen id of -1, NaN logits, fed to the next pipelined step, which
+ * is dropped when the step before it is collected) reads row 0: nothing out of bounds. */
 __global__ void k_embed(const emb_desc w, const int32_t *ids, float *out) {
     pdl_launch();
     pdl_wait();
-    const int64_t r = ids[blockIdx.x];
+    int64_t r = ids[blockIdx.x];
+    if (r < 0 || r >= w.rows) r = 0;
     const uint8_t *row = w.data + r * w.row_bytes;
     float *o = out + (int64_t)blockIdx.x * w.cols;
     for (int64_t c = (int64_t)blockIdx.y * blockDim.x + threadIdx.x; c < w.cols;
@@ -97,8 +100,8 @@ __global__ void k_embed(const emb_desc w, const int32_t *ids, float *out) {
 }
 
 cudaError_t cu_embed(cudaStream_t st, const cu_weight *E, const int32_t *ids, int n, float *out) {
-    emb_desc d = {E->data,  E->sb,   E->cols, E->row_bytes, E->type,
-                  E->stype, E->bits, E->gs,   E->fast};
+    emb_desc d = {E->data, E->sb,    E->rows, E->cols, E->row_bytes,
+                  E->type, E->stype, E->bits, E->gs,   E->fast};
     /* a row over (cols + 255) / 256 blocks, one column a thread: one block walking a 4096-wide
      * row took ~18 us at the head of every decode step (16 rounds of dependent HBM misses) */
     const unsigned parts = (unsigned)((E->cols + 255) / 256);

@@ -10,7 +10,7 @@
 
 #include <cublas_v2.h>
 
-#define N_GRAPHS 4
+#define N_GRAPHS 8 /* argmax or sampled one-token steps, fed by the host or by the step before */
 
 enum op_code {
     OP_EMBED = 1,
@@ -60,9 +60,13 @@ typedef struct cu_state {
     size_t n_small;
     int max_tokens, max_ctx;
     int64_t max_cols;
-    /* step index arrays: pinned staging and device copy [tokens|pos|seq|slot|tables] */
+    /* step index arrays: pinned staging (two halves, used by alternate steps: a launched step's
+     * upload may still be queued when the next step stages) and device copy
+     * [tokens|pos|seq|slot|tables] */
     int32_t *h_idx, *d_idx;
-    size_t idx_cap;
+    size_t idx_cap;       /* of one half */
+    int half;             /* the half this step stages in (its sample inputs too) */
+    const int32_t *h_cur; /* the step's staged arrays: h_idx + half * idx_cap */
     const int32_t *hp_tokens, *hp_pos, *hp_seq, *hp_slot;
     int32_t *d_tokens, *d_pos, *d_seq, *d_slot, *d_tables;
     int max_blocks, T, max_pos;
@@ -97,6 +101,18 @@ typedef struct cu_state {
     cu_sample_in *h_samp_in;
     cu_sample_out *h_samp_out;
     int samp_cap;
+    /* launched steps (end_step_launch), collected oldest first: each copies its [ids | lp]
+     * (argmax) or cu_sample_out rows into its own pinned buffer and records its event */
+    struct {
+        cudaEvent_t ev;
+        int32_t *h_out;
+        int cap, sampled, n, V, am_cap;
+    } fl[2];
+    int fl_head, n_fl;
+    /* the ids the last step chose, on the device (NULL: it chose none): ids[i * chain_stride],
+     * i < chain_n; a step begun with tokens NULL embeds them (chained) */
+    const int32_t *chain_ids;
+    int chain_stride, chain_n, chained;
     /* op log and graphs */
     int logging;
     op_rec *log;

@@ -62,8 +62,8 @@ void cu_switches_read(void) {
     cu_mma_u = e && atoi(e) == 8 ? 8 : 4;
     e = getenv("BRISK_CUDA_MMA_TT");
     cu_mma_tt = e && (atoi(e) == 1 || atoi(e) == 2) ? atoi(e) : 0;
-    e = getenv("BRISK_CUDA_GRAPH_T");
-    if (e && atoi(e) >= 1) cu_graph_max_t = atoi(e);
+    e = getenv("BRISK_CUDA_GRAPH_T"); /* 0: no graphs (A/B) */
+    if (e && atoi(e) >= 0) cu_graph_max_t = atoi(e);
     e = getenv("BRISK_CUDA_GEMV_MAX_N");
     if (e && atoi(e) >= 1) cu_gemv_max_n = atoi(e);
     e = getenv("BRISK_CUDA_ATTN");
