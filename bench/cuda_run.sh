@@ -10,6 +10,7 @@
 #   TL=1 (the kernel timeline of a one-token step, 8B and 1B; TLAB="ENV=v ..." under each too);
 #   TESTAB="ENV=v ..." (goldens and stories under each assignment too);
 #   SKIPS="stage ..." (in-graph stage costs); READBW=1; SAMPLE=1 (decode with top-p);
+#   NOPIPE=1 (8B and 1B with --no-pipeline too: each step waited for);
 #   SAMPLE_DIAG=1 (the sampler test without PDL); NCU_V4=1 with NCU_K=kernel and NCU_ENV=A=1
 #   (stall reasons of one layer's GEMVs); NCU_B=64 (kernel times of a batched step);
 #   OLD=dir: a second source tree (bench/devcopy.sh OLD=rev puts one at old/), its brisk timed
@@ -51,6 +52,7 @@ if [ -n "${QUICK:-}" ] && [ -n "${ATTN:-}" ]; then # QUICK=1 ATTN=1: the decode 
 fi
 timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens.log 2>&1; echo "goldens rc=$? $(tail -1 $OUT/goldens.log)" | tee -a $S
 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "stories rc=$? $(tail -1 $OUT/stories.log)" | tee -a $S
+timeout 60 ./tests/test_generate ../shared > $OUT/generate.log 2>&1; echo "generate rc=$? $(tail -1 $OUT/generate.log)" | tee -a $S
 for v in ${TESTAB:-}; do # TESTAB="ENV=v ...": goldens and stories under each assignment too
   env ${v//+/ } timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens_$v.log 2>&1; echo "goldens ($v) rc=$? $(tail -1 $OUT/goldens_$v.log)" | tee -a $S
   env ${v//+/ } timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories_$v.log 2>&1; echo "stories ($v) rc=$? $(tail -1 $OUT/stories_$v.log)" | tee -a $S
@@ -68,6 +70,10 @@ b() { # name, env, args...
 b 8b_q4 X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
 b 1b_q4 X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
 }
+if [ -n "${NOPIPE:-}" ] && [ -z "${NOB1:-}" ]; then # NOPIPE=1: the same steps, each waited for
+  b 8b_q4_nopipe X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3 --no-pipeline
+  b 1b_q4_nopipe X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3 --no-pipeline
+fi
 if [ -n "${OLD:-}" ] && [ -z "${NOB1:-}" ]; then for v in X=1 ${OLDAB:-}; do
   b old_8b_q4_$v $v --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3
   b old_1b_q4_$v $v --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3
