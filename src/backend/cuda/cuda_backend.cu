@@ -521,15 +521,9 @@ static void cu_op_embed(brisk_backend *be, const brisk_tensor *E, const int32_t 
                         float *out) {
     cu_state *s = S(be);
     REC(r, OP_EMBED);
-    r.w[0] = dw(s, E), r.n = n, r.p1 = out;
-    if (ids) {
-        r.p0 = didx(s, ids);
-    } else if (s->chained && n == s->T) { /* the step's tokens: begin_step copied them there */
-        r.p0 = s->d_tokens;
-    } else {
-        cu_fail(s, BRISK_ERR_INVALID_ARG, "cuda embed: no ids, and the step was not begun fed");
-        return;
-    }
+    /* a fed step (begun with tokens NULL) embeds with ids NULL, which didx maps to d_tokens like
+     * any step's tokens: begin_step copied the fed ids there */
+    r.w[0] = dw(s, E), r.p0 = didx(s, ids), r.n = n, r.p1 = out;
     submit(s, &r);
 }
 
@@ -803,7 +797,6 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
         return report(s);
     }
     s->hp_tokens = tokens, s->hp_pos = b->pos, s->hp_seq = b->seq, s->hp_slot = b->slot;
-    s->chained = tokens == NULL;
     s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos;
     /* one-token steps and decode steps of up to cu_graph_max_t tokens, one per sequence, replay as
      * graphs (their records depend on the step's shape only); prefill chunks run eagerly */

@@ -110,9 +110,9 @@ typedef struct cu_state {
     } fl[2];
     int fl_head, n_fl;
     /* the ids the last step chose, on the device (NULL: it chose none): ids[i * chain_stride],
-     * i < chain_n; a step begun with tokens NULL embeds them (chained) */
+     * i < chain_n; a step begun with tokens NULL gets them copied into its token slot */
     const int32_t *chain_ids;
-    int chain_stride, chain_n, chained;
+    int chain_stride, chain_n;
     /* op log and graphs */
     int logging;
     op_rec *log;
