@@ -3,6 +3,8 @@
 # tiny models, the CUDA benchmarks (batch 1 and batched decode), ncu of one decode layer. Logs go
 # to $OUT; a short table is printed last. Knobs:
 #   FAST=1 skips sanitizers and bf16; MEMCHECK=1 with FAST=1 still runs memcheck and racecheck;
+#   NOATTNSAN=1 leaves out the sanitizers of the attention tests; MEMCHECK_GEN=1 adds memcheck of
+#   test_generate and test_sample_cuda;
 #   QUICK=1 runs only the ops, goldens and stories tests (ATTN=1: the decode attention's too);
 #   NCU=0 skips ncu;
 #   AB="ENV=v ..." also times 8B and 1B under each assignment (A=1+B=2: both at once);
@@ -10,6 +12,7 @@
 #   TL=1 (the kernel timeline of a one-token step, 8B and 1B; TLAB="ENV=v ..." under each too);
 #   TESTAB="ENV=v ..." (goldens and stories under each assignment too);
 #   SKIPS="stage ..." (in-graph stage costs); READBW=1; SAMPLE=1 (decode with top-p);
+#   STEPGAP=1 (bench/stepgap.cu: the card's cost of the copies between two steps);
 #   NOPIPE=1 (8B and 1B with --no-pipeline too: each step waited for);
 #   SAMPLE_DIAG=1 (the sampler test without PDL); NCU_V4=1 with NCU_K=kernel and NCU_ENV=A=1
 #   (stall reasons of one layer's GEMVs); NCU_B=64 (kernel times of a batched step);
@@ -92,6 +95,10 @@ for v in ${SKIPS:-}; do # in-graph cost of a stage: decode with its records drop
   b 8b_skip_$v BRISK_CUDA_SKIP=$v --shape llama3-8b --quant q4g64 -p 16 -n 128 -r 2
   b 1b_skip_$v BRISK_CUDA_SKIP=$v --shape llama3.2-1b --quant q4g64 -p 16 -n 128 -r 2
 done
+if [ -n "${STEPGAP:-}" ]; then # what copies between two steps cost on the card (bench/stepgap.cu)
+  nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o $OUT/stepgap ../bench/stepgap.cu && timeout 60 $OUT/stepgap > $OUT/stepgap.log 2>&1
+  cat $OUT/stepgap.log >> $S
+fi
 if [ -n "${READBW:-}" ]; then
   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o $OUT/readbw ../bench/readbw.cu && timeout 120 $OUT/readbw > $OUT/readbw.log 2>&1
   cat $OUT/readbw.log; cp $OUT/readbw.log $FULL/
@@ -124,7 +131,11 @@ if [ -n "${FAST:-}" ] && [ -n "${MEMCHECK:-}" ]; then
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_stories ../shared cuda > $OUT/memcheck.log 2>&1; echo "memcheck rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck.log)" | tee -a $S
   timeout 100 compute-sanitizer --tool racecheck ./tests/test_goldens ../tests/golden cuda > $OUT/racecheck.log 2>&1; echo "racecheck rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck.log)" | tee -a $S
 fi
-if [ -z "${FAST:-}" ] || [ -n "${MEMCHECK:-}" ]; then
+if [ -n "${MEMCHECK_GEN:-}" ]; then # memcheck of the pipelined decodes of test_generate and of the sampler test
+  timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_generate ../shared > $OUT/memcheck_gen.log 2>&1; echo "memcheck test_generate rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_gen.log)" | tee -a $S
+  timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_sample_cuda > $OUT/memcheck_sample.log 2>&1; echo "memcheck test_sample_cuda rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_sample.log)" | tee -a $S
+fi
+if [ -z "${NOATTNSAN:-}" ] && { [ -z "${FAST:-}" ] || [ -n "${MEMCHECK:-}" ]; }; then
   for t in test_attn_cuda test_fattn_cuda; do
     timeout 200 compute-sanitizer --tool memcheck --leak-check no ./tests/$t > $OUT/memcheck_$t.log 2>&1; echo "memcheck $t rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_$t.log)" | tee -a $S
     timeout 200 compute-sanitizer --tool racecheck ./tests/$t > $OUT/racecheck_$t.log 2>&1; echo "racecheck $t rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck_$t.log)" | tee -a $S

@@ -383,19 +383,20 @@ static void exec_rec(cu_state *s, const op_rec *r) {
     case OP_ADD:
         cu_chk(s, cu_add(s->st, (float *)r->p0, (const float *)r->p1, r->count), "cuda add");
         break;
-    case OP_ARGMAX: {
-        float *part = (float *)r->p1;
-        int32_t *ids = (int32_t *)(part + (size_t)r->i0 * cu_argmax_part_floats);
-        cu_chk(
-            s,
-            cu_argmax(s->st, (const float *)r->p0, r->n, r->dim, part, ids, (float *)(ids + r->i0)),
-            "cuda argmax");
+    case OP_ARGMAX:
+    case OP_SAMPLE: {
+        const cu_chosen_dst dst = {(int32_t *)r->p2, (cu_sample_out *)r->p3, (const int32_t *)r->p4,
+                                   r->i1};
+        if (r->code == OP_ARGMAX)
+            cu_chk(s,
+                   cu_argmax(s->st, (const float *)r->p0, r->n, r->dim, (void *)r->p1, r->i0, &dst),
+                   "cuda argmax");
+        else
+            cu_chk(s,
+                   cu_sample(s->st, (const float *)r->p0, r->n, r->dim, (void *)r->p1, r->i0, &dst),
+                   "cuda sample");
         break;
     }
-    case OP_SAMPLE:
-        cu_chk(s, cu_sample(s->st, (const float *)r->p0, r->n, r->dim, (void *)r->p1, r->i0),
-               "cuda sample");
-        break;
     case OP_GET_ROWS:
         cu_chk(s, cu_get_rows(s->st, (const float *)r->p0, r->rows, r->n, r->dim, (float *)r->p1),
                "cuda get_rows");
@@ -522,7 +523,7 @@ static void cu_op_embed(brisk_backend *be, const brisk_tensor *E, const int32_t 
     cu_state *s = S(be);
     REC(r, OP_EMBED);
     /* a fed step (begun with tokens NULL) embeds with ids NULL, which didx maps to d_tokens like
-     * any step's tokens: begin_step copied the fed ids there */
+     * any step's tokens: the step before's last kernel wrote the ids it chose there */
     r.w[0] = dw(s, E), r.p0 = didx(s, ids), r.n = n, r.p1 = out;
     submit(s, &r);
 }
@@ -734,12 +735,12 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     if (s->n_fl == 2) /* the staging half of this step would be the oldest one's */
         return brisk_errorf(BRISK_ERR_INVALID_ARG,
                             "cuda begin_step: two launched steps are not collected");
-    if (!tokens && (!s->chain_ids || s->chain_n != T))
+    if (!tokens && s->chain_n != T)
         return brisk_errorf(BRISK_ERR_INVALID_ARG,
                             "cuda begin_step: %d tokens to be fed from the step before, which "
                             "chose %d",
-                            T, s->chain_ids ? s->chain_n : 0);
-    const size_t need = 4 * (size_t)s->max_tokens + (size_t)n_seqs * max_blocks;
+                            T, s->chain_n);
+    const size_t need = 4 * (size_t)s->max_tokens + 4 + (size_t)n_seqs * max_blocks;
     if (need > s->idx_cap) { /* first step, or more sequences: graphs hold the old buffer */
         cudaStreamSynchronize(s->st); /* a launched step's upload may read the old staging */
         drop_graphs(s);
@@ -754,7 +755,8 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
         s->idx_cap = need;
         const int M = s->max_tokens;
         s->d_tokens = s->d_idx, s->d_pos = s->d_idx + M, s->d_seq = s->d_idx + 2 * M;
-        s->d_slot = s->d_idx + 3 * M, s->d_tables = s->d_idx + 4 * M;
+        s->d_slot = s->d_idx + 3 * M, s->d_out = s->d_idx + 4 * M,
+        s->d_tables = s->d_idx + 4 * M + 4;
     }
     const int M = s->max_tokens;
     s->half ^= 1;
@@ -764,6 +766,11 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     memcpy(h + M, b->pos, (size_t)T * 4);
     memcpy(h + 2 * M, b->seq, (size_t)T * 4);
     memcpy(h + 3 * M, b->slot, (size_t)T * 4);
+    /* the host slot of this step's chosen rows: the launch slot it takes if it is launched (a
+     * step that ends otherwise runs with none in flight or, ending synchronously, while the other
+     * slot's step is in flight: the free slot either way) */
+    s->out_slot = (s->fl_head + s->n_fl) & 1;
+    h[4 * M] = s->out_slot;
     int max_pos = 0;
     for (int i = 0; i < T; i++) {
         if (b->pos[i] >= s->max_ctx || b->pos[i] < 0 || b->seq[i] < 0 || b->seq[i] >= n_seqs)
@@ -775,29 +782,26 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     }
     for (int q = 0; q < n_seqs; q++) {
         if (b->block_tables[q])
-            memcpy(h + 4 * M + (size_t)q * max_blocks, b->block_tables[q], (size_t)max_blocks * 4);
+            memcpy(h + 4 * M + 4 + (size_t)q * max_blocks, b->block_tables[q],
+                   (size_t)max_blocks * 4);
         else
-            memset(h + 4 * M + (size_t)q * max_blocks, 0, (size_t)max_blocks * 4);
+            memset(h + 4 * M + 4 + (size_t)q * max_blocks, 0, (size_t)max_blocks * 4);
     }
     if (max_blocks != s->max_blocks) drop_graphs(s);
-    /* one copy: [tokens|pos|seq|slot] of this step plus the tables */
-    cudaError_t e = cudaMemcpyAsync(s->d_idx, h, need * 4, cudaMemcpyHostToDevice, s->st);
-    /* a fed step's tokens: the ids the step before chose, copied where the host's would go, so
-     * its records (and graph) are those of a step the host feeds. (Its embedding reading them
+    /* one copy: [tokens|pos|seq|slot|out] of this step plus the tables; a fed step's from pos on:
+     * its tokens are in d_tokens already, where the step before's last kernel put the ids it chose,
+     * so its records (and graph) are those of a step the host feeds. (Its embedding reading them
      * where they were chosen, a record and a graph of its own, gave a wrong second token of
-     * pipelined decodes whenever graphs were on, on an H100; not understood.) */
-    if (e == cudaSuccess && !tokens && s->chain_stride == 1)
-        e = cudaMemcpyAsync(s->d_tokens, s->chain_ids, (size_t)T * 4, cudaMemcpyDeviceToDevice,
-                            s->st);
-    else if (e == cudaSuccess && !tokens)
-        e = cudaMemcpy2DAsync(s->d_tokens, 4, s->chain_ids, (size_t)s->chain_stride * 4, 4,
-                              (size_t)T, cudaMemcpyDeviceToDevice, s->st);
+     * pipelined decodes whenever graphs were on, on an H100, round 13; not understood.) */
+    const size_t from = tokens ? 0 : (size_t)M;
+    const cudaError_t e = cudaMemcpyAsync(s->d_idx + from, h + from, (need - from) * 4,
+                                          cudaMemcpyHostToDevice, s->st);
     if (e != cudaSuccess) {
         cu_chk(s, e, "cuda begin_step upload");
         return report(s);
     }
     s->hp_tokens = tokens, s->hp_pos = b->pos, s->hp_seq = b->seq, s->hp_slot = b->slot;
-    s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos;
+    s->max_blocks = max_blocks, s->T = T, s->max_pos = max_pos, s->in_step = 1;
     /* one-token steps and decode steps of up to cu_graph_max_t tokens, one per sequence, replay as
      * graphs (their records depend on the step's shape only); prefill chunks run eagerly */
     cu_tl_step(s->st);
@@ -861,7 +865,7 @@ static brisk_status cu_op_end_step(brisk_backend *be, const float *logits, int n
                                    float *out) {
     cu_state *s = S(be);
     finish_log(s);
-    s->chain_ids = NULL; /* this step chose no ids: none to feed the next */
+    s->chain_n = 0, s->in_step = 0; /* this step chose no ids: none to feed the next */
     const size_t bytes = (size_t)n * (size_t)V * sizeof(float);
     if (s->err == BRISK_OK && n > 0 && out) {
         if (bytes > s->h_logits_cap) {
@@ -887,57 +891,65 @@ static brisk_status cu_op_end_step(brisk_backend *be, const float *logits, int n
  * launched (end_step_launch) and collected later (step_collect).
  * ------------------------------------------------------------------------------------------- */
 
-/* The argmax scratch for n rows: device [part | ids | lp], pinned [ids | lp]. */
+/* The argmax scratch for n rows (cu_argmax_bytes, zeroed: its arrival counters). */
 static void am_grow(cu_state *s, int n) {
     if (n <= s->am_cap || s->err != BRISK_OK) return;
     /* grows outside any capture: captures happen in finish_log, after this */
     cudaStreamSynchronize(s->st);
     drop_graphs(s); /* they point at the old buffer */
-    cudaFree(s->d_am), cudaFreeHost(s->h_am);
-    s->d_am = NULL, s->h_am = NULL, s->am_cap = 0;
-    const size_t per = cu_argmax_part_floats + 2;
-    s->d_am = (float *)cu_dalloc(s, (size_t)n * per * sizeof(float), "cuda argmax scratch");
-    if (s->d_am &&
-        cu_chk(s, cudaMallocHost((void **)&s->h_am, (size_t)n * 8), "cuda argmax staging"))
+    cudaFree(s->d_am);
+    s->d_am = NULL, s->am_cap = 0;
+    s->d_am = cu_dalloc(s, cu_argmax_bytes(n), "cuda argmax scratch");
+    if (s->d_am && cu_chk(s, cudaMemsetAsync(s->d_am, 0, cu_argmax_bytes(n), s->st), "cuda argmax"))
         s->am_cap = n;
 }
 
-static const int32_t *am_ids(const cu_state *s) {
-    return (const int32_t *)(s->d_am + (size_t)s->am_cap * cu_argmax_part_floats);
+/* The chosen rows' two host slots for n rows (mapped: the choosing kernel writes them). */
+static void ch_grow(cu_state *s, int n) {
+    if (n <= s->ch_cap || s->err != BRISK_OK) return;
+    cudaStreamSynchronize(s->st); /* a launched step may still write the old slots */
+    drop_graphs(s);               /* they point at them */
+    cudaFreeHost(s->h_ch);
+    s->h_ch = NULL, s->d_ch = NULL, s->ch_cap = 0;
+    const int cap = n > s->max_tokens ? n : s->max_tokens;
+    if (cu_chk(s,
+               cudaHostAlloc((void **)&s->h_ch, 2 * (size_t)cap * sizeof(cu_sample_out),
+                             cudaHostAllocMapped),
+               "cuda chosen-rows staging") &&
+        cu_chk(s, cudaHostGetDevicePointer((void **)&s->d_ch, s->h_ch, 0), "cuda mapped pointer"))
+        s->ch_cap = cap;
 }
 
-/* The sampler's scratch for n rows and pinned staging for its inputs (two halves, as h_idx) and
- * outputs. */
+/* The sampler's scratch for n rows and pinned staging for its inputs (two halves, as h_idx). */
 static void samp_grow(cu_state *s, int n) {
     if (n <= s->samp_cap || s->err != BRISK_OK) return;
     /* grows outside any capture (captures happen in finish_log, after this) */
     cudaStreamSynchronize(s->st);
     drop_graphs(s); /* they point at the old buffer */
-    cudaFree(s->d_samp), cudaFreeHost(s->h_samp_in), cudaFreeHost(s->h_samp_out);
-    s->d_samp = NULL, s->h_samp_in = NULL, s->h_samp_out = NULL, s->samp_cap = 0;
+    cudaFree(s->d_samp), cudaFreeHost(s->h_samp_in);
+    s->d_samp = NULL, s->h_samp_in = NULL, s->samp_cap = 0;
     const size_t bytes = cu_sample_bytes(n);
     s->d_samp = cu_dalloc(s, bytes, "cuda sample scratch");
     if (s->d_samp && cu_chk(s, cudaMemsetAsync(s->d_samp, 0, bytes, s->st), "cuda sample") &&
         cu_chk(s, cudaMallocHost((void **)&s->h_samp_in, 2 * (size_t)n * sizeof(cu_sample_in)),
-               "cuda sample staging") &&
-        cu_chk(s, cudaMallocHost((void **)&s->h_samp_out, (size_t)n * sizeof(cu_sample_out)),
                "cuda sample staging"))
         s->samp_cap = n;
 }
 
-static const cu_sample_out *samp_out(const cu_state *s) {
-    return (const cu_sample_out *)((const char *)s->d_samp + cu_sample_out_offset(s->samp_cap));
-}
-
 /* Logs the step's last record (the argmax, or with p the sampler chain, whose rows' filters and
  * uniforms go into the scratch by a copy issued now, ahead of the step's graph, so the graph,
- * whose record holds only pointers and sizes, replays any step) and runs the step. */
+ * whose record holds only pointers and sizes, replays any step) and runs the step. The record's
+ * last kernel puts the rows into slot out_slot of h_ch (the slot word is in the step's upload)
+ * and into the token slot (cu_chosen_dst). */
 static void choose(cu_state *s, const float *logits, int n, int V, const brisk_sample_params *p,
                    const double *u) {
     if (p)
         samp_grow(s, n);
     else
         am_grow(s, n);
+    ch_grow(s, n);
+    if (!s->in_step) s->out_slot = (s->fl_head + s->n_fl) & 1;
+    const bool feed = s->in_step && n <= s->max_tokens; /* the rows can feed the next step */
     if (s->err == BRISK_OK && p) {
         cu_sample_in *in = s->h_samp_in + (size_t)s->half * s->samp_cap;
         for (int i = 0; i < n; i++) in[i].p = p[i], in[i].u = u[i];
@@ -949,47 +961,23 @@ static void choose(cu_state *s, const float *logits, int n, int V, const brisk_s
     if (s->err == BRISK_OK) {
         REC(r, p ? OP_SAMPLE : OP_ARGMAX);
         r.p0 = logits, r.n = n, r.dim = V;
-        r.p1 = p ? s->d_samp : (const void *)s->d_am, r.i0 = p ? s->samp_cap : s->am_cap;
+        r.p1 = p ? s->d_samp : s->d_am, r.i0 = p ? s->samp_cap : s->am_cap;
+        r.p2 = feed ? s->d_tokens : NULL, r.p3 = s->d_ch, r.i1 = s->ch_cap;
+        r.p4 = s->in_step ? s->d_out : s->d_slots + s->out_slot;
         submit(s, &r);
     }
     finish_log(s);
-    s->chain_ids = NULL;
-    if (s->err == BRISK_OK) {
-        s->chain_ids = p ? &samp_out(s)->id : am_ids(s);
-        s->chain_stride = p ? 2 : 1, s->chain_n = n;
-    }
+    s->chain_n = s->err == BRISK_OK && feed ? n : 0;
+    s->in_step = 0;
 }
 
-/* The copy of the chosen rows to pinned h: argmax ids [0, n) and log-probabilities [am_cap,
- * am_cap + n) in one copy (each copy is a few microseconds of the step's chain); the chain's
- * cu_sample_out rows. */
-static void copy_chosen(cu_state *s, int n, bool sampled, void *h) {
-    if (s->err != BRISK_OK) return;
-    if (sampled)
-        cu_chk(s,
-               cudaMemcpyAsync(h, samp_out(s), (size_t)n * sizeof(cu_sample_out),
-                               cudaMemcpyDeviceToHost, s->st),
-               "cuda sample copy");
-    else
-        cu_chk(s,
-               cudaMemcpyAsync(h, am_ids(s), (size_t)(s->am_cap + n) * 4, cudaMemcpyDeviceToHost,
-                               s->st),
-               "cuda argmax copy");
-}
-
-/* The chosen rows as end_step_argmax / end_step_sample return them, from copy_chosen's h (an
- * argmax copy of am_cap rows' ids before the log-probabilities). */
-static brisk_status read_chosen(const void *h, int n, int V, bool sampled, int am_cap, int32_t *ids,
+/* The chosen rows of slot k, as end_step_argmax / end_step_sample return them. */
+static brisk_status read_chosen(const cu_state *s, int k, int n, int V, bool sampled, int32_t *ids,
                                 float *lp) {
+    const cu_sample_out *h = s->h_ch + (size_t)k * s->ch_cap;
     int bad = -1;
     for (int i = 0; i < n; i++) {
-        if (sampled) {
-            const cu_sample_out *o = (const cu_sample_out *)h + i;
-            ids[i] = o->id, lp[i] = o->lp;
-        } else {
-            ids[i] = ((const int32_t *)h)[i];
-            memcpy(&lp[i], (const int32_t *)h + am_cap + i, 4);
-        }
+        ids[i] = h[i].id, lp[i] = h[i].lp;
         if (cu_skip && (ids[i] < 0 || ids[i] >= V)) ids[i] = 0; /* garbage anyway */
         if ((ids[i] < 0 || ids[i] >= V) && bad < 0) bad = i;
     }
@@ -1005,11 +993,9 @@ static brisk_status end_chosen(brisk_backend *be, const float *logits, int n, in
                                float *lp) {
     cu_state *s = S(be);
     choose(s, logits, n, V, p, u);
-    void *h = p ? (void *)s->h_samp_out : (void *)s->h_am;
-    copy_chosen(s, n, p != NULL, h);
     cu_chk(s, cudaStreamSynchronize(s->st), "cuda step");
     if (s->err != BRISK_OK) return report(s);
-    return read_chosen(h, n, V, p != NULL, s->am_cap, ids, lp);
+    return read_chosen(s, s->out_slot, n, V, p != NULL, ids, lp);
 }
 
 /* The greedy step. */
@@ -1025,32 +1011,24 @@ static brisk_status cu_op_end_step_sample(brisk_backend *be, const float *logits
     return end_chosen(be, logits, n, V, p, u, ids, lp);
 }
 
-/* The pipelined step: queued with the copy of its chosen rows into its own pinned buffer and an
- * event after it; nothing waits. */
+/* The pipelined step: queued with an event after it; nothing waits. Its rows land in slot
+ * out_slot of h_ch, the free launch slot (begin_step). */
 static brisk_status cu_op_end_step_launch(brisk_backend *be, const float *logits, int n, int V,
                                           const brisk_sample_params *p, const double *u) {
     cu_state *s = S(be);
-    if (s->n_fl == 2) {
+    if (!s->in_step) s->out_slot = (s->fl_head + s->n_fl) & 1;
+    const int k = s->out_slot;
+    if (s->n_fl == 2 || k != ((s->fl_head + s->n_fl) & 1)) {
         log_reset(s); /* the step's records never run */
         return brisk_errorf(BRISK_ERR_INVALID_ARG,
                             "cuda end_step_launch: two launched steps are not collected");
     }
-    const int k = (s->fl_head + s->n_fl) & 1; /* a free slot: its buffer may be replaced */
     choose(s, logits, n, V, p, u);
-    const int want = p ? 2 * n : s->am_cap + n; /* int32 words copy_chosen writes */
-    if (s->err == BRISK_OK && s->fl[k].cap < want) {
-        cudaFreeHost(s->fl[k].h_out);
-        s->fl[k].h_out = NULL, s->fl[k].cap = 0;
-        if (cu_chk(s, cudaMallocHost((void **)&s->fl[k].h_out, (size_t)want * 4),
-                   "cuda launch staging"))
-            s->fl[k].cap = want;
-    }
     if (s->err == BRISK_OK && !s->fl[k].ev)
         cu_chk(s, cudaEventCreateWithFlags(&s->fl[k].ev, cudaEventDisableTiming), "cuda event");
-    copy_chosen(s, n, p != NULL, s->fl[k].h_out);
     if (s->err == BRISK_OK) cu_chk(s, cudaEventRecord(s->fl[k].ev, s->st), "cuda launch event");
     if (s->err != BRISK_OK) return report(s);
-    s->fl[k].sampled = p != NULL, s->fl[k].n = n, s->fl[k].V = V, s->fl[k].am_cap = s->am_cap;
+    s->fl[k].n = n, s->fl[k].V = V, s->fl[k].sampled = p != NULL;
     s->n_fl++;
     return BRISK_OK;
 }
@@ -1064,7 +1042,7 @@ static brisk_status cu_op_step_collect(brisk_backend *be, int n, int32_t *ids, f
     s->fl_head ^= 1, s->n_fl--;
     cu_chk(s, cudaEventSynchronize(s->fl[k].ev), "cuda step");
     if (s->err != BRISK_OK) return report(s);
-    return read_chosen(s->fl[k].h_out, n, s->fl[k].V, s->fl[k].sampled, s->fl[k].am_cap, ids, lp);
+    return read_chosen(s, k, n, s->fl[k].V, s->fl[k].sampled, ids, lp);
 }
 
 /* Device-to-device copy bandwidth, counting bytes read plus bytes written (METHOD.md): a 1 GiB
@@ -1138,14 +1116,12 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->bsc.xq), cudaFree(s->bsc.xs), cudaFree(s->bsc.part), cudaFree(s->bsc.count);
         cudaFreeHost(s->h_logits);
         cudaFree(s->d_am);
-        cudaFreeHost(s->h_am);
         cudaFree(s->d_samp);
         cudaFreeHost(s->h_samp_in);
-        cudaFreeHost(s->h_samp_out);
-        for (int k = 0; k < 2; k++) {
-            cudaFreeHost(s->fl[k].h_out);
+        cudaFreeHost(s->h_ch);
+        cudaFree(s->d_slots);
+        for (int k = 0; k < 2; k++)
             if (s->fl[k].ev) cudaEventDestroy(s->fl[k].ev);
-        }
         free(s->log);
         if (s->blas) cublasDestroy(s->blas);
         if (s->st) cudaStreamDestroy(s->st);
@@ -1325,6 +1301,13 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     int64_t max_q = 0;
     if (!cu_chk(s, cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking), "cuda stream"))
         goto err;
+    {
+        static const int32_t slots[2] = {0, 1};
+        if (!(s->d_slots = (int32_t *)cu_dalloc(s, sizeof slots, "cuda slot words")) ||
+            !cu_chk(s, cudaMemcpy(s->d_slots, slots, sizeof slots, cudaMemcpyHostToDevice),
+                    "cuda slot words"))
+            goto err;
+    }
     if (!blas_chk(s, cublasCreate(&s->blas), "cublasCreate") ||
         !blas_chk(s, cublasSetStream(s->blas, s->st), "cublasSetStream"))
         goto err;

@@ -126,11 +126,6 @@ cudaError_t cu_add(cudaStream_t st, float *x, const float *y, size_t n);
 cudaError_t cu_add_bias(cudaStream_t st, float *y, const float *bias, int n, int rows);
 cudaError_t cu_get_rows(cudaStream_t st, const float *src, const int32_t *rows, int n, int dim,
                         float *dst);
-/* Greedy token per row of logits [n, V]: ids[i] = argmax (lowest index among ties; -1 when the
- * row holds a NaN), lp[i] = its log-probability. part: scratch of n * cu_argmax_part_floats. */
-enum { cu_argmax_part_floats = 32 * 4 };
-cudaError_t cu_argmax(cudaStream_t st, const float *logits, int n, int V, float *part, int32_t *ids,
-                      float *lp);
 #include "cuda_sample.h"
 cudaError_t cu_f32_to_half(cudaStream_t st, const float *x, size_t n, void *dst, int bf16);
 

@@ -1,6 +1,7 @@
-/* cuda_sample.cu: the sampler chain on the device (temperature, top-k, top-p, min-p and the draw
- * with the uniform the host's generator produced), as engine/sampler.c defines it, so a sampled
- * decode step returns (token, logprob) instead of a 0.5 MB row of logits.
+/* cuda_sample.cu: choosing a step's tokens on the device. The greedy argmax (at the end), and the
+ * sampler chain (temperature, top-k, top-p, min-p and the draw with the uniform the host's
+ * generator produced), as engine/sampler.c defines it, so a sampled decode step returns (token,
+ * logprob) instead of a 0.5 MB row of logits. Both put their rows where cu_chosen_dst says.
  *
  * Whatever the filters, the kept ids are a top set in the (logit desc, id asc) order, i.e. the ids
  * whose rank key (key64) is >= the key K* of the last kept one, and the draw walks them in id
@@ -229,6 +230,16 @@ __device__ bool arrive_last(uint32_t *counter) {
     }
     __syncthreads();
     return last != 0;
+}
+
+/* A chosen row's result to dst's token slot and host slot (cu_chosen_dst). */
+__device__ __forceinline__ void put_chosen(const cu_chosen_dst &d, int row, int id, float lp) {
+    if (d.tok) d.tok[row] = id;
+    if (d.host) {
+        cu_sample_out o;
+        o.id = id, o.lp = lp;
+        d.host[(size_t)*d.slot * d.cap + row] = o;
+    }
 }
 
 /* One warp: positions j = 0..nb-1 (nb a multiple of 32) stand for bins (desc ? nb-1-j : j) of
@@ -880,7 +891,7 @@ __global__ void __launch_bounds__(SP_THREADS, 2)
 /* 4: the draw. Per slice the sum of the kept weights; the last block finds the slice where the
  * running sum passes u * total and walks it in id order. */
 __global__ void __launch_bounds__(SP_THREADS)
-    k_sp_draw(const float *logits, int V, char *scr, int cap) {
+    k_sp_draw(const float *logits, int V, char *scr, int cap, cu_chosen_dst dst) {
     pdl_launch();
     pdl_wait();
     const int row = blockIdx.y, b = blockIdx.x, t = threadIdx.x;
@@ -911,7 +922,7 @@ __global__ void __launch_bounds__(SP_THREADS)
     if (!arrive_last(&B->r.done[3])) return;
     cu_sample_out *out = (cu_sample_out *)(scr + sp_off_out(cap)) + row;
     if (R.bad) {
-        if (t == 0) out->id = -1, out->lp = NAN;
+        if (t == 0) out->id = -1, out->lp = NAN, put_chosen(dst, row, -1, NAN);
         return;
     }
     if (t < 32) { /* the slice: first whose inclusive running sum exceeds r (the host's r -= w) */
@@ -954,15 +965,98 @@ __global__ void __launch_bounds__(SP_THREADS)
         if (t == 0 && pick == 0x7fffffff) pick = __ldcg(&B->wlast[s]);
         __syncthreads();
     }
-    if (t == 0) out->id = pick, out->lp = x[pick] - R.lse;
+    if (t == 0) out->id = pick, out->lp = x[pick] - R.lse, put_chosen(dst, row, pick, out->lp);
 }
 
-cudaError_t cu_sample(cudaStream_t st, const float *logits, int n, int V, void *scratch, int cap) {
+cudaError_t cu_sample(cudaStream_t st, const float *logits, int n, int V, void *scratch, int cap,
+                      const cu_chosen_dst *dst) {
+    const cu_chosen_dst none = {};
     char *s = (char *)scratch;
     const dim3 grid(SP_SLICES, n);
     cudaError_t e = cu_launch(k_sp_stats, grid, SP_THREADS, 0, st, logits, V, s, cap);
     if (e == cudaSuccess) e = cu_launch(k_sp_hist, grid, SP_THREADS, 0, st, logits, V, s, cap);
     if (e == cudaSuccess) e = cu_launch(k_sp_gather, grid, SP_THREADS, 0, st, logits, V, s, cap);
-    if (e == cudaSuccess) e = cu_launch(k_sp_draw, grid, SP_THREADS, 0, st, logits, V, s, cap);
+    if (e == cudaSuccess)
+        e = cu_launch(k_sp_draw, grid, SP_THREADS, 0, st, logits, V, s, cap, dst ? *dst : none);
     return e;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Greedy next token: per row the argmax (lowest index among equal maxima, as the host sampler)
+ * and its log-probability -log(sum exp(x - max)); a NaN anywhere gives id -1. One launch of
+ * SP_SLICES blocks per row: each reduces its slice to (max, index, sum exp(x - max), NaN); the
+ * last block of the row to finish (arrive_last) merges the slices in a fixed order. (Two launches
+ * before: the second one's launch was ~1-2 us of every decode step's chain.)
+ * ------------------------------------------------------------------------------------------- */
+
+#define AM_THREADS 256
+
+/* scratch: [cap][SP_SLICES] slice results | [cap] arrival counters */
+size_t cu_argmax_bytes(int cap) {
+    return sp_align((size_t)cap * SP_SLICES * sizeof(float4)) + (size_t)cap * sizeof(uint32_t);
+}
+
+__device__ __forceinline__ void am_better(float &m, int &i, float m2, int i2) {
+    if (m2 > m || (m2 == m && i2 < i)) m = m2, i = i2;
+}
+
+__global__ void __launch_bounds__(AM_THREADS)
+    k_argmax(const float *logits, int V, char *scr, int cap, cu_chosen_dst dst) {
+    pdl_launch();
+    pdl_wait();
+    const int row = blockIdx.y, b = blockIdx.x;
+    float4 *part = (float4 *)scr + (size_t)row * SP_SLICES;
+    uint32_t *count = (uint32_t *)(scr + sp_align((size_t)cap * SP_SLICES * sizeof(float4))) + row;
+    const int per = (V + SP_SLICES - 1) / SP_SLICES, lo = min(V, b * per), hi = min(V, lo + per);
+    const float *x = logits + (int64_t)row * V;
+    float m = -INFINITY;
+    int mi = 0x7fffffff, nan = 0;
+    for (int i = lo + threadIdx.x; i < hi; i += AM_THREADS) {
+        const float v = x[i];
+        if (v != v) nan = 1;
+        am_better(m, mi, v, i);
+    }
+    __shared__ float sm[AM_THREADS / 32];
+    __shared__ int si[AM_THREADS / 32], sn[AM_THREADS / 32];
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, mi, o);
+        am_better(m, mi, m2, i2);
+        nan |= __shfl_xor_sync(0xffffffffu, nan, o);
+    }
+    if (lane == 0) sm[w] = m, si[w] = mi, sn[w] = nan;
+    __syncthreads();
+    m = sm[0], mi = si[0], nan = sn[0];
+    for (int k = 1; k < AM_THREADS / 32; k++) am_better(m, mi, sm[k], si[k]), nan |= sn[k];
+    float sum = 0.f;
+    if (m > -INFINITY)
+        for (int i = lo + threadIdx.x; i < hi; i += AM_THREADS) sum += expf(x[i] - m);
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    __syncthreads();
+    if (lane == 0) sm[w] = sum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float t = 0.f;
+        for (int k = 0; k < AM_THREADS / 32; k++) t += sm[k];
+        part[b] = make_float4(m, t, __int_as_float(mi), (float)nan);
+    }
+    if (!arrive_last(count) || threadIdx.x >= 32) return;
+    const float4 p = __ldcg(&part[lane]); /* SP_SLICES == 32: a lane per slice */
+    m = p.x, mi = __float_as_int(p.z), nan = p.w != 0.f;
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, mi, o);
+        am_better(m, mi, m2, i2);
+        nan |= __shfl_xor_sync(0xffffffffu, nan, o);
+    }
+    sum = p.x > -INFINITY ? p.y * expf(p.x - m) : 0.f;
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) put_chosen(dst, row, nan || mi == 0x7fffffff ? -1 : mi, -logf(sum));
+}
+
+cudaError_t cu_argmax(cudaStream_t st, const float *logits, int n, int V, void *scratch, int cap,
+                      const cu_chosen_dst *dst) {
+    return cu_launch(k_argmax, dim3(SP_SLICES, n), AM_THREADS, 0, st, logits, V, (char *)scratch,
+                     cap, *dst);
 }

@@ -62,13 +62,13 @@ typedef struct cu_state {
     int64_t max_cols;
     /* step index arrays: pinned staging (two halves, used by alternate steps: a launched step's
      * upload may still be queued when the next step stages) and device copy
-     * [tokens|pos|seq|slot|tables] */
+     * [tokens|pos|seq|slot|out (4 words: the host slot of the chosen rows)|tables] */
     int32_t *h_idx, *d_idx;
     size_t idx_cap;       /* of one half */
     int half;             /* the half this step stages in (its sample inputs too) */
     const int32_t *h_cur; /* the step's staged arrays: h_idx + half * idx_cap */
     const int32_t *hp_tokens, *hp_pos, *hp_seq, *hp_slot;
-    int32_t *d_tokens, *d_pos, *d_seq, *d_slot, *d_tables;
+    int32_t *d_tokens, *d_pos, *d_seq, *d_slot, *d_out, *d_tables;
     int max_blocks, T, max_pos;
     /* scratch */
     float *part; /* attention partials */
@@ -88,31 +88,32 @@ typedef struct cu_state {
     cu_batch_scratch bsc; /* the batched GEMV's (steps of 2-64 tokens); xq NULL: none */
     float *h_logits;
     size_t h_logits_cap;
-    /* greedy tokens: device [part | ids | lp] and pinned [ids | lp] for am_cap rows */
-    float *d_am;
-    int32_t *h_am;
+    /* greedy tokens: the argmax's scratch for am_cap rows (cu_argmax_bytes) */
+    void *d_am;
     int am_cap;
     /* a rope_kv_store held back until the next record shows whether the attention takes it */
     op_rec pending;
     int has_pending;
     /* sampled tokens: device scratch of cu_sample_bytes(samp_cap) whose inputs are refreshed per
-     * step, pinned staging for the inputs and outputs */
+     * step, pinned staging for the inputs */
     void *d_samp;
     cu_sample_in *h_samp_in;
-    cu_sample_out *h_samp_out;
     int samp_cap;
-    /* launched steps (end_step_launch), collected oldest first: each copies its [ids | lp]
-     * (argmax) or cu_sample_out rows into its own pinned buffer and records its event */
+    /* the chosen rows of a step (argmax or sampler), written by its last kernel into slot
+     * out_slot of h_ch: mapped pinned memory [2][ch_cap] (d_ch its device address), read once
+     * the step is done; and, in a step, into d_tokens, where a step begun with tokens NULL finds
+     * them. The slot word is d_out in a step (uploaded), else d_slots[out_slot] ({0, 1}). */
+    cu_sample_out *h_ch, *d_ch;
+    int ch_cap, out_slot, in_step;
+    int32_t *d_slots;
+    int chain_n; /* rows the last step chose (0: it chose none, nothing to feed the next) */
+    /* launched steps (end_step_launch), collected oldest first: launch k wrote slot k of h_ch and
+     * recorded fl[k].ev after it */
     struct {
         cudaEvent_t ev;
-        int32_t *h_out;
-        int cap, sampled, n, V, am_cap;
+        int n, V, sampled;
     } fl[2];
     int fl_head, n_fl;
-    /* the ids the last step chose, on the device (NULL: it chose none): ids[i * chain_stride],
-     * i < chain_n; a step begun with tokens NULL gets them copied into its token slot */
-    const int32_t *chain_ids;
-    int chain_stride, chain_n;
     /* op log and graphs */
     int logging;
     op_rec *log;

@@ -68,7 +68,7 @@ extern "C" brisk_status emu_end_step_sample(const float *logits, int n, int V,
         memcpy(B->r.done, done, sizeof done);
     }
     const float *dl = device_logits(logits, (size_t)n * V);
-    const cudaError_t ce = cu_sample(NULL, dl, n, V, scratch, cap);
+    const cudaError_t ce = cu_sample(NULL, dl, n, V, scratch, cap, NULL);
     if (g_new) g_blocks = g_land_at, land();
     emu_block_hook = NULL;
     if (ce != cudaSuccess) return BRISK_ERR_BACKEND;
