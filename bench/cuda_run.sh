@@ -3,6 +3,7 @@
 # tiny models, the CUDA benchmarks (batch 1 and batched decode), ncu of one decode layer. Logs go
 # to $OUT; a short table is printed last. Knobs:
 #   FAST=1 skips sanitizers and bf16; MEMCHECK=1 with FAST=1 still runs memcheck and racecheck;
+#   BF16=1 with FAST=1 still times the bf16 reference; RACECHECK_STORIES=1: racecheck of stories;
 #   NOATTNSAN=1 leaves out the sanitizers of the attention tests; MEMCHECK_GEN=1 adds memcheck of
 #   test_generate and test_sample_cuda;
 #   QUICK=1 runs only the ops, goldens and stories tests (ATTN=1: the decode attention's too);
@@ -122,6 +123,7 @@ if [ -n "${SAMPLE:-}" ]; then # decode with the sampler chain on the device
   b 8b_q4_topp X=1 --shape llama3-8b --quant q4g64 -p 512 -n 128 -r 3 --temp 0.7 --top-p 0.9 --seed 1
   b 1b_q4_topp X=1 --shape llama3.2-1b --quant q4g64 -p 512 -n 128 -r 3 --temp 0.7 --top-p 0.9 --seed 1
 fi
+[ -n "${FAST:-}" ] && [ -n "${BF16:-}" ] && b 8b_bf16 X=1 --shape llama3-8b --quant bf16 -p 512 -n 64 -r 1
 if [ -z "${FAST:-}" ]; then
   b 8b_bf16 X=1 --shape llama3-8b --quant bf16 -p 512 -n 64 -r 1
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_stories ../shared cuda > $OUT/memcheck.log 2>&1; echo "memcheck rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck.log)" | tee -a $S
@@ -130,6 +132,9 @@ fi
 if [ -n "${FAST:-}" ] && [ -n "${MEMCHECK:-}" ]; then
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_stories ../shared cuda > $OUT/memcheck.log 2>&1; echo "memcheck rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck.log)" | tee -a $S
   timeout 100 compute-sanitizer --tool racecheck ./tests/test_goldens ../tests/golden cuda > $OUT/racecheck.log 2>&1; echo "racecheck rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck.log)" | tee -a $S
+fi
+if [ -n "${RACECHECK_STORIES:-}" ]; then # racecheck of the stories test (the choosing kernels' shared memory)
+  timeout 240 compute-sanitizer --tool racecheck ./tests/test_stories ../shared cuda > $OUT/racecheck_stories.log 2>&1; echo "racecheck test_stories rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck_stories.log)" | tee -a $S
 fi
 if [ -n "${MEMCHECK_GEN:-}" ]; then # memcheck of the pipelined decodes of test_generate and of the sampler test
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_generate ../shared > $OUT/memcheck_gen.log 2>&1; echo "memcheck test_generate rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_gen.log)" | tee -a $S

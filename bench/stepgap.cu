@@ -1,8 +1,9 @@
 /* bench/stepgap.cu: what the copies between two decode steps cost on the card's timeline. A "step"
  * is a captured graph of one small kernel; each variant queues 2,000 steps on one stream with the
  * copies a step used to carry (the index upload, the fed-token copy, the chosen rows' copy to the
- * host) and reports microseconds per step beyond the kernel's 20 us of spinning. Measuring aid, not part of the build:
- *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o stepgap bench/stepgap.cu && ./stepgap */
+ * host) and reports microseconds per step beyond the kernel's 20 us of spinning. Measuring aid, not
+ * part of the build: nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o stepgap bench/stepgap.cu &&
+ * ./stepgap */
 #include <cuda_runtime.h>
 #include <stdio.h>
 

@@ -907,8 +907,14 @@ static void am_grow(cu_state *s, int n) {
 /* The chosen rows' two host slots for n rows (mapped: the choosing kernel writes them). */
 static void ch_grow(cu_state *s, int n) {
     if (n <= s->ch_cap || s->err != BRISK_OK) return;
-    cudaStreamSynchronize(s->st); /* a launched step may still write the old slots */
-    drop_graphs(s);               /* they point at them */
+    if (s->n_fl) { /* its rows are in the old slots, not collected yet */
+        cu_fail(s, BRISK_ERR_INVALID_ARG,
+                "cuda: %d rows to choose while launched steps are not collected (room for %d)", n,
+                s->ch_cap);
+        return;
+    }
+    cudaStreamSynchronize(s->st);
+    drop_graphs(s); /* they point at them */
     cudaFreeHost(s->h_ch);
     s->h_ch = NULL, s->d_ch = NULL, s->ch_cap = 0;
     const int cap = n > s->max_tokens ? n : s->max_tokens;
