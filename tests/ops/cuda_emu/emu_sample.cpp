@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <vector>
+
 static int g_paths[4][2]; /* [mode][edge bin listed 0 / over the row 1] */
 static int g_second;      /* top-p edge bin that also holds the top-k / min-p edge */
 
@@ -45,6 +47,74 @@ static const float *device_logits(const float *logits, size_t count) {
     return g_dev;
 }
 
+/* The slot word of the next op (file scope: an inline function's static would sit in the emulated
+ * shared memory, emu_shared.ld, and turn random at every block) */
+static int g_slot;
+
+/* Where the choosing kernel also puts its rows (cu_chosen_dst): a token slot and the host slot of
+ * a slot word that alternates between calls, as launched steps do; both poisoned, with a few rows
+ * more than written. check: the rows landed there, equal to `want`, and no other byte changed. */
+struct chosen_dst {
+    int n, cap, slot;
+    std::vector<int32_t> tok, tok0;
+    std::vector<cu_sample_out> host, host0;
+    cu_chosen_dst d;
+    explicit chosen_dst(int rows) : n(rows), cap(rows + 3), tok(cap), host(2 * (size_t)cap) {
+        emu_poison(tok.data(), tok.size() * sizeof tok[0]);
+        emu_poison(host.data(), host.size() * sizeof host[0]);
+        tok0 = tok, host0 = host;
+        slot = g_slot ^= 1;
+        d.tok = tok.data(), d.host = host.data(), d.slot = &slot, d.cap = cap;
+    }
+    bool check(const cu_sample_out *want) const {
+        bool ok = true;
+        for (int i = 0; i < cap; i++) {
+            const cu_sample_out &h = host[(size_t)slot * cap + i],
+                                &o = host[(size_t)(slot ^ 1) * cap + i];
+            const bool row = i < n;
+            const bool good =
+                row ? h.id == want[i].id && !memcmp(&h.lp, &want[i].lp, 4) && tok[i] == want[i].id
+                    : !memcmp(&h, &host0[(size_t)slot * cap + i], sizeof h) && tok[i] == tok0[i];
+            if (!good || memcmp(&o, &host0[(size_t)(slot ^ 1) * cap + i], sizeof o)) {
+                fprintf(stderr, "emu: chosen row %d of %d: token slot %d, host slot (%d, %g)%s\n",
+                        i, n, tok[i], h.id, h.lp, row ? "" : " written past the rows");
+                ok = false;
+            }
+        }
+        return ok;
+    }
+};
+
+/* The greedy op (cu_op_end_step_argmax) over the emulated one-launch argmax: ids and
+ * log-probabilities from the host slot; its arrival counters must be zero again after. */
+extern "C" brisk_status emu_end_step_argmax(const float *logits, int n, int V, int32_t *ids,
+                                            float *lp) {
+    static void *scratch;
+    static int cap;
+    if (n > cap) { /* zeroed once, as the backend allocates it */
+        free(scratch);
+        scratch = calloc(1, cu_argmax_bytes(n));
+        cap = n;
+    }
+    /* the slices' results are rewritten before they are read: poison them */
+    emu_poison(scratch, (size_t)cap * SP_SLICES * sizeof(float4));
+    chosen_dst cd(n);
+    if (cu_argmax(NULL, logits, n, V, scratch, cap, &cd.d) != cudaSuccess) return BRISK_ERR_BACKEND;
+    const cu_sample_out *h = cd.host.data() + (size_t)cd.slot * cd.cap;
+    std::vector<cu_sample_out> want(h, h + n);
+    brisk_status st = cd.check(want.data()) ? BRISK_OK : BRISK_ERR_BACKEND;
+    const uint32_t *count =
+        (const uint32_t *)((char *)scratch + sp_align((size_t)cap * SP_SLICES * sizeof(float4)));
+    for (int i = 0; i < n; i++) {
+        ids[i] = h[i].id, lp[i] = h[i].lp;
+        if (count[i]) {
+            fprintf(stderr, "emu: argmax row %d left its counter at %u\n", i, count[i]);
+            st = BRISK_ERR_BACKEND;
+        }
+    }
+    return st;
+}
+
 extern "C" brisk_status emu_end_step_sample(const float *logits, int n, int V,
                                             const brisk_sample_params *p, const double *u,
                                             int32_t *ids, float *lp) {
@@ -68,12 +138,13 @@ extern "C" brisk_status emu_end_step_sample(const float *logits, int n, int V,
         memcpy(B->r.done, done, sizeof done);
     }
     const float *dl = device_logits(logits, (size_t)n * V);
-    const cudaError_t ce = cu_sample(NULL, dl, n, V, scratch, cap, NULL);
+    chosen_dst cd(n);
+    const cudaError_t ce = cu_sample(NULL, dl, n, V, scratch, cap, &cd.d);
     if (g_new) g_blocks = g_land_at, land();
     emu_block_hook = NULL;
     if (ce != cudaSuccess) return BRISK_ERR_BACKEND;
     const cu_sample_out *out = (const cu_sample_out *)((char *)scratch + cu_sample_out_offset(cap));
-    brisk_status st = BRISK_OK;
+    brisk_status st = cd.check(out) ? BRISK_OK : BRISK_ERR_BACKEND;
     for (int i = 0; i < n; i++) {
         ids[i] = out[i].id, lp[i] = out[i].lp;
         if (ids[i] < 0 || ids[i] >= V) st = BRISK_ERR_BACKEND;

@@ -10,6 +10,9 @@
 # the logits change during the chain, as an upload that races the op delivers them (the kernels
 # then fail: wrong ids, other bits on a rerun, or a crash).
 #
+# `bash tests/ops/cuda_emu/run.sh argmax`: the one-launch greedy op of the same file alone (~30 s;
+# the sampler runs also check it, and that both put their rows where cu_chosen_dst says).
+#
 # `bash tests/ops/cuda_emu/run.sh gemv`: the one-token persistent GEMV (v7,
 # src/backend/cuda/cuda_gemv_tma.cu with cuda_bulk.cuh, cuda_mma.cuh and cuda_switches.h, copied)
 # through its launcher against a double-precision reference (test_gemv_emu.cpp; EMU_CASE=substring:

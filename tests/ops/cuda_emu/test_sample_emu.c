@@ -5,6 +5,7 @@
 
 brisk_status emu_end_step_sample(const float *logits, int n, int V, const brisk_sample_params *p,
                                  const double *u, int32_t *ids, float *lp);
+brisk_status emu_end_step_argmax(const float *logits, int n, int V, int32_t *ids, float *lp);
 void emu_sample_paths(void);
 int emu_sample_row_paths(void);
 
@@ -74,11 +75,86 @@ static int one_finite(int batches) {
     return failed + st.failed;
 }
 
+/* The greedy op (one launch; the last block of a row merges its 32 slices) against the host:
+ * the lowest index among equal maxima, -1 for a row with a NaN, lp = -log(sum exp(x - max)). Sizes
+ * around the slice count and real vocabularies; rows plain, with the maximum tied at three places
+ * (slices apart), with a NaN, half -inf, and only -inf (id 0). Each call twice: the same bits, and
+ * the op checks its rows' places and counters. */
+static int argmax_cases(int reps) {
+    static const int Vs[] = {1, 2, 7, 31, 32, 33, 1000, 4099, 32000, 128256};
+    enum { N = 5, NV = sizeof Vs / sizeof Vs[0] };
+    int failed = 0, rows = 0;
+    for (int vi = 0; vi < NV; vi++) {
+        const int V = Vs[vi];
+        float *x = malloc(sizeof *x * (size_t)V * N);
+        for (int rep = 0; rep < reps; rep++) {
+            int want[N], kind[N];
+            for (int r = 0; r < N; r++) {
+                float *row = x + (size_t)r * V;
+                kind[r] = (rep + r) % 5;
+                sc_fill(row, V, (rep + 2 * r) % SC_NSHAPES);
+                if (kind[r] == 3)
+                    for (int i = 0; i < V; i++)
+                        if (sc_next() & 1) row[i] = -INFINITY;
+                if (kind[r] == 4)
+                    for (int i = 0; i < V; i++) row[i] = -INFINITY;
+                float m = -INFINITY;
+                for (int i = 0; i < V; i++) m = row[i] > m ? row[i] : m;
+                if (kind[r] == 1) /* a new maximum at three places */
+                    for (int t = 0; t < 3; t++) row[sc_next() % (uint64_t)V] = m + 1.0f;
+                want[r] = 0;
+                for (int i = 0; i < V; i++)
+                    if (row[i] > row[want[r]]) want[r] = i;
+                if (kind[r] == 2) row[sc_next() % (uint64_t)V] = NAN, want[r] = -1;
+            }
+            int32_t ids[N], ids2[N];
+            float lp[N], lp2[N];
+            if (emu_end_step_argmax(x, N, V, ids, lp) != BRISK_OK ||
+                emu_end_step_argmax(x, N, V, ids2, lp2) != BRISK_OK) {
+                fprintf(stderr, "  FAIL argmax V %d: the op failed\n", V);
+                failed++;
+                continue;
+            }
+            if (memcmp(ids, ids2, sizeof ids) || memcmp(lp, lp2, sizeof lp)) {
+                fprintf(stderr, "  FAIL argmax V %d: a rerun gave other bits\n", V);
+                failed++;
+            }
+            for (int r = 0; r < N; r++, rows++) {
+                const float *row = x + (size_t)r * V;
+                double ref = 0.0;
+                const int finite = want[r] >= 0 && row[want[r]] > -INFINITY; /* else lp is +inf */
+                if (finite) {
+                    double sum = 0.0;
+                    for (int i = 0; i < V; i++) sum += exp((double)row[i] - row[want[r]]);
+                    ref = -log(sum);
+                }
+                const int lp_ok =
+                    want[r] < 0 ||
+                    (finite ? fabs(lp[r] - ref) <= 1e-4 * (1.0 + fabs(ref)) : lp[r] == INFINITY);
+                if (ids[r] != want[r] || !lp_ok) {
+                    fprintf(stderr, "  FAIL argmax V %d row kind %d: (%d, %g), want (%d, %g)\n", V,
+                            kind[r], ids[r], lp[r], want[r], ref);
+                    failed++;
+                }
+            }
+        }
+        free(x);
+    }
+    printf("argmax: %d rows, %d failed\n", rows, failed);
+    return failed;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "argmax")) { /* the greedy op alone (ctest cuda_emu_argmax) */
+        const int failed = argmax_cases(10);
+        printf("%s\n", failed ? "FAILED" : "ok");
+        return failed ? 1 : 0;
+    }
     const int quick = argc > 1 && !strcmp(argv[1], "quick");
     static const int small[] = {1, 2, 7, 33, 1000, 4099};
     static const int big[] = {32000, 128256};
-    int failed = one_finite(quick ? 16 : 64);
+    int failed = argmax_cases(quick ? 5 : 20);
+    failed += one_finite(quick ? 16 : 64);
     failed += sc_run(dev, NULL, small, 6, quick ? 8 : 80);
     failed += sc_run(dev, NULL, big, 2, quick ? 1 : 6);
     /* edge bins of more than SP_CAP ids: most of these rows must take the selection over the row */
