@@ -4,6 +4,7 @@
 # to $OUT; a short table is printed last. Knobs:
 #   FAST=1 skips sanitizers and bf16; MEMCHECK=1 with FAST=1 still runs memcheck and racecheck;
 #   BF16=1 with FAST=1 still times the bf16 reference; RACECHECK_STORIES=1: racecheck of stories;
+#   RACECHECK_PIPE=1: racecheck of a pipelined stories decode beside --no-pipeline (and OLD's);
 #   NOATTNSAN=1 leaves out the sanitizers of the attention tests; MEMCHECK_GEN=1 adds memcheck of
 #   test_generate and test_sample_cuda;
 #   QUICK=1 runs only the ops, goldens and stories tests (ATTN=1: the decode attention's too);
@@ -135,6 +136,12 @@ if [ -n "${FAST:-}" ] && [ -n "${MEMCHECK:-}" ]; then
 fi
 if [ -n "${RACECHECK_STORIES:-}" ]; then # racecheck of the stories test (the choosing kernels' shared memory)
   timeout 240 compute-sanitizer --tool racecheck ./tests/test_stories ../shared cuda > $OUT/racecheck_stories.log 2>&1; echo "racecheck test_stories rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck_stories.log)" | tee -a $S
+fi
+if [ -n "${RACECHECK_PIPE:-}" ]; then # racecheck of a pipelined decode and of the same steps one at a time (with OLD=old: that tree's too)
+  for bin in ./brisk ${OLD:+../build_old/brisk}; do for a in "" --no-pipeline; do
+    timeout 90 compute-sanitizer --tool racecheck $bin bench --backend cuda --model ../shared/models/stories260K-mlx-4bit -p 4 -n 12 -r 1 $a > $OUT/rc_pipe.log 2>&1
+    echo "racecheck bench ($bin $a) rc=$? $(grep -E 'generation|RACECHECK SUMMARY|Error' $OUT/rc_pipe.log | tr '\n' ' ')" | tee -a $S
+  done; done
 fi
 if [ -n "${MEMCHECK_GEN:-}" ]; then # memcheck of the pipelined decodes of test_generate and of the sampler test
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_generate ../shared > $OUT/memcheck_gen.log 2>&1; echo "memcheck test_generate rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_gen.log)" | tee -a $S
