@@ -745,13 +745,17 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
         cudaStreamSynchronize(s->st); /* a launched step's upload may read the old staging */
         drop_graphs(s);
         cudaFreeHost(s->h_idx);
-        cudaFree(s->d_idx);
-        s->h_idx = NULL, s->d_idx = NULL, s->h_cur = NULL, s->idx_cap = 0;
+        int32_t *old = s->d_idx; /* a fed step's tokens are in it, where the step before put them */
+        s->h_idx = NULL, s->d_idx = NULL, s->h_cur = NULL, s->idx_cap = 0, s->chain_n = 0;
         if (cudaMallocHost((void **)&s->h_idx, 2 * need * 4) != cudaSuccess ||
-            cudaMalloc((void **)&s->d_idx, need * 4) != cudaSuccess) {
+            cudaMalloc((void **)&s->d_idx, need * 4) != cudaSuccess ||
+            (!tokens &&
+             cudaMemcpy(s->d_idx, old, (size_t)T * 4, cudaMemcpyDeviceToDevice) != cudaSuccess)) {
             cudaGetLastError();
+            cudaFree(old);
             return brisk_errorf(BRISK_ERR_OOM, "cuda begin_step: out of memory for index arrays");
         }
+        cudaFree(old);
         s->idx_cap = need;
         const int M = s->max_tokens;
         s->d_tokens = s->d_idx, s->d_pos = s->d_idx + M, s->d_seq = s->d_idx + 2 * M;
