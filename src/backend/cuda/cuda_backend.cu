@@ -723,6 +723,14 @@ static void drop_graphs(cu_state *s) {
     s->n_seen = 0;
 }
 
+/* The host slot of the chosen rows of the step now being run: the launch slot it takes if it is
+ * launched. A step that ends otherwise runs with none in flight or, ending synchronously, while
+ * the other slot's step is in flight: the free slot either way. Nothing collects or launches
+ * between a step's begin and end, so begin_step's upload and the end agree. */
+static int out_slot(const cu_state *s) {
+    return (s->fl_head + s->n_fl) & 1;
+}
+
 static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
                                      const brisk_attn_batch *b, int max_blocks, int n_seqs) {
     cu_state *s = S(be);
@@ -770,11 +778,7 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     memcpy(h + M, b->pos, (size_t)T * 4);
     memcpy(h + 2 * M, b->seq, (size_t)T * 4);
     memcpy(h + 3 * M, b->slot, (size_t)T * 4);
-    /* the host slot of this step's chosen rows: the launch slot it takes if it is launched (a
-     * step that ends otherwise runs with none in flight or, ending synchronously, while the other
-     * slot's step is in flight: the free slot either way) */
-    s->out_slot = (s->fl_head + s->n_fl) & 1;
-    h[4 * M] = s->out_slot;
+    h[4 * M] = out_slot(s);
     int max_pos = 0;
     for (int i = 0; i < T; i++) {
         if (b->pos[i] >= s->max_ctx || b->pos[i] < 0 || b->seq[i] < 0 || b->seq[i] >= n_seqs)
@@ -949,7 +953,7 @@ static void samp_grow(cu_state *s, int n) {
 /* Logs the step's last record (the argmax, or with p the sampler chain, whose rows' filters and
  * uniforms go into the scratch by a copy issued now, ahead of the step's graph, so the graph,
  * whose record holds only pointers and sizes, replays any step) and runs the step. The record's
- * last kernel puts the rows into slot out_slot of h_ch (the slot word is in the step's upload)
+ * last kernel puts the rows into slot out_slot() of h_ch (the slot word is in the step's upload)
  * and into the token slot (cu_chosen_dst). */
 static void choose(cu_state *s, const float *logits, int n, int V, const brisk_sample_params *p,
                    const double *u) {
@@ -958,7 +962,6 @@ static void choose(cu_state *s, const float *logits, int n, int V, const brisk_s
     else
         am_grow(s, n);
     ch_grow(s, n);
-    if (!s->in_step) s->out_slot = (s->fl_head + s->n_fl) & 1;
     const bool feed = s->in_step && n <= s->max_tokens; /* the rows can feed the next step */
     if (s->err == BRISK_OK && p) {
         cu_sample_in *in = s->h_samp_in + (size_t)s->half * s->samp_cap;
@@ -973,7 +976,7 @@ static void choose(cu_state *s, const float *logits, int n, int V, const brisk_s
         r.p0 = logits, r.n = n, r.dim = V;
         r.p1 = p ? s->d_samp : s->d_am, r.i0 = p ? s->samp_cap : s->am_cap;
         r.p2 = feed ? s->d_tokens : NULL, r.p3 = s->d_ch, r.i1 = s->ch_cap;
-        r.p4 = s->in_step ? s->d_out : s->d_slots + s->out_slot;
+        r.p4 = s->in_step ? s->d_out : s->d_slots + out_slot(s);
         submit(s, &r);
     }
     finish_log(s);
@@ -1005,7 +1008,7 @@ static brisk_status end_chosen(brisk_backend *be, const float *logits, int n, in
     choose(s, logits, n, V, p, u);
     cu_chk(s, cudaStreamSynchronize(s->st), "cuda step");
     if (s->err != BRISK_OK) return report(s);
-    return read_chosen(s, s->out_slot, n, V, p != NULL, ids, lp);
+    return read_chosen(s, out_slot(s), n, V, p != NULL, ids, lp);
 }
 
 /* The greedy step. */
@@ -1022,13 +1025,12 @@ static brisk_status cu_op_end_step_sample(brisk_backend *be, const float *logits
 }
 
 /* The pipelined step: queued with an event after it; nothing waits. Its rows land in slot
- * out_slot of h_ch, the free launch slot (begin_step). */
+ * out_slot of h_ch, the launch slot it takes. */
 static brisk_status cu_op_end_step_launch(brisk_backend *be, const float *logits, int n, int V,
                                           const brisk_sample_params *p, const double *u) {
     cu_state *s = S(be);
-    if (!s->in_step) s->out_slot = (s->fl_head + s->n_fl) & 1;
-    const int k = s->out_slot;
-    if (s->n_fl == 2 || k != ((s->fl_head + s->n_fl) & 1)) {
+    const int k = out_slot(s);
+    if (s->n_fl == 2) {
         log_reset(s); /* the step's records never run */
         return brisk_errorf(BRISK_ERR_INVALID_ARG,
                             "cuda end_step_launch: two launched steps are not collected");

@@ -991,9 +991,13 @@ cudaError_t cu_sample(cudaStream_t st, const float *logits, int n, int V, void *
 
 #define AM_THREADS 256
 
-/* scratch: [cap][SP_SLICES] slice results | [cap] arrival counters */
+/* scratch: [cap][SP_SLICES] slice results | [cap] arrival counters (at am_off_count) */
+static __host__ __device__ inline size_t am_off_count(int cap) {
+    return sp_align((size_t)cap * SP_SLICES * sizeof(float4));
+}
+
 size_t cu_argmax_bytes(int cap) {
-    return sp_align((size_t)cap * SP_SLICES * sizeof(float4)) + (size_t)cap * sizeof(uint32_t);
+    return am_off_count(cap) + (size_t)cap * sizeof(uint32_t);
 }
 
 __device__ __forceinline__ void am_better(float &m, int &i, float m2, int i2) {
@@ -1006,7 +1010,7 @@ __global__ void __launch_bounds__(AM_THREADS)
     pdl_wait();
     const int row = blockIdx.y, b = blockIdx.x;
     float4 *part = (float4 *)scr + (size_t)row * SP_SLICES;
-    uint32_t *count = (uint32_t *)(scr + sp_align((size_t)cap * SP_SLICES * sizeof(float4))) + row;
+    uint32_t *count = (uint32_t *)(scr + am_off_count(cap)) + row;
     const int per = (V + SP_SLICES - 1) / SP_SLICES, lo = min(V, b * per), hi = min(V, lo + per);
     const float *x = logits + (int64_t)row * V;
     float m = -INFINITY;

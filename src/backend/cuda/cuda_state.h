@@ -100,11 +100,12 @@ typedef struct cu_state {
     cu_sample_in *h_samp_in;
     int samp_cap;
     /* the chosen rows of a step (argmax or sampler), written by its last kernel into slot
-     * out_slot of h_ch: mapped pinned memory [2][ch_cap] (d_ch its device address), read once
-     * the step is done; and, in a step, into d_tokens, where a step begun with tokens NULL finds
-     * them. The slot word is d_out in a step (uploaded), else d_slots[out_slot] ({0, 1}). */
+     * out_slot() (cuda_backend.cu) of h_ch: mapped pinned memory [2][ch_cap] (d_ch its device
+     * address), read once the step is done; and, in a step, into d_tokens, where a step begun
+     * with tokens NULL finds them. The slot word is d_out in a step (uploaded), else
+     * d_slots[out_slot()] ({0, 1}). */
     cu_sample_out *h_ch, *d_ch;
-    int ch_cap, out_slot, in_step;
+    int ch_cap, in_step;
     int32_t *d_slots;
     int chain_n; /* rows the last step chose (0: it chose none, nothing to feed the next) */
     /* launched steps (end_step_launch), collected oldest first: launch k wrote slot k of h_ch and

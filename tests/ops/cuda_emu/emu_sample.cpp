@@ -47,6 +47,15 @@ static const float *device_logits(const float *logits, size_t count) {
     return g_dev;
 }
 
+/* An op's scratch for n rows, zeroed when (re)allocated, as the backend allocates it (the
+ * kernels leave their arrival counters zero). */
+static void grow_zeroed(void **scratch, int *cap, int n, size_t (*bytes)(int)) {
+    if (n <= *cap) return;
+    free(*scratch);
+    *scratch = calloc(1, bytes(n));
+    *cap = n;
+}
+
 /* The slot word of the next op (file scope: an inline function's static would sit in the emulated
  * shared memory, emu_shared.ld, and turn random at every block) */
 static int g_slot;
@@ -91,20 +100,15 @@ extern "C" brisk_status emu_end_step_argmax(const float *logits, int n, int V, i
                                             float *lp) {
     static void *scratch;
     static int cap;
-    if (n > cap) { /* zeroed once, as the backend allocates it */
-        free(scratch);
-        scratch = calloc(1, cu_argmax_bytes(n));
-        cap = n;
-    }
+    grow_zeroed(&scratch, &cap, n, cu_argmax_bytes);
     /* the slices' results are rewritten before they are read: poison them */
-    emu_poison(scratch, (size_t)cap * SP_SLICES * sizeof(float4));
+    emu_poison(scratch, am_off_count(cap));
     chosen_dst cd(n);
     if (cu_argmax(NULL, logits, n, V, scratch, cap, &cd.d) != cudaSuccess) return BRISK_ERR_BACKEND;
+    /* the host slot is the op's result: check() then asks the token slot and the bytes around */
     const cu_sample_out *h = cd.host.data() + (size_t)cd.slot * cd.cap;
-    std::vector<cu_sample_out> want(h, h + n);
-    brisk_status st = cd.check(want.data()) ? BRISK_OK : BRISK_ERR_BACKEND;
-    const uint32_t *count =
-        (const uint32_t *)((char *)scratch + sp_align((size_t)cap * SP_SLICES * sizeof(float4)));
+    brisk_status st = cd.check(h) ? BRISK_OK : BRISK_ERR_BACKEND;
+    const uint32_t *count = (const uint32_t *)((char *)scratch + am_off_count(cap));
     for (int i = 0; i < n; i++) {
         ids[i] = h[i].id, lp[i] = h[i].lp;
         if (count[i]) {
@@ -120,11 +124,7 @@ extern "C" brisk_status emu_end_step_sample(const float *logits, int n, int V,
                                             int32_t *ids, float *lp) {
     static void *scratch;
     static int cap;
-    if (n > cap) { /* zeroed once, as the backend allocates it */
-        free(scratch);
-        scratch = calloc(1, cu_sample_bytes(n));
-        cap = n;
-    }
+    grow_zeroed(&scratch, &cap, n, cu_sample_bytes);
     cu_sample_in *in = (cu_sample_in *)scratch;
     for (int i = 0; i < n; i++) in[i].p = p[i], in[i].u = u[i];
     /* every row's state but the arrival counters (zero between launches) is rewritten before it
