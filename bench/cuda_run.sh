@@ -5,6 +5,7 @@
 #   FAST=1 skips sanitizers and bf16; MEMCHECK=1 with FAST=1 still runs memcheck and racecheck;
 #   BF16=1 with FAST=1 still times the bf16 reference; RACECHECK_STORIES=1: racecheck of stories;
 #   RACECHECK_PIPE=1: racecheck of a pipelined stories decode beside --no-pipeline (and OLD's);
+#   RCDIAG=1: peak host memory of pipelined decodes under racecheck, by length;
 #   NOATTNSAN=1 leaves out the sanitizers of the attention tests; MEMCHECK_GEN=1 adds memcheck of
 #   test_generate and test_sample_cuda;
 #   QUICK=1 runs only the ops, goldens and stories tests (ATTN=1: the decode attention's too);
@@ -139,8 +140,19 @@ if [ -n "${RACECHECK_STORIES:-}" ]; then # racecheck of the stories test (the ch
 fi
 if [ -n "${RACECHECK_PIPE:-}" ]; then # racecheck of a pipelined decode and of the same steps one at a time (with OLD=old: that tree's too)
   for bin in ./brisk ${OLD:+../build_old/brisk}; do for a in "" --no-pipeline; do
-    timeout 90 compute-sanitizer --tool racecheck $bin bench --backend cuda --model ../shared/models/stories260K-mlx-4bit -p 4 -n 12 -r 1 $a > $OUT/rc_pipe.log 2>&1
-    echo "racecheck bench ($bin $a) rc=$? $(grep -E 'generation|RACECHECK SUMMARY|Error' $OUT/rc_pipe.log | tr '\n' ' ')" | tee -a $S
+    l=$OUT/rc_pipe_$(echo $bin$a | tr -c 'a-z0-9\n' _).log
+    timeout 90 compute-sanitizer --tool racecheck $bin bench --backend cuda --model ../shared/models/stories260K-mlx-4bit -p 4 -n 12 -r 1 $a > $l 2>&1
+    echo "racecheck bench ($bin $a) rc=$? $(grep -E 'generation|RACECHECK SUMMARY|Error' $l | tr '\n' ' ')" | tee -a $S; tail -5 $l >> $S
+  done; done
+fi
+if [ -n "${RCDIAG:-}" ]; then # racecheck of a pipelined decode is OOM-killed (brisk exit 137, 130 GB): peak RSS by decode length, and without racecheck
+  for a in "-n 12" "-n 12 --no-pipeline"; do
+    echo "plain bench ($a): $(timeout 60 ./brisk bench --backend cuda --model ../shared/models/stories260K-mlx-4bit -p 4 -r 1 $a 2>&1 | grep -E 'memory' | tr '\n' ' ')" | tee -a $S
+  done
+  for n in 1 3; do for a in "" --no-pipeline; do
+    l=$OUT/rcdiag_$n$a.log
+    timeout 120 compute-sanitizer --tool racecheck --target-processes all sh -c "./brisk bench --backend cuda --model ../shared/models/stories260K-mlx-4bit -p 4 -n $n -r 1 $a; echo brisk exit \$?" > $l 2>&1
+    echo "racecheck (-n $n $a) rc=$? $(grep -E 'memory|brisk exit|RACECHECK SUMMARY' $l | tr '\n' ' ')" | tee -a $S
   done; done
 fi
 if [ -n "${MEMCHECK_GEN:-}" ]; then # memcheck of the pipelined decodes of test_generate and of the sampler test

@@ -539,8 +539,12 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     const int64_t cbase = ((int64_t)i * HKV + kvh) * ns * G; /* partial (split 0, head 0) */
     const int64_t pb = cbase + (int64_t)s * G;
     /* CL: block 0's receive buffers (distributed shared memory), written once block 0 has
-     * started (the split barrier's wait) */
+     * started (the split barrier's wait). a.slice: element e of the partial goes to block e / SL
+     * instead (slot s of its [n_act][SL]) and (m, l) to every block, so each block receives one
+     * partial's worth and merges its own SL elements of the output */
     float *dst_o = rcv, *dst_ml = rml;
+    const bool slice = CL && a.slice && n_act > 1;
+    const int SL = (((G * HD + n_act - 1) / n_act) + 7) & ~7;
     if constexpr (CL) {
         cluster_split<false>();
         if (n_act > 1)
@@ -561,8 +565,17 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         if (n_act == 1)
             a.out[head0 * HD + e] = acc / den;
         else if constexpr (CL) { /* pushed: remote stores, no round trip on this block's path */
-            dst_o[e] = acc;
-            if (d == 0) dst_ml[2 * g] = M, dst_ml[2 * g + 1] = den;
+            if (slice) {
+                const int own = e / SL;
+                cluster_smem(rcv, own)[s * SL + e - own * SL] = acc;
+                if (d < n_act) { /* HD >= 8 >= n_act: one store per (head, block) */
+                    float *ml = cluster_smem(rml, d) + (s * G + g) * 2;
+                    ml[0] = M, ml[1] = den;
+                }
+            } else {
+                dst_o[e] = acc;
+                if (d == 0) dst_ml[2 * g] = M, dst_ml[2 * g + 1] = den;
+            }
         } else {
             a.part_o[(pb + g) * HD + d] = acc;
             if (d == 0) a.part_ml[2 * (pb + g)] = M, a.part_ml[2 * (pb + g) + 1] = den;
@@ -575,10 +588,13 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         /* the pieces are the blocks of one cluster: past the barrier (release/acquire) block 0
          * holds every piece's partial and merges them from its own shared memory in rank order
          * (deterministic), no global partials, fence or counter, and no block reads another's
-         * shared memory, so none waits for another before it exits */
+         * shared memory, so none waits for another before it exits. a.slice: every block holds
+         * its SL elements of every piece's partial and merges those */
         cluster_sync();
-        if (n_act > 1 && s == 0) {
-            for (int e = tid; e < G * HD; e += FD_THREADS) {
+        if (n_act > 1 && (slice || s == 0)) {
+            const int lo = slice ? s * SL : 0, hi = slice ? min(lo + SL, G * HD) : G * HD;
+            const int stride = slice ? SL : G * HD; /* between two pieces' parts in rcv */
+            for (int e = lo + tid; e < hi; e += FD_THREADS) {
                 const int g = e / HD;
                 float M = -INFINITY;
 #pragma unroll
@@ -590,11 +606,11 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                     if (r < n_act) {
                         const float f = exp2f(rml[(r * G + g) * 2] - M);
                         den = fmaf(rml[(r * G + g) * 2 + 1], f, den);
-                        acc = fmaf(rcv[r * G * HD + e], f, acc);
+                        acc = fmaf(rcv[r * stride + e - lo], f, acc);
                     }
                 a.out[head0 * HD + e] = acc / den;
             }
-            if (tid == 0 && a.trace && kvh == 0 && i == 0)
+            if (tid == 0 && s == 0 && a.trace && kvh == 0 && i == 0)
                 tr_add(a.trace, 4, T1), atomicAdd(a.trace + 5, 1ull);
         }
         tl_mark(a.tl, TL_DONE, true);
@@ -690,6 +706,10 @@ int cu_attn_cluster_splits(int n_splits, int max_ctx) {
     return n_splits < cap ? n_splits : cap;
 }
 
+/* The cluster's pieces merge the output in slices, one per block (env BRISK_CUDA_ATTN_SLICE=0:
+ * all in block 0, for A/B). */
+int cu_attn_slice = 1;
+
 static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     const int G = a->n_head / a->n_head_kv, hd = a->head_dim;
     if (!cu_attn_decode_ok(a->n_head, a->n_head_kv, hd) || a->n_split < 1 ||
@@ -711,8 +731,10 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
         const cudaError_t e = cu_smem_optin((const void *)k, smem);
         if (e != cudaSuccess) return e;
     }
+    cu_attn_args b = *a;
+    b.slice = a->cluster && cu_attn_slice;
     if (!a->cluster)
-        return cu_launch(k, dim3(a->n_split, a->n_head_kv, a->n_tokens), FD_THREADS, smem, st, *a);
+        return cu_launch(k, dim3(a->n_split, a->n_head_kv, a->n_tokens), FD_THREADS, smem, st, b);
     if (a->n_split > FD_MAX_CLUSTER) return cudaErrorInvalidValue;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(a->n_split, a->n_head_kv, a->n_tokens), cfg.blockDim = FD_THREADS;
@@ -724,7 +746,7 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at, cfg.numAttrs = cu_pdl ? 2 : 1;
-    const cudaError_t e = cudaLaunchKernelEx(&cfg, k, *a);
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, k, b);
     return e != cudaSuccess ? e : cudaGetLastError();
 }
 

@@ -87,6 +87,8 @@ typedef struct cu_attn_args {
     const int32_t *slot;
     int cluster; /* flash-decoding: the n_split (<= 8) pieces are one thread-block cluster and
                   * merge through distributed shared memory instead of part_* and count */
+    int slice;   /* set by the launch (cu_attn_slice): each block of a cluster merges its slice of
+                  * the output (block 0 all of it otherwise) */
     int empty; /* measuring aid (BRISK_CUDA_SKIP=attnbody): the kernel returns after the PDL wait */
     int min_tiles; /* flash-decoding: 32-position tiles per warp a piece holds at least (>= 1) */
     unsigned long long *trace; /* measuring aid (BRISK_CUDA_TRACE): stage times, cuda_attn.cu */

@@ -84,6 +84,8 @@ void cu_switches_read(void) {
     e = getenv("BRISK_CUDA_V7_DYN");
     if (e) cu_v7_dyn = atoi(e);
     cu_tl_init();
+    e = getenv("BRISK_CUDA_ATTN_SLICE"); /* 0: the cluster's merge all in block 0 (A/B) */
+    cu_attn_slice = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_ATTN_TC"); /* 0: the decode attention's FMA tiles (A/B) */
     cu_attn_tc = cu_mma_ok && !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_ROPEFUSE");
