@@ -6,8 +6,9 @@
 #   BF16=1 with FAST=1 still times the bf16 reference; RACECHECK_STORIES=1: racecheck of stories;
 #   RACECHECK_PIPE=1: racecheck of a pipelined stories decode beside --no-pipeline (and OLD's);
 #   RCDIAG=1: peak host memory of pipelined decodes under racecheck, by length;
-#   NOATTNSAN=1 leaves out the sanitizers of the attention tests; MEMCHECK_GEN=1 adds memcheck of
-#   test_generate and test_sample_cuda;
+#   NOATTNSAN=1 leaves out the sanitizers of the attention tests; ATTNSAN=1 (with FAST=1): those of
+#   test_attn_cuda only (ATTNSAN_T: seconds each); MEMCHECK_GEN=1 adds memcheck of test_generate
+#   and test_sample_cuda;
 #   QUICK=1 runs only the ops, goldens and stories tests (ATTN=1: the decode attention's too);
 #   NCU=0 skips ncu;
 #   AB="ENV=v ..." also times 8B and 1B under each assignment (A=1+B=2: both at once);
@@ -55,6 +56,8 @@ timeout 120 ./tests/test_fattn_cuda > $OUT/fattn.log 2>&1; echo "fattn rc=$? $(t
 if [ -n "${QUICK:-}" ] && [ -n "${ATTN:-}" ]; then # QUICK=1 ATTN=1: the decode attention's tests too
   timeout 120 ./tests/test_attn_cuda > $OUT/attn.log 2>&1; echo "attn rc=$? $(tail -1 $OUT/attn.log)" | tee -a $S
   BRISK_CUDA_ATTN=counter timeout 120 ./tests/test_attn_cuda > $OUT/attn_counter.log 2>&1; echo "attn (counter merge) rc=$? $(tail -1 $OUT/attn_counter.log)" | tee -a $S
+  BRISK_CUDA_ATTN_SLICE=0 timeout 120 ./tests/test_attn_cuda > $OUT/attn_block0.log 2>&1; echo "attn (cluster merge in block 0) rc=$? $(tail -1 $OUT/attn_block0.log)" | tee -a $S
+  timeout 60 ./tests/test_batch ../shared cuda > $OUT/batch.log 2>&1; echo "batch rc=$? $(tail -1 $OUT/batch.log)" | tee -a $S
 fi
 timeout 60 ./tests/test_goldens ../tests/golden cuda > $OUT/goldens.log 2>&1; echo "goldens rc=$? $(tail -1 $OUT/goldens.log)" | tee -a $S
 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories.log 2>&1; echo "stories rc=$? $(tail -1 $OUT/stories.log)" | tee -a $S
@@ -138,10 +141,12 @@ fi
 if [ -n "${RACECHECK_STORIES:-}" ]; then # racecheck of the stories test (the choosing kernels' shared memory)
   timeout 240 compute-sanitizer --tool racecheck ./tests/test_stories ../shared cuda > $OUT/racecheck_stories.log 2>&1; echo "racecheck test_stories rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck_stories.log)" | tee -a $S
 fi
-if [ -n "${RACECHECK_PIPE:-}" ]; then # racecheck of a pipelined decode and of the same steps one at a time (with OLD=old: that tree's too)
+if [ -n "${RACECHECK_PIPE:-}" ]; then # racecheck of a pipelined decode and of the same steps one at a time (with OLD=old: that tree's too).
+  # Three steps (RC_N): racecheck's own host memory grows ~16 GB a pipelined step (17.6 GB at one,
+  # 50.1 at three; flat one step at a time, 0.31 GB without the tool), so 12 steps are OOM-killed
   for bin in ./brisk ${OLD:+../build_old/brisk}; do for a in "" --no-pipeline; do
     l=$OUT/rc_pipe_$(echo $bin$a | tr -c 'a-z0-9\n' _).log
-    timeout 90 compute-sanitizer --tool racecheck $bin bench --backend cuda --model ../shared/models/stories260K-mlx-4bit -p 4 -n 12 -r 1 $a > $l 2>&1
+    timeout 90 compute-sanitizer --tool racecheck $bin bench --backend cuda --model ../shared/models/stories260K-mlx-4bit -p 4 -n ${RC_N:-3} -r 1 $a > $l 2>&1
     echo "racecheck bench ($bin $a) rc=$? $(grep -E 'generation|RACECHECK SUMMARY|Error' $l | tr '\n' ' ')" | tee -a $S; tail -5 $l >> $S
   done; done
 fi
@@ -158,6 +163,10 @@ fi
 if [ -n "${MEMCHECK_GEN:-}" ]; then # memcheck of the pipelined decodes of test_generate and of the sampler test
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_generate ../shared > $OUT/memcheck_gen.log 2>&1; echo "memcheck test_generate rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_gen.log)" | tee -a $S
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_sample_cuda > $OUT/memcheck_sample.log 2>&1; echo "memcheck test_sample_cuda rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_sample.log)" | tee -a $S
+fi
+if [ -n "${ATTNSAN:-}" ]; then # ATTNSAN=1: racecheck and memcheck of the decode attention's test alone
+  timeout ${ATTNSAN_T:-200} compute-sanitizer --tool racecheck ./tests/test_attn_cuda > $OUT/racecheck_attn.log 2>&1; echo "racecheck test_attn_cuda rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck_attn.log)" | tee -a $S
+  timeout ${ATTNSAN_T:-150} compute-sanitizer --tool memcheck --leak-check no ./tests/test_attn_cuda > $OUT/memcheck_attn.log 2>&1; echo "memcheck test_attn_cuda rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_attn.log)" | tee -a $S
 fi
 if [ -z "${NOATTNSAN:-}" ] && { [ -z "${FAST:-}" ] || [ -n "${MEMCHECK:-}" ]; }; then
   for t in test_attn_cuda test_fattn_cuda; do
