@@ -91,7 +91,8 @@ __device__ __forceinline__ void tr_add(unsigned long long *tr, int k, uint64_t f
 }
 
 /* This block's share of the L2 prefetch ranges (cu_attn_args.pf), by warp 0: pieces of 16 KB
- * over its lanes. */
+ * over its lanes. The shares are the whole grid's: blocks past n_act exit first and leave theirs
+ * (sharing over the active pieces only lost, bench/cuda-notes.md round 15). */
 __device__ __forceinline__ void attn_prefetch(const cu_attn_args &a) {
     const uint32_t nb = gridDim.x * gridDim.y * gridDim.z;
     const uint32_t b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);

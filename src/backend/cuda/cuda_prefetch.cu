@@ -71,7 +71,10 @@ static uint64_t l2_bytes(void) {
  * L2, 20 MB on an H100, but at most twice its own weights' bytes: the attention's release waits
  * for the launch's prefetches to land, 1B 2.3 -> 1.1 us with 8 MB instead of 20, round 10; env
  * BRISK_CUDA_V7_PF MB, negative: after its x is staged), the
- * attention after its K/V loads (default the o projection's bytes; env BRISK_CUDA_ATTN_PF MB)
+ * attention after its K/V loads (default the o projection's bytes; env BRISK_CUDA_ATTN_PF MB; its
+ * blocks split the share over the whole grid, so the pieces that hold no positions and exit at
+ * entry leave theirs unissued: 5/8 of it at context 640, 1/8 up to 128; issuing all of it lost,
+ * round 15)
  * and the o GEMV after its own copies (default none; env BRISK_CUDA_V7_OPF MB, negative: that
  * many MB from the start of the down projection instead, A/B). Measured on an
  * H100, bench/cuda-notes.md round 9. who: 0 q/k/v, 1 attention, 2 o; ra: the attention record.
