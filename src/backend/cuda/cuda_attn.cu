@@ -59,7 +59,9 @@ extern "C" {
  * Each K/V row is read once for the G query heads. Warps merge their (m, l, o) in shared memory;
  * a piece-count of 1 writes the output directly, otherwise the block writes its partial, and the
  * last block of the (token, kv head) to arrive (device-scope counter after __threadfence) merges
- * all partials in split order (deterministic) and resets the counter for the next launch.
+ * all partials in split order (deterministic) and resets the counter for the next launch. The
+ * cluster variant (CL, <= 8 pieces) merges through distributed shared memory instead: see the
+ * merge below (a.slice: each block merges one slice of the output).
  * ------------------------------------------------------------------------------------------- */
 
 #define FD_WARPS       4
@@ -146,8 +148,9 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
      * floats) */
     __half *kvs = reinterpret_cast<__half *>(wo + ((max(FD_WARPS * G * hd, G * ns) + 3) & ~3));
     /* CL: the pieces' partials [ns][G][hd] and (m, l) [ns][G][2], after the tiles and new rows;
-     * every block pushes its partial into block 0's (a region block 0 uses for nothing else, so
-     * a push may land while block 0 is still in its tiles) */
+     * every block pushes its partial into block 0's, or (a.slice) slice j of it into block j's
+     * (a region no block uses for anything else, so a push may land while the receiver is still
+     * in its tiles) */
     float *rcv = reinterpret_cast<float *>(kvs + (TC != 0 ? tc_kv_halves(hd) : 0));
     float *rml = rcv + ns * G * hd;
     __shared__ int is_last;
