@@ -77,19 +77,12 @@ struct sp_buf {
 static __host__ __device__ inline size_t sp_align(size_t x) {
     return (x + 255) & ~(size_t)255;
 }
-static __host__ __device__ inline size_t sp_off_out(int cap) {
-    return sp_align((size_t)cap * sizeof(cu_sample_in));
-}
 static __host__ __device__ inline size_t sp_off_buf(int cap) {
-    return sp_off_out(cap) + sp_align((size_t)cap * sizeof(cu_sample_out));
+    return sp_align((size_t)cap * sizeof(cu_sample_in));
 }
 
 size_t cu_sample_bytes(int cap) {
     return sp_off_buf(cap) + (size_t)cap * sizeof(sp_buf);
-}
-
-size_t cu_sample_out_offset(int cap) {
-    return sp_off_out(cap);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -920,9 +913,8 @@ __global__ void __launch_bounds__(SP_THREADS)
         if (t == 0) B->wsum[b] = sum, B->wlast[b] = last;
     }
     if (!arrive_last(&B->r.done[3])) return;
-    cu_sample_out *out = (cu_sample_out *)(scr + sp_off_out(cap)) + row;
     if (R.bad) {
-        if (t == 0) out->id = -1, out->lp = NAN, put_chosen(dst, row, -1, NAN);
+        if (t == 0) put_chosen(dst, row, -1, NAN);
         return;
     }
     if (t < 32) { /* the slice: first whose inclusive running sum exceeds r (the host's r -= w) */
@@ -965,19 +957,18 @@ __global__ void __launch_bounds__(SP_THREADS)
         if (t == 0 && pick == 0x7fffffff) pick = __ldcg(&B->wlast[s]);
         __syncthreads();
     }
-    if (t == 0) out->id = pick, out->lp = x[pick] - R.lse, put_chosen(dst, row, pick, out->lp);
+    if (t == 0) put_chosen(dst, row, pick, x[pick] - R.lse);
 }
 
 cudaError_t cu_sample(cudaStream_t st, const float *logits, int n, int V, void *scratch, int cap,
                       const cu_chosen_dst *dst) {
-    const cu_chosen_dst none = {};
     char *s = (char *)scratch;
     const dim3 grid(SP_SLICES, n);
     cudaError_t e = cu_launch(k_sp_stats, grid, SP_THREADS, 0, st, logits, V, s, cap);
     if (e == cudaSuccess) e = cu_launch(k_sp_hist, grid, SP_THREADS, 0, st, logits, V, s, cap);
     if (e == cudaSuccess) e = cu_launch(k_sp_gather, grid, SP_THREADS, 0, st, logits, V, s, cap);
     if (e == cudaSuccess)
-        e = cu_launch(k_sp_draw, grid, SP_THREADS, 0, st, logits, V, s, cap, dst ? *dst : none);
+        e = cu_launch(k_sp_draw, grid, SP_THREADS, 0, st, logits, V, s, cap, *dst);
     return e;
 }
 
@@ -1004,6 +995,16 @@ __device__ __forceinline__ void am_better(float &m, int &i, float m2, int i2) {
     if (m2 > m || (m2 == m && i2 < i)) m = m2, i = i2;
 }
 
+/* The warp's best (max, index) and whether any lane saw a NaN, in every lane. */
+__device__ __forceinline__ void am_warp_best(float &m, int &mi, int &nan) {
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, mi, o);
+        am_better(m, mi, m2, i2);
+        nan |= __shfl_xor_sync(0xffffffffu, nan, o);
+    }
+}
+
 __global__ void __launch_bounds__(AM_THREADS)
     k_argmax(const float *logits, int V, char *scr, int cap, cu_chosen_dst dst) {
     pdl_launch();
@@ -1023,12 +1024,7 @@ __global__ void __launch_bounds__(AM_THREADS)
     __shared__ float sm[AM_THREADS / 32];
     __shared__ int si[AM_THREADS / 32], sn[AM_THREADS / 32];
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    for (int o = 16; o > 0; o >>= 1) {
-        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
-        const int i2 = __shfl_xor_sync(0xffffffffu, mi, o);
-        am_better(m, mi, m2, i2);
-        nan |= __shfl_xor_sync(0xffffffffu, nan, o);
-    }
+    am_warp_best(m, mi, nan);
     if (lane == 0) sm[w] = m, si[w] = mi, sn[w] = nan;
     __syncthreads();
     m = sm[0], mi = si[0], nan = sn[0];
@@ -1048,12 +1044,7 @@ __global__ void __launch_bounds__(AM_THREADS)
     if (!arrive_last(count) || threadIdx.x >= 32) return;
     const float4 p = __ldcg(&part[lane]); /* SP_SLICES == 32: a lane per slice */
     m = p.x, mi = __float_as_int(p.z), nan = p.w != 0.f;
-    for (int o = 16; o > 0; o >>= 1) {
-        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
-        const int i2 = __shfl_xor_sync(0xffffffffu, mi, o);
-        am_better(m, mi, m2, i2);
-        nan |= __shfl_xor_sync(0xffffffffu, nan, o);
-    }
+    am_warp_best(m, mi, nan);
     sum = p.x > -INFINITY ? p.y * expf(p.x - m) : 0.f;
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     if (lane == 0) put_chosen(dst, row, nan || mi == 0x7fffffff ? -1 : mi, -logf(sum));

@@ -7,8 +7,7 @@
 /* end_step_sample's chain over n rows of logits [n, V], n <= cap. scratch: cu_sample_bytes(cap)
  * bytes, zeroed once when allocated (the kernels leave their arrival counters zero). It starts
  * with the inputs, [cap] cu_sample_in, which the caller writes before each launch (outside any
- * graph), and holds the outputs at cu_sample_out_offset(cap): [cap] cu_sample_out, id -1 for a row
- * with NaN or +inf. */
+ * graph). The rows go to cu_chosen_dst, as cu_sample_out: id -1 for a row with NaN or +inf. */
 typedef struct cu_sample_in {
     brisk_sample_params p;
     double u;
@@ -17,7 +16,7 @@ typedef struct cu_sample_out {
     int32_t id;
     float lp;
 } cu_sample_out;
-/* Where the last kernel of a choice (argmax or sampler) also puts each row's result, so that
+/* Where the last kernel of a choice (argmax or sampler) puts each row's result, so that
  * neither a copy to the host nor one into the next step's token slot sits between two steps:
  * tok[i] = id (the device's token slot of the next step; NULL: none) and host[*slot * cap + i] =
  * (id, lp) (mapped pinned memory the host reads once the step's event has completed; the slot
@@ -30,8 +29,7 @@ typedef struct cu_chosen_dst {
     int cap;
 } cu_chosen_dst;
 size_t cu_sample_bytes(int cap);
-size_t cu_sample_out_offset(int cap);
-/* dst: NULL, or where the rows go besides the scratch's outputs. */
+/* dst: where the rows go (required). */
 cudaError_t cu_sample(cudaStream_t st, const float *logits, int n, int V, void *scratch, int cap,
                       const cu_chosen_dst *dst);
 /* Greedy token per row of logits [n, V] (one launch): the argmax (lowest index among ties; -1

@@ -128,8 +128,7 @@ extern "C" brisk_status emu_end_step_sample(const float *logits, int n, int V,
     cu_sample_in *in = (cu_sample_in *)scratch;
     for (int i = 0; i < n; i++) in[i].p = p[i], in[i].u = u[i];
     /* every row's state but the arrival counters (zero between launches) is rewritten before it
-     * is read, the outputs too: random bytes there catch a read of the previous call's state */
-    emu_poison((char *)scratch + cu_sample_out_offset(cap), (size_t)n * sizeof(cu_sample_out));
+     * is read: random bytes there catch a read of the previous call's state */
     for (int i = 0; i < n; i++) {
         sp_buf *B = buf_of((char *)scratch, cap, i);
         uint32_t done[4];
@@ -143,7 +142,8 @@ extern "C" brisk_status emu_end_step_sample(const float *logits, int n, int V,
     if (g_new) g_blocks = g_land_at, land();
     emu_block_hook = NULL;
     if (ce != cudaSuccess) return BRISK_ERR_BACKEND;
-    const cu_sample_out *out = (const cu_sample_out *)((char *)scratch + cu_sample_out_offset(cap));
+    /* the host slot is the op's result: check() then asks the token slot and the bytes around */
+    const cu_sample_out *out = cd.host.data() + (size_t)cd.slot * cd.cap;
     brisk_status st = cd.check(out) ? BRISK_OK : BRISK_ERR_BACKEND;
     for (int i = 0; i < n; i++) {
         ids[i] = out[i].id, lp[i] = out[i].lp;
