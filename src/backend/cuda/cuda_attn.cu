@@ -551,7 +551,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     const int SL = (((G * HD + n_act - 1) / n_act) + 7) & ~7;
     if constexpr (CL) {
         cluster_split<false>();
-        if (n_act > 1)
+        if (n_act > 1 && !slice) /* the slice stores map their receiver per element */
             dst_o = cluster_smem(rcv, 0) + s * G * HD, dst_ml = cluster_smem(rml, 0) + s * G * 2;
     }
     for (int e = tid; e < G * HD; e += FD_THREADS) {
