@@ -348,8 +348,11 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
  * kernel's blocks fit beside it (env BRISK_CUDA_V7_FIT=1), stages issued before x is staged (env
  * BRISK_CUDA_V7_PRE; 0: all). The q, k, v launch alone issues 3 stages before x by default (env
  * BRISK_CUDA_V7_PREQ; its whole share is in the ring at entry, and x's loads queue behind those
- * copies): H100, two calls, 8B +0.8% and +0.5%, 1B +1.3% and +0.2%, round 10. */
-int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3;
+ * copies): H100, two calls, 8B +0.8% and +0.5%, 1B +1.3% and +0.2%, round 10. A launch whose
+ * blocks' whole shares fit the ring (every 1B launch; 8B's q, k, v and o) issues 2 (env
+ * BRISK_CUDA_V7_PREF; 0: all, or the q, k, v launch's 3): the ring is full before the release
+ * anyway, and x's loads come back sooner; H100, round 16: 2 everywhere gave 1B +2.5%, 8B -0.4%. */
+int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2;
 
 static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
@@ -403,11 +406,12 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
         a.m[i].tiles = a.m[i].blocks = (int)((w->rows + 15) / 16);
         if (i < a.nmat) a.groups += a.m[i].tiles;
     }
-    if (cu_v7_fit) { /* no more stages than the block's items (tile groups x slices) */
-        const int items = (a.groups + sm_count() - 1) / sm_count() * a.nsl;
-        if (a.stages > items) a.stages = items < 2 ? 2 : items;
-    }
-    const int pre = cu_v7_pre > 0 ? cu_v7_pre : nmat == 3 ? cu_v7_preq : 0;
+    const int items = (a.groups + sm_count() - 1) / sm_count() * a.nsl;  /* tile groups x slices */
+    if (cu_v7_fit && a.stages > items) a.stages = items < 2 ? 2 : items; /* no more than those */
+    const int pre = cu_v7_pre > 0                         ? cu_v7_pre
+                    : cu_v7_pref > 0 && items <= a.stages ? cu_v7_pref
+                    : nmat == 3                           ? cu_v7_preq
+                                                          : 0;
     a.pre = pre > 0 && pre < a.stages ? pre : -1;
     a.l2 = (cu_skip & SKIP_HBM) != 0;
     if (pf) a.pf = *pf;
