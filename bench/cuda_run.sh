@@ -67,8 +67,8 @@ for v in ${TESTAB:-}; do # TESTAB="ENV=v ...": goldens and stories under each as
   env ${v//+/ } timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories_$v.log 2>&1; echo "stories ($v) rc=$? $(tail -1 $OUT/stories_$v.log)" | tee -a $S
 done
 [ -n "${QUICK:-}" ] || { timeout 60 ./tests/test_batch ../shared cuda > $OUT/batch.log 2>&1; echo "batch rc=$? $(tail -1 $OUT/batch.log)" | tee -a $S; }
-[ -n "${QUICK:-}" ] || { # the one-token GEMV with drawn tile groups (off by default, A/B)
-  BRISK_CUDA_V7_DYN=1 timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories_dyn.log 2>&1; echo "stories (drawn groups) rc=$? $(tail -1 $OUT/stories_dyn.log)" | tee -a $S; }
+[ -n "${QUICK:-}" ] || for d in 0 1; do # the one-token GEMV's tile groups round-robin, and all drawn (default: SwiGLU's drawn)
+  BRISK_CUDA_V7_DYN=$d timeout 60 ./tests/test_stories ../shared cuda > $OUT/stories_dyn$d.log 2>&1; echo "stories (BRISK_CUDA_V7_DYN=$d) rc=$? $(tail -1 $OUT/stories_dyn$d.log)" | tee -a $S; done
 b() { # name, env, args...
   local n=$1 e=$2; shift 2
   local bin=./brisk; [ "${n#old_}" != "$n" ] && bin=../build_old/brisk
