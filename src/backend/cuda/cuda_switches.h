@@ -22,7 +22,7 @@ extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B
 /* Captured one-token steps: the v7 GEMV's blocks draw their tile groups after the first from a
  * counter (env BRISK_CUDA_V7_DYN: 1 every launch; 2, the default: SwiGLU's only; 0: round-robin).
  * Round 11 (before the v7 launches issued 2 stages before x): 8B -0.4..+0.3%, 1B -1.2%; round 16,
- * H100, four pairs in two calls: 8B -0.5..+0.2%, 1B +0.8..+2.8% (bench/cuda-notes.md). */
+ * H100, four pairs in two calls: 8B -0.5..+0.6%, 1B +1.0..+2.8% (bench/cuda-notes.md). */
 extern int cu_v7_dyn;
 /* Tokens of a decode step captured as a graph (env BRISK_CUDA_GRAPH_T; 1: one-token steps only,
  * for A/B). */
