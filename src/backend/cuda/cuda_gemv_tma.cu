@@ -351,7 +351,9 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
  * copies): H100, two calls, 8B +0.8% and +0.5%, 1B +1.3% and +0.2%, round 10. A launch whose
  * blocks' whole shares fit the ring (every 1B launch; 8B's q, k, v and o) issues 2 (env
  * BRISK_CUDA_V7_PREF; 0: all, or the q, k, v launch's 3): the ring is full before the release
- * anyway, and x's loads come back sooner; H100, round 16: 2 everywhere gave 1B +2.5%, 8B -0.4%. */
+ * anyway, and x's loads come back sooner. H100, round 16, against the old rule in one call: 8B
+ * +1.7%, 1B +1.8% (2 in every launch, where the share streams all launch long too: 8B -0.4..-2%).
+ */
 int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2;
 
 static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
