@@ -164,15 +164,13 @@ if [ -n "${MEMCHECK_GEN:-}" ]; then # memcheck of the pipelined decodes of test_
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_generate ../shared > $OUT/memcheck_gen.log 2>&1; echo "memcheck test_generate rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_gen.log)" | tee -a $S
   timeout 150 compute-sanitizer --tool memcheck --leak-check no ./tests/test_sample_cuda > $OUT/memcheck_sample.log 2>&1; echo "memcheck test_sample_cuda rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_sample.log)" | tee -a $S
 fi
-if [ -n "${ATTNSAN:-}" ]; then # ATTNSAN=1: racecheck and memcheck of the decode attention's test alone
-  timeout ${ATTNSAN_T:-200} compute-sanitizer --tool racecheck ./tests/test_attn_cuda > $OUT/racecheck_attn.log 2>&1; echo "racecheck test_attn_cuda rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck_attn.log)" | tee -a $S
-  timeout ${ATTNSAN_T:-150} compute-sanitizer --tool memcheck --leak-check no ./tests/test_attn_cuda > $OUT/memcheck_attn.log 2>&1; echo "memcheck test_attn_cuda rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_attn.log)" | tee -a $S
-fi
+attnsan() { # test, seconds each: memcheck and racecheck of one attention test
+  timeout $2 compute-sanitizer --tool memcheck --leak-check no ./tests/$1 > $OUT/memcheck_$1.log 2>&1; echo "memcheck $1 rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_$1.log)" | tee -a $S
+  timeout $2 compute-sanitizer --tool racecheck ./tests/$1 > $OUT/racecheck_$1.log 2>&1; echo "racecheck $1 rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck_$1.log)" | tee -a $S
+}
+[ -n "${ATTNSAN:-}" ] && attnsan test_attn_cuda ${ATTNSAN_T:-200} # the decode attention's test alone
 if [ -z "${NOATTNSAN:-}" ] && { [ -z "${FAST:-}" ] || [ -n "${MEMCHECK:-}" ]; }; then
-  for t in test_attn_cuda test_fattn_cuda; do
-    timeout 200 compute-sanitizer --tool memcheck --leak-check no ./tests/$t > $OUT/memcheck_$t.log 2>&1; echo "memcheck $t rc=$? $(grep 'ERROR SUMMARY' $OUT/memcheck_$t.log)" | tee -a $S
-    timeout 200 compute-sanitizer --tool racecheck ./tests/$t > $OUT/racecheck_$t.log 2>&1; echo "racecheck $t rc=$? $(grep 'RACECHECK SUMMARY\|ERROR SUMMARY' $OUT/racecheck_$t.log)" | tee -a $S
-  done
+  for t in test_attn_cuda test_fattn_cuda; do attnsan $t 200; done
 fi
 if [ "${NCU:-1}" != 0 ]; then
   timeout 150 ncu --launch-skip ${NCU_SKIP:-1500} --launch-count 24 --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread ./brisk bench --shape llama3-8b --quant q4g64 --backend cuda -p 4 -n 40 -r 1 > $OUT/ncu8b.log 2>&1
