@@ -327,7 +327,8 @@ static bool skipped(const op_rec *r) {
         return cu_skip & SKIP_ATTN;
     case OP_MATMUL:
         if (r->epi == CU_EPI_SWIGLU) return cu_skip & SKIP_SWIGLU;
-        if (r->epi == CU_EPI_ADD) return cu_skip & SKIP_ADD;
+        if (r->epi == CU_EPI_ADD)
+            return cu_skip & (SKIP_ADD | (r->w[0]->rows == r->w[0]->cols ? SKIP_OPROJ : 0));
         return cu_skip & (r->nmat == 3 ? SKIP_QKV : SKIP_HEAD);
     default:
         return false;

@@ -96,10 +96,10 @@ void cu_switches_read(void) {
     cu_skip = 0;
     if (e) {
         const char *names[] = {"norm",   "rope", "attn",     "qkv", "add",
-                               "swiglu", "head", "attnbody", "hbm"};
+                               "swiglu", "head", "attnbody", "hbm", "oproj"};
         for (const char *p = e; *p;) {
             const size_t len = strcspn(p, ",");
-            for (int i = 0; i < 9; i++)
+            for (int i = 0; i < 10; i++)
                 if (strlen(names[i]) == len && !strncmp(p, names[i], len)) cu_skip |= 1 << i;
             p += len + (p[len] == ',');
         }
