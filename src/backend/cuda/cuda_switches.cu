@@ -99,7 +99,7 @@ void cu_switches_read(void) {
                                "swiglu", "head", "attnbody", "hbm", "oproj"};
         for (const char *p = e; *p;) {
             const size_t len = strcspn(p, ",");
-            for (int i = 0; i < 10; i++)
+            for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
                 if (strlen(names[i]) == len && !strncmp(p, names[i], len)) cu_skip |= 1 << i;
             p += len + (p[len] == ',');
         }
