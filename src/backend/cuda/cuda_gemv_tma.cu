@@ -43,9 +43,11 @@ struct p_args {
     const float *x;
     const float *nw; /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
     float eps;
-    int pre;  /* stages issued before the consumers have staged x (< stages: a measuring aid) */
-    int l2;   /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
-    cu_pf pf; /* a later kernel's weights into L2, after this block's copies */
+    int pre;    /* stages issued before the consumers have staged x (< stages: a measuring aid) */
+    int l2;     /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
+    int nomath; /* measuring aids: 1 (BRISK_CUDA_SKIP=math) the consumers only take and free stages,
+                 * 2 (=copy) the producer frees stages without copying the weights */
+    cu_pf pf;   /* a later kernel's weights into L2, after this block's copies */
     unsigned long long *tl; /* measuring aid (BRISK_CUDA_TL): this launch's timeline slot */
 };
 
@@ -139,6 +141,11 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                     if (k == a.pre) mbar_wait(xready, 0);
                     const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0);
                     if (sl == 0) sgid[st] = ug; /* released to the consumers with the arrival */
+                    if (a.nomath & 2) { /* measuring aid: no copies (the stage's bytes are stale) */
+                        mbar_arrive(&full[st]);
+                        if (++st == a.stages) st = 0, ph ^= 1;
+                        continue;
+                    }
                     mbar_expect(&full[st], NTL * tile_slice_bytes<ST>(c0, nc, d));
                     uint8_t *dst = ring + st * a.stage_bytes;
 #pragma unroll
@@ -283,7 +290,8 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 };
             /* a whole stage without a bound per chunk, so a warp's chunks overlap (with the bound,
              * each chunk's loads waited behind the previous chunk's MMAs and FMAs) */
-            if (nc == P_CPS) {
+            if (a.nomath & 1) {
+            } else if (nc == P_CPS) {
 #pragma unroll
                 for (int v = 0; v < P_CPS / CW; v++) chunk(wid + v * CW);
             } else {
@@ -416,6 +424,7 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
                                                           : 0;
     a.pre = pre > 0 && pre < a.stages ? pre : -1;
     a.l2 = (cu_skip & SKIP_HBM) != 0;
+    a.nomath = ((cu_skip & SKIP_MATH) != 0) | ((cu_skip & SKIP_COPY) != 0) << 1;
     if (pf) a.pf = *pf;
     const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
     a.tl = cu_tl_take(epi == CU_EPI_SWIGLU ? "gate+up" : epi == CU_EPI_ADD ? "gemv+add" : "gemv");

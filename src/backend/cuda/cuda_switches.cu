@@ -95,8 +95,8 @@ void cu_switches_read(void) {
     e = getenv("BRISK_CUDA_SKIP");
     cu_skip = 0;
     if (e) {
-        const char *names[] = {"norm",   "rope", "attn",     "qkv", "add",
-                               "swiglu", "head", "attnbody", "hbm", "oproj"};
+        const char *names[] = {"norm", "rope",     "attn", "qkv",   "add",  "swiglu",
+                               "head", "attnbody", "hbm",  "oproj", "math", "copy"};
         for (const char *p = e; *p;) {
             const size_t len = strcspn(p, ",");
             for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)

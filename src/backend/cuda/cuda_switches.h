@@ -30,9 +30,9 @@ extern int cu_graph_max_t;
 extern int cu_mma_ok;     /* the loaded device code is sm_80+ (mma.sync m16n8k16) */
 extern int cu_gemv_v3;    /* BRISK_CUDA_GEMV=3: round-2 layout and v3 kernel for 4-bit (A/B) */
 extern int cu_attn_split; /* BRISK_CUDA_ATTN=split: the round-2 split-K attention (A/B) */
-/* BRISK_CUDA_SKIP=norm,rope,attn,qkv,add,swiglu,head,attnbody,hbm,oproj: a measuring aid, never for
- * use: the records of those kinds do not run (results are garbage), so `brisk bench` shows what
- * each stage costs inside the replayed graph (ncu times kernels one at a time). */
+/* BRISK_CUDA_SKIP=norm,rope,attn,qkv,add,swiglu,head,attnbody,hbm,oproj,math,copy: a measuring aid,
+ * never for use: the records of those kinds do not run (results are garbage), so `brisk bench`
+ * shows what each stage costs inside the replayed graph (ncu times kernels one at a time). */
 enum {
     SKIP_NORM = 1,
     SKIP_ROPE = 2,
@@ -44,7 +44,11 @@ enum {
     SKIP_ATTNBODY = 128, /* the attention kernel runs but returns after its PDL wait */
     SKIP_HBM = 256,      /* the one-token GEMV (v7) copies its first tile's slices for every
                           * item: they stay in L2, so the step shows the GEMVs without HBM */
-    SKIP_OPROJ = 512     /* the attention's output projection alone: the square matmul + add */
+    SKIP_OPROJ = 512,    /* the attention's output projection alone: the square matmul + add */
+    SKIP_MATH = 1024,    /* the one-token GEMV's (v7) consumers wait for each stage and free it
+                          * without its math: the step with the copies and handoffs alone */
+    SKIP_COPY = 2048     /* the v7 GEMV's producer frees each stage without copying: its consumers
+                          * compute on stale shared memory (the math and handoffs alone) */
 };
 extern int cu_skip;
 /* RoPE + KV store inside the decode attention kernel (BRISK_CUDA_ROPEFUSE=0: a kernel of its own,
