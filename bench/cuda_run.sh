@@ -17,6 +17,7 @@
 #   TESTAB="ENV=v ..." (goldens and stories under each assignment too);
 #   SKIPS="stage ..." (in-graph stage costs); READBW=1; SAMPLE=1 (decode with top-p);
 #   STEPGAP=1 (bench/stepgap.cu: the card's cost of the copies between two steps);
+#   L2HOT=1 (bench/l2hot.cu: every block reading the same x from L2, against replicas);
 #   NOPIPE=1 (8B and 1B with --no-pipeline too: each step waited for);
 #   SAMPLE_DIAG=1 (the sampler test without PDL); NCU_V4=1 with NCU_K=kernel and NCU_ENV=A=1
 #   (stall reasons of one layer's GEMVs); NCU_B=64 (kernel times of a batched step);
@@ -104,6 +105,10 @@ done
 if [ -n "${STEPGAP:-}" ]; then # what copies between two steps cost on the card (bench/stepgap.cu)
   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o $OUT/stepgap ../bench/stepgap.cu && timeout 60 $OUT/stepgap > $OUT/stepgap.log 2>&1
   cat $OUT/stepgap.log >> $S
+fi
+if [ -n "${L2HOT:-}" ]; then # does every block reading one x from L2 cost (bench/l2hot.cu)
+  nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o $OUT/l2hot ../bench/l2hot.cu && timeout 60 $OUT/l2hot > $OUT/l2hot.log 2>&1
+  cat $OUT/l2hot.log >> $S
 fi
 if [ -n "${READBW:-}" ]; then
   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o $OUT/readbw ../bench/readbw.cu && timeout 120 $OUT/readbw > $OUT/readbw.log 2>&1
