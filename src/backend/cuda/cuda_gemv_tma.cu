@@ -45,6 +45,7 @@ struct p_args {
     float eps;
     int pre;    /* stages issued before the consumers have staged x (< stages: a measuring aid) */
     int l2;     /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
+    int lean;   /* x staged without a bound per element where K is a multiple of 4 x threads */
     int nomath; /* measuring aids: 1 (BRISK_CUDA_SKIP=math) the consumers only take and free stages,
                  * 2 (=copy) the producer frees stages without copying the weights */
     cu_pf pf;   /* a later kernel's weights into L2, after this block's copies */
@@ -193,7 +194,48 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     tl_mark(a.tl, TL_WAIT, true);
     const uint64_t tw = a.tl ? gtime() : 0; /* measuring aid: this block's release */
     float rs = 1.f;
-    if (fit) {
+    /* every thread's nu float4s in range (K a multiple of 4 NT: each shape we run): the staging
+     * without a bound per element, its breaks uniform. The general rounds below cost ~550
+     * instructions a warp (8B down, 16 warps: 78 a float4, most of them bounds, selects and
+     * branches), issued after the release by every warp of the SM at once */
+    const int nu = a.K / (NT * 4);
+    const bool lean = fit && nu * NT * 4 == a.K && a.lean;
+    if (lean) {
+        const float4 *xv = (const float4 *)a.x + tid;
+#pragma unroll
+        for (int u = 0; u < P_XU; u++) {
+            if (u >= nu) break;
+            v[u] = __ldg(xv + u * NT);
+        }
+        if (a.nw) {
+            float ss = 0.f;
+#pragma unroll
+            for (int u = 0; u < P_XU; u++) {
+                if (u >= nu) break;
+                ss = sq4(v[u], ss);
+            }
+            rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync<CW>) / (float)a.K + a.eps);
+#pragma unroll
+            for (int u = 0; u < P_XU; u++) {
+                if (u >= nu) break;
+                v[u].x = v[u].x * rs * w[u].x, v[u].y = v[u].y * rs * w[u].y;
+                v[u].z = v[u].z * rs * w[u].z, v[u].w = v[u].w * rs * w[u].w;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < P_XU; u++) {
+            if (u >= nu) break;
+            const int c = (tid + u * NT) * 4;
+            const __half2 h0 = __floats2half2_rn(v[u].x, v[u].y);
+            const __half2 h1 = __floats2half2_rn(v[u].z, v[u].w);
+            const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
+            float cs = (f0.x + f0.y) + (f1.x + f1.y); /* the chunk's sum of the halves */
+#pragma unroll
+            for (int o = 8; o > 0; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
+            *(uint2 *)(xh + c) = make_uint2(*(const uint32_t *)&h0, *(const uint32_t *)&h1);
+            if ((lane & 15) == 0) xs[c >> 6] = cs;
+        }
+    } else if (fit) {
         float ss = 0.f;
 #pragma unroll
         for (int u = 0; u < P_XU; u++)
@@ -208,7 +250,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
         rs = rms_scale<NT>(a.x, a.K, a.eps, tid, red, consumers_sync<CW>);
     }
     /* rounds and their breaks are uniform over the block: the chunk sums shuffle in half warps */
-    for (int b0 = 0; b0 < a.K; b0 += NT * 4 * P_XU) {
+    for (int b0 = lean ? a.K : 0; b0 < a.K; b0 += NT * 4 * P_XU) {
         const int c0 = b0 + tid * 4;
         if (!fit) {
 #pragma unroll
@@ -362,7 +404,7 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
  * anyway, and x's loads come back sooner. H100, round 16, against the old rule in one call: 8B
  * +1.7%, 1B +1.8% (2 in every launch, where the share streams all launch long too: 8B -0.4..-2%).
  */
-int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2;
+int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2, cu_v7_lean = 1;
 
 static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
@@ -424,6 +466,7 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
                                                           : 0;
     a.pre = pre > 0 && pre < a.stages ? pre : -1;
     a.l2 = (cu_skip & SKIP_HBM) != 0;
+    a.lean = cu_v7_lean;
     a.nomath = ((cu_skip & SKIP_MATH) != 0) | ((cu_skip & SKIP_COPY) != 0) << 1;
     if (pf) a.pf = *pf;
     const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);

@@ -56,6 +56,8 @@ void cu_switches_read(void) {
     if (e) cu_v7_preq = atoi(e);
     e = getenv("BRISK_CUDA_V7_PREF"); /* stages before x where a block's share fits (0: off) */
     if (e) cu_v7_pref = atoi(e);
+    e = getenv("BRISK_CUDA_V7_LEAN"); /* 0: x staged by the general rounds everywhere (A/B) */
+    cu_v7_lean = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_V7NORM");
     cu_v7_norm = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_NORMFUSE");
