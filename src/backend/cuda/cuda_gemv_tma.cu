@@ -194,6 +194,23 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     tl_mark(a.tl, TL_WAIT, true);
     const uint64_t tw = a.tl ? gtime() : 0; /* measuring aid: this block's release */
     float rs = 1.f;
+    auto normed = [&](float4 y, const float4 &wu) {
+        y.x = y.x * rs * wu.x, y.y = y.y * rs * wu.y, y.z = y.z * rs * wu.z, y.w = y.w * rs * wu.w;
+        return y;
+    };
+    /* x[c, c + 4) as halves into xh; a half warp's 16 float4 are one chunk, whose sum of halves
+     * goes to xs (all lanes shuffle; `in`: c is inside x) */
+    auto put = [&](const float4 &y, int c, bool in) {
+        const __half2 h0 = __floats2half2_rn(y.x, y.y), h1 = __floats2half2_rn(y.z, y.w);
+        const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
+        float cs = (f0.x + f0.y) + (f1.x + f1.y);
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
+        if (in) {
+            *(uint2 *)(xh + c) = make_uint2(*(const uint32_t *)&h0, *(const uint32_t *)&h1);
+            if ((lane & 15) == 0) xs[c >> 6] = cs;
+        }
+    };
     /* every thread's nu float4s in range (K a multiple of 4 NT: each shape we run): the staging
      * without a bound per element, its breaks uniform. The general rounds below cost ~550
      * instructions a warp (8B down, 16 warps: 78 a float4, most of them bounds, selects and
@@ -218,22 +235,13 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
 #pragma unroll
             for (int u = 0; u < P_XU; u++) {
                 if (u >= nu) break;
-                v[u].x = v[u].x * rs * w[u].x, v[u].y = v[u].y * rs * w[u].y;
-                v[u].z = v[u].z * rs * w[u].z, v[u].w = v[u].w * rs * w[u].w;
+                v[u] = normed(v[u], w[u]);
             }
         }
 #pragma unroll
         for (int u = 0; u < P_XU; u++) {
             if (u >= nu) break;
-            const int c = (tid + u * NT) * 4;
-            const __half2 h0 = __floats2half2_rn(v[u].x, v[u].y);
-            const __half2 h1 = __floats2half2_rn(v[u].z, v[u].w);
-            const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
-            float cs = (f0.x + f0.y) + (f1.x + f1.y); /* the chunk's sum of the halves */
-#pragma unroll
-            for (int o = 8; o > 0; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
-            *(uint2 *)(xh + c) = make_uint2(*(const uint32_t *)&h0, *(const uint32_t *)&h1);
-            if ((lane & 15) == 0) xs[c >> 6] = cs;
+            put(v[u], (tid + u * NT) * 4, true);
         }
     } else if (fit) {
         float ss = 0.f;
@@ -263,23 +271,12 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             }
         }
 #pragma unroll
-        for (int u = 0; u < P_XU; u++) { /* a half warp's 16 float4 are one chunk of x */
+        for (int u = 0; u < P_XU; u++) {
             const int c = c0 + u * NT * 4;
             if (b0 + u * NT * 4 >= a.K) break;
             float4 y = c < a.K ? v[u] : make_float4(0.f, 0.f, 0.f, 0.f);
-            if (a.nw && c < a.K) {
-                y.x = y.x * rs * w[u].x, y.y = y.y * rs * w[u].y, y.z = y.z * rs * w[u].z;
-                y.w = y.w * rs * w[u].w;
-            }
-            const __half2 h0 = __floats2half2_rn(y.x, y.y), h1 = __floats2half2_rn(y.z, y.w);
-            const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
-            float cs = (f0.x + f0.y) + (f1.x + f1.y); /* the chunk's sum of the halves */
-#pragma unroll
-            for (int o = 8; o > 0; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
-            if (c < a.K) {
-                *(uint2 *)(xh + c) = make_uint2(*(const uint32_t *)&h0, *(const uint32_t *)&h1);
-                if ((lane & 15) == 0) xs[c >> 6] = cs;
-            }
+            if (a.nw && c < a.K) y = normed(y, w[u]);
+            put(y, c, c < a.K);
         }
     }
     consumers_sync<CW>(); /* xh complete, and red read before the epilogue rewrites it */
