@@ -400,6 +400,9 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
  * BRISK_CUDA_V7_PREF; 0: all, or the q, k, v launch's 3): the ring is full before the release
  * anyway, and x's loads come back sooner. H100, round 16, against the old rule in one call: 8B
  * +1.7%, 1B +1.8% (2 in every launch, where the share streams all launch long too: 8B -0.4..-2%).
+ * x is staged without per-element bounds where K is a multiple of 4 x the consumer threads (env
+ * BRISK_CUDA_V7_LEAN=0: the general rounds everywhere): H100, round 18, one call, 8B +0.8%, 1B
+ * +2.3%.
  */
 int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2, cu_v7_lean = 1;
 
