@@ -330,6 +330,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             /* a whole stage without a bound per chunk, so a warp's chunks overlap (with the bound,
              * each chunk's loads waited behind the previous chunk's MMAs and FMAs) */
             if (a.nomath & 1) {
+                /* measuring aid: the stage is taken and freed without its math */
             } else if (nc == P_CPS) {
 #pragma unroll
                 for (int v = 0; v < P_CPS / CW; v++) chunk(wid + v * CW);
