@@ -5,6 +5,8 @@
  * the block has its sum. Microseconds per block, averaged over blocks and 400 rounds. Measuring
  * aid, not part of the build: nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o l2hot
  * bench/l2hot.cu && ./l2hot */
+#include "../src/backend/cuda/cuda_ptx.cuh"
+
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,23 +43,20 @@ __global__ void k_read(const float *x, int R, int mode, unsigned long long *ns, 
         for (int u = 0; u < 8; u++)
             if (u < n) s += v[u].x + v[u].y + v[u].z + v[u].w;
     } else {
-        const uint32_t b = (uint32_t)__cvta_generic_to_shared(&bar);
         if (threadIdx.x == 0) {
-            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(b));
-            asm volatile("fence.mbarrier_init.release.cluster;");
+            mbar_init(&bar, 1);
+            mbar_init_fence();
         }
         __syncthreads();
+        /* inline: cuda_ptx.cuh's bulk_copy carries an evict-first hint, and x is read by all */
         if (threadIdx.x == 0) {
-            asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b),
-                         "r"(K * 4));
+            mbar_expect(&bar, K * 4);
             asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], "
-                         "[%1], %2, [%3];" ::"r"((uint32_t)__cvta_generic_to_shared(sm)),
-                         "l"(src), "r"(K * 4), "r"(b)
+                         "[%1], %2, [%3];" ::"r"(smem_addr(sm)),
+                         "l"(src), "r"(K * 4), "r"(smem_addr(&bar))
                          : "memory");
         }
-        asm volatile("{\n .reg .pred p;\n W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], 0;\n"
-                     " @!p bra W;\n}" ::"r"(b)
-                     : "memory");
+        mbar_wait(&bar, 0);
         for (int i = threadIdx.x; i < K; i += blockDim.x) s += sm[i];
     }
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
