@@ -26,7 +26,7 @@
 #include "cuda_mma.cuh"
 #include "cuda_switches.h"
 
-#define P_CPS   32          /* chunks per stage and tile */
+#define P_CPS   32          /* chunks per stage and tile (one-tile launches: cu_v7_cps) */
 #define P_MAXST 8           /* stages at most */
 #define P_RING  (160 << 10) /* bytes of the ring */
 #define P_MAXK  (16 << 10)  /* x staged as half: K <= 16384 */
@@ -62,7 +62,7 @@ __host__ __device__ __forceinline__ int p_align(int v) {
 
 /* Shared memory: ring [stages][stage_bytes] | x as half [K] | the chunk sums of x [K / 64]
  * floats | red [CW][NTL][2][32] floats | full[P_MAXST], empty[P_MAXST], xready barriers | the
- * tile group of each stage [P_MAXST] ints (drawn groups). A stage: codes [NTL][P_CPS][512] |
+ * tile group of each stage [P_MAXST] ints (drawn groups). A stage: codes [NTL][CPS][512] |
  * pairs [NTL][gmax][16]. */
 __host__ __device__ __forceinline__ int p_smem(int stages, int stage_bytes, int K, int ntl,
                                                int cw) {
@@ -91,7 +91,7 @@ __device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typenam
     acc[1] = fmaf(0.0625f * p1.x, C0[2] + C1[2], fmaf(fmaf(-64.f, p1.x, p1.y), X, acc[1]));
 }
 
-template <int ST, int NM, int EPI, int CW>
+template <int ST, int NM, int EPI, int CW, int CPS>
 __global__ void __launch_bounds__((CW + 1) * 32, 1)
     k_gemv_persist(const __grid_constant__ p_args a) {
     typedef typename sb_raw<ST>::T SBT;
@@ -140,7 +140,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                         tk = atomicAdd(a.pf.ctr, 1ull);
                     if (k >= a.stages) mbar_wait(&empty[st], ph);
                     if (k == a.pre) mbar_wait(xready, 0);
-                    const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0);
+                    const int c0 = sl * CPS, nc = min(CPS, a.nch - c0);
                     if (sl == 0) sgid[st] = ug; /* released to the consumers with the arrival */
                     if (a.nomath & 2) { /* measuring aid: no copies (the stage's bytes are stale) */
                         mbar_arrive(&full[st]);
@@ -151,8 +151,8 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                     uint8_t *dst = ring + st * a.stage_bytes;
 #pragma unroll
                     for (int i = 0; i < NTL; i++)
-                        bulk_tile_slice<ST>(dst + i * P_CPS * 512,
-                                            dst + NTL * P_CPS * 512 + i * a.gmax * 16 * PS,
+                        bulk_tile_slice<ST>(dst + i * CPS * 512,
+                                            dst + NTL * CPS * 512 + i * a.gmax * 16 * PS,
                                             a.m[NM == 2 ? i : m], a.l2 ? 0 : tile, a.nch, c0, nc, d,
                                             &full[st], pol);
                     if (++st == a.stages) st = 0, ph ^= 1;
@@ -288,6 +288,16 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     float acc[NTL][2];
 #pragma unroll
     for (int i = 0; i < NTL; i++) acc[i][0] = acc[i][1] = 0.f;
+    /* A warp takes chunks wid + v CW (v < CPS / CW) of each stage. Their codes, x, chunk sums and
+     * (scale, bias) pairs sit at this warp's fixed offsets from the stage's and the slice's bases,
+     * so a stage costs no per-chunk address arithmetic: a group spans 1 << d chunks (d <= 3:
+     * cu_gemv_tma_takes), which divides CW and CPS, so chunk c's group in its slice is c >> d =
+     * (wid >> d) + v (CW >> d). */
+    const int oq = wid * 512 + lane * 16;                            /* codes, bytes */
+    const int ox = wid * 64 + 16 * t;                                /* x, halves */
+    const int op = NTL * CPS * 512 + ((wid >> d) * 16 + 2 * g) * PS; /* pairs, bytes */
+    const int pv = (CW >> d) * 16 * PS, pt = a.gmax * 16 * PS;       /* pairs: next v, next tile */
+    const bool nomath = a.nomath & 1;
     /* the stage and its full barrier's phase run along: a division per stage cost ~20 of a
      * warp's ~160 instructions a stage (16 warps, 32 chunks) */
     int st = 0;
@@ -304,40 +314,38 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             const int row = tile * 16 + g + 8 * wid;
             if (row < M.rows) yo = EPI == CU_EPI_ADD ? M.y[row] : M.bias ? M.bias[row] : 0.f;
         }
-        for (int sl = 0; sl < a.nsl; sl++) {
-            const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0), g0 = c0 >> d;
-            const uint8_t *codes = ring + st * a.stage_bytes;
-            const SBT *pairs = (const SBT *)(codes + NTL * P_CPS * 512);
+        for (int c0 = 0; c0 < a.nch; c0 += CPS) {
+            const int nc = a.nch - c0; /* the slice's chunks: CPS or more, or its last few */
+            const uint8_t *sb = ring + st * a.stage_bytes;
+            const __half *xc = xh + c0 * 64 + ox;
+            const float *Xc = xs + c0 + wid;
             mbar_wait(&full[st], ph);
-            auto chunk =
-                [&](int c) { /* chunk c of the stage */
-                             const uint4 xa = *(const uint4 *)(xh + (c0 + c) * 64 + 16 * t);
-                             const uint4 xb = *(const uint4 *)(xh + (c0 + c) * 64 + 16 * t + 8);
-                             const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
-                             const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
-                             const float X = xs[c0 + c];
-                             const int gl = ((c0 + c) >> d) - g0;
+            /* this warp's v-th chunk of the stage */
+            auto chunk = [&](int v) {
+                const uint4 xa = *(const uint4 *)(xc + v * CW * 64);
+                const uint4 xb = *(const uint4 *)(xc + v * CW * 64 + 8);
+                const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
+                const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
+                const float X = Xc[v * CW];
 #pragma unroll
-                             for (int i = 0; i < NTL; i++) {
-                                 const uint4 q =
-                                     *(const uint4 *)(codes + (i * P_CPS + c) * 512 + lane * 16);
-                                 SBT r0, r1;
-                                 ld_pair2<ST, false>(pairs + (i * a.gmax + gl) * 16 + 2 * g, r0,
-                                                     r1);
-                                 p_chunk<ST>(acc[i], q, r0, r1, bx0, bx1, X);
-                             }
-                };
+                for (int i = 0; i < NTL; i++) {
+                    const uint4 q = *(const uint4 *)(sb + oq + (i * CPS + v * CW) * 512);
+                    SBT r0, r1;
+                    ld_pair2<ST, false>((const SBT *)(sb + op + i * pt + v * pv), r0, r1);
+                    p_chunk<ST>(acc[i], q, r0, r1, bx0, bx1, X);
+                }
+            };
             /* a whole stage without a bound per chunk, so a warp's chunks overlap (with the bound,
              * each chunk's loads waited behind the previous chunk's MMAs and FMAs) */
-            if (a.nomath & 1) {
+            if (nomath) {
                 /* measuring aid: the stage is taken and freed without its math */
-            } else if (nc == P_CPS) {
+            } else if (nc >= CPS) {
 #pragma unroll
-                for (int v = 0; v < P_CPS / CW; v++) chunk(wid + v * CW);
+                for (int v = 0; v < CPS / CW; v++) chunk(v);
             } else {
 #pragma unroll
-                for (int v = 0; v < P_CPS / CW; v++)
-                    if (wid + v * CW < nc) chunk(wid + v * CW);
+                for (int v = 0; v < CPS / CW; v++)
+                    if (wid + v * CW < nc) chunk(v);
             }
             __syncwarp();
             if (lane == 0) mbar_arrive(&empty[st]); /* this warp is done with the stage */
@@ -406,29 +414,35 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
  * +2.3%.
  */
 int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2, cu_v7_lean = 1;
+/* Chunks per stage and tile in one-tile launches (env BRISK_CUDA_V7_CPS=64 or 32; SwiGLU: 32):
+ * each stage costs every consumer warp ~35 instructions of waits, pointers and arrivals. */
+int cu_v7_cps = P_CPS;
 
 static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
 }
 
-template <int ST, int NM, int EPI>
+template <int ST, int NM, int EPI, int CPS>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
     if (p_cw(NM == 2 ? 2 : 1) == 16)
-        return launch_persistent(k_gemv_persist<ST, NM, EPI, 16>, smem, 17 * 32, st, a);
-    return launch_persistent(k_gemv_persist<ST, NM, EPI, 8>, smem, 9 * 32, st, a);
+        return launch_persistent(k_gemv_persist<ST, NM, EPI, 16, CPS>, smem, 17 * 32, st, a);
+    return launch_persistent(k_gemv_persist<ST, NM, EPI, 8, CPS>, smem, 9 * 32, st, a);
 }
 
 template <int ST>
-static cudaError_t launch_p_epi(cudaStream_t st, const p_args &a, int smem, int epi) {
-    if (epi == CU_EPI_SWIGLU) return launch_p<ST, 2, CU_EPI_SWIGLU>(st, a, smem);
-    if (epi == CU_EPI_ADD) return launch_p<ST, 1, CU_EPI_ADD>(st, a, smem);
-    return launch_p<ST, 1, CU_EPI_STORE>(st, a, smem);
+static cudaError_t launch_p_epi(cudaStream_t st, const p_args &a, int smem, int epi, int cps) {
+    if (epi == CU_EPI_SWIGLU) return launch_p<ST, 2, CU_EPI_SWIGLU, P_CPS>(st, a, smem);
+    if (epi == CU_EPI_ADD)
+        return cps == 2 * P_CPS ? launch_p<ST, 1, CU_EPI_ADD, 2 * P_CPS>(st, a, smem)
+                                : launch_p<ST, 1, CU_EPI_ADD, P_CPS>(st, a, smem);
+    return cps == 2 * P_CPS ? launch_p<ST, 1, CU_EPI_STORE, 2 * P_CPS>(st, a, smem)
+                            : launch_p<ST, 1, CU_EPI_STORE, P_CPS>(st, a, smem);
 }
 
 bool cu_gemv_tma_takes(const cu_weight *w) {
     /* cu_sm90: bulk copies and mbarrier transactions in the loaded code */
     return cu_gemv_v7 && cu_sm90 && w->fast == 2 && w->cols % 64 == 0 && w->gs >= 64 &&
-           w->cols <= P_MAXK;
+           w->gs <= 512 && w->cols <= P_MAXK;
 }
 
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
@@ -442,10 +456,11 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     if (nw && ((uintptr_t)nw & 15)) return cudaErrorNotSupported;
     while ((1 << a.gshift) < w0->gs) a.gshift++;
     const int d = a.gshift - 6;
-    a.nsl = (a.nch + P_CPS - 1) / P_CPS;
-    a.gmax = ((P_CPS - 1) >> d) + 2; /* a slice's groups, at most */
+    const int cps = ntl == 1 && cu_v7_cps == 2 * P_CPS ? 2 * P_CPS : P_CPS;
+    a.nsl = (a.nch + cps - 1) / cps;
+    a.gmax = ((cps - 1) >> d) + 2; /* a slice's groups, at most */
     const int ps = w0->stype == BRISK_W_F32 ? 8 : 4;
-    a.stage_bytes = p_align(ntl * (P_CPS * 512 + a.gmax * 16 * ps));
+    a.stage_bytes = p_align(ntl * (cps * 512 + a.gmax * 16 * ps));
     a.stages = cu_v7_ring / a.stage_bytes;
     if (a.stages > P_MAXST) a.stages = P_MAXST;
     const int cw = p_cw(ntl);
@@ -472,7 +487,7 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     if (pf) a.pf = *pf;
     const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
     a.tl = cu_tl_take(epi == CU_EPI_SWIGLU ? "gate+up" : epi == CU_EPI_ADD ? "gemv+add" : "gemv");
-    if (w0->stype == BRISK_W_BF16) return launch_p_epi<BRISK_W_BF16>(st, a, smem, epi);
-    if (w0->stype == BRISK_W_F32) return launch_p_epi<BRISK_W_F32>(st, a, smem, epi);
-    return launch_p_epi<BRISK_W_F16>(st, a, smem, epi);
+    if (w0->stype == BRISK_W_BF16) return launch_p_epi<BRISK_W_BF16>(st, a, smem, epi, cps);
+    if (w0->stype == BRISK_W_F32) return launch_p_epi<BRISK_W_F32>(st, a, smem, epi, cps);
+    return launch_p_epi<BRISK_W_F16>(st, a, smem, epi, cps);
 }

@@ -20,7 +20,7 @@
 #include <vector>
 
 int cu_sm90 = 1, cu_skip = 0, cu_pdl = 0;
-extern int cu_v7_cw, cu_v7_ring;
+extern int cu_v7_cw, cu_v7_ring, cu_v7_cps;
 static int ring_default;
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
@@ -184,8 +184,9 @@ static bool run_case(const gcase &c) {
     cu_v7_cw = c.cw;
     /* cu_v7_ring (bytes of stages) for c.stages stages: the launcher's stage size */
     const int ntl = c.epi == CU_EPI_SWIGLU ? 2 : 1, d = c.gs == 128 ? 1 : 0;
-    const int ps = c.st == BRISK_W_F32 ? 8 : 4, gmax = (31 >> d) + 2;
-    const int stage_bytes = (ntl * (32 * 512 + gmax * 16 * ps) + 127) & ~127;
+    const int cps = ntl == 1 ? cu_v7_cps : 32; /* chunks per stage */
+    const int ps = c.st == BRISK_W_F32 ? 8 : 4, gmax = ((cps - 1) >> d) + 2;
+    const int stage_bytes = (ntl * (cps * 512 + gmax * 16 * ps) + 127) & ~127;
     cu_v7_ring = c.stages ? c.stages * stage_bytes : ring_default;
     std::vector<std::vector<float>> first((size_t)ny);
     bool ok = true;
@@ -430,9 +431,16 @@ int main(void) {
     ring_default = cu_v7_ring;
     const char *only = getenv("EMU_CASE"); /* a substring of the case names to run */
     int passed = 0, failed = 0;
-    for (const gcase &c : cases) {
-        if (only && !strstr(c.name, only)) continue;
-        (run_case(c) ? passed : failed)++;
+    /* each case with 32 and with 64 chunks per stage (one-tile launches; SwiGLU keeps 32) */
+    for (int cps : {32, 64}) {
+        cu_v7_cps = cps;
+        for (const gcase &c : cases) {
+            if (only && !strstr(c.name, only)) continue;
+            if (cps == 64 && c.epi == CU_EPI_SWIGLU) continue;
+            const bool ok = run_case(c);
+            if (!ok) printf("  (%d chunks a stage)\n", cps);
+            (ok ? passed : failed)++;
+        }
     }
     if (!only) (refusals() ? passed : failed)++;
     printf("%d passed, %d failed\n", passed, failed);
