@@ -43,9 +43,9 @@ struct p_args {
     const float *x;
     const float *nw; /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
     float eps;
-    int pre;    /* stages issued before the consumers have staged x (< stages: a measuring aid) */
-    int l2;     /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
-    int lean;   /* x staged without a bound per element where K is a multiple of 4 x threads */
+    int pre;  /* stages issued before the consumers have staged x (< stages: a measuring aid) */
+    int l2;   /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
+    int pace; /* > 0: until the consumers' loads of x are issued, at most `pace` stages in flight */
     int nomath; /* measuring aids: 1 (BRISK_CUDA_SKIP=math) the consumers only take and free stages,
                  * 2 (=copy) the producer frees stages without copying the weights */
     cu_pf pf;   /* a later kernel's weights into L2, after this block's copies */
@@ -61,13 +61,13 @@ __host__ __device__ __forceinline__ int p_align(int v) {
 }
 
 /* Shared memory: ring [stages][stage_bytes] | x as half [K] | the chunk sums of x [K / 64]
- * floats | red [CW][NTL][2][32] floats | full[P_MAXST], empty[P_MAXST], xready barriers | the
+ * floats | red [CW][NTL][2][32] floats | full[P_MAXST], empty[P_MAXST], xready, xgo barriers | the
  * tile group of each stage [P_MAXST] ints (drawn groups). A stage: codes [NTL][CPS][512] |
  * pairs [NTL][gmax][16]. */
 __host__ __device__ __forceinline__ int p_smem(int stages, int stage_bytes, int K, int ntl,
                                                int cw) {
     return stages * stage_bytes + p_align(K * 2) + p_align(K / 16) +
-           p_align(cw * ntl * 2 * 32 * 4) + (2 * P_MAXST + 1) * 8 + P_MAXST * 4;
+           p_align(cw * ntl * 2 * 32 * 4) + (2 * P_MAXST + 2) * 8 + P_MAXST * 4;
 }
 
 /* acc (rows g and g + 8 of the tile, the one token) += a chunk's products: the codes q decoded
@@ -113,8 +113,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     uint64_t *full = (uint64_t *)((uint8_t *)red + p_align(CW * NTL * 2 * 32 * 4));
     uint64_t *empty = full + P_MAXST;
     uint64_t *xready = empty + P_MAXST; /* x staged (one arrival) */
-    int *sgid = (int *)(xready + 1);    /* drawn groups: the group of a stage's first slice */
-    if (threadIdx.x == 0) mbar_init(xready, 1);
+    uint64_t *xgo = xready + 1;         /* x's loads issued (one arrival per consumer warp) */
+    int *sgid = (int *)(xgo + 1);       /* drawn groups: the group of a stage's first slice */
+    if (threadIdx.x == 0) mbar_init(xready, 1), mbar_init(xgo, CW);
     ring_init(full, empty, a.stages, CW);
 
     /* the items of this block, in order: (tile group ug, slice sl) */
@@ -128,6 +129,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             const uint64_t pol = policy_evict_first();
             int k = 0, st = 0;
             uint32_t ph = 1; /* the empty barriers' phase to wait for, from the second round */
+            bool go = a.pace <= 0;
             /* the second group's ticket at entry: its round trip overlaps the first group's
              * copies (1B, one slice per group: drawn after them, q, k, v lost 3 us a launch) */
             unsigned long long tk = dyn ? atomicAdd(a.pf.ctr, 1ull) : 0;
@@ -139,6 +141,13 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                     if (dyn && sl == a.nsl - 1 && ug != (int)blockIdx.x)
                         tk = atomicAdd(a.pf.ctr, 1ull);
                     if (k >= a.stages) mbar_wait(&empty[st], ph);
+                    /* paced: x's loads (L2 hits) queue behind the copies in flight, so until they
+                     * are issued a stage waits for the one `pace` before it to land */
+                    if (!go && k >= a.pace) {
+                        const int kp = k - a.pace;
+                        const uint32_t sp = kp % a.stages, pp = (kp / a.stages) & 1;
+                        while (!(go = mbar_test(xgo, 0)) && !mbar_test(&full[sp], pp)) spin_pause();
+                    }
                     if (k == a.pre) mbar_wait(xready, 0);
                     const int c0 = sl * CPS, nc = min(CPS, a.nch - c0);
                     if (sl == 0) sgid[st] = ug; /* released to the consumers with the arrival */
@@ -182,102 +191,80 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
      * weights are loaded before the wait (they are not written by earlier kernels, and a miss under
      * the weight stream costs microseconds) and x is loaded once, all of a thread's loads in flight
      * together; otherwise two passes, P_XU loads in flight per round. */
-    constexpr int NT = CW * 32;
+    constexpr int NT = CW * 32, RB = NT * 4; /* RB: x's floats in one float4 per thread */
     const int tid = threadIdx.x;
-    const bool fit = a.K <= NT * 4 * P_XU;
+    const bool fit = a.K <= RB * P_XU;
     float4 w[P_XU], v[P_XU];
+    /* A round from b0 holds the float4s at c = b0 + 4 tid + u RB, u < P_XU. Its u-th are in x for
+     * every thread (`whole`), for some (the tail: a bound per element), or for none (a break). The
+     * whole and break tests are uniform over the block: every shape we run has K a multiple of RB,
+     * so its staging has no bound per element (with one, the staging took ~78 instructions a
+     * float4, 8B down, issued after the release by every warp of the SM at once; now ~26) */
+    auto whole = [&](int b0, int u) { return b0 + (u + 1) * RB <= a.K; };
+    auto some = [&](int b0, int u) { return b0 + u * RB < a.K; };
+    auto at = [&](int b0, int u) { return b0 + tid * 4 + u * RB; };
     if (a.nw && fit)
 #pragma unroll
-        for (int u = 0; u < P_XU; u++)
-            if ((tid + u * NT) * 4 < a.K) w[u] = __ldg((const float4 *)(a.nw + (tid + u * NT) * 4));
+        for (int u = 0; u < P_XU; u++) {
+            if (!some(0, u)) break;
+            if (whole(0, u) || at(0, u) < a.K) w[u] = __ldg((const float4 *)(a.nw + at(0, u)));
+        }
     pdl_wait();
     tl_mark(a.tl, TL_WAIT, true);
     const uint64_t tw = a.tl ? gtime() : 0; /* measuring aid: this block's release */
     float rs = 1.f;
-    auto normed = [&](float4 y, const float4 &wu) {
-        y.x = y.x * rs * wu.x, y.y = y.y * rs * wu.y, y.z = y.z * rs * wu.z, y.w = y.w * rs * wu.w;
-        return y;
-    };
-    /* x[c, c + 4) as halves into xh; a half warp's 16 float4 are one chunk, whose sum of halves
-     * goes to xs (all lanes shuffle; `in`: c is inside x) */
-    auto put = [&](const float4 &y, int c, bool in) {
-        const __half2 h0 = __floats2half2_rn(y.x, y.y), h1 = __floats2half2_rn(y.z, y.w);
-        const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
-        float cs = (f0.x + f0.y) + (f1.x + f1.y);
-#pragma unroll
-        for (int o = 8; o > 0; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
-        if (in) {
-            *(uint2 *)(xh + c) = make_uint2(*(const uint32_t *)&h0, *(const uint32_t *)&h1);
-            if ((lane & 15) == 0) xs[c >> 6] = cs;
-        }
-    };
-    /* every thread's nu float4s in range (K a multiple of 4 NT: each shape we run): the staging
-     * without a bound per element, its breaks uniform. The general rounds below cost ~550
-     * instructions a warp (8B down, 16 warps: 78 a float4, most of them bounds, selects and
-     * branches), issued after the release by every warp of the SM at once */
-    const int nu = a.K / (NT * 4);
-    const bool lean = fit && nu * NT * 4 == a.K && a.lean;
-    if (lean) {
-        const float4 *xv = (const float4 *)a.x + tid;
+    /* a round's float4s of x (and, in two passes, the norm's weights) */
+    auto load = [&](int b0) {
 #pragma unroll
         for (int u = 0; u < P_XU; u++) {
-            if (u >= nu) break;
-            v[u] = __ldg(xv + u * NT);
+            if (!some(b0, u)) break;
+            const int c = at(b0, u);
+            if (whole(b0, u) || c < a.K) {
+                v[u] = __ldg((const float4 *)(a.x + c));
+                if (!fit && a.nw) w[u] = __ldg((const float4 *)(a.nw + c));
+            }
         }
+    };
+    /* a round's float4s as halves into xh (normalised); a half warp's 16 float4 are one chunk,
+     * whose sum of halves goes to xs (all its lanes shuffle: a chunk is all in x or all out) */
+    auto put = [&](int b0) {
+#pragma unroll
+        for (int u = 0; u < P_XU; u++) {
+            if (!some(b0, u)) break;
+            const int c = at(b0, u);
+            const bool in = whole(b0, u) || c < a.K;
+            float4 y = in ? v[u] : make_float4(0.f, 0.f, 0.f, 0.f);
+            if (a.nw && in)
+                y = make_float4(y.x * rs * w[u].x, y.y * rs * w[u].y, y.z * rs * w[u].z,
+                                y.w * rs * w[u].w);
+            const __half2 h0 = __floats2half2_rn(y.x, y.y), h1 = __floats2half2_rn(y.z, y.w);
+            const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
+            float cs = (f0.x + f0.y) + (f1.x + f1.y);
+#pragma unroll
+            for (int o = 8; o > 0; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
+            if (in) {
+                *(uint2 *)(xh + c) = make_uint2(*(const uint32_t *)&h0, *(const uint32_t *)&h1);
+                if ((lane & 15) == 0) xs[c >> 6] = cs;
+            }
+        }
+    };
+    if (fit) {
+        load(0);
+        if (lane == 0) mbar_arrive(xgo); /* this warp's loads of x are issued (a.pace) */
         if (a.nw) {
             float ss = 0.f;
 #pragma unroll
             for (int u = 0; u < P_XU; u++) {
-                if (u >= nu) break;
-                ss = sq4(v[u], ss);
+                if (!some(0, u)) break;
+                if (whole(0, u) || at(0, u) < a.K) ss = sq4(v[u], ss);
             }
             rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync<CW>) / (float)a.K + a.eps);
-#pragma unroll
-            for (int u = 0; u < P_XU; u++) {
-                if (u >= nu) break;
-                v[u] = normed(v[u], w[u]);
-            }
         }
-#pragma unroll
-        for (int u = 0; u < P_XU; u++) {
-            if (u >= nu) break;
-            put(v[u], (tid + u * NT) * 4, true);
-        }
-    } else if (fit) {
-        float ss = 0.f;
-#pragma unroll
-        for (int u = 0; u < P_XU; u++)
-            if ((tid + u * NT) * 4 < a.K) v[u] = __ldg((const float4 *)(a.x + (tid + u * NT) * 4));
-        if (a.nw) {
-#pragma unroll
-            for (int u = 0; u < P_XU; u++)
-                if ((tid + u * NT) * 4 < a.K) ss = sq4(v[u], ss);
-            rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync<CW>) / (float)a.K + a.eps);
-        }
-    } else if (a.nw) {
-        rs = rms_scale<NT>(a.x, a.K, a.eps, tid, red, consumers_sync<CW>);
-    }
-    /* rounds and their breaks are uniform over the block: the chunk sums shuffle in half warps */
-    for (int b0 = lean ? a.K : 0; b0 < a.K; b0 += NT * 4 * P_XU) {
-        const int c0 = b0 + tid * 4;
-        if (!fit) {
-#pragma unroll
-            for (int u = 0; u < P_XU; u++) {
-                const int c = c0 + u * NT * 4;
-                if (c < a.K) {
-                    v[u] = __ldg((const float4 *)(a.x + c));
-                    if (a.nw) w[u] = __ldg((const float4 *)(a.nw + c));
-                }
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < P_XU; u++) {
-            const int c = c0 + u * NT * 4;
-            if (b0 + u * NT * 4 >= a.K) break;
-            float4 y = c < a.K ? v[u] : make_float4(0.f, 0.f, 0.f, 0.f);
-            if (a.nw && c < a.K) y = normed(y, w[u]);
-            put(y, c, c < a.K);
-        }
+        put(0);
+    } else {
+        if (lane == 0) mbar_arrive(xgo);
+        if (a.nw) rs = rms_scale<NT>(a.x, a.K, a.eps, tid, red, consumers_sync<CW>);
+        for (int b0 = 0; b0 < a.K; b0 += RB * P_XU) load(b0), put(b0);
     }
     consumers_sync<CW>(); /* xh complete, and red read before the epilogue rewrites it */
     if (tid == 0) mbar_arrive(xready);
@@ -409,11 +396,12 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
  * BRISK_CUDA_V7_PREF; 0: all, or the q, k, v launch's 3): the ring is full before the release
  * anyway, and x's loads come back sooner. H100, round 16, against the old rule in one call: 8B
  * +1.7%, 1B +1.8% (2 in every launch, where the share streams all launch long too: 8B -0.4..-2%).
- * x is staged without per-element bounds where K is a multiple of 4 x the consumer threads (env
- * BRISK_CUDA_V7_LEAN=0: the general rounds everywhere): H100, round 18, one call, 8B +0.8%, 1B
- * +2.3%.
+ * x is staged without per-element bounds where K is a multiple of 4 x the consumer threads: H100,
+ * round 18, one call, 8B +0.8%, 1B +2.3%. Until the consumers have issued their loads of x, each
+ * stage after the first `pace` waits for the one `pace` before it to land (env BRISK_CUDA_V7_PACE;
+ * 0: off), so that x's loads queue behind fewer copies.
  */
-int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2, cu_v7_lean = 1;
+int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2, cu_v7_pace = 0;
 /* Chunks per stage and tile in one-tile launches (env BRISK_CUDA_V7_CPS=64 or 32; SwiGLU: 32):
  * each stage costs every consumer warp ~35 instructions of waits, pointers and arrivals. */
 int cu_v7_cps = P_CPS;
@@ -482,7 +470,7 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
                                                           : 0;
     a.pre = pre > 0 && pre < a.stages ? pre : -1;
     a.l2 = (cu_skip & SKIP_HBM) != 0;
-    a.lean = cu_v7_lean;
+    a.pace = cu_v7_pace;
     a.nomath = ((cu_skip & SKIP_MATH) != 0) | ((cu_skip & SKIP_COPY) != 0) << 1;
     if (pf) a.pf = *pf;
     const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);

@@ -56,6 +56,27 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
     (void)b, (void)parity;
 #endif
 }
+/* mbarrier.test_wait.parity: whether the phase of that parity has completed (no wait). */
+__device__ __forceinline__ bool mbar_test(uint64_t *b, uint32_t parity) {
+#if P_SM90
+    uint32_t done;
+    asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                 " selp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(done)
+                 : "r"(smem_addr(b)), "r"(parity)
+                 : "memory");
+    return done != 0;
+#else
+    (void)b, (void)parity;
+    return true;
+#endif
+}
+/* A spinning thread's pause between tests. */
+__device__ __forceinline__ void spin_pause() {
+#if P_SM90
+    __nanosleep(32);
+#endif
+}
 /* Global -> shared bulk copy (16-byte aligned, a multiple of 16 bytes) completing on barrier b;
  * weights are read once per step: evict them first from L2. */
 __device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *b,

@@ -29,6 +29,9 @@ static inline void mbar_arrive(uint64_t *b) {
         const uint32_t emu_p_ = (parity);                                                          \
         while (!emu_mbar_test(emu_b_, emu_p_, __LINE__)) emu_wait(EMU_YIELD, __LINE__, 0);         \
     } while (0)
+#define mbar_test(b, parity) emu_mbar_test(b, parity, __LINE__)
+/* a spinning thread yields to the scheduler between tests */
+#define spin_pause() emu_wait(EMU_YIELD, __LINE__, 0)
 static inline void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *b,
                              uint64_t policy) {
     (void)policy;

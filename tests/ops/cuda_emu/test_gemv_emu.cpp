@@ -20,7 +20,7 @@
 #include <vector>
 
 int cu_sm90 = 1, cu_skip = 0, cu_pdl = 0;
-extern int cu_v7_cw, cu_v7_ring, cu_v7_cps;
+extern int cu_v7_cw, cu_v7_ring, cu_v7_cps, cu_v7_pace;
 static int ring_default;
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
@@ -431,14 +431,16 @@ int main(void) {
     ring_default = cu_v7_ring;
     const char *only = getenv("EMU_CASE"); /* a substring of the case names to run */
     int passed = 0, failed = 0;
-    /* each case with 32 and with 64 chunks per stage (one-tile launches; SwiGLU keeps 32) */
-    for (int cps : {32, 64}) {
-        cu_v7_cps = cps;
+    /* each case with 32 chunks a stage, paced (cu_v7_pace 1) and not, and with 64 (one-tile
+     * launches; SwiGLU keeps 32), paced by 2 */
+    const int modes[3][2] = {{32, 0}, {32, 1}, {64, 2}};
+    for (const auto &md : modes) {
+        cu_v7_cps = md[0], cu_v7_pace = md[1];
         for (const gcase &c : cases) {
             if (only && !strstr(c.name, only)) continue;
-            if (cps == 64 && c.epi == CU_EPI_SWIGLU) continue;
+            if (md[0] == 64 && c.epi == CU_EPI_SWIGLU) continue;
             const bool ok = run_case(c);
-            if (!ok) printf("  (%d chunks a stage)\n", cps);
+            if (!ok) printf("  (%d chunks a stage, pace %d)\n", md[0], md[1]);
             (ok ? passed : failed)++;
         }
     }
