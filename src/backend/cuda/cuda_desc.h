@@ -65,8 +65,8 @@ __host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp,
  * takes a slot of TL_N counters (cu_tl_take); thread 0 of every block stamps the globaltimer with
  * atomicMax (earliest-of stamps stored inverted), so a slot holds the first and last block's
  * entry, PDL wait release and finish, the last block's x staged, and the shortest and longest
- * time a block took from its own wait release to x staged. The host clears the slots before
- * every step and prints the last step at destroy. */
+ * time a block took from its own wait release to x staged (and to its first load of x back). The
+ * host clears the slots before every step and prints the last step at destroy. */
 enum {
     TL_ENTRY,
     TL_ENTRY_MAX,
@@ -77,6 +77,8 @@ enum {
     TL_DONE_MAX,
     TL_SOWN,
     TL_SOWN_MAX,
+    TL_XOWN, /* from a block's own wait release to its thread 0's first load of x back */
+    TL_XOWN_MAX,
     TL_N
 };
 

@@ -251,6 +251,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     if (fit) {
         load(0);
         if (lane == 0) mbar_arrive(xgo); /* this warp's loads of x are issued (a.pace) */
+        if (a.tl && v[0].x != -0.12345f) tl_span(a.tl, TL_XOWN, tw); /* (after the load) */
         if (a.nw) {
             float ss = 0.f;
 #pragma unroll
@@ -272,18 +273,24 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     tl_span(a.tl, TL_SOWN, tw);
 
     const int g = lane >> 2, t = lane & 3;
-    float acc[NTL][2];
+    /* SwiGLU on 16 warps splits them by tile: warps [0, 8) take the gate tile's chunks, [8, 16)
+     * up's (NTW: the tiles a warp takes, CWT: the warps that take a tile, wt: this one's rank) */
+    constexpr bool SPLIT = NTL == 2 && CW == 16;
+    constexpr int NTW = SPLIT ? 1 : NTL, CWT = SPLIT ? CW / 2 : CW;
+    const int ti = SPLIT ? wid / CWT : 0, wt = SPLIT ? wid % CWT : wid;
+    float acc[NTW][2];
 #pragma unroll
-    for (int i = 0; i < NTL; i++) acc[i][0] = acc[i][1] = 0.f;
-    /* A warp takes chunks wid + v CW (v < CPS / CW) of each stage. Their codes, x, chunk sums and
+    for (int i = 0; i < NTW; i++) acc[i][0] = acc[i][1] = 0.f;
+    /* A warp takes chunks wt + v CWT (v < CPS / CWT) of each stage. Their codes, x, chunk sums and
      * (scale, bias) pairs sit at this warp's fixed offsets from the stage's and the slice's bases,
      * so a stage costs no per-chunk address arithmetic: a group spans 1 << d chunks (d <= 3:
-     * cu_gemv_tma_takes), which divides CW and CPS, so chunk c's group in its slice is c >> d =
-     * (wid >> d) + v (CW >> d). */
-    const int oq = wid * 512 + lane * 16;                            /* codes, bytes */
-    const int ox = wid * 64 + 16 * t;                                /* x, halves */
-    const int op = NTL * CPS * 512 + ((wid >> d) * 16 + 2 * g) * PS; /* pairs, bytes */
-    const int pv = (CW >> d) * 16 * PS, pt = a.gmax * 16 * PS;       /* pairs: next v, next tile */
+     * cu_gemv_tma_takes), which divides CWT and CPS, so chunk c's group in its slice is c >> d =
+     * (wt >> d) + v (CWT >> d). */
+    const int pt = a.gmax * 16 * PS;                      /* pairs: the next tile's */
+    const int oq = ti * CPS * 512 + wt * 512 + lane * 16; /* codes, bytes */
+    const int ox = wt * 64 + 16 * t;                      /* x, halves */
+    const int op = NTL * CPS * 512 + ti * pt + ((wt >> d) * 16 + 2 * g) * PS; /* pairs, bytes */
+    const int pv = (CWT >> d) * 16 * PS; /* pairs: the next v's */
     const bool nomath = a.nomath & 1;
     /* the stage and its full barrier's phase run along: a division per stage cost ~20 of a
      * warp's ~160 instructions a stage (16 warps, 32 chunks) */
@@ -305,18 +312,18 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             const int nc = a.nch - c0; /* the slice's chunks: CPS or more, or its last few */
             const uint8_t *sb = ring + st * a.stage_bytes;
             const __half *xc = xh + c0 * 64 + ox;
-            const float *Xc = xs + c0 + wid;
+            const float *Xc = xs + c0 + wt;
             mbar_wait(&full[st], ph);
             /* this warp's v-th chunk of the stage */
             auto chunk = [&](int v) {
-                const uint4 xa = *(const uint4 *)(xc + v * CW * 64);
-                const uint4 xb = *(const uint4 *)(xc + v * CW * 64 + 8);
+                const uint4 xa = *(const uint4 *)(xc + v * CWT * 64);
+                const uint4 xb = *(const uint4 *)(xc + v * CWT * 64 + 8);
                 const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
                 const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
-                const float X = Xc[v * CW];
+                const float X = Xc[v * CWT];
 #pragma unroll
-                for (int i = 0; i < NTL; i++) {
-                    const uint4 q = *(const uint4 *)(sb + oq + (i * CPS + v * CW) * 512);
+                for (int i = 0; i < NTW; i++) {
+                    const uint4 q = *(const uint4 *)(sb + oq + (i * CPS + v * CWT) * 512);
                     SBT r0, r1;
                     ld_pair2<ST, false>((const SBT *)(sb + op + i * pt + v * pv), r0, r1);
                     p_chunk<ST>(acc[i], q, r0, r1, bx0, bx1, X);
@@ -328,11 +335,11 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 /* measuring aid: the stage is taken and freed without its math */
             } else if (nc >= CPS) {
 #pragma unroll
-                for (int v = 0; v < CPS / CW; v++) chunk(v);
+                for (int v = 0; v < CPS / CWT; v++) chunk(v);
             } else {
 #pragma unroll
-                for (int v = 0; v < CPS / CW; v++)
-                    if (wid + v * CW < nc) chunk(v);
+                for (int v = 0; v < CPS / CWT; v++)
+                    if (wt + v * CWT < nc) chunk(v);
             }
             __syncwarp();
             if (lane == 0) mbar_arrive(&empty[st]); /* this warp is done with the stage */
@@ -340,10 +347,10 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
         }
         /* the tile group is complete: warps -> rows (fixed order), then the epilogue */
 #pragma unroll
-        for (int i = 0; i < NTL; i++)
+        for (int i = 0; i < NTW; i++)
 #pragma unroll
             for (int j = 0; j < 2; j++) {
-                red[((wid * NTL + i) * 2 + j) * 32 + lane] = acc[i][j];
+                red[((wid * NTW + i) * 2 + j) * 32 + lane] = acc[i][j];
                 acc[i][j] = 0.f;
             }
         consumers_sync<CW>();
@@ -354,7 +361,10 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             for (int i = 0; i < NTL; i++) {
                 v[i] = 0.f;
 #pragma unroll
-                for (int w = 0; w < CW; w++) v[i] += red[((w * NTL + i) * 2 + wid) * 32 + lane];
+                for (int w = 0; w < CWT; w++)
+                    v[i] +=
+                        red[(((SPLIT ? i * CWT + w : w) * NTW + (SPLIT ? 0 : i)) * 2 + wid) * 32 +
+                            lane];
             }
             const int row = tile * 16 + g + 8 * wid;
             if (t == 0 && row < M.rows) {
@@ -383,7 +393,8 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
  * 1,330.2. */
 int cu_gemv_v7 = 1;
 int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, KB) */
-/* Consumer warps: 16, or 8 for SwiGLU (env BRISK_CUDA_V7_CW=8 or 16: all alike). With 8, a
+/* Consumer warps: 16, or 8 for SwiGLU (env BRISK_CUDA_V7_CW=8 or 16: all alike; SwiGLU on 16
+ * splits them by tile, 8 a tile, each with one tile's registers). With 8, a
  * one-tile launch issued too slowly to drain its ring (ncu, 8B down alone: 1.25 TB/s, 0.22
  * instructions per cycle per scheduler; 16: 1.71 TB/s); SwiGLU's two tiles share x, and with 16
  * warps' 96 registers it spills. H100, round 8: 8B 462.5 tok/s vs 437.5 with 8 everywhere, 460.4
