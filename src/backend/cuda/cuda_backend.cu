@@ -256,11 +256,18 @@ static bool blas_pipeline(cu_state *s, const blas_job *jobs, int nj, const float
     return true;
 }
 
-static void exec_matmul(cu_state *s, const op_rec *r) {
+/* actq_of: the floats whose half copy the previous op left in s->actq (or NULL) */
+static void exec_matmul(cu_state *s, const op_rec *r, const float *actq_of) {
     const float *x = (const float *)r->p0;
     const int n = r->n;
     cu_gemv_mat m[3];
-    for (int i = 0; i < r->nmat; i++) m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i];
+    for (int i = 0; i < r->nmat; i++)
+        m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i], m[i].yq = NULL;
+    /* a one-token SwiGLU writes its output as half too, for the down projection after it */
+    bool v7 = false;
+    if (r->epi == CU_EPI_SWIGLU && n == 1 && s->actq && r->w[0]->rows <= s->max_cols)
+        m[0].yq = s->actq;
+    const void *xq = n == 1 && x == actq_of ? s->actq : NULL;
     cu_pf pf;
     if (n >= (cu_v8_one ? 1 : 2) && (n <= GEMV_MAX_N || cu_batch_prefill) && s->bsc.xq) {
         /* every weight once per 64 tokens */
@@ -274,9 +281,9 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
     if (r->p1) { /* rmsnorm(x) first: fused into the GEMV when a kernel has it */
         if (n <= GEMV_MAX_N) {
             cudaError_t e = cu_gemv_norm(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1,
-                                         r->eps, cu_gemv_pf(s, r, &pf) ? &pf : NULL);
+                                         r->eps, cu_gemv_pf(s, r, &pf) ? &pf : NULL, &v7);
             if (e != cudaErrorNotSupported) {
-                cu_chk(s, e, "cuda rmsnorm+matmul");
+                if (cu_chk(s, e, "cuda rmsnorm+matmul") && v7 && m[0].yq) s->actq_of = r->y[0];
                 return;
             }
         }
@@ -289,10 +296,11 @@ static void exec_matmul(cu_state *s, const op_rec *r) {
     }
     if (n <= GEMV_MAX_N || !s->deq) {
         cudaError_t e =
-            cu_gemv(s->st, m, r->nmat, r->epi, x, n, cu_gemv_pf(s, r, &pf) ? &pf : NULL);
+            cu_gemv(s->st, m, r->nmat, r->epi, x, n, cu_gemv_pf(s, r, &pf) ? &pf : NULL, xq, &v7);
+        if (e == cudaSuccess && v7 && m[0].yq) s->actq_of = r->y[0];
         if (e == cudaErrorInvalidValue && r->epi == CU_EPI_SWIGLU) {
             /* gate and up differ in format: two matmuls then swiglu */
-            cu_gemv_mat u = {r->w[1], NULL, s->tmp};
+            cu_gemv_mat u = {r->w[1], NULL, s->tmp, NULL};
             m[0].y = r->y[0];
             e = cu_gemv(s->st, m, 1, CU_EPI_STORE, x, n);
             if (e == cudaSuccess) e = cu_gemv(s->st, &u, 1, CU_EPI_STORE, x, n);
@@ -336,6 +344,8 @@ static bool skipped(const op_rec *r) {
 }
 
 static void exec_rec(cu_state *s, const op_rec *r) {
+    const float *actq_of = s->actq_of; /* the previous op's half copy serves this op only */
+    s->actq_of = NULL;
     if (s->err != BRISK_OK) return;
     if (cu_skip && skipped(r)) return;
     switch (r->code) {
@@ -350,7 +360,7 @@ static void exec_rec(cu_state *s, const op_rec *r) {
                "cuda rmsnorm");
         break;
     case OP_MATMUL:
-        exec_matmul(s, r);
+        exec_matmul(s, r, actq_of);
         break;
     case OP_ROPE:
         cu_chk(s,
@@ -1126,6 +1136,7 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->deq);
         cudaFree(s->xh);
         cudaFree(s->tmp);
+        cudaFree(s->actq);
         cudaFree(s->bsc.xq), cudaFree(s->bsc.xs), cudaFree(s->bsc.part), cudaFree(s->bsc.count);
         cudaFreeHost(s->h_logits);
         cudaFree(s->d_am);
@@ -1367,6 +1378,9 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
                     "cuda batch scratch"))
             goto err;
     }
+    if (cu_sm90 && cu_v7_actq && /* a one-token SwiGLU output as half (v7) */
+        !(s->actq = cu_dalloc(s, (size_t)s->max_cols * 2, "cuda scratch")))
+        goto err;
     if (s->max_tokens > GEMV_MAX_N) { /* the prefill path */
         s->xh_cap = (size_t)s->max_tokens * (size_t)s->max_cols * 2;
         if (!(s->xh = cu_dalloc(s, s->xh_cap, "cuda prefill scratch"))) goto err;

@@ -43,6 +43,7 @@ typedef struct cu_gemv_mat {
     const cu_weight *w;
     const float *bias; /* device, or NULL */
     float *y;          /* [n, rows] */
+    void *yq; /* or NULL: the one-token SwiGLU GEMV (v7) also writes y as half here (cu_gemv_tma) */
 } cu_gemv_mat;
 
 /* Byte ranges (a later kernel's weights) a kernel prefetches into L2, split evenly over its blocks;

@@ -869,14 +869,18 @@ int cu_norm_fuse = 0;
 int cu_v7_norm = 1;
 
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                         int n, const float *nw, float eps, const cu_pf *pf) {
+                         int n, const float *nw, float eps, const cu_pf *pf, bool *v7) {
+    if (v7) *v7 = false;
     bool ok = epi != CU_EPI_ADD; /* one fused launch: the same format and width */
     for (int i = 1; i < nmat; i++) ok = ok && same_fmt(m[0].w, m[i].w);
     if (epi == CU_EPI_SWIGLU) ok = ok && nmat == 2 && m[0].w->rows == m[1].w->rows;
     if (!ok) return cudaErrorNotSupported;
     if (cu_v7_norm) { /* v7 (one-token steps): the norm in its one pass over x */
         const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n, nw, eps, pf);
-        if (e != cudaErrorNotSupported) return e;
+        if (e != cudaErrorNotSupported) {
+            if (v7) *v7 = true;
+            return e;
+        }
     }
     if (!cu_norm_fuse || m[0].w->fast != 2 || m[0].w->cols < 64 * MMA_W)
         return cudaErrorNotSupported;
@@ -884,7 +888,8 @@ cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int ep
 }
 
 cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x, int n,
-                    const cu_pf *pf) {
+                    const cu_pf *pf, const void *xq, bool *v7) {
+    if (v7) *v7 = false;
     bool fused = true;
     for (int i = 1; i < nmat; i++) fused = fused && same_fmt(m[0].w, m[i].w);
     if (epi == CU_EPI_SWIGLU) fused = fused && m[0].w->rows == m[1].w->rows;
@@ -897,8 +902,12 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
         return cudaSuccess;
     }
     if (m[0].w->fast == 2) {
-        const cudaError_t e = cu_gemv_tma(st, m, nmat, epi, x, n, NULL, 0.f, pf); /* one token */
-        if (e != cudaErrorNotSupported) return e;
+        const cudaError_t e =
+            cu_gemv_tma(st, m, nmat, epi, x, n, NULL, 0.f, pf, xq); /* one token */
+        if (e != cudaErrorNotSupported) {
+            if (v7) *v7 = true;
+            return e;
+        }
         return gemv_mma(st, m, nmat, epi, x, n);
     }
     const int kind = fast_kind(m[0].w);

@@ -41,7 +41,9 @@ struct p_args {
     int nsl, stages;    /* slices per tile group, ring stages */
     int stage_bytes, gmax;
     const float *x;
-    const float *nw; /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
+    const __half *xq; /* x as half (the same values rounded), or NULL: read instead of x */
+    __half *yq;       /* SwiGLU: its output as half too, or NULL */
+    const float *nw;  /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
     float eps;
     int pre;  /* stages issued before the consumers have staged x (< stages: a measuring aid) */
     int l2;   /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
@@ -220,7 +222,12 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             if (!some(b0, u)) break;
             const int c = at(b0, u);
             if (whole(b0, u) || c < a.K) {
-                v[u] = __ldg((const float4 *)(a.x + c));
+                if (a.xq) { /* the halves' bits in v[u].x and .y */
+                    const uint2 h = __ldg((const uint2 *)(a.xq + c));
+                    v[u].x = __uint_as_float(h.x), v[u].y = __uint_as_float(h.y);
+                } else {
+                    v[u] = __ldg((const float4 *)(a.x + c));
+                }
                 if (!fit && a.nw) w[u] = __ldg((const float4 *)(a.nw + c));
             }
         }
@@ -233,17 +240,24 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             if (!some(b0, u)) break;
             const int c = at(b0, u);
             const bool in = whole(b0, u) || c < a.K;
-            float4 y = in ? v[u] : make_float4(0.f, 0.f, 0.f, 0.f);
-            if (a.nw && in)
-                y = make_float4(y.x * rs * w[u].x, y.y * rs * w[u].y, y.z * rs * w[u].z,
-                                y.w * rs * w[u].w);
-            const __half2 h0 = __floats2half2_rn(y.x, y.y), h1 = __floats2half2_rn(y.z, y.w);
-            const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
+            uint32_t h0 = 0, h1 = 0; /* x[c, c + 4) as two half2 (0 outside x) */
+            if (a.xq) {              /* already halves (no norm with xq: the launcher) */
+                if (in) h0 = __float_as_uint(v[u].x), h1 = __float_as_uint(v[u].y);
+            } else {
+                float4 y = in ? v[u] : make_float4(0.f, 0.f, 0.f, 0.f);
+                if (a.nw && in)
+                    y = make_float4(y.x * rs * w[u].x, y.y * rs * w[u].y, y.z * rs * w[u].z,
+                                    y.w * rs * w[u].w);
+                const __half2 p0 = __floats2half2_rn(y.x, y.y), p1 = __floats2half2_rn(y.z, y.w);
+                h0 = *(const uint32_t *)&p0, h1 = *(const uint32_t *)&p1;
+            }
+            const float2 f0 = __half22float2(*(const __half2 *)&h0),
+                         f1 = __half22float2(*(const __half2 *)&h1);
             float cs = (f0.x + f0.y) + (f1.x + f1.y);
 #pragma unroll
             for (int o = 8; o > 0; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
             if (in) {
-                *(uint2 *)(xh + c) = make_uint2(*(const uint32_t *)&h0, *(const uint32_t *)&h1);
+                *(uint2 *)(xh + c) = make_uint2(h0, h1);
                 if ((lane & 15) == 0) xs[c >> 6] = cs;
             }
         }
@@ -369,9 +383,11 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             const int row = tile * 16 + g + 8 * wid;
             if (t == 0 && row < M.rows) {
                 float *y = M.y + row;
-                if constexpr (EPI == CU_EPI_SWIGLU)
-                    *y = v[0] / (1.0f + expf(-v[0])) * v[NTL - 1];
-                else if constexpr (EPI == CU_EPI_ADD)
+                if constexpr (EPI == CU_EPI_SWIGLU) {
+                    const float r = v[0] / (1.0f + expf(-v[0])) * v[NTL - 1];
+                    *y = r;
+                    if (a.yq) a.yq[row] = __float2half_rn(r);
+                } else if constexpr (EPI == CU_EPI_ADD)
                     *y = yo + v[0];
                 else
                     *y = v[0] + yo;
@@ -416,6 +432,11 @@ int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2, 
 /* Chunks per stage and tile in one-tile launches (env BRISK_CUDA_V7_CPS=64 or 32; SwiGLU: 32):
  * each stage costs every consumer warp ~35 instructions of waits, pointers and arrivals. */
 int cu_v7_cps = P_CPS;
+/* A one-token SwiGLU writes its output as half beside the floats, and the down projection after
+ * it stages those (env BRISK_CUDA_V7_ACTQ=0: the floats): every block reads all of x from L2
+ * after the release (8B down: 57 KB a block, 7.6 MB over 132), and x is rounded to half in the
+ * staging anyway, so the bits are the same. */
+int cu_v7_actq = 1;
 
 static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
@@ -445,13 +466,15 @@ bool cu_gemv_tma_takes(const cu_weight *w) {
 }
 
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                        int n, const float *nw, float eps, const cu_pf *pf) {
+                        int n, const float *nw, float eps, const cu_pf *pf, const void *xq) {
     const int ntl = epi == CU_EPI_SWIGLU ? 2 : 1;
     const cu_weight *w0 = m[0].w;
     if (n != 1 || !cu_gemv_tma_takes(w0) || ((uintptr_t)x & 15)) return cudaErrorNotSupported;
     p_args a = {};
     a.nmat = ntl == 2 ? 1 : nmat;
     a.K = (int)w0->cols, a.nch = a.K / 64, a.x = x, a.nw = nw, a.eps = eps;
+    a.xq = nw || ((uintptr_t)xq & 7) ? NULL : (const __half *)xq; /* halves 8 bytes a thread */
+    a.yq = ntl == 2 && !((uintptr_t)m[0].yq & 1) ? (__half *)m[0].yq : NULL;
     if (nw && ((uintptr_t)nw & 15)) return cudaErrorNotSupported;
     while ((1 << a.gshift) < w0->gs) a.gshift++;
     const int d = a.gshift - 6;

@@ -12,14 +12,17 @@ extern "C" {
 
 #include "cuda_desc.h"
 
-/* Launchers (cuda_gemv.cu). All return cudaSuccess or the launch error. */
+/* Launchers (cuda_gemv.cu). All return cudaSuccess or the launch error. v7 (when set): whether
+ * the one-token GEMV of cuda_gemv_tma.cu ran, which alone reads xq (x as half, the same values
+ * rounded) and writes m[0].yq (cu_gemv_tma). */
 cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x, int n,
-                    const cu_pf *pf = NULL);
+                    const cu_pf *pf = NULL, const void *xq = NULL, bool *v7 = NULL);
 /* The same over rmsnorm(x) with weight nw (eps): the norm fused into the GEMV. Returns
  * cudaErrorNotSupported (nothing launched) when these matrices have no fused kernel; the caller
  * then normalises first. */
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                         int n, const float *nw, float eps, const cu_pf *pf = NULL);
+                         int n, const float *nw, float eps, const cu_pf *pf = NULL,
+                         bool *v7 = NULL);
 /* Scratch of the batched GEMV (cuda_gemv_batch.cu), owned by the backend: x prepared as half
  * (cu_gemv_batch_xq_bytes) and its chunk sums (cu_gemv_batch_xs_floats) for K <= max_cols,
  * partial sums of K-split work items (part_cap floats) and their arrival counters (count_cap,

@@ -204,10 +204,13 @@ __device__ __forceinline__ void ld_pair2(const typename sb_raw<ST>::T *p, typena
 /* The persistent bulk-copy GEMV (cuda_gemv_tma.cu) for one-token steps over fast == 2 weights
  * (cu_gemv_v7, on unless env BRISK_CUDA_GEMV=4): cudaErrorNotSupported (nothing launched) when
  * off or the shape has no such launch; the caller then uses v4. nw: the RMSNorm of x (weight nw,
- * eps) folded into its staging of x. */
+ * eps) folded into its staging of x. xq (with no nw): x as half, the same values rounded to
+ * nearest (a SwiGLU launch's m[0].yq), read instead of x: half the bytes every block stages.
+ * With SwiGLU, m[0].yq (when set) receives the output as half too. */
 extern int cu_gemv_v7;
 cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                        int n, const float *nw = NULL, float eps = 0.f, const cu_pf *pf = NULL);
+                        int n, const float *nw = NULL, float eps = 0.f, const cu_pf *pf = NULL,
+                        const void *xq = NULL);
 /* Whether v7 takes one-token matmuls of weight w (its shape and the loaded code). */
 bool cu_gemv_tma_takes(const cu_weight *w);
 

@@ -78,6 +78,11 @@ typedef struct cu_state {
     int n_sm;
     void *deq, *xh; /* prefill: dequantized tiles (two halves when overlapping), x in half */
     size_t deq_cap, xh_cap;
+    /* a one-token SwiGLU output as half [max_cols] (v7 writes it beside the floats; the next op,
+     * the down projection, stages it instead of them: cu_v7_actq) and the floats it copies, set
+     * only from that launch to the next op's */
+    void *actq;
+    const float *actq_of;
     /* prefill overlap: dequantize on st2 into half b of deq while st's GEMM reads the other half;
      * ev_deq[b]: tile in half b ready; ev_gemm[b]: the last GEMM that read half b is done */
     cudaStream_t st2;

@@ -180,7 +180,15 @@ static bool run_case(const gcase &c) {
     std::vector<cu_gemv_mat> gm((size_t)nm);
     for (int i = 0; i < nm; i++)
         gm[(size_t)i] = cu_gemv_mat{&M[(size_t)i].w, bias[(size_t)i],
-                                    c.epi == CU_EPI_SWIGLU ? y[0] : y[(size_t)i]};
+                                    c.epi == CU_EPI_SWIGLU ? y[0] : y[(size_t)i], NULL};
+    /* SwiGLU writes its output as half too (yq: every row, then a guard); with no norm, run 3
+     * reads x as half (xq) and must give run 0's bits */
+    uint16_t *yq = NULL, *xq = NULL;
+    if (c.epi == CU_EPI_SWIGLU) gm[0].yq = yq = A.alloc<uint16_t>((size_t)(c.rows[0] + GUARD));
+    if (!nw) {
+        xq = A.alloc<uint16_t>((size_t)K);
+        for (int k = 0; k < K; k++) xq[k] = emu_f2h(x[k]);
+    }
     cu_v7_cw = c.cw;
     /* cu_v7_ring (bytes of stages) for c.stages stages: the launcher's stage size */
     const int ntl = c.epi == CU_EPI_SWIGLU ? 2 : 1, d = c.gs == 128 ? 1 : 0;
@@ -203,7 +211,11 @@ static bool run_case(const gcase &c) {
     int sms = 0;
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
     const unsigned long long draws = groups > sms ? (unsigned long long)groups : 0;
-    for (int rep = 0; rep < 3 && ok; rep++) {
+    for (int rep = 0; rep < (xq ? 4 : 3) && ok; rep++) {
+        if (yq) {
+            emu_poison(yq, (size_t)c.rows[0] * 2);
+            for (int r = c.rows[0]; r < c.rows[0] + GUARD; r++) yq[r] = 0x7bad;
+        }
         for (int i = 0; i < ny; i++) {
             const int rows = c.rows[i];
             float *yi = y[(size_t)i];
@@ -213,8 +225,8 @@ static bool run_case(const gcase &c) {
                 emu_poison(yi, (size_t)rows * sizeof(float)); /* every row is written */
             for (int r = rows; r < rows + GUARD; r++) memcpy(&yi[r], &SENTINEL, 4);
         }
-        const cudaError_t e =
-            cu_gemv_tma(NULL, gm.data(), nm, c.epi, x, 1, nw, eps, rep ? &pf : NULL);
+        const cudaError_t e = cu_gemv_tma(NULL, gm.data(), nm, c.epi, x, 1, nw, eps,
+                                          rep ? &pf : NULL, rep == 3 ? xq : NULL);
         if (e != cudaSuccess) {
             printf("  %s: cu_gemv_tma returned %d\n", c.name, (int)e);
             return false;
@@ -249,10 +261,17 @@ static bool run_case(const gcase &c) {
             if (rep == 0) {
                 first[(size_t)i].assign(yi, yi + rows);
             } else if (memcmp(first[(size_t)i].data(), yi, (size_t)rows * sizeof(float))) {
-                printf("  %s: matrix %d: another thread order gave other bits\n", c.name, i);
+                printf("  %s: matrix %d: %s gave other bits\n", c.name, i,
+                       rep == 3 ? "x as half (xq)" : "another thread order");
                 ok = false;
             }
         }
+        for (int r = 0; yq && r < c.rows[0] + GUARD; r++)
+            if (yq[r] != (r < c.rows[0] ? emu_f2h(y[0][r]) : 0x7bad)) {
+                printf("  %s: the half output's row %d is not y's rounded\n", c.name, r);
+                ok = false;
+                break;
+            }
         if (ok && rep == 2 && *ctr != 2 * draws) {
             printf("  %s: the group counter reads %llu after two runs, not 2 x %llu\n", c.name,
                    *ctr, draws);
@@ -275,7 +294,7 @@ static bool refusals(void) {
     for (const auto &b : bad) {
         cu_weight w = {BRISK_W_QAFFINE, BRISK_W_F16, 4, b.gs, 2, 16, b.K, b.K / 2, NULL, NULL};
         w.data = A.alloc<uint8_t>(16), w.sb = A.alloc<uint8_t>(16);
-        const cu_gemv_mat m = {&w, NULL, y};
+        const cu_gemv_mat m = {&w, NULL, y, NULL};
         const cudaError_t e = cu_gemv_tma(NULL, &m, 1, CU_EPI_STORE, x, 1);
         if (e != cudaErrorNotSupported) {
             printf("  refusals: %s: returned %d\n", b.why, (int)e);
