@@ -26,7 +26,7 @@
 #include "cuda_mma.cuh"
 #include "cuda_switches.h"
 
-#define P_CPS   32          /* chunks per stage and tile (one-tile launches: cu_v7_cps) */
+#define P_CPS   32          /* chunks per stage and tile */
 #define P_MAXST 8           /* stages at most */
 #define P_RING  (160 << 10) /* bytes of the ring */
 #define P_MAXK  (16 << 10)  /* x staged as half: K <= 16384 */
@@ -64,7 +64,7 @@ __host__ __device__ __forceinline__ int p_align(int v) {
 
 /* Shared memory: ring [stages][stage_bytes] | x as half [K] | the chunk sums of x [K / 64]
  * floats | red [CW][NTL][2][32] floats | full[P_MAXST], empty[P_MAXST], xready, xgo barriers | the
- * tile group of each stage [P_MAXST] ints (drawn groups). A stage: codes [NTL][CPS][512] |
+ * tile group of each stage [P_MAXST] ints (drawn groups). A stage: codes [NTL][P_CPS][512] |
  * pairs [NTL][gmax][16]. */
 __host__ __device__ __forceinline__ int p_smem(int stages, int stage_bytes, int K, int ntl,
                                                int cw) {
@@ -93,7 +93,7 @@ __device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typenam
     acc[1] = fmaf(0.0625f * p1.x, C0[2] + C1[2], fmaf(fmaf(-64.f, p1.x, p1.y), X, acc[1]));
 }
 
-template <int ST, int NM, int EPI, int CW, int CPS>
+template <int ST, int NM, int EPI, int CW>
 __global__ void __launch_bounds__((CW + 1) * 32, 1)
     k_gemv_persist(const __grid_constant__ p_args a) {
     typedef typename sb_raw<ST>::T SBT;
@@ -151,7 +151,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                         while (!(go = mbar_test(xgo, 0)) && !mbar_test(&full[sp], pp)) spin_pause();
                     }
                     if (k == a.pre) mbar_wait(xready, 0);
-                    const int c0 = sl * CPS, nc = min(CPS, a.nch - c0);
+                    const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0);
                     if (sl == 0) sgid[st] = ug; /* released to the consumers with the arrival */
                     if (a.nomath & 2) { /* measuring aid: no copies (the stage's bytes are stale) */
                         mbar_arrive(&full[st]);
@@ -162,8 +162,8 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                     uint8_t *dst = ring + st * a.stage_bytes;
 #pragma unroll
                     for (int i = 0; i < NTL; i++)
-                        bulk_tile_slice<ST>(dst + i * CPS * 512,
-                                            dst + NTL * CPS * 512 + i * a.gmax * 16 * PS,
+                        bulk_tile_slice<ST>(dst + i * P_CPS * 512,
+                                            dst + NTL * P_CPS * 512 + i * a.gmax * 16 * PS,
                                             a.m[NM == 2 ? i : m], a.l2 ? 0 : tile, a.nch, c0, nc, d,
                                             &full[st], pol);
                     if (++st == a.stages) st = 0, ph ^= 1;
@@ -295,15 +295,15 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     float acc[NTW][2];
 #pragma unroll
     for (int i = 0; i < NTW; i++) acc[i][0] = acc[i][1] = 0.f;
-    /* A warp takes chunks wt + v CWT (v < CPS / CWT) of each stage. Their codes, x, chunk sums and
-     * (scale, bias) pairs sit at this warp's fixed offsets from the stage's and the slice's bases,
-     * so a stage costs no per-chunk address arithmetic: a group spans 1 << d chunks (d <= 3:
-     * cu_gemv_tma_takes), which divides CWT and CPS, so chunk c's group in its slice is c >> d =
+    /* A warp takes chunks wt + v CWT (v < P_CPS / CWT) of each stage. Their codes, x, chunk sums
+     * and (scale, bias) pairs sit at this warp's fixed offsets from the stage's and the slice's
+     * bases, so a stage costs no per-chunk address arithmetic: a group spans 1 << d chunks (d <= 3:
+     * cu_gemv_tma_takes), which divides CWT and P_CPS, so chunk c's group in its slice is c >> d =
      * (wt >> d) + v (CWT >> d). */
-    const int pt = a.gmax * 16 * PS;                      /* pairs: the next tile's */
-    const int oq = ti * CPS * 512 + wt * 512 + lane * 16; /* codes, bytes */
-    const int ox = wt * 64 + 16 * t;                      /* x, halves */
-    const int op = NTL * CPS * 512 + ti * pt + ((wt >> d) * 16 + 2 * g) * PS; /* pairs, bytes */
+    const int pt = a.gmax * 16 * PS;                        /* pairs: the next tile's */
+    const int oq = ti * P_CPS * 512 + wt * 512 + lane * 16; /* codes, bytes */
+    const int ox = wt * 64 + 16 * t;                        /* x, halves */
+    const int op = NTL * P_CPS * 512 + ti * pt + ((wt >> d) * 16 + 2 * g) * PS; /* pairs, bytes */
     const int pv = (CWT >> d) * 16 * PS; /* pairs: the next v's */
     const bool nomath = a.nomath & 1;
     /* the stage and its full barrier's phase run along: a division per stage cost ~20 of a
@@ -322,8 +322,8 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             const int row = tile * 16 + g + 8 * wid;
             if (row < M.rows) yo = EPI == CU_EPI_ADD ? M.y[row] : M.bias ? M.bias[row] : 0.f;
         }
-        for (int c0 = 0; c0 < a.nch; c0 += CPS) {
-            const int nc = a.nch - c0; /* the slice's chunks: CPS or more, or its last few */
+        for (int c0 = 0; c0 < a.nch; c0 += P_CPS) {
+            const int nc = a.nch - c0; /* the slice's chunks: P_CPS or more, or its last few */
             const uint8_t *sb = ring + st * a.stage_bytes;
             const __half *xc = xh + c0 * 64 + ox;
             const float *Xc = xs + c0 + wt;
@@ -337,7 +337,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 const float X = Xc[v * CWT];
 #pragma unroll
                 for (int i = 0; i < NTW; i++) {
-                    const uint4 q = *(const uint4 *)(sb + oq + (i * CPS + v * CWT) * 512);
+                    const uint4 q = *(const uint4 *)(sb + oq + (i * P_CPS + v * CWT) * 512);
                     SBT r0, r1;
                     ld_pair2<ST, false>((const SBT *)(sb + op + i * pt + v * pv), r0, r1);
                     p_chunk<ST>(acc[i], q, r0, r1, bx0, bx1, X);
@@ -347,12 +347,12 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
              * each chunk's loads waited behind the previous chunk's MMAs and FMAs) */
             if (nomath) {
                 /* measuring aid: the stage is taken and freed without its math */
-            } else if (nc >= CPS) {
+            } else if (nc >= P_CPS) {
 #pragma unroll
-                for (int v = 0; v < CPS / CWT; v++) chunk(v);
+                for (int v = 0; v < P_CPS / CWT; v++) chunk(v);
             } else {
 #pragma unroll
-                for (int v = 0; v < CPS / CWT; v++)
+                for (int v = 0; v < P_CPS / CWT; v++)
                     if (wt + v * CWT < nc) chunk(v);
             }
             __syncwarp();
@@ -429,9 +429,6 @@ int cu_v7_ring = P_RING; /* bytes of stages per block (env BRISK_CUDA_V7_RING, K
  * 0: off), so that x's loads queue behind fewer copies.
  */
 int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2, cu_v7_pace = 0;
-/* Chunks per stage and tile in one-tile launches (env BRISK_CUDA_V7_CPS=64 or 32; SwiGLU: 32):
- * each stage costs every consumer warp ~35 instructions of waits, pointers and arrivals. */
-int cu_v7_cps = P_CPS;
 /* A one-token SwiGLU writes its output as half beside the floats, and the down projection after
  * it stages those (env BRISK_CUDA_V7_ACTQ=0: the floats): every block reads all of x from L2
  * after the release (8B down: 57 KB a block, 7.6 MB over 132), and x is rounded to half in the
@@ -442,21 +439,18 @@ static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
 }
 
-template <int ST, int NM, int EPI, int CPS>
+template <int ST, int NM, int EPI>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
     if (p_cw(NM == 2 ? 2 : 1) == 16)
-        return launch_persistent(k_gemv_persist<ST, NM, EPI, 16, CPS>, smem, 17 * 32, st, a);
-    return launch_persistent(k_gemv_persist<ST, NM, EPI, 8, CPS>, smem, 9 * 32, st, a);
+        return launch_persistent(k_gemv_persist<ST, NM, EPI, 16>, smem, 17 * 32, st, a);
+    return launch_persistent(k_gemv_persist<ST, NM, EPI, 8>, smem, 9 * 32, st, a);
 }
 
 template <int ST>
-static cudaError_t launch_p_epi(cudaStream_t st, const p_args &a, int smem, int epi, int cps) {
-    if (epi == CU_EPI_SWIGLU) return launch_p<ST, 2, CU_EPI_SWIGLU, P_CPS>(st, a, smem);
-    if (epi == CU_EPI_ADD)
-        return cps == 2 * P_CPS ? launch_p<ST, 1, CU_EPI_ADD, 2 * P_CPS>(st, a, smem)
-                                : launch_p<ST, 1, CU_EPI_ADD, P_CPS>(st, a, smem);
-    return cps == 2 * P_CPS ? launch_p<ST, 1, CU_EPI_STORE, 2 * P_CPS>(st, a, smem)
-                            : launch_p<ST, 1, CU_EPI_STORE, P_CPS>(st, a, smem);
+static cudaError_t launch_p_epi(cudaStream_t st, const p_args &a, int smem, int epi) {
+    if (epi == CU_EPI_SWIGLU) return launch_p<ST, 2, CU_EPI_SWIGLU>(st, a, smem);
+    if (epi == CU_EPI_ADD) return launch_p<ST, 1, CU_EPI_ADD>(st, a, smem);
+    return launch_p<ST, 1, CU_EPI_STORE>(st, a, smem);
 }
 
 bool cu_gemv_tma_takes(const cu_weight *w) {
@@ -478,11 +472,10 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     if (nw && ((uintptr_t)nw & 15)) return cudaErrorNotSupported;
     while ((1 << a.gshift) < w0->gs) a.gshift++;
     const int d = a.gshift - 6;
-    const int cps = ntl == 1 && cu_v7_cps == 2 * P_CPS ? 2 * P_CPS : P_CPS;
-    a.nsl = (a.nch + cps - 1) / cps;
-    a.gmax = ((cps - 1) >> d) + 2; /* a slice's groups, at most */
+    a.nsl = (a.nch + P_CPS - 1) / P_CPS;
+    a.gmax = ((P_CPS - 1) >> d) + 2; /* a slice's groups, at most */
     const int ps = w0->stype == BRISK_W_F32 ? 8 : 4;
-    a.stage_bytes = p_align(ntl * (cps * 512 + a.gmax * 16 * ps));
+    a.stage_bytes = p_align(ntl * (P_CPS * 512 + a.gmax * 16 * ps));
     a.stages = cu_v7_ring / a.stage_bytes;
     if (a.stages > P_MAXST) a.stages = P_MAXST;
     const int cw = p_cw(ntl);
@@ -509,7 +502,7 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     if (pf) a.pf = *pf;
     const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
     a.tl = cu_tl_take(epi == CU_EPI_SWIGLU ? "gate+up" : epi == CU_EPI_ADD ? "gemv+add" : "gemv");
-    if (w0->stype == BRISK_W_BF16) return launch_p_epi<BRISK_W_BF16>(st, a, smem, epi, cps);
-    if (w0->stype == BRISK_W_F32) return launch_p_epi<BRISK_W_F32>(st, a, smem, epi, cps);
-    return launch_p_epi<BRISK_W_F16>(st, a, smem, epi, cps);
+    if (w0->stype == BRISK_W_BF16) return launch_p_epi<BRISK_W_BF16>(st, a, smem, epi);
+    if (w0->stype == BRISK_W_F32) return launch_p_epi<BRISK_W_F32>(st, a, smem, epi);
+    return launch_p_epi<BRISK_W_F16>(st, a, smem, epi);
 }
