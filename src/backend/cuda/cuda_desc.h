@@ -66,7 +66,8 @@ __host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp,
  * takes a slot of TL_N counters (cu_tl_take); thread 0 of every block stamps the globaltimer with
  * atomicMax (earliest-of stamps stored inverted), so a slot holds the first and last block's
  * entry, PDL wait release and finish, the last block's x staged, and the shortest and longest
- * time a block took from its own wait release to x staged (and to its first load of x back). The
+ * time a block took from its own wait release to x staged (and to its first loads of x and of the
+ * norm's weights back). The
  * host clears the slots before every step and prints the last step at destroy. */
 enum {
     TL_ENTRY,
@@ -80,6 +81,8 @@ enum {
     TL_SOWN_MAX,
     TL_XOWN, /* from a block's own wait release to its thread 0's first load of x back */
     TL_XOWN_MAX,
+    TL_WOWN, /* the same to its first load of the norm's weights back (issued before the wait) */
+    TL_WOWN_MAX,
     TL_N
 };
 

@@ -266,6 +266,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
         load(0);
         if (lane == 0) mbar_arrive(xgo); /* this warp's loads of x are issued (a.pace) */
         if (a.tl && tid == 0 && v[0].x != -0.12345f) tl_span(a.tl, TL_XOWN, tw); /* (loaded) */
+        if (a.tl && tid == 0 && a.nw && w[0].x != -0.12345f) tl_span(a.tl, TL_WOWN, tw);
         if (a.nw) {
             float ss = 0.f;
 #pragma unroll
