@@ -119,31 +119,13 @@ static bool gemv_share(const cu_state *s, const op_rec *r, cu_pf *pf) {
     return false;
 }
 
-/* The RMSNorm weights of the SwiGLU matmul that follows record r (NULL: none). They are read
- * once a layer, so the weight stream has evicted them from L2 by then, and the SwiGLU launch's
- * blocks enter at its release (the o GEMV's blocks hold the SMs until then): their loads of these
- * weights, issued just before the PDL wait, reach HBM behind the blocks' ring copies. The o GEMV
- * issues its prefetch shares after its x is staged, long before it completes (a launch completes
- * only once its prefetches have landed), so only it carries them. */
-static const op_rec *next_swiglu_norm(const cu_state *s, const op_rec *r) {
-    const op_rec *q = next_matmul(s, r);
-    return q && q->epi == CU_EPI_SWIGLU && q->p1 && q->n == 1 ? q : NULL;
-}
-
 bool cu_gemv_pf(const cu_state *s, const op_rec *r, cu_pf *pf) {
     memset(pf, 0, sizeof *pf);
     if (r->n != 1 || r < s->log || r >= s->log + s->n_log) return false;
     const int i = s->ctr ? s->ctr_idx[r - s->log] : -1;
     if (i >= 0 && (cu_v7_dyn == 1 || (cu_v7_dyn == 2 && r->epi == CU_EPI_SWIGLU)))
         pf->ctr = s->ctr + i;
-    bool any = gemv_share(s, r, pf);
-    const op_rec *q = cu_pf_nw && r->epi == CU_EPI_ADD ? next_swiglu_norm(s, r) : NULL;
-    if (q && pf->n < 4) {
-        pf->p[pf->n] = (const uint8_t *)q->p1;
-        pf->bytes[pf->n++] = (uint32_t)(q->w[0]->cols * 4) & ~15u;
-        any = true;
-    }
-    return any || pf->ctr;
+    return gemv_share(s, r, pf) || pf->ctr;
 }
 
 /* A record that gets a counter: a one-token matmul that the v7 GEMV runs. */

@@ -22,7 +22,6 @@ int cu_v8_one = 0;
 int cu_v7_dyn = 2;
 int cu_graph_max_t = 64;
 int cu_attn_pf = 0, cu_attn_pf_auto = 1, cu_v7_pf = 0, cu_v7_pf_auto = 1, cu_v7_opf = 0;
-int cu_pf_nw = 1;
 
 void cu_switches_read(void) {
     /* A/B switches for measurement: BRISK_CUDA_PDL=0, BRISK_CUDA_GEMV=2 ... */
@@ -88,8 +87,6 @@ void cu_switches_read(void) {
     cu_v7_pf_auto = !e;
     e = getenv("BRISK_CUDA_V7_OPF"); /* MB of the MLP the o GEMV prefetches (tuning) */
     cu_v7_opf = e ? atoi(e) : 0;
-    e = getenv("BRISK_CUDA_PF_NW"); /* 0: no prefetch of the SwiGLU launch's norm weights (A/B) */
-    cu_pf_nw = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_V7_DYN");
     if (e) cu_v7_dyn = atoi(e);
     cu_tl_init();

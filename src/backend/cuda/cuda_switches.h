@@ -18,8 +18,6 @@ extern int cu_attn_min_tiles; /* env BRISK_CUDA_ATTN_MINT (tuning) */
  * projection's bytes) and the o GEMV (env BRISK_CUDA_V7_OPF; default 0; negative: from the start
  * of down) */
 extern int cu_attn_pf, cu_attn_pf_auto, cu_v7_pf, cu_v7_pf_auto, cu_v7_opf;
-/* the o GEMV also prefetches the SwiGLU launch's RMSNorm weights (env BRISK_CUDA_PF_NW=0: not) */
-extern int cu_pf_nw;
 extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
 /* Captured one-token steps: the v7 GEMV's blocks draw their tile groups after the first from a
  * counter (env BRISK_CUDA_V7_DYN: 1 every launch; 2, the default: SwiGLU's only; 0: round-robin).
