@@ -288,7 +288,10 @@ static bool refusals(void) {
     struct {
         int K, gs;
         const char *why;
-    } bad[] = {{2048, 32, "group size 32"}, {96, 64, "K % 64"}, {16448, 64, "K > 16384"}};
+    } bad[] = {{2048, 32, "group size 32"},
+               {2048, 1024, "group size 1024 (more chunks than the consumer warps)"},
+               {96, 64, "K % 64"},
+               {16448, 64, "K > 16384"}};
     bool ok = true;
     for (const auto &b : bad) {
         cu_weight w = {BRISK_W_QAFFINE, BRISK_W_F16, 4, b.gs, 2, 16, b.K, b.K / 2, NULL, NULL};
@@ -300,7 +303,7 @@ static bool refusals(void) {
             ok = false;
         }
     }
-    printf("%-4s %-44s\n", ok ? "ok" : "FAIL", "refusals (gs 32, K % 64, K > 16384)");
+    printf("%-4s %-44s\n", ok ? "ok" : "FAIL", "refusals (gs 32, gs 1024, K % 64, K > 16384)");
     return ok;
 }
 
