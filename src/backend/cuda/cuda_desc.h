@@ -62,12 +62,12 @@ typedef struct cu_pf {
 __host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp, int64_t ngroups) {
     return (((r >> 4) * ngroups + grp) * 8 + (r & 7)) * 2 + ((r >> 3) & 1);
 }
+enum { TL_NPART = 5 }; /* the timeline's points of a block's staging (TL_PART) */
 /* Measuring aid (env BRISK_CUDA_TL=1): the timeline of one step's kernels. Each traced launch
  * takes a slot of TL_N counters (cu_tl_take); thread 0 of every block stamps the globaltimer with
  * atomicMax (earliest-of stamps stored inverted), so a slot holds the first and last block's
  * entry, PDL wait release and finish, the last block's x staged, and the shortest and longest
- * time a block took from its own wait release to x staged (and to its first loads of x and of the
- * norm's weights back). The
+ * time a block took from its own wait release to x staged (and to points on the way: TL_PART). The
  * host clears the slots before every step and prints the last step at destroy. */
 enum {
     TL_ENTRY,
@@ -79,11 +79,11 @@ enum {
     TL_DONE_MAX,
     TL_SOWN,
     TL_SOWN_MAX,
-    TL_XOWN, /* from a block's own wait release to its thread 0's first load of x back */
-    TL_XOWN_MAX,
-    TL_WOWN, /* the same to its first load of the norm's weights back (issued before the wait) */
-    TL_WOWN_MAX,
-    TL_N
+    /* from a block's own wait release to points of its thread 0's staging (shortest, longest):
+     * its first load of x back, its first of the norm's weights (issued before the wait), all its
+     * loads back, the norm's scale summed over the warps, its halves stored (before the barrier) */
+    TL_PART,
+    TL_N = TL_PART + 2 * TL_NPART
 };
 
 #endif

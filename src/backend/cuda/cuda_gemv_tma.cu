@@ -265,8 +265,15 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     if (fit) {
         load(0);
         if (lane == 0) mbar_arrive(xgo); /* this warp's loads of x are issued (a.pace) */
-        if (a.tl && tid == 0 && v[0].x != -0.12345f) tl_span(a.tl, TL_XOWN, tw); /* (loaded) */
-        if (a.tl && tid == 0 && a.nw && w[0].x != -0.12345f) tl_span(a.tl, TL_WOWN, tw);
+        if (a.tl && tid == 0) { /* measuring aid: each stamp after the loads it names are back */
+            float z = v[0].x;
+            if (z != -0.12345f) tl_span(a.tl, TL_PART, tw);
+            if (a.nw && w[0].x != -0.12345f) tl_span(a.tl, TL_PART + 2, tw);
+#pragma unroll
+            for (int u = 0; u < P_XU; u++)
+                if (some(0, u)) z += v[u].y + (a.nw ? w[u].y : 0.f);
+            if (z != -0.12345f) tl_span(a.tl, TL_PART + 4, tw);
+        }
         if (a.nw) {
             float ss = 0.f;
 #pragma unroll
@@ -275,8 +282,10 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 if (whole(0, u) || at(0, u) < a.K) ss = sq4(v[u], ss);
             }
             rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync<CW>) / (float)a.K + a.eps);
+            if (a.tl && rs != -0.12345f) tl_span(a.tl, TL_PART + 6, tw);
         }
         put(0);
+        if (a.tl) tl_span(a.tl, TL_PART + 8, tw); /* (after thread 0's stores) */
     } else {
         if (lane == 0) mbar_arrive(xgo);
         if (a.nw) rs = rms_scale<NT>(a.x, a.K, a.eps, tid, red, consumers_sync<CW>);

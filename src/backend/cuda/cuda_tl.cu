@@ -53,8 +53,9 @@ void cu_tl_dump(void) {
     if (n < 2) return;
     for (int j = 0; j < n; j++)
         h[j][TL_ENTRY] = ~h[j][TL_ENTRY], h[j][TL_WAIT] = ~h[j][TL_WAIT],
-        h[j][TL_DONE] = ~h[j][TL_DONE], h[j][TL_SOWN] = ~h[j][TL_SOWN],
-        h[j][TL_XOWN] = ~h[j][TL_XOWN], h[j][TL_WOWN] = ~h[j][TL_WOWN];
+        h[j][TL_DONE] = ~h[j][TL_DONE], h[j][TL_SOWN] = ~h[j][TL_SOWN];
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < TL_NPART; i++) h[j][TL_PART + 2 * i] = ~h[j][TL_PART + 2 * i];
     const double t0 = (double)h[0][TL_ENTRY];
     fprintf(stderr, "cuda timeline: last step, %d traced launches over %.1f us\n", n,
             (h[n - 1][TL_DONE_MAX] - t0) / 1e3);
@@ -77,9 +78,10 @@ void cu_tl_dump(void) {
         while (k < nk && strcmp(kinds[k], tl_kind[j])) k++;
         if (k == nk && nk < 8) kinds[nk++] = tl_kind[j];
     }
+    static const char *part[TL_NPART] = {"x", "norm w", "all loads", "norm scale", "halves stored"};
     for (int k = 0; k < nk; k++) {
-        double c = 0, marg = 0, rel = 0, stg = 0, spread = 0, early = 0, so0 = 0, so1 = 0, xo0 = 0,
-               xo1 = 0, wo0 = 0, wo1 = 0;
+        double c = 0, marg = 0, rel = 0, stg = 0, spread = 0, early = 0, so0 = 0, so1 = 0;
+        double p0[TL_NPART] = {0}, p1[TL_NPART] = {0};
         for (int j = 1; j < n; j++) {
             if (strcmp(kinds[k], tl_kind[j])) continue;
             const double pd = (double)h[j - 1][TL_DONE_MAX];
@@ -90,15 +92,20 @@ void cu_tl_dump(void) {
             spread += (double)h[j][TL_DONE_MAX] - (double)h[j][TL_DONE];
             early += (double)h[j][TL_WAIT] - (double)h[j][TL_ENTRY];
             if (h[j][TL_SOWN_MAX]) so0 += (double)h[j][TL_SOWN], so1 += (double)h[j][TL_SOWN_MAX];
-            if (h[j][TL_XOWN_MAX]) xo0 += (double)h[j][TL_XOWN], xo1 += (double)h[j][TL_XOWN_MAX];
-            if (h[j][TL_WOWN_MAX]) wo0 += (double)h[j][TL_WOWN], wo1 += (double)h[j][TL_WOWN_MAX];
+            for (int i = 0; i < TL_NPART; i++)
+                if (h[j][TL_PART + 2 * i + 1])
+                    p0[i] += (double)h[j][TL_PART + 2 * i],
+                        p1[i] += (double)h[j][TL_PART + 2 * i + 1];
         }
         fprintf(stderr,
                 "  %-9s x%4.0f: marginal %7.2f us = release %5.2f + staged %5.2f + rest; finish "
                 "spread %5.2f; first entry %5.2f before the release; a block's own staging "
-                "%5.2f..%5.2f (x back %5.2f..%5.2f, norm weights back %5.2f..%5.2f)\n",
+                "%5.2f..%5.2f",
                 kinds[k], c, marg / c / 1e3, rel / c / 1e3, stg / c / 1e3, spread / c / 1e3,
-                early / c / 1e3, so0 / c / 1e3, so1 / c / 1e3, xo0 / c / 1e3, xo1 / c / 1e3,
-                wo0 / c / 1e3, wo1 / c / 1e3);
+                early / c / 1e3, so0 / c / 1e3, so1 / c / 1e3);
+        for (int i = 0; i < TL_NPART; i++)
+            if (p1[i] > 0)
+                fprintf(stderr, "; %s %.2f..%.2f", part[i], p0[i] / c / 1e3, p1[i] / c / 1e3);
+        fprintf(stderr, "\n");
     }
 }
