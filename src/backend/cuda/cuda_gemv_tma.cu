@@ -205,11 +205,12 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     auto whole = [&](int b0, int u) { return b0 + (u + 1) * RB <= a.K; };
     auto some = [&](int b0, int u) { return b0 + u * RB < a.K; };
     auto at = [&](int b0, int u) { return b0 + tid * 4 + u * RB; };
+    auto in = [&](int b0, int u) { return whole(b0, u) || at(b0, u) < a.K; }; /* this thread's */
     if (a.nw && fit)
 #pragma unroll
         for (int u = 0; u < P_XU; u++) {
             if (!some(0, u)) break;
-            if (whole(0, u) || at(0, u) < a.K) w[u] = __ldg((const float4 *)(a.nw + at(0, u)));
+            if (in(0, u)) w[u] = __ldg((const float4 *)(a.nw + at(0, u)));
         }
     pdl_wait();
     tl_mark(a.tl, TL_WAIT, true);
@@ -221,7 +222,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
         for (int u = 0; u < P_XU; u++) {
             if (!some(b0, u)) break;
             const int c = at(b0, u);
-            if (whole(b0, u) || c < a.K) {
+            if (in(b0, u)) {
                 if (a.xq) { /* the halves' bits in v[u].x and .y */
                     const uint2 h = __ldg((const uint2 *)(a.xq + c));
                     v[u].x = __uint_as_float(h.x), v[u].y = __uint_as_float(h.y);
@@ -239,13 +240,13 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
         for (int u = 0; u < P_XU; u++) {
             if (!some(b0, u)) break;
             const int c = at(b0, u);
-            const bool in = whole(b0, u) || c < a.K;
+            const bool inx = in(b0, u);
             uint32_t h0 = 0, h1 = 0; /* x[c, c + 4) as two half2 (0 outside x) */
             if (a.xq) {              /* already halves (no norm with xq: the launcher) */
-                if (in) h0 = __float_as_uint(v[u].x), h1 = __float_as_uint(v[u].y);
+                if (inx) h0 = __float_as_uint(v[u].x), h1 = __float_as_uint(v[u].y);
             } else {
-                float4 y = in ? v[u] : make_float4(0.f, 0.f, 0.f, 0.f);
-                if (a.nw && in)
+                float4 y = inx ? v[u] : make_float4(0.f, 0.f, 0.f, 0.f);
+                if (a.nw && inx)
                     y = make_float4(y.x * rs * w[u].x, y.y * rs * w[u].y, y.z * rs * w[u].z,
                                     y.w * rs * w[u].w);
                 const __half2 p0 = __floats2half2_rn(y.x, y.y), p1 = __floats2half2_rn(y.z, y.w);
@@ -256,7 +257,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             float cs = (f0.x + f0.y) + (f1.x + f1.y);
 #pragma unroll
             for (int o = 8; o > 0; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
-            if (in) {
+            if (inx) {
                 *(uint2 *)(xh + c) = make_uint2(h0, h1);
                 if ((lane & 15) == 0) xs[c >> 6] = cs;
             }
@@ -265,27 +266,32 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     if (fit) {
         load(0);
         if (lane == 0) mbar_arrive(xgo); /* this warp's loads of x are issued (a.pace) */
-        if (a.tl && tid == 0) { /* measuring aid: each stamp after the loads it names are back */
+        /* measuring aid: staging point k stamped once `dep` is known (a branch on it waits for
+         * the loads it names) */
+        auto stamp = [&](int k, float dep) {
+            if (a.tl && dep != -0.12345f) tl_span(a.tl, TL_PART + 2 * k, tw);
+        };
+        if (a.tl && tid == 0) {
             float z = v[0].x;
-            if (z != -0.12345f) tl_span(a.tl, TL_PART, tw);
-            if (a.nw && w[0].x != -0.12345f) tl_span(a.tl, TL_PART + 2, tw);
+            stamp(0, z);
+            if (a.nw) stamp(1, w[0].x);
 #pragma unroll
             for (int u = 0; u < P_XU; u++)
                 if (some(0, u)) z += v[u].y + (a.nw ? w[u].y : 0.f);
-            if (z != -0.12345f) tl_span(a.tl, TL_PART + 4, tw);
+            stamp(2, z);
         }
         if (a.nw) {
             float ss = 0.f;
 #pragma unroll
             for (int u = 0; u < P_XU; u++) {
                 if (!some(0, u)) break;
-                if (whole(0, u) || at(0, u) < a.K) ss = sq4(v[u], ss);
+                if (in(0, u)) ss = sq4(v[u], ss);
             }
             rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync<CW>) / (float)a.K + a.eps);
-            if (a.tl && rs != -0.12345f) tl_span(a.tl, TL_PART + 6, tw);
+            stamp(3, rs);
         }
         put(0);
-        if (a.tl) tl_span(a.tl, TL_PART + 8, tw); /* (after thread 0's stores) */
+        stamp(4, 0.f); /* (after thread 0's stores) */
     } else {
         if (lane == 0) mbar_arrive(xgo);
         if (a.nw) rs = rms_scale<NT>(a.x, a.K, a.eps, tid, red, consumers_sync<CW>);
