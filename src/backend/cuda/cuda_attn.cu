@@ -118,6 +118,11 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     if (a.empty) return;
     const bool tr = a.trace && threadIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
     uint64_t T1 = T0;
+    /* element e of the output, and its half where the o projection stages that (a.outq) */
+    auto put_out = [&](int64_t e, float v) {
+        a.out[e] = v;
+        if (a.outq) ((__half *)a.outq)[e] = __float2half_rn(v);
+    };
     constexpr int RPW = 32 / LPR;            /* V rows per warp load instruction */
     constexpr int VR = 32 / RPW;             /* V rows per lane per tile */
     constexpr int VCH = VR < 16 ? VR : 16;   /* V rows loaded per round */
@@ -567,7 +572,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             acc = fmaf(wo[(w * G + g) * HD + d], f, acc);
         }
         if (n_act == 1)
-            a.out[head0 * HD + e] = acc / den;
+            put_out(head0 * HD + e, acc / den);
         else if constexpr (CL) { /* pushed: remote stores, no round trip on this block's path */
             if (slice) {
                 const int own = e / SL;
@@ -612,7 +617,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                         den = fmaf(rml[(r * G + g) * 2 + 1], f, den);
                         acc = fmaf(rcv[r * stride + e - lo], f, acc);
                     }
-                a.out[head0 * HD + e] = acc / den;
+                put_out(head0 * HD + e, acc / den);
             }
             if (tid == 0 && s == 0 && a.trace && kvh == 0 && i == 0)
                 tr_add(a.trace, 4, T1), atomicAdd(a.trace + 5, 1ull);
@@ -663,7 +668,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
 #pragma unroll 8
         for (int x = 0; x < n_act; x++)
             acc = fmaf(cw[g * n_act + x], __ldcg(po + (int64_t)x * G * hd), acc);
-        a.out[(head0 + g) * hd + d] = acc;
+        put_out((head0 + g) * hd + d, acc);
     }
     if (tid == 0) *cnt = 0; /* ready for the next launch (graph replay, next layer) */
     if (tid == 0 && a.trace && kvh == 0 && i == 0) /* the merging block: its wait -> merged */
@@ -713,6 +718,9 @@ int cu_attn_cluster_splits(int n_splits, int max_ctx) {
 /* The cluster's pieces merge the output in slices, one per block (env BRISK_CUDA_ATTN_SLICE=0:
  * all in block 0, for A/B). */
 int cu_attn_slice = 1;
+/* A one-token decode's output also as half, which the o projection after it stages (env
+ * BRISK_CUDA_ATTN_OUTQ=0: the floats, for A/B) */
+int cu_attn_outq = 1;
 
 static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     const int G = a->n_head / a->n_head_kv, hd = a->head_dim;

@@ -96,7 +96,12 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
             a.v_new = (const float *)r->p8 + (size_t)t0 * HKV * hd;
             a.inv_freq = (const float *)r->p9, a.slot = (const int32_t *)r->p10 + t0;
         }
+        /* one token: its output as half too, which the o projection right after stages instead
+         * of the floats (the same bits: it rounds x to half) */
+        const bool outq = fd && r->n == 1 && cu_attn_outq && s->actq && H * hd <= s->max_cols;
+        a.outq = outq ? s->actq : NULL;
         if (!cu_chk(s, cu_attention(s->st, &a), "cuda attention")) return;
+        if (outq) s->actq_of = a.out;
     }
 }
 

@@ -82,6 +82,8 @@ typedef struct cu_attn_args {
     float *part_o, *part_ml; /* [n_tokens*n_head*n_split*head_dim], [.. *2] */
     int *count;
     float *out;
+    void *outq; /* flash-decoding: the output as half too, or NULL (one token: the o projection
+                 * after it stages these halves, cu_attn_outq) */
     /* RoPE and the KV store fused in (flash-decoding kernel, tokens of distinct sequences only):
      * when k_new is set, q holds the tokens' un-rotated queries, and the block whose piece holds
      * the token's own position first writes its rotated key (k_new) and value (v_new) [n_tokens,

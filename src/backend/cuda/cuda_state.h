@@ -78,11 +78,17 @@ typedef struct cu_state {
     int n_sm;
     void *deq, *xh; /* prefill: dequantized tiles (two halves when overlapping), x in half */
     size_t deq_cap, xh_cap;
-    /* a one-token SwiGLU output as half [max_cols] (v7 writes it beside the floats; the next op,
-     * the down projection, stages it instead of them: cu_v7_actq) and the floats it copies, set
-     * only from that launch to the next op's */
+    /* a one-token activation as half [max_cols], written beside the floats by the op before a
+     * GEMV without a norm, which stages it instead of them (the same bits): the SwiGLU's output
+     * for the down projection (cu_v7_actq), the decode attention's for the o projection
+     * (cu_attn_outq); actq_of: the floats it copies, set only from that op to the next op's */
     void *actq;
     const float *actq_of;
+    /* a one-token residual add's output's sums of squares by 8 rows [max_cols / 8] (v7 writes
+     * them for the RMSNorm of the next op, which reads them instead of summing: cu_v7_ss); ss_of:
+     * that output, set only from that launch to the next op's */
+    float *ss;
+    const float *ss_of;
     /* prefill overlap: dequantize on st2 into half b of deq while st's GEMM reads the other half;
      * ev_deq[b]: tile in half b ready; ev_gemm[b]: the last GEMM that read half b is done */
     cudaStream_t st2;

@@ -60,6 +60,8 @@ void cu_switches_read(void) {
     if (e) cu_v7_pace = atoi(e) > 0 && atoi(e) < 8 ? atoi(e) : 0;
     e = getenv("BRISK_CUDA_V7_ACTQ"); /* 0: the down projection stages the SwiGLU floats (A/B) */
     cu_v7_actq = !(e && e[0] == '0');
+    e = getenv("BRISK_CUDA_V7_SS"); /* 0: the fused norms sum their own squares (A/B) */
+    cu_v7_ss = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_V7NORM");
     cu_v7_norm = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_NORMFUSE");
@@ -92,6 +94,8 @@ void cu_switches_read(void) {
     cu_tl_init();
     e = getenv("BRISK_CUDA_ATTN_SLICE"); /* 0: the cluster's merge all in block 0 (A/B) */
     cu_attn_slice = !(e && e[0] == '0');
+    e = getenv("BRISK_CUDA_ATTN_OUTQ"); /* 0: the o projection stages the attention's floats */
+    cu_attn_outq = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_ATTN_TC"); /* 0: the decode attention's FMA tiles (A/B) */
     cu_attn_tc = cu_mma_ok && !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_ROPEFUSE");
