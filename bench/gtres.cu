@@ -35,7 +35,8 @@ __global__ void k_res(unsigned long long *out) {
     const long long r1 = clock64();
     unsigned long long *o = out + 6 * blockIdx.x;
     o[0] = n, o[1] = mind, o[2] = maxd, o[3] = n ? (prev - first) / n : 0;
-    o[4] = n ? (unsigned long long)(c1 - c0) / n : 0, o[5] = (unsigned long long)(r1 - r0) / 1024 + (s & 0);
+    o[4] = n ? (unsigned long long)(c1 - c0) / n : 0, o[5] = (unsigned long long)(r1 - r0) / 1024;
+    if (s == 0) o[0] = 0; /* keeps the reads */
 }
 
 int main(void) {
