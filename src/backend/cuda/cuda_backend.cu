@@ -256,19 +256,13 @@ static bool blas_pipeline(cu_state *s, const blas_job *jobs, int nj, const float
     return true;
 }
 
-/* actq_of: the floats whose half copy the previous op left in s->actq (or NULL); ss_of: those
- * whose sums of squares by 8 it left in s->ss */
-static void exec_matmul(cu_state *s, const op_rec *r, const float *actq_of, const float *ss_of) {
+/* actq_of: the floats whose half copy the previous op left in s->actq (or NULL) */
+static void exec_matmul(cu_state *s, const op_rec *r, const float *actq_of) {
     const float *x = (const float *)r->p0;
     const int n = r->n;
     cu_gemv_mat m[3];
-    for (int i = 0; i < r->nmat; i++) {
+    for (int i = 0; i < r->nmat; i++)
         m[i].w = r->w[i], m[i].bias = r->bias[i], m[i].y = r->y[i], m[i].yq = NULL;
-        m[i].yss = NULL, m[i].xss = NULL;
-    }
-    /* a one-token residual add leaves its output's sums of squares for the norm after it */
-    if (r->epi == CU_EPI_ADD && n == 1 && s->ss && r->w[0]->rows <= s->max_cols) m[0].yss = s->ss;
-    if (n == 1 && r->p1 && x == ss_of) m[0].xss = s->ss;
     /* a one-token SwiGLU writes its output as half too, for the down projection after it */
     bool v7 = false;
     if (r->epi == CU_EPI_SWIGLU && n == 1 && cu_v7_actq && s->actq && r->w[0]->rows <= s->max_cols)
@@ -290,7 +284,6 @@ static void exec_matmul(cu_state *s, const op_rec *r, const float *actq_of, cons
                                          r->eps, cu_gemv_pf(s, r, &pf) ? &pf : NULL, &v7);
             if (e != cudaErrorNotSupported) {
                 if (cu_chk(s, e, "cuda rmsnorm+matmul") && v7 && m[0].yq) s->actq_of = r->y[0];
-                if (e == cudaSuccess && v7 && m[0].yss) s->ss_of = r->y[0];
                 return;
             }
         }
@@ -305,10 +298,9 @@ static void exec_matmul(cu_state *s, const op_rec *r, const float *actq_of, cons
         cudaError_t e =
             cu_gemv(s->st, m, r->nmat, r->epi, x, n, cu_gemv_pf(s, r, &pf) ? &pf : NULL, xq, &v7);
         if (e == cudaSuccess && v7 && m[0].yq) s->actq_of = r->y[0];
-        if (e == cudaSuccess && v7 && m[0].yss) s->ss_of = r->y[0];
         if (e == cudaErrorInvalidValue && r->epi == CU_EPI_SWIGLU) {
             /* gate and up differ in format: two matmuls then swiglu */
-            cu_gemv_mat u = {r->w[1], NULL, s->tmp, NULL, NULL, NULL};
+            cu_gemv_mat u = {r->w[1], NULL, s->tmp, NULL};
             m[0].y = r->y[0];
             e = cu_gemv(s->st, m, 1, CU_EPI_STORE, x, n);
             if (e == cudaSuccess) e = cu_gemv(s->st, &u, 1, CU_EPI_STORE, x, n);
@@ -352,9 +344,8 @@ static bool skipped(const op_rec *r) {
 }
 
 static void exec_rec(cu_state *s, const op_rec *r) {
-    /* the previous op's half copy and sums of squares serve this op only */
-    const float *actq_of = s->actq_of, *ss_of = s->ss_of;
-    s->actq_of = s->ss_of = NULL;
+    const float *actq_of = s->actq_of; /* the previous op's half copy serves this op only */
+    s->actq_of = NULL;
     if (s->err != BRISK_OK) return;
     if (cu_skip && skipped(r)) return;
     switch (r->code) {
@@ -369,7 +360,7 @@ static void exec_rec(cu_state *s, const op_rec *r) {
                "cuda rmsnorm");
         break;
     case OP_MATMUL:
-        exec_matmul(s, r, actq_of, ss_of);
+        exec_matmul(s, r, actq_of);
         break;
     case OP_ROPE:
         cu_chk(s,
@@ -1146,7 +1137,6 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->xh);
         cudaFree(s->tmp);
         cudaFree(s->actq);
-        cudaFree(s->ss);
         cudaFree(s->bsc.xq), cudaFree(s->bsc.xs), cudaFree(s->bsc.part), cudaFree(s->bsc.count);
         cudaFreeHost(s->h_logits);
         cudaFree(s->d_am);
@@ -1390,9 +1380,6 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     }
     if (cu_sm90 && (cu_v7_actq || cu_attn_outq) && /* one-token activations as half */
         !(s->actq = cu_dalloc(s, (size_t)s->max_cols * 2, "cuda scratch")))
-        goto err;
-    if (cu_sm90 && cu_v7_ss && /* a residual add's sums of squares by 8 (v7) */
-        !(s->ss = (float *)cu_dalloc(s, (size_t)s->max_cols / 8 * 4 + 64, "cuda scratch")))
         goto err;
     if (s->max_tokens > GEMV_MAX_N) { /* the prefill path */
         s->xh_cap = (size_t)s->max_tokens * (size_t)s->max_cols * 2;

@@ -44,12 +44,6 @@ typedef struct cu_gemv_mat {
     const float *bias; /* device, or NULL */
     float *y;          /* [n, rows] */
     void *yq; /* or NULL: the one-token SwiGLU GEMV (v7) also writes y as half here (cu_gemv_tma) */
-    /* or NULL: the one-token GEMV with the residual add (v7) also writes y's sums of squares by 8
-     * rows here [rows / 8], for the RMSNorm of the launch after it (its xss) */
-    float *yss;
-    /* m[0]'s only, or NULL: x's sums of squares by 8 elements [cols / 8] (another launch's yss),
-     * which a one-token GEMV with the RMSNorm fused (v7) reads instead of summing them itself */
-    const float *xss;
 } cu_gemv_mat;
 
 /* Byte ranges (a later kernel's weights) a kernel prefetches into L2, split evenly over its blocks;

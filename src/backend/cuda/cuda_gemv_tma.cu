@@ -32,7 +32,6 @@
 #define P_MAXK  (16 << 10)  /* x staged as half: K <= 16384 */
 #define P_BAR   1           /* named barrier of the consumer warps */
 #define P_XU    8           /* float4 of x per consumer thread in flight (staging) */
-#define P_SQU   4           /* float4 of x's partial sums of squares per lane in flight */
 
 struct p_args {
     mma_mat_d m[3];
@@ -46,12 +45,8 @@ struct p_args {
     __half *yq;       /* SwiGLU: its output as half too, or NULL */
     const float *nw;  /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
     float eps;
-    /* with nw: x's sums of squares by 8 rows [K / 8], written by the launch that wrote x (its
-     * yss), or NULL: the consumers sum them over their own loads of x */
-    const float *xss;
-    float *yss; /* the residual add: y's sums of squares by 8 rows [rows / 8] too, or NULL */
-    int pre;    /* stages issued before the consumers have staged x (< stages: a measuring aid) */
-    int l2;     /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
+    int pre;  /* stages issued before the consumers have staged x (< stages: a measuring aid) */
+    int l2;   /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
     int pace; /* > 0: until the consumers' loads of x are issued, at most `pace` stages in flight */
     int nomath; /* measuring aids: 1 (BRISK_CUDA_SKIP=math) the consumers only take and free stages,
                  * 2 (=copy) the producer frees stages without copying the weights */
@@ -285,28 +280,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 if (some(0, u)) z += v[u].y + (a.nw ? w[u].y : 0.f);
             stamp(2, z);
         }
-        if (a.nw && a.xss) {
-            /* every warp adds all of the partial sums itself (each lane its float4s in order,
-             * then a butterfly: the same bits in every lane and warp), so no warp waits for
-             * another before its conversion (the block sum's barrier did) */
-            const int nq = a.K >> 3;
-            float ss = 0.f;
-            for (int b = 0; b < nq; b += 128 * P_SQU) {
-                float4 p[P_SQU];
-#pragma unroll
-                for (int j = 0; j < P_SQU; j++) {
-                    const int c = b + j * 128 + lane * 4;
-                    p[j] = c < nq ? __ldg((const float4 *)(a.xss + c))
-                                  : make_float4(0.f, 0.f, 0.f, 0.f);
-                }
-#pragma unroll
-                for (int j = 0; j < P_SQU; j++) ss += (p[j].x + p[j].y) + (p[j].z + p[j].w);
-            }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-            rs = rsqrtf(ss / (float)a.K + a.eps);
-            stamp(3, rs);
-        } else if (a.nw) {
+        if (a.nw) {
             float ss = 0.f;
 #pragma unroll
             for (int u = 0; u < P_XU; u++) {
@@ -434,13 +408,6 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 else
                     *y = v[0] + yo;
             }
-            if constexpr (EPI == CU_EPI_ADD)
-                if (a.yss) { /* rows 8 wid + g of the tile: lanes 4g, added in a fixed order */
-                    float q = t == 0 && row < M.rows ? (yo + v[0]) * (yo + v[0]) : 0.f;
-#pragma unroll
-                    for (int o = 4; o < 32; o <<= 1) q += __shfl_xor_sync(0xffffffffu, q, o);
-                    if (lane == 0) a.yss[tile * 2 + wid] = q;
-                }
         }
         consumers_sync<CW>(); /* red is rewritten by the next group */
         if (dyn) {            /* the next stage's group (`groups` at the end) */
@@ -483,10 +450,6 @@ int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2, 
  * after the release (8B down: 57 KB a block, 7.6 MB over 132), and x is rounded to half in the
  * staging anyway, so the bits are the same. */
 int cu_v7_actq = 1;
-/* A one-token residual add also writes its output's sums of squares by 8 rows, and the fused
- * RMSNorm of the launch after it adds those instead of its own loads' squares over the warps (a
- * barrier less in its staging) (env BRISK_CUDA_V7_SS=0: off, for A/B) */
-int cu_v7_ss = 1;
 
 static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
@@ -522,8 +485,6 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     a.K = (int)w0->cols, a.nch = a.K / 64, a.x = x, a.nw = nw, a.eps = eps;
     a.xq = nw || ((uintptr_t)xq & 7) ? NULL : (const __half *)xq; /* halves 8 bytes a thread */
     a.yq = ntl == 2 && !((uintptr_t)m[0].yq & 1) ? (__half *)m[0].yq : NULL;
-    a.xss = nw && a.K % 32 == 0 && !((uintptr_t)m[0].xss & 15) ? m[0].xss : NULL;
-    a.yss = epi == CU_EPI_ADD && nmat == 1 && w0->rows % 16 == 0 ? m[0].yss : NULL;
     if (nw && ((uintptr_t)nw & 15)) return cudaErrorNotSupported;
     while ((1 << a.gshift) < w0->gs) a.gshift++;
     const int d = a.gshift - 6;

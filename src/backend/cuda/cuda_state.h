@@ -84,11 +84,6 @@ typedef struct cu_state {
      * (cu_attn_outq); actq_of: the floats it copies, set only from that op to the next op's */
     void *actq;
     const float *actq_of;
-    /* a one-token residual add's output's sums of squares by 8 rows [max_cols / 8] (v7 writes
-     * them for the RMSNorm of the next op, which reads them instead of summing: cu_v7_ss); ss_of:
-     * that output, set only from that launch to the next op's */
-    float *ss;
-    const float *ss_of;
     /* prefill overlap: dequantize on st2 into half b of deq while st's GEMM reads the other half;
      * ev_deq[b]: tile in half b ready; ev_gemm[b]: the last GEMM that read half b is done */
     cudaStream_t st2;
