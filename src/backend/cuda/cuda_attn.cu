@@ -250,12 +250,14 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
              * independent of each other), then the rotation from shared memory: a loop with
              * the rotation inside paid one L2 round trip per iteration (3.3 us, 8B shape) */
             const int half = hd >> 1;
-            float *raw = wo + hd; /* after the angles; wo holds 4 * G * hd */
-            for (int e = tid; e < G * hd; e += FD_THREADS) raw[e] = qg[e];
+            float *raw = wo + hd;            /* after the angles; wo holds 4 * G * hd */
             const bool own = s == n_act - 1; /* this piece holds p: store its k and v first */
             const float *kg = a.k_new + ((int64_t)i * HKV + kvh) * hd;
             const float *vg = a.v_new + ((int64_t)i * HKV + kvh) * hd;
             float kx[2] = {0.f, 0.f}, ky[2] = {0.f, 0.f}, vx[2] = {0.f, 0.f};
+            /* the new k and v before q's loop: its shared stores may alias them for the compiler,
+             * which kept these loads behind them (two L2 round trips in a row on the piece that
+             * the cluster's merge waits for) */
             if (own)
                 for (int u = 0; u < 2; u++) {
                     const int d = tid + u * FD_THREADS;
@@ -263,6 +265,22 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                         kx[u] = kg[d], ky[u] = kg[d < half ? d + half : d - half], vx[u] = vg[d];
                     }
                 }
+            /* q in rounds of 8 predicated loads a thread, all issued before their stores (as a
+             * plain loop, the compiler peeled the trip count's remainder into iterations of one
+             * load and its store each: 1B's q, 2 a thread, took two round trips; unrolled, it
+             * moved stores between the loads) */
+            for (int e0 = tid; e0 < G * hd; e0 += 8 * FD_THREADS) {
+                float qr[8];
+#pragma unroll
+                for (int u = 0; u < 8; u++) {
+                    const int e = e0 + u * FD_THREADS;
+                    qr[u] = e < G * hd ? qg[e] : 0.f;
+                }
+                __threadfence_block(); /* no store moves above a load (ptxas moved them) */
+#pragma unroll
+                for (int u = 0; u < 8; u++)
+                    if (e0 + u * FD_THREADS < G * hd) raw[e0 + u * FD_THREADS] = qr[u];
+            }
             __syncthreads(); /* raw q and the angles */
             for (int e = tid; e < G * hd; e += FD_THREADS) {
                 const int d = e % hd, lo = d < half, j = lo ? d : d - half;
