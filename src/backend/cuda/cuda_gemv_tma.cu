@@ -26,8 +26,6 @@
 #include "cuda_mma.cuh"
 #include "cuda_switches.h"
 
-#include <type_traits>
-
 #define P_CPS   32          /* chunks per stage and tile */
 #define P_MAXST 8           /* stages at most */
 #define P_RING  (160 << 10) /* bytes of the ring */
@@ -47,9 +45,8 @@ struct p_args {
     __half *yq;       /* SwiGLU: its output as half too, or NULL */
     const float *nw;  /* the RMSNorm of x (weight nw, eps) folded into the staging; NULL: none */
     float eps;
-    int pre;   /* stages issued before the consumers have staged x (< stages: a measuring aid) */
-    int l2;    /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
-    int wpass; /* x's staging as straight-line code for K = 1..8 RB (cu_v7_wpass) */
+    int pre;  /* stages issued before the consumers have staged x (< stages: a measuring aid) */
+    int l2;   /* measuring aid (BRISK_CUDA_SKIP=hbm): every item copies tile 0's slice */
     int pace; /* > 0: until the consumers' loads of x are issued, at most `pace` stages in flight */
     int nomath; /* measuring aids: 1 (BRISK_CUDA_SKIP=math) the consumers only take and free stages,
                  * 2 (=copy) the producer frees stages without copying the weights */
@@ -283,94 +280,17 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 if (some(0, u)) z += v[u].y + (a.nw ? w[u].y : 0.f);
             stamp(2, z);
         }
-        /* NU float4 a thread, all in x (K = NU RB): straight-line code with no branch between
-         * the float4s, so their conversions and shuffle chains interleave. With a uniform break
-         * after each (put), every float4's chain of ~25 dependent instructions ran alone: a warp
-         * took 1,100-1,400 cycles to store 2-4 float4s (BRISK_CUDA_TL=2, branch tl-clk) */
-        auto whole_pass = [&](auto nuc) {
-            constexpr int NU = decltype(nuc)::value;
-            if (a.nw) {
-                float ss = 0.f;
+        if (a.nw) {
+            float ss = 0.f;
 #pragma unroll
-                for (int u = 0; u < NU; u++) ss = sq4(v[u], ss);
-                rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync<CW>) / (float)a.K + a.eps);
-                stamp(3, rs);
+            for (int u = 0; u < P_XU; u++) {
+                if (!some(0, u)) break;
+                if (in(0, u)) ss = sq4(v[u], ss);
             }
-            uint32_t h0[NU], h1[NU]; /* x[c, c + 4) as two half2 */
-            float cs[NU];
-            if (a.xq) {
-#pragma unroll
-                for (int u = 0; u < NU; u++)
-                    h0[u] = __float_as_uint(v[u].x), h1[u] = __float_as_uint(v[u].y);
-            } else {
-#pragma unroll
-                for (int u = 0; u < NU; u++) {
-                    float4 y = v[u];
-                    if (a.nw)
-                        y = make_float4(y.x * rs * w[u].x, y.y * rs * w[u].y, y.z * rs * w[u].z,
-                                        y.w * rs * w[u].w);
-                    const __half2 p0 = __floats2half2_rn(y.x, y.y),
-                                  p1 = __floats2half2_rn(y.z, y.w);
-                    h0[u] = *(const uint32_t *)&p0, h1[u] = *(const uint32_t *)&p1;
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < NU; u++) {
-                const float2 f0 = __half22float2(*(const __half2 *)&h0[u]),
-                             f1 = __half22float2(*(const __half2 *)&h1[u]);
-                cs[u] = (f0.x + f0.y) + (f1.x + f1.y);
-            }
-#pragma unroll
-            for (int o = 8; o > 0; o >>= 1)
-#pragma unroll
-                for (int u = 0; u < NU; u++) cs[u] += __shfl_xor_sync(0xffffffffu, cs[u], o);
-#pragma unroll
-            for (int u = 0; u < NU; u++) {
-                const int c = at(0, u);
-                *(uint2 *)(xh + c) = make_uint2(h0[u], h1[u]);
-                if ((lane & 15) == 0) xs[c >> 6] = cs[u];
-            }
-        };
-        const int nu = a.K % RB == 0 && a.wpass ? a.K / RB : 0;
-        using std::integral_constant;
-        switch (nu) {
-        case 1:
-            whole_pass(integral_constant<int, 1>());
-            break;
-        case 2:
-            whole_pass(integral_constant<int, 2>());
-            break;
-        case 3:
-            whole_pass(integral_constant<int, 3>());
-            break;
-        case 4:
-            whole_pass(integral_constant<int, 4>());
-            break;
-        case 5:
-            whole_pass(integral_constant<int, 5>());
-            break;
-        case 6:
-            whole_pass(integral_constant<int, 6>());
-            break;
-        case 7:
-            whole_pass(integral_constant<int, 7>());
-            break;
-        case 8:
-            whole_pass(integral_constant<int, 8>());
-            break;
-        default: /* a tail: the rounds with their breaks and bounds */
-            if (a.nw) {
-                float ss = 0.f;
-#pragma unroll
-                for (int u = 0; u < P_XU; u++) {
-                    if (!some(0, u)) break;
-                    if (in(0, u)) ss = sq4(v[u], ss);
-                }
-                rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync<CW>) / (float)a.K + a.eps);
-                stamp(3, rs);
-            }
-            put(0);
+            rs = rsqrtf(block_sum<NT>(ss, tid, red, consumers_sync<CW>) / (float)a.K + a.eps);
+            stamp(3, rs);
         }
+        put(0);
         stamp(4, 0.f); /* (after thread 0's stores) */
     } else {
         if (lane == 0) mbar_arrive(xgo);
@@ -530,10 +450,6 @@ int cu_v7_cw = 1, cu_v7_fit = 0, cu_v7_pre = 0, cu_v7_preq = 3, cu_v7_pref = 2, 
  * after the release (8B down: 57 KB a block, 7.6 MB over 132), and x is rounded to half in the
  * staging anyway, so the bits are the same. */
 int cu_v7_actq = 1;
-/* The fit staging for K a multiple of 4 x the consumer threads: one straight-line pass per
- * count of float4s a thread (env BRISK_CUDA_V7_WPASS=0: the rounds with a break after each float4,
- * for A/B) */
-int cu_v7_wpass = 1;
 
 static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
@@ -598,7 +514,6 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     a.pre = pre > 0 && pre < a.stages ? pre : -1;
     a.l2 = (cu_skip & SKIP_HBM) != 0;
     a.pace = cu_v7_pace;
-    a.wpass = cu_v7_wpass;
     a.nomath = ((cu_skip & SKIP_MATH) != 0) | ((cu_skip & SKIP_COPY) != 0) << 1;
     if (pf) a.pf = *pf;
     const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
