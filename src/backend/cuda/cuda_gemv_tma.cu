@@ -93,7 +93,7 @@ __device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typenam
     acc[1] = fmaf(0.0625f * p1.x, C0[2] + C1[2], fmaf(fmaf(-64.f, p1.x, p1.y), X, acc[1]));
 }
 
-template <int ST, int NM, int EPI, int CW>
+template <int ST, int NM, int EPI, int CW, bool LEAN>
 __global__ void __launch_bounds__((CW + 1) * 32, 1)
     k_gemv_persist(const __grid_constant__ p_args a) {
     typedef typename sb_raw<ST>::T SBT;
@@ -195,7 +195,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
      * together; otherwise two passes, P_XU loads in flight per round. */
     constexpr int NT = CW * 32, RB = NT * 4; /* RB: x's floats in one float4 per thread */
     const int tid = threadIdx.x;
-    const bool fit = a.K <= RB * P_XU;
+    const bool fit = LEAN || a.K <= RB * P_XU;
     float4 w[P_XU], v[P_XU];
     /* A round from b0 holds the float4s at c = b0 + 4 tid + u RB, u < P_XU. Its u-th are in x for
      * every thread (`whole`), for some (the tail: a bound per element), or for none (a break). The
@@ -205,7 +205,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     auto whole = [&](int b0, int u) { return b0 + (u + 1) * RB <= a.K; };
     auto some = [&](int b0, int u) { return b0 + u * RB < a.K; };
     auto at = [&](int b0, int u) { return b0 + tid * 4 + u * RB; };
-    auto in = [&](int b0, int u) { return whole(b0, u) || at(b0, u) < a.K; }; /* this thread's */
+    auto in = [&](int b0, int u) { /* this thread's (LEAN: K is whole rounds) */
+                                   return LEAN || whole(b0, u) || at(b0, u) < a.K;
+    };
     if (a.nw && fit)
 #pragma unroll
         for (int u = 0; u < P_XU; u++) {
@@ -363,7 +365,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
              * each chunk's loads waited behind the previous chunk's MMAs and FMAs) */
             if (nomath) {
                 /* measuring aid: the stage is taken and freed without its math */
-            } else if (nc >= P_CPS) {
+            } else if (LEAN || nc >= P_CPS) {
 #pragma unroll
                 for (int v = 0; v < P_CPS / CWT; v++) chunk(v);
             } else {
@@ -455,11 +457,22 @@ static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
 }
 
+/* A launch whose x is whole staging rounds that fit the registers, and whose slices are whole
+ * stages (every shape we run), takes a slim kernel: the same code less the two-pass staging, the
+ * per-element bounds and the partial stage, which it never runs (env BRISK_CUDA_V7_SLIM=0: the
+ * general kernel, A/B). Only for the default consumer warps (16, or 8 for SwiGLU). */
+int cu_v7_slim = 1;
+
 template <int ST, int NM, int EPI>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
-    if (p_cw(NM == 2 ? 2 : 1) == 16)
-        return launch_persistent(k_gemv_persist<ST, NM, EPI, 16>, smem, 17 * 32, st, a);
-    return launch_persistent(k_gemv_persist<ST, NM, EPI, 8>, smem, 9 * 32, st, a);
+    constexpr int DCW = NM == 2 ? 8 : 16;
+    const int cw = p_cw(NM == 2 ? 2 : 1), rb = cw * 32 * 4; /* rb: x's floats in one round */
+    if (cu_v7_slim && cw == DCW && a.K % rb == 0 && a.K <= rb * P_XU && a.nch % P_CPS == 0)
+        return launch_persistent(k_gemv_persist<ST, NM, EPI, DCW, true>, smem, (DCW + 1) * 32, st,
+                                 a);
+    if (cw == 16)
+        return launch_persistent(k_gemv_persist<ST, NM, EPI, 16, false>, smem, 17 * 32, st, a);
+    return launch_persistent(k_gemv_persist<ST, NM, EPI, 8, false>, smem, 9 * 32, st, a);
 }
 
 template <int ST>

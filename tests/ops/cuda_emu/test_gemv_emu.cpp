@@ -20,7 +20,7 @@
 #include <vector>
 
 int cu_sm90 = 1, cu_skip = 0, cu_pdl = 0;
-extern int cu_v7_cw, cu_v7_ring, cu_v7_pace;
+extern int cu_v7_cw, cu_v7_ring, cu_v7_pace, cu_v7_slim;
 static int ring_default;
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
@@ -453,13 +453,14 @@ int main(void) {
     const char *only = getenv("EMU_CASE"); /* a substring of the case names to run */
     int passed = 0, failed = 0;
     /* each case unpaced and paced (cu_v7_pace 2: a stage waits for the one two before it until
-     * x's loads are issued) */
+     * x's loads are issued); paced on the general kernel (cu_v7_slim 0), so the shapes the slim
+     * kernel takes run on both */
     for (int pace : {0, 2}) {
-        cu_v7_pace = pace;
+        cu_v7_pace = pace, cu_v7_slim = pace == 0;
         for (const gcase &c : cases) {
             if (only && !strstr(c.name, only)) continue;
             const bool ok = run_case(c);
-            if (!ok) printf("  (pace %d)\n", pace);
+            if (!ok) printf("  (pace %d, slim %d)\n", pace, cu_v7_slim);
             (ok ? passed : failed)++;
         }
     }
