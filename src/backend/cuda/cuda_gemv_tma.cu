@@ -93,15 +93,25 @@ __device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typenam
     acc[1] = fmaf(0.0625f * p1.x, C0[2] + C1[2], fmaf(fmaf(-64.f, p1.x, p1.y), X, acc[1]));
 }
 
-template <int ST, int NM, int EPI, int CW, bool LEAN>
+/* V 0: the general kernel. Otherwise a slim one (launch_p): x is whole staging rounds that fit the
+ * registers and the slices are whole stages (LEAN), x comes as halves (the ADD epilogue: the o and
+ * down projections) or as floats (the others, with the norm where nw), and the measuring aids are
+ * compiled in only with V & 4. */
+template <int ST, int NM, int EPI, int CW, int V>
 __global__ void __launch_bounds__((CW + 1) * 32, 1)
     k_gemv_persist(const __grid_constant__ p_args a) {
     typedef typename sb_raw<ST>::T SBT;
     constexpr int NTL = NM == 2 ? 2 : 1;
     constexpr int PS = sizeof(SBT);
+    constexpr bool LEAN = V != 0, AIDS = V == 0 || (V & 4) != 0;
+    constexpr int XM = V == 0 ? 0 : EPI == CU_EPI_ADD ? 1 : 2; /* x: 1 halves, 2 floats, 0 either */
+    unsigned long long *const tl = AIDS ? a.tl : nullptr;
+    const int nomath_a = AIDS ? a.nomath : 0, l2 = AIDS ? a.l2 : 0, pace = AIDS ? a.pace : 0;
+    const bool hx = XM == 1 || (XM == 0 && a.xq != nullptr); /* x as halves */
+    const float *const nw = XM == 1 ? nullptr : a.nw; /* (no norm with halves: the launcher) */
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
-    tl_mark(a.tl, TL_ENTRY, true);
+    tl_mark(tl, TL_ENTRY, true);
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const int d = a.gshift - 6;
     /* tile groups: the block's first is blockIdx.x; then round-robin, or (pf.ctr, more groups than
@@ -131,7 +141,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             const uint64_t pol = policy_evict_first();
             int k = 0, st = 0;
             uint32_t ph = 1; /* the empty barriers' phase to wait for, from the second round */
-            bool go = a.pace <= 0;
+            bool go = pace <= 0;
             /* the second group's ticket at entry: its round trip overlaps the first group's
              * copies (1B, one slice per group: drawn after them, q, k, v lost 3 us a launch) */
             unsigned long long tk = dyn ? atomicAdd(a.pf.ctr, 1ull) : 0;
@@ -145,15 +155,15 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                     if (k >= a.stages) mbar_wait(&empty[st], ph);
                     /* paced: x's loads (L2 hits) queue behind the copies in flight, so until they
                      * are issued a stage waits for the one `pace` before it to land */
-                    if (!go && k >= a.pace) {
-                        const int kp = k - a.pace;
+                    if (!go && k >= pace) {
+                        const int kp = k - pace;
                         const uint32_t sp = kp % a.stages, pp = (kp / a.stages) & 1;
                         while (!(go = mbar_test(xgo, 0)) && !mbar_test(&full[sp], pp)) spin_pause();
                     }
                     if (k == a.pre) mbar_wait(xready, 0);
                     const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0);
                     if (sl == 0) sgid[st] = ug; /* released to the consumers with the arrival */
-                    if (a.nomath & 2) { /* measuring aid: no copies (the stage's bytes are stale) */
+                    if (nomath_a & 2) { /* measuring aid: no copies (the stage's bytes are stale) */
                         mbar_arrive(&full[st]);
                         if (++st == a.stages) st = 0, ph ^= 1;
                         continue;
@@ -162,10 +172,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                     uint8_t *dst = ring + st * a.stage_bytes;
 #pragma unroll
                     for (int i = 0; i < NTL; i++)
-                        bulk_tile_slice<ST>(dst + i * P_CPS * 512,
-                                            dst + NTL * P_CPS * 512 + i * a.gmax * 16 * PS,
-                                            a.m[NM == 2 ? i : m], a.l2 ? 0 : tile, a.nch, c0, nc, d,
-                                            &full[st], pol);
+                        bulk_tile_slice<ST>(
+                            dst + i * P_CPS * 512, dst + NTL * P_CPS * 512 + i * a.gmax * 16 * PS,
+                            a.m[NM == 2 ? i : m], l2 ? 0 : tile, a.nch, c0, nc, d, &full[st], pol);
                     if (++st == a.stages) st = 0, ph ^= 1;
                 }
                 /* every run of a launch draws exactly `groups` tickets (each block draws until one
@@ -205,18 +214,17 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     auto whole = [&](int b0, int u) { return b0 + (u + 1) * RB <= a.K; };
     auto some = [&](int b0, int u) { return b0 + u * RB < a.K; };
     auto at = [&](int b0, int u) { return b0 + tid * 4 + u * RB; };
-    auto in = [&](int b0, int u) { /* this thread's (LEAN: K is whole rounds) */
-                                   return LEAN || whole(b0, u) || at(b0, u) < a.K;
-    };
-    if (a.nw && fit)
+    /* this thread's (LEAN: K is whole rounds) */
+    auto in = [&](int b0, int u) { return LEAN || whole(b0, u) || at(b0, u) < a.K; };
+    if (nw && fit)
 #pragma unroll
         for (int u = 0; u < P_XU; u++) {
             if (!some(0, u)) break;
-            if (in(0, u)) w[u] = __ldg((const float4 *)(a.nw + at(0, u)));
+            if (in(0, u)) w[u] = __ldg((const float4 *)(nw + at(0, u)));
         }
     pdl_wait();
-    tl_mark(a.tl, TL_WAIT, true);
-    const uint64_t tw = a.tl ? gtime() : 0; /* measuring aid: this block's release */
+    tl_mark(tl, TL_WAIT, true);
+    const uint64_t tw = tl ? gtime() : 0; /* measuring aid: this block's release */
     float rs = 1.f;
     /* a round's float4s of x (and, in two passes, the norm's weights) */
     auto load = [&](int b0) {
@@ -225,13 +233,13 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             if (!some(b0, u)) break;
             const int c = at(b0, u);
             if (in(b0, u)) {
-                if (a.xq) { /* the halves' bits in v[u].x and .y */
+                if (hx) { /* the halves' bits in v[u].x and .y */
                     const uint2 h = __ldg((const uint2 *)(a.xq + c));
                     v[u].x = __uint_as_float(h.x), v[u].y = __uint_as_float(h.y);
                 } else {
                     v[u] = __ldg((const float4 *)(a.x + c));
                 }
-                if (!fit && a.nw) w[u] = __ldg((const float4 *)(a.nw + c));
+                if (!fit && nw) w[u] = __ldg((const float4 *)(nw + c));
             }
         }
     };
@@ -244,11 +252,11 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             const int c = at(b0, u);
             const bool inx = in(b0, u);
             uint32_t h0 = 0, h1 = 0; /* x[c, c + 4) as two half2 (0 outside x) */
-            if (a.xq) {              /* already halves (no norm with xq: the launcher) */
+            if (hx) {                /* already halves (no norm with xq: the launcher) */
                 if (inx) h0 = __float_as_uint(v[u].x), h1 = __float_as_uint(v[u].y);
             } else {
                 float4 y = inx ? v[u] : make_float4(0.f, 0.f, 0.f, 0.f);
-                if (a.nw && inx)
+                if (nw && inx)
                     y = make_float4(y.x * rs * w[u].x, y.y * rs * w[u].y, y.z * rs * w[u].z,
                                     y.w * rs * w[u].w);
                 const __half2 p0 = __floats2half2_rn(y.x, y.y), p1 = __floats2half2_rn(y.z, y.w);
@@ -267,22 +275,22 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     };
     if (fit) {
         load(0);
-        if (lane == 0) mbar_arrive(xgo); /* this warp's loads of x are issued (a.pace) */
+        if (lane == 0) mbar_arrive(xgo); /* this warp's loads of x are issued (pace) */
         /* measuring aid: staging point k stamped once `dep` is known (a branch on it waits for
          * the loads it names) */
         auto stamp = [&](int k, float dep) {
-            if (a.tl && dep != -0.12345f) tl_span(a.tl, TL_PART + 2 * k, tw);
+            if (tl && dep != -0.12345f) tl_span(tl, TL_PART + 2 * k, tw);
         };
-        if (a.tl && tid == 0) {
+        if (tl && tid == 0) {
             float z = v[0].x;
             stamp(0, z);
-            if (a.nw) stamp(1, w[0].x);
+            if (nw) stamp(1, w[0].x);
 #pragma unroll
             for (int u = 0; u < P_XU; u++)
-                if (some(0, u)) z += v[u].y + (a.nw ? w[u].y : 0.f);
+                if (some(0, u)) z += v[u].y + (nw ? w[u].y : 0.f);
             stamp(2, z);
         }
-        if (a.nw) {
+        if (nw) {
             float ss = 0.f;
 #pragma unroll
             for (int u = 0; u < P_XU; u++) {
@@ -296,13 +304,13 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
         stamp(4, 0.f); /* (after thread 0's stores) */
     } else {
         if (lane == 0) mbar_arrive(xgo);
-        if (a.nw) rs = rms_scale<NT>(a.x, a.K, a.eps, tid, red, consumers_sync<CW>);
+        if (nw) rs = rms_scale<NT>(a.x, a.K, a.eps, tid, red, consumers_sync<CW>);
         for (int b0 = 0; b0 < a.K; b0 += RB * P_XU) load(b0), put(b0);
     }
     consumers_sync<CW>(); /* xh complete, and red read before the epilogue rewrites it */
     if (tid == 0) mbar_arrive(xready);
-    tl_mark(a.tl, TL_STAGED, false);
-    tl_span(a.tl, TL_SOWN, tw);
+    tl_mark(tl, TL_STAGED, false);
+    tl_span(tl, TL_SOWN, tw);
 
     const int g = lane >> 2, t = lane & 3;
     /* SwiGLU on 16 warps splits them by tile: warps [0, 8) take the gate tile's chunks, [8, 16)
@@ -323,7 +331,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     const int ox = wt * 64 + 16 * t;                        /* x, halves */
     const int op = NTL * P_CPS * 512 + ti * pt + ((wt >> d) * 16 + 2 * g) * PS; /* pairs, bytes */
     const int pv = (CWT >> d) * 16 * PS; /* pairs: the next v's */
-    const bool nomath = a.nomath & 1;
+    const bool nomath = nomath_a & 1;
     /* the stage and its full barrier's phase run along: a division per stage cost ~20 of a
      * warp's ~160 instructions a stage (16 warps, 32 chunks) */
     int st = 0;
@@ -419,7 +427,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             ug += gridDim.x;
         }
     }
-    tl_mark(a.tl, TL_DONE, true);
+    tl_mark(tl, TL_DONE, true);
 }
 
 /* v7 (this file) for one-token steps: the default (env BRISK_CUDA_GEMV=4: v4, for A/B).
@@ -457,22 +465,31 @@ static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
     return cu_v7_cw == 16 || (cu_v7_cw == 1 && ntl == 1) ? 16 : 8;
 }
 
-/* A launch whose x is whole staging rounds that fit the registers, and whose slices are whole
- * stages (every shape we run), takes a slim kernel: the same code less the two-pass staging, the
- * per-element bounds and the partial stage, which it never runs (env BRISK_CUDA_V7_SLIM=0: the
- * general kernel, A/B). Only for the default consumer warps (16, or 8 for SwiGLU). */
+/* A launch whose x is whole staging rounds that fit the registers, whose slices are whole stages
+ * (every shape we run) and whose x comes as the slim kernel takes it (halves for ADD, floats for
+ * the others) runs the slim kernel (V != 0): the same code less the two-pass staging, the
+ * per-element bounds, the partial stage, the other form of x and, unless one is on, the measuring
+ * aids. Env BRISK_CUDA_V7_SLIM=0: the general kernel (A/B). Only for the default consumer warps
+ * (16, or 8 for SwiGLU). Code these kernels never run still costs: H100, round 21, one call, 8B
+ * +6.2% and 1B +6.0% with the slim kernel (2.3K SASS instructions against 3.8K), +6.8% and +8.3%
+ * without its measuring aids (2.1K). */
 int cu_v7_slim = 1;
 
 template <int ST, int NM, int EPI>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
     constexpr int DCW = NM == 2 ? 8 : 16;
     const int cw = p_cw(NM == 2 ? 2 : 1), rb = cw * 32 * 4; /* rb: x's floats in one round */
-    if (cu_v7_slim && cw == DCW && a.K % rb == 0 && a.K <= rb * P_XU && a.nch % P_CPS == 0)
-        return launch_persistent(k_gemv_persist<ST, NM, EPI, DCW, true>, smem, (DCW + 1) * 32, st,
-                                 a);
+    const bool xform = (EPI == CU_EPI_ADD) == (a.xq != nullptr);
+    if (cu_v7_slim && cw == DCW && xform && a.K % rb == 0 && a.K <= rb * P_XU &&
+        a.nch % P_CPS == 0) {
+        if (a.tl || a.nomath || a.l2 || a.pace > 0)
+            return launch_persistent(k_gemv_persist<ST, NM, EPI, DCW, 5>, smem, (DCW + 1) * 32, st,
+                                     a);
+        return launch_persistent(k_gemv_persist<ST, NM, EPI, DCW, 1>, smem, (DCW + 1) * 32, st, a);
+    }
     if (cw == 16)
-        return launch_persistent(k_gemv_persist<ST, NM, EPI, 16, false>, smem, 17 * 32, st, a);
-    return launch_persistent(k_gemv_persist<ST, NM, EPI, 8, false>, smem, 9 * 32, st, a);
+        return launch_persistent(k_gemv_persist<ST, NM, EPI, 16, 0>, smem, 17 * 32, st, a);
+    return launch_persistent(k_gemv_persist<ST, NM, EPI, 8, 0>, smem, 9 * 32, st, a);
 }
 
 template <int ST>
