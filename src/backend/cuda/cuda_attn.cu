@@ -101,22 +101,27 @@ __device__ __forceinline__ void attn_prefetch(const cu_attn_args &a) {
     pf_issue(a.pf, b, nb, threadIdx.x, 32, 16u << 10);
 }
 
-template <int GP, int LPR, bool CL, int TC>
+/* SV 0: the general kernel. 1: slim (fd_launch: the fused RoPE, the slice merge), without the
+ * measuring aids; 2: slim with them. */
+template <int GP, int LPR, bool CL, int TC, int SV>
 __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
-    const uint64_t T0 = a.trace ? gtime() : 0;
+    unsigned long long *const trace = SV == 1 ? nullptr : a.trace;
+    unsigned long long *const tl = SV == 1 ? nullptr : a.tl;
+    const bool fused = SV != 0 || a.k_new != nullptr, empty = SV == 0 && a.empty;
+    const uint64_t T0 = trace ? gtime() : 0;
     pdl_launch();
-    tl_mark(a.tl, TL_ENTRY, true);
+    tl_mark(tl, TL_ENTRY, true);
     if constexpr (CL) cluster_split<true>(); /* every block started: waited for at the push */
     /* Fused (a.k_new): everything this block reads from the cache except each token's own new
      * position was written by earlier steps, and pos/seq/slot/tables by the step's upload, so
      * the first tile's K/V loads go out before the wait for the previous kernel (the q, k, v
      * GEMV), as the GEMVs issue their weights; the new position is re-read after the owner block
      * stored it. Unfused, the previous kernel (rope + KV store) wrote the cache: wait first. */
-    const bool pre = a.k_new != nullptr && !a.empty;
-    if (!pre) pdl_wait(), tl_mark(a.tl, TL_WAIT, true);
-    if (a.empty) return;
-    const bool tr = a.trace && threadIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
+    const bool pre = fused && !empty;
+    if (!pre) pdl_wait(), tl_mark(tl, TL_WAIT, true);
+    if (empty) return;
+    const bool tr = trace && threadIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
     uint64_t T1 = T0;
     /* element e of the output, and its half where the o projection stages that (a.outq) */
     auto put_out = [&](int64_t e, float v) {
@@ -223,7 +228,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     /* RoPE angles of position p (no dependency on the previous kernel): cos, sin [hd/2] in wo,
      * which is free until the warps merge */
     float *rcs = wo;
-    if (a.k_new)
+    if (fused)
         for (int j = tid; j < (hd >> 1); j += FD_THREADS)
             sincosf((float)p * a.inv_freq[j], &rcs[2 * j + 1], &rcs[2 * j]);
     if (pre) {
@@ -238,14 +243,14 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             }
         }
         pdl_wait();
-        tl_mark(a.tl, TL_WAIT, true);
+        tl_mark(tl, TL_WAIT, true);
     }
-    if (a.trace && threadIdx.x == 0) T1 = gtime();
-    if (tr) tr_add(a.trace, 0, T0); /* entry -> wait released */
+    if (trace && threadIdx.x == 0) T1 = gtime();
+    if (tr) tr_add(trace, 0, T0); /* entry -> wait released */
     {
         const float qscale = rsqrtf((float)hd) * FD_LOG2E;
         const float *qg = a.q + head0 * hd;
-        if (a.k_new) {
+        if (fused) {
             /* rotate_half RoPE as k_rope_store: dims d and d + hd/2 pair. Raw q first (loads
              * independent of each other), then the rotation from shared memory: a loop with
              * the rotation inside paid one L2 round trip per iteration (3.3 us, 8B shape) */
@@ -308,7 +313,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             for (int e = tid; e < G * hd; e += FD_THREADS) qs[e] = qg[e] * qscale;
         }
     }
-    if (tr) tr_add(a.trace, 1, T1); /* -> q (and the new k/v) done */
+    if (tr) tr_add(trace, 1, T1); /* -> q (and the new k/v) done */
     __syncthreads(); /* also orders the k/v stores above before this block's cache loads, which
                       * therefore go through L2 (ld.cg), never the non-coherent path */
 
@@ -409,7 +414,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             }
             __syncwarp(); /* the buffer is refilled two tiles on */
         }
-        if (tr) tr_add(a.trace, 2, T1); /* -> tiles done */
+        if (tr) tr_add(trace, 2, T1); /* -> tiles done */
         lr += __shfl_xor_sync(0xffffffffu, lr, 1);
         lr += __shfl_xor_sync(0xffffffffu, lr, 2);
         if (g < G) {
@@ -534,7 +539,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             __syncwarp(); /* the next tile rewrites pw */
         }
 
-        if (tr) tr_add(a.trace, 2, T1); /* -> tiles done */
+        if (tr) tr_add(trace, 2, T1); /* -> tiles done */
 
             /* the warp's (m, l, o): sum l over lanes (positions) and o over the RPW row groups */
 #pragma unroll
@@ -570,7 +575,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
      * instead (slot s of its [n_act][SL]) and (m, l) to every block, so each block receives one
      * partial's worth and merges its own SL elements of the output */
     float *dst_o = rcv, *dst_ml = rml;
-    const bool slice = CL && a.slice && n_act > 1;
+    const bool slice = CL && (SV != 0 || a.slice) && n_act > 1;
     const int SL = (((G * HD + n_act - 1) / n_act) + 7) & ~7;
     if constexpr (CL) {
         cluster_split<false>();
@@ -610,7 +615,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     }
     /* every K/V load of this block is done: the prefetches no longer delay them */
     if (a.pf.n && threadIdx.x < 32) attn_prefetch(a);
-    if (tr) tr_add(a.trace, 3, T1), atomicAdd(a.trace + 6, 1ull); /* -> partial/output written */
+    if (tr) tr_add(trace, 3, T1), atomicAdd(trace + 6, 1ull); /* -> partial/output written */
     if constexpr (CL) {
         /* the pieces are the blocks of one cluster: past the barrier (release/acquire) block 0
          * holds every piece's partial and merges them from its own shared memory in rank order
@@ -637,14 +642,14 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                     }
                 put_out(head0 * HD + e, acc / den);
             }
-            if (tid == 0 && s == 0 && a.trace && kvh == 0 && i == 0)
-                tr_add(a.trace, 4, T1), atomicAdd(a.trace + 5, 1ull);
+            if (tid == 0 && s == 0 && trace && kvh == 0 && i == 0)
+                tr_add(trace, 4, T1), atomicAdd(trace + 5, 1ull);
         }
-        tl_mark(a.tl, TL_DONE, true);
+        tl_mark(tl, TL_DONE, true);
         return;
     }
     if (n_act == 1) {
-        tl_mark(a.tl, TL_DONE, true);
+        tl_mark(tl, TL_DONE, true);
         return;
     }
 
@@ -655,7 +660,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     if (tid == 0) is_last = atomicAdd(cnt, 1) == n_act - 1;
     __syncthreads();
     if (!is_last) {
-        tl_mark(a.tl, TL_DONE, true);
+        tl_mark(tl, TL_DONE, true);
         return;
     }
     __threadfence();
@@ -689,25 +694,30 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
         put_out((head0 + g) * hd + d, acc);
     }
     if (tid == 0) *cnt = 0; /* ready for the next launch (graph replay, next layer) */
-    if (tid == 0 && a.trace && kvh == 0 && i == 0) /* the merging block: its wait -> merged */
-        tr_add(a.trace, 4, T1), atomicAdd(a.trace + 5, 1ull);
-    tl_mark(a.tl, TL_DONE, true);
+    if (tid == 0 && trace && kvh == 0 && i == 0) /* the merging block: its wait -> merged */
+        tr_add(trace, 4, T1), atomicAdd(trace + 5, 1ull);
+    tl_mark(tl, TL_DONE, true);
 }
 
 typedef void (*fd_kernel)(cu_attn_args);
 
 template <bool CL> static fd_kernel fd_pick(int gp, int lpr, int tc) {
-    if (tc) return tc == 64 ? k_attn_decode<1, 8, CL, 64> : k_attn_decode<1, 8, CL, 128>;
+    if (tc) return tc == 64 ? k_attn_decode<1, 8, CL, 64, 0> : k_attn_decode<1, 8, CL, 128, 0>;
 #define FD_LPR(gp)                                                                                 \
-    (lpr == 8    ? k_attn_decode<gp, 8, CL, 0>                                                     \
-     : lpr == 16 ? k_attn_decode<gp, 16, CL, 0>                                                    \
-                 : k_attn_decode<gp, 32, CL, 0>)
+    (lpr == 8    ? k_attn_decode<gp, 8, CL, 0, 0>                                                  \
+     : lpr == 16 ? k_attn_decode<gp, 16, CL, 0, 0>                                                 \
+                 : k_attn_decode<gp, 32, CL, 0, 0>)
     return gp == 1 ? FD_LPR(1) : gp == 2 ? FD_LPR(2) : gp == 4 ? FD_LPR(4) : FD_LPR(8);
 #undef FD_LPR
 }
 
 /* The tensor-core tiles (env BRISK_CUDA_ATTN_TC=0: the FMA tiles, for A/B). */
 int cu_attn_tc = 1;
+/* A one-token step's cluster launch with tensor-core tiles, the fused RoPE and the slice merge (the
+ * default) runs a slim kernel: the same code less the unfused and block-0 merge paths and, unless
+ * one is on, the measuring aids (env BRISK_CUDA_ATTN_SLIM=0: the general kernel, A/B). As for the
+ * GEMVs (cuda_gemv_tma.cu, launch_p), code a kernel never runs still costs time. */
+int cu_attn_slim = 1;
 
 int cu_attn_decode_ok(int n_head, int n_head_kv, int head_dim) {
     return n_head_kv > 0 && n_head % n_head_kv == 0 && n_head / n_head_kv <= 8 && head_dim >= 8 &&
@@ -756,7 +766,13 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     const size_t smem = ((size_t)G * hd + FD_WARPS * 32 * gp + FD_WARPS * G * 2 + wo + rcv) * 4 +
                         (tc ? (size_t)tc_kv_halves(hd) * 2 : 0);
     if (smem > 200 * 1024) return cudaErrorInvalidValue; /* within the opt-in maximum */
-    const fd_kernel k = a->cluster ? fd_pick<true>(gp, lpr, tc) : fd_pick<false>(gp, lpr, tc);
+    fd_kernel k = a->cluster ? fd_pick<true>(gp, lpr, tc) : fd_pick<false>(gp, lpr, tc);
+    if (cu_attn_slim && a->cluster && tc && cu_attn_slice && a->k_new && !a->empty) {
+        const bool aids = a->trace || a->tl;
+        k = tc == 64
+                ? (aids ? k_attn_decode<1, 8, true, 64, 2> : k_attn_decode<1, 8, true, 64, 1>)
+                : (aids ? k_attn_decode<1, 8, true, 128, 2> : k_attn_decode<1, 8, true, 128, 1>);
+    }
     if (smem > 48 * 1024) {
         const cudaError_t e = cu_smem_optin((const void *)k, smem);
         if (e != cudaSuccess) return e;

@@ -95,8 +95,8 @@ __device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typenam
 
 /* V 0: the general kernel. Otherwise a slim one (launch_p): x is whole staging rounds that fit the
  * registers and the slices are whole stages (LEAN), x comes as halves (the ADD epilogue: the o and
- * down projections) or as floats (the others, with the norm where nw), and the measuring aids are
- * compiled in only with V & 4. */
+ * down projections) or as floats (the others, with the norm where nw), only SwiGLU draws its tile
+ * groups, and the measuring aids are compiled in only with V & 4. */
 template <int ST, int NM, int EPI, int CW, int V>
 __global__ void __launch_bounds__((CW + 1) * 32, 1)
     k_gemv_persist(const __grid_constant__ p_args a) {
@@ -117,7 +117,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     /* tile groups: the block's first is blockIdx.x; then round-robin, or (pf.ctr, more groups than
      * blocks) drawn from a counter by the producer: a block that drains faster takes more (8B
      * gate+up's finish spread 5.5 -> 1.4 us) */
-    const bool dyn = a.pf.ctr != nullptr && a.groups > (int)gridDim.x;
+    const bool dyn = (V == 0 || NM == 2) && a.pf.ctr != nullptr && a.groups > (int)gridDim.x;
     uint8_t *ring = sm;
     __half *xh = (__half *)(sm + a.stages * a.stage_bytes);
     float *xs = (float *)((uint8_t *)xh + p_align(a.K * 2));
@@ -467,11 +467,12 @@ static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
 
 /* A launch whose x is whole staging rounds that fit the registers, whose slices are whole stages
  * (every shape we run) and whose x comes as the slim kernel takes it (halves for ADD, floats for
- * the others) runs the slim kernel (V != 0): the same code less the two-pass staging, the
- * per-element bounds, the partial stage, the other form of x and, unless one is on, the measuring
- * aids. Env BRISK_CUDA_V7_SLIM=0: the general kernel (A/B). Only for the default consumer warps
- * (16, or 8 for SwiGLU). Code these kernels never run still costs: H100, round 21, one call, 8B
- * +6.2% and 1B +6.0% with the slim kernel (2.3K SASS instructions against 3.8K), +6.8% and +8.3%
+ * the others) and that draws its tile groups only if it is SwiGLU's (the default) runs the slim
+ * kernel (V != 0): the same code less the two-pass staging, the per-element bounds, the partial
+ * stage, the other form of x, the drawn groups of one-tile launches and, unless one is on, the
+ * measuring aids. Env BRISK_CUDA_V7_SLIM=0: the general kernel (A/B). Only for the default consumer
+ * warps (16, or 8 for SwiGLU). Code these kernels never run still costs: H100, round 21, one call,
+ * 8B +6.2% and 1B +6.0% with the slim kernel (2.3K SASS instructions against 3.8K), +6.8% and +8.3%
  * without its measuring aids (2.1K). */
 int cu_v7_slim = 1;
 
@@ -480,8 +481,8 @@ static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
     constexpr int DCW = NM == 2 ? 8 : 16;
     const int cw = p_cw(NM == 2 ? 2 : 1), rb = cw * 32 * 4; /* rb: x's floats in one round */
     const bool xform = (EPI == CU_EPI_ADD) == (a.xq != nullptr);
-    if (cu_v7_slim && cw == DCW && xform && a.K % rb == 0 && a.K <= rb * P_XU &&
-        a.nch % P_CPS == 0) {
+    if (cu_v7_slim && cw == DCW && xform && (NM == 2 || !a.pf.ctr) && a.K % rb == 0 &&
+        a.K <= rb * P_XU && a.nch % P_CPS == 0) {
         if (a.tl || a.nomath || a.l2 || a.pace > 0)
             return launch_persistent(k_gemv_persist<ST, NM, EPI, DCW, 5>, smem, (DCW + 1) * 32, st,
                                      a);

@@ -60,6 +60,8 @@ void cu_switches_read(void) {
     if (e) cu_v7_pace = atoi(e) > 0 && atoi(e) < 8 ? atoi(e) : 0;
     e = getenv("BRISK_CUDA_V7_ACTQ"); /* 0: the down projection stages the SwiGLU floats (A/B) */
     cu_v7_actq = !(e && e[0] == '0');
+    e = getenv("BRISK_CUDA_ATTN_SLIM"); /* 0: the general decode attention kernel (A/B) */
+    cu_attn_slim = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_V7_SLIM"); /* 0: the general kernel for every shape (A/B) */
     cu_v7_slim = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_V7NORM");
