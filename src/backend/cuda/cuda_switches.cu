@@ -19,7 +19,9 @@ int cu_gemv_max_n = 64;
 int cu_batch_prefill = 0;
 int cu_attn_min_tiles = 1;
 int cu_v8_one = 0;
-int cu_v7_dyn = 2;
+/* tile groups drawn from a counter: 0 none (round-robin, the default since the slim kernels:
+ * see P_RING), 1 every one-token launch's, 2 SwiGLU's (the default of rounds 11-20) */
+int cu_v7_dyn = 0;
 int cu_graph_max_t = 64;
 int cu_attn_pf = 0, cu_attn_pf_auto = 1, cu_v7_pf = 0, cu_v7_pf_auto = 1, cu_v7_opf = 0;
 
