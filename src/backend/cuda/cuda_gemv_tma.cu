@@ -28,9 +28,7 @@
 
 #define P_CPS   32          /* chunks per stage and tile */
 #define P_MAXST 8           /* stages at most */
-/* bytes of the ring: 128 KB since the slim kernels (H100, round 21, one call, three rounds with
- * BRISK_CUDA_V7_DYN=0 beside: 8B +1.2%, 1B +0.3% against 160 KB with drawn SwiGLU groups) */
-#define P_RING  (128 << 10)
+#define P_RING  (128 << 10) /* bytes of the ring (160 KB before round 21: see cu_v7_dyn) */
 #define P_MAXK  (16 << 10)  /* x staged as half: K <= 16384 */
 #define P_BAR   1           /* named barrier of the consumer warps */
 #define P_XU    8           /* float4 of x per consumer thread in flight (staging) */
@@ -474,7 +472,7 @@ static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
  * stage, the other form of x, the drawn groups of one-tile launches and, unless one is on, the
  * measuring aids. Env BRISK_CUDA_V7_SLIM=0: the general kernel (A/B). Only for the default consumer
  * warps (16, or 8 for SwiGLU). Code these kernels never run still costs: H100, round 21, one call,
- * 8B +6.2% and 1B +6.0% with the slim kernel (2.3K SASS instructions against 3.8K), +6.8% and +8.3%
+ * 8B +6.1% and 1B +5.8% with the slim kernel (2.3K SASS instructions against 3.8K), +6.8% and +8.3%
  * without its measuring aids (2.1K). */
 int cu_v7_slim = 1;
 
