@@ -476,21 +476,27 @@ static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
  * without its measuring aids (2.1K). */
 int cu_v7_slim = 1;
 
+template <int ST, int NM, int EPI, int CW, int V>
+static cudaError_t launch_v(cudaStream_t st, const p_args &a, int smem) {
+    return launch_persistent(k_gemv_persist<ST, NM, EPI, CW, V>, smem, (CW + 1) * 32, st, a);
+}
+
+/* A measuring aid is on: the fields a slim kernel reads only with V & 4. */
+static bool p_aids(const p_args &a) {
+    return a.tl || a.nomath || a.l2 || a.pace > 0;
+}
+
 template <int ST, int NM, int EPI>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
     constexpr int DCW = NM == 2 ? 8 : 16;
     const int cw = p_cw(NM == 2 ? 2 : 1), rb = cw * 32 * 4; /* rb: x's floats in one round */
     const bool xform = (EPI == CU_EPI_ADD) == (a.xq != nullptr);
     if (cu_v7_slim && cw == DCW && xform && (NM == 2 || !a.pf.ctr) && a.K % rb == 0 &&
-        a.K <= rb * P_XU && a.nch % P_CPS == 0) {
-        if (a.tl || a.nomath || a.l2 || a.pace > 0)
-            return launch_persistent(k_gemv_persist<ST, NM, EPI, DCW, 5>, smem, (DCW + 1) * 32, st,
-                                     a);
-        return launch_persistent(k_gemv_persist<ST, NM, EPI, DCW, 1>, smem, (DCW + 1) * 32, st, a);
-    }
-    if (cw == 16)
-        return launch_persistent(k_gemv_persist<ST, NM, EPI, 16, 0>, smem, 17 * 32, st, a);
-    return launch_persistent(k_gemv_persist<ST, NM, EPI, 8, 0>, smem, 9 * 32, st, a);
+        a.K <= rb * P_XU && a.nch % P_CPS == 0)
+        return p_aids(a) ? launch_v<ST, NM, EPI, DCW, 5>(st, a, smem)
+                         : launch_v<ST, NM, EPI, DCW, 1>(st, a, smem);
+    if (cw == 16) return launch_v<ST, NM, EPI, 16, 0>(st, a, smem);
+    return launch_v<ST, NM, EPI, 8, 0>(st, a, smem);
 }
 
 template <int ST>
