@@ -11,5 +11,6 @@ find "$dst" -mindepth 1 -maxdepth 1 ! -name deps ! -name shared -exec rm -rf {} 
 if [ -n "${OLD:-}" ]; then # a second tree at old/ (cuda_run.sh OLD=old): git revision OLD of this repo
   mkdir -p "$dst/old" && (cd "$src" && git archive "$OLD") | (cd "$dst/old" && tar -xf -)
 fi
+[ -d "$dst/deps/lib" ] || bash "$src/bench/mkdeps.sh" "$dst/deps" > /dev/null
 [ -d "$dst/shared/models" ] || { mkdir -p "$dst/shared"; cp -r /work/shared/models "$dst/shared/"; }
 du -sh "$dst"
