@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,11 @@ int brisk_cmd_bench(int argc, char **argv) {
         toks[i] = (int32_t)((rng >> 33) % (uint64_t)info.n_vocab);
     }
     double best_pp = 0, best_tg = 0;
+    /* the last run's greedy ids: its first few and an FNV-1a hash of all, to compare backends and
+     * kernel variants on the same shape */
+    int32_t first_ids[8];
+    int n_ids = 0;
+    uint64_t ids_hash = 1469598103934665603ULL;
     for (int r = 0; r < reps; r++) {
         brisk_context_seq_truncate(ctx, 0, 0);
         if (n_prompt > 0) {
@@ -201,6 +207,7 @@ int brisk_cmd_bench(int argc, char **argv) {
              * that one picks. --no-pipeline: each step waits for its token and is fed a random
              * one. Either way every run decodes the same sequence. */
             int32_t next = 0;
+            n_ids = 0, ids_hash = 1469598103934665603ULL;
             brisk_sampler_reset(sampler, sp.seed);
             t0 = now_s();
             if (pipeline) st = brisk_context_decode_launch(ctx, 0, &toks[n_prompt], sampler);
@@ -208,10 +215,13 @@ int brisk_cmd_bench(int argc, char **argv) {
                 if (!pipeline) {
                     st = brisk_context_eval_sample(ctx, 0, &toks[n_prompt + i], 1, sampler, &next,
                                                    NULL);
-                    continue;
+                } else {
+                    if (i + 1 < n_gen) st = brisk_context_decode_launch(ctx, 0, NULL, sampler);
+                    if (st == BRISK_OK) st = brisk_context_decode_collect(ctx, &next, NULL);
                 }
-                if (i + 1 < n_gen) st = brisk_context_decode_launch(ctx, 0, NULL, sampler);
-                if (st == BRISK_OK) st = brisk_context_decode_collect(ctx, &next, NULL);
+                if (n_ids < 8) first_ids[n_ids] = next;
+                n_ids++;
+                ids_hash = (ids_hash ^ (uint32_t)next) * 1099511628211ULL;
             }
             brisk_context_decode_drop(ctx);
             double tps = n_gen / (now_s() - t0);
@@ -297,6 +307,12 @@ int brisk_cmd_bench(int argc, char **argv) {
         else if (n_gen)
             printf("generation   %d tokens (%s): %.2f tok/s = %.2f GB/s\n", n_gen, samp, best_tg,
                    gbps);
+        if (n_gen && batch == 1 && n_ids) {
+            printf("tokens       %d decoded, hash %016llx, first", n_ids,
+                   (unsigned long long)ids_hash);
+            for (int i = 0; i < n_ids && i < 8; i++) printf(" %d", first_ids[i]);
+            printf("\n");
+        }
         if (n_gen) {
             printf("bandwidth    %.2f GB/s measured read -> %.1f%% of the floor (%.2f tok/s)\n", bw,
                    100 * gbps / bw, bw * 1e9 / bpt);

@@ -57,6 +57,20 @@ typedef struct cu_pf {
     unsigned long long *ctr;
 } cu_pf;
 
+/* One token's decode attention run in the tail of its q, k, v GEMV (cu_gemv_tma_attn): the
+ * attention record's operands (this layer's caches, the step's arrays, the output and its half
+ * copy or NULL) and the backend's per-kv-head counters (zero between launches). */
+typedef struct cu_attn_tail {
+    const void *kc, *vc;
+    const int32_t *tables, *pos, *seq, *slot;
+    const float *inv_freq;
+    float *out;
+    void *outq;
+    unsigned *cnt;
+    int max_blocks, block_size, window;
+    int n_head, n_head_kv, head_dim;
+} cu_attn_tail;
+
 /* Index of the (scale, bias) pair of row r, group grp (of ngroups per row) in the fast == 2
  * layout. */
 __host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp, int64_t ngroups) {

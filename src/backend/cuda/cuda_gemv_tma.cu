@@ -22,6 +22,7 @@
  * slices of a tile group, so K needs no cross-block merge; after its last slice the consumers
  * reduce over warps in shared memory (fixed order: deterministic) and write the epilogue (store +
  * bias, residual add, or SwiGLU of the gate and up tiles). Tile groups go to blocks round-robin. */
+#include "cuda_attn_tail.cuh"
 #include "cuda_bulk.cuh"
 #include "cuda_mma.cuh"
 #include "cuda_switches.h"
@@ -52,6 +53,7 @@ struct p_args {
                  * 2 (=copy) the producer frees stages without copying the weights */
     cu_pf pf;   /* a later kernel's weights into L2, after this block's copies */
     unsigned long long *tl; /* measuring aid (BRISK_CUDA_TL): this launch's timeline slot */
+    p_att att; /* V & 8 (a q, k, v launch with the attention in its tail): cuda_attn_tail.cuh */
 };
 
 template <int CW> __device__ __forceinline__ void consumers_sync() {
@@ -93,31 +95,52 @@ __device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typenam
     acc[1] = fmaf(0.0625f * p1.x, C0[2] + C1[2], fmaf(fmaf(-64.f, p1.x, p1.y), X, acc[1]));
 }
 
-/* V 0: the general kernel. Otherwise a slim one (launch_p): x is whole staging rounds that fit the
- * registers and the slices are whole stages (LEAN), x comes as halves (the ADD epilogue: the o and
- * down projections) or as floats (the others, with the norm where nw), only SwiGLU draws its tile
- * groups, and the measuring aids are compiled in only with V & 4. */
+/* V & 7 == 0: the general kernel. Otherwise a slim one (launch_p): x is whole staging rounds that
+ * fit the registers and the slices are whole stages (LEAN), x comes as halves (the ADD epilogue:
+ * the o and down projections) or as floats (the others, with the norm where nw), only SwiGLU draws
+ * its tile groups, and the measuring aids are compiled in only with V & 4. V & 8: a q, k, v launch
+ * whose last a.att.hkv blocks run the attention (cuda_attn_tail.cuh), the others the tile groups
+ * round-robin, each adding its groups to their kv heads' counters at its end. */
 template <int ST, int NM, int EPI, int CW, int V>
 __global__ void __launch_bounds__((CW + 1) * 32, 1)
     k_gemv_persist(const __grid_constant__ p_args a) {
     typedef typename sb_raw<ST>::T SBT;
     constexpr int NTL = NM == 2 ? 2 : 1;
     constexpr int PS = sizeof(SBT);
-    constexpr bool LEAN = V != 0, AIDS = V == 0 || (V & 4) != 0;
-    constexpr int XM = V == 0 ? 0 : EPI == CU_EPI_ADD ? 1 : 2; /* x: 1 halves, 2 floats, 0 either */
+    constexpr int VB = V & 7;
+    constexpr bool LEAN = VB != 0, AIDS = VB == 0 || (V & 4) != 0, ATT = (V & 8) != 0;
+    constexpr int XM = VB == 0             ? 0
+                       : EPI == CU_EPI_ADD ? 1
+                                           : 2; /* x: 1 halves, 2 floats, 0 either */
     unsigned long long *const tl = AIDS ? a.tl : nullptr;
     const int nomath_a = AIDS ? a.nomath : 0, l2 = AIDS ? a.l2 : 0, pace = AIDS ? a.pace : 0;
     const bool hx = XM == 1 || (XM == 0 && a.xq != nullptr); /* x as halves */
     const float *const nw = XM == 1 ? nullptr : a.nw; /* (no norm with halves: the launcher) */
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
+    if constexpr (ATT) {
+        if ((int)blockIdx.x >= a.att.gb) {
+            const int h = (int)blockIdx.x - a.att.gb, G = a.att.G, hd = a.att.hd;
+            const float *qg = a.m[0].y + (int64_t)h * G * hd;
+            if (hd == 64)
+                att_tail<64, (CW + 1) * 32>(a.att, qg, a.m[1].y + h * 64, a.m[2].y + h * 64, sm, h);
+            else
+                att_tail<128, (CW + 1) * 32>(a.att, qg, a.m[1].y + h * 128, a.m[2].y + h * 128, sm,
+                                             h);
+            tl_mark(tl, TL_DONE, true);
+            return;
+        }
+    }
+    /* this launch's GEMV blocks (the round-robin stride) */
+    const int gb = ATT ? a.att.gb : (int)gridDim.x;
     tl_mark(tl, TL_ENTRY, true);
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const int d = a.gshift - 6;
     /* tile groups: the block's first is blockIdx.x; then round-robin, or (pf.ctr, more groups than
      * blocks) drawn from a counter by the producer: a block that drains faster takes more (8B
      * gate+up's finish spread 5.5 -> 1.4 us) */
-    const bool dyn = (V == 0 || NM == 2) && a.pf.ctr != nullptr && a.groups > (int)gridDim.x;
+    const bool dyn =
+        !ATT && (VB == 0 || NM == 2) && a.pf.ctr != nullptr && a.groups > (int)gridDim.x;
     uint8_t *ring = sm;
     __half *xh = (__half *)(sm + a.stages * a.stage_bytes);
     float *xs = (float *)((uint8_t *)xh + p_align(a.K * 2));
@@ -180,7 +203,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 /* every run of a launch draws exactly `groups` tickets (each block draws until one
                  * fails: groups - grid succeed, one fails per block), so the counter starts every
                  * run at a multiple of groups */
-                ug = dyn ? gridDim.x + (int)(tk % (unsigned)a.groups) : ug + gridDim.x;
+                ug = dyn ? gridDim.x + (int)(tk % (unsigned)a.groups) : ug + gb;
             }
             /* the end: a stage with no copies, group `groups` */
             if (dyn) {
@@ -190,7 +213,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             }
             if (a.pf.n) { /* this block's share of the prefetch ranges */
                 if (a.pf.late) mbar_wait(xready, 0);
-                pf_issue(a.pf, blockIdx.x, gridDim.x, 0, 1, 64u << 10);
+                pf_issue(a.pf, blockIdx.x, gb, 0, 1, 64u << 10);
             }
         }
         return;
@@ -424,8 +447,19 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             mbar_wait(&full[st], ph);
             ug = sgid[st];
         } else {
-            ug += gridDim.x;
+            ug += gb;
         }
+    }
+    if constexpr (ATT) { /* this block's tile groups, written, to their kv heads' counters */
+        __threadfence();
+        consumers_sync<CW>();
+        if (tid == 0)
+            for (int ug = blockIdx.x; ug < a.groups; ug += gb) {
+                int m, tile;
+                locate(ug, m, tile);
+                const int row = tile * 16;
+                atomicAdd(a.att.cnt + (m == 0 ? row / (a.att.G * a.att.hd) : row / a.att.hd), 1u);
+            }
     }
     tl_mark(tl, TL_DONE, true);
 }
@@ -512,12 +546,14 @@ bool cu_gemv_tma_takes(const cu_weight *w) {
            w->gs <= 512 && w->cols <= P_MAXK;
 }
 
-cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                        int n, const float *nw, float eps, const cu_pf *pf, const void *xq) {
+/* The launch's arguments and shared memory (cudaErrorNotSupported: not a v7 launch). */
+static cudaError_t p_setup(p_args &a, int &smem, const cu_gemv_mat *m, int nmat, int epi,
+                           const float *x, int n, const float *nw, float eps, const cu_pf *pf,
+                           const void *xq) {
     const int ntl = epi == CU_EPI_SWIGLU ? 2 : 1;
     const cu_weight *w0 = m[0].w;
     if (n != 1 || !cu_gemv_tma_takes(w0) || ((uintptr_t)x & 15)) return cudaErrorNotSupported;
-    p_args a = {};
+    a = p_args{};
     a.nmat = ntl == 2 ? 1 : nmat;
     a.K = (int)w0->cols, a.nch = a.K / 64, a.x = x, a.nw = nw, a.eps = eps;
     a.xq = nw || ((uintptr_t)xq & 7) ? NULL : (const __half *)xq; /* halves 8 bytes a thread */
@@ -553,9 +589,68 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
     a.pace = cu_v7_pace;
     a.nomath = ((cu_skip & SKIP_MATH) != 0) | ((cu_skip & SKIP_COPY) != 0) << 1;
     if (pf) a.pf = *pf;
-    const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
+    smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
+    return cudaSuccess;
+}
+
+cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
+                        int n, const float *nw, float eps, const cu_pf *pf, const void *xq) {
+    p_args a;
+    int smem = 0;
+    const cudaError_t e = p_setup(a, smem, m, nmat, epi, x, n, nw, eps, pf, xq);
+    if (e != cudaSuccess) return e;
     a.tl = cu_tl_take(epi == CU_EPI_SWIGLU ? "gate+up" : epi == CU_EPI_ADD ? "gemv+add" : "gemv");
+    const cu_weight *w0 = m[0].w;
     if (w0->stype == BRISK_W_BF16) return launch_p_epi<BRISK_W_BF16>(st, a, smem, epi);
     if (w0->stype == BRISK_W_F32) return launch_p_epi<BRISK_W_F32>(st, a, smem, epi);
     return launch_p_epi<BRISK_W_F16>(st, a, smem, epi);
+}
+
+/* The q, k, v launch with the attention in its tail (V & 8): the shared memory every block gets
+ * (the attention blocks' K/V rows fill what the GEMV's ring leaves). */
+#define P_ATT_SMEM (227 * 1024)
+
+int cu_gemv_tma_attn_cap(int G, int hd) {
+    if (!cu_sm90 || (hd != 64 && hd != 128) || G < 1 || G > 8) return 0;
+    const int nw = p_cw(1) + 1, fixed = att_smem(0, hd, G, nw);
+    const int cap = (P_ATT_SMEM - fixed) / (2 * (hd + 8) * 2) / 32 * 32;
+    return cap > 0 ? cap : 0;
+}
+
+cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float *x, const float *nw,
+                             float eps, const cu_pf *pf, const cu_attn_tail *t) {
+    const int G = t->n_head / t->n_head_kv, hd = t->head_dim, hkv = t->n_head_kv, nsm = sm_count();
+    const int cap = cu_gemv_tma_attn_cap(G, hd);
+    if (!cap || p_cw(1) != 16 || t->n_head % hkv || hkv >= nsm / 2 || (pf && pf->ctr))
+        return cudaErrorNotSupported;
+    if (m[0].w->rows != (int64_t)t->n_head * hd || m[1].w->rows != (int64_t)hkv * hd ||
+        m[2].w->rows != (int64_t)hkv * hd || m[0].w->stype == BRISK_W_F32 ||
+        m[1].w->cols != m[0].w->cols || m[2].w->cols != m[0].w->cols)
+        return cudaErrorNotSupported;
+    p_args a;
+    int smem = 0;
+    const cudaError_t e = p_setup(a, smem, m, 3, CU_EPI_STORE, x, 1, nw, eps, pf, NULL);
+    if (e != cudaSuccess) return e;
+    /* the attention's blocks take none of the tile groups: only where the GEMV's blocks still
+     * take no more groups each (1B: 192 over 124 or 132, two; 8B: 384, four against three),
+     * unless cu_attn_tail_on is 2 (env BRISK_CUDA_ATTN_TAIL=2, A/B; the emulator's few SMs) */
+    const int gb = nsm - hkv;
+    if (((a.groups + gb - 1) / gb != (a.groups + nsm - 1) / nsm && cu_attn_tail_on != 2) ||
+        smem > P_ATT_SMEM)
+        return cudaErrorNotSupported;
+    p_att &at = a.att;
+    at.kc = (__half *)t->kc, at.vc = (__half *)t->vc;
+    at.tables = t->tables, at.pos = t->pos, at.seq = t->seq, at.slot = t->slot;
+    at.inv_freq = t->inv_freq, at.out = t->out, at.outq = (__half *)t->outq, at.cnt = t->cnt;
+    at.max_blocks = t->max_blocks, at.block_size = t->block_size, at.window = t->window;
+    at.G = G, at.hkv = hkv, at.hd = hd, at.gb = gb, at.cap = cap;
+    a.tl = cu_tl_take("gemv+attn");
+    const bool slim = cu_v7_slim && a.K % (16 * 32 * 4) == 0 && a.K <= 16 * 32 * 4 * P_XU &&
+                      a.nch % P_CPS == 0 && !p_aids(a);
+    constexpr int E = CU_EPI_STORE;
+    if (m[0].w->stype == BRISK_W_BF16)
+        return slim ? launch_v<BRISK_W_BF16, 1, E, 16, 9>(st, a, P_ATT_SMEM)
+                    : launch_v<BRISK_W_BF16, 1, E, 16, 8>(st, a, P_ATT_SMEM);
+    return slim ? launch_v<BRISK_W_F16, 1, E, 16, 9>(st, a, P_ATT_SMEM)
+                : launch_v<BRISK_W_F16, 1, E, 16, 8>(st, a, P_ATT_SMEM);
 }

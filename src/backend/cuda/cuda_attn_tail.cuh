@@ -1,0 +1,219 @@
+/* cuda_attn_tail.cuh: one token's decode attention as the tail of its q, k, v GEMV launch
+ * (cuda_gemv_tma.cu, kernels with V & 8). The launch's last hkv blocks take no tile groups: block
+ * gb + h copies kv head h's cached K and V rows of the earlier positions into its shared memory
+ * while the other blocks compute q, k and v, waits until those blocks have written all of h's
+ * tiles (their arrival counter, cnt[h]), rotates q and the new k (RoPE), stores the new row to the
+ * cache, and runs flash attention over the whole context on its warps, each taking 32-position
+ * tiles (tensor cores, fp16 operands, fp32 softmax in the log2 domain, as cuda_attn.cu's TC
+ * tiles), merged over the warps in a fixed order. This removes the decode attention's own launch:
+ * its release after the GEMV's last block, its q round trip and its cluster merge (1B, round 22).
+ * The context must fit the shared memory (p_att.cap positions: the backend uses this launch only
+ * for steps that fit, and the separate kernel otherwise). Built from the PTX pieces the CPU
+ * emulator has (bulk copies, mbarriers, mma.sync, atomics). */
+#ifndef BRISK_CUDA_ATTN_TAIL_CUH
+#define BRISK_CUDA_ATTN_TAIL_CUH
+
+#include "cuda_bulk.cuh"
+#include "cuda_mma.cuh"
+
+#include <stdint.h>
+
+/* The attention of a fused q, k, v launch (one token; the caches are this layer's). */
+struct p_att {
+    __half *kc, *vc;                          /* [slots][hkv * hd] */
+    const int32_t *tables, *pos, *seq, *slot; /* the step's arrays (token 0) */
+    const float *inv_freq;                    /* RoPE: [hd / 2] */
+    float *out;                               /* [n_head * hd] */
+    __half *outq;  /* the same as half (the o projection stages it), or NULL */
+    unsigned *cnt; /* [hkv]: tile groups of each kv head written; 0 between launches */
+    int max_blocks, block_size, window;
+    int G, hkv, hd;
+    int gb;  /* the GEMV's blocks; blocks gb .. gb + hkv - 1 run the attention */
+    int cap; /* positions the shared memory holds */
+};
+
+/* Shared memory of an attention block: K and V rows [cap][hd + 8] halves each, the warps' partial
+ * outputs [nw][G][hd] and (m, l) [nw][G][2], q [G][hd], RoPE's (cos, sin) [hd / 2][2], the copies'
+ * barrier. */
+__host__ __device__ __forceinline__ int att_smem(int cap, int hd, int G, int nw) {
+    return cap * 2 * (hd + 8) * 2 + (nw * G * hd + nw * G * 2 + G * hd + hd) * 4 + 16;
+}
+
+/* The tile groups of kv head h (q's G heads, k, v): 16-row tiles, hd a multiple of 16. */
+__host__ __device__ __forceinline__ unsigned att_tiles(int G, int hd) {
+    return (unsigned)((G + 2) * hd / 16);
+}
+
+/* Block-wide (NT threads): kv head kvh's attention for token 0. qg, kg, vg: its q (G heads), k and
+ * v as the GEMV wrote them (un-rotated floats). */
+template <int HD, int NT>
+__device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const float *kg,
+                                         const float *vg, uint8_t *sm, int kvh) {
+    constexpr int LD = HD + 8, NW = NT / 32, KS = HD / 16, ND = HD / 8, HALF = HD / 2;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int G = t.G, cap = t.cap;
+    const int p = t.pos[0];
+    const int first = t.window > 0 && p - t.window + 1 > 0 ? p - t.window + 1 : 0;
+    const int L = p - first + 1, ntile = (L + 31) >> 5; /* L <= cap: the launcher */
+    __half *ks = (__half *)sm, *vs = ks + cap * LD;
+    float *wo = (float *)(vs + cap * LD); /* [NW][G][HD] */
+    float *wml = wo + NW * G * HD;        /* [NW][G][2] */
+    float *qs = wml + NW * G * 2;         /* [G][HD], rotated and scaled */
+    float *rcs = qs + G * HD;             /* [HALF][2]: cos, sin */
+    uint64_t *bar = (uint64_t *)(((uintptr_t)(rcs + HD) + 7) & ~(uintptr_t)7);
+    const int64_t kv_dim = (int64_t)t.hkv * HD;
+    const __half *kb = t.kc + (int64_t)kvh * HD, *vb = t.vc + (int64_t)kvh * HD;
+    const int32_t *table = t.tables + (int64_t)t.seq[0] * t.max_blocks;
+
+    /* The earlier positions' rows (written by earlier steps, so before the wait) by bulk copies;
+     * the tiles' rows past L zeroed (their scores are masked, but 0 x NaN would not be) */
+    if (tid == 0) mbar_init(bar, 1), mbar_init_fence();
+    __syncthreads();
+    if (tid == 0) mbar_expect(bar, (uint32_t)(L - 1) * 2 * HD * 2);
+    __syncthreads();
+    const uint64_t pol = policy_evict_first();
+    for (int j = tid; j < 2 * (L - 1); j += NT) {
+        const int r = j >> 1, tp = first + r;
+        const int64_t sl = (int64_t)table[tp / t.block_size] * t.block_size + tp % t.block_size;
+        if (j & 1)
+            bulk_copy(vs + r * LD, vb + sl * kv_dim, HD * 2, bar, pol);
+        else
+            bulk_copy(ks + r * LD, kb + sl * kv_dim, HD * 2, bar, pol);
+    }
+    for (int r = L + warp; r < ntile * 32; r += NW)
+        for (int c = lane; c < HD / 8; c += 32) {
+            *(uint4 *)(ks + r * LD + c * 8) = make_uint4(0u, 0u, 0u, 0u);
+            *(uint4 *)(vs + r * LD + c * 8) = make_uint4(0u, 0u, 0u, 0u);
+        }
+    for (int j = tid; j < HALF; j += NT)
+        sincosf((float)p * t.inv_freq[j], &rcs[2 * j + 1], &rcs[2 * j]);
+    pdl_wait();
+
+    /* q, k and v of this kv head are written once every one of its tile groups has arrived; the
+     * counter goes back to 0 for the next launch (whose blocks add only after their own wait,
+     * that is after this launch has ended) */
+    if (tid == 0) {
+        const unsigned want = att_tiles(G, HD);
+        while (*(volatile unsigned *)(t.cnt + kvh) < want) spin_pause();
+        __threadfence();
+        t.cnt[kvh] = 0;
+    }
+    __syncthreads();
+
+    /* rotate_half RoPE (dims d and d + HD/2 pair) as the decode kernel's: q scaled for the log2
+     * softmax; the new k and v to the cache slot and to the last row of the tiles */
+    const float qscale = rsqrtf((float)HD) * 1.4426950408889634f;
+    for (int e = tid; e < G * HD; e += NT) {
+        const int d = e % HD, lo = d < HALF, j = lo ? d : d - HALF;
+        const float x = __ldcg(qg + e), y = __ldcg(qg + (lo ? e + HALF : e - HALF));
+        const float cs = rcs[2 * j], sn = rcs[2 * j + 1];
+        qs[e] = (lo ? x * cs - y * sn : x * cs + y * sn) * qscale;
+    }
+    const int64_t own = (int64_t)t.slot[0] * kv_dim + (int64_t)kvh * HD;
+    for (int d = tid; d < HD; d += NT) {
+        const int lo = d < HALF, j = lo ? d : d - HALF;
+        const float x = __ldcg(kg + d), y = __ldcg(kg + (lo ? d + HALF : d - HALF));
+        const float v = __ldcg(vg + d), cs = rcs[2 * j], sn = rcs[2 * j + 1];
+        const __half kh = __float2half_rn(lo ? x * cs - y * sn : x * cs + y * sn);
+        const __half vh = __float2half_rn(v);
+        t.kc[own + d] = kh, t.vc[own + d] = vh;
+        ks[(L - 1) * LD + d] = kh, vs[(L - 1) * LD + d] = vh;
+    }
+    mbar_wait(bar, 0);
+    __syncthreads();
+
+    /* warp w: tiles w, w + NW, ...; A = q (rows g < G; rows 8-15 zero), B = the tile's K (scores)
+     * and V (output) rows from shared memory */
+    const int g = lane >> 2, tq = lane & 3;
+    uint32_t qf[KS][2];
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+        const int d = kk * 16 + 2 * tq;
+        const float *qr = qs + (g < G ? g : 0) * HD + d;
+        qf[kk][0] = g < G ? h2_bits(qr[0], qr[1]) : 0u;
+        qf[kk][1] = g < G ? h2_bits(qr[8], qr[9]) : 0u;
+    }
+    float o[ND][4];
+#pragma unroll
+    for (int jd = 0; jd < ND; jd++) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.f;
+    float mr = -INFINITY, lr = 0.f;
+    for (int tile = warp; tile < ntile; tile += NW) {
+        const int tb = tile * 32;
+        float sc[4][4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const __half *kr = ks + (tb + 8 * j + g) * LD + kk * 16 + 2 * tq;
+                mma16816(sc[j], qf[kk][0], 0u, qf[kk][1], 0u, *(const uint32_t *)kr,
+                         *(const uint32_t *)(kr + 8));
+            }
+        float mx = -INFINITY; /* row g: position tb + 8j + 2tq + e */
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                if (tb + 8 * j + 2 * tq + e >= L) sc[j][e] = -INFINITY;
+                mx = fmaxf(mx, sc[j][e]);
+            }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mn = fmaxf(mr, mx); /* finite: a tile holds at least one position */
+        const float alpha = exp2f(mr - mn);
+        mr = mn;
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            sc[j][0] = exp2f(sc[j][0] - mn), sc[j][1] = exp2f(sc[j][1] - mn);
+            sum += sc[j][0] + sc[j][1];
+        }
+        lr = fmaf(lr, alpha, sum);
+#pragma unroll
+        for (int jd = 0; jd < ND; jd++) o[jd][0] *= alpha, o[jd][1] *= alpha;
+#pragma unroll
+        for (int k2 = 0; k2 < 2; k2++) {
+            const uint32_t p0 = h2_bits(sc[2 * k2][0], sc[2 * k2][1]);
+            const uint32_t p2 = h2_bits(sc[2 * k2 + 1][0], sc[2 * k2 + 1][1]);
+#pragma unroll
+            for (int jd = 0; jd < ND; jd++) {
+                /* B[k][n] = V[tb + 16 k2 + k][8 jd + n]: rows 2tq, 2tq + 1 (+8) of column g */
+                const uint16_t *vr =
+                    (const uint16_t *)(vs + (tb + 16 * k2 + 2 * tq) * LD + jd * 8 + g);
+                const uint32_t b0 = vr[0] | (uint32_t)vr[LD] << 16;
+                const uint32_t b1 = vr[8 * LD] | (uint32_t)vr[9 * LD] << 16;
+                mma16816(o[jd], p0, 0u, p2, 0u, b0, b1);
+            }
+        }
+    }
+    lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+    lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+    if (g < G) {
+        if (tq == 0) wml[(warp * G + g) * 2] = mr, wml[(warp * G + g) * 2 + 1] = lr;
+#pragma unroll
+        for (int jd = 0; jd < ND; jd++)
+            wo[(warp * G + g) * HD + jd * 8 + 2 * tq] = o[jd][0],
+                                                  wo[(warp * G + g) * HD + jd * 8 + 2 * tq + 1] =
+                                                      o[jd][1];
+    }
+    __syncthreads();
+    /* the warps' partials in warp order (deterministic); warps without a tile hold m = -inf */
+    for (int e = tid; e < G * HD; e += NT) {
+        const int gg = e / HD;
+        float M = -INFINITY;
+        for (int w = 0; w < NW; w++) M = fmaxf(M, wml[(w * G + gg) * 2]);
+        float den = 0.f, num = 0.f;
+        for (int w = 0; w < NW; w++) {
+            const float f = exp2f(wml[(w * G + gg) * 2] - M);
+            den = fmaf(f, wml[(w * G + gg) * 2 + 1], den);
+            num = fmaf(f, wo[(w * G + gg) * HD + e % HD], num);
+        }
+        const float r = num / den;
+        const int64_t oe = (int64_t)kvh * G * HD + e;
+        t.out[oe] = r;
+        if (t.outq) t.outq[oe] = __float2half_rn(r);
+    }
+}
+
+#endif
