@@ -9,12 +9,13 @@
  * its release after the GEMV's last block, its q round trip and its cluster merge (1B, round 22).
  * The context must fit the shared memory (p_att.cap positions: the backend uses this launch only
  * for steps that fit, and the separate kernel otherwise). Built from the PTX pieces the CPU
- * emulator has (bulk copies, mbarriers, mma.sync, atomics). */
+ * emulator has (cp.async, mma.sync, atomics). */
 #ifndef BRISK_CUDA_ATTN_TAIL_CUH
 #define BRISK_CUDA_ATTN_TAIL_CUH
 
 #include "cuda_bulk.cuh"
 #include "cuda_mma.cuh"
+#include "cuda_tc.cuh"
 
 #include <stdint.h>
 
@@ -28,15 +29,17 @@ struct p_att {
     unsigned *cnt; /* [hkv]: tile groups of each kv head written; 0 between launches */
     int max_blocks, block_size, window;
     int G, hkv, hd;
-    int gb;  /* the GEMV's blocks; blocks gb .. gb + hkv - 1 run the attention */
-    int cap; /* positions the shared memory holds */
+    int gb;   /* the GEMV's blocks; blocks gb .. gb + hkv - 1 run the attention */
+    int cap;  /* positions the shared memory holds */
+    cu_pf pf; /* a later kernel's weights into L2, split over the attention blocks */
 };
 
 /* Shared memory of an attention block: K and V rows [cap][hd + 8] halves each, the warps' partial
- * outputs [nw][G][hd] and (m, l) [nw][G][2], q [G][hd], RoPE's (cos, sin) [hd / 2][2], the copies'
- * barrier. */
+ * outputs [nw][G][hd] (first the earlier positions' cache slots) and (m, l) [nw][G][2], q [G][hd],
+ * RoPE's (cos, sin) [hd / 2][2]. */
 __host__ __device__ __forceinline__ int att_smem(int cap, int hd, int G, int nw) {
-    return cap * 2 * (hd + 8) * 2 + (nw * G * hd + nw * G * 2 + G * hd + hd) * 4 + 16;
+    const int wo = nw * G * hd > cap ? nw * G * hd : cap;
+    return cap * 2 * (hd + 8) * 2 + (wo + nw * G * 2 + G * hd + hd) * 4;
 }
 
 /* The tile groups of kv head h (q's G heads, k, v): 16-row tiles, hd a multiple of 16. */
@@ -56,30 +59,31 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
     const int first = t.window > 0 && p - t.window + 1 > 0 ? p - t.window + 1 : 0;
     const int L = p - first + 1, ntile = (L + 31) >> 5; /* L <= cap: the launcher */
     __half *ks = (__half *)sm, *vs = ks + cap * LD;
-    float *wo = (float *)(vs + cap * LD); /* [NW][G][HD] */
-    float *wml = wo + NW * G * HD;        /* [NW][G][2] */
-    float *qs = wml + NW * G * 2;         /* [G][HD], rotated and scaled */
-    float *rcs = qs + G * HD;             /* [HALF][2]: cos, sin */
-    uint64_t *bar = (uint64_t *)(((uintptr_t)(rcs + HD) + 7) & ~(uintptr_t)7);
+    float *wo = (float *)(vs + cap * LD); /* [NW][G][HD]; before the tiles the slots [L - 1] */
+    float *wml = wo + (NW * G * HD > cap ? NW * G * HD : cap); /* [NW][G][2] */
+    float *qs = wml + NW * G * 2;                              /* [G][HD], rotated and scaled */
+    float *rcs = qs + G * HD;                                  /* [HALF][2]: cos, sin */
     const int64_t kv_dim = (int64_t)t.hkv * HD;
     const __half *kb = t.kc + (int64_t)kvh * HD, *vb = t.vc + (int64_t)kvh * HD;
     const int32_t *table = t.tables + (int64_t)t.seq[0] * t.max_blocks;
 
-    /* The earlier positions' rows (written by earlier steps, so before the wait) by bulk copies;
-     * the tiles' rows past L zeroed (their scores are masked, but 0 x NaN would not be) */
-    if (tid == 0) mbar_init(bar, 1), mbar_init_fence();
-    __syncthreads();
-    if (tid == 0) mbar_expect(bar, (uint32_t)(L - 1) * 2 * HD * 2);
-    __syncthreads();
-    const uint64_t pol = policy_evict_first();
-    for (int j = tid; j < 2 * (L - 1); j += NT) {
-        const int r = j >> 1, tp = first + r;
-        const int64_t sl = (int64_t)table[tp / t.block_size] * t.block_size + tp % t.block_size;
-        if (j & 1)
-            bulk_copy(vs + r * LD, vb + sl * kv_dim, HD * 2, bar, pol);
-        else
-            bulk_copy(ks + r * LD, kb + sl * kv_dim, HD * 2, bar, pol);
+    /* The earlier positions' rows (written by earlier steps, so before the wait) by cp.async, 16
+     * bytes a copy, all in flight together (128-byte bulk copies, one per row, took ~1.6 us more
+     * a layer: 1B, H100, round 22), from their slots (looked up once); the tiles' rows past L
+     * zeroed (their scores are masked, but 0 x NaN would not be) */
+    int *sls = (int *)wo;
+    for (int r = tid; r < L - 1; r += NT) {
+        const int tp = first + r;
+        sls[r] = table[tp / t.block_size] * t.block_size + tp % t.block_size;
     }
+    __syncthreads();
+    constexpr int PER = HD / 8; /* 16-byte pieces a row */
+    for (int i = tid; i < 2 * (L - 1) * PER; i += NT) {
+        const int r = i / (2 * PER), c = i - r * 2 * PER, kv = c >= PER, c8 = (c - kv * PER) * 8;
+        const int64_t off = (int64_t)sls[r] * kv_dim + c8;
+        tc_cp16((kv ? vs : ks) + r * LD + c8, (kv ? vb : kb) + off, true);
+    }
+    tc_commit();
     for (int r = L + warp; r < ntile * 32; r += NW)
         for (int c = lane; c < HD / 8; c += 32) {
             *(uint4 *)(ks + r * LD + c * 8) = make_uint4(0u, 0u, 0u, 0u);
@@ -119,7 +123,7 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
         t.kc[own + d] = kh, t.vc[own + d] = vh;
         ks[(L - 1) * LD + d] = kh, vs[(L - 1) * LD + d] = vh;
     }
-    mbar_wait(bar, 0);
+    tc_wait<0>();
     __syncthreads();
 
     /* warp w: tiles w, w + NW, ...; A = q (rows g < G; rows 8-15 zero), B = the tile's K (scores)
@@ -189,6 +193,8 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
     }
     lr += __shfl_xor_sync(0xffffffffu, lr, 1);
     lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+    /* every K/V read is done: the prefetches no longer delay them (as the decode kernel) */
+    if (t.pf.n && warp == NW - 1) pf_issue(t.pf, kvh, t.hkv, lane, 32, 16u << 10);
     if (g < G) {
         if (tq == 0) wml[(warp * G + g) * 2] = mr, wml[(warp * G + g) * 2 + 1] = lr;
 #pragma unroll

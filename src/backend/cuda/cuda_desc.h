@@ -69,6 +69,7 @@ typedef struct cu_attn_tail {
     unsigned *cnt;
     int max_blocks, block_size, window;
     int n_head, n_head_kv, head_dim;
+    cu_pf pf; /* the attention's L2 prefetch share (cu_attn_args.pf), issued after its tiles */
 } cu_attn_tail;
 
 /* Index of the (scale, bias) pair of row r, group grp (of ngroups per row) in the fast == 2

@@ -619,13 +619,19 @@ cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi
 }
 
 /* The q, k, v launch with the attention in its tail (V & 8): the shared memory every block gets
- * (the attention blocks' K/V rows fill what the GEMV's ring leaves). */
-#define P_ATT_SMEM (227 * 1024)
+ * (the attention blocks' K/V rows fill what the GEMV's ring leaves), KB (env
+ * BRISK_CUDA_ATTN_TAIL_KB, tuning: at most 227, and no less than the GEMV's ring needs). */
+int cu_attn_tail_kb = 227;
+
+static int att_bytes(void) {
+    return (cu_attn_tail_kb < 227 ? cu_attn_tail_kb : 227) << 10;
+}
 
 int cu_gemv_tma_attn_cap(int G, int hd) {
     if (!cu_sm90 || (hd != 64 && hd != 128) || G < 1 || G > 8) return 0;
-    const int nw = p_cw(1) + 1, fixed = att_smem(0, hd, G, nw);
-    const int cap = (P_ATT_SMEM - fixed) / (2 * (hd + 8) * 2) / 32 * 32;
+    const int nw = p_cw(1) + 1;
+    int cap = (att_bytes() - att_smem(0, hd, G, nw)) / (2 * (hd + 8) * 2) / 32 * 32;
+    while (cap > 0 && att_smem(cap, hd, G, nw) > att_bytes()) cap -= 32;
     return cap > 0 ? cap : 0;
 }
 
@@ -648,21 +654,21 @@ cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float 
      * unless cu_attn_tail_on is 2 (env BRISK_CUDA_ATTN_TAIL=2, A/B; the emulator's few SMs) */
     const int gb = nsm - hkv;
     if (((a.groups + gb - 1) / gb != (a.groups + nsm - 1) / nsm && cu_attn_tail_on != 2) ||
-        smem > P_ATT_SMEM)
+        smem > att_bytes())
         return cudaErrorNotSupported;
     p_att &at = a.att;
     at.kc = (__half *)t->kc, at.vc = (__half *)t->vc;
     at.tables = t->tables, at.pos = t->pos, at.seq = t->seq, at.slot = t->slot;
     at.inv_freq = t->inv_freq, at.out = t->out, at.outq = (__half *)t->outq, at.cnt = t->cnt;
     at.max_blocks = t->max_blocks, at.block_size = t->block_size, at.window = t->window;
-    at.G = G, at.hkv = hkv, at.hd = hd, at.gb = gb, at.cap = cap;
+    at.G = G, at.hkv = hkv, at.hd = hd, at.gb = gb, at.cap = cap, at.pf = t->pf;
     a.tl = cu_tl_take("gemv+attn");
     const bool slim = cu_v7_slim && a.K % (16 * 32 * 4) == 0 && a.K <= 16 * 32 * 4 * P_XU &&
                       a.nch % P_CPS == 0 && !p_aids(a);
     constexpr int E = CU_EPI_STORE;
     if (m[0].w->stype == BRISK_W_BF16)
-        return slim ? launch_v<BRISK_W_BF16, 1, E, 16, 9>(st, a, P_ATT_SMEM)
-                    : launch_v<BRISK_W_BF16, 1, E, 16, 8>(st, a, P_ATT_SMEM);
-    return slim ? launch_v<BRISK_W_F16, 1, E, 16, 9>(st, a, P_ATT_SMEM)
-                : launch_v<BRISK_W_F16, 1, E, 16, 8>(st, a, P_ATT_SMEM);
+        return slim ? launch_v<BRISK_W_BF16, 1, E, 16, 9>(st, a, att_bytes())
+                    : launch_v<BRISK_W_BF16, 1, E, 16, 8>(st, a, att_bytes());
+    return slim ? launch_v<BRISK_W_F16, 1, E, 16, 9>(st, a, att_bytes())
+                : launch_v<BRISK_W_F16, 1, E, 16, 8>(st, a, att_bytes());
 }

@@ -103,6 +103,8 @@ void cu_switches_read(void) {
     cu_attn_slice = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_ATTN_TAIL"); /* 0: the decode attention in its own kernel (A/B) */
     cu_attn_tail_on = e && e[0] == '0' ? 0 : e && e[0] == '2' ? 2 : 1; /* 2: also where slower */
+    e = getenv("BRISK_CUDA_ATTN_TAIL_KB"); /* shared memory of that launch (tuning) */
+    if (e && atoi(e) >= 16) cu_attn_tail_kb = atoi(e);
     e = getenv("BRISK_CUDA_ATTN_OUTQ"); /* 0: the o projection stages the attention's floats */
     cu_attn_outq = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_ATTN_TC"); /* 0: the decode attention's FMA tiles (A/B) */

@@ -61,7 +61,7 @@ extern int cu_attn_cluster, cu_attn_cl_max; /* cl_max: env BRISK_CUDA_ATTN_CL (A
 /* one-token steps whose context fits run the decode attention in the tail of the q, k, v GEMV
  * launch (cu_gemv_tma_attn; env BRISK_CUDA_ATTN_TAIL=0: its own kernel, A/B; 2: also where the
  * GEMV's blocks then take more tile groups each) */
-extern int cu_attn_tail_on;
+extern int cu_attn_tail_on, cu_attn_tail_kb;
 /* defined by the kernel files */
 extern int cu_attn_tc, cu_attn_slice, cu_attn_outq, cu_attn_slim;
 extern int cu_gemv_v2, cu_gemv_v7, cu_gemv_v8, cu_v7_ring, cu_v7_cw, cu_v7_fit, cu_v7_pre,

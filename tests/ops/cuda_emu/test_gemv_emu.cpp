@@ -352,8 +352,8 @@ static bool run_attn(const acase &c) {
     unsigned *cnt = A.alloc<unsigned>((size_t)hkv);
     cu_gemv_mat gm[3];
     for (int i = 0; i < 3; i++) gm[i] = cu_gemv_mat{&M[i].w, NULL, y[i], NULL};
-    const cu_attn_tail t = {kc,   vc,  tables,     pos, seq,      slot, invf, out,
-                            outq, cnt, max_blocks, bs,  c.window, H,    hkv,  hd};
+    const cu_attn_tail t = {kc,  vc,         tables, pos,      seq, slot, invf, out, outq,
+                            cnt, max_blocks, bs,     c.window, H,   hkv,  hd,   {}};
     /* the reference GEMV over x as staged (normalised, half) */
     double ss = 0.0;
     for (int k = 0; k < K; k++) ss += (double)x[k] * x[k];
