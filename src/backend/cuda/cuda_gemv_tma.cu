@@ -95,14 +95,12 @@ __device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typenam
     acc[1] = fmaf(0.0625f * p1.x, C0[2] + C1[2], fmaf(fmaf(-64.f, p1.x, p1.y), X, acc[1]));
 }
 
-/* V & 7 == 0: the general kernel. Otherwise a slim one (launch_p: V 1, 3, 5 or 7): x is whole
- * staging rounds that fit the registers and the slices are whole stages (LEAN), x comes as halves
- * (the ADD epilogue: the o and down projections) or as floats (the others, with the norm where nw),
- * the tile groups go round-robin (no drawn groups: pf.ctr is NULL), the L2 prefetch share is
- * compiled out with V & 2 (pf.n is 0) and the measuring aids are compiled in only with V & 4.
- * V & 8: a q, k, v launch whose last a.att.hkv blocks run the attention (cuda_attn_tail.cuh), the
- * others the tile groups round-robin, each adding its groups to their kv heads' counters at its
- * end. */
+/* V & 7 == 0: the general kernel. Otherwise a slim one (launch_p): x is whole staging rounds that
+ * fit the registers and the slices are whole stages (LEAN), x comes as halves (the ADD epilogue:
+ * the o and down projections) or as floats (the others, with the norm where nw), only SwiGLU draws
+ * its tile groups, and the measuring aids are compiled in only with V & 4. V & 8: a q, k, v launch
+ * whose last a.att.hkv blocks run the attention (cuda_attn_tail.cuh), the others the tile groups
+ * round-robin, each adding its groups to their kv heads' counters at its end. */
 template <int ST, int NM, int EPI, int CW, int V>
 __global__ void __launch_bounds__((CW + 1) * 32, 1)
     k_gemv_persist(const __grid_constant__ p_args a) {
@@ -111,8 +109,6 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     constexpr int PS = sizeof(SBT);
     constexpr int VB = V & 7;
     constexpr bool LEAN = VB != 0, AIDS = VB == 0 || (V & 4) != 0, ATT = (V & 8) != 0;
-    /* drawn groups, the prefetch share */
-    constexpr bool DRAW = VB == 0 && !ATT, PF = (V & 2) == 0;
     constexpr int XM = VB == 0             ? 0
                        : EPI == CU_EPI_ADD ? 1
                                            : 2; /* x: 1 halves, 2 floats, 0 either */
@@ -142,8 +138,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     const int d = a.gshift - 6;
     /* tile groups: the block's first is blockIdx.x; then round-robin, or (pf.ctr, more groups than
      * blocks) drawn from a counter by the producer: a block that drains faster takes more (8B
-     * gate+up's finish spread 5.5 -> 1.4 us; the general kernel only) */
-    const bool dyn = DRAW && a.pf.ctr != nullptr && a.groups > (int)gridDim.x;
+     * gate+up's finish spread 5.5 -> 1.4 us) */
+    const bool dyn =
+        !ATT && (VB == 0 || NM == 2) && a.pf.ctr != nullptr && a.groups > (int)gridDim.x;
     uint8_t *ring = sm;
     __half *xh = (__half *)(sm + a.stages * a.stage_bytes);
     float *xs = (float *)((uint8_t *)xh + p_align(a.K * 2));
@@ -188,8 +185,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                     }
                     if (k == a.pre) mbar_wait(xready, 0);
                     const int c0 = sl * P_CPS, nc = min(P_CPS, a.nch - c0);
-                    /* released to the consumers with the arrival (read only where dyn) */
-                    if (DRAW && sl == 0) sgid[st] = ug;
+                    if (sl == 0) sgid[st] = ug; /* released to the consumers with the arrival */
                     if (nomath_a & 2) { /* measuring aid: no copies (the stage's bytes are stale) */
                         mbar_arrive(&full[st]);
                         if (++st == a.stages) st = 0, ph ^= 1;
@@ -215,7 +211,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 sgid[st] = a.groups;
                 mbar_arrive(&full[st]);
             }
-            if (PF && a.pf.n) { /* this block's share of the prefetch ranges */
+            if (a.pf.n) { /* this block's share of the prefetch ranges */
                 if (a.pf.late) mbar_wait(xready, 0);
                 pf_issue(a.pf, blockIdx.x, gb, 0, 1, 64u << 10);
             }
@@ -504,18 +500,14 @@ static int p_cw(int ntl) { /* cu_v7_cw 1: the default mix */
 }
 
 /* A launch whose x is whole staging rounds that fit the registers, whose slices are whole stages
- * (every shape we run), whose x comes as the slim kernel takes it (halves for ADD, floats for the
- * others) and that does not draw its tile groups (no pf.ctr: env BRISK_CUDA_V7_DYN 0, the default)
- * runs a slim kernel (V != 0): the same code less the two-pass staging, the per-element bounds, the
- * partial stage, the other form of x, the drawn groups, the L2 prefetch share where the launch has
- * none (pf.n 0: V & 2) and, unless one is on, the measuring aids (V & 4): V 1 or 3, 5 or 7 with
- * aids. Env BRISK_CUDA_V7_SLIM=0: the general kernel (A/B). Only for the default consumer warps
- * (16, or 8 for SwiGLU). Code these kernels never run still costs: H100, round 21, one call, 8B
- * +6.1% and 1B +5.8% with the slim kernel (2.3K SASS instructions against 3.8K), +6.8% and +8.3%
- * without its measuring aids (2.1K). With the drawn groups and, where the launch has no share, the
- * prefetch compiled out too (not yet timed): SASS, sm_90a, f16 scales, SwiGLU 2,320 -> 1,840
- * instructions, ADD (o, down) 1,312 -> 1,136, STORE without a share 1,728 -> 1,568 (q, k, v, with
- * its share: V 1, 1,736). */
+ * (every shape we run) and whose x comes as the slim kernel takes it (halves for ADD, floats for
+ * the others) and that draws its tile groups only if it is SwiGLU's (the default) runs the slim
+ * kernel (V != 0): the same code less the two-pass staging, the per-element bounds, the partial
+ * stage, the other form of x, the drawn groups of one-tile launches and, unless one is on, the
+ * measuring aids. Env BRISK_CUDA_V7_SLIM=0: the general kernel (A/B). Only for the default consumer
+ * warps (16, or 8 for SwiGLU). Code these kernels never run still costs: H100, round 21, one call,
+ * 8B +6.1% and 1B +5.8% with the slim kernel (2.3K SASS instructions against 3.8K), +6.8% and +8.3%
+ * without its measuring aids (2.1K). */
 int cu_v7_slim = 1;
 
 template <int ST, int NM, int EPI, int CW, int V>
@@ -533,14 +525,10 @@ static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
     constexpr int DCW = NM == 2 ? 8 : 16;
     const int cw = p_cw(NM == 2 ? 2 : 1), rb = cw * 32 * 4; /* rb: x's floats in one round */
     const bool xform = (EPI == CU_EPI_ADD) == (a.xq != nullptr);
-    if (cu_v7_slim && cw == DCW && xform && !a.pf.ctr && a.K % rb == 0 && a.K <= rb * P_XU &&
-        a.nch % P_CPS == 0) {
-        if (a.pf.n)
-            return p_aids(a) ? launch_v<ST, NM, EPI, DCW, 5>(st, a, smem)
-                             : launch_v<ST, NM, EPI, DCW, 1>(st, a, smem);
-        return p_aids(a) ? launch_v<ST, NM, EPI, DCW, 7>(st, a, smem)
-                         : launch_v<ST, NM, EPI, DCW, 3>(st, a, smem);
-    }
+    if (cu_v7_slim && cw == DCW && xform && (NM == 2 || !a.pf.ctr) && a.K % rb == 0 &&
+        a.K <= rb * P_XU && a.nch % P_CPS == 0)
+        return p_aids(a) ? launch_v<ST, NM, EPI, DCW, 5>(st, a, smem)
+                         : launch_v<ST, NM, EPI, DCW, 1>(st, a, smem);
     if (cw == 16) return launch_v<ST, NM, EPI, 16, 0>(st, a, smem);
     return launch_v<ST, NM, EPI, 8, 0>(st, a, smem);
 }

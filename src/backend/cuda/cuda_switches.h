@@ -20,8 +20,7 @@ extern int cu_attn_min_tiles; /* env BRISK_CUDA_ATTN_MINT (tuning) */
 extern int cu_attn_pf, cu_attn_pf_auto, cu_v7_pf, cu_v7_pf_auto, cu_v7_opf;
 extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
 /* Captured one-token steps: the v7 GEMV's blocks draw their tile groups after the first from a
- * counter (env BRISK_CUDA_V7_DYN: 1 every launch; 2 SwiGLU's only; 0, the default since round 21:
- * round-robin). A launch that draws runs the general kernel (cuda_gemv_tma.cu, cu_v7_slim).
+ * counter (env BRISK_CUDA_V7_DYN: 1 every launch; 2, the default: SwiGLU's only; 0: round-robin).
  * Round 11 (before the v7 launches issued 2 stages before x): 8B -0.4..+0.3%, 1B -1.2%; round 16,
  * H100, four pairs in two calls: 8B -0.5..+0.6%, 1B +1.0..+2.8% (bench/cuda-notes.md). */
 extern int cu_v7_dyn;

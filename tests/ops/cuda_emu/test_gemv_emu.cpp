@@ -4,11 +4,10 @@
  * a double-precision reference: random 4-bit MLX-affine weights packed into the mma layout as the
  * backend's upload does (k_repack_mma, k_interleave of cuda_gemv.cu, ported below), every
  * epilogue, 1-3 matrices, the folded RMSNorm, K from 64 to 16384, partial tiles, 8 and 16 consumer
- * warps, the three scale types. Each case runs several times (another thread and copy order, drawn
- * tile groups, x as half, a prefetch share) and must give the same bits. What it checks is the
- * kernel's logic (hangs, divergent collectives, indexing, reads of stages before their copies land,
- * barrier use), not its speed. `bash tests/ops/cuda_emu/run.sh gemv` (EMU_SMS: blocks of the
- * launch, default 7; EMU_SEED). */
+ * warps, the three scale types. Each case runs twice (another thread and copy order) and must give
+ * the same bits. What it checks is the kernel's logic (hangs, divergent collectives, indexing,
+ * reads of stages before their copies land, barrier use), not its speed.
+ * `bash tests/ops/cuda_emu/run.sh gemv` (EMU_SMS: blocks of the launch, default 7; EMU_SEED). */
 #include "cuda_internal.h"
 #include "cuda_mma.cuh"
 
@@ -25,7 +24,6 @@ int cu_attn_tail_on = 2; /* the fused launch also where the few emulated SMs mak
 /* (declared for the backend in src/backend/cuda/cuda_internal.h, which the emulator replaces) */
 cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float *x, const float *nw,
                              float eps, const cu_pf *pf, const cu_attn_tail *t);
-unsigned long long emu_pf_bytes = 0; /* bytes of L2 prefetches issued (cuda_ptx.cuh) */
 extern int cu_v7_cw, cu_v7_ring, cu_v7_pace, cu_v7_slim;
 static int ring_default;
 
@@ -216,18 +214,7 @@ static bool run_case(const gcase &c) {
     int sms = 0;
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
     const unsigned long long draws = groups > sms ? (unsigned long long)groups : 0;
-    /* run 4's prefetch share (pf.n > 0, no counter): the first matrix's codes and pairs (the
-     * emulator only counts the bytes), issued after x is staged where K >= 2048 (late) */
-    const cu_weight &w0 = M[0].w;
-    const int64_t tiles0 = (w0.rows + 15) / 16;
-    cu_pf share = {};
-    share.p[0] = w0.data, share.bytes[0] = (uint32_t)(tiles0 * 16 * w0.row_bytes);
-    share.p[1] = (const uint8_t *)w0.sb;
-    share.bytes[1] = (uint32_t)(2 * tiles0 * 16 * (K / c.gs) * (c.st == BRISK_W_F32 ? 4 : 2));
-    share.n = 2, share.late = K >= 2048;
-    const unsigned long long share_bytes = (unsigned long long)share.bytes[0] + share.bytes[1];
-    for (int rep = 0; rep < 5 && ok; rep++) {
-        if (rep == 3 && !xq) continue;
+    for (int rep = 0; rep < (xq ? 4 : 3) && ok; rep++) {
         if (yq) {
             emu_poison(yq, (size_t)c.rows[0] * 2);
             for (int r = c.rows[0]; r < c.rows[0] + GUARD; r++) yq[r] = 0x7bad;
@@ -241,12 +228,9 @@ static bool run_case(const gcase &c) {
                 emu_poison(yi, (size_t)rows * sizeof(float)); /* every row is written */
             for (int r = rows; r < rows + GUARD; r++) memcpy(&yi[r], &SENTINEL, 4);
         }
-        /* runs 0, 3 (x as half) and 4 (a prefetch share; x as half for ADD) without the counter:
-         * the launches the slim kernels take (0 and 3: without the prefetch code, V & 2) */
-        const cu_pf *pfr = rep == 1 || rep == 2 ? &pf : rep == 4 ? &share : NULL;
-        const void *xqr = rep == 3 || (rep == 4 && c.epi == CU_EPI_ADD) ? xq : NULL;
-        emu_pf_bytes = 0;
-        const cudaError_t e = cu_gemv_tma(NULL, gm.data(), nm, c.epi, x, 1, nw, eps, pfr, xqr);
+        /* run 3 (x as half) without the counter: the launches the slim kernels take */
+        const cudaError_t e = cu_gemv_tma(NULL, gm.data(), nm, c.epi, x, 1, nw, eps,
+                                          rep == 1 || rep == 2 ? &pf : NULL, rep == 3 ? xq : NULL);
         if (e != cudaSuccess) {
             printf("  %s: cu_gemv_tma returned %d\n", c.name, (int)e);
             return false;
@@ -282,9 +266,7 @@ static bool run_case(const gcase &c) {
                 first[(size_t)i].assign(yi, yi + rows);
             } else if (memcmp(first[(size_t)i].data(), yi, (size_t)rows * sizeof(float))) {
                 printf("  %s: matrix %d: %s gave other bits\n", c.name, i,
-                       rep == 3   ? "x as half (xq)"
-                       : rep == 4 ? "a prefetch share"
-                                  : "another thread order");
+                       rep == 3 ? "x as half (xq)" : "another thread order");
                 ok = false;
             }
         }
@@ -294,11 +276,6 @@ static bool run_case(const gcase &c) {
                 ok = false;
                 break;
             }
-        if (emu_pf_bytes != (rep == 4 ? share_bytes : 0)) {
-            printf("  %s: run %d prefetched %llu bytes, not %llu\n", c.name, rep, emu_pf_bytes,
-                   rep == 4 ? share_bytes : 0);
-            ok = false;
-        }
         if (ok && rep == 2 && *ctr != 2 * draws) {
             printf("  %s: the group counter reads %llu after two runs, not 2 x %llu\n", c.name,
                    *ctr, draws);
@@ -659,10 +636,8 @@ int main(void) {
     const char *only = getenv("EMU_CASE"); /* a substring of the case names to run */
     int passed = 0, failed = 0;
     /* each case unpaced and paced (cu_v7_pace 2: a stage waits for the one two before it until
-     * x's loads are issued), paced on the general kernel (cu_v7_slim 0) and on the slim ones with
-     * their measuring aids: the shapes the slim kernels take run on the general kernel (with and
-     * without drawn groups) and the slim ones without a prefetch share (V 3, 7: runs 0 and 3) and
-     * with one (V 1, 5: run 4) */
+     * x's loads are issued), paced on the general kernel (cu_v7_slim 0) and on the slim one with
+     * its measuring aids: the shapes the slim kernel takes run on all three kernels */
     for (int pass = 0; pass < 3; pass++) {
         const int pace = pass ? 2 : 0;
         cu_v7_pace = pace, cu_v7_slim = pass != 1;
