@@ -1,6 +1,6 @@
 /* cuda_attn_tail.cuh: one token's decode attention as the tail of its q, k, v GEMV launch
- * (cuda_gemv_tma.cu, kernels with V & 8). The launch's last hkv blocks take no tile groups: block
- * gb + h copies kv head h's cached K and V rows of the earlier positions into its shared memory
+ * (cuda_gemv_tma.cu, kernels with V & 8). The launch's first hkv blocks take no tile groups: block
+ * h copies kv head h's cached K and V rows of the earlier positions into its shared memory
  * while the other blocks compute q, k and v, waits until those blocks have written all of h's
  * tiles (their arrival counter, cnt[h]), rotates q and the new k (RoPE), stores the new row to the
  * cache, and runs flash attention over the whole context on its warps, each taking 32-position
@@ -29,7 +29,7 @@ struct p_att {
     unsigned *cnt; /* [hkv]: tile groups of each kv head written; 0 between launches */
     int max_blocks, block_size, window;
     int G, hkv, hd;
-    int gb;   /* the GEMV's blocks; blocks gb .. gb + hkv - 1 run the attention */
+    int gb;   /* the GEMV's blocks (hkv .. hkv + gb - 1; blocks 0 .. hkv - 1 run the attention) */
     int cap;  /* positions the shared memory holds */
     cu_pf pf; /* a later kernel's weights into L2, split over the attention blocks */
 };
@@ -51,7 +51,9 @@ __host__ __device__ __forceinline__ unsigned att_tiles(int G, int hd) {
  * v as the GEMV wrote them (un-rotated floats). */
 template <int HD, int NT>
 __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const float *kg,
-                                         const float *vg, uint8_t *sm, int kvh) {
+                                         const float *vg, uint8_t *sm, int kvh,
+                                         unsigned long long *tl) {
+    const uint64_t t0 = tl ? gtime() : 0; /* measuring aid: phases from this block's entry */
     constexpr int LD = HD + 8, NW = NT / 32, KS = HD / 16, ND = HD / 8, HALF = HD / 2;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int G = t.G, cap = t.cap;
@@ -84,6 +86,7 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
         tc_cp16((kv ? vs : ks) + r * LD + c8, (kv ? vb : kb) + off, true);
     }
     tc_commit();
+    tl_span(tl, TL_PART + 2 * 5, t0);
     for (int r = L + warp; r < ntile * 32; r += NW)
         for (int c = lane; c < HD / 8; c += 32) {
             *(uint4 *)(ks + r * LD + c * 8) = make_uint4(0u, 0u, 0u, 0u);
@@ -103,6 +106,7 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
         t.cnt[kvh] = 0;
     }
     __syncthreads();
+    tl_span(tl, TL_PART + 2 * 6, t0);
 
     /* rotate_half RoPE (dims d and d + HD/2 pair) as the decode kernel's: q scaled for the log2
      * softmax; the new k and v to the cache slot and to the last row of the tiles */
@@ -125,6 +129,7 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
     }
     tc_wait<0>();
     __syncthreads();
+    tl_span(tl, TL_PART + 2 * 7, t0);
 
     /* warp w: tiles w, w + NW, ...; A = q (rows g < G; rows 8-15 zero), B = the tile's K (scores)
      * and V (output) rows from shared memory */
@@ -220,6 +225,7 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
         t.out[oe] = r;
         if (t.outq) t.outq[oe] = __float2half_rn(r);
     }
+    tl_span(tl, TL_PART + 2 * 8, t0);
 }
 
 #endif

@@ -77,7 +77,7 @@ typedef struct cu_attn_tail {
 __host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp, int64_t ngroups) {
     return (((r >> 4) * ngroups + grp) * 8 + (r & 7)) * 2 + ((r >> 3) & 1);
 }
-enum { TL_NPART = 5 }; /* the timeline's points of a block's staging (TL_PART) */
+enum { TL_NPART = 9 }; /* points of a block's staging (TL_PART 0-4), of an attention tail (5-8) */
 /* Measuring aid (env BRISK_CUDA_TL=1): the timeline of one step's kernels. Each traced launch
  * takes a slot of TL_N counters (cu_tl_take); thread 0 of every block stamps the globaltimer with
  * atomicMax (earliest-of stamps stored inverted), so a slot holds the first and last block's

@@ -99,7 +99,7 @@ __device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typenam
  * fit the registers and the slices are whole stages (LEAN), x comes as halves (the ADD epilogue:
  * the o and down projections) or as floats (the others, with the norm where nw), only SwiGLU draws
  * its tile groups, and the measuring aids are compiled in only with V & 4. V & 8: a q, k, v launch
- * whose last a.att.hkv blocks run the attention (cuda_attn_tail.cuh), the others the tile groups
+ * whose first a.att.hkv blocks run the attention (cuda_attn_tail.cuh), the others the tile groups
  * round-robin, each adding its groups to their kv heads' counters at its end. */
 template <int ST, int NM, int EPI, int CW, int V>
 __global__ void __launch_bounds__((CW + 1) * 32, 1)
@@ -119,20 +119,23 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
     if constexpr (ATT) {
-        if ((int)blockIdx.x >= a.att.gb) {
-            const int h = (int)blockIdx.x - a.att.gb, G = a.att.G, hd = a.att.hd;
+        /* the attention's blocks first: blocks are dispatched in order, so theirs enter as the
+         * previous kernel's first blocks leave and have the longest to load their rows */
+        if ((int)blockIdx.x < a.att.hkv) {
+            const int h = (int)blockIdx.x, G = a.att.G, hd = a.att.hd;
             const float *qg = a.m[0].y + (int64_t)h * G * hd;
             if (hd == 64)
-                att_tail<64, (CW + 1) * 32>(a.att, qg, a.m[1].y + h * 64, a.m[2].y + h * 64, sm, h);
+                att_tail<64, (CW + 1) * 32>(a.att, qg, a.m[1].y + h * 64, a.m[2].y + h * 64, sm, h,
+                                            tl);
             else
                 att_tail<128, (CW + 1) * 32>(a.att, qg, a.m[1].y + h * 128, a.m[2].y + h * 128, sm,
-                                             h);
+                                             h, tl);
             tl_mark(tl, TL_DONE, true);
             return;
         }
     }
-    /* this launch's GEMV blocks (the round-robin stride) */
-    const int gb = ATT ? a.att.gb : (int)gridDim.x;
+    /* this launch's GEMV blocks (the round-robin stride) and this one's rank among them */
+    const int gb = ATT ? a.att.gb : (int)gridDim.x, bx = (int)blockIdx.x - (ATT ? a.att.hkv : 0);
     tl_mark(tl, TL_ENTRY, true);
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const int d = a.gshift - 6;
@@ -168,13 +171,12 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             /* the second group's ticket at entry: its round trip overlaps the first group's
              * copies (1B, one slice per group: drawn after them, q, k, v lost 3 us a launch) */
             unsigned long long tk = dyn ? atomicAdd(a.pf.ctr, 1ull) : 0;
-            for (int ug = blockIdx.x; ug < a.groups;) {
+            for (int ug = bx; ug < a.groups;) {
                 int m, tile;
                 locate(ug, m, tile);
                 for (int sl = 0; sl < a.nsl; sl++, k++) {
                     /* a later group's ticket: its round trip overlaps the wait for a free stage */
-                    if (dyn && sl == a.nsl - 1 && ug != (int)blockIdx.x)
-                        tk = atomicAdd(a.pf.ctr, 1ull);
+                    if (dyn && sl == a.nsl - 1 && ug != bx) tk = atomicAdd(a.pf.ctr, 1ull);
                     if (k >= a.stages) mbar_wait(&empty[st], ph);
                     /* paced: x's loads (L2 hits) queue behind the copies in flight, so until they
                      * are issued a stage waits for the one `pace` before it to land */
@@ -213,7 +215,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             }
             if (a.pf.n) { /* this block's share of the prefetch ranges */
                 if (a.pf.late) mbar_wait(xready, 0);
-                pf_issue(a.pf, blockIdx.x, gb, 0, 1, 64u << 10);
+                pf_issue(a.pf, bx, gb, 0, 1, 64u << 10);
             }
         }
         return;
@@ -359,7 +361,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
      * warp's ~160 instructions a stage (16 warps, 32 chunks) */
     int st = 0;
     uint32_t ph = 0;
-    for (int ug = blockIdx.x; ug < a.groups;) {
+    for (int ug = bx; ug < a.groups;) {
         int m, tile;
         locate(ug, m, tile);
         /* the epilogue's other operand (the residual, or the bias) loaded now: its round trip
@@ -450,11 +452,12 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             ug += gb;
         }
     }
-    if constexpr (ATT) { /* this block's tile groups, written, to their kv heads' counters */
-        __threadfence();
+    if constexpr (ATT) { /* this block's tile groups, written, to their kv heads' counters: the
+                          * barrier orders the warps' stores before thread 0's fence (cumulative) */
         consumers_sync<CW>();
+        if (tid == 0) __threadfence();
         if (tid == 0)
-            for (int ug = blockIdx.x; ug < a.groups; ug += gb) {
+            for (int ug = bx; ug < a.groups; ug += gb) {
                 int m, tile;
                 locate(ug, m, tile);
                 const int row = tile * 16;
@@ -651,12 +654,15 @@ cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float 
     at.max_blocks = t->max_blocks, at.block_size = t->block_size, at.window = t->window;
     at.G = G, at.hkv = hkv, at.hd = hd, at.gb = gb, at.cap = cap, at.pf = t->pf;
     a.tl = cu_tl_take("gemv+attn");
-    const bool slim = cu_v7_slim && a.K % (16 * 32 * 4) == 0 && a.K <= 16 * 32 * 4 * P_XU &&
-                      a.nch % P_CPS == 0 && !p_aids(a);
+    const bool slim =
+        cu_v7_slim && a.K % (16 * 32 * 4) == 0 && a.K <= 16 * 32 * 4 * P_XU && a.nch % P_CPS == 0;
+    const int sv = p_aids(a) ? 13 : 9; /* slim, with the measuring aids or without */
     constexpr int E = CU_EPI_STORE;
     if (m[0].w->stype == BRISK_W_BF16)
-        return slim ? launch_v<BRISK_W_BF16, 1, E, 16, 9>(st, a, att_bytes())
-                    : launch_v<BRISK_W_BF16, 1, E, 16, 8>(st, a, att_bytes());
-    return slim ? launch_v<BRISK_W_F16, 1, E, 16, 9>(st, a, att_bytes())
-                : launch_v<BRISK_W_F16, 1, E, 16, 8>(st, a, att_bytes());
+        return !slim     ? launch_v<BRISK_W_BF16, 1, E, 16, 8>(st, a, att_bytes())
+               : sv == 9 ? launch_v<BRISK_W_BF16, 1, E, 16, 9>(st, a, att_bytes())
+                         : launch_v<BRISK_W_BF16, 1, E, 16, 13>(st, a, att_bytes());
+    return !slim     ? launch_v<BRISK_W_F16, 1, E, 16, 8>(st, a, att_bytes())
+           : sv == 9 ? launch_v<BRISK_W_F16, 1, E, 16, 9>(st, a, att_bytes())
+                     : launch_v<BRISK_W_F16, 1, E, 16, 13>(st, a, att_bytes());
 }

@@ -513,9 +513,8 @@ void emu_run(dim3 grid, dim3 block, const std::function<void()> &body, size_t dy
     /* blocks that wait for the others' results (a spin on a counter: blocks here run one at a
      * time) go last, in their shuffled order */
     if (emu_last_blocks > 0)
-        std::stable_partition(blocks.begin(), blocks.end(), [&](unsigned b) {
-            return b % grid.x < grid.x - (unsigned)emu_last_blocks;
-        });
+        std::stable_partition(blocks.begin(), blocks.end(),
+                              [&](unsigned b) { return b % grid.x >= (unsigned)emu_last_blocks; });
     for (unsigned b : blocks) {
         if (emu_block_hook) emu_block_hook();
         blockIdx = dim3(b % grid.x, b / grid.x, 0);
