@@ -69,24 +69,26 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
     const __half *kb = t.kc + (int64_t)kvh * HD, *vb = t.vc + (int64_t)kvh * HD;
     const int32_t *table = t.tables + (int64_t)t.seq[0] * t.max_blocks;
 
-    /* The earlier positions' rows (written by earlier steps, so before the wait) by cp.async, 16
-     * bytes a copy, all in flight together (128-byte bulk copies, one per row, took ~1.6 us more
-     * a layer: 1B, H100, round 22), from their slots (looked up once); the tiles' rows past L
-     * zeroed (their scores are masked, but 0 x NaN would not be) */
+    /* The earlier positions' rows (written by earlier steps, so readable before the wait) by
+     * cp.async, 16 bytes a copy, all in flight together (128-byte bulk copies, one per row, took
+     * ~1.6 us more a layer: 1B, H100, round 22), from their slots (looked up once); the tiles'
+     * rows past L zeroed (their scores are masked, but 0 x NaN would not be) */
     int *sls = (int *)wo;
     for (int r = tid; r < L - 1; r += NT) {
         const int tp = first + r;
         sls[r] = table[tp / t.block_size] * t.block_size + tp % t.block_size;
     }
     __syncthreads();
-    constexpr int PER = HD / 8; /* 16-byte pieces a row */
-    for (int i = tid; i < 2 * (L - 1) * PER; i += NT) {
-        const int r = i / (2 * PER), c = i - r * 2 * PER, kv = c >= PER, c8 = (c - kv * PER) * 8;
-        const int64_t off = (int64_t)sls[r] * kv_dim + c8;
-        tc_cp16((kv ? vs : ks) + r * LD + c8, (kv ? vb : kb) + off, true);
-    }
-    tc_commit();
-    tl_span(tl, TL_PART + 2 * 5, t0);
+    /* the pages of the earlier positions (all kv heads: contiguous) into L2 first, split over the
+     * attention blocks (a few bulk prefetches each), so that the rows' 16-byte copies mostly hit
+     * L2: one SM's copies of 160 KB from HBM took ~7 us (1B, ctx 640, H100, round 22) */
+    const int64_t page = (int64_t)t.block_size * kv_dim * 2; /* bytes of K (or V) a page */
+    if (warp == NW - 1 && page % 16 == 0 && page < (1 << 20))
+        for (int bp = first / t.block_size + kvh + t.hkv * (lane >> 1); bp * t.block_size < p;
+             bp += t.hkv * 16) {
+            const int64_t o = (int64_t)table[bp] * page;
+            bulk_prefetch_l2((const uint8_t *)((lane & 1) ? t.vc : t.kc) + o, (uint32_t)page);
+        }
     for (int r = L + warp; r < ntile * 32; r += NW)
         for (int c = lane; c < HD / 8; c += 32) {
             *(uint4 *)(ks + r * LD + c * 8) = make_uint4(0u, 0u, 0u, 0u);
@@ -95,6 +97,16 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
     for (int j = tid; j < HALF; j += NT)
         sincosf((float)p * t.inv_freq[j], &rcs[2 * j + 1], &rcs[2 * j]);
     pdl_wait();
+    /* the rows' copies after the release (the GEMV's blocks then still stage x and compute for
+     * microseconds): by then the pages' prefetches have mostly landed in L2 */
+    constexpr int PER = HD / 8; /* 16-byte pieces a row */
+    for (int i = tid; i < 2 * (L - 1) * PER; i += NT) {
+        const int r = i / (2 * PER), c = i - r * 2 * PER, kv = c >= PER, c8 = (c - kv * PER) * 8;
+        const int64_t off = (int64_t)sls[r] * kv_dim + c8;
+        tc_cp16((kv ? vs : ks) + r * LD + c8, (kv ? vb : kb) + off, true);
+    }
+    tc_commit();
+    tl_span(tl, TL_PART + 2 * 5, t0);
 
     /* q, k and v of this kv head are written once every one of its tile groups has arrived; the
      * counter goes back to 0 for the next launch (whose blocks add only after their own wait,

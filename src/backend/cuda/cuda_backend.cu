@@ -286,11 +286,13 @@ static bool attn_tail(cu_state *s, const op_rec *r, const cu_gemv_mat *m) {
                       HKV,
                       hd,
                       {}};
-    cu_attn_args aa; /* the attention's prefetch share, as its own kernel would issue it */
-    memset(&aa, 0, sizeof aa);
-    aa.n_tokens = 1;
-    cu_attn_pf_ranges(s, ra, &aa);
-    t.pf = aa.pf;
+    if (cu_attn_tail_pf) { /* the attention's prefetch share, as its own kernel issues it */
+        cu_attn_args aa;
+        memset(&aa, 0, sizeof aa);
+        aa.n_tokens = 1;
+        cu_attn_pf_ranges(s, ra, &aa);
+        t.pf = aa.pf;
+    }
     cu_pf pf;
     const cudaError_t e = cu_gemv_tma_attn(s->st, m, (const float *)r->p0, (const float *)r->p1,
                                            r->eps, cu_gemv_pf(s, r, &pf) ? &pf : NULL, &t);

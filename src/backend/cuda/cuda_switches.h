@@ -61,6 +61,10 @@ extern int cu_attn_cluster, cu_attn_cl_max; /* cl_max: env BRISK_CUDA_ATTN_CL (A
  * launch (cu_gemv_tma_attn; env BRISK_CUDA_ATTN_TAIL=0: its own kernel, A/B; 2: also where the
  * GEMV's blocks then take more tile groups each) */
 extern int cu_attn_tail_on, cu_attn_tail_kb;
+/* the attention's L2 prefetch share (cu_attn_args.pf) issued by the tail's blocks after their tiles
+ * (env BRISK_CUDA_ATTN_TAIL_PF=1; off: 8 blocks issuing what the decode kernel's 64 did took ~4 us
+ * a layer, 1B, H100, round 22) */
+extern int cu_attn_tail_pf;
 /* defined by the kernel files */
 extern int cu_attn_tc, cu_attn_slice, cu_attn_outq, cu_attn_slim;
 extern int cu_gemv_v2, cu_gemv_v7, cu_gemv_v8, cu_v7_ring, cu_v7_cw, cu_v7_fit, cu_v7_pre,
