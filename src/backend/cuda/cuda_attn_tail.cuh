@@ -48,11 +48,11 @@ __host__ __device__ __forceinline__ unsigned att_tiles(int G, int hd) {
 }
 
 /* Block-wide (NT threads): kv head kvh's attention for token 0. qg, kg, vg: its q (G heads), k and
- * v as the GEMV wrote them (un-rotated floats). Not inlined: the GEMV's blocks do not carry its
- * code among theirs (inlined, their staging took 1-2 us longer: 1B, H100, round 22). */
+ * v as the GEMV wrote them (un-rotated floats). */
 template <int HD, int NT>
-__device__ P_NOINLINE void att_tail(const p_att &t, const float *qg, const float *kg,
-                                    const float *vg, uint8_t *sm, int kvh, unsigned long long *tl) {
+__device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const float *kg,
+                                         const float *vg, uint8_t *sm, int kvh,
+                                         unsigned long long *tl) {
     const uint64_t t0 = tl ? gtime() : 0; /* measuring aid: phases from this block's entry */
     constexpr int LD = HD + 8, NW = NT / 32, KS = HD / 16, ND = HD / 8, HALF = HD / 2;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -89,16 +89,6 @@ __device__ P_NOINLINE void att_tail(const p_att &t, const float *qg, const float
             const int64_t o = (int64_t)table[bp] * page;
             bulk_prefetch_l2((const uint8_t *)((lane & 1) ? t.vc : t.kc) + o, (uint32_t)page);
         }
-    /* the rows' copies right behind the pages' prefetches (issued after the release instead, they
-     * landed no sooner: 1B, H100, round 22) */
-    constexpr int PER = HD / 8; /* 16-byte pieces a row */
-    for (int i = tid; i < 2 * (L - 1) * PER; i += NT) {
-        const int r = i / (2 * PER), c = i - r * 2 * PER, kv = c >= PER, c8 = (c - kv * PER) * 8;
-        const int64_t off = (int64_t)sls[r] * kv_dim + c8;
-        tc_cp16((kv ? vs : ks) + r * LD + c8, (kv ? vb : kb) + off, true);
-    }
-    tc_commit();
-    tl_span(tl, TL_PART + 2 * 5, t0);
     for (int r = L + warp; r < ntile * 32; r += NW)
         for (int c = lane; c < HD / 8; c += 32) {
             *(uint4 *)(ks + r * LD + c * 8) = make_uint4(0u, 0u, 0u, 0u);
@@ -107,6 +97,16 @@ __device__ P_NOINLINE void att_tail(const p_att &t, const float *qg, const float
     for (int j = tid; j < HALF; j += NT)
         sincosf((float)p * t.inv_freq[j], &rcs[2 * j + 1], &rcs[2 * j]);
     pdl_wait();
+    /* the rows' copies after the release (the GEMV's blocks then still stage x and compute for
+     * microseconds): by then the pages' prefetches have mostly landed in L2 */
+    constexpr int PER = HD / 8; /* 16-byte pieces a row */
+    for (int i = tid; i < 2 * (L - 1) * PER; i += NT) {
+        const int r = i / (2 * PER), c = i - r * 2 * PER, kv = c >= PER, c8 = (c - kv * PER) * 8;
+        const int64_t off = (int64_t)sls[r] * kv_dim + c8;
+        tc_cp16((kv ? vs : ks) + r * LD + c8, (kv ? vb : kb) + off, true);
+    }
+    tc_commit();
+    tl_span(tl, TL_PART + 2 * 5, t0);
 
     /* q, k and v of this kv head are written once every one of its tile groups has arrived; the
      * counter goes back to 0 for the next launch (whose blocks add only after their own wait,

@@ -15,9 +15,6 @@
 #define P_SM90 0
 #endif
 
-/* A device function kept out of line (its caller's hot path does not carry its code). */
-#define P_NOINLINE __noinline__
-
 __device__ __forceinline__ uint32_t smem_addr(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
 }

@@ -9,8 +9,6 @@
 
 #define P_SM90 1 /* the sm_90 paths: they are the ones emulated */
 
-#define P_NOINLINE __attribute__((noinline))
-
 static inline uint32_t smem_addr(const void *p) {
     return (uint32_t)(uintptr_t)p;
 }
