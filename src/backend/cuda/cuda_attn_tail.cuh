@@ -6,10 +6,16 @@
  * cache, and runs flash attention over the whole context on its warps, each taking 32-position
  * tiles (tensor cores, fp16 operands, fp32 softmax in the log2 domain, as cuda_attn.cu's TC
  * tiles), merged over the warps in a fixed order. This removes the decode attention's own launch:
- * its release after the GEMV's last block, its q round trip and its cluster merge (1B, round 22).
- * The context must fit the shared memory (p_att.cap positions: the backend uses this launch only
- * for steps that fit, and the separate kernel otherwise). Built from the PTX pieces the CPU
- * emulator has (cp.async, mma.sync, atomics). */
+ * its release after the GEMV's last block, its q round trip and its cluster merge. The context must
+ * fit the shared memory (p_att.cap positions: the backend uses this launch only for steps that
+ * fit, and the separate kernel otherwise). Built from the PTX pieces the CPU emulator has
+ * (cp.async, mma.sync, atomics), which checks it (tests/ops/cuda_emu, run.sh gemv).
+ *
+ * Off by default (env BRISK_CUDA_ATTN_TAIL=1): on an H100 (1B, context 640, round 22) it ran 3.6%
+ * below the decode kernel at best. One SM per kv head is too little: its rows' copies (160 KB)
+ * take ~6 us and, issued early, slow the GEMV blocks' staging of x by 1-2 us; its 20 tiles and
+ * the merge take ~3 us on one SM, where the decode kernel spreads them over 40. The next form to
+ * try splits each kv head over several blocks with a merge (bench/cuda-notes.md, round 22). */
 #ifndef BRISK_CUDA_ATTN_TAIL_CUH
 #define BRISK_CUDA_ATTN_TAIL_CUH
 
