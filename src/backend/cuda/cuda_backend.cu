@@ -878,8 +878,8 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     cu_tl_step(s->st);
     log_reset(s);
     s->logging = T <= cu_graph_max_t && seqs_distinct(b->seq, T);
-    /* a one-token step whose context fits runs its attention in the q, k, v launch: another graph
-     */
+    /* a one-token step whose context fits may run its attention in the q, k, v launch (a graph
+     * of its own) */
     s->att_step = T == 1 && cu_attn_tail_on && max_pos < s->att_cap;
     s->att_skip = NULL;
     s->hash = fnv(s->hash, &s->att_step, sizeof s->att_step);

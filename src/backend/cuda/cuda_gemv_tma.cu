@@ -139,7 +139,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     tl_mark(tl, TL_ENTRY, true);
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const int d = a.gshift - 6;
-    /* tile groups: the block's first is blockIdx.x; then round-robin, or (pf.ctr, more groups than
+    /* tile groups: the block's first is its rank bx; then round-robin, or (pf.ctr, more groups than
      * blocks) drawn from a counter by the producer: a block that drains faster takes more (8B
      * gate+up's finish spread 5.5 -> 1.4 us) */
     const bool dyn =
