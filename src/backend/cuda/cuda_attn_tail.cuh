@@ -11,11 +11,13 @@
  * fit, and the separate kernel otherwise). Built from the PTX pieces the CPU emulator has
  * (cp.async, mma.sync, atomics), which checks it (tests/ops/cuda_emu, run.sh gemv).
  *
- * Off by default (env BRISK_CUDA_ATTN_TAIL=1): on an H100 (1B, context 640, round 22) it ran 3.6%
- * below the decode kernel at best. One SM per kv head is too little: its rows' copies (160 KB)
- * take ~6 us and, issued early, slow the GEMV blocks' staging of x by 1-2 us; its 20 tiles and
- * the merge take ~3 us on one SM, where the decode kernel spreads them over 40. The next form to
- * try splits each kv head over several blocks with a merge (bench/cuda-notes.md, round 22). */
+ * Off by default (env BRISK_CUDA_ATTN_TAIL=1): on an H100 (1B, context 640, round 22) one block a
+ * kv head ran 3.6% below the decode kernel at best. One SM per kv head is too little: its rows'
+ * copies (160 KB) take ~6 us and, issued early, slow the GEMV blocks' staging of x by 1-2 us; its
+ * 20 tiles and the merge take ~3 us on one SM, where the decode kernel spreads them over 40. So a
+ * kv head now runs on S blocks (p_att.S, env BRISK_CUDA_ATTN_TAIL_S, default 4), each over a run
+ * of the context's tiles, their partials merged through global memory by the last to finish
+ * (built after round 22's device time: checked by the emulator, not yet timed). */
 #ifndef BRISK_CUDA_ATTN_TAIL_CUH
 #define BRISK_CUDA_ATTN_TAIL_CUH
 
@@ -32,11 +34,14 @@ struct p_att {
     const float *inv_freq;                    /* RoPE: [hd / 2] */
     float *out;                               /* [n_head * hd] */
     __half *outq;  /* the same as half (the o projection stages it), or NULL */
-    unsigned *cnt; /* [hkv]: tile groups of each kv head written; 0 between launches */
+    unsigned *cnt; /* [hkv]: tile groups of each kv head written, then [hkv] pieces done; 0
+                    * between launches */
+    float *part;   /* S > 1: the pieces' partials [hkv][S][G] x (o [hd], m, l) */
     int max_blocks, block_size, window;
     int G, hkv, hd;
-    int gb;   /* the GEMV's blocks (hkv .. hkv + gb - 1; blocks 0 .. hkv - 1 run the attention) */
-    int cap;  /* positions the shared memory holds */
+    int S;   /* blocks (pieces of the context) a kv head: blocks 0 .. hkv S - 1 run the attention */
+    int gb;  /* the GEMV's blocks (hkv S .. hkv S + gb - 1) */
+    int cap; /* positions a block's shared memory holds */
     cu_pf pf; /* a later kernel's weights into L2, split over the attention blocks */
 };
 
@@ -53,21 +58,29 @@ __host__ __device__ __forceinline__ unsigned att_tiles(int G, int hd) {
     return (unsigned)((G + 2) * hd / 16);
 }
 
-/* Block-wide (NT threads): kv head kvh's attention for token 0. qg, kg, vg: its q (G heads), k and
- * v as the GEMV wrote them (un-rotated floats). */
+/* Block-wide (NT threads): piece ps (of t.S) of kv head kvh's attention for token 0. qg, kg, vg:
+ * its q (G heads), k and v as the GEMV wrote them (un-rotated floats). With S > 1 each piece holds
+ * a run of the context's tiles and writes its partial; the last piece to finish merges them (in
+ * piece order: deterministic) and sets the counters back to 0. */
 template <int HD, int NT>
 __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const float *kg,
-                                         const float *vg, uint8_t *sm, int kvh,
+                                         const float *vg, uint8_t *sm, int kvh, int ps,
                                          unsigned long long *tl) {
     const uint64_t t0 = tl ? gtime() : 0; /* measuring aid: phases from this block's entry */
+    __shared__ int last;                  /* S > 1: this piece is the last to finish */
     constexpr int LD = HD + 8, NW = NT / 32, KS = HD / 16, ND = HD / 8, HALF = HD / 2;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int G = t.G, cap = t.cap;
     const int p = t.pos[0];
     const int first = t.window > 0 && p - t.window + 1 > 0 ? p - t.window + 1 : 0;
-    const int L = p - first + 1, ntile = (L + 31) >> 5; /* L <= cap: the launcher */
+    const int L = p - first + 1; /* L <= cap S: the launcher */
+    /* this piece: positions [pt0, pt1) of the context (relative to first), ntile tiles of them */
+    const int tp = (((L + 31) >> 5) + t.S - 1) / t.S, pt0 = ps * tp * 32;
+    const int pt1 = min(pt0 + tp * 32, L), npos = max(pt1 - pt0, 0), ntile = (npos + 31) >> 5;
+    const bool own = pt0 <= L - 1 && L - 1 < pt1;   /* holds the new position */
+    const int nold = max(min(pt1, L - 1) - pt0, 0); /* its earlier positions (copied) */
     __half *ks = (__half *)sm, *vs = ks + cap * LD;
-    float *wo = (float *)(vs + cap * LD); /* [NW][G][HD]; before the tiles the slots [L - 1] */
+    float *wo = (float *)(vs + cap * LD); /* [NW][G][HD]; before the tiles the slots [nold] */
     float *wml = wo + (NW * G * HD > cap ? NW * G * HD : cap); /* [NW][G][2] */
     float *qs = wml + NW * G * 2;                              /* [G][HD], rotated and scaled */
     float *rcs = qs + G * HD;                                  /* [HALF][2]: cos, sin */
@@ -80,9 +93,9 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
      * ~1.6 us more a layer: 1B, H100, round 22), from their slots (looked up once); the tiles'
      * rows past L zeroed (their scores are masked, but 0 x NaN would not be) */
     int *sls = (int *)wo;
-    for (int r = tid; r < L - 1; r += NT) {
-        const int tp = first + r;
-        sls[r] = table[tp / t.block_size] * t.block_size + tp % t.block_size;
+    for (int r = tid; r < nold; r += NT) {
+        const int tq = first + pt0 + r;
+        sls[r] = table[tq / t.block_size] * t.block_size + tq % t.block_size;
     }
     __syncthreads();
     /* the pages of the earlier positions (all kv heads: contiguous) into L2 first, split over the
@@ -90,12 +103,12 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
      * L2: one SM's copies of 160 KB from HBM took ~7 us (1B, ctx 640, H100, round 22) */
     const int64_t page = (int64_t)t.block_size * kv_dim * 2; /* bytes of K (or V) a page */
     if (warp == NW - 1 && page % 16 == 0 && page < (1 << 20))
-        for (int bp = first / t.block_size + kvh + t.hkv * (lane >> 1); bp * t.block_size < p;
-             bp += t.hkv * 16) {
+        for (int bp = (first + pt0) / t.block_size + kvh + t.hkv * (lane >> 1);
+             bp * t.block_size < first + pt0 + nold; bp += t.hkv * 16) {
             const int64_t o = (int64_t)table[bp] * page;
             bulk_prefetch_l2((const uint8_t *)((lane & 1) ? t.vc : t.kc) + o, (uint32_t)page);
         }
-    for (int r = L + warp; r < ntile * 32; r += NW)
+    for (int r = npos + warp; r < ntile * 32; r += NW)
         for (int c = lane; c < HD / 8; c += 32) {
             *(uint4 *)(ks + r * LD + c * 8) = make_uint4(0u, 0u, 0u, 0u);
             *(uint4 *)(vs + r * LD + c * 8) = make_uint4(0u, 0u, 0u, 0u);
@@ -106,7 +119,7 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
     /* the rows' copies after the release (the GEMV's blocks then still stage x and compute for
      * microseconds): by then the pages' prefetches have mostly landed in L2 */
     constexpr int PER = HD / 8; /* 16-byte pieces a row */
-    for (int i = tid; i < 2 * (L - 1) * PER; i += NT) {
+    for (int i = tid; i < 2 * nold * PER; i += NT) {
         const int r = i / (2 * PER), c = i - r * 2 * PER, kv = c >= PER, c8 = (c - kv * PER) * 8;
         const int64_t off = (int64_t)sls[r] * kv_dim + c8;
         tc_cp16((kv ? vs : ks) + r * LD + c8, (kv ? vb : kb) + off, true);
@@ -121,7 +134,7 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
         const unsigned want = att_tiles(G, HD);
         while (*(volatile unsigned *)(t.cnt + kvh) < want) spin_pause();
         __threadfence();
-        t.cnt[kvh] = 0;
+        if (t.S == 1) t.cnt[kvh] = 0; /* (S > 1: the merging piece, once all have passed here) */
     }
     __syncthreads();
     tl_span(tl, TL_PART + 2 * 6, t0);
@@ -135,15 +148,15 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
         const float cs = rcs[2 * j], sn = rcs[2 * j + 1];
         qs[e] = (lo ? x * cs - y * sn : x * cs + y * sn) * qscale;
     }
-    const int64_t own = (int64_t)t.slot[0] * kv_dim + (int64_t)kvh * HD;
-    for (int d = tid; d < HD; d += NT) {
+    const int64_t orow = (int64_t)t.slot[0] * kv_dim + (int64_t)kvh * HD;
+    for (int d = tid; own && d < HD; d += NT) {
         const int lo = d < HALF, j = lo ? d : d - HALF;
         const float x = __ldcg(kg + d), y = __ldcg(kg + (lo ? d + HALF : d - HALF));
         const float v = __ldcg(vg + d), cs = rcs[2 * j], sn = rcs[2 * j + 1];
         const __half kh = __float2half_rn(lo ? x * cs - y * sn : x * cs + y * sn);
         const __half vh = __float2half_rn(v);
-        t.kc[own + d] = kh, t.vc[own + d] = vh;
-        ks[(L - 1) * LD + d] = kh, vs[(L - 1) * LD + d] = vh;
+        t.kc[orow + d] = kh, t.vc[orow + d] = vh;
+        ks[(L - 1 - pt0) * LD + d] = kh, vs[(L - 1 - pt0) * LD + d] = vh;
     }
     tc_wait<0>();
     __syncthreads();
@@ -177,7 +190,7 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
                 mma16816(sc[j], qf[kk][0], 0u, qf[kk][1], 0u, *(const uint32_t *)kr,
                          *(const uint32_t *)(kr + 8));
             }
-        tc_softmax_tile<ND>(sc, o, mr, lr, tb, tq, L); /* row g: positions tb + 8j + 2tq + e */
+        tc_softmax_tile<ND>(sc, o, mr, lr, tb, tq, npos); /* row g: positions tb + 8j + 2tq + e */
 #pragma unroll
         for (int k2 = 0; k2 < 2; k2++) {
             const uint32_t p0 = h2_bits(sc[2 * k2][0], sc[2 * k2][1]);
@@ -206,21 +219,58 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
                                                       o[jd][1];
     }
     __syncthreads();
-    /* the warps' partials in warp order (deterministic); warps without a tile hold m = -inf */
+    /* the warps' partials in warp order (deterministic); warps without a tile hold m = -inf, and
+     * so does a piece without one (S > 1, a short context) */
+    const int PW = G * (HD + 2); /* a piece's partial: o [G][HD], then (m, l) [G] */
+    float *mine = t.S > 1 ? t.part + ((int64_t)kvh * t.S + ps) * PW : nullptr;
     for (int e = tid; e < G * HD; e += NT) {
         const int gg = e / HD;
         float M = -INFINITY;
         for (int w = 0; w < NW; w++) M = fmaxf(M, wml[(w * G + gg) * 2]);
         float den = 0.f, num = 0.f;
         for (int w = 0; w < NW; w++) {
-            const float f = exp2f(wml[(w * G + gg) * 2] - M);
+            const float f = M == -INFINITY ? 0.f : exp2f(wml[(w * G + gg) * 2] - M);
             den = fmaf(f, wml[(w * G + gg) * 2 + 1], den);
             num = fmaf(f, wo[(w * G + gg) * HD + e % HD], num);
+        }
+        if (mine) {
+            mine[e] = num;
+            if (e % HD == 0) mine[G * HD + 2 * gg] = M, mine[G * HD + 2 * gg + 1] = den;
+            continue;
         }
         const float r = num / den;
         const int64_t oe = (int64_t)kvh * G * HD + e;
         t.out[oe] = r;
         if (t.outq) t.outq[oe] = __float2half_rn(r);
+    }
+    if (mine) { /* the last piece to finish merges the kv head's S partials */
+        __syncthreads();
+        if (tid == 0) {
+            __threadfence();
+            last = atomicAdd(t.cnt + t.hkv + kvh, 1u) == (unsigned)t.S - 1;
+            if (last) __threadfence();
+        }
+        __syncthreads();
+        if (last) {
+            const float *pk = t.part + (int64_t)kvh * t.S * PW;
+            for (int e = tid; e < G * HD; e += NT) {
+                const int gg = e / HD;
+                float M = -INFINITY;
+                for (int q = 0; q < t.S; q++) M = fmaxf(M, __ldcg(pk + q * PW + G * HD + 2 * gg));
+                float den = 0.f, num = 0.f;
+                for (int q = 0; q < t.S; q++) {
+                    const float m = __ldcg(pk + q * PW + G * HD + 2 * gg);
+                    const float f = m == -INFINITY ? 0.f : exp2f(m - M);
+                    den = fmaf(f, __ldcg(pk + q * PW + G * HD + 2 * gg + 1), den);
+                    num = fmaf(f, __ldcg(pk + q * PW + e), num);
+                }
+                const float r = num / den;
+                const int64_t oe = (int64_t)kvh * G * HD + e;
+                t.out[oe] = r;
+                if (t.outq) t.outq[oe] = __float2half_rn(r);
+            }
+            if (tid == 0) t.cnt[kvh] = 0, t.cnt[t.hkv + kvh] = 0; /* every piece passed the wait */
+        }
     }
     tl_span(tl, TL_PART + 2 * 8, t0);
 }

@@ -269,6 +269,7 @@ static bool attn_tail(cu_state *s, const op_rec *r, const cu_gemv_mat *m) {
         return false;
     const int H = ra->i0, HKV = ra->i1, hd = ra->i2;
     const bool outq = cu_attn_outq && s->actq && H * hd <= s->max_cols;
+    if ((int64_t)H * (hd + 2) > 2 * s->max_cols) return false; /* the partials' scratch */
     cu_attn_tail t = {ra->p1,
                       ra->p2,
                       s->d_tables,
@@ -279,6 +280,7 @@ static bool attn_tail(cu_state *s, const op_rec *r, const cu_gemv_mat *m) {
                       (float *)ra->p3,
                       outq ? s->actq : NULL,
                       s->att_cnt,
+                      s->att_part,
                       s->max_blocks,
                       ra->dim,
                       ra->epi,
@@ -1195,6 +1197,7 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->tmp);
         cudaFree(s->actq);
         cudaFree(s->att_cnt);
+        cudaFree(s->att_part);
         cudaFree(s->bsc.xq), cudaFree(s->bsc.xs), cudaFree(s->bsc.part), cudaFree(s->bsc.count);
         cudaFreeHost(s->h_logits);
         cudaFree(s->d_am);
@@ -1441,7 +1444,9 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
         goto err;
     if (cu_sm90 && cu_attn_tail_on &&
         (!(s->att_cnt = (unsigned *)cu_dalloc(s, 256 * 4, "cuda attention counters")) ||
-         !cu_chk(s, cudaMemsetAsync(s->att_cnt, 0, 256 * 4, s->st), "cuda attention counters")))
+         !cu_chk(s, cudaMemsetAsync(s->att_cnt, 0, 256 * 4, s->st), "cuda attention counters") ||
+         !(s->att_part = (float *)cu_dalloc(s, (size_t)cu_attn_tail_s * 2 * s->max_cols * 4,
+                                            "cuda attention partials"))))
         goto err;
     if (s->max_tokens > GEMV_MAX_N) { /* the prefill path */
         s->xh_cap = (size_t)s->max_tokens * (size_t)s->max_cols * 2;

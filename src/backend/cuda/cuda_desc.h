@@ -66,7 +66,8 @@ typedef struct cu_attn_tail {
     const float *inv_freq;
     float *out;
     void *outq;
-    unsigned *cnt;
+    unsigned *cnt; /* [2 n_head_kv] */
+    float *part;   /* the pieces' partials: cu_attn_tail_s x (n_head (head_dim + 2)) floats */
     int max_blocks, block_size, window;
     int n_head, n_head_kv, head_dim;
     cu_pf pf; /* the attention's L2 prefetch share (cu_attn_args.pf), issued after its tiles */

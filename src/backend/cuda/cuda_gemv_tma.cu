@@ -99,8 +99,8 @@ __device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typenam
  * fit the registers and the slices are whole stages (LEAN), x comes as halves (the ADD epilogue:
  * the o and down projections) or as floats (the others, with the norm where nw), only SwiGLU draws
  * its tile groups, and the measuring aids are compiled in only with V & 4. V & 8: a q, k, v launch
- * whose first a.att.hkv blocks run the attention (cuda_attn_tail.cuh), the others the tile groups
- * round-robin, each adding its groups to their kv heads' counters at its end. */
+ * whose first a.att.hkv x a.att.S blocks run the attention (cuda_attn_tail.cuh), the others the
+ * tile groups round-robin, each adding its groups to their kv heads' counters at its end. */
 template <int ST, int NM, int EPI, int CW, int V>
 __global__ void __launch_bounds__((CW + 1) * 32, 1)
     k_gemv_persist(const __grid_constant__ p_args a) {
@@ -121,21 +121,23 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     if constexpr (ATT) {
         /* the attention's blocks first: blocks are dispatched in order, so theirs enter as the
          * previous kernel's first blocks leave and have the longest to load their rows */
-        if ((int)blockIdx.x < a.att.hkv) {
-            const int h = (int)blockIdx.x, G = a.att.G, hd = a.att.hd;
+        if ((int)blockIdx.x < a.att.hkv * a.att.S) {
+            const int h = (int)blockIdx.x / a.att.S, ps = (int)blockIdx.x % a.att.S;
+            const int G = a.att.G, hd = a.att.hd;
             const float *qg = a.m[0].y + (int64_t)h * G * hd;
             if (hd == 64)
                 att_tail<64, (CW + 1) * 32>(a.att, qg, a.m[1].y + h * 64, a.m[2].y + h * 64, sm, h,
-                                            tl);
+                                            ps, tl);
             else
                 att_tail<128, (CW + 1) * 32>(a.att, qg, a.m[1].y + h * 128, a.m[2].y + h * 128, sm,
-                                             h, tl);
+                                             h, ps, tl);
             tl_mark(tl, TL_DONE, true);
             return;
         }
     }
     /* this launch's GEMV blocks (the round-robin stride) and this one's rank among them */
-    const int gb = ATT ? a.att.gb : (int)gridDim.x, bx = (int)blockIdx.x - (ATT ? a.att.hkv : 0);
+    const int gb = ATT ? a.att.gb : (int)gridDim.x;
+    const int bx = (int)blockIdx.x - (ATT ? a.att.hkv * a.att.S : 0);
     tl_mark(tl, TL_ENTRY, true);
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const int d = a.gshift - 6;
@@ -618,19 +620,30 @@ static int att_bytes(void) {
     return (cu_attn_tail_kb < 227 ? cu_attn_tail_kb : 227) << 10;
 }
 
-int cu_gemv_tma_attn_cap(int G, int hd) {
-    if (!cu_sm90 || (hd != 64 && hd != 128) || G < 1 || G > 8) return 0;
+/* Blocks a kv head's attention runs on (env BRISK_CUDA_ATTN_TAIL_S, 1..8), each over a run of the
+ * context's tiles, merged by the last to finish. */
+int cu_attn_tail_s = 4;
+
+/* Positions a block's shared memory holds. */
+static int att_block_cap(int G, int hd) {
     const int nw = p_cw(1) + 1;
     int cap = (att_bytes() - att_smem(0, hd, G, nw)) / (2 * (hd + 8) * 2) / 32 * 32;
     while (cap > 0 && att_smem(cap, hd, G, nw) > att_bytes()) cap -= 32;
     return cap > 0 ? cap : 0;
 }
 
+int cu_gemv_tma_attn_cap(int G, int hd) {
+    if (!cu_sm90 || (hd != 64 && hd != 128) || G < 1 || G > 8) return 0;
+    /* a piece holds ceil(tiles / S) tiles of the context: at most the block's */
+    return att_block_cap(G, hd) * cu_attn_tail_s;
+}
+
 cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float *x, const float *nw,
                              float eps, const cu_pf *pf, const cu_attn_tail *t) {
     const int G = t->n_head / t->n_head_kv, hd = t->head_dim, hkv = t->n_head_kv, nsm = sm_count();
-    const int cap = cu_gemv_tma_attn_cap(G, hd);
-    if (!cap || p_cw(1) != 16 || t->n_head % hkv || hkv >= nsm / 2 || (pf && pf->ctr))
+    const int S = cu_attn_tail_s, cap = att_block_cap(G, hd);
+    if (!cu_gemv_tma_attn_cap(G, hd) || p_cw(1) != 16 || t->n_head % hkv || hkv * S >= nsm / 2 ||
+        (pf && pf->ctr) || (S > 1 && !t->part))
         return cudaErrorNotSupported;
     if (m[0].w->rows != (int64_t)t->n_head * hd || m[1].w->rows != (int64_t)hkv * hd ||
         m[2].w->rows != (int64_t)hkv * hd || m[0].w->stype == BRISK_W_F32 ||
@@ -643,7 +656,7 @@ cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float 
     /* the attention's blocks take none of the tile groups: only where the GEMV's blocks still
      * take no more groups each (1B: 192 over 124 or 132, two; 8B: 384, four against three),
      * unless cu_attn_tail_on is 2 (env BRISK_CUDA_ATTN_TAIL=2, A/B; the emulator's few SMs) */
-    const int gb = nsm - hkv;
+    const int gb = nsm - hkv * S;
     if (((a.groups + gb - 1) / gb != (a.groups + nsm - 1) / nsm && cu_attn_tail_on != 2) ||
         smem > att_bytes())
         return cudaErrorNotSupported;
@@ -652,7 +665,8 @@ cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float 
     at.tables = t->tables, at.pos = t->pos, at.seq = t->seq, at.slot = t->slot;
     at.inv_freq = t->inv_freq, at.out = t->out, at.outq = (__half *)t->outq, at.cnt = t->cnt;
     at.max_blocks = t->max_blocks, at.block_size = t->block_size, at.window = t->window;
-    at.G = G, at.hkv = hkv, at.hd = hd, at.gb = gb, at.cap = cap, at.pf = t->pf;
+    at.G = G, at.hkv = hkv, at.hd = hd, at.S = S, at.gb = gb, at.cap = cap, at.pf = t->pf;
+    at.part = t->part;
     a.tl = cu_tl_take("gemv+attn");
     const bool slim =
         cu_v7_slim && a.K % (16 * 32 * 4) == 0 && a.K <= 16 * 32 * 4 * P_XU && a.nch % P_CPS == 0;

@@ -89,6 +89,7 @@ typedef struct cu_state {
      * att_cnt its per-kv-head counters (zero between launches), att_skip the attention record
      * that launch has done, att_outq whether it wrote the half copy too. */
     unsigned *att_cnt;
+    float *att_part; /* the pieces' partials (cu_attn_tail.part) */
     int att_cap, att_step, att_outq;
     const op_rec *att_skip;
     /* prefill overlap: dequantize on st2 into half b of deq while st's GEMM reads the other half;

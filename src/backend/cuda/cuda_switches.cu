@@ -105,6 +105,8 @@ void cu_switches_read(void) {
     cu_attn_tail_on = e && e[0] == '1' ? 1 : e && e[0] == '2' ? 2 : 0; /* 2: also where slower */
     e = getenv("BRISK_CUDA_ATTN_TAIL_PF");
     cu_attn_tail_pf = e && e[0] == '1';
+    e = getenv("BRISK_CUDA_ATTN_TAIL_S"); /* blocks a kv head (1..8) */
+    if (e && atoi(e) >= 1 && atoi(e) <= 8) cu_attn_tail_s = atoi(e);
     e = getenv("BRISK_CUDA_ATTN_TAIL_KB"); /* shared memory of that launch (tuning) */
     if (e && atoi(e) >= 16) cu_attn_tail_kb = atoi(e);
     e = getenv("BRISK_CUDA_ATTN_OUTQ"); /* 0: the o projection stages the attention's floats */

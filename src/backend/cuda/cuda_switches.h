@@ -62,7 +62,7 @@ extern int cu_attn_cluster, cu_attn_cl_max; /* cl_max: env BRISK_CUDA_ATTN_CL (A
  * the GEMV's blocks still take no more tile groups each; 2: also where they do. Measured slower
  * than the decode kernel (1B, H100, round 22: -3.6% at best, bench/cuda-notes.md): one SM per kv
  * head loads its rows and runs its tiles. */
-extern int cu_attn_tail_on, cu_attn_tail_kb;
+extern int cu_attn_tail_on, cu_attn_tail_kb, cu_attn_tail_s;
 /* the attention's L2 prefetch share (cu_attn_args.pf) issued by the tail's blocks after their tiles
  * (env BRISK_CUDA_ATTN_TAIL_PF=1; off: 8 blocks issuing what the decode kernel's 64 did took ~4 us
  * a layer, 1B, H100, round 22) */

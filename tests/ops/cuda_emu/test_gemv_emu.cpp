@@ -24,7 +24,7 @@ int cu_attn_tail_on = 2; /* the fused launch also where the few emulated SMs mak
 /* (declared for the backend in src/backend/cuda/cuda_internal.h, which the emulator replaces) */
 cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float *x, const float *nw,
                              float eps, const cu_pf *pf, const cu_attn_tail *t);
-extern int cu_v7_cw, cu_v7_ring, cu_v7_pace, cu_v7_slim;
+extern int cu_v7_cw, cu_v7_ring, cu_v7_pace, cu_v7_slim, cu_attn_tail_s;
 static int ring_default;
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
@@ -294,6 +294,7 @@ static bool run_case(const gcase &c) {
 struct acase {
     const char *name;
     int K, G, hkv, hd, L, window, bs, st;
+    int S; /* blocks a kv head (cu_attn_tail_s) */
 };
 
 static bool run_attn(const acase &c) {
@@ -326,11 +327,13 @@ static bool run_attn(const acase &c) {
     float *y[3], *out = A.alloc<float>((size_t)(H * hd + GUARD));
     for (int i = 0; i < 3; i++) y[i] = A.alloc<float>((size_t)rows[i]);
     uint16_t *outq = A.alloc<uint16_t>((size_t)H * hd);
-    unsigned *cnt = A.alloc<unsigned>((size_t)hkv);
+    unsigned *cnt = A.alloc<unsigned>((size_t)(2 * hkv));
+    float *part = A.alloc<float>((size_t)(c.S * H * (hd + 2)));
+    cu_attn_tail_s = c.S;
     cu_gemv_mat gm[3];
     for (int i = 0; i < 3; i++) gm[i] = cu_gemv_mat{&M[i].w, NULL, y[i], NULL};
-    const cu_attn_tail t = {kc,  vc,         tables, pos,      seq, slot, invf, out, outq,
-                            cnt, max_blocks, bs,     c.window, H,   hkv,  hd,   {}};
+    const cu_attn_tail t = {kc,  vc,   tables,     pos, seq,      slot, invf, out, outq,
+                            cnt, part, max_blocks, bs,  c.window, H,    hkv,  hd,  {}};
     /* the reference GEMV over x as staged (normalised, half) */
     double ss = 0.0;
     for (int k = 0; k < K; k++) ss += (double)x[k] * x[k];
@@ -346,18 +349,18 @@ static bool run_attn(const acase &c) {
         emu_poison(out, (size_t)H * hd * 4), emu_poison(outq, (size_t)H * hd * 2);
         for (int r = H * hd; r < H * hd + GUARD; r++) memcpy(&out[r], &SENTINEL, 4);
         for (int i = 0; i < 3; i++) emu_poison(y[i], (size_t)rows[i] * 4);
-        emu_last_blocks = hkv; /* the attention blocks wait for the GEMV's */
+        emu_last_blocks = hkv * c.S; /* the attention blocks wait for the GEMV's */
         const cudaError_t e = cu_gemv_tma_attn(NULL, gm, x, nw, eps, NULL, &t);
         emu_last_blocks = 0;
         if (e == cudaErrorNotSupported) {
             int sms = 0;
             cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
-            if (hkv < sms / 2) {
+            if (hkv * c.S < sms / 2) {
                 printf("  %s: refused\n", c.name);
                 return false;
             }
             printf("%-4s %-44s (%d SMs: no room for %d attention blocks)\n", "skip", c.name, sms,
-                   hkv);
+                   hkv * c.S);
             return true;
         }
         if (e != cudaSuccess) {
@@ -449,7 +452,7 @@ static bool run_attn(const acase &c) {
                 ok = false;
                 break;
             }
-        for (int h = 0; h < hkv; h++)
+        for (int h = 0; h < 2 * hkv; h++)
             if (cnt[h])
                 printf("  %s: counter %d reads %u after the launch\n", c.name, h, cnt[h]),
                     ok = false;
@@ -649,11 +652,14 @@ int main(void) {
         }
     }
     static const acase acases[] = {
-        /* name, K, G, hkv, hd, positions, window, block size, scale type */
-        {"qkv+attn K=2048 G=4 hd=64 ctx 100 (slim)", 2048, 4, 1, 64, 100, 0, 16, F16},
-        {"qkv+attn K=128 G=2 hkv=2 hd=64 ctx 37", 128, 2, 2, 64, 37, 0, 32, BF16},
-        {"qkv+attn K=2048 G=2 hd=128 window 40 (slim)", 2048, 2, 1, 128, 40, 40, 16, BF16},
-        {"qkv+attn K=128 G=8 hkv=2 hd=64 ctx 1", 128, 8, 2, 64, 1, 0, 16, F16},
+        /* name, K, G, hkv, hd, positions, window, block size, scale type, blocks a kv head */
+        {"qkv+attn K=2048 G=4 hd=64 ctx 100 (slim)", 2048, 4, 1, 64, 100, 0, 16, F16, 1},
+        {"qkv+attn K=128 G=2 hkv=2 hd=64 ctx 37", 128, 2, 2, 64, 37, 0, 32, BF16, 1},
+        {"qkv+attn K=2048 G=2 hd=128 window 40 (slim)", 2048, 2, 1, 128, 40, 40, 16, BF16, 1},
+        {"qkv+attn K=128 G=8 hkv=2 hd=64 ctx 1", 128, 8, 2, 64, 1, 0, 16, F16, 1},
+        {"qkv+attn K=2048 G=4 hd=64 ctx 150 S=2 (slim)", 2048, 4, 1, 64, 150, 0, 16, F16, 2},
+        {"qkv+attn K=128 G=2 hd=64 ctx 33 S=2 window", 128, 2, 1, 64, 33, 33, 16, BF16, 2},
+        {"qkv+attn K=128 G=4 hd=128 ctx 20 S=2 (a piece empty)", 128, 4, 1, 128, 20, 0, 32, F16, 2},
     };
     for (int pass = 0; pass < 2; pass++) {
         cu_v7_slim = pass == 0, cu_v7_pace = 0;
