@@ -1,15 +1,15 @@
 /* cuda_attn_tail.cuh: one token's decode attention as the tail of its q, k, v GEMV launch
- * (cuda_gemv_tma.cu, kernels with V & 8). The launch's first hkv blocks take no tile groups: block
- * h copies kv head h's cached K and V rows of the earlier positions into its shared memory
- * while the other blocks compute q, k and v, waits until those blocks have written all of h's
- * tiles (their arrival counter, cnt[h]), rotates q and the new k (RoPE), stores the new row to the
- * cache, and runs flash attention over the whole context on its warps, each taking 32-position
- * tiles (tensor cores, fp16 operands, fp32 softmax in the log2 domain, as cuda_attn.cu's TC
- * tiles), merged over the warps in a fixed order. This removes the decode attention's own launch:
- * its release after the GEMV's last block, its q round trip and its cluster merge. The context must
- * fit the shared memory (p_att.cap positions: the backend uses this launch only for steps that
- * fit, and the separate kernel otherwise). Built from the PTX pieces the CPU emulator has
- * (cp.async, mma.sync, atomics), which checks it (tests/ops/cuda_emu, run.sh gemv).
+ * (cuda_gemv_tma.cu, kernels with V & 8). The launch's first hkv x S blocks take no tile groups:
+ * block h S + s copies piece s of kv head h's cached K and V rows of the earlier positions into its
+ * shared memory while the other blocks compute q, k and v, waits until those blocks have written
+ * all of h's tiles (their arrival counter, cnt[h]), rotates q and the new k (RoPE), stores the new
+ * row to the cache, and runs flash attention over its piece of the context on its warps, each
+ * taking 32-position tiles (tensor cores, fp16 operands, fp32 softmax in the log2 domain, as
+ * cuda_attn.cu's TC tiles), merged over the warps in a fixed order. This removes the decode
+ * attention's own launch: its release after the GEMV's last block, its q round trip and its cluster
+ * merge. The context must fit the shared memory (p_att.cap positions: the backend uses this launch
+ * only for steps that fit, and the separate kernel otherwise). Built from the PTX pieces the CPU
+ * emulator has (cp.async, mma.sync, atomics), which checks it (tests/ops/cuda_emu, run.sh gemv).
  *
  * Off by default (env BRISK_CUDA_ATTN_TAIL=1): on an H100 (1B, context 640, round 22) one block a
  * kv head ran 3.6% below the decode kernel at best. One SM per kv head is too little: its rows'
@@ -219,29 +219,43 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
                                                       o[jd][1];
     }
     __syncthreads();
-    /* the warps' partials in warp order (deterministic); warps without a tile hold m = -inf, and
-     * so does a piece without one (S > 1, a short context) */
+    /* n partials (m, l, o) of an output element combined in order (deterministic): num and den
+     * with weights 2^(m_i - M), none where every m_i is -inf (warps or pieces without a tile);
+     * returns M */
+    auto combine = [](int n, auto m_at, auto l_at, auto o_at, float &num, float &den) {
+        float M = -INFINITY;
+        for (int i = 0; i < n; i++) M = fmaxf(M, m_at(i));
+        num = den = 0.f;
+        for (int i = 0; i < n; i++) {
+            const float f = M == -INFINITY ? 0.f : exp2f(m_at(i) - M);
+            den = fmaf(f, l_at(i), den);
+            num = fmaf(f, o_at(i), num);
+        }
+        return M;
+    };
+    auto put = [&](int e, float num, float den) { /* output element e of this kv head */
+                                                  const float r = num / den;
+                                                  const int64_t oe = (int64_t)kvh * G * HD + e;
+                                                  t.out[oe] = r;
+                                                  if (t.outq) t.outq[oe] = __float2half_rn(r);
+    };
+    /* the warps' partials in warp order; a piece without a tile (S > 1, a short context) holds
+     * m = -inf too */
     const int PW = G * (HD + 2); /* a piece's partial: o [G][HD], then (m, l) [G] */
     float *mine = t.S > 1 ? t.part + ((int64_t)kvh * t.S + ps) * PW : nullptr;
     for (int e = tid; e < G * HD; e += NT) {
         const int gg = e / HD;
-        float M = -INFINITY;
-        for (int w = 0; w < NW; w++) M = fmaxf(M, wml[(w * G + gg) * 2]);
-        float den = 0.f, num = 0.f;
-        for (int w = 0; w < NW; w++) {
-            const float f = M == -INFINITY ? 0.f : exp2f(wml[(w * G + gg) * 2] - M);
-            den = fmaf(f, wml[(w * G + gg) * 2 + 1], den);
-            num = fmaf(f, wo[(w * G + gg) * HD + e % HD], num);
-        }
-        if (mine) {
+        float num, den;
+        const float M = combine(
+            NW, [&](int w) { return wml[(w * G + gg) * 2]; },
+            [&](int w) { return wml[(w * G + gg) * 2 + 1]; },
+            [&](int w) { return wo[(w * G + gg) * HD + e % HD]; }, num, den);
+        if (!mine) {
+            put(e, num, den);
+        } else {
             mine[e] = num;
             if (e % HD == 0) mine[G * HD + 2 * gg] = M, mine[G * HD + 2 * gg + 1] = den;
-            continue;
         }
-        const float r = num / den;
-        const int64_t oe = (int64_t)kvh * G * HD + e;
-        t.out[oe] = r;
-        if (t.outq) t.outq[oe] = __float2half_rn(r);
     }
     if (mine) { /* the last piece to finish merges the kv head's S partials */
         __syncthreads();
@@ -254,20 +268,13 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
         if (last) {
             const float *pk = t.part + (int64_t)kvh * t.S * PW;
             for (int e = tid; e < G * HD; e += NT) {
-                const int gg = e / HD;
-                float M = -INFINITY;
-                for (int q = 0; q < t.S; q++) M = fmaxf(M, __ldcg(pk + q * PW + G * HD + 2 * gg));
-                float den = 0.f, num = 0.f;
-                for (int q = 0; q < t.S; q++) {
-                    const float m = __ldcg(pk + q * PW + G * HD + 2 * gg);
-                    const float f = m == -INFINITY ? 0.f : exp2f(m - M);
-                    den = fmaf(f, __ldcg(pk + q * PW + G * HD + 2 * gg + 1), den);
-                    num = fmaf(f, __ldcg(pk + q * PW + e), num);
-                }
-                const float r = num / den;
-                const int64_t oe = (int64_t)kvh * G * HD + e;
-                t.out[oe] = r;
-                if (t.outq) t.outq[oe] = __float2half_rn(r);
+                const float *pm = pk + G * HD + 2 * (e / HD); /* piece 0's (m, l) of e's head */
+                float num, den;
+                combine(
+                    t.S, [&](int q) { return __ldcg(pm + q * PW); },
+                    [&](int q) { return __ldcg(pm + q * PW + 1); },
+                    [&](int q) { return __ldcg(pk + q * PW + e); }, num, den);
+                put(e, num, den);
             }
             if (tid == 0) t.cnt[kvh] = 0, t.cnt[t.hkv + kvh] = 0; /* every piece passed the wait */
         }

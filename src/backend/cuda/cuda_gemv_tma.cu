@@ -525,13 +525,19 @@ static bool p_aids(const p_args &a) {
     return a.tl || a.nomath || a.l2 || a.pace > 0;
 }
 
+/* The shape every slim kernel takes (unless BRISK_CUDA_V7_SLIM=0), with cw consumer warps: x is
+ * whole staging rounds that fit the registers, the slices are whole stages. */
+static bool p_slim_shape(const p_args &a, int cw) {
+    const int rb = cw * 32 * 4; /* x's floats in one round */
+    return cu_v7_slim && a.K % rb == 0 && a.K <= rb * P_XU && a.nch % P_CPS == 0;
+}
+
 template <int ST, int NM, int EPI>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
     constexpr int DCW = NM == 2 ? 8 : 16;
-    const int cw = p_cw(NM == 2 ? 2 : 1), rb = cw * 32 * 4; /* rb: x's floats in one round */
+    const int cw = p_cw(NM == 2 ? 2 : 1);
     const bool xform = (EPI == CU_EPI_ADD) == (a.xq != nullptr);
-    if (cu_v7_slim && cw == DCW && xform && (NM == 2 || !a.pf.ctr) && a.K % rb == 0 &&
-        a.K <= rb * P_XU && a.nch % P_CPS == 0)
+    if (cw == DCW && xform && (NM == 2 || !a.pf.ctr) && p_slim_shape(a, cw))
         return p_aids(a) ? launch_v<ST, NM, EPI, DCW, 5>(st, a, smem)
                          : launch_v<ST, NM, EPI, DCW, 1>(st, a, smem);
     if (cw == 16) return launch_v<ST, NM, EPI, 16, 0>(st, a, smem);
@@ -668,8 +674,7 @@ cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float 
     at.G = G, at.hkv = hkv, at.hd = hd, at.S = S, at.gb = gb, at.cap = cap, at.pf = t->pf;
     at.part = t->part;
     a.tl = cu_tl_take("gemv+attn");
-    const bool slim =
-        cu_v7_slim && a.K % (16 * 32 * 4) == 0 && a.K <= 16 * 32 * 4 * P_XU && a.nch % P_CPS == 0;
+    const bool slim = p_slim_shape(a, 16);
     const int sv = p_aids(a) ? 13 : 9; /* slim, with the measuring aids or without */
     constexpr int E = CU_EPI_STORE;
     if (m[0].w->stype == BRISK_W_BF16)
