@@ -139,6 +139,28 @@ static double half_round(double v) {
     return emu_h2f(emu_f2h((float)v));
 }
 
+/* x as the kernel stages it: normalised with nw (in double) when nw is set, rounded to half. */
+static std::vector<double> staged_x(const float *x, const float *nw, int K, float eps) {
+    double ss = 0.0;
+    for (int k = 0; k < K; k++) ss += (double)x[k] * x[k];
+    const double rs = nw ? 1.0 / sqrt(ss / K + eps) : 1.0;
+    std::vector<double> xh((size_t)K);
+    for (int k = 0; k < K; k++) xh[(size_t)k] = half_round(nw ? x[k] * rs * nw[k] : x[k]);
+    return xh;
+}
+
+/* The reference product of matrix M's rows and xh (K columns). */
+static std::vector<double> ref_gemv(const matrix &M, int rows, int K,
+                                    const std::vector<double> &xh) {
+    std::vector<double> y((size_t)rows, 0.0);
+    for (int r = 0; r < rows; r++) {
+        double acc = 0.0;
+        for (int k = 0; k < K; k++) acc += M.ref[(size_t)r * K + k] * xh[(size_t)k];
+        y[(size_t)r] = acc;
+    }
+    return y;
+}
+
 /* Runs case c; returns true when it passes. */
 static bool run_case(const gcase &c) {
     arena A;
@@ -150,21 +172,10 @@ static bool run_case(const gcase &c) {
     if (nw)
         for (int k = 0; k < K; k++) nw[k] = (float)uniform(0.5, 1.5);
     const float eps = 1e-5f;
-    /* the reference reads x as the kernel stages it: normalised (in double), rounded to half */
-    std::vector<double> xh((size_t)K);
-    double ss = 0.0;
-    for (int k = 0; k < K; k++) ss += (double)x[k] * x[k];
-    const double rs = nw ? 1.0 / sqrt(ss / K + eps) : 1.0;
-    for (int k = 0; k < K; k++) xh[(size_t)k] = half_round(nw ? x[k] * rs * nw[k] : x[k]);
+    /* the reference reads x as the kernel stages it */
+    const std::vector<double> xh = staged_x(x, nw, K, eps);
     std::vector<std::vector<double>> wx((size_t)nm);
-    for (int i = 0; i < nm; i++) {
-        wx[(size_t)i].assign((size_t)c.rows[i], 0.0);
-        for (int r = 0; r < c.rows[i]; r++) {
-            double acc = 0.0;
-            for (int k = 0; k < K; k++) acc += M[(size_t)i].ref[(size_t)r * K + k] * xh[(size_t)k];
-            wx[(size_t)i][(size_t)r] = acc;
-        }
-    }
+    for (int i = 0; i < nm; i++) wx[(size_t)i] = ref_gemv(M[(size_t)i], c.rows[i], K, xh);
     /* outputs (a guard of sentinels after each), biases, the residual's y0 */
     const int ny = c.epi == CU_EPI_SWIGLU ? 1 : nm;
     std::vector<float *> y((size_t)ny), bias((size_t)nm, (float *)NULL);
@@ -335,11 +346,9 @@ static bool run_attn(const acase &c) {
     const cu_attn_tail t = {kc,  vc,   tables,     pos, seq,      slot, invf, out, outq,
                             cnt, part, max_blocks, bs,  c.window, H,    hkv,  hd,  {}};
     /* the reference GEMV over x as staged (normalised, half) */
-    double ss = 0.0;
-    for (int k = 0; k < K; k++) ss += (double)x[k] * x[k];
-    const double rs = 1.0 / sqrt(ss / K + eps);
-    std::vector<double> xh((size_t)K);
-    for (int k = 0; k < K; k++) xh[(size_t)k] = half_round(x[k] * rs * nw[k]);
+    const std::vector<double> xh = staged_x(x, nw, K, eps);
+    std::vector<double> wx[3];
+    for (int i = 0; i < 3; i++) wx[i] = ref_gemv(M[i], rows[i], K, xh);
     const std::vector<uint16_t> kc0(kc, kc + (size_t)slots * kvd), vc0(vc, vc + slots * kvd);
     std::vector<float> first;
     bool ok = true;
@@ -370,8 +379,7 @@ static bool run_attn(const acase &c) {
         for (int i = 0; i < 3; i++) {
             double num = 0.0, den = 0.0;
             for (int r = 0; r < rows[i]; r++) {
-                double want = 0.0;
-                for (int k = 0; k < K; k++) want += M[i].ref[(size_t)r * K + k] * xh[(size_t)k];
+                const double want = wx[i][(size_t)r];
                 num += (y[i][r] - want) * (y[i][r] - want), den += want * want;
             }
             const double rel = sqrt(num / den);
