@@ -67,7 +67,6 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
                                          const float *vg, uint8_t *sm, int kvh, int ps,
                                          unsigned long long *tl) {
     const uint64_t t0 = tl ? gtime() : 0; /* measuring aid: phases from this block's entry */
-    __shared__ int last;                  /* S > 1: this piece is the last to finish */
     constexpr int LD = HD + 8, NW = NT / 32, KS = HD / 16, ND = HD / 8, HALF = HD / 2;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int G = t.G, cap = t.cap;
@@ -258,14 +257,17 @@ __device__ __forceinline__ void att_tail(const p_att &t, const float *qg, const 
         }
     }
     if (mine) { /* the last piece to finish merges the kv head's S partials */
+        /* its flag in RoPE's (cos, sin), long read: no static shared memory, which would push
+         * the launch past the 227 KB a block may have */
+        int *last = (int *)rcs;
         __syncthreads();
         if (tid == 0) {
             __threadfence();
-            last = atomicAdd(t.cnt + t.hkv + kvh, 1u) == (unsigned)t.S - 1;
-            if (last) __threadfence();
+            *last = atomicAdd(t.cnt + t.hkv + kvh, 1u) == (unsigned)t.S - 1;
+            if (*last) __threadfence();
         }
         __syncthreads();
-        if (last) {
+        if (*last) {
             const float *pk = t.part + (int64_t)kvh * t.S * PW;
             for (int e = tid; e < G * HD; e += NT) {
                 const float *pm = pk + G * HD + 2 * (e / HD); /* piece 0's (m, l) of e's head */
