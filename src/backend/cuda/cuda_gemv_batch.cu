@@ -278,8 +278,7 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
                             mma_chunk_scale<ST>(acc[i][ti][jn], C[i][jn], r0[i], r1[i], X[jn]);
                 }
             }
-            __syncwarp();
-            if (lane == 0) mbar_arrive(&empty[st]); /* this warp is done with the stage */
+            ring_release(&empty[st]); /* this warp is done with the stage */
         }
 
         /* the item's sums: lane (g, t) holds rows g, g + 8 x tokens 2t, 2t + 1 of each tile and

@@ -408,8 +408,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 for (int v = 0; v < P_CPS / CWT; v++)
                     if (wt + v * CWT < nc) chunk(v);
             }
-            __syncwarp();
-            if (lane == 0) mbar_arrive(&empty[st]); /* this warp is done with the stage */
+            ring_release(&empty[st]); /* this warp is done with the stage */
             if (++st == a.stages) st = 0, ph ^= 1;
         }
         /* the tile group is complete: warps -> rows (fixed order), then the epilogue */
