@@ -256,53 +256,6 @@ static bool blas_pipeline(cu_state *s, const blas_job *jobs, int nj, const float
     return true;
 }
 
-/* A one-token q, k, v matmul whose next record is its attention (RoPE fused) in a step that fits
- * the shared memory (s->att_step): one launch computes q, k, v and the attention
- * (cu_gemv_tma_attn); the attention record is then skipped (s->att_skip). Whether it did. */
-static bool attn_tail(cu_state *s, const op_rec *r, const cu_gemv_mat *m) {
-    if (!s->att_step || !s->att_cnt || r->n != 1 || r->nmat != 3 || cu_skip || r < s->log ||
-        r + 1 >= s->log + s->n_log)
-        return false;
-    const op_rec *ra = r + 1;
-    if (ra->code != OP_ATTN || !ra->fused || ra->n != 1 || ra->p0 != r->y[0] || ra->p7 != r->y[1] ||
-        ra->p8 != r->y[2] || r->bias[0] || r->bias[1] || r->bias[2])
-        return false;
-    const int H = ra->i0, HKV = ra->i1, hd = ra->i2;
-    const bool outq = cu_attn_outq && s->actq && H * hd <= s->max_cols;
-    if ((int64_t)H * (hd + 2) > 2 * s->max_cols) return false; /* the partials' scratch */
-    cu_attn_tail t = {ra->p1,
-                      ra->p2,
-                      s->d_tables,
-                      (const int32_t *)ra->p4,
-                      (const int32_t *)ra->p5,
-                      (const int32_t *)ra->p10,
-                      (const float *)ra->p9,
-                      (float *)ra->p3,
-                      outq ? s->actq : NULL,
-                      s->att_cnt,
-                      s->att_part,
-                      s->max_blocks,
-                      ra->dim,
-                      ra->epi,
-                      H,
-                      HKV,
-                      hd,
-                      {}};
-    if (cu_attn_tail_pf) { /* the attention's prefetch share, as its own kernel issues it */
-        cu_attn_args aa;
-        memset(&aa, 0, sizeof aa);
-        aa.n_tokens = 1;
-        cu_attn_pf_ranges(s, ra, &aa);
-        t.pf = aa.pf;
-    }
-    cu_pf pf;
-    const cudaError_t e = cu_gemv_tma_attn(s->st, m, (const float *)r->p0, (const float *)r->p1,
-                                           r->eps, cu_gemv_pf(s, r, &pf) ? &pf : NULL, &t);
-    if (e == cudaErrorNotSupported) return false;
-    if (cu_chk(s, e, "cuda q, k, v matmul with attention")) s->att_skip = ra, s->att_outq = outq;
-    return true;
-}
-
 /* actq_of: the floats whose half copy the previous op left in s->actq (or NULL) */
 static void exec_matmul(cu_state *s, const op_rec *r, const float *actq_of) {
     const float *x = (const float *)r->p0;
@@ -325,7 +278,6 @@ static void exec_matmul(cu_state *s, const op_rec *r, const float *actq_of) {
             return;
         }
     }
-    if (attn_tail(s, r, m)) return;
     if (r->p1) { /* rmsnorm(x) first: fused into the GEMV when a kernel has it */
         if (n <= GEMV_MAX_N) {
             cudaError_t e = cu_gemv_norm(s->st, m, r->nmat, r->epi, x, n, (const float *)r->p1,
@@ -431,11 +383,6 @@ static void exec_rec(cu_state *s, const op_rec *r) {
                "cuda kv_store");
         break;
     case OP_ATTN:
-        if (r == s->att_skip) { /* done in the tail of the q, k, v launch */
-            s->att_skip = NULL;
-            if (s->att_outq) s->actq_of = (const float *)r->p3;
-            break;
-        }
         cu_exec_attn(s, r);
         break;
     case OP_SWIGLU:
@@ -711,7 +658,6 @@ static void cu_op_attention(brisk_backend *be, const float *q, const void *kc, c
     }
     if (s->logging && r.n > 1 && (cu_attn_split || !cu_attn_decode_ok(n_head, n_head_kv, head_dim)))
         unlog(s); /* the split-K pair sizes a multi-token launch by this step's context */
-    if (!s->att_cap) s->att_cap = cu_gemv_tma_attn_cap(n_head / n_head_kv, head_dim);
     submit(s, &r);
 }
 
@@ -880,11 +826,6 @@ static brisk_status cu_op_begin_step(brisk_backend *be, const int32_t *tokens,
     cu_tl_step(s->st);
     log_reset(s);
     s->logging = T <= cu_graph_max_t && seqs_distinct(b->seq, T);
-    /* a one-token step whose context fits may run its attention in the q, k, v launch (a graph
-     * of its own) */
-    s->att_step = T == 1 && cu_attn_tail_on && max_pos < s->att_cap;
-    s->att_skip = NULL;
-    s->hash = fnv(s->hash, &s->att_step, sizeof s->att_step);
     s->has_pending = 0; /* a record of a step that failed before its end */
     return BRISK_OK;
 }
@@ -1196,8 +1137,6 @@ static void cu_op_destroy(brisk_backend *be) {
         cudaFree(s->xh);
         cudaFree(s->tmp);
         cudaFree(s->actq);
-        cudaFree(s->att_cnt);
-        cudaFree(s->att_part);
         cudaFree(s->bsc.xq), cudaFree(s->bsc.xs), cudaFree(s->bsc.part), cudaFree(s->bsc.count);
         cudaFreeHost(s->h_logits);
         cudaFree(s->d_am);
@@ -1441,12 +1380,6 @@ extern "C" brisk_status brisk_backend_cuda_create(const brisk_backend_init *init
     }
     if (cu_sm90 && (cu_v7_actq || cu_attn_outq) && /* one-token activations as half */
         !(s->actq = cu_dalloc(s, (size_t)s->max_cols * 2, "cuda scratch")))
-        goto err;
-    if (cu_sm90 && cu_attn_tail_on &&
-        (!(s->att_cnt = (unsigned *)cu_dalloc(s, 256 * 4, "cuda attention counters")) ||
-         !cu_chk(s, cudaMemsetAsync(s->att_cnt, 0, 256 * 4, s->st), "cuda attention counters") ||
-         !(s->att_part = (float *)cu_dalloc(s, (size_t)cu_attn_tail_s * 2 * s->max_cols * 4,
-                                            "cuda attention partials"))))
         goto err;
     if (s->max_tokens > GEMV_MAX_N) { /* the prefill path */
         s->xh_cap = (size_t)s->max_tokens * (size_t)s->max_cols * 2;

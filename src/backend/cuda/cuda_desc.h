@@ -57,28 +57,12 @@ typedef struct cu_pf {
     unsigned long long *ctr;
 } cu_pf;
 
-/* One token's decode attention run in the tail of its q, k, v GEMV (cu_gemv_tma_attn): the
- * attention record's operands (this layer's caches, the step's arrays, the output and its half
- * copy or NULL) and the backend's per-kv-head counters (zero between launches). */
-typedef struct cu_attn_tail {
-    const void *kc, *vc;
-    const int32_t *tables, *pos, *seq, *slot;
-    const float *inv_freq;
-    float *out;
-    void *outq;
-    unsigned *cnt; /* [2 n_head_kv] */
-    float *part;   /* the pieces' partials: cu_attn_tail_s x (n_head (head_dim + 2)) floats */
-    int max_blocks, block_size, window;
-    int n_head, n_head_kv, head_dim;
-    cu_pf pf; /* the attention's L2 prefetch share (cu_attn_args.pf), issued after its tiles */
-} cu_attn_tail;
-
 /* Index of the (scale, bias) pair of row r, group grp (of ngroups per row) in the fast == 2
  * layout. */
 __host__ __device__ __forceinline__ int64_t mma_sb_index(int64_t r, int64_t grp, int64_t ngroups) {
     return (((r >> 4) * ngroups + grp) * 8 + (r & 7)) * 2 + ((r >> 3) & 1);
 }
-enum { TL_NPART = 9 }; /* points of a block's staging (TL_PART 0-4), of an attention tail (5-8) */
+enum { TL_NPART = 5 }; /* the timeline's points of a block's staging (TL_PART) */
 /* Measuring aid (env BRISK_CUDA_TL=1): the timeline of one step's kernels. Each traced launch
  * takes a slot of TL_N counters (cu_tl_take); thread 0 of every block stamps the globaltimer with
  * atomicMax (earliest-of stamps stored inverted), so a slot holds the first and last block's

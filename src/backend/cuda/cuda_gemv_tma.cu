@@ -14,15 +14,14 @@
  * Here one block per SM lives for the whole launch. A producer warp streams the block's work
  * items (tile group x slice of K: 32 chunks of 512 bytes per tile, plus their (scale, bias)
  * pairs, contiguous in the layout) with bulk copies into a ring of stages, each with a `full`
- * mbarrier (transaction bytes) and an `empty` one (one arrival per consumer warp); it starts
- * before griddepcontrol.wait, so the ring fills while the previous kernel ends. The consumer
+ * mbarrier (transaction bytes) and an `empty` one (every consumer lane arrives: ring_release); it
+ * starts before griddepcontrol.wait, so the ring fills while the previous kernel ends. The consumer
  * warps (CW: 16, or 8 for SwiGLU) first stage x as half in shared memory with its sum per chunk
  * (once per launch), then per stage take 32 / CW chunks each: the v4 math (LOP3 codes -> half, 4
  * MMAs per chunk and tile, scale/bias per chunk in f32), accumulating in registers across the
  * slices of a tile group, so K needs no cross-block merge; after its last slice the consumers
  * reduce over warps in shared memory (fixed order: deterministic) and write the epilogue (store +
  * bias, residual add, or SwiGLU of the gate and up tiles). Tile groups go to blocks round-robin. */
-#include "cuda_attn_tail.cuh"
 #include "cuda_bulk.cuh"
 #include "cuda_mma.cuh"
 #include "cuda_switches.h"
@@ -53,7 +52,6 @@ struct p_args {
                  * 2 (=copy) the producer frees stages without copying the weights */
     cu_pf pf;   /* a later kernel's weights into L2, after this block's copies */
     unsigned long long *tl; /* measuring aid (BRISK_CUDA_TL): this launch's timeline slot */
-    p_att att; /* V & 8 (a q, k, v launch with the attention in its tail): cuda_attn_tail.cuh */
 };
 
 template <int CW> __device__ __forceinline__ void consumers_sync() {
@@ -95,57 +93,31 @@ __device__ __forceinline__ void p_chunk(float (&acc)[2], const uint4 &q, typenam
     acc[1] = fmaf(0.0625f * p1.x, C0[2] + C1[2], fmaf(fmaf(-64.f, p1.x, p1.y), X, acc[1]));
 }
 
-/* V & 7 == 0: the general kernel. Otherwise a slim one (launch_p): x is whole staging rounds that
- * fit the registers and the slices are whole stages (LEAN), x comes as halves (the ADD epilogue:
- * the o and down projections) or as floats (the others, with the norm where nw), only SwiGLU draws
- * its tile groups, and the measuring aids are compiled in only with V & 4. V & 8: a q, k, v launch
- * whose first a.att.hkv x a.att.S blocks run the attention (cuda_attn_tail.cuh), the others the
- * tile groups round-robin, each adding its groups to their kv heads' counters at its end. */
+/* V 0: the general kernel. Otherwise a slim one (launch_p): x is whole staging rounds that fit the
+ * registers and the slices are whole stages (LEAN), x comes as halves (the ADD epilogue: the o and
+ * down projections) or as floats (the others, with the norm where nw), only SwiGLU draws its tile
+ * groups, and the measuring aids are compiled in only with V & 4. */
 template <int ST, int NM, int EPI, int CW, int V>
 __global__ void __launch_bounds__((CW + 1) * 32, 1)
     k_gemv_persist(const __grid_constant__ p_args a) {
     typedef typename sb_raw<ST>::T SBT;
     constexpr int NTL = NM == 2 ? 2 : 1;
     constexpr int PS = sizeof(SBT);
-    constexpr int VB = V & 7;
-    constexpr bool LEAN = VB != 0, AIDS = VB == 0 || (V & 4) != 0, ATT = (V & 8) != 0;
-    constexpr int XM = VB == 0             ? 0
-                       : EPI == CU_EPI_ADD ? 1
-                                           : 2; /* x: 1 halves, 2 floats, 0 either */
+    constexpr bool LEAN = V != 0, AIDS = V == 0 || (V & 4) != 0;
+    constexpr int XM = V == 0 ? 0 : EPI == CU_EPI_ADD ? 1 : 2; /* x: 1 halves, 2 floats, 0 either */
     unsigned long long *const tl = AIDS ? a.tl : nullptr;
     const int nomath_a = AIDS ? a.nomath : 0, l2 = AIDS ? a.l2 : 0, pace = AIDS ? a.pace : 0;
     const bool hx = XM == 1 || (XM == 0 && a.xq != nullptr); /* x as halves */
     const float *const nw = XM == 1 ? nullptr : a.nw; /* (no norm with halves: the launcher) */
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
-    if constexpr (ATT) {
-        /* the attention's blocks first: blocks are dispatched in order, so theirs enter as the
-         * previous kernel's first blocks leave and have the longest to load their rows */
-        if ((int)blockIdx.x < a.att.hkv * a.att.S) {
-            const int h = (int)blockIdx.x / a.att.S, ps = (int)blockIdx.x % a.att.S;
-            const int G = a.att.G, hd = a.att.hd;
-            const float *qg = a.m[0].y + (int64_t)h * G * hd;
-            if (hd == 64)
-                att_tail<64, (CW + 1) * 32>(a.att, qg, a.m[1].y + h * 64, a.m[2].y + h * 64, sm, h,
-                                            ps, tl);
-            else
-                att_tail<128, (CW + 1) * 32>(a.att, qg, a.m[1].y + h * 128, a.m[2].y + h * 128, sm,
-                                             h, ps, tl);
-            tl_mark(tl, TL_DONE, true);
-            return;
-        }
-    }
-    /* this launch's GEMV blocks (the round-robin stride) and this one's rank among them */
-    const int gb = ATT ? a.att.gb : (int)gridDim.x;
-    const int bx = (int)blockIdx.x - (ATT ? a.att.hkv * a.att.S : 0);
     tl_mark(tl, TL_ENTRY, true);
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     const int d = a.gshift - 6;
-    /* tile groups: the block's first is its rank bx; then round-robin, or (pf.ctr, more groups than
+    /* tile groups: the block's first is blockIdx.x; then round-robin, or (pf.ctr, more groups than
      * blocks) drawn from a counter by the producer: a block that drains faster takes more (8B
      * gate+up's finish spread 5.5 -> 1.4 us) */
-    const bool dyn =
-        !ATT && (VB == 0 || NM == 2) && a.pf.ctr != nullptr && a.groups > (int)gridDim.x;
+    const bool dyn = (V == 0 || NM == 2) && a.pf.ctr != nullptr && a.groups > (int)gridDim.x;
     uint8_t *ring = sm;
     __half *xh = (__half *)(sm + a.stages * a.stage_bytes);
     float *xs = (float *)((uint8_t *)xh + p_align(a.K * 2));
@@ -173,12 +145,13 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             /* the second group's ticket at entry: its round trip overlaps the first group's
              * copies (1B, one slice per group: drawn after them, q, k, v lost 3 us a launch) */
             unsigned long long tk = dyn ? atomicAdd(a.pf.ctr, 1ull) : 0;
-            for (int ug = bx; ug < a.groups;) {
+            for (int ug = blockIdx.x; ug < a.groups;) {
                 int m, tile;
                 locate(ug, m, tile);
                 for (int sl = 0; sl < a.nsl; sl++, k++) {
                     /* a later group's ticket: its round trip overlaps the wait for a free stage */
-                    if (dyn && sl == a.nsl - 1 && ug != bx) tk = atomicAdd(a.pf.ctr, 1ull);
+                    if (dyn && sl == a.nsl - 1 && ug != (int)blockIdx.x)
+                        tk = atomicAdd(a.pf.ctr, 1ull);
                     if (k >= a.stages) mbar_wait(&empty[st], ph);
                     /* paced: x's loads (L2 hits) queue behind the copies in flight, so until they
                      * are issued a stage waits for the one `pace` before it to land */
@@ -207,7 +180,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
                 /* every run of a launch draws exactly `groups` tickets (each block draws until one
                  * fails: groups - grid succeed, one fails per block), so the counter starts every
                  * run at a multiple of groups */
-                ug = dyn ? gridDim.x + (int)(tk % (unsigned)a.groups) : ug + gb;
+                ug = dyn ? gridDim.x + (int)(tk % (unsigned)a.groups) : ug + gridDim.x;
             }
             /* the end: a stage with no copies, group `groups` */
             if (dyn) {
@@ -217,7 +190,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             }
             if (a.pf.n) { /* this block's share of the prefetch ranges */
                 if (a.pf.late) mbar_wait(xready, 0);
-                pf_issue(a.pf, bx, gb, 0, 1, 64u << 10);
+                pf_issue(a.pf, blockIdx.x, gridDim.x, 0, 1, 64u << 10);
             }
         }
         return;
@@ -363,7 +336,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
      * warp's ~160 instructions a stage (16 warps, 32 chunks) */
     int st = 0;
     uint32_t ph = 0;
-    for (int ug = bx; ug < a.groups;) {
+    for (int ug = blockIdx.x; ug < a.groups;) {
         int m, tile;
         locate(ug, m, tile);
         /* the epilogue's other operand (the residual, or the bias) loaded now: its round trip
@@ -450,20 +423,8 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
             mbar_wait(&full[st], ph);
             ug = sgid[st];
         } else {
-            ug += gb;
+            ug += gridDim.x;
         }
-    }
-    if constexpr (ATT) { /* this block's tile groups, written, to their kv heads' counters: the
-                          * barrier orders the warps' stores before thread 0's fence (cumulative) */
-        consumers_sync<CW>();
-        if (tid == 0) __threadfence();
-        if (tid == 0)
-            for (int ug = bx; ug < a.groups; ug += gb) {
-                int m, tile;
-                locate(ug, m, tile);
-                const int row = tile * 16;
-                atomicAdd(a.att.cnt + (m == 0 ? row / (a.att.G * a.att.hd) : row / a.att.hd), 1u);
-            }
     }
     tl_mark(tl, TL_DONE, true);
 }
@@ -524,19 +485,13 @@ static bool p_aids(const p_args &a) {
     return a.tl || a.nomath || a.l2 || a.pace > 0;
 }
 
-/* The shape every slim kernel takes (unless BRISK_CUDA_V7_SLIM=0), with cw consumer warps: x is
- * whole staging rounds that fit the registers, the slices are whole stages. */
-static bool p_slim_shape(const p_args &a, int cw) {
-    const int rb = cw * 32 * 4; /* x's floats in one round */
-    return cu_v7_slim && a.K % rb == 0 && a.K <= rb * P_XU && a.nch % P_CPS == 0;
-}
-
 template <int ST, int NM, int EPI>
 static cudaError_t launch_p(cudaStream_t st, const p_args &a, int smem) {
     constexpr int DCW = NM == 2 ? 8 : 16;
-    const int cw = p_cw(NM == 2 ? 2 : 1);
+    const int cw = p_cw(NM == 2 ? 2 : 1), rb = cw * 32 * 4; /* rb: x's floats in one round */
     const bool xform = (EPI == CU_EPI_ADD) == (a.xq != nullptr);
-    if (cw == DCW && xform && (NM == 2 || !a.pf.ctr) && p_slim_shape(a, cw))
+    if (cu_v7_slim && cw == DCW && xform && (NM == 2 || !a.pf.ctr) && a.K % rb == 0 &&
+        a.K <= rb * P_XU && a.nch % P_CPS == 0)
         return p_aids(a) ? launch_v<ST, NM, EPI, DCW, 5>(st, a, smem)
                          : launch_v<ST, NM, EPI, DCW, 1>(st, a, smem);
     if (cw == 16) return launch_v<ST, NM, EPI, 16, 0>(st, a, smem);
@@ -556,14 +511,12 @@ bool cu_gemv_tma_takes(const cu_weight *w) {
            w->gs <= 512 && w->cols <= P_MAXK;
 }
 
-/* The launch's arguments and shared memory (cudaErrorNotSupported: not a v7 launch). */
-static cudaError_t p_setup(p_args &a, int &smem, const cu_gemv_mat *m, int nmat, int epi,
-                           const float *x, int n, const float *nw, float eps, const cu_pf *pf,
-                           const void *xq) {
+cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
+                        int n, const float *nw, float eps, const cu_pf *pf, const void *xq) {
     const int ntl = epi == CU_EPI_SWIGLU ? 2 : 1;
     const cu_weight *w0 = m[0].w;
     if (n != 1 || !cu_gemv_tma_takes(w0) || ((uintptr_t)x & 15)) return cudaErrorNotSupported;
-    a = p_args{};
+    p_args a = {};
     a.nmat = ntl == 2 ? 1 : nmat;
     a.K = (int)w0->cols, a.nch = a.K / 64, a.x = x, a.nw = nw, a.eps = eps;
     a.xq = nw || ((uintptr_t)xq & 7) ? NULL : (const __half *)xq; /* halves 8 bytes a thread */
@@ -599,88 +552,9 @@ static cudaError_t p_setup(p_args &a, int &smem, const cu_gemv_mat *m, int nmat,
     a.pace = cu_v7_pace;
     a.nomath = ((cu_skip & SKIP_MATH) != 0) | ((cu_skip & SKIP_COPY) != 0) << 1;
     if (pf) a.pf = *pf;
-    smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
-    return cudaSuccess;
-}
-
-cudaError_t cu_gemv_tma(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
-                        int n, const float *nw, float eps, const cu_pf *pf, const void *xq) {
-    p_args a;
-    int smem = 0;
-    const cudaError_t e = p_setup(a, smem, m, nmat, epi, x, n, nw, eps, pf, xq);
-    if (e != cudaSuccess) return e;
+    const int smem = p_smem(a.stages, a.stage_bytes, a.K, ntl, cw);
     a.tl = cu_tl_take(epi == CU_EPI_SWIGLU ? "gate+up" : epi == CU_EPI_ADD ? "gemv+add" : "gemv");
-    const cu_weight *w0 = m[0].w;
     if (w0->stype == BRISK_W_BF16) return launch_p_epi<BRISK_W_BF16>(st, a, smem, epi);
     if (w0->stype == BRISK_W_F32) return launch_p_epi<BRISK_W_F32>(st, a, smem, epi);
     return launch_p_epi<BRISK_W_F16>(st, a, smem, epi);
-}
-
-/* The q, k, v launch with the attention in its tail (V & 8): the shared memory every block gets
- * (the attention blocks' K/V rows fill what the GEMV's ring leaves), KB (env
- * BRISK_CUDA_ATTN_TAIL_KB, tuning: at most 227, and no less than the GEMV's ring needs). */
-int cu_attn_tail_kb = 227;
-
-static int att_bytes(void) {
-    return (cu_attn_tail_kb < 227 ? cu_attn_tail_kb : 227) << 10;
-}
-
-/* Blocks a kv head's attention runs on (env BRISK_CUDA_ATTN_TAIL_S, 1..8), each over a run of the
- * context's tiles, merged by the last to finish. */
-int cu_attn_tail_s = 4;
-
-/* Positions a block's shared memory holds. */
-static int att_block_cap(int G, int hd) {
-    const int nw = p_cw(1) + 1;
-    int cap = (att_bytes() - att_smem(0, hd, G, nw)) / (2 * (hd + 8) * 2) / 32 * 32;
-    while (cap > 0 && att_smem(cap, hd, G, nw) > att_bytes()) cap -= 32;
-    return cap > 0 ? cap : 0;
-}
-
-int cu_gemv_tma_attn_cap(int G, int hd) {
-    if (!cu_sm90 || (hd != 64 && hd != 128) || G < 1 || G > 8) return 0;
-    /* a piece holds ceil(tiles / S) tiles of the context: at most the block's */
-    return att_block_cap(G, hd) * cu_attn_tail_s;
-}
-
-cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float *x, const float *nw,
-                             float eps, const cu_pf *pf, const cu_attn_tail *t) {
-    const int G = t->n_head / t->n_head_kv, hd = t->head_dim, hkv = t->n_head_kv, nsm = sm_count();
-    const int S = cu_attn_tail_s, cap = att_block_cap(G, hd);
-    if (!cu_gemv_tma_attn_cap(G, hd) || p_cw(1) != 16 || t->n_head % hkv || hkv * S >= nsm / 2 ||
-        (pf && pf->ctr) || (S > 1 && !t->part))
-        return cudaErrorNotSupported;
-    if (m[0].w->rows != (int64_t)t->n_head * hd || m[1].w->rows != (int64_t)hkv * hd ||
-        m[2].w->rows != (int64_t)hkv * hd || m[0].w->stype == BRISK_W_F32 ||
-        m[1].w->cols != m[0].w->cols || m[2].w->cols != m[0].w->cols)
-        return cudaErrorNotSupported;
-    p_args a;
-    int smem = 0;
-    const cudaError_t e = p_setup(a, smem, m, 3, CU_EPI_STORE, x, 1, nw, eps, pf, NULL);
-    if (e != cudaSuccess) return e;
-    /* the attention's blocks take none of the tile groups: only where the GEMV's blocks still
-     * take no more groups each (1B: 192 over 124 or 132, two; 8B: 384, four against three),
-     * unless cu_attn_tail_on is 2 (env BRISK_CUDA_ATTN_TAIL=2, A/B; the emulator's few SMs) */
-    const int gb = nsm - hkv * S;
-    if (((a.groups + gb - 1) / gb != (a.groups + nsm - 1) / nsm && cu_attn_tail_on != 2) ||
-        smem > att_bytes())
-        return cudaErrorNotSupported;
-    p_att &at = a.att;
-    at.kc = (__half *)t->kc, at.vc = (__half *)t->vc;
-    at.tables = t->tables, at.pos = t->pos, at.seq = t->seq, at.slot = t->slot;
-    at.inv_freq = t->inv_freq, at.out = t->out, at.outq = (__half *)t->outq, at.cnt = t->cnt;
-    at.max_blocks = t->max_blocks, at.block_size = t->block_size, at.window = t->window;
-    at.G = G, at.hkv = hkv, at.hd = hd, at.S = S, at.gb = gb, at.cap = cap, at.pf = t->pf;
-    at.part = t->part;
-    a.tl = cu_tl_take("gemv+attn");
-    const bool slim = p_slim_shape(a, 16);
-    const int sv = p_aids(a) ? 13 : 9; /* slim, with the measuring aids or without */
-    constexpr int E = CU_EPI_STORE;
-    if (m[0].w->stype == BRISK_W_BF16)
-        return !slim     ? launch_v<BRISK_W_BF16, 1, E, 16, 8>(st, a, att_bytes())
-               : sv == 9 ? launch_v<BRISK_W_BF16, 1, E, 16, 9>(st, a, att_bytes())
-                         : launch_v<BRISK_W_BF16, 1, E, 16, 13>(st, a, att_bytes());
-    return !slim     ? launch_v<BRISK_W_F16, 1, E, 16, 8>(st, a, att_bytes())
-           : sv == 9 ? launch_v<BRISK_W_F16, 1, E, 16, 9>(st, a, att_bytes())
-                     : launch_v<BRISK_W_F16, 1, E, 16, 13>(st, a, att_bytes());
 }

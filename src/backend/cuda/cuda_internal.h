@@ -23,13 +23,6 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                          int n, const float *nw, float eps, const cu_pf *pf = NULL,
                          bool *v7 = NULL);
-/* The q, k, v launch (m: q, k, v; x normalised with nw, eps in its staging) with token 0's decode
- * attention in its tail (cuda_attn_tail.cuh): cudaErrorNotSupported (nothing launched) where that
- * shape has none. The context must be at most cu_gemv_tma_attn_cap(G, head_dim) positions (0:
- * none for that head shape). */
-cudaError_t cu_gemv_tma_attn(cudaStream_t st, const cu_gemv_mat *m, const float *x, const float *nw,
-                             float eps, const cu_pf *pf, const cu_attn_tail *t);
-int cu_gemv_tma_attn_cap(int G, int head_dim);
 /* Scratch of the batched GEMV (cuda_gemv_batch.cu), owned by the backend: x prepared as half
  * (cu_gemv_batch_xq_bytes) and its chunk sums (cu_gemv_batch_xs_floats) for K <= max_cols,
  * partial sums of K-split work items (part_cap floats) and their arrival counters (count_cap,

@@ -52,7 +52,7 @@ __device__ __forceinline__ uint32_t h2_bits(float lo, float hi) {
 }
 
 /* The online softmax of one 32-position tile in the tensor-core attention kernels (cuda_attn.cu's
- * TC tiles, cuda_attn_tail.cuh): sc holds row g's scores (log2 domain) as four m16n8 C fragments,
+ * TC tiles): sc holds row g's scores (log2 domain) as four m16n8 C fragments,
  * position tb + 8j + 2tq + e at sc[j][e] (e = 0, 1); positions >= end are masked (a tile holds at
  * least one below it). The running maximum mr and this lane's sum lr advance, the output o (row g:
  * o[jd][0..1]) is rescaled, and sc becomes the probabilities. */

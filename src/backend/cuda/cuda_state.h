@@ -84,14 +84,6 @@ typedef struct cu_state {
      * (cu_attn_outq); actq_of: the floats it copies, set only from that op to the next op's */
     void *actq;
     const float *actq_of;
-    /* One-token steps whose context fits att_cap positions (att_step, part of the step's hash) run
-     * the decode attention in the tail of the q, k, v GEMV (cu_gemv_tma_attn, cu_attn_tail):
-     * att_cnt its per-kv-head counters (zero between launches), att_skip the attention record
-     * that launch has done, att_outq whether it wrote the half copy too. */
-    unsigned *att_cnt;
-    float *att_part; /* the pieces' partials (cu_attn_tail.part) */
-    int att_cap, att_step, att_outq;
-    const op_rec *att_skip;
     /* prefill overlap: dequantize on st2 into half b of deq while st's GEMM reads the other half;
      * ev_deq[b]: tile in half b ready; ev_gemm[b]: the last GEMM that read half b is done */
     cudaStream_t st2;

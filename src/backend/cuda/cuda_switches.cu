@@ -24,7 +24,6 @@ int cu_v8_one = 0;
  * (P_RING) measured better: H100, round 21, one call, three interleaved rounds, 8B +1.2%, 1B
  * +0.3% */
 int cu_v7_dyn = 0;
-int cu_attn_tail_on = 0, cu_attn_tail_pf = 0;
 int cu_graph_max_t = 64;
 int cu_attn_pf = 0, cu_attn_pf_auto = 1, cu_v7_pf = 0, cu_v7_pf_auto = 1, cu_v7_opf = 0;
 
@@ -101,14 +100,6 @@ void cu_switches_read(void) {
     cu_tl_init();
     e = getenv("BRISK_CUDA_ATTN_SLICE"); /* 0: the cluster's merge all in block 0 (A/B) */
     cu_attn_slice = !(e && e[0] == '0');
-    e = getenv("BRISK_CUDA_ATTN_TAIL"); /* 1: the decode attention in the q, k, v launch (A/B) */
-    cu_attn_tail_on = e && e[0] == '1' ? 1 : e && e[0] == '2' ? 2 : 0; /* 2: also where slower */
-    e = getenv("BRISK_CUDA_ATTN_TAIL_PF");
-    cu_attn_tail_pf = e && e[0] == '1';
-    e = getenv("BRISK_CUDA_ATTN_TAIL_S"); /* blocks a kv head (1..8) */
-    if (e && atoi(e) >= 1 && atoi(e) <= 8) cu_attn_tail_s = atoi(e);
-    e = getenv("BRISK_CUDA_ATTN_TAIL_KB"); /* shared memory of that launch (tuning) */
-    if (e && atoi(e) >= 16) cu_attn_tail_kb = atoi(e);
     e = getenv("BRISK_CUDA_ATTN_OUTQ"); /* 0: the o projection stages the attention's floats */
     cu_attn_outq = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_ATTN_TC"); /* 0: the decode attention's FMA tiles (A/B) */

@@ -57,16 +57,6 @@ extern int cu_rope_fuse;
 /* decode attention pieces merged inside a cluster (BRISK_CUDA_ATTN=counter: the last block to
  * arrive merges them from global memory, for A/B) */
 extern int cu_attn_cluster, cu_attn_cl_max; /* cl_max: env BRISK_CUDA_ATTN_CL (A/B) */
-/* env BRISK_CUDA_ATTN_TAIL=1 (off by default): one-token steps whose context fits run the decode
- * attention in the tail of the q, k, v GEMV launch (cu_gemv_tma_attn, cuda_attn_tail.cuh) where
- * the GEMV's blocks still take no more tile groups each; 2: also where they do. Measured slower
- * than the decode kernel (1B, H100, round 22: -3.6% at best, bench/cuda-notes.md): one SM per kv
- * head loads its rows and runs its tiles. */
-extern int cu_attn_tail_on, cu_attn_tail_kb, cu_attn_tail_s;
-/* the attention's L2 prefetch share (cu_attn_args.pf) issued by the tail's blocks after their tiles
- * (env BRISK_CUDA_ATTN_TAIL_PF=1; off: 8 blocks issuing what the decode kernel's 64 did took ~4 us
- * a layer, 1B, H100, round 22) */
-extern int cu_attn_tail_pf;
 /* defined by the kernel files */
 extern int cu_attn_tc, cu_attn_slice, cu_attn_outq, cu_attn_slim;
 extern int cu_gemv_v2, cu_gemv_v7, cu_gemv_v8, cu_v7_ring, cu_v7_cw, cu_v7_fit, cu_v7_pre,

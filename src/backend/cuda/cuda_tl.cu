@@ -78,15 +78,7 @@ void cu_tl_dump(void) {
         while (k < nk && strcmp(kinds[k], tl_kind[j])) k++;
         if (k == nk && nk < 8) kinds[nk++] = tl_kind[j];
     }
-    static const char *part[TL_NPART] = {"x",
-                                         "norm w",
-                                         "all loads",
-                                         "norm scale",
-                                         "halves stored",
-                                         "att: rows issued",
-                                         "att: q, k, v",
-                                         "att: rows landed",
-                                         "att: done"};
+    static const char *part[TL_NPART] = {"x", "norm w", "all loads", "norm scale", "halves stored"};
     for (int k = 0; k < nk; k++) {
         double c = 0, marg = 0, rel = 0, stg = 0, spread = 0, early = 0, so0 = 0, so1 = 0;
         double p0[TL_NPART] = {0}, p1[TL_NPART] = {0};

@@ -175,7 +175,6 @@ extern "C" char __start_emu_shared[] __attribute__((weak));
 extern "C" char __stop_emu_shared[] __attribute__((weak));
 
 void (*emu_block_hook)(void);
-int emu_last_blocks;
 
 uint64_t emu_random(void) {
     g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
@@ -510,11 +509,6 @@ void emu_run(dim3 grid, dim3 block, const std::function<void()> &body, size_t dy
         const unsigned x = blocks[i - 1];
         blocks[i - 1] = blocks[j], blocks[j] = x;
     }
-    /* blocks that wait for the others' results (a spin on a counter: blocks here run one at a
-     * time) go last, in their shuffled order */
-    if (emu_last_blocks > 0)
-        std::stable_partition(blocks.begin(), blocks.end(),
-                              [&](unsigned b) { return b % grid.x >= (unsigned)emu_last_blocks; });
     for (unsigned b : blocks) {
         if (emu_block_hook) emu_block_hook();
         blockIdx = dim3(b % grid.x, b / grid.x, 0);

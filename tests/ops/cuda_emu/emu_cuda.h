@@ -108,9 +108,6 @@ void emu_mma16816(int line, float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2
 void emu_poison(void *p, size_t n); /* fills n bytes with the scheduler's random bytes */
 uint64_t emu_random(void);
 extern void (*emu_block_hook)(void); /* when set: called before each block runs */
-/* Launches run their blocks one at a time in a shuffled order: the first emu_last_blocks block
- * indices of the grid run after all the others (blocks that spin until the others have arrived). */
-extern int emu_last_blocks;
 
 /* The intrinsics are macros that pass their call's line to the scheduler's checks. */
 #define __syncthreads()       emu_syncthreads(__LINE__)

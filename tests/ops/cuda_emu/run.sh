@@ -14,13 +14,11 @@
 # the sampler runs also check it, and that both put their rows where cu_chosen_dst says).
 #
 # `bash tests/ops/cuda_emu/run.sh gemv`: the one-token persistent GEMV (v7,
-# src/backend/cuda/cuda_gemv_tma.cu with cuda_attn_tail.cuh, cuda_bulk.cuh, cuda_mma.cuh and
-# cuda_switches.h, copied)
+# src/backend/cuda/cuda_gemv_tma.cu with cuda_bulk.cuh, cuda_mma.cuh and cuda_switches.h, copied)
 # through its launcher against a double-precision reference (test_gemv_emu.cpp; EMU_CASE=substring:
 # those cases only), with 7, 1 and 3 blocks (EMU_SMS=n: n only). The inline PTX comes from this folder's
-# cuda_ptx.cuh (mbarriers, bulk copies landing at random later rounds, named barriers, mma.sync)
-# and cuda_tc.cuh (the attention tail's cp.async, landing at once), which the copies find through
-# -I: the build folder must hold no cuda_ptx.cuh, cuda_tc.cuh or cuda_internal.h.
+# cuda_ptx.cuh (mbarriers, bulk copies landing at random later rounds, named barriers, mma.sync),
+# which the copies find through -I: the build folder must hold no cuda_ptx.cuh or cuda_internal.h.
 # The one change to the copied kernel file: `extern __shared__ __align__(128) uint8_t sm[];` (a
 # CUDA dynamic shared-memory array) becomes a pointer to the launch's emulated buffer.
 # EMU_BUILD: the build folder (default build-emu; ctest passes its own).
@@ -33,8 +31,8 @@ g++ $CXXFLAGS -I$E -Iinclude -Isrc -c -o $B/emu_cuda.o $E/emu_cuda.cpp
 if [ "$1" = gemv ]; then
   shift
   S=src/backend/cuda
-  rm -f $B/cuda_ptx.cuh $B/cuda_tc.cuh $B/cuda_internal.h
-  cp $S/cuda_attn_tail.cuh $S/cuda_bulk.cuh $S/cuda_mma.cuh $S/cuda_switches.h $B/
+  rm -f $B/cuda_ptx.cuh $B/cuda_internal.h
+  cp $S/cuda_bulk.cuh $S/cuda_mma.cuh $S/cuda_switches.h $B/
   SM='extern __shared__ __align__(128) uint8_t sm\[\];'
   [ "$(grep -c "^ *$SM\$" $S/cuda_gemv_tma.cu)" = 1 ] ||
     { echo "run.sh: the dynamic shared-memory declaration of cuda_gemv_tma.cu changed"; exit 1; }
