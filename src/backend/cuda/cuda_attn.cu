@@ -376,7 +376,29 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                     mma16816(sc[j], qf[kk][0], 0u, qf[kk][1], 0u, b[0], b[1]);
                     mma16816(sc[j], qf[kk + 1][0], 0u, qf[kk + 1][1], 0u, b[2], b[3]);
                 }
-            tc_softmax_tile<ND>(sc, o, mr, lr, tb, tq, t1); /* row g: positions tb + 8j + 2tq + e */
+            /* row g: position tb + 8j + 2tq + e (e = 0, 1) */
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    if (tb + 8 * j + 2 * tq + e >= t1) sc[j][e] = -INFINITY;
+                    mx = fmaxf(mx, sc[j][e]);
+                }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mn = fmaxf(mr, mx); /* finite: a tile holds at least one position */
+            const float alpha = exp2f(mr - mn);
+            mr = mn;
+            float sum = 0.f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                sc[j][0] = exp2f(sc[j][0] - mn), sc[j][1] = exp2f(sc[j][1] - mn);
+                sum += sc[j][0] + sc[j][1];
+            }
+            lr = fmaf(lr, alpha, sum); /* this lane's columns; summed over the quad at the end */
+#pragma unroll
+            for (int jd = 0; jd < ND; jd++) o[jd][0] *= alpha, o[jd][1] *= alpha;
 #pragma unroll
             for (int k2 = 0; k2 < 2; k2++) {
                 const uint32_t p0 = tc_pack(sc[2 * k2][0], sc[2 * k2][1]);

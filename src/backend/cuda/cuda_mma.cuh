@@ -51,38 +51,6 @@ __device__ __forceinline__ uint32_t h2_bits(float lo, float hi) {
     return *(const uint32_t *)&h;
 }
 
-/* The online softmax of one 32-position tile in the tensor-core attention kernels (cuda_attn.cu's
- * TC tiles): sc holds row g's scores (log2 domain) as four m16n8 C fragments,
- * position tb + 8j + 2tq + e at sc[j][e] (e = 0, 1); positions >= end are masked (a tile holds at
- * least one below it). The running maximum mr and this lane's sum lr advance, the output o (row g:
- * o[jd][0..1]) is rescaled, and sc becomes the probabilities. */
-template <int ND>
-__device__ __forceinline__ void tc_softmax_tile(float (&sc)[4][4], float (&o)[ND][4], float &mr,
-                                                float &lr, int tb, int tq, int end) {
-    float mx = -INFINITY;
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            if (tb + 8 * j + 2 * tq + e >= end) sc[j][e] = -INFINITY;
-            mx = fmaxf(mx, sc[j][e]);
-        }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float mn = fmaxf(mr, mx); /* finite: a tile holds at least one position */
-    const float alpha = exp2f(mr - mn);
-    mr = mn;
-    float sum = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        sc[j][0] = exp2f(sc[j][0] - mn), sc[j][1] = exp2f(sc[j][1] - mn);
-        sum += sc[j][0] + sc[j][1];
-    }
-    lr = fmaf(lr, alpha, sum); /* this lane's columns; summed over the quad at the end */
-#pragma unroll
-    for (int jd = 0; jd < ND; jd++) o[jd][0] *= alpha, o[jd][1] *= alpha;
-}
-
 /* The per-chunk math of the tensor-core GEMVs (v4 in cuda_gemv.cu, v7 in cuda_gemv_tma.cu). A chunk
  * is 64 columns of a 16-row tile: 4 k-steps of m16n8k16, the MMA's 8 columns are tokens. bx0/bx1:
  * the lane's B fragments (x as half) of the 4 k-steps. */
