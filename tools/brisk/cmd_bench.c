@@ -184,11 +184,12 @@ int brisk_cmd_bench(int argc, char **argv) {
         toks[i] = (int32_t)((rng >> 33) % (uint64_t)info.n_vocab);
     }
     double best_pp = 0, best_tg = 0;
-    /* the last run's greedy ids: its first few and an FNV-1a hash of all, to compare backends and
-     * kernel variants on the same shape */
+    /* the last run's greedy ids: its first few and a hash of all (FNV-1a's constants, one step
+     * per id), to compare backends and kernel variants on the same shape */
+    const uint64_t ids_basis = 1469598103934665603ULL;
     int32_t first_ids[8];
     int n_ids = 0;
-    uint64_t ids_hash = 1469598103934665603ULL;
+    uint64_t ids_hash = ids_basis;
     for (int r = 0; r < reps; r++) {
         brisk_context_seq_truncate(ctx, 0, 0);
         if (n_prompt > 0) {
@@ -207,7 +208,7 @@ int brisk_cmd_bench(int argc, char **argv) {
              * that one picks. --no-pipeline: each step waits for its token and is fed a random
              * one. Either way every run decodes the same sequence. */
             int32_t next = 0;
-            n_ids = 0, ids_hash = 1469598103934665603ULL;
+            n_ids = 0, ids_hash = ids_basis;
             brisk_sampler_reset(sampler, sp.seed);
             t0 = now_s();
             if (pipeline) st = brisk_context_decode_launch(ctx, 0, &toks[n_prompt], sampler);
