@@ -38,8 +38,11 @@ __device__ __forceinline__ void ring_init(uint64_t *full, uint64_t *empty, int s
  * lane arriving after __syncwarp is what CUTLASS-style rings do, but compute-sanitizer's racecheck
  * orders only a thread's own reads before its arrival: a 1B decode, whose rings wrap, reported
  * ~100K hazards between the producer's bulk copies and the consumers' reads that way, and none
- * with every lane arriving; v7 ran at the same speed, H100, round 23. The batch GEMV's cost is not
- * settled: one round each read batch 8 +2.1%, batch 64 -3.2%.) */
+ * with every lane arriving. Its cost on an H100, three interleaved rounds against the one-lane
+ * arrival (round 24): 8B -0.65%, 1B within its spread. A named barrier instead (bar.arrive by the
+ * consumers, bar.sync by the producer; branch named-release) left the ~100K hazards and read 8B
+ * -0.4% against this. The batch GEMV's cost is not settled: one round each read batch 8 +2.1%,
+ * batch 64 -3.2%.) */
 __device__ __forceinline__ void ring_release(uint64_t *empty) {
     mbar_arrive(empty);
 }
