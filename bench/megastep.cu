@@ -36,6 +36,7 @@
  * the consumers' work (x's staging, the chunk math, a block-wide reduction per tile) runs at about
  * the HBM rate: gate+up takes 5.2 us of work with no copies at all. */
 #include "../src/backend/cuda/cuda_mma.cuh"
+#include "bench_cuda.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -45,15 +46,6 @@
 #include <algorithm>
 #include <type_traits>
 #include <vector>
-
-#define CK(x)                                                                                      \
-    do {                                                                                           \
-        cudaError_t e_ = (x);                                                                      \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));             \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 enum { HD = 2048, NQKV = 3072, FF = 8192, NL = 16, NPH = 5, NHEAD = 32, HDIM = 64 };
 #ifndef MS_NST

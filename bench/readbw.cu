@@ -3,19 +3,12 @@
  * kernels have a measured ceiling rather than the copy bandwidth. Not part of the build:
  *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o readbw bench/readbw.cu && ./readbw
  * Prints, per size and launch shape, the time per kernel and the bytes/s, then the chains. */
+#include "bench_cuda.h"
+
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-#define CK(x)                                                                                      \
-    do {                                                                                           \
-        cudaError_t e_ = (x);                                                                      \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));             \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 __device__ __forceinline__ void pdl_launch() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
