@@ -3,7 +3,10 @@
  * not part of the build:
  *   nvcc -O3 -std=c++17 -Isrc -Iinclude -DMS_CW=16 -gencode=arch=compute_90a,code=sm_90a \
  *     -o megastep bench/megastep.cu && ./megastep [attention stand-in ns ...]
- * (-DMS_CW: consumer warps, 8 by default; -DMS_NST: ring stages; -DMS_INFL: stages in flight.)
+ * (-DMS_CW: consumer warps, 8 by default; -DMS_NST: ring stages; -DMS_INFL: stages in flight;
+ * -DMS_ONERED=1: one reduction over the warps a phase; -DMS_CHAINS=2 or 4: a chunk's MMAs in that
+ * many accumulator chains. MS_PROFILE=mode in the environment: three steps of that mode only,
+ * for ncu.)
  *
  * The step: 16 layers of five phases over q4g64 weights in the mma layout (cuda_mma.cuh's chunk
  * math, f16 (scale, bias) pairs): q, k, v (3072 x 2048, the RMSNorm of h folded into x's staging),
@@ -34,7 +37,10 @@
  * barrier releases after 0.8 us without the stream and 2.2-2.3 us with it (q, k, v and down), the
  * launch chain's PDL release after 0.7-1.1; and its stream running ahead buys nothing, because
  * the consumers' work (x's staging, the chunk math, a block-wide reduction per tile) runs at about
- * the HBM rate: gate+up takes 5.2 us of work with no copies at all. */
+ * the HBM rate: gate+up takes 5.2 us of work with no copies at all. That work is latency-bound
+ * (ncu: 0.41 instructions a cycle a scheduler at 4 warps, stalls spread over fixed-latency
+ * waits, barriers and shared-memory loads); one reduction a phase instead of a tile, and 2 or 4
+ * MMA chains a chunk instead of 1, each left it within 0.2 us. */
 #include "../src/backend/cuda/cuda_mma.cuh"
 #include "bench_cuda.h"
 
@@ -54,6 +60,9 @@ enum { HD = 2048, NQKV = 3072, FF = 8192, NL = 16, NPH = 5, NHEAD = 32, HDIM = 6
 #ifndef MS_INFL
 #define MS_INFL                                                                                    \
     3 /* stages in flight at most (issued, not landed); the rest of the ring holds landed ones */
+#endif
+#ifndef MS_ONERED
+#define MS_ONERED 0 /* 1: one reduction over the warps a phase, not one a tile */
 #endif
 #ifndef MS_CW
 #define MS_CW 8 /* consumer warps (-DMS_CW=16: more) */
@@ -84,6 +93,31 @@ __device__ __forceinline__ int xperm(int k) { /* k even: the pair's uint32 index
     return (c * 4 + t) * 8 + 2 * s + j;
 }
 
+#ifndef MS_CHAINS
+#define MS_CHAINS 1 /* a chunk's 4 k-step MMAs in 1, 2 or 4 independent accumulator chains */
+#endif
+/* cuda_mma.cuh's mma_chunk_acc with the k-steps split over MS_CHAINS accumulators, summed before
+ * the scale (1: mma_chunk_acc itself) */
+__device__ __forceinline__ void chunk_acc(float (&acc)[4], const uint4 &q, uint32_t r0, uint32_t r1,
+                                          const uint32_t (&bx0)[4], const uint32_t (&bx1)[4],
+                                          const float (&X)[4]) {
+    if (MS_CHAINS == 1) {
+        mma_chunk_acc<ST>(acc, q, r0, r1, bx0, bx1, X);
+        return;
+    }
+    uint32_t A[4][4];
+    mma_chunk_decode(A, q);
+    float C[4][4] = {};
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+        mma16816(C[s % MS_CHAINS], A[s][0], A[s][1], A[s][2], A[s][3], bx0[s], bx1[s]);
+#pragma unroll
+    for (int c = 1; c < MS_CHAINS; c++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) C[0][j] += C[c][j];
+    mma_chunk_scale<ST>(acc, C[0], r0, r1, X);
+}
+
 __device__ __forceinline__ uint32_t ld_acquire(const unsigned *p) {
     uint32_t v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -98,8 +132,8 @@ __global__ void __launch_bounds__(NTHR, 1)
     uint8_t *ring = sm;
     uint32_t *xp = (uint32_t *)(sm + NST * STAGE); /* FF / 2 pairs */
     float *X = (float *)(xp + FF / 2);             /* FF / 64 chunk sums */
-    float *red = X + FF / 64;                      /* [CW][2][16] */
-    float *misc = red + CW * 2 * 16;               /* [CW] */
+    float *red = X + FF / 64;                      /* [CW][8][16] */
+    float *misc = red + CW * 8 * 16;               /* [CW] */
     uint64_t *full = (uint64_t *)(misc + 32);
     uint64_t *empty = full + NST;
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, G = gridDim.x;
@@ -241,7 +275,7 @@ __global__ void __launch_bounds__(NTHR, 1)
                                         *(const uint4 *)(sb + (i * CPSN + j) * 512 + lane * 16);
                                     const uint32_t *pr =
                                         (const uint32_t *)(sb + CPS * 512) + (i * CPSN + j) * 16;
-                                    mma_chunk_acc<ST>(acc[i], q, pr[g], pr[g + 8], bx0, bx1, Xc);
+                                    chunk_acc(acc[i], q, pr[g], pr[g + 8], bx0, bx1, Xc);
                                 }
                             }
                             __syncwarp();
@@ -250,8 +284,8 @@ __global__ void __launch_bounds__(NTHR, 1)
                         if (t == 0)
 #pragma unroll
                             for (int i = 0; i < NTL; i++) {
-                                red[(wid * 2 + i) * 16 + g] = acc[i][0];
-                                red[(wid * 2 + i) * 16 + g + 8] = acc[i][2];
+                                red[(wid * 8 + i) * 16 + g] = acc[i][0];
+                                red[(wid * 8 + i) * 16 + g + 8] = acc[i][2];
                             }
                         csync();
                         if (tid < 128) { /* row r8's sums: 8 lanes, each over warps part + 8n */
@@ -260,7 +294,7 @@ __global__ void __launch_bounds__(NTHR, 1)
                             for (int i = 0; i < NTL; i++) {
                                 sum[i] = 0.f;
                                 for (int w = part; w < CW; w += 8)
-                                    sum[i] += red[(w * 2 + i) * 16 + r8];
+                                    sum[i] += red[(w * 8 + i) * 16 + r8];
 #pragma unroll
                                 for (int o = 1; o < 8; o <<= 1)
                                     sum[i] += __shfl_xor_sync(0xffffffffu, sum[i], o);
@@ -278,10 +312,105 @@ __global__ void __launch_bounds__(NTHR, 1)
                         csync();
                     }
                 };
-                if (P.ntl == 2)
-                    tiles(std::integral_constant<int, 2>());
-                else
-                    tiles(std::integral_constant<int, 1>());
+                /* MS_ONERED: all of the block's tiles of the phase (MT at most) accumulate in
+                 * registers and are reduced over the warps once, one barrier pair a phase */
+                auto tiles_once = [&](auto ntl_c, auto mt_c) {
+                    constexpr int NTL = decltype(ntl_c)::value, MT = decltype(mt_c)::value,
+                                  CPSN = CPS / NTL, CPW = CPSN / CW;
+                    static_assert(CPW >= 1 && MT * NTL <= 8, "chunks a warp, red's size");
+                    const int nsl = K / 64 / CPSN, r8 = tid >> 3, part = tid & 7;
+                    float acc[MT][NTL][4] = {}, yo[MT];
+#pragma unroll
+                    for (int n = 0; n < MT; n++) {
+                        const int tile = blockIdx.x + n * G;
+                        yo[n] = P.epi == EPI_ADD && tile < P.tiles && tid < 128 && part == 0
+                                    ? __ldcg(P.y + tile * 16 + r8)
+                                    : 0.f;
+                    }
+#pragma unroll
+                    for (int n = 0; n < MT; n++) {
+                        if ((int)blockIdx.x + n * G >= P.tiles) break;
+                        for (int sl = 0; sl < nsl; sl++, k++) {
+                            const int st = k % NST;
+                            mbar_wait(&full[st], (k / NST) & 1);
+                            const uint8_t *sb = ring + st * STAGE;
+#pragma unroll
+                            for (int vv = 0; vv < CPW; vv++) {
+                                const int j = wid + CW * vv, c = sl * CPSN + j;
+                                const uint4 xa = *(const uint4 *)&xp[(c * 4 + t) * 8];
+                                const uint4 xb = *(const uint4 *)&xp[(c * 4 + t) * 8 + 4];
+                                const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
+                                const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
+                                const float Xc[4] = {X[c], X[c], X[c], X[c]};
+#pragma unroll
+                                for (int i = 0; i < NTL; i++) {
+                                    const uint4 q =
+                                        *(const uint4 *)(sb + (i * CPSN + j) * 512 + lane * 16);
+                                    const uint32_t *pr =
+                                        (const uint32_t *)(sb + CPS * 512) + (i * CPSN + j) * 16;
+                                    chunk_acc(acc[n][i], q, pr[g], pr[g + 8], bx0, bx1, Xc);
+                                }
+                            }
+                            __syncwarp();
+                            if (lane == 0) mbar_arrive(&empty[st]);
+                        }
+                    }
+                    if (t == 0)
+#pragma unroll
+                        for (int n = 0; n < MT; n++)
+#pragma unroll
+                            for (int i = 0; i < NTL; i++) {
+                                red[(wid * 8 + n * NTL + i) * 16 + g] = acc[n][i][0];
+                                red[(wid * 8 + n * NTL + i) * 16 + g + 8] = acc[n][i][2];
+                            }
+                    csync();
+                    if (tid < 128) /* row r8 of each tile: 8 lanes, each over warps part + 8m */
+#pragma unroll
+                        for (int n = 0; n < MT; n++) {
+                            const int tile = blockIdx.x + n * G;
+                            float sum[NTL];
+#pragma unroll
+                            for (int i = 0; i < NTL; i++) {
+                                sum[i] = 0.f;
+                                for (int w = part; w < CW; w += 8)
+                                    sum[i] += red[(w * 8 + n * NTL + i) * 16 + r8];
+#pragma unroll
+                                for (int o = 1; o < 8; o <<= 1)
+                                    sum[i] += __shfl_xor_sync(0xffffffffu, sum[i], o);
+                            }
+                            if (part == 0 && tile < P.tiles) {
+                                const int row = tile * 16 + r8;
+                                if (NTL == 2)
+                                    P.y[row] = sum[0] / (1.f + expf(-sum[0])) * sum[NTL - 1];
+                                else if (P.epi == EPI_ADD)
+                                    P.y[row] = yo[n] + sum[0];
+                                else
+                                    P.y[row] = sum[0];
+                            }
+                        }
+                    csync();
+                };
+                using I1 = std::integral_constant<int, 1>;
+                using I2 = std::integral_constant<int, 2>;
+                using I4 = std::integral_constant<int, 4>;
+                const int mt = (P.tiles - (int)blockIdx.x + G - 1) / G; /* this block's tiles */
+                if (!MS_ONERED) {
+                    if (P.ntl == 2)
+                        tiles(I2());
+                    else
+                        tiles(I1());
+                } else if (P.ntl == 2) {
+                    if (mt <= 4)
+                        tiles_once(I2(), I4());
+                    else
+                        tiles(I2());
+                } else if (mt <= 1) {
+                    tiles_once(I1(), I1());
+                } else if (mt <= 2) {
+                    tiles_once(I1(), I2());
+                } else {
+                    tiles(I1());
+                }
             }
         }
         if (tp) tp[3] = gtime();
@@ -377,7 +506,7 @@ static void ref_gemv(const HMat &m, const float *x, double *y) {
 int main(int argc, char **argv) {
     int dev = 0, G = 0;
     CK(cudaDeviceGetAttribute(&G, cudaDevAttrMultiProcessorCount, dev));
-    const int smem = NST * STAGE + FF * 2 + FF / 64 * 4 + CW * 2 * 16 * 4 + 32 * 4 + 2 * NST * 8;
+    const int smem = NST * STAGE + FF * 2 + FF / 64 * 4 + CW * 8 * 16 * 4 + 32 * 4 + 2 * NST * 8;
     CK(cudaFuncSetAttribute(k_step, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     /* weights: per layer qkv, o, gate, up, down */
     std::vector<HMat> hm;
@@ -450,6 +579,15 @@ int main(int argc, char **argv) {
                                          else
                                              launch(0, NL * NPH, mode, ans), epoch++;
     };
+
+    /* MS_PROFILE=m (a mode's bits, e.g. 2 split, 10 split without copies): three steps of that
+     * mode and nothing else, for ncu (a split step's phase p is launch 80 s + p) */
+    if (getenv("MS_PROFILE")) {
+        reset();
+        for (int i = 0; i < 3; i++) step(atoi(getenv("MS_PROFILE")), 0);
+        CK(cudaStreamSynchronize(s));
+        return 0;
+    }
 
     /* correctness: one step each way against the reference */
     std::vector<float> out[3];
