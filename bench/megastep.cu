@@ -118,6 +118,35 @@ __device__ __forceinline__ void chunk_acc(float (&acc)[4], const uint4 &q, uint3
     mma_chunk_scale<ST>(acc, C[0], r0, r1, X);
 }
 
+/* A warp's share of one stage (slice sl of the NTL tiles it holds): chunks wid, wid + CW, ... of
+ * each tile, unrolled so that their loads and MMA chains overlap, into acc; then the warp hands
+ * the stage back. */
+template <int NTL>
+__device__ __forceinline__ void stage_math(float (&acc)[NTL][4], const uint8_t *sb,
+                                           const uint32_t *xp, const float *X, int sl, int wid,
+                                           int lane, uint64_t *empty) {
+    constexpr int CPSN = CPS / NTL, CPW = CPSN / CW;
+    static_assert(CPW >= 1, "chunks a warp");
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int vv = 0; vv < CPW; vv++) {
+        const int j = wid + CW * vv, c = sl * CPSN + j;
+        const uint4 xa = *(const uint4 *)&xp[(c * 4 + t) * 8];
+        const uint4 xb = *(const uint4 *)&xp[(c * 4 + t) * 8 + 4];
+        const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
+        const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
+        const float Xc[4] = {X[c], X[c], X[c], X[c]};
+#pragma unroll
+        for (int i = 0; i < NTL; i++) {
+            const uint4 q = *(const uint4 *)(sb + (i * CPSN + j) * 512 + lane * 16);
+            const uint32_t *pr = (const uint32_t *)(sb + CPS * 512) + (i * CPSN + j) * 16;
+            chunk_acc(acc[i], q, pr[g], pr[g + 8], bx0, bx1, Xc);
+        }
+    }
+    __syncwarp();
+    if (lane == 0) mbar_arrive(empty);
+}
+
 __device__ __forceinline__ uint32_t ld_acquire(const unsigned *p) {
     uint32_t v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -248,8 +277,7 @@ __global__ void __launch_bounds__(NTHR, 1)
                 /* the phase's tiles, NTL a stage (2: gate and up); every warp's chunks of a stage
                  * unrolled, so their loads and MMA chains overlap */
                 auto tiles = [&](auto ntl_c) {
-                    constexpr int NTL = decltype(ntl_c)::value, CPSN = CPS / NTL, CPW = CPSN / CW;
-                    static_assert(CPW >= 1, "chunks a warp");
+                    constexpr int NTL = decltype(ntl_c)::value, CPSN = CPS / NTL;
                     const int nsl = K / 64 / CPSN, r8 = tid >> 3, part = tid & 7;
                     for (int tile = blockIdx.x; tile < P.tiles; tile += G) {
                         float acc[NTL][4] = {};
@@ -260,26 +288,8 @@ __global__ void __launch_bounds__(NTHR, 1)
                         for (int sl = 0; sl < nsl; sl++, k++) {
                             const int st = k % NST;
                             mbar_wait(&full[st], (k / NST) & 1);
-                            const uint8_t *sb = ring + st * STAGE;
-#pragma unroll
-                            for (int vv = 0; vv < CPW; vv++) {
-                                const int j = wid + CW * vv, c = sl * CPSN + j;
-                                const uint4 xa = *(const uint4 *)&xp[(c * 4 + t) * 8];
-                                const uint4 xb = *(const uint4 *)&xp[(c * 4 + t) * 8 + 4];
-                                const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
-                                const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
-                                const float Xc[4] = {X[c], X[c], X[c], X[c]};
-#pragma unroll
-                                for (int i = 0; i < NTL; i++) {
-                                    const uint4 q =
-                                        *(const uint4 *)(sb + (i * CPSN + j) * 512 + lane * 16);
-                                    const uint32_t *pr =
-                                        (const uint32_t *)(sb + CPS * 512) + (i * CPSN + j) * 16;
-                                    chunk_acc(acc[i], q, pr[g], pr[g + 8], bx0, bx1, Xc);
-                                }
-                            }
-                            __syncwarp();
-                            if (lane == 0) mbar_arrive(&empty[st]);
+                            stage_math<NTL>(acc, ring + st * STAGE, xp, X, sl, wid, lane,
+                                            &empty[st]);
                         }
                         if (t == 0)
 #pragma unroll
@@ -316,8 +326,8 @@ __global__ void __launch_bounds__(NTHR, 1)
                  * registers and are reduced over the warps once, one barrier pair a phase */
                 auto tiles_once = [&](auto ntl_c, auto mt_c) {
                     constexpr int NTL = decltype(ntl_c)::value, MT = decltype(mt_c)::value,
-                                  CPSN = CPS / NTL, CPW = CPSN / CW;
-                    static_assert(CPW >= 1 && MT * NTL <= 8, "chunks a warp, red's size");
+                                  CPSN = CPS / NTL;
+                    static_assert(MT * NTL <= 8, "red's size");
                     const int nsl = K / 64 / CPSN, r8 = tid >> 3, part = tid & 7;
                     float acc[MT][NTL][4] = {}, yo[MT];
 #pragma unroll
@@ -333,26 +343,8 @@ __global__ void __launch_bounds__(NTHR, 1)
                         for (int sl = 0; sl < nsl; sl++, k++) {
                             const int st = k % NST;
                             mbar_wait(&full[st], (k / NST) & 1);
-                            const uint8_t *sb = ring + st * STAGE;
-#pragma unroll
-                            for (int vv = 0; vv < CPW; vv++) {
-                                const int j = wid + CW * vv, c = sl * CPSN + j;
-                                const uint4 xa = *(const uint4 *)&xp[(c * 4 + t) * 8];
-                                const uint4 xb = *(const uint4 *)&xp[(c * 4 + t) * 8 + 4];
-                                const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
-                                const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
-                                const float Xc[4] = {X[c], X[c], X[c], X[c]};
-#pragma unroll
-                                for (int i = 0; i < NTL; i++) {
-                                    const uint4 q =
-                                        *(const uint4 *)(sb + (i * CPSN + j) * 512 + lane * 16);
-                                    const uint32_t *pr =
-                                        (const uint32_t *)(sb + CPS * 512) + (i * CPSN + j) * 16;
-                                    chunk_acc(acc[n][i], q, pr[g], pr[g + 8], bx0, bx1, Xc);
-                                }
-                            }
-                            __syncwarp();
-                            if (lane == 0) mbar_arrive(&empty[st]);
+                            stage_math<NTL>(acc[n], ring + st * STAGE, xp, X, sl, wid, lane,
+                                            &empty[st]);
                         }
                     }
                     if (t == 0)
