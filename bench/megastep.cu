@@ -57,9 +57,9 @@ enum { HD = 2048, NQKV = 3072, FF = 8192, NL = 16, NPH = 5, NHEAD = 32, HDIM = 6
 #ifndef MS_NST
 #define MS_NST 10 /* ring stages (-DMS_NST=n: another depth) */
 #endif
+/* stages in flight at most (issued, not landed); the rest of the ring holds landed ones */
 #ifndef MS_INFL
-#define MS_INFL                                                                                    \
-    3 /* stages in flight at most (issued, not landed); the rest of the ring holds landed ones */
+#define MS_INFL 3
 #endif
 #ifndef MS_ONERED
 #define MS_ONERED 0 /* 1: one reduction over the warps a phase, not one a tile */
