@@ -31,16 +31,16 @@ void cu_switches_read(void) {
     /* A/B switches for measurement: BRISK_CUDA_PDL=0, BRISK_CUDA_GEMV=2 ... */
     const char *e = getenv("BRISK_CUDA_PDL");
     cu_pdl = !(e && e[0] == '0');
-    /* griddepcontrol exists only in code built for sm_90+: never launch programmatically
-     * into kernels that cannot wait */
-    int bin = 0, ptx = 0;
-    cu_code_version(&bin, &ptx);
-    if (bin < 90 || ptx < 90) cu_pdl = 0;
     /* the tensor-core and sm_90 paths exist in the loaded code only if the PTX it came from was
      * built for them (__CUDA_ARCH__ then): compute_75 PTX JIT-compiled on an H100 loads as sm_90
      * machine code without them */
+    int bin = 0, ptx = 0;
+    cu_code_version(&bin, &ptx);
     cu_mma_ok = bin >= 80 && ptx >= 80;
     cu_sm90 = bin >= 90 && ptx >= 90;
+    /* griddepcontrol exists only in code built for sm_90+: never launch programmatically
+     * into kernels that cannot wait */
+    if (!cu_sm90) cu_pdl = 0;
     e = getenv("BRISK_CUDA_GEMV");
     cu_gemv_v2 = e && e[0] == '2';
     cu_gemv_v3 = e && e[0] == '3';
