@@ -611,15 +611,15 @@ enum {
 };
 static_assert(24 % CL == 0 && CTX % CL == 0 && GQ * HDIM % CL == 0, "cluster size");
 static_assert(MS_8B || HD / 64 == CPS, "one stage a q, k, v tile"); /* 8B: not run */
-/* the attention region's shared memory after the ring, x and red: K, V rows (half), q (float,
- * scaled by 1/sqrt(HDIM)), the scores, the V partials of the warp groups, this block's partial
- * (m[GQ], l[GQ], o[GQ][HDIM]) and the block's q, k, v rows */
 /* k_qkva's attention region: after the ring, x, its chunk sums, red, misc and the barriers */
 enum {
     QA_OFF =
         (QST * STAGE + HD * 2 + 2 * HD / 64 * 4 + CW * 8 * 16 * 4 + 32 * 4 + (QST + 1) * 8 + 127) /
         128 * 128
 };
+/* the attention region (k_qkva: at QA_OFF; k_attn: after its barrier): K, V rows (half), q (float,
+ * scaled by 1/sqrt(HDIM)), the scores, the V partials of the warp groups, this block's partial
+ * (m[GQ], l[GQ], o[GQ][HDIM]) and the block's q, k, v rows */
 enum {
     A_K = 0,
     A_V = A_K + NR * HDIM * 2,
