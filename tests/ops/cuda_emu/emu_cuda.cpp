@@ -85,7 +85,12 @@ uint64_t *emu_slots(void) {
 void emu_wait(int kind, int line, unsigned mask) {
     g_state[g_cur] = kind;
     g_line[g_cur] = line, g_mask[g_cur] = mask;
-    (kind == EMU_BAR ? g_seq : g_wseq)[g_cur]++;
+    /* the n-th barrier or warp collective of this thread (a spinning thread's yields count as
+     * neither: lanes that spun a different number of times still meet at the same collective) */
+    if (kind == EMU_BAR)
+        g_seq[g_cur]++;
+    else if (kind == EMU_WARP)
+        g_wseq[g_cur]++;
     emu_swap(&g_sp[g_cur], g_sched_sp);
 }
 
@@ -421,11 +426,19 @@ static void run_block(int nt) {
             if (done) diverged(nt, "a warp intrinsic with lanes that returned", g_line[t0]);
             if (ww < 32) continue; /* lanes spin or wait at a barrier: released below, or stuck */
             for (int t = t0; t < t0 + 32; t++)
-                if (g_line[t] != g_line[t0] || g_wseq[t] != g_wseq[t0] || g_mask[t] != 0xffffffffu)
+                if (g_line[t] != g_line[t0] || g_wseq[t] != g_wseq[t0] ||
+                    g_mask[t] != 0xffffffffu) {
+                    /* which lanes: line, how many warp intrinsics before, mask */
+                    fprintf(stderr, "emu: warp %d (threads %d-%d), lane: line#intrinsics/mask:", w,
+                            t0, t0 + 31);
+                    for (int u = t0; u < t0 + 32; u++)
+                        fprintf(stderr, " %d:%d#%u/%x", u - t0, g_line[u], g_wseq[u], g_mask[u]);
+                    fprintf(stderr, "\n");
                     diverged(nt,
                              "the lanes of a warp at different warp intrinsics (or a mask not "
                              "full)",
                              g_line[t0]);
+                }
             for (int t = t0; t < t0 + 32; t++) g_state[t] = F_RUN;
             released = true;
         }
