@@ -1,10 +1,12 @@
 /* cuda_desc.h: the plain descriptors of the CUDA backend that the CPU emulator
  * (tests/ops/cuda_emu) compiles too, so that both build from one copy: the device weight and
- * matmul descriptors, the mma layout's (scale, bias) index and the timeline's slot fields. The
- * includer provides __host__/__device__/__forceinline__ (cuda_runtime.h, or emu_cuda.h). */
+ * matmul descriptors, the batched GEMV's scratch, the mma layout's (scale, bias) index and the
+ * timeline's slot fields. The includer provides __host__/__device__/__forceinline__
+ * (cuda_runtime.h, or emu_cuda.h). */
 #ifndef BRISK_CUDA_DESC_H
 #define BRISK_CUDA_DESC_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Device copy of one weight matrix [rows, cols].
@@ -56,6 +58,19 @@ typedef struct cu_pf {
     int n, late;
     unsigned long long *ctr;
 } cu_pf;
+
+/* Scratch of the batched GEMV (cuda_gemv_batch.cu), owned by the backend: x prepared as half
+ * (cu_gemv_batch_xq_bytes) and its chunk sums (cu_gemv_batch_xs_floats) for K <= max_cols,
+ * partial sums of K-split work items (part_cap floats) and their arrival counters (count_cap,
+ * zero between launches). */
+typedef struct cu_batch_scratch {
+    void *xq;
+    float *xs, *part;
+    size_t part_cap;
+    int *count;
+    int count_cap;
+    int64_t max_cols;
+} cu_batch_scratch;
 
 /* Index of the (scale, bias) pair of row r, group grp (of ngroups per row) in the fast == 2
  * layout. */

@@ -23,18 +23,7 @@ cudaError_t cu_gemv(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, co
 cudaError_t cu_gemv_norm(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
                          int n, const float *nw, float eps, const cu_pf *pf = NULL,
                          bool *v7 = NULL);
-/* Scratch of the batched GEMV (cuda_gemv_batch.cu), owned by the backend: x prepared as half
- * (cu_gemv_batch_xq_bytes) and its chunk sums (cu_gemv_batch_xs_floats) for K <= max_cols,
- * partial sums of K-split work items (part_cap floats) and their arrival counters (count_cap,
- * zero between launches). */
-typedef struct cu_batch_scratch {
-    void *xq;
-    float *xs, *part;
-    size_t part_cap;
-    int *count;
-    int count_cap;
-    int64_t max_cols;
-} cu_batch_scratch;
+/* The batched GEMV's scratch (cu_batch_scratch: cuda_desc.h) */
 size_t cu_gemv_batch_xq_bytes(int64_t max_cols);
 size_t cu_gemv_batch_xs_floats(int64_t max_cols);
 /* Steps of 2-64 tokens over 4-bit mma-layout weights: every weight read once (one launch that

@@ -1,8 +1,9 @@
-/* cuda_internal.h (emulated): what the kernel files run here (cuda_sample.cu, cuda_gemv_tma.cu)
- * need from src/backend/cuda/cuda_internal.h, over emu_cuda.h instead of the CUDA runtime: the
- * sampling entry points (the real backend/cuda/cuda_sample.h), the device descriptors (the real
- * backend/cuda/cuda_desc.h), PDL and the timeline as no-ops, and cu_launch running the grid on
- * the fiber scheduler with its dynamic shared memory. */
+/* cuda_internal.h (emulated): what the kernel files run here (cuda_sample.cu, cuda_gemv_tma.cu,
+ * cuda_gemv_batch.cu) need from src/backend/cuda/cuda_internal.h, over emu_cuda.h instead of the
+ * CUDA runtime: the sampling entry points (the real backend/cuda/cuda_sample.h), the device
+ * descriptors (the real backend/cuda/cuda_desc.h), the batched GEMV's launcher, PDL and the
+ * timeline as no-ops, and cu_launch running the grid on the fiber scheduler with its dynamic
+ * shared memory. */
 #ifndef BRISK_CUDA_INTERNAL_H
 #define BRISK_CUDA_INTERNAL_H
 
@@ -35,6 +36,12 @@ static inline unsigned long long *cu_tl_take(const char *kind) {
 
 extern int cu_pdl;
 extern int cu_sm90; /* the test sets it: the sm_90 kernels are the ones emulated */
+
+/* The batched GEMV's launcher and scratch sizes (the real header's declarations) */
+size_t cu_gemv_batch_xq_bytes(int64_t max_cols);
+size_t cu_gemv_batch_xs_floats(int64_t max_cols);
+cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int epi, const float *x,
+                          int n, const float *nw, float eps, const cu_batch_scratch *sc);
 
 /* An H100's limit of dynamic shared memory per block (227 KB): a launch over it fails. */
 static inline cudaError_t cu_smem_optin(const void *k, size_t smem) {

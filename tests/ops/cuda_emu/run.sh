@@ -21,6 +21,9 @@
 # which the copies find through -I: the build folder must hold no cuda_ptx.cuh or cuda_internal.h.
 # The one change to the copied kernel file: `extern __shared__ __align__(128) uint8_t sm[];` (a
 # CUDA dynamic shared-memory array) becomes a pointer to the launch's emulated buffer.
+# `bash tests/ops/cuda_emu/run.sh gemv_batch`: the batched GEMV for 2-64 tokens (v8,
+# src/backend/cuda/cuda_gemv_batch.cu, copied the same way) through its launcher against a
+# double-precision reference (test_gemv_batch_emu.cpp; EMU_CASE, EMU_SMS as for gemv).
 # EMU_BUILD: the build folder (default build-emu; ctest passes its own).
 set -e
 B=${EMU_BUILD:-build-emu}; mkdir -p $B
@@ -28,22 +31,25 @@ E=tests/ops/cuda_emu
 CXXFLAGS="-std=c++17 -O2 -g -Wall -Wextra -Werror -Wno-unused-function -ffp-contract=off"
 LD="-Wl,-T,$E/emu_shared.ld" # the __shared__ section, with the function templates' (emu_shared.ld)
 g++ $CXXFLAGS -I$E -Iinclude -Isrc -c -o $B/emu_cuda.o $E/emu_cuda.cpp
-if [ "$1" = gemv ]; then
+if [ "$1" = gemv ] || [ "$1" = gemv_batch ]; then
+  # gemv: cuda_gemv_tma.cu (v7) with test_gemv_emu.cpp; gemv_batch: cuda_gemv_batch.cu (v8) with
+  # test_gemv_batch_emu.cpp
+  if [ "$1" = gemv ]; then K=cuda_gemv_tma T=test_gemv_emu; else K=cuda_gemv_batch T=test_gemv_batch_emu; fi
   shift
   S=src/backend/cuda
   rm -f $B/cuda_ptx.cuh $B/cuda_internal.h
   cp $S/cuda_bulk.cuh $S/cuda_mma.cuh $S/cuda_switches.h $B/
   SM='extern __shared__ __align__(128) uint8_t sm\[\];'
-  [ "$(grep -c "^ *$SM\$" $S/cuda_gemv_tma.cu)" = 1 ] ||
-    { echo "run.sh: the dynamic shared-memory declaration of cuda_gemv_tma.cu changed"; exit 1; }
-  sed "s/$SM/uint8_t *const sm = emu_dyn_smem();/" $S/cuda_gemv_tma.cu > $B/cuda_gemv_tma_emu.cpp
+  [ "$(grep -c "^ *$SM\$" $S/$K.cu)" = 1 ] ||
+    { echo "run.sh: the dynamic shared-memory declaration of $K.cu changed"; exit 1; }
+  sed "s/$SM/uint8_t *const sm = emu_dyn_smem();/" $S/$K.cu > $B/${K}_emu.cpp
   # the kernels pun types through pointers (as CUDA code does) and carry #pragma unroll
   GF="$CXXFLAGS -fno-strict-aliasing -Wno-unknown-pragmas -I$E -I$B -Iinclude -Isrc"
-  g++ $GF -c -o $B/cuda_gemv_tma_emu.o $B/cuda_gemv_tma_emu.cpp
-  g++ $GF -o $B/test_gemv_emu $E/test_gemv_emu.cpp $B/cuda_gemv_tma_emu.o $B/emu_cuda.o -lm $LD
+  g++ $GF -c -o $B/${K}_emu.o $B/${K}_emu.cpp
+  g++ $GF -o $B/$T $E/$T.cpp $B/${K}_emu.o $B/emu_cuda.o -lm $LD
   for n in ${EMU_SMS:-7 1 3}; do
     echo "-- $n SMs"
-    EMU_SMS=$n $B/test_gemv_emu "$@"
+    EMU_SMS=$n $B/$T "$@"
   done
   exit 0
 fi

@@ -2,7 +2,7 @@
  * src/backend/cuda/cuda_gemv_tma.cu, copied unchanged but for its dynamic shared-memory
  * declaration: run.sh) on the CPU under emu_cuda.h, through its real launcher cu_gemv_tma, against
  * a double-precision reference: random 4-bit MLX-affine weights packed into the mma layout as the
- * backend's upload does (k_repack_mma, k_interleave of cuda_gemv.cu, ported below), every
+ * backend's upload does (emu_weights.h), every
  * epilogue, 1-3 matrices, the folded RMSNorm, K from 64 to 16384, partial tiles, 8 and 16 consumer
  * warps, the three scale types. Each case runs twice (another thread and copy order) and must give
  * the same bits. What it checks is the kernel's logic (hangs, divergent collectives, indexing,
@@ -10,6 +10,7 @@
  * `bash tests/ops/cuda_emu/run.sh gemv` (EMU_SMS: blocks of the launch, default 7; EMU_SEED). */
 #include "cuda_internal.h"
 #include "cuda_mma.cuh"
+#include "emu_weights.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -23,103 +24,6 @@ int cu_sm90 = 1, cu_skip = 0, cu_pdl = 0;
 extern int cu_v7_cw, cu_v7_ring, cu_v7_pace, cu_v7_slim;
 static int ring_default;
 
-static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
-static uint64_t next_u64(void) {
-    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
-    return g_rng;
-}
-static double uniform(double lo, double hi) { /* [lo, hi) */
-    return lo + (hi - lo) * (double)(next_u64() >> 11) * (1.0 / 9007199254740992.0);
-}
-
-/* "Device" memory: 64-byte aligned host memory, freed with the case. */
-struct arena {
-    std::vector<std::unique_ptr<void, void (*)(void *)>> bufs;
-    template <typename T> T *alloc(size_t n) {
-        const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
-        void *p = aligned_alloc(64, bytes ? bytes : 64);
-        memset(p, 0, bytes);
-        bufs.emplace_back(p, free);
-        return (T *)p;
-    }
-};
-
-/* A scale or bias as stored in scale type st (bits in *out), and the value the kernel decodes. */
-static double store_sb(double v, int st, uint8_t *out) {
-    if (st == BRISK_W_F32) {
-        const float f = (float)v;
-        memcpy(out, &f, 4);
-        return f;
-    }
-    uint16_t h;
-    if (st == BRISK_W_F16) {
-        h = emu_f2h((float)v);
-    } else { /* bf16, rounded to nearest even */
-        const uint32_t u = emu_bits<uint32_t>((float)v);
-        h = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    }
-    memcpy(out, &h, 2);
-    return st == BRISK_W_F16 ? emu_h2f(h) : (double)emu_bits<float>((uint32_t)h << 16);
-}
-
-/* One random 4-bit matrix [rows, K]: w = scale * q + bias per group of gs columns, in the
- * device's mma layout (cu_weight fast == 2) and as doubles for the reference. */
-struct matrix {
-    cu_weight w;
-    std::vector<double> ref; /* [rows][K] */
-};
-
-static void make_matrix(matrix &M, arena &A, int rows, int K, int gs, int st) {
-    const int64_t row_bytes = K / 2, ng = K / gs, tiles = (rows + 15) / 16;
-    const int elem = st == BRISK_W_F32 ? 4 : 2;
-    /* the file's order: a little-endian stream of 4-bit codes per row */
-    std::vector<uint8_t> codes((size_t)(rows * row_bytes));
-    for (auto &c : codes) c = (uint8_t)next_u64();
-    std::vector<uint8_t> sc((size_t)(rows * ng * elem)), bi(sc.size());
-    std::vector<double> s((size_t)(rows * ng)), b(s.size());
-    for (int64_t i = 0; i < rows * ng; i++) {
-        const double scale = uniform(0.004, 0.02);
-        s[(size_t)i] = store_sb(scale, st, &sc[(size_t)(i * elem)]);
-        b[(size_t)i] = store_sb(-scale * uniform(6.0, 9.0), st, &bi[(size_t)(i * elem)]);
-    }
-    M.ref.assign((size_t)rows * K, 0.0);
-    for (int r = 0; r < rows; r++)
-        for (int k = 0; k < K; k++) {
-            const int q = (codes[(size_t)(r * row_bytes + k / 2)] >> (4 * (k & 1))) & 15;
-            const size_t g = (size_t)(r * ng + k / gs);
-            M.ref[(size_t)r * K + k] = s[g] * q + b[g];
-        }
-    /* k_repack_mma: tile T, chunk ch, lane, word s holds rows T*16 + lane/4 (nibbles 0, 2, 4, 6
-     * after the interleave below) and + 8 (1, 3, 5, 7) at columns ch*64 + 16*(lane%4) + 4s + 0..3;
-     * padding rows zero */
-    const int64_t nch = row_bytes / 32;
-    uint32_t *dst = A.alloc<uint32_t>((size_t)(tiles * 16 * row_bytes / 4));
-    for (int64_t i = 0; i < tiles * nch * 128; i++) {
-        const int sw = (int)(i & 3), lane = (int)((i >> 2) & 31);
-        const int64_t ch = (i >> 7) % nch, T = (i >> 7) / nch;
-        const int64_t col = ch * 64 + 16 * (lane & 3) + 4 * sw, ra = T * 16 + (lane >> 2),
-                      rb = ra + 8;
-        uint32_t a = 0, bb = 0;
-        if (ra < rows) memcpy(&a, &codes[(size_t)(ra * row_bytes + col / 2)], 2);
-        if (rb < rows) memcpy(&bb, &codes[(size_t)(rb * row_bytes + col / 2)], 2);
-        uint32_t v = 0;
-        for (int e = 0; e < 4; e++) {
-            const int nib = (e & 1) * 4 + (e >> 1) * 2;
-            v |= ((a >> (4 * e)) & 15u) << (4 * nib);
-            v |= ((bb >> (4 * e)) & 15u) << (4 * (nib + 1));
-        }
-        dst[i] = v;
-    }
-    /* k_interleave (tiles): pair mma_sb_index(r, g) = (scale, bias); padding rows' pairs zero */
-    uint8_t *sb = A.alloc<uint8_t>((size_t)(2 * tiles * 16 * ng * elem));
-    for (int64_t i = 0; i < rows * ng; i++) {
-        const int64_t o = mma_sb_index(i / ng, i % ng, ng);
-        memcpy(sb + 2 * o * elem, &sc[(size_t)(i * elem)], (size_t)elem);
-        memcpy(sb + (2 * o + 1) * elem, &bi[(size_t)(i * elem)], (size_t)elem);
-    }
-    M.w = cu_weight{BRISK_W_QAFFINE, st, 4, gs, 2, rows, K, row_bytes, (uint8_t *)dst, sb};
-}
-
 struct gcase {
     const char *name;
     int epi, K, gs, st, cw; /* cw: cu_v7_cw (8, 16, or 1: the default mix) */
@@ -127,13 +31,6 @@ struct gcase {
     bool bias, norm;
     int stages; /* ring stages (0: the launcher's): fewer than a block's items wrap the ring */
 };
-
-enum { GUARD = 16 };
-static const uint32_t SENTINEL = 0x7fbadbadu; /* a NaN no computation gives */
-
-static double half_round(double v) {
-    return emu_h2f(emu_f2h((float)v));
-}
 
 /* Runs case c; returns true when it passes. */
 static bool run_case(const gcase &c) {
@@ -161,26 +58,12 @@ static bool run_case(const gcase &c) {
             wx[(size_t)i][(size_t)r] = acc;
         }
     }
-    /* outputs (a guard of sentinels after each), biases, the residual's y0 */
     const int ny = c.epi == CU_EPI_SWIGLU ? 1 : nm;
-    std::vector<float *> y((size_t)ny), bias((size_t)nm, (float *)NULL);
-    std::vector<std::vector<float>> y0((size_t)ny);
-    for (int i = 0; i < ny; i++) {
-        const int rows = c.rows[i];
-        y[(size_t)i] = A.alloc<float>((size_t)(rows + GUARD));
-        y0[(size_t)i].resize((size_t)rows);
-        for (int r = 0; r < rows; r++)
-            y0[(size_t)i][(size_t)r] = c.epi == CU_EPI_ADD ? (float)uniform(-1.0, 1.0) : 0.f;
-    }
-    if (c.bias)
-        for (int i = 0; i < nm; i++) {
-            bias[(size_t)i] = A.alloc<float>((size_t)c.rows[i]);
-            for (int r = 0; r < c.rows[i]; r++) bias[(size_t)i][r] = (float)uniform(-0.5, 0.5);
-        }
-    std::vector<cu_gemv_mat> gm((size_t)nm);
-    for (int i = 0; i < nm; i++)
-        gm[(size_t)i] = cu_gemv_mat{&M[(size_t)i].w, bias[(size_t)i],
-                                    c.epi == CU_EPI_SWIGLU ? y[0] : y[(size_t)i], NULL};
+    outputs O;
+    make_outputs(O, A, M, c.epi, c.rows, nm, 1, c.bias);
+    std::vector<float *> &y = O.y, &bias = O.bias;
+    std::vector<std::vector<float>> &y0 = O.y0;
+    std::vector<cu_gemv_mat> &gm = O.gm;
     /* SwiGLU writes its output as half too (yq: every row, then a guard); with no norm, run 3
      * reads x as half (xq) and must give run 0's bits */
     uint16_t *yq = NULL, *xq = NULL;
@@ -234,30 +117,10 @@ static bool run_case(const gcase &c) {
         for (int i = 0; i < ny; i++) {
             const int rows = c.rows[i];
             const float *yi = y[(size_t)i];
-            double num = 0.0, den = 0.0;
-            for (int r = 0; r < rows; r++) {
-                double want = wx[(size_t)i][(size_t)r];
-                if (c.epi == CU_EPI_SWIGLU) {
-                    const double u = wx[1][(size_t)r];
-                    want = want / (1.0 + exp(-want)) * u;
-                } else if (c.bias) {
-                    want += bias[(size_t)i][r];
-                }
-                const double got = (double)yi[r] - y0[(size_t)i][(size_t)r];
-                num += (got - want) * (got - want), den += want * want;
-            }
-            const double rel = sqrt(num / (den > 0 ? den : 1e-30));
-            if (!(rel < 2e-3)) {
-                printf("  %s: matrix %d: relative L2 error %.3g\n", c.name, i, rel);
+            if (!check_output(c.name, i, c.epi, yi, y0[(size_t)i].data(), wx[(size_t)i],
+                              c.epi == CU_EPI_SWIGLU ? &wx[1] : NULL, bias[(size_t)i], rows,
+                              (size_t)rows, rows, "rows", &worst))
                 ok = false;
-            }
-            if (rel > worst || rel != rel) worst = rel;
-            for (int r = rows; r < rows + GUARD; r++)
-                if (memcmp(&yi[r], &SENTINEL, 4)) {
-                    printf("  %s: matrix %d: wrote past its %d rows (y[%d])\n", c.name, i, rows, r);
-                    ok = false;
-                    break;
-                }
             if (rep == 0) {
                 first[(size_t)i].assign(yi, yi + rows);
             } else if (memcmp(first[(size_t)i].data(), yi, (size_t)rows * sizeof(float))) {
