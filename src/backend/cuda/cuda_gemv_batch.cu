@@ -15,9 +15,10 @@
  *     stages into an mbarrier ring; it issues the first ring's weights before the PDL wait).
  *     A work item is (group of 8 or 16 16-row tiles, slice of K); a stage holds S chunks of the
  *     group's codes and (scale, bias) pairs plus the same chunks of the prepared x and sums. The
- *     8 consumer warps split the item's tiles x token groups (no reduction over warps): each
- *     decodes a tile's chunk once (LOP3 -> half A fragments) and runs it against each of its
- *     token groups (4 MMAs), so the tensor cores see up to 64 columns per weight load.
+ *     16 consumer warps split the item's tiles x token groups (b_wn, b_tg; no reduction over
+ *     warps): each decodes its tile's chunk once (LOP3 -> half A fragments) and runs it against
+ *     each of its token groups (4 MMAs each), so the tensor cores see up to 64 columns per weight
+ *     load.
  *     Small matrices split K over B_MAXKS items per group to fill the SMs; the partial sums go to
  *     scratch and the last item of a group to finish (a device-scope counter) adds them in split
  *     order (deterministic) and applies the epilogue: store + bias, residual add, or SwiGLU
