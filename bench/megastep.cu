@@ -6,10 +6,9 @@
  * (-DMS_CW: consumer warps, 8 by default; -DMS_NST: ring stages; -DMS_INFL: stages in flight;
  * -DMS_ONERED=1: one reduction over the warps a phase; -DMS_CHAINS=2 or 4: a chunk's MMAs in that
  * many accumulator chains; -DMS_INT8=1: x as int8 per 64-chunk and m16n8k32 u8 x s8 MMAs on the
- * mma layout's words as they are (int8_chunk; -DMS_X8=0: the first staging, a byte store an
- * element); -DMS_8B=1: the llama3-8b widths (FF 16384); -DMS_CL, -DMS_CTX: the cluster size and
- * context of split-real / split-fused below. MS_PROFILE=mode in the environment: three steps of
- * that mode only, for ncu.)
+ * mma layout's words as they are (int8_chunk); -DMS_8B=1: the llama3-8b widths (FF 16384); -DMS_CL,
+ * -DMS_CTX: the cluster size and context of split-real / split-fused below. MS_PROFILE=mode in the
+ * environment: three steps of that mode only, for ncu.)
  *
  * The step: 16 layers of five phases over q4g64 weights in the mma layout (cuda_mma.cuh's chunk
  * math, f16 (scale, bias) pairs): q, k, v (3072 x 2048, the RMSNorm of h folded into x's staging),
@@ -82,11 +81,6 @@ enum { HD = 2048, NQKV = 3072, FF = 8192, NL = 16, NPH = 5, NHEAD = 32, HDIM = 6
 #endif
 #ifndef MS_INT8
 #define MS_INT8 0 /* 1: x as int8 per 64-chunk, m16n8k32 u8 x s8 MMAs (int8_chunk) */
-#endif
-#ifndef MS_X8
-#define MS_X8                                                                                      \
-    1 /* MS_INT8's staging: 1 whole words from float2 pairs, 0 a byte store an element             \
-       */
 #endif
 #ifndef MS_NST
 #define MS_NST 10 /* ring stages (-DMS_NST=n: another depth) */
@@ -177,7 +171,7 @@ __device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, 
  * products with x as int8 (scale sx; Xs: the chunk's float sum, for the bias), on the mma
  * layout's words as they are: W[s] & 0x0F0F0F0F holds row g's nibbles 0, 2, 4, 6 as bytes, at
  * columns 16 s + 2 t + (i >> 1) + 8 (i & 1) for byte i, and (W[s] >> 4) & .. row g + 8's; the MMA
- * takes byte i of word s as k = 4 t + i (+ 16 for odd s), so x is staged in that order (x8_at)
+ * takes byte i of word s as k = 4 t + i (+ 16 for odd s), so x is staged in that order (stage_x)
  * and no weight is repacked. */
 __device__ __forceinline__ void int8_chunk(float (&acc)[4], const uint4 &q, uint32_t r0,
                                            uint32_t r1, const uint4 &xw, float sx, float Xs) {
@@ -189,12 +183,6 @@ __device__ __forceinline__ void int8_chunk(float (&acc)[4], const uint4 &q, uint
     acc[0] = fmaf(p0.x * sx, (float)C[0], fmaf(p0.y, Xs, acc[0]));
     acc[2] = fmaf(p1.x * sx, (float)C[2], fmaf(p1.y, Xs, acc[2]));
 }
-/* the byte of x's int8 staging that holds element e (int8_chunk's order) */
-__device__ __forceinline__ int x8_at(int e) {
-    const int c = e >> 6, s = (e >> 4) & 3, r = e & 15;
-    return (c * 16 + ((r & 7) >> 1) * 4 + s) * 4 + 2 * (r & 1) + (r >> 3);
-}
-
 /* A warp's share of one stage (slice sl of the NTL tiles it holds): chunks wid, wid + CW, ... of
  * each tile, unrolled so that their loads and MMA chains overlap, into acc; then the warp hands
  * the stage back. */
@@ -242,7 +230,7 @@ template <class Sync>
 __device__ __forceinline__ void stage_x(const float *x, int K, int norm, uint32_t *xp, float *X,
                                         float *XS, float *misc, int tid, Sync csync) {
     const int U = K / (CW * 128), base = tid * U * 4;
-    if (MS_INT8 && MS_X8) { /* int8_chunk's words: x[16 s + 2 t + {0, 8, 1, 9}] from float2 pairs */
+    if (MS_INT8) { /* int8_chunk's words: x[16 s + 2 t + {0, 8, 1, 9}] from float2 pairs */
         const int tpc = 16 / U;
         float cs = 0.f;
         float2 lo[8], hi[8];
@@ -297,39 +285,15 @@ __device__ __forceinline__ void stage_x(const float *x, int K, int norm, uint32_
     }
     const int tpc = 16 / U; /* threads a chunk */
     float cs = 0.f;
-    if (MS_INT8) { /* MS_X8=0: bytes round(x / sx), sx = max |x| / 127, one store an element */
-        float mx = 0.f;
 #pragma unroll
-        for (int u = 0; u < 8; u++)
-            if (u < U)
-                mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v[u].x), fabsf(v[u].y)),
-                                     fmaxf(fabsf(v[u].z), fabsf(v[u].w))));
-        for (int o = 1; o < tpc; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        mx *= rs;
-        const float sx = mx > 0.f ? mx * (1.f / 127.f) : 1.f, inv = __frcp_rn(sx) * rs;
-        uint8_t *x8 = (uint8_t *)xp;
-        auto q8 = [&](float a) {
-            return (uint8_t)__float2int_rn(fminf(fmaxf(a * inv, -127.f), 127.f));
-        };
-#pragma unroll
-        for (int u = 0; u < 8; u++)
-            if (u < U) {
-                const int e = base + u * 4;
-                x8[x8_at(e)] = q8(v[u].x), x8[x8_at(e + 1)] = q8(v[u].y);
-                x8[x8_at(e + 2)] = q8(v[u].z), x8[x8_at(e + 3)] = q8(v[u].w);
-                cs += (v[u].x + v[u].y + v[u].z + v[u].w) * rs;
-            }
-        if (tid % tpc == 0) XS[base / 64] = sx;
-    } else
-#pragma unroll
-        for (int u = 0; u < 8; u++)
-            if (u < U) {
-                const uint32_t a = h2_bits(v[u].x * rs, v[u].y * rs);
-                const uint32_t b = h2_bits(v[u].z * rs, v[u].w * rs);
-                xp[xperm(base + u * 4)] = a, xp[xperm(base + u * 4 + 2)] = b;
-                const __half2 ha = *(const __half2 *)&a, hb = *(const __half2 *)&b;
-                cs += __low2float(ha) + __high2float(ha) + __low2float(hb) + __high2float(hb);
-            }
+    for (int u = 0; u < 8; u++)
+        if (u < U) {
+            const uint32_t a = h2_bits(v[u].x * rs, v[u].y * rs);
+            const uint32_t b = h2_bits(v[u].z * rs, v[u].w * rs);
+            xp[xperm(base + u * 4)] = a, xp[xperm(base + u * 4 + 2)] = b;
+            const __half2 ha = *(const __half2 *)&a, hb = *(const __half2 *)&b;
+            cs += __low2float(ha) + __high2float(ha) + __low2float(hb) + __high2float(hb);
+        }
     for (int o = 1; o < tpc; o <<= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
     if (tid % tpc == 0) X[base / 64] = cs;
     csync();
@@ -358,6 +322,13 @@ __device__ __forceinline__ void tile_sum(const float (&acc)[NTL][4], float *red,
             for (int o = 1; o < 8; o <<= 1) sum[i] += __shfl_xor_sync(0xffffffffu, sum[i], o);
         }
     }
+}
+
+/* Thread 0's measuring-aid stamps of phase p in this block (entry, release, x staged, end), or
+ * null: none taken (no ts, the block not in the phase, or another thread) */
+__device__ __forceinline__ unsigned long long *stamp_slot(unsigned long long *ts, bool in, int tid,
+                                                          int p, int G) {
+    return ts && in && tid == 0 ? ts + ((size_t)p * G + blockIdx.x) * 4 : nullptr;
 }
 
 __device__ __forceinline__ uint32_t ld_acquire(const unsigned *p) {
@@ -427,8 +398,7 @@ __global__ void __launch_bounds__(NTHR, 1)
         const Phase &P = c_ph[p];
         const bool has = P.epi == EPI_ATTN ? (int)blockIdx.x < NHEAD : (int)blockIdx.x < P.tiles;
         /* measuring aid: thread 0 stamps the phase's entry, release, staged x, end */
-        unsigned long long *tp =
-            ts && has && tid == 0 ? ts + ((size_t)p * G + blockIdx.x) * 4 : nullptr;
+        unsigned long long *tp = stamp_slot(ts, has, tid, p, G);
         if (tp) tp[0] = gtime();
         if (has) {
             /* the inputs: the previous phase's outputs */
@@ -605,11 +575,13 @@ enum {
     GQ = NHEAD / NKV,
     CL = MS_CL,
     CTX = MS_CTX,
-    TPB = 24 / CL,     /* tiles a block */
-    NR = CTX / CL + 1, /* K/V rows a block */
-    QST = TPB          /* ring stages */
+    HT = HDIM / 16,      /* tiles a head's rows */
+    KVT = (GQ + 2) * HT, /* a kv head's q, k, v tiles */
+    TPB = KVT / CL,      /* tiles a block */
+    NR = CTX / CL + 1,   /* K/V rows a block */
+    QST = TPB            /* ring stages */
 };
-static_assert(24 % CL == 0 && CTX % CL == 0 && GQ * HDIM % CL == 0, "cluster size");
+static_assert(KVT % CL == 0 && CTX % CL == 0 && GQ * HDIM % CL == 0, "cluster size");
 static_assert(MS_8B || HD / 64 == CPS, "one stage a q, k, v tile"); /* 8B: not run */
 /* k_qkva's attention region: after the ring, x, its chunk sums, red, misc and the barriers */
 enum {
@@ -760,7 +732,28 @@ __device__ __forceinline__ void attn_inputs(uint8_t *a, int layer, int kvh, int 
     }
 }
 
-/* q, k, v of kv head blockIdx.x / CL (its 24 tiles: GQ * 4 of q, 4 of k, 4 of v; rank r takes
+/* Both kernels' end, once q and this step's row are in place: the K, V rows landed, the block's
+ * partial (attn_part), the cluster's merge between two cluster barriers (every rank's partial
+ * written; no rank leaving while another reads its partial), stamps in t1 [2] and [3]. */
+template <class Sync>
+__device__ __forceinline__ void attn_finish(uint8_t *a, int layer, int kvh, int tid,
+                                            uint64_t *kvbar, unsigned long long *t1, Sync csync) {
+    cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+    const bool last = (int)cl.block_rank() == CL - 1;
+    mbar_wait(kvbar, 0);
+    csync();
+    if (t1) t1[2] = gtime();
+    attn_part(a, last ? NR : NR - 1, tid, csync, layer);
+    astamp(layer, tid, 4);
+    cl.sync();
+    astamp(layer, tid, 5);
+    attn_merge(a, kvh, tid, c_ph[layer * NPH + 1].y);
+    astamp(layer, tid, 6);
+    cl.sync();
+    if (t1) t1[3] = gtime();
+}
+
+/* q, k, v of kv head blockIdx.x / CL (its KVT tiles: GQ * HT of q, HT of k, HT of v; rank r takes
  * r, r + CL, ...), exchanged in the cluster, and its attention over the context split by rank
  */
 __global__ void __launch_bounds__(NTHR, 1)
@@ -779,9 +772,12 @@ __global__ void __launch_bounds__(NTHR, 1)
     const int r = (int)cl.block_rank(), kvh = blockIdx.x / CL;
     const Phase &P = c_ph[layer * NPH];
     auto tile_of = [&](int j) { /* the kv head's j-th tile's index in the q, k, v matrix */
-                                return j < GQ * 4       ? kvh * GQ * 4 + j
-                                       : j < GQ * 4 + 4 ? 128 + kvh * 4 + (j - GQ * 4)
-                                                        : 160 + kvh * 4 + (j - GQ * 4 - 4);
+                                const int q = GQ * HT; /* the rows of q, k, v start at tiles 0, HD /
+                                                          16, (HD + NKV HDIM) / 16 */
+                                return j < q ? kvh * q + j
+                                       : j < q + HT
+                                           ? HD / 16 + kvh * HT + (j - q)
+                                           : (HD + NKV * HDIM) / 16 + kvh * HT + (j - q - HT);
     };
     if (tid == 0) {
         for (int s = 0; s < QST; s++) mbar_init(&full[s], 1);
@@ -789,10 +785,8 @@ __global__ void __launch_bounds__(NTHR, 1)
         mbar_init_fence();
     }
     __syncthreads();
-    unsigned long long *t0 =
-        ts && tid == 0 ? ts + ((size_t)(layer * NPH) * G + blockIdx.x) * 4 : nullptr;
-    unsigned long long *t1 =
-        ts && tid == 0 ? ts + ((size_t)(layer * NPH + 1) * G + blockIdx.x) * 4 : nullptr;
+    unsigned long long *t0 = stamp_slot(ts, true, tid, layer * NPH, G),
+                       *t1 = stamp_slot(ts, true, tid, layer * NPH + 1, G);
     if (t0) t0[0] = gtime();
     if (wid == CW) { /* producer: the K, V rows and the block's tiles, one stage each */
         if (lane == 0) {
@@ -837,17 +831,7 @@ __global__ void __launch_bounds__(NTHR, 1)
         const int jt = j / 16; /* the kv head's tile jt: rank jt % CL's slot jt / CL */
         return cl.map_shared_rank(rows, jt % CL)[(jt / CL) * 16 + j % 16];
     });
-    mbar_wait(kvbar, 0);
-    csync();
-    if (t1) t1[2] = gtime();
-    attn_part(a, r == CL - 1 ? NR : NR - 1, tid, csync, layer);
-    astamp(layer, tid, 4);
-    cl.sync(); /* every rank's partial written */
-    astamp(layer, tid, 5);
-    attn_merge(a, kvh, tid, c_ph[layer * NPH + 1].y);
-    astamp(layer, tid, 6);
-    cl.sync(); /* no rank leaves while another reads its partial */
-    if (t1) t1[3] = gtime();
+    attn_finish(a, layer, kvh, tid, kvbar, t1, csync);
 }
 
 /* The same attention as a launch of its own after the q, k, v GEMV (rows from global memory) */
@@ -859,8 +843,7 @@ __global__ void __launch_bounds__(CW * 32, 1) k_attn(int layer, unsigned long lo
     uint64_t *kvbar = (uint64_t *)sm;
     uint8_t *a = sm + 128;
     const int tid = threadIdx.x, r = (int)cl.block_rank(), kvh = blockIdx.x / CL;
-    unsigned long long *t1 =
-        ts && tid == 0 ? ts + ((size_t)(layer * NPH + 1) * G + blockIdx.x) * 4 : nullptr;
+    unsigned long long *t1 = stamp_slot(ts, true, tid, layer * NPH + 1, G);
     if (t1) t1[0] = gtime();
     if (tid == 0) {
         mbar_init(kvbar, 1);
@@ -879,17 +862,7 @@ __global__ void __launch_bounds__(CW * 32, 1) k_attn(int layer, unsigned long lo
                             : HD + NKV * HDIM + kvh * HDIM + (j - (GQ + 1) * HDIM);
         return __ldcg(qkv + row);
     });
-    mbar_wait(kvbar, 0);
-    csync();
-    if (t1) t1[2] = gtime();
-    attn_part(a, r == CL - 1 ? NR : NR - 1, tid, csync, layer);
-    astamp(layer, tid, 4);
-    cl.sync();
-    astamp(layer, tid, 5);
-    attn_merge(a, kvh, tid, c_ph[layer * NPH + 1].y);
-    astamp(layer, tid, 6);
-    cl.sync();
-    if (t1) t1[3] = gtime();
+    attn_finish(a, layer, kvh, tid, kvbar, t1, csync);
 }
 
 /* ---- host ---- */
