@@ -31,10 +31,12 @@ E=tests/ops/cuda_emu
 CXXFLAGS="-std=c++17 -O2 -g -Wall -Wextra -Werror -Wno-unused-function -ffp-contract=off"
 LD="-Wl,-T,$E/emu_shared.ld" # the __shared__ section, with the function templates' (emu_shared.ld)
 g++ $CXXFLAGS -I$E -Iinclude -Isrc -c -o $B/emu_cuda.o $E/emu_cuda.cpp
-if [ "$1" = gemv ] || [ "$1" = gemv_batch ]; then
-  # gemv: cuda_gemv_tma.cu (v7) with test_gemv_emu.cpp; gemv_batch: cuda_gemv_batch.cu (v8) with
-  # test_gemv_batch_emu.cpp
-  if [ "$1" = gemv ]; then K=cuda_gemv_tma T=test_gemv_emu; else K=cuda_gemv_batch T=test_gemv_batch_emu; fi
+case "$1" in # a GEMV kernel file (K) and its test (T)
+  gemv) K=cuda_gemv_tma T=test_gemv_emu ;;
+  gemv_batch) K=cuda_gemv_batch T=test_gemv_batch_emu ;;
+  *) K= ;;
+esac
+if [ -n "$K" ]; then
   shift
   S=src/backend/cuda
   rm -f $B/cuda_ptx.cuh $B/cuda_internal.h
