@@ -210,6 +210,21 @@ BRISK_API void brisk_context_decode_drop(brisk_context *ctx);
 BRISK_API brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs,
                                                   const int32_t *tokens, int n, float *logits);
 
+/* brisk_context_decode_batch that returns each sequence's next token instead of its logits, as a
+ * server steps its requests: next[i] is the token samplers[i] picks for seqs[i] (not accepted:
+ * call brisk_sampler_accept) and logprob[i], when logprob is not NULL, its log-probability as
+ * brisk_sampler_sample reports it. Each row has its own sampler (a drawing one serves one row).
+ * When every sampler is greedy, or a chain of temperature, top-k, top-p and min-p only, the
+ * choice runs on the backend (CUDA: only the ids and logprobs cross to the host; a greedy row
+ * among drawing ones runs as top-k 1, which picks the same id); otherwise every row's logits come
+ * back and each sampler samples its row on the host. Errors as brisk_context_decode_batch, and
+ * BRISK_ERR_BACKEND when a row's logits hold NaN (or, when drawing, +inf or only -inf); after an
+ * error no sequence has changed and no sampler's generator has moved. */
+BRISK_API brisk_status brisk_context_decode_batch_sample(brisk_context *ctx, const int *seqs,
+                                                         const int32_t *tokens, int n,
+                                                         brisk_sampler *const *samplers,
+                                                         int32_t *next, float *logprob);
+
 /* Positions a sequence can hold (the context size). */
 BRISK_API int brisk_context_n_ctx(const brisk_context *ctx);
 

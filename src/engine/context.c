@@ -5,6 +5,7 @@
 #include "model/model.h"
 #include "util/error.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +39,13 @@ struct brisk_context {
     brisk_fwd_scratch scratch;
     int32_t *pos, *slot, *seq_ids, *out_rows; /* [n_batch] step arrays */
     const int32_t **tables;                   /* [n_seq_max] */
-    float *greedy_logits; /* [BRISK_LOGIT_ROWS, n_vocab] host rows when the backend cannot argmax
-                             or sample, or the sampler's chain cannot run on it */
+    float *greedy_logits; /* [scratch.logit_rows, n_vocab] host rows when the backend cannot
+                             argmax or sample, or the sampler's chain cannot run on it */
+    /* brisk_context_decode_batch_sample's rows: chains, uniforms and unasked-for logprobs
+     * [n_batch]; every row's logits [n_batch, n_vocab] when a chain runs on the host (lazily) */
+    brisk_sample_params *b_sp;
+    double *b_u;
+    float *b_lp, *b_logits;
     launched fl[MAX_LAUNCHED]; /* uncollected launches, oldest first */
     int n_fl;
 };
@@ -83,6 +89,7 @@ void brisk_context_destroy(brisk_context *ctx) {
     free(ctx->seq_ids);
     free(ctx->out_rows);
     free(ctx->greedy_logits);
+    free(ctx->b_sp), free(ctx->b_u), free(ctx->b_lp), free(ctx->b_logits);
     free(ctx->tables);
     free(ctx);
 }
@@ -129,7 +136,8 @@ brisk_status brisk_context_create(brisk_model *model, const brisk_context_params
     };
     st = brisk_backend_create(model->backend, &init, &ctx->be);
     if (st == BRISK_OK) st = brisk_kv_pool_init(&ctx->pool, p.n_kv_blocks, p.kv_block);
-    if (st == BRISK_OK) st = brisk_fwd_scratch_create(ctx->be, c, p.n_batch, &ctx->scratch);
+    if (st == BRISK_OK)
+        st = brisk_fwd_scratch_create(ctx->be, c, p.n_batch, p.n_seq_max, &ctx->scratch);
     if (st != BRISK_OK) {
         brisk_context_destroy(ctx);
         return st;
@@ -143,8 +151,11 @@ brisk_status brisk_context_create(brisk_model *model, const brisk_context_params
     ctx->slot = malloc((size_t)p.n_batch * sizeof *ctx->slot);
     ctx->seq_ids = malloc((size_t)p.n_batch * sizeof *ctx->seq_ids);
     ctx->out_rows = malloc((size_t)p.n_batch * sizeof *ctx->out_rows);
+    ctx->b_sp = malloc((size_t)p.n_batch * sizeof *ctx->b_sp);
+    ctx->b_u = malloc((size_t)p.n_batch * sizeof *ctx->b_u);
+    ctx->b_lp = malloc((size_t)p.n_batch * sizeof *ctx->b_lp);
     int ok = ctx->kcache && ctx->vcache && ctx->seqs && ctx->tables && ctx->pos && ctx->slot &&
-             ctx->seq_ids && ctx->out_rows;
+             ctx->seq_ids && ctx->out_rows && ctx->b_sp && ctx->b_u && ctx->b_lp;
     for (int l = 0; ok && l < c->n_layer; l++) {
         const size_t bytes = slots * (size_t)ctx->kv_dim * ctx->be->ops->kv_elem_size;
         ctx->kcache[l] = ctx->be->ops->alloc(ctx->be, bytes);
@@ -292,7 +303,7 @@ brisk_status brisk_context_eval(brisk_context *ctx, int seq, const int32_t *toke
 static brisk_status host_rows(brisk_context *ctx, const char *fn) {
     if (ctx->greedy_logits) return BRISK_OK;
     ctx->greedy_logits =
-        malloc(sizeof(float) * (size_t)BRISK_LOGIT_ROWS * (size_t)ctx->model->cfg.n_vocab);
+        malloc(sizeof(float) * (size_t)ctx->scratch.logit_rows * (size_t)ctx->model->cfg.n_vocab);
     return ctx->greedy_logits ? BRISK_OK : brisk_errorf(BRISK_ERR_OOM, "%s: out of memory", fn);
 }
 
@@ -477,32 +488,30 @@ void brisk_context_decode_drop(brisk_context *ctx) {
     if (ctx) drop_launched(ctx, 0);
 }
 
-brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, const int32_t *tokens,
-                                        int n, float *logits) {
+/* The start of a step of several sequences, one token each (brisk_context_decode_batch and
+ * _sample): checks the arguments, reserves the blocks the tokens need (all or none) and fills the
+ * step arrays and *fb (no output rows yet). */
+static brisk_status batch_begin(brisk_context *ctx, const char *fn, const int *seqs,
+                                const int32_t *tokens, int n, brisk_fwd_batch *fb) {
     if (!ctx || !seqs || !tokens || n <= 0 || n > ctx->p.n_batch)
-        return brisk_errorf(BRISK_ERR_INVALID_ARG,
-                            "brisk_context_decode_batch: need 1..%d sequences with a token each",
+        return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: need 1..%d sequences with a token each", fn,
                             ctx ? ctx->p.n_batch : 0);
-    brisk_status ist = idle(ctx, "brisk_context_decode_batch");
+    brisk_status ist = idle(ctx, fn);
     if (ist != BRISK_OK) return ist;
     const brisk_config *c = &ctx->model->cfg;
     for (int i = 0; i < n; i++) {
         if (seqs[i] < 0 || seqs[i] >= ctx->p.n_seq_max)
-            return brisk_errorf(BRISK_ERR_INVALID_ARG, "brisk_context_decode_batch: no sequence %d",
-                                seqs[i]);
+            return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: no sequence %d", fn, seqs[i]);
         for (int j = 0; j < i; j++)
             if (seqs[j] == seqs[i])
-                return brisk_errorf(BRISK_ERR_INVALID_ARG,
-                                    "brisk_context_decode_batch: sequence %d appears twice",
+                return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: sequence %d appears twice", fn,
                                     seqs[i]);
         if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
             return brisk_errorf(BRISK_ERR_INVALID_ARG,
-                                "brisk_context_decode_batch: token %d at index %d is outside the "
-                                "vocabulary [0, %d)",
+                                "%s: token %d at index %d is outside the vocabulary [0, %d)", fn,
                                 tokens[i], i, c->n_vocab);
         if (ctx->seqs[seqs[i]].len >= ctx->p.n_ctx)
-            return brisk_errorf(BRISK_ERR_INVALID_ARG,
-                                "brisk_context_decode_batch: sequence %d is full (%d positions)",
+            return brisk_errorf(BRISK_ERR_INVALID_ARG, "%s: sequence %d is full (%d positions)", fn,
                                 seqs[i], ctx->p.n_ctx);
     }
     /* A sequence needs a new block exactly when its length is a multiple of the block size. */
@@ -521,9 +530,8 @@ brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, con
             if (s->len % bs == 0) brisk_kv_unref(&ctx->pool, s->blocks[s->len / bs]);
         }
         return brisk_errorf(BRISK_ERR_KV_FULL,
-                            "brisk_context_decode_batch: the KV cache has no free block (%d blocks "
-                            "of %d tokens in use)",
-                            ctx->pool.n_blocks, bs);
+                            "%s: the KV cache has no free block (%d blocks of %d tokens in use)",
+                            fn, ctx->pool.n_blocks, bs);
     }
     for (int i = 0; i < n; i++) {
         const seq_state *s = &ctx->seqs[seqs[i]];
@@ -532,7 +540,7 @@ brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, con
         ctx->slot[i] = s->blocks[s->len / bs] * bs + s->len % bs;
         ctx->out_rows[i] = i;
     }
-    brisk_fwd_batch fb = {
+    *fb = (brisk_fwd_batch){
         .tokens = tokens,
         .attn = {.n_tokens = n,
                  .pos = ctx->pos,
@@ -541,18 +549,104 @@ brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, con
                  .block_tables = ctx->tables,
                  .block_size = bs,
                  .sliding_window = c->sliding_window},
-        .n_out = logits ? n : 0,
         .out_rows = ctx->out_rows,
     };
-    brisk_status st = brisk_forward(ctx->model, ctx->be, &ctx->scratch, ctx->kcache, ctx->vcache,
-                                    &fb, ctx->max_blocks, ctx->p.n_seq_max, logits);
+    return BRISK_OK;
+}
+
+/* The end of a batch_begin step: every sequence holds its token (ok), or none does and the
+ * blocks reserved for them go back. */
+static void batch_end(brisk_context *ctx, const int *seqs, int n, bool ok) {
+    const int bs = ctx->p.kv_block;
     for (int i = 0; i < n; i++) {
         seq_state *s = &ctx->seqs[seqs[i]];
-        if (st == BRISK_OK)
+        if (ok)
             s->len++;
         else if (s->len % bs == 0)
             brisk_kv_unref(&ctx->pool, s->blocks[s->len / bs]);
     }
+}
+
+static brisk_status batch_forward(brisk_context *ctx, const brisk_fwd_batch *fb, float *logits) {
+    return brisk_forward(ctx->model, ctx->be, &ctx->scratch, ctx->kcache, ctx->vcache, fb,
+                         ctx->max_blocks, ctx->p.n_seq_max, logits);
+}
+
+brisk_status brisk_context_decode_batch(brisk_context *ctx, const int *seqs, const int32_t *tokens,
+                                        int n, float *logits) {
+    brisk_fwd_batch fb;
+    brisk_status st = batch_begin(ctx, "brisk_context_decode_batch", seqs, tokens, n, &fb);
+    if (st != BRISK_OK) return st;
+    fb.n_out = logits ? n : 0;
+    st = batch_forward(ctx, &fb, logits);
+    batch_end(ctx, seqs, n, st == BRISK_OK);
+    return st;
+}
+
+/* A greedy row inside a step whose other rows draw: the chain that keeps only the best id (ties:
+ * the lower one) picks the argmax whatever the uniform, and reports the same log-probability. */
+static const brisk_sample_params argmax_chain = {
+    .inv_temp = 1.0f, .top_k = 1, .top_p = 1.0f, .log_min_p = -INFINITY};
+
+brisk_status brisk_context_decode_batch_sample(brisk_context *ctx, const int *seqs,
+                                               const int32_t *tokens, int n,
+                                               brisk_sampler *const *samplers, int32_t *next,
+                                               float *logprob) {
+    const char *fn = "brisk_context_decode_batch_sample";
+    if (!ctx || !samplers || !next)
+        return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                            "%s: the context, the samplers and next must be set", fn);
+    const int V = ctx->model->cfg.n_vocab;
+    bool all_greedy = true, device = ctx->be->ops->end_step_sample != NULL;
+    for (int i = 0; i < n && i < ctx->p.n_batch; i++) {
+        if (!samplers[i] || brisk_sampler_n_vocab(samplers[i]) != V)
+            return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                                "%s: sampler %d is %s, the model has %d tokens", fn, i,
+                                samplers[i] ? "for another vocabulary" : "NULL", V);
+        const bool greedy = brisk_sampler_is_greedy(samplers[i]);
+        for (int j = 0; j < i && !greedy; j++)
+            if (samplers[j] == samplers[i])
+                return brisk_errorf(BRISK_ERR_INVALID_ARG,
+                                    "%s: rows %d and %d share a drawing sampler (one each)", fn, j,
+                                    i);
+        all_greedy &= greedy;
+        if (!greedy && !brisk_sampler_device_params(samplers[i], &ctx->b_sp[i])) device = false;
+        if (greedy) ctx->b_sp[i] = argmax_chain;
+    }
+    brisk_fwd_batch fb;
+    brisk_status st = batch_begin(ctx, fn, seqs, tokens, n, &fb);
+    if (st != BRISK_OK) return st;
+    float *lp = logprob ? logprob : ctx->b_lp;
+    fb.n_out = n;
+    if (all_greedy) { /* the argmax where the logits are (host rows when the backend has none) */
+        if (!ctx->be->ops->end_step_argmax) st = host_rows(ctx, fn);
+        fb.greedy_ids = next, fb.greedy_lp = lp;
+        if (st == BRISK_OK) st = batch_forward(ctx, &fb, ctx->greedy_logits);
+    } else if (device) { /* every chain on the backend; the generators move once it succeeded */
+        for (int i = 0; i < n; i++)
+            ctx->b_u[i] = brisk_sampler_is_greedy(samplers[i])
+                              ? 0.0
+                              : brisk_sampler_peek_uniform(samplers[i]);
+        fb.greedy_ids = next, fb.greedy_lp = lp, fb.sample = ctx->b_sp, fb.sample_u = ctx->b_u;
+        st = batch_forward(ctx, &fb, NULL);
+    } else { /* some chain needs the host (logit bias, penalties): every row's logits come back */
+        if (!ctx->b_logits) ctx->b_logits = malloc(sizeof(float) * (size_t)ctx->p.n_batch * V);
+        st = ctx->b_logits ? batch_forward(ctx, &fb, ctx->b_logits)
+                           : brisk_errorf(BRISK_ERR_OOM, "%s: out of memory for logits", fn);
+        for (int i = 0; i < n && st == BRISK_OK; i++) {
+            st = brisk_sampler_sample_u(samplers[i], ctx->b_logits + (size_t)i * V,
+                                        brisk_sampler_peek_uniform(samplers[i]), &next[i], &lp[i]);
+            if (st != BRISK_OK) { /* the model's logits, not the caller's input, were bad */
+                char msg[256];
+                snprintf(msg, sizeof msg, "%s", brisk_last_error());
+                st = brisk_errorf(BRISK_ERR_BACKEND, "%s: row %d: %s", fn, i, msg);
+            }
+        }
+    }
+    if (st == BRISK_OK)
+        for (int i = 0; i < n; i++)
+            if (brisk_sampler_draws(samplers[i])) brisk_sampler_skip_uniform(samplers[i]);
+    batch_end(ctx, seqs, n, st == BRISK_OK);
     return st;
 }
 

@@ -413,6 +413,10 @@ void brisk_sampler_skip_uniform(brisk_sampler *s) {
     (void)rng_next(s->rng);
 }
 
+bool brisk_sampler_draws(const brisk_sampler *s) {
+    return s->p.temperature != 0.0f;
+}
+
 int brisk_sampler_n_vocab(const brisk_sampler *s) {
     return s->n_vocab;
 }

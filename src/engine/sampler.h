@@ -19,6 +19,9 @@ double brisk_sampler_peek_uniform(const brisk_sampler *s);
 /* Draws that uniform (after a device sampled with it), so the stream stays the host's. */
 void brisk_sampler_skip_uniform(brisk_sampler *s);
 
+/* True when s draws (temperature > 0): a step it chose a token for used one uniform. */
+bool brisk_sampler_draws(const brisk_sampler *s);
+
 int brisk_sampler_n_vocab(const brisk_sampler *s);
 
 /* brisk_sampler_sample with the draw's uniform u in [0, 1) given instead of drawn (the generator

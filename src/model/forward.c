@@ -8,17 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-brisk_status brisk_fwd_scratch_create(brisk_backend *be, const brisk_config *c, int T,
+brisk_status brisk_fwd_scratch_create(brisk_backend *be, const brisk_config *c, int T, int n_seqs,
                                       brisk_fwd_scratch *s) {
     memset(s, 0, sizeof *s);
     s->max_tokens = T;
+    const int rows = n_seqs < T ? n_seqs : T;
+    s->logit_rows = rows < BRISK_LOGIT_ROWS       ? BRISK_LOGIT_ROWS
+                    : rows > BRISK_LOGIT_ROWS_MAX ? BRISK_LOGIT_ROWS_MAX
+                                                  : rows;
     const size_t D = (size_t)c->n_embd, Q = (size_t)c->n_head * c->head_dim,
                  KV = (size_t)c->n_head_kv * c->head_dim, F = (size_t)c->n_ff;
     float **bufs[] = {&s->x,   &s->xb,   &s->q,    &s->k,  &s->v,
                       &s->att, &s->proj, &s->gate, &s->up, &s->logits};
     const size_t sizes[] = {
         T * D, T * D, T * Q, T * KV, T * KV,
-        T * Q, T * D, T * F, T * F,  (size_t)BRISK_LOGIT_ROWS * (size_t)c->n_vocab};
+        T * Q, T * D, T * F, T * F,  (size_t)s->logit_rows * (size_t)c->n_vocab};
     for (size_t i = 0; i < BRISK_ARRAY_LEN(bufs); i++) {
         *bufs[i] = be->ops->alloc(be, sizes[i] * sizeof(float));
         if (!*bufs[i]) {
@@ -123,8 +127,8 @@ brisk_status brisk_forward(const brisk_model *m, brisk_backend *be, brisk_fwd_sc
     }
     /* Final norm and the output projection, only for the rows that want logits, in chunks that
      * bound the logits scratch. */
-    for (int r0 = 0; r0 < b->n_out && st == BRISK_OK; r0 += BRISK_LOGIT_ROWS) {
-        const int nr = b->n_out - r0 < BRISK_LOGIT_ROWS ? b->n_out - r0 : BRISK_LOGIT_ROWS;
+    for (int r0 = 0; r0 < b->n_out && st == BRISK_OK; r0 += s->logit_rows) {
+        const int nr = b->n_out - r0 < s->logit_rows ? b->n_out - r0 : s->logit_rows;
         /* rows r0.. of x in order (a decode step: every token's) need no gather: one kernel less
          * in the chain of every step */
         bool same = true;

@@ -19,23 +19,26 @@ struct brisk_model {
 
 /* Activation scratch for up to max_tokens tokens per step, planned once per context, in the
  * backend's memory. */
-#define BRISK_LOGIT_ROWS 16 /* output-projection rows per chunk (bounds the logits scratch) */
+#define BRISK_LOGIT_ROWS     16  /* output-projection rows per chunk, at least ... */
+#define BRISK_LOGIT_ROWS_MAX 256 /* ... and at most (bounds the logits scratch) */
 typedef struct brisk_fwd_scratch {
     int max_tokens;
-    float *logits; /* [BRISK_LOGIT_ROWS, n_vocab] */
-    float *x;      /* [T, n_embd] residual stream */
-    float *xb;     /* [T, n_embd] normed input / gathered output rows */
-    float *q;      /* [T, n_head*head_dim] */
-    float *k;      /* [T, n_head_kv*head_dim] */
-    float *v;      /* [T, n_head_kv*head_dim] */
-    float *att;    /* [T, n_head*head_dim] attention output */
-    float *proj;   /* [T, n_embd] o_proj / down_proj output */
-    float *gate;   /* [T, n_ff] */
-    float *up;     /* [T, n_ff] */
+    int logit_rows; /* output rows per chunk: a decode step of every sequence is one chunk (one
+                       output projection, one end_step) up to BRISK_LOGIT_ROWS_MAX sequences */
+    float *logits;  /* [logit_rows, n_vocab] */
+    float *x;       /* [T, n_embd] residual stream */
+    float *xb;      /* [T, n_embd] normed input / gathered output rows */
+    float *q;       /* [T, n_head*head_dim] */
+    float *k;       /* [T, n_head_kv*head_dim] */
+    float *v;       /* [T, n_head_kv*head_dim] */
+    float *att;     /* [T, n_head*head_dim] attention output */
+    float *proj;    /* [T, n_embd] o_proj / down_proj output */
+    float *gate;    /* [T, n_ff] */
+    float *up;      /* [T, n_ff] */
 } brisk_fwd_scratch;
 
 brisk_status brisk_fwd_scratch_create(brisk_backend *be, const brisk_config *cfg, int max_tokens,
-                                      brisk_fwd_scratch *s);
+                                      int n_seqs, brisk_fwd_scratch *s);
 void brisk_fwd_scratch_free(brisk_backend *be, brisk_fwd_scratch *s);
 
 /* One forward step over a batch of tokens (several sequences may share it). k/v of every token
@@ -48,7 +51,7 @@ typedef struct brisk_fwd_batch {
     const int32_t *out_rows; /* [n_out] indices into tokens */
     /* When not NULL: the greedy token and its log-probability of each output row instead of its
      * logits (on the device when the backend can; else from logits, which must then be a host
-     * buffer of BRISK_LOGIT_ROWS rows). */
+     * buffer of the scratch's logit_rows rows). */
     int32_t *greedy_ids;
     float *greedy_lp;
     /* With greedy_ids, when not NULL (only for a backend that has end_step_sample): each output

@@ -1,8 +1,9 @@
 /* test_batch.c: continuous-batching decode: several sequences stepping together through one
  * forward pass (brisk_context_decode_batch) give the same logits and tokens as each sequence
  * decoded alone, across KV block boundaries; a full pool fails the step and changes nothing;
- * brisk_context_eval_greedy follows the logits' argmax. Argument 2 "cuda": the CUDA backend (its
- * decode steps of several sequences replay as graphs from the third step: the comparison with
+ * brisk_context_eval_greedy follows the logits' argmax; brisk_context_decode_batch_sample picks
+ * the ids the host's samplers pick from decode_batch's logits. Argument 2 "cuda": the CUDA backend
+ * (its decode steps of several sequences replay as graphs from the third step: the comparison with
  * the one-sequence steps covers the replays), within 2e-2. */
 #include "brisk.h"
 #include "check.h"
@@ -11,6 +12,58 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* brisk_context_decode_batch_sample against decode_batch's logits sampled on the host by twin
+ * samplers (same parameters and seeds), for three sequences whose samplers are built by kind[k]:
+ * 'g' greedy, 'd' a drawing chain the backend can run, 'p' a chain with a repetition penalty
+ * (host only). Both contexts are fed the sampled ids; ids must match and logprobs within lp_tol.
+ * Returns the number of mismatching ids. */
+static brisk_sampler *make_sampler(char kind, int k) {
+    brisk_sampler_params p = brisk_sampler_default_params();
+    if (kind != 'g') p.temperature = 0.9f, p.top_k = 60, p.top_p = 0.95f, p.min_p = 0.01f;
+    if (kind == 'p') p.repetition_penalty = 1.3f;
+    p.seed = 7 + (uint64_t)k;
+    brisk_sampler *s = NULL;
+    CHECK(brisk_sampler_create(&p, 512, &s) == BRISK_OK);
+    return s;
+}
+
+static int sample_vs_host(brisk_model *m, const brisk_context_params *cp, const char *kind,
+                          double lp_tol) {
+    brisk_context *a = NULL, *b = NULL;
+    CHECK(brisk_context_create(m, cp, &a) == BRISK_OK);
+    CHECK(brisk_context_create(m, cp, &b) == BRISK_OK);
+    brisk_sampler *sa[3], *sb[3];
+    int seqs[3] = {1, 2, 0}, bad = 0;
+    int32_t next[3], want[3];
+    float lp[3], lb[3 * 512];
+    for (int k = 0; k < 3; k++) {
+        sa[k] = make_sampler(kind[k], k), sb[k] = make_sampler(kind[k], k);
+        const int32_t prompt[3] = {1, 300 + 20 * k, 280};
+        CHECK(brisk_context_eval(a, seqs[k], prompt, 3, NULL, true) == BRISK_OK);
+        CHECK(brisk_context_eval(b, seqs[k], prompt, 3, NULL, true) == BRISK_OK);
+        next[k] = 400 + k;
+    }
+    for (int step = 0; step < 10; step++) {
+        CHECK(brisk_context_decode_batch(b, seqs, next, 3, lb) == BRISK_OK);
+        CHECK(brisk_context_decode_batch_sample(a, seqs, next, 3, sa, next, step % 3 ? lp : NULL) ==
+              BRISK_OK);
+        for (int k = 0; k < 3; k++) {
+            float l = 0;
+            CHECK(brisk_sampler_sample(sb[k], lb + k * 512, &want[k], &l) == BRISK_OK);
+            bad += next[k] != want[k];
+            if (step % 3)
+                CHECK_MSG(fabs(lp[k] - l) < lp_tol, "%s step %d row %d: logprob %g vs %g", kind,
+                          step, k, lp[k], l);
+            brisk_sampler_accept(sa[k], next[k]);
+            brisk_sampler_accept(sb[k], want[k]);
+        }
+    }
+    for (int k = 0; k < 3; k++) brisk_sampler_destroy(sa[k]), brisk_sampler_destroy(sb[k]);
+    brisk_context_destroy(a);
+    brisk_context_destroy(b);
+    return bad;
+}
 
 int main(int argc, char **argv) {
     const char *shared = argc > 1 ? argv[1] : "../shared";
@@ -88,6 +141,59 @@ int main(int argc, char **argv) {
         brisk_context_destroy(l);
     }
     for (int k = 0; k < 3; k++) CHECK(brisk_context_seq_len(batched, seqs[k]) == lens[k] + 12);
+
+    /* brisk_context_decode_batch_sample: all greedy (the argmax where the logits are), drawing
+     * chains with and without greedy rows among them (on the backend when it has a sampler), and
+     * a penalty (every row's logits to the host). A device draws with the same uniforms: equal
+     * ids up to float rounding at a filter's edge, so one miss in 30 is allowed there. */
+    {
+        const char *kinds[] = {"ggg", "ddd", "gdg", "pgd"};
+        for (int i = 0; i < 4; i++) {
+            const int bad = sample_vs_host(m, &cp, kinds[i], lp_tol);
+            CHECK_MSG(bad <= (cuda && kinds[i][0] != 'p' && strchr(kinds[i], 'd') ? 1 : 0),
+                      "decode_batch_sample %s: %d of 30 ids differ from the host's", kinds[i], bad);
+        }
+        /* errors: nothing moves (the next step matches a twin that never saw them) */
+        brisk_context *e = NULL;
+        CHECK(brisk_context_create(m, &cp, &e) == BRISK_OK);
+        brisk_sampler *sm[3] = {make_sampler('d', 0), make_sampler('g', 1), make_sampler('d', 2)};
+        brisk_sampler *tw = make_sampler('d', 0);
+        int32_t ids[3] = {1, 1, 1}, one = 1;
+        CHECK(brisk_context_decode_batch_sample(e, seqs, ids, 3, NULL, ids, NULL) ==
+              BRISK_ERR_INVALID_ARG);
+        brisk_sampler *twice[3] = {sm[0], sm[1], sm[0]}; /* one drawing sampler twice */
+        CHECK(brisk_context_decode_batch_sample(e, seqs, ids, 3, twice, ids, NULL) ==
+              BRISK_ERR_INVALID_ARG);
+        brisk_sampler_params wp = brisk_sampler_default_params();
+        brisk_sampler *wrong = NULL;
+        CHECK(brisk_sampler_create(&wp, 100, &wrong) == BRISK_OK);
+        brisk_sampler *wv[3] = {sm[0], wrong, sm[2]};
+        CHECK(brisk_context_decode_batch_sample(e, seqs, ids, 3, wv, ids, NULL) ==
+              BRISK_ERR_INVALID_ARG);
+        int32_t oov[3] = {1, 512, 1};
+        CHECK(brisk_context_decode_batch_sample(e, seqs, oov, 3, sm, ids, NULL) ==
+              BRISK_ERR_INVALID_ARG);
+        CHECK(ids[0] == 1 && ids[1] == 1 && ids[2] == 1);
+        for (int k = 0; k < 3; k++) CHECK(brisk_context_seq_len(e, seqs[k]) == 0);
+        brisk_sampler *greedy2[2] = {sm[1], sm[1]}; /* a greedy sampler may serve two rows */
+        CHECK(brisk_context_decode_batch_sample(e, seqs, ids, 2, greedy2, ids, NULL) == BRISK_OK);
+        CHECK(brisk_context_seq_len(e, seqs[0]) == 1 && brisk_context_seq_len(e, seqs[2]) == 0);
+        brisk_context *f = NULL; /* the twin: the same steps without the failed ones */
+        CHECK(brisk_context_create(m, &cp, &f) == BRISK_OK);
+        float lf[512];
+        int32_t tw_id = -1, e_ids[1], f_ids[2], ones[2] = {1, 1};
+        int s0 = 0;
+        CHECK(brisk_context_decode_batch_sample(f, seqs, ones, 2, greedy2, f_ids, NULL) ==
+              BRISK_OK);
+        CHECK(brisk_context_decode_batch(f, &s0, &one, 1, lf) == BRISK_OK);
+        CHECK(brisk_sampler_sample(tw, lf, &tw_id, NULL) == BRISK_OK);
+        CHECK(brisk_context_decode_batch_sample(e, &s0, &one, 1, sm, e_ids, NULL) == BRISK_OK);
+        CHECK_MSG(cuda || e_ids[0] == tw_id, "after errors: %d vs the twin's %d", e_ids[0], tw_id);
+        for (int k = 0; k < 3; k++) brisk_sampler_destroy(sm[k]);
+        brisk_sampler_destroy(tw), brisk_sampler_destroy(wrong);
+        brisk_context_destroy(f);
+        brisk_context_destroy(e);
+    }
 
     /* Errors: duplicate sequence, bad token, and a pool too small for the step. */
     int dup[2] = {0, 0};

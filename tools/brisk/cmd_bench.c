@@ -24,7 +24,8 @@ static double cpu_ghz(void) {
 
 static const char USAGE[] =
     "usage: brisk bench (--model DIR | --shape NAME [--quant Q]) [-p N] [-n N] [-r N]\n"
-    "                   [-b N [--ctx N]] [--backend auto|cpu|ref|cuda] [--threads N] [--json]\n"
+    "                   [-b N [--ctx N] [--logits]] [--backend auto|cpu|ref|cuda] [--threads N]\n"
+    "                   [--json]\n"
     "                   [--temp T [--top-k K] [--top-p P] [--min-p P] [--seed S]] [--no-pipeline]\n"
     "  --shape NAME   random weights of a real shape: see brisk_synthetic_shapes()\n"
     "  --quant Q      weight format of --shape: q4g64 (default), q8g32, q<bits>g<group>, bf16, "
@@ -32,11 +33,14 @@ static const char USAGE[] =
     "  -p N           prompt tokens to prefill (default 512; 0 skips)\n"
     "  -n N           tokens to generate one at a time (default 128; 0 skips)\n"
     "  -r N           repetitions; the best run is reported (default 3)\n"
-    "  -b N           decode N sequences together in one step (continuous batching); gen tok/s is\n"
-    "                 summed over them (default 1)\n"
+    "  -b N           decode N sequences together in one step (continuous batching), each with\n"
+    "                 its own sampler (--seed plus its index); gen tok/s is summed over them\n"
+    "                 (default 1)\n"
     "  --ctx N        with -b: tokens each sequence holds before the timed steps (default -p)\n"
+    "  --logits       with -b: each step returns every sequence's logits to the host instead of\n"
+    "                 the tokens its samplers pick (and is fed random tokens)\n"
     "  --json         one JSON object per line instead of the table\n"
-    "  --temp T       decode steps (-b 1) sample with this temperature and the filters below, as\n"
+    "  --temp T       decode steps sample with this temperature and the filters below, as\n"
     "                 generate does (default 0: greedy); --top-k 0, --top-p 1, --min-p 0 = off\n"
     "  --no-pipeline  decode steps (-b 1) one at a time, each waited for before the next starts\n"
     "                 (default: each queued behind the one before, feeding it the token that one\n"
@@ -67,7 +71,7 @@ static int parse_int(const char *v, int *out) {
 int brisk_cmd_bench(int argc, char **argv) {
     const char *model_dir = NULL, *shape = NULL, *quant = "q4g64", *backend = "auto";
     int n_prompt = 512, n_gen = 128, reps = 3, threads = 0, json = 0, batch = 1, ctx_len = -1;
-    int seed = 0, pipeline = 1;
+    int seed = 0, pipeline = 1, logits_mode = 0;
     brisk_sampler_params sp = brisk_sampler_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -82,6 +86,10 @@ int brisk_cmd_bench(int argc, char **argv) {
         }
         if (!strcmp(a, "--no-pipeline")) {
             pipeline = 0;
+            continue;
+        }
+        if (!strcmp(a, "--logits")) {
+            logits_mode = 1;
             continue;
         }
         if (i + 1 >= argc)
@@ -128,9 +136,8 @@ int brisk_cmd_bench(int argc, char **argv) {
     }
     if (n_prompt + n_gen == 0) return brisk_cli_usage("bench", USAGE, "-p and -n are both 0");
     if (batch < 1 || batch > 1024) return brisk_cli_usage("bench", USAGE, "-b must be in 1..1024");
-    if (batch > 1 && sp.temperature > 0)
-        return brisk_cli_usage("bench", USAGE,
-                               "--temp applies to -b 1 (batched steps return logits)");
+    if (logits_mode && (batch == 1 || sp.temperature > 0))
+        return brisk_cli_usage("bench", USAGE, "--logits applies to -b N > 1 without --temp");
     if (ctx_len < 0) ctx_len = n_prompt;
     brisk_model_params mp = brisk_model_default_params();
     mp.n_threads = threads;
@@ -233,21 +240,43 @@ int brisk_cmd_bench(int argc, char **argv) {
             if (tps > best_tg) best_tg = tps;
         } else if (n_gen > 0) {
             /* Continuous batching: every sequence holds ctx_len tokens, then all step together,
-             * each step producing every sequence's logits. */
+             * each step feeding every sequence the token its own sampler (seed + its index) picked
+             * the step before, as a server steps its requests: only the tokens come back.
+             * --logits: each step returns every sequence's logits instead and takes random
+             * tokens. */
             int *seqs = malloc(sizeof *seqs * (size_t)batch);
-            float *logits = malloc(sizeof(float) * (size_t)info.n_vocab * (size_t)batch);
-            for (int b = 0; b < batch && seqs && logits && st == BRISK_OK; b++) {
-                seqs[b] = b;
+            int32_t *next = malloc(sizeof *next * (size_t)batch);
+            brisk_sampler **smp = calloc((size_t)batch, sizeof *smp);
+            float *logits =
+                logits_mode ? malloc(sizeof(float) * (size_t)info.n_vocab * (size_t)batch) : NULL;
+            const int oom = !seqs || !next || !smp || (logits_mode && !logits);
+            n_ids = 0, ids_hash = ids_basis;
+            for (int b = 0; b < batch && !oom && st == BRISK_OK; b++) {
+                seqs[b] = b, next[b] = toks[ctx_len + b];
+                brisk_sampler_params sb = sp;
+                sb.seed = sp.seed + (uint64_t)b;
+                st = brisk_sampler_create(&sb, info.n_vocab, &smp[b]);
                 brisk_context_seq_truncate(ctx, b, 0);
-                if (ctx_len > 0) st = brisk_context_eval(ctx, b, toks + b, ctx_len, NULL, true);
+                if (st == BRISK_OK && ctx_len > 0)
+                    st = brisk_context_eval(ctx, b, toks + b, ctx_len, NULL, true);
             }
             t0 = now_s();
-            for (int i = 0; i < n_gen && seqs && logits && st == BRISK_OK; i++)
-                st = brisk_context_decode_batch(ctx, seqs, toks + ctx_len + i, batch, logits);
+            for (int i = 0; i < n_gen && !oom && st == BRISK_OK; i++) {
+                if (logits_mode) {
+                    st = brisk_context_decode_batch(ctx, seqs, toks + ctx_len + i, batch, logits);
+                    continue;
+                }
+                st = brisk_context_decode_batch_sample(ctx, seqs, next, batch, smp, next, NULL);
+                for (int b = 0; b < batch && st == BRISK_OK; b++) {
+                    brisk_sampler_accept(smp[b], next[b]);
+                    if (n_ids < 8) first_ids[n_ids] = next[b];
+                    n_ids++;
+                    ids_hash = (ids_hash ^ (uint32_t)next[b]) * 1099511628211ULL;
+                }
+            }
             double tps = (double)batch * n_gen / (now_s() - t0);
-            int oom = !seqs || !logits;
-            free(seqs);
-            free(logits);
+            for (int b = 0; smp && b < batch; b++) brisk_sampler_destroy(smp[b]);
+            free(seqs), free(next), free(smp), free(logits);
             if (oom || st != BRISK_OK) {
                 rc = oom ? BRISK_EXIT_FAIL : brisk_cli_fail("bench", "batched decode failed", st);
                 goto done;
@@ -308,7 +337,7 @@ int brisk_cmd_bench(int argc, char **argv) {
         else if (n_gen)
             printf("generation   %d tokens (%s): %.2f tok/s = %.2f GB/s\n", n_gen, samp, best_tg,
                    gbps);
-        if (n_gen && batch == 1 && n_ids) {
+        if (n_gen && n_ids) {
             printf("tokens       %d decoded, hash %016llx, first", n_ids,
                    (unsigned long long)ids_hash);
             for (int i = 0; i < n_ids && i < 8; i++) printf(" %d", first_ids[i]);
