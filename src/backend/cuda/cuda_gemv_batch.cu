@@ -54,13 +54,20 @@ struct b_args {
  * The same one-warp layout lost 17% with 2 groups (16 tiles, 4 chunks) and tied with 8 (the
  * accumulators fill the 96 registers that 17 warps leave a thread), so those keep 2 and 4 warps. */
 __host__ __device__ constexpr int b_wn(int ng, int ntl) {
-    return ng == 4 ? ntl : ng == 8 ? 4 : ng;
+    return ng >= 4 ? ntl : ng;
 }
 __host__ __device__ constexpr int b_tg(int ng, int ntl) {
-    return ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
+    return ng == 1 || (ng >= 4 && ntl == 1) ? 16 : 8;
 }
 __host__ __device__ constexpr int b_s(int ng, int ntl) {
-    return ng <= 2 ? 8 : ng == 4 && ntl == 1 ? 2 : 4;
+    return ng <= 2 ? 8 : (ng == 4 && ntl == 1) || ng == 8 ? 2 : 4;
+}
+/* 8 groups (33-64 tokens) fold each row's (scale, bias) into the decoded A fragments once a chunk
+ * (fold_scale: fp16 weights s*q + b, as the prefill's dequantized tiles) and accumulate the MMAs
+ * straight into the sums: per group 4 MMAs and no scale step, where that step's 8 FMAs and the
+ * chunk sums' load per group were the issue-bound loop's cost (round 26). */
+__host__ __device__ constexpr bool b_fold(int ng) {
+    return ng == 8;
 }
 
 __device__ __forceinline__ void batch_sync() {
@@ -158,6 +165,7 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
     constexpr int WT = B_CW / WN;     /* warps along the tiles */
     constexpr int TG = b_tg(NG, NTL); /* tiles per item */
     constexpr int TPW = TG / WT;      /* tiles per warp */
+    constexpr bool FOLD = b_fold(NG);
     static_assert(TPW * WT == TG && NTL * TG <= 32, "warp layout");
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
@@ -258,6 +266,21 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
                             A[s][2] = lop_or(w >> 8, 0x000F000Fu),
                             A[s][3] = lop_or(w >> 8, 0x00F000F0u);
                         }
+                        if constexpr (FOLD) { /* rows g: s, b; rows g + 8 hold 16 c: s / 16, b */
+                            const float2 p0 = sb_dec<ST>(r0), p1 = sb_dec<ST>(r1);
+                            const __half2 s0 = __float2half2_rn(p0.x), b0 = __float2half2_rn(p0.y);
+                            const __half2 s1 = __float2half2_rn(0.0625f * p1.x),
+                                          b1 = __float2half2_rn(p1.y);
+                            const uint32_t S0 = *(const uint32_t *)&s0, B0 = *(const uint32_t *)&b0;
+                            const uint32_t S1 = *(const uint32_t *)&s1, B1 = *(const uint32_t *)&b1;
+#pragma unroll
+                            for (int s = 0; s < 4; s++) {
+                                A[s][0] = fold_scale(A[s][0], S0, B0);
+                                A[s][1] = fold_scale(A[s][1], S1, B1);
+                                A[s][2] = fold_scale(A[s][2], S0, B0);
+                                A[s][3] = fold_scale(A[s][3], S1, B1);
+                            }
+                        }
 #pragma unroll
                         for (int jn = 0; jn < TPN; jn++) {
                             const int tg = wn * TPN + jn;
@@ -265,6 +288,13 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
                             const uint4 xa = *(const uint4 *)xp, xb = *(const uint4 *)(xp + 512);
                             const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
                             const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
+                            if constexpr (FOLD) {
+#pragma unroll
+                                for (int s = 0; s < 4; s++)
+                                    mma16816(acc[i][ti][jn], A[s][0], A[s][1], A[s][2], A[s][3],
+                                             bx0[s], bx1[s]);
+                                continue;
+                            }
                             const float2 s2 = *(const float2 *)(base + a.off_xs +
                                                                 ((c * NG + tg) * 8 + 2 * t) * 4);
                             const float X[4] = {s2.x, s2.y, s2.x, s2.y};

@@ -141,4 +141,13 @@ __device__ __forceinline__ uint32_t lop_or(uint32_t v, uint32_t mask) {
     return r; /* (v & mask) | 0x64006400 */
 }
 
+/* A half2 word of lop_or's output (1024 + c each) dequantized: (h - 1024) * s + b per half, the
+ * subtraction exact (c and 1024 are halves), then one rounding. */
+__device__ __forceinline__ uint32_t fold_scale(uint32_t h, uint32_t s, uint32_t b) {
+    uint32_t r;
+    asm("sub.rn.f16x2 %0, %1, %2;\n" : "=r"(r) : "r"(h), "r"(0x64006400u));
+    asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(r), "r"(s), "r"(b));
+    return r;
+}
+
 #endif

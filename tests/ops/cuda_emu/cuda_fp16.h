@@ -51,6 +51,9 @@ static inline unsigned short __half_as_ushort(__half h) {
 static inline __half2 __floats2half2_rn(float a, float b) {
     return __half2{__float2half(a), __float2half(b)};
 }
+static inline __half2 __float2half2_rn(float a) {
+    return __half2{__float2half(a), __float2half(a)};
+}
 static inline float2 __half22float2(__half2 h) {
     return make_float2(__half2float(h.x), __half2float(h.y));
 }

@@ -5,6 +5,7 @@
 #ifndef BRISK_CUDA_PTX_CUH
 #define BRISK_CUDA_PTX_CUH
 
+#include "cuda_fp16.h"
 #include "emu_cuda.h"
 
 #define P_SM90 1 /* the sm_90 paths: they are the ones emulated */
@@ -48,6 +49,20 @@ static inline uint64_t policy_evict_first() {
 #define mma16816(...) emu_mma16816(__LINE__, __VA_ARGS__)
 static inline uint32_t lop_or(uint32_t v, uint32_t mask) {
     return (v & mask) | 0x64006400u;
+}
+
+/* (h - 1024) * s + b per half of the words: the product and sum exact in double, one rounding to
+ * half through float (a double rounding only at a tie of a tie) */
+static inline uint32_t fold_scale(uint32_t h, uint32_t s, uint32_t b) {
+    uint32_t r = 0;
+    for (int i = 0; i < 2; i++) {
+        const auto half = [&](uint32_t w) {
+            return (double)emu_h2f((unsigned short)(w >> (16 * i)));
+        };
+        const double v = (half(h) - 1024.0) * half(s) + half(b);
+        r |= (uint32_t)emu_f2h((float)v) << (16 * i);
+    }
+    return r;
 }
 
 #endif
