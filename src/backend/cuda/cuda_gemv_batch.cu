@@ -54,13 +54,13 @@ struct b_args {
  * The same one-warp layout lost 17% with 2 groups (16 tiles, 4 chunks) and tied with 8 (the
  * accumulators fill the 96 registers that 17 warps leave a thread), so those keep 2 and 4 warps. */
 __host__ __device__ constexpr int b_wn(int ng, int ntl) {
-    return ng >= 4 ? ntl : ng;
+    return ng == 4 ? ntl : ng == 8 ? 2 * ntl : ng;
 }
 __host__ __device__ constexpr int b_tg(int ng, int ntl) {
-    return ng == 1 || (ng >= 4 && ntl == 1) ? 16 : 8;
+    return ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
 }
 __host__ __device__ constexpr int b_s(int ng, int ntl) {
-    return ng <= 2 ? 8 : (ng == 4 && ntl == 1) || ng == 8 ? 2 : 4;
+    return ng <= 2 ? 8 : ng == 4 && ntl == 1 ? 2 : 4;
 }
 /* 8 groups (33-64 tokens) fold each row's (scale, bias) into the decoded A fragments once a chunk
  * (fold_scale: fp16 weights s*q + b, as the prefill's dequantized tiles) and accumulate the MMAs
