@@ -51,8 +51,10 @@ struct b_args {
  * b_s chunks a stage. Each warp decodes its tiles' chunks once for its NG / b_wn groups, so b_wn
  * warps decode every chunk. 4 groups (25-32 tokens): every group in one warp (SwiGLU: two), 16
  * tiles, 2 chunks a stage: +10% on 8B at batch 32 against 4 warps of one group each (round 25).
- * The same one-warp layout lost 17% with 2 groups (16 tiles, 4 chunks) and tied with 8 (the
- * accumulators fill the 96 registers that 17 warps leave a thread), so those keep 2 and 4 warps. */
+ * The same one-warp layout lost 17% with 2 groups (16 tiles, 4 chunks), so those keep 2 warps.
+ * 8 groups: 2 warps (SwiGLU: 4) of 4 (2) groups each over 8-tile items, with the folded scales
+ * below. One warp of all 8 groups over 16-tile items was +3.7% on 8B at batch 64 but -12% on 1B
+ * (its matrices give fewer items than SMs) and reads every group's x in every warp (round 26). */
 __host__ __device__ constexpr int b_wn(int ng, int ntl) {
     return ng == 4 ? ntl : ng == 8 ? 2 * ntl : ng;
 }
@@ -64,8 +66,8 @@ __host__ __device__ constexpr int b_s(int ng, int ntl) {
 }
 /* 8 groups (33-64 tokens) fold each row's (scale, bias) into the decoded A fragments once a chunk
  * (fold_scale: fp16 weights s*q + b, as the prefill's dequantized tiles) and accumulate the MMAs
- * straight into the sums: per group 4 MMAs and no scale step, where that step's 8 FMAs and the
- * chunk sums' load per group were the issue-bound loop's cost (round 26). */
+ * straight into the sums: per group 4 MMAs and no scale step (8 FMAs and a load of the chunk
+ * sums). +1.1-1.5% on 8B at batch 64, 1B unchanged (round 26). */
 __host__ __device__ constexpr bool b_fold(int ng) {
     return ng == 8;
 }
