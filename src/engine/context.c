@@ -604,7 +604,7 @@ brisk_status brisk_context_decode_batch_sample(brisk_context *ctx, const int *se
                                 "%s: sampler %d is %s, the model has %d tokens", fn, i,
                                 samplers[i] ? "for another vocabulary" : "NULL", V);
         const bool greedy = brisk_sampler_is_greedy(samplers[i]);
-        for (int j = 0; j < i && !greedy; j++)
+        for (int j = 0; j < i && brisk_sampler_draws(samplers[i]); j++)
             if (samplers[j] == samplers[i])
                 return brisk_errorf(BRISK_ERR_INVALID_ARG,
                                     "%s: rows %d and %d share a drawing sampler (one each)", fn, j,
