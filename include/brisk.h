@@ -213,7 +213,8 @@ BRISK_API brisk_status brisk_context_decode_batch(brisk_context *ctx, const int 
 /* brisk_context_decode_batch that returns each sequence's next token instead of its logits, as a
  * server steps its requests: next[i] is the token samplers[i] picks for seqs[i] (not accepted:
  * call brisk_sampler_accept) and logprob[i], when logprob is not NULL, its log-probability as
- * brisk_sampler_sample reports it. Each row has its own sampler (a drawing one serves one row).
+ * brisk_sampler_sample reports it; next may be tokens itself (each step feeds the next). Each row
+ * has its own sampler (one that draws serves one row).
  * When every sampler is greedy, or a chain of temperature, top-k, top-p and min-p only, the
  * choice runs on the backend (CUDA: only the ids and logprobs cross to the host; a greedy row
  * among drawing ones runs as top-k 1, which picks the same id); otherwise every row's logits come
