@@ -229,6 +229,10 @@ BRISK_API brisk_status brisk_context_decode_batch_sample(brisk_context *ctx, con
 /* Positions a sequence can hold (the context size). */
 BRISK_API int brisk_context_n_ctx(const brisk_context *ctx);
 
+/* Bytes one cached token holds in the KV cache over all layers (its K and V rows): what
+ * attention reads per token of context, e.g. to count a batched step's reads. */
+BRISK_API size_t brisk_context_kv_bytes_per_token(const brisk_context *ctx);
+
 /* Tokens held by sequence `seq` (its current length). */
 BRISK_API int brisk_context_seq_len(const brisk_context *ctx, int seq);
 

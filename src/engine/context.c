@@ -669,6 +669,12 @@ brisk_model *brisk_context_model(const brisk_context *ctx) {
     return ctx ? ctx->model : NULL;
 }
 
+size_t brisk_context_kv_bytes_per_token(const brisk_context *ctx) {
+    return ctx ? 2 * (size_t)ctx->model->cfg.n_layer * (size_t)ctx->kv_dim *
+                     ctx->be->ops->kv_elem_size
+               : 0;
+}
+
 int brisk_context_n_ctx(const brisk_context *ctx) {
     return ctx ? ctx->p.n_ctx : 0;
 }

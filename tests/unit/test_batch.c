@@ -84,6 +84,10 @@ int main(int argc, char **argv) {
     brisk_context *batched = NULL, *alone = NULL;
     CHECK(brisk_context_create(m, &cp, &batched) == BRISK_OK);
     CHECK(brisk_context_create(m, &cp, &alone) == BRISK_OK);
+    brisk_model_info info;
+    brisk_model_get_info(m, &info); /* K and V rows of every layer: f16 on CUDA, f32 on ref */
+    CHECK(brisk_context_kv_bytes_per_token(batched) ==
+          (size_t)2 * info.n_layer * info.n_head_kv * info.head_dim * (cuda ? 2 : 4));
     const int32_t prompts[3][6] = {
         {1, 403, 407, 261, 378, 0}, {1, 317, 391, 0}, {1, 291, 280, 294, 0}};
     const int lens[3] = {5, 3, 4};

@@ -35,7 +35,7 @@ static const char USAGE[] =
     "  -r N           repetitions; the best run is reported (default 3)\n"
     "  -b N           decode N sequences together in one step (continuous batching), each with\n"
     "                 its own sampler (--seed plus its index); gen tok/s is summed over them\n"
-    "                 (default 1)\n"
+    "                 and the floor counts the weights and every sequence's K/V (default 1)\n"
     "  --ctx N        with -b: tokens each sequence holds before the timed steps (default -p)\n"
     "  --logits       with -b: each step returns every sequence's logits to the host instead of\n"
     "                 the tokens its samplers pick (and is fed random tokens)\n"
@@ -289,6 +289,12 @@ int brisk_cmd_bench(int argc, char **argv) {
     const double peak_gb = ru.ru_maxrss / 1048576.0;
     /* Weight bytes per step; a batched step reads them once for all its sequences. */
     const double bpt = (double)info.decode_bytes, gbps = best_tg / batch * bpt / 1e9;
+    /* A batched step also reads every sequence's K/V (at ctx_len + (n_gen + 1) / 2 tokens on
+     * average over the timed steps): its floor counts both. */
+    const double kv_step = batch > 1 ? (double)batch * (ctx_len + (n_gen + 1) / 2.0) *
+                                           (double)brisk_context_kv_bytes_per_token(ctx)
+                                     : 0,
+                 step_gbps = best_tg / batch * (bpt + kv_step) / 1e9;
     /* Prefill FLOPs: 2 per weight of the layers per token, one logits row, and attention
      * (q.k and p.v over p+1 positions: 4 * n_head * head_dim * (p+1) per layer). */
     const double embd = (double)info.n_vocab * info.n_embd;
@@ -314,10 +320,11 @@ int brisk_cmd_bench(int argc, char **argv) {
             "\"gen_tps\": %.2f, "
             "\"bytes_per_token\": %.0f, \"gbps\": %.2f, \"measured_gbps\": %.2f, "
             "\"floor_fraction\": %.4f, \"params\": %llu, \"load_s\": %.3f, \"peak_rss_gb\": %.3f, "
-            "\"prompt_gflops\": %.1f, \"fma_peak_gflops\": %.1f, \"sampler\": \"%s\"}\n",
+            "\"prompt_gflops\": %.1f, \"fma_peak_gflops\": %.1f, \"sampler\": \"%s\", "
+            "\"kv_bytes_per_step\": %.0f, \"step_floor_fraction\": %.4f}\n",
             name, q, be, threads, n_prompt, n_gen, batch, ctx_len, best_pp, best_tg, bpt, gbps, bw,
             bw > 0 ? gbps / bw : 0, (unsigned long long)info.n_params, t_load, peak_gb, pp_gflops,
-            peak, samp);
+            peak, samp, kv_step, bw > 0 ? step_gbps / bw : 0);
     } else {
         printf("model        %s (%s, %.2fB params, %.3f GB read per token)\n", name, q,
                info.n_params / 1e9, bpt / 1e9);
@@ -343,10 +350,14 @@ int brisk_cmd_bench(int argc, char **argv) {
             for (int i = 0; i < n_ids && i < 8; i++) printf(" %d", first_ids[i]);
             printf("\n");
         }
-        if (n_gen) {
+        if (n_gen && batch > 1)
+            printf("bandwidth    %.2f GB/s measured read -> weights alone %.1f%% of the floor; "
+                   "weights + K/V (%.3f GB a step) %.1f%% (floor %.2f tok/s)\n",
+                   bw, 100 * gbps / bw, (bpt + kv_step) / 1e9, 100 * step_gbps / bw,
+                   batch * bw * 1e9 / (bpt + kv_step));
+        else if (n_gen)
             printf("bandwidth    %.2f GB/s measured read -> %.1f%% of the floor (%.2f tok/s)\n", bw,
                    100 * gbps / bw, bw * 1e9 / bpt);
-        }
         printf("memory       peak RSS %.2f GB, load %.2f s\n", peak_gb, t_load);
     }
     rc = BRISK_EXIT_OK;
