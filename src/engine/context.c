@@ -42,7 +42,8 @@ struct brisk_context {
     float *greedy_logits; /* [scratch.logit_rows, n_vocab] host rows when the backend cannot
                              argmax or sample, or the sampler's chain cannot run on it */
     /* brisk_context_decode_batch_sample's rows: chains, uniforms and unasked-for logprobs
-     * [n_batch]; every row's logits [n_batch, n_vocab] when a chain runs on the host (lazily) */
+     * [n_batch]; every row's logits [min(n_batch, n_seq_max), n_vocab] when a chain runs on the
+     * host (lazily: a step has one row per sequence) */
     brisk_sample_params *b_sp;
     double *b_u;
     float *b_lp, *b_logits;
@@ -630,7 +631,8 @@ brisk_status brisk_context_decode_batch_sample(brisk_context *ctx, const int *se
         fb.greedy_ids = next, fb.greedy_lp = lp, fb.sample = ctx->b_sp, fb.sample_u = ctx->b_u;
         st = batch_forward(ctx, &fb, NULL);
     } else { /* some chain needs the host (logit bias, penalties): every row's logits come back */
-        if (!ctx->b_logits) ctx->b_logits = malloc(sizeof(float) * (size_t)ctx->p.n_batch * V);
+        const int rows = ctx->p.n_batch < ctx->p.n_seq_max ? ctx->p.n_batch : ctx->p.n_seq_max;
+        if (!ctx->b_logits) ctx->b_logits = malloc(sizeof(float) * (size_t)rows * V);
         st = ctx->b_logits ? batch_forward(ctx, &fb, ctx->b_logits)
                            : brisk_errorf(BRISK_ERR_OOM, "%s: out of memory for logits", fn);
         for (int i = 0; i < n && st == BRISK_OK; i++) {
