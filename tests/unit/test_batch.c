@@ -2,7 +2,8 @@
  * forward pass (brisk_context_decode_batch) give the same logits and tokens as each sequence
  * decoded alone, across KV block boundaries; a full pool fails the step and changes nothing;
  * brisk_context_eval_greedy follows the logits' argmax; brisk_context_decode_batch_sample picks
- * the ids the host's samplers pick from decode_batch's logits. Argument 2 "cuda": the CUDA backend
+ * the ids the host's samplers pick from decode_batch's logits; brisk_context_kv_bytes_per_token
+ * counts every layer's K and V row. Argument 2 "cuda": the CUDA backend
  * (its decode steps of several sequences replay as graphs from the third step: the comparison with
  * the one-sequence steps covers the replays), within 2e-2. */
 #include "brisk.h"
