@@ -222,7 +222,7 @@ int main(void) {
     const int rc = gt_cuda_create(&init, &gpu);
     if (rc) return rc;
     CHECK(brisk_backend_ref_create(&init, &ref) == BRISK_OK);
-    const int ns[] = {1, 3, 8, 20, 64}; /* 2-64: the batched GEMV (v8) where it applies */
+    const int ns[] = {1, 3, 8, 20, 40, 64}; /* 2-64: the batched GEMV (v8) where it applies */
     for (int f = 0; f < NF; f++) {
         printf("%s\n", F[f].name);
         for (int k = 0; k < (int)(sizeof ns / sizeof ns[0]); k++) {

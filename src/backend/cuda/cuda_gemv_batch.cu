@@ -22,7 +22,9 @@
  *     Small matrices split K over B_MAXKS items per group to fill the SMs; the partial sums go to
  *     scratch and the last item of a group to finish (a device-scope counter) adds them in split
  *     order (deterministic) and applies the epilogue: store + bias, residual add, or SwiGLU
- *     (gate and up tiles in one item, never split). */
+ *     (gate and up tiles in one item, never split: SwiGLU takes fewer tiles an item instead
+ *     where that fills more SMs).
+ *     At 33-64 tokens the MMAs can be wgmma instead (env BRISK_CUDA_WG, off: not faster yet). */
 #include "cuda_bulk.cuh"
 #include "cuda_mma.cuh"
 
@@ -52,17 +54,23 @@ struct b_args {
  * warps decode every chunk. 4 groups (25-32 tokens): every group in one warp (SwiGLU: two), 16
  * tiles, 2 chunks a stage: +10% on 8B at batch 32 against 4 warps of one group each (round 25).
  * The same one-warp layout lost 17% with 2 groups (16 tiles, 4 chunks), so those keep 2 warps.
- * 8 groups: 2 warps (SwiGLU: 4) of 4 (2) groups each over 8-tile items, with the folded scales
- * below. One warp of all 8 groups over 16-tile items was +3.7% on 8B at batch 64 but -12% on 1B
- * (its matrices give fewer items than SMs) and reads every group's x in every warp (round 26). */
-__host__ __device__ constexpr int b_wn(int ng, int ntl) {
-    return ng == 4 ? ntl : ng == 8 ? 2 * ntl : ng;
+ * 8 groups: 2 warps of 4 groups each over 8-tile items (SwiGLU too, there with 2-chunk stages),
+ * with the folded scales below. SwiGLU at 4 warps of 2 groups and 4-chunk stages was 4.5% slower
+ * on 8B and 6% on 1B at batch 64 (round 27, H200). One warp of all 8 groups over 16-tile items
+ * was +3.7% on 8B at batch 64 but -12% on 1B (its matrices give fewer items than SMs) and reads
+ * every group's x in every warp (round 26); beside this SwiGLU, -2% on 8B and -19% on 1B (round
+ * 27, H200). */
+/* wg (8 groups, sm_90a): the MMAs are wgmma, one per warpgroup of 4 warps on 4 adjacent tiles
+ * and k-step, B (x) straight from the stage (k_xprep's wgmma order): 1 two warpgroups along the
+ * tokens (32 each) over 8-tile items, as the layout above; 2 one (64 tokens) over 16-tile items. */
+__host__ __device__ constexpr int b_wn(int ng, int ntl, int wg = 0) {
+    return wg ? 3 - wg : ng == 4 ? ntl : ng == 8 ? 2 : ng;
 }
-__host__ __device__ constexpr int b_tg(int ng, int ntl) {
-    return ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
+__host__ __device__ constexpr int b_tg(int ng, int ntl, int wg = 0) {
+    return wg ? 8 * wg : ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
 }
-__host__ __device__ constexpr int b_s(int ng, int ntl) {
-    return ng <= 2 ? 8 : ng == 4 && ntl == 1 ? 2 : 4;
+__host__ __device__ constexpr int b_s(int ng, int ntl, int wg = 0) {
+    return wg == 2 ? 2 : ng <= 2 ? 8 : (ng == 4 && ntl == 1) || (ng == 8 && ntl == 2) ? 2 : 4;
 }
 /* 8 groups (33-64 tokens) fold each row's (scale, bias) into the decoded A fragments once a chunk
  * (fold_scale: fp16 weights s*q + b, as the prefill's dequantized tiles) and accumulate the MMAs
@@ -76,11 +84,21 @@ __device__ __forceinline__ void batch_sync() {
     named_sync(B_BAR, B_CW * 32);
 }
 
+/* x in a chunk's block for wgmma: the B fragments' k order (word i of lane (g, t)'s 16-byte unit
+ * h, k-step s = 2h + i / 2, its k half kb = i % 2 at k 2t of that half) laid out as wgmma's
+ * K-major core matrices, [s][kb][token group][token g][16 bytes]: for k-step s, B starts at
+ * s * 2 * ng * 128 (+ 128 per group), k halves ng * 128 apart (lbo), groups 128 (sbo). */
+__host__ __device__ constexpr int b_wg_off(int ng, int grp, int g, int t, int h, int i) {
+    return (((2 * h + (i >> 1)) * 2 + (i & 1)) * ng + grp) * 128 + g * 16 + t * 4;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
-/* Block = one token (of the padded count); x row -> half B fragments and chunk sums. */
-__global__ void __launch_bounds__(256) k_xprep(const float *x, int n, int K, int ng,
-                                               const float *nw, float eps, uint8_t *xq, float *xs) {
+/* Block = one token (of the padded count); x row -> half B fragments and chunk sums. wg: the
+ * chunk's block of ng KB in wgmma's B order instead (b_wg_off). */
+__global__ void __launch_bounds__(256)
+    k_xprep(const float *x, int n, int K, int ng, const float *nw, float eps, uint8_t *xq,
+            float *xs, int wg) {
     pdl_launch();
     pdl_wait();
     const int tok = blockIdx.x, grp = tok >> 3, g = tok & 7, tid = threadIdx.x;
@@ -122,8 +140,15 @@ __global__ void __launch_bounds__(256) k_xprep(const float *x, int n, int K, int
         sum += __shfl_xor_sync(0xffffffffu, sum, 2);
         sum += __shfl_xor_sync(0xffffffffu, sum, 4);
         if (act) {
-            uint8_t *blk = xq + ((int64_t)c * ng + grp) * 1024;
-            *(uint4 *)(blk + h * 512 + (4 * g + t) * 16) = make_uint4(hw[0], hw[1], hw[2], hw[3]);
+            uint8_t *blk = xq + (int64_t)c * ng * 1024;
+            if (wg) {
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    *(uint32_t *)(blk + b_wg_off(ng, grp, g, t, h, i)) = hw[i];
+            } else {
+                *(uint4 *)(blk + grp * 1024 + h * 512 + (4 * g + t) * 16) =
+                    make_uint4(hw[0], hw[1], hw[2], hw[3]);
+            }
             if (u == 0) xs[((int64_t)c * ng + grp) * 8 + g] = sum;
         }
     }
@@ -157,18 +182,19 @@ template <class F> __device__ __forceinline__ void each_stage(const b_args &a, F
     }
 }
 
-template <int ST, int EPI, int NG>
+template <int ST, int EPI, int NG, int WG>
 __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_constant__ b_args a) {
     typedef typename sb_raw<ST>::T SBT;
     constexpr int NTL = EPI == CU_EPI_SWIGLU ? 2 : 1;
     constexpr int PS = sizeof(SBT);
-    constexpr int WN = b_wn(NG, NTL); /* warps along the token groups */
-    constexpr int TPN = NG / WN;      /* token groups per warp */
-    constexpr int WT = B_CW / WN;     /* warps along the tiles */
-    constexpr int TG = b_tg(NG, NTL); /* tiles per item */
-    constexpr int TPW = TG / WT;      /* tiles per warp */
+    constexpr int WN = b_wn(NG, NTL, WG); /* warps along the token groups */
+    constexpr int TPN = NG / WN;          /* token groups per warp */
+    constexpr int WT = B_CW / WN;         /* warps along the tiles */
+    constexpr int TG = b_tg(NG, NTL, WG); /* tiles per item */
+    constexpr int TPW = TG / WT;          /* tiles per warp */
     constexpr bool FOLD = b_fold(NG);
     static_assert(TPW * WT == TG && NTL * TG <= 32, "warp layout");
+    static_assert(!WG || (NG == 8 && FOLD && TPW == 1), "wgmma layout");
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
@@ -182,7 +208,7 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
     if (wid == B_CW) { /* producer: lane i copies tile i's codes and pairs, lane 31 the x part */
         const uint64_t pol = policy_evict_first();
         auto weights = [&](int st, int m, int tile0, int c0, int nc) {
-            const int nt = min(TG, a.m[m].tiles - tile0);
+            const int nt = min(a.tg, a.m[m].tiles - tile0);
             const uint32_t xb = nc * NG * (1024 + 32);
             if (lane == 0) mbar_expect(&full[st], NTL * nt * tile_slice_bytes<ST>(c0, nc, d) + xb);
             __syncwarp();
@@ -221,7 +247,10 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
     }
 
     pdl_wait(); /* the epilogue reads y (residual add), which earlier kernels wrote */
-    const int g = lane >> 2, t = lane & 3, wn = wid % WN, wt = wid / WN;
+    const int g = lane >> 2, t = lane & 3;
+    /* wgmma: warpgroup wid / 4 takes token half (wid / 4) % WN and 4 adjacent tiles */
+    const int wn = WG ? (wid >> 2) % WN : wid % WN;
+    const int wt = WG ? ((wid >> 2) / WN) * 4 + (wid & 3) : wid / WN;
     float acc[NTL][TPW][TPN][4];
     int k = 0;
     const int items = a.gbase[a.nmat] * a.ks;
@@ -229,7 +258,9 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
         const b_item w = item_of(a, it);
         const int grp = w.grp, ks = w.ks, tile0 = w.tile0, cb = w.cb, ce = w.ce;
         const mma_mat_d &M = a.m[w.m];
-        const int nt = min(TG, M.tiles - tile0);
+        const int nt = min(a.tg, M.tiles - tile0);
+        /* a warp (wgmma: warpgroup) whose tiles are all past the item's only takes the stages */
+        const bool idle = (WG ? (wt & ~3) : wt * TPW) >= nt;
 #pragma unroll
         for (int i = 0; i < NTL; i++)
 #pragma unroll
@@ -243,7 +274,7 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
             const uint8_t *base = ring + st * a.stage_bytes;
             const SBT *pairs = (const SBT *)(base + a.off_pairs);
             mbar_wait(&full[st], (k / a.stages) & 1);
-            for (int c = 0; c < nc; c++) {
+            for (int c = 0; c < (idle ? 0 : nc); c++) {
                 const int gl = ((c0 + c) >> d) - g0;
                 /* per matrix (SwiGLU: gate, then up): the tile's chunk decoded once (LOP3 ->
                  * half A fragments of its 4 k-steps) and then run against each token group: its
@@ -283,28 +314,42 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
                                 A[s][3] = fold_scale(A[s][3], S1, B1);
                             }
                         }
-#pragma unroll
-                        for (int jn = 0; jn < TPN; jn++) {
-                            const int tg = wn * TPN + jn;
-                            const uint8_t *xp = base + a.off_x + (c * NG + tg) * 1024 + lane * 16;
-                            const uint4 xa = *(const uint4 *)xp, xb = *(const uint4 *)(xp + 512);
-                            const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
-                            const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
-                            if constexpr (FOLD) {
-#pragma unroll
-                                for (int s = 0; s < 4; s++)
-                                    mma16816(acc[i][ti][jn], A[s][0], A[s][1], A[s][2], A[s][3],
-                                             bx0[s], bx1[s]);
-                                continue;
-                            }
-                            const float2 s2 = *(const float2 *)(base + a.off_xs +
-                                                                ((c * NG + tg) * 8 + 2 * t) * 4);
-                            const float X[4] = {s2.x, s2.y, s2.x, s2.y};
-                            float C[4] = {0.f, 0.f, 0.f, 0.f};
+                        if constexpr (WG != 0) { /* the warpgroup's 4 tiles x its tokens */
+                            const uint8_t *xb = base + a.off_x + c * NG * 1024 + wn * TPN * 128;
+                            wg_fence();
 #pragma unroll
                             for (int s = 0; s < 4; s++)
-                                mma16816(C, A[s][0], A[s][1], A[s][2], A[s][3], bx0[s], bx1[s]);
-                            mma_chunk_scale<ST>(acc[i][ti][jn], C, r0, r1, X);
+                                wgmma_rs<8 * TPN>(&acc[i][ti][0][0], A[s], xb + s * 2 * NG * 128,
+                                                  NG * 128, 128);
+                            wg_commit();
+                            wg_wait<0>(); /* before A is rewritten and the stage released */
+                        } else {
+#pragma unroll
+                            for (int jn = 0; jn < TPN; jn++) {
+                                const int tg = wn * TPN + jn;
+                                const uint8_t *xp =
+                                    base + a.off_x + (c * NG + tg) * 1024 + lane * 16;
+                                const uint4 xa = *(const uint4 *)xp,
+                                            xb = *(const uint4 *)(xp + 512);
+                                const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
+                                const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
+                                if constexpr (FOLD) {
+#pragma unroll
+                                    for (int s = 0; s < 4; s++)
+                                        mma16816(acc[i][ti][jn], A[s][0], A[s][1], A[s][2], A[s][3],
+                                                 bx0[s], bx1[s]);
+                                    continue;
+                                }
+                                const float2 s2 =
+                                    *(const float2 *)(base + a.off_xs +
+                                                      ((c * NG + tg) * 8 + 2 * t) * 4);
+                                const float X[4] = {s2.x, s2.y, s2.x, s2.y};
+                                float C[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+                                for (int s = 0; s < 4; s++)
+                                    mma16816(C, A[s][0], A[s][1], A[s][2], A[s][3], bx0[s], bx1[s]);
+                                mma_chunk_scale<ST>(acc[i][ti][jn], C, r0, r1, X);
+                            }
                         }
                     }
             }
@@ -386,24 +431,39 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
 
 int cu_gemv_v8 = 1; /* env BRISK_CUDA_BATCH=0: steps of several tokens on v4 (A/B) */
 
-template <int ST, int EPI, int NG>
+/* env BRISK_CUDA_WG: the 8-group layout on wgmma where the code has it (cu_wgmma_ok): 0 off, 1 or
+ * 2 (b_wn). Off: at batch 64 on an H200 wgmma 1 was 1.5% slower than mma.sync on 8B and 1B, 2
+ * 0.5% and 15% (round 27; each chunk waits for its wgmmas before the next is decoded). */
+int cu_v8_wg = 0;
+
+template <int ST, int EPI, int NG, int WG = 0>
 static cudaError_t launch_b(cudaStream_t st, const b_args &a, int smem) {
-    return launch_persistent(k_gemv_batch<ST, EPI, NG>, smem, B_THREADS, st, a);
+    return launch_persistent(k_gemv_batch<ST, EPI, NG, WG>, smem, B_THREADS, st, a);
+}
+
+/* wg 2 for plain matmuls only: SwiGLU's two 64-token accumulators spill (96 registers a thread) */
+template <int ST, int EPI>
+static cudaError_t launch_b_wg2(cudaStream_t st, const b_args &a, int smem, int wg) {
+    if constexpr (EPI != CU_EPI_SWIGLU)
+        if (wg == 2) return launch_b<ST, EPI, 8, 2>(st, a, smem);
+    return launch_b<ST, EPI, 8>(st, a, smem);
 }
 
 template <int ST, int EPI>
-static cudaError_t launch_b_ng(cudaStream_t st, const b_args &a, int smem, int ng) {
+static cudaError_t launch_b_ng(cudaStream_t st, const b_args &a, int smem, int ng, int wg) {
     return ng == 1   ? launch_b<ST, EPI, 1>(st, a, smem)
            : ng == 2 ? launch_b<ST, EPI, 2>(st, a, smem)
            : ng == 4 ? launch_b<ST, EPI, 4>(st, a, smem)
-                     : launch_b<ST, EPI, 8>(st, a, smem);
+           : wg == 1 ? launch_b<ST, EPI, 8, 1>(st, a, smem)
+                     : launch_b_wg2<ST, EPI>(st, a, smem, wg);
 }
 
 template <int ST>
-static cudaError_t launch_b_epi(cudaStream_t st, const b_args &a, int smem, int epi, int ng) {
-    if (epi == CU_EPI_SWIGLU) return launch_b_ng<ST, CU_EPI_SWIGLU>(st, a, smem, ng);
-    if (epi == CU_EPI_ADD) return launch_b_ng<ST, CU_EPI_ADD>(st, a, smem, ng);
-    return launch_b_ng<ST, CU_EPI_STORE>(st, a, smem, ng);
+static cudaError_t launch_b_epi(cudaStream_t st, const b_args &a, int smem, int epi, int ng,
+                                int wg) {
+    if (epi == CU_EPI_SWIGLU) return launch_b_ng<ST, CU_EPI_SWIGLU>(st, a, smem, ng, wg);
+    if (epi == CU_EPI_ADD) return launch_b_ng<ST, CU_EPI_ADD>(st, a, smem, ng, wg);
+    return launch_b_ng<ST, CU_EPI_STORE>(st, a, smem, ng, wg);
 }
 
 size_t cu_gemv_batch_xq_bytes(int64_t max_cols) {
@@ -438,9 +498,26 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
             return cudaErrorNotSupported;
     if (epi == CU_EPI_SWIGLU && (nmat != 2 || m[1].w->rows != w0->rows))
         return cudaErrorNotSupported;
-    const int ng = n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8, npad = ng * 8, tg = b_tg(ng, ntl);
+    const int ng = n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8, npad = ng * 8;
+    const int wg = ng != 8 || !cu_wgmma_ok || cu_v8_wg < 1 || cu_v8_wg > 2 ? 0
+                   : ntl == 2                                              ? 1
+                                                                           : cu_v8_wg;
+    const int tg = b_tg(ng, ntl, wg); /* the stage's tile slots */
+    const int nsm = sm_count();
     b_args a = {};
+    /* SwiGLU (no K split: its epilogue needs whole sums): fewer tiles an item where that cuts
+     * the busiest block's tiles by a quarter or more. 1B at batch 64: 512 tiles, 64 items of 8 on
+     * 132 SMs, 128 of 4: +11.6% (batch 32 and 16 +7%). A block's time is not in proportion to its
+     * tiles: 8B's 896 tiles in 128 items of 7 instead of 112 of 8 lost 3% at batch 32 (round 27,
+     * H200). wgmma: whole warpgroups of tiles. */
     a.tg = tg;
+    if (ntl == 2) {
+        const int tiles = (int)((w0->rows + 15) / 16);
+        const auto cost = [&](int t) { return ((tiles + t - 1) / t + nsm - 1) / nsm * t; };
+        int best = cost(tg);
+        for (int t = tg - (wg ? 4 : 1); t >= 1; t -= wg ? 4 : 1)
+            if (cost(t) * 4 <= cost(tg) * 3 && cost(t) < best) best = cost(t), a.tg = t;
+    }
     a.nmat = ntl == 2 ? 1 : nmat;
     a.K = (int)w0->cols, a.nch = a.K / 64, a.n = n;
     while ((1 << a.gshift) < w0->gs) a.gshift++;
@@ -450,13 +527,13 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
         a.m[i].w = w->data, a.m[i].sb = w->sb, a.m[i].bias = m[i].bias, a.m[i].y = m[i].y;
         a.m[i].rows = (int)w->rows, a.m[i].ystride = w->rows;
         a.m[i].tiles = (int)((w->rows + 15) / 16);
-        a.m[i].blocks = (a.m[i].tiles + tg - 1) / tg;
+        a.m[i].blocks = (a.m[i].tiles + a.tg - 1) / a.tg;
     }
     for (int i = 0; i < a.nmat; i++) a.gbase[i + 1] = a.gbase[i] + a.m[i].blocks;
     const int groups = a.gbase[a.nmat];
 
     /* stage: codes [NTL*tg][S][512] | pairs [NTL*tg][gmax][16] | x [S][ng][1 KB] | sums */
-    a.S = b_s(ng, ntl);
+    a.S = b_s(ng, ntl, wg);
     const int ps = w0->stype == BRISK_W_F32 ? 8 : 4;
     a.gmax = ((a.S - 1) >> d) + 2;
     a.off_pairs = ntl * tg * a.S * 512;
@@ -471,7 +548,6 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
 
     /* K splits: the fewest that keep the SMs busy, by the time of the busiest block (in chunks,
      * plus a merge's cost), within the scratch */
-    const int nsm = sm_count();
     a.ks = 1;
     if (ntl == 1 && sc->part && sc->count && groups <= sc->count_cap) {
         double best = 1e30;
@@ -486,10 +562,10 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     a.xq = (const uint8_t *)sc->xq, a.xs = sc->xs, a.part = sc->part, a.count = sc->count;
 
     cudaError_t e = cu_launch(k_xprep, dim3(npad), dim3(256), 0, st, x, n, a.K, ng, nw, eps,
-                              (uint8_t *)sc->xq, sc->xs);
+                              (uint8_t *)sc->xq, sc->xs, wg);
     if (e != cudaSuccess) return e;
     const int smem = a.stages * a.stage_bytes + tail;
-    if (w0->stype == BRISK_W_BF16) return launch_b_epi<BRISK_W_BF16>(st, a, smem, epi, ng);
-    if (w0->stype == BRISK_W_F32) return launch_b_epi<BRISK_W_F32>(st, a, smem, epi, ng);
-    return launch_b_epi<BRISK_W_F16>(st, a, smem, epi, ng);
+    if (w0->stype == BRISK_W_BF16) return launch_b_epi<BRISK_W_BF16>(st, a, smem, epi, ng, wg);
+    if (w0->stype == BRISK_W_F32) return launch_b_epi<BRISK_W_F32>(st, a, smem, epi, ng, wg);
+    return launch_b_epi<BRISK_W_F16>(st, a, smem, epi, ng, wg);
 }

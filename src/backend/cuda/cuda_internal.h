@@ -132,6 +132,8 @@ cudaError_t cu_smem_optin(const void *k, size_t smem);
 /* The device code of this build that the card runs (cuda_probe.cu): its sm version as 10 * major
  * + minor (binary) and that of its PTX; false (both 0) when it cannot run. */
 bool cu_code_version(int *binary, int *ptx);
+/* whether the loaded device code was built for sm_90a (wgmma): one probe launch */
+bool cu_code_wgmma(void);
 
 /* Programmatic dependent launch (sm_90): every kernel of the backend is launched through
  * cu_launch, which lets the next kernel of the stream start while this one finishes. Each kernel
@@ -180,7 +182,8 @@ void cu_tl_init(void);            /* at backend creation: allocates when BRISK_C
 void cu_tl_step(cudaStream_t st); /* at a step's start: slots from 0, cleared */
 void cu_tl_dump(void);            /* at destroy: prints the last step */
 extern int cu_pdl;
-extern int cu_sm90; /* the loaded device code is sm_90+: the cluster and bulk-copy kernels */
+extern int cu_sm90;     /* the loaded device code is sm_90+: the cluster and bulk-copy kernels */
+extern int cu_wgmma_ok; /* ... and sm_90a machine code: wgmma (cu_code_wgmma) */
 template <typename... KArgs, typename... Args>
 static inline cudaError_t cu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
                                     cudaStream_t st, Args... args) {

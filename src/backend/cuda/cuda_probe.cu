@@ -44,6 +44,27 @@ extern "C" const char *brisk_backend_cuda_unavailable(void) {
     return g_why;
 }
 
+__global__ void k_probe_wgmma(int *p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    *p = 1;
+#else
+    *p = 0;
+#endif
+}
+
+bool cu_code_wgmma(void) {
+    int *d = NULL, h = 0;
+    if (cudaMalloc(&d, sizeof(int)) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    k_probe_wgmma<<<1, 1>>>(d);
+    const bool ok = cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess;
+    cudaFree(d);
+    cudaGetLastError();
+    return ok && h == 1;
+}
+
 bool cu_code_version(int *binary, int *ptx) {
     cudaFuncAttributes fa;
     if (cudaFuncGetAttributes(&fa, k_probe) != cudaSuccess) {

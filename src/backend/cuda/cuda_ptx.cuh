@@ -150,4 +150,75 @@ __device__ __forceinline__ uint32_t fold_scale(uint32_t h, uint32_t s, uint32_t 
     return r;
 }
 
+/* wgmma (sm_90a only: compute_90 PTX has no wgmma, so other builds compile these out and
+ * cu_wgmma_ok, from the probe in cuda_probe.cu, keeps such code from being launched). One warpgroup
+ * (4 consecutive warps, the first's index a multiple of 4) computes D [64 x N] += A [64 x 16] B
+ * [16 x N] with A in registers: warp w of the group supplies rows 16w.. in mma.m16n8k16's A
+ * fragment (a[0] row g k 2t, a[1] row g + 8, a[2] row g k 2t + 8, a[3] row g + 8 k 2t + 8) and
+ * receives the same rows of D in the m16n8 C layout repeated over N / 8 column blocks (d[4j..]).
+ * B is in shared memory, K-major without swizzle: 8 x 8 core matrices of 8 rows (n) x 16 bytes (8
+ * k), element (k, n) at b + (n / 8) * sbo + (k / 8) * lbo + (n % 8) * 16 + (k % 8) * 2. Async:
+ * wg_fence before the first wgmma after A or D were written by other instructions, wg_commit
+ * after a batch, wg_wait<0> before A, D or B are touched again. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define P_WGMMA 1
+#else
+#define P_WGMMA 0
+#endif
+__device__ __forceinline__ void wg_fence() {
+#if P_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_commit() {
+#if P_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void wg_wait() {
+#if P_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+__device__ __forceinline__ uint64_t wg_desc(const void *b, uint32_t lbo, uint32_t sbo) {
+    return (uint64_t)((smem_addr(b) & 0x3FFFF) >> 4) | (uint64_t)(lbo >> 4) << 16 |
+           (uint64_t)(sbo >> 4) << 32;
+}
+/* d (N / 2 floats a thread) += A B, N = 32 or 64 */
+template <int N>
+__device__ __forceinline__ void wgmma_rs(float *d, const uint32_t (&a)[4], const void *b,
+                                         uint32_t lbo, uint32_t sbo) {
+#if P_WGMMA
+    const uint64_t desc = wg_desc(b, lbo, sbo);
+    if constexpr (N == 32)
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, "
+                     "{%16,%17,%18,%19}, %20, p, 1, 1, 0;\n"
+                     "}\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                       "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                       "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)
+                     : "memory");
+    else
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+                     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+                     "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n"
+                     "}\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                       "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                       "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                       "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                       "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                       "+f"(d[30]), "+f"(d[31])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)
+                     : "memory");
+#else
+    (void)d, (void)a, (void)b, (void)lbo, (void)sbo;
+#endif
+}
+
 #endif

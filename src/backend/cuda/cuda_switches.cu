@@ -19,6 +19,7 @@ int cu_gemv_max_n = 64;
 int cu_batch_prefill = 0;
 int cu_attn_min_tiles = 1;
 int cu_v8_one = 0;
+int cu_wgmma_ok = 0;
 /* tile groups drawn from a counter: 0 none (round-robin), 1 every one-token launch's, 2 SwiGLU's.
  * The default was 2 with a 160 KB ring (rounds 11-20); with the slim kernels 0 and 128 KB
  * (P_RING) measured better: H100, round 21, one call, three interleaved rounds, 8B +1.2%, 1B
@@ -38,6 +39,7 @@ void cu_switches_read(void) {
     cu_code_version(&bin, &ptx);
     cu_mma_ok = bin >= 80 && ptx >= 80;
     cu_sm90 = bin >= 90 && ptx >= 90;
+    cu_wgmma_ok = cu_sm90 && cu_code_wgmma();
     /* griddepcontrol exists only in code built for sm_90+: never launch programmatically
      * into kernels that cannot wait */
     if (!cu_sm90) cu_pdl = 0;
@@ -47,6 +49,8 @@ void cu_switches_read(void) {
     cu_gemv_v7 = !(e && e[0] == '4'); /* 4: one-token steps on v4 too (A/B) */
     e = getenv("BRISK_CUDA_BATCH");   /* 0: steps of several tokens on v4 (A/B) */
     cu_gemv_v8 = !(e && e[0] == '0');
+    e = getenv("BRISK_CUDA_WG"); /* 0: v8's 8-group layout on mma.sync (A/B); 1, 2: b_wn */
+    if (e && e[0] >= '0' && e[0] <= '2') cu_v8_wg = e[0] - '0';
     e = getenv("BRISK_CUDA_V8_ONE");
     cu_v8_one = e && e[0] == '1';
     e = getenv("BRISK_CUDA_BATCH_PREFILL"); /* 1: prefills on it too, 64 tokens a pass */

@@ -19,6 +19,8 @@ extern int cu_attn_min_tiles; /* env BRISK_CUDA_ATTN_MINT (tuning) */
  * of down) */
 extern int cu_attn_pf, cu_attn_pf_auto, cu_v7_pf, cu_v7_pf_auto, cu_v7_opf;
 extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
+/* env BRISK_CUDA_WG: v8's 8-group layout on wgmma (cuda_gemv_batch.cu: 0 off, 1, 2) */
+extern int cu_v8_wg;
 /* Captured one-token steps: the v7 GEMV's blocks draw their tile groups after the first from a
  * counter (env BRISK_CUDA_V7_DYN: 1 every launch; 2, the default: SwiGLU's only; 0: round-robin).
  * Round 11 (before the v7 launches issued 2 stages before x): 8B -0.4..+0.3%, 1B -1.2%; round 16,

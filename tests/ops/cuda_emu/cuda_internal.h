@@ -35,7 +35,8 @@ static inline unsigned long long *cu_tl_take(const char *kind) {
 }
 
 extern int cu_pdl;
-extern int cu_sm90; /* the test sets it: the sm_90 kernels are the ones emulated */
+extern int cu_sm90;     /* the test sets it: the sm_90 kernels are the ones emulated */
+extern int cu_wgmma_ok; /* likewise: the wgmma layouts are emulated (emu_wgmma) */
 
 /* The batched GEMV's launcher and scratch sizes (the real header's declarations) */
 size_t cu_gemv_batch_xq_bytes(int64_t max_cols);

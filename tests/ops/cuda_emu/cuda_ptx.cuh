@@ -47,6 +47,18 @@ static inline uint64_t policy_evict_first() {
     return 0;
 }
 #define mma16816(...) emu_mma16816(__LINE__, __VA_ARGS__)
+/* wgmma: synchronous here, so the fence, commit and wait do nothing */
+static inline void wg_fence() {}
+static inline void wg_commit() {}
+template <int N> static inline void wg_wait() {}
+struct emu_wgmma_at { /* wgmma_rs<N>(...) -> emu_wgmma_at{line}.run<N>(...) */
+    int line;
+    template <int N>
+    void run(float *d, const uint32_t (&a)[4], const void *b, uint32_t lbo, uint32_t sbo) const {
+        emu_wgmma(line, d, N, a, b, lbo, sbo);
+    }
+};
+#define wgmma_rs emu_wgmma_at{__LINE__}.run
 static inline uint32_t lop_or(uint32_t v, uint32_t mask) {
     return (v & mask) | 0x64006400u;
 }

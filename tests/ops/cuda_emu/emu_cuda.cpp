@@ -377,6 +377,35 @@ void emu_mma16816(int line, float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2
     for (int o = 0; o < 4; o++) c[o] = d[o];
 }
 
+/* wgmma m64nNk16 (A in registers, B K-major in shared memory, no swizzle) as seen by one warp of
+ * the warpgroup: its 16 rows of A and D, so the same collective as mma16816 over N / 8 column
+ * blocks, B read where the descriptor's strides put it (cuda_ptx.cuh's comment). */
+void emu_wgmma(int line, float *d, int N, const uint32_t (&a)[4], const void *b, uint32_t lbo,
+               uint32_t sbo) {
+    if (g_h2f[0x3c00] != 1.0f)
+        for (unsigned h = 0; h < 65536; h++) g_h2f[h] = emu_h2f((unsigned short)h);
+    const unsigned buf = g_wseq[g_cur] & 1, base = threadIdx.x & ~31u, lane = threadIdx.x & 31;
+    uint32_t *s = g_mma[buf][threadIdx.x];
+    s[0] = a[0], s[1] = a[1], s[2] = a[2], s[3] = a[3];
+    emu_wait(EMU_WARP, line, 0xffffffffu);
+    const uint32_t(*f)[6] = g_mma[buf] + base;
+    const int g = (int)(lane >> 2), t = (int)(lane & 3);
+    const uint8_t *bb = (const uint8_t *)b;
+    for (int j = 0; j < N / 8; j++)
+        for (int o = 0; o < 4; o++) {
+            const int r = g + 8 * (o >> 1), n = 8 * j + 2 * t + (o & 1);
+            float sum = 0.f;
+            for (int k = 0; k < 16; k++) {
+                const uint32_t av = f[(r & 7) * 4 + (k & 7) / 2][(r >> 3) + 2 * (k >> 3)];
+                unsigned short bv;
+                memcpy(&bv, bb + (n >> 3) * sbo + (k >> 3) * lbo + (n & 7) * 16 + (k & 7) * 2, 2);
+                sum += g_h2f[(av >> (16 * (k & 1))) & 0xffff] * g_h2f[bv];
+            }
+            d[4 * j + o] += sum;
+        }
+    emu_wait(EMU_WARP, line, 0xffffffffu); /* every lane has read the A words */
+}
+
 cudaError_t cudaGetDevice(int *dev) {
     *dev = 0;
     return cudaSuccess;

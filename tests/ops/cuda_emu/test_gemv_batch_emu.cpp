@@ -6,6 +6,7 @@
  * b_tg, b_s) and a step of more than 64 (two passes), every epilogue, 1-3 matrices, the folded
  * RMSNorm, group sizes 64 and 128, the three scale types, and matrices small enough that the
  * launcher splits K over work items (partials merged by a group's last item through a counter).
+ * 33-64-token cases run in each 8-group form (mma.sync; wgmma over 32 or 64 tokens, cu_v8_wg).
  * Each case runs twice (another thread and copy order) and must give the same bits, write no row
  * or token past its own, and leave the counters at zero. What it checks is the kernels' logic
  * (hangs, divergent collectives, indexing, stage and barrier use), not their speed.
@@ -13,6 +14,7 @@
  * EMU_SEED; EMU_CASE=substring: those cases only). */
 #include "cuda_internal.h"
 #include "cuda_mma.cuh"
+#include "cuda_switches.h"
 #include "emu_weights.h"
 
 #include <math.h>
@@ -21,7 +23,7 @@
 
 #include <vector>
 
-int cu_sm90 = 1, cu_pdl = 0;
+int cu_sm90 = 1, cu_pdl = 0, cu_wgmma_ok = 1;
 
 struct bcase {
     const char *name;
@@ -130,7 +132,11 @@ static bool run_case(const bcase &c) {
                 break;
             }
     }
-    printf("%-4s %-46s rel L2 %.2e\n", ok ? "ok" : "FAIL", c.name, worst);
+    printf("%-4s %-46s rel L2 %.2e%s\n", ok ? "ok" : "FAIL", c.name, worst,
+           n > 32 ? (cu_v8_wg == 1   ? "  (wgmma 1)"
+                     : cu_v8_wg == 2 ? "  (wgmma 2)"
+                                     : "  (mma)")
+                  : "");
     return ok;
 }
 
@@ -226,7 +232,11 @@ int main(void) {
     int passed = 0, failed = 0;
     for (const bcase &c : cases) {
         if (only && !strstr(c.name, only)) continue;
-        (run_case(c) ? passed : failed)++;
+        /* 33-64 tokens: each 8-group form (cu_v8_wg: mma.sync, wgmma over 32 or 64 tokens) */
+        for (int wg = 0; wg <= (c.n > 32 ? 2 : 0); wg++) {
+            cu_v8_wg = c.n > 32 ? wg : 1;
+            (run_case(c) ? passed : failed)++;
+        }
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
