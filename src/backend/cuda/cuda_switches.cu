@@ -39,7 +39,6 @@ void cu_switches_read(void) {
     cu_code_version(&bin, &ptx);
     cu_mma_ok = bin >= 80 && ptx >= 80;
     cu_sm90 = bin >= 90 && ptx >= 90;
-    cu_wgmma_ok = cu_sm90 && cu_code_wgmma();
     /* griddepcontrol exists only in code built for sm_90+: never launch programmatically
      * into kernels that cannot wait */
     if (!cu_sm90) cu_pdl = 0;
@@ -51,6 +50,8 @@ void cu_switches_read(void) {
     cu_gemv_v8 = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_WG"); /* 0: v8's 8-group layout on mma.sync (A/B); 1, 2: b_wn */
     if (e && e[0] >= '0' && e[0] <= '2') cu_v8_wg = e[0] - '0';
+    /* the probe launch only when the form is asked for: it is off by default */
+    cu_wgmma_ok = cu_v8_wg && cu_sm90 && cu_code_wgmma();
     e = getenv("BRISK_CUDA_V8_ONE");
     cu_v8_one = e && e[0] == '1';
     e = getenv("BRISK_CUDA_BATCH_PREFILL"); /* 1: prefills on it too, 64 tokens a pass */

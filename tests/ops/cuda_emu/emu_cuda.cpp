@@ -352,25 +352,35 @@ static bool land_copies(uint64_t r) {
 static uint32_t g_mma[2][MAX_T][6];
 static float g_h2f[65536];
 
-void emu_mma16816(int line, float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                  uint32_t b0, uint32_t b1) {
+/* The collective's start: this lane leaves its nw fragment words in the buffer of the parity, waits
+ * for the warp and gets the warp's 32 rows of words. */
+static const uint32_t (*mma_gather(int line, const uint32_t *w, int nw))[6] {
     if (g_h2f[0x3c00] != 1.0f)
         for (unsigned h = 0; h < 65536; h++) g_h2f[h] = emu_h2f((unsigned short)h);
-    const unsigned buf = g_wseq[g_cur] & 1, base = threadIdx.x & ~31u, lane = threadIdx.x & 31;
-    uint32_t *s = g_mma[buf][threadIdx.x];
-    s[0] = a0, s[1] = a1, s[2] = a2, s[3] = a3, s[4] = b0, s[5] = b1;
+    const unsigned buf = g_wseq[g_cur] & 1, base = threadIdx.x & ~31u;
+    for (int i = 0; i < nw; i++) g_mma[buf][threadIdx.x][i] = w[i];
     emu_wait(EMU_WARP, line, 0xffffffffu);
-    const uint32_t(*f)[6] = g_mma[buf] + base;
+    return g_mma[buf] + base;
+}
+/* element (r, k) of the 16x16 A fragment the warp left (a0..a3 in words 0-3) */
+static float mma_a(const uint32_t (*f)[6], int r, int k) {
+    const uint32_t av = f[(r & 7) * 4 + (k & 7) / 2][(r >> 3) + 2 * (k >> 3)];
+    return g_h2f[(av >> (16 * (k & 1))) & 0xffff];
+}
+
+void emu_mma16816(int line, float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                  uint32_t b0, uint32_t b1) {
+    const uint32_t w[6] = {a0, a1, a2, a3, b0, b1};
+    const uint32_t(*f)[6] = mma_gather(line, w, 6);
+    const unsigned lane = threadIdx.x & 31;
     const int g = (int)(lane >> 2), t = (int)(lane & 3);
     float d[4];
     for (int o = 0; o < 4; o++) {
         const int r = g + 8 * (o >> 1), n = 2 * t + (o & 1);
         float sum = 0.f;
         for (int k = 0; k < 16; k++) {
-            const uint32_t av = f[(r & 7) * 4 + (k & 7) / 2][(r >> 3) + 2 * (k >> 3)];
             const uint32_t bv = f[n * 4 + (k & 7) / 2][4 + (k >> 3)];
-            const int sh = 16 * (k & 1);
-            sum += g_h2f[(av >> sh) & 0xffff] * g_h2f[(bv >> sh) & 0xffff];
+            sum += mma_a(f, r, k) * g_h2f[(bv >> (16 * (k & 1))) & 0xffff];
         }
         d[o] = c[o] + sum;
     }
@@ -382,13 +392,8 @@ void emu_mma16816(int line, float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2
  * blocks, B read where the descriptor's strides put it (cuda_ptx.cuh's comment). */
 void emu_wgmma(int line, float *d, int N, const uint32_t (&a)[4], const void *b, uint32_t lbo,
                uint32_t sbo) {
-    if (g_h2f[0x3c00] != 1.0f)
-        for (unsigned h = 0; h < 65536; h++) g_h2f[h] = emu_h2f((unsigned short)h);
-    const unsigned buf = g_wseq[g_cur] & 1, base = threadIdx.x & ~31u, lane = threadIdx.x & 31;
-    uint32_t *s = g_mma[buf][threadIdx.x];
-    s[0] = a[0], s[1] = a[1], s[2] = a[2], s[3] = a[3];
-    emu_wait(EMU_WARP, line, 0xffffffffu);
-    const uint32_t(*f)[6] = g_mma[buf] + base;
+    const uint32_t(*f)[6] = mma_gather(line, a, 4);
+    const unsigned lane = threadIdx.x & 31;
     const int g = (int)(lane >> 2), t = (int)(lane & 3);
     const uint8_t *bb = (const uint8_t *)b;
     for (int j = 0; j < N / 8; j++)
@@ -396,14 +401,12 @@ void emu_wgmma(int line, float *d, int N, const uint32_t (&a)[4], const void *b,
             const int r = g + 8 * (o >> 1), n = 8 * j + 2 * t + (o & 1);
             float sum = 0.f;
             for (int k = 0; k < 16; k++) {
-                const uint32_t av = f[(r & 7) * 4 + (k & 7) / 2][(r >> 3) + 2 * (k >> 3)];
                 unsigned short bv;
                 memcpy(&bv, bb + (n >> 3) * sbo + (k >> 3) * lbo + (n & 7) * 16 + (k & 7) * 2, 2);
-                sum += g_h2f[(av >> (16 * (k & 1))) & 0xffff] * g_h2f[bv];
+                sum += mma_a(f, r, k) * g_h2f[bv];
             }
             d[4 * j + o] += sum;
         }
-    emu_wait(EMU_WARP, line, 0xffffffffu); /* every lane has read the A words */
 }
 
 cudaError_t cudaGetDevice(int *dev) {

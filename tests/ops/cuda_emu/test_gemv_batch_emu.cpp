@@ -232,9 +232,11 @@ int main(void) {
     int passed = 0, failed = 0;
     for (const bcase &c : cases) {
         if (only && !strstr(c.name, only)) continue;
-        /* 33-64 tokens: each 8-group form (cu_v8_wg: mma.sync, wgmma over 32 or 64 tokens) */
-        for (int wg = 0; wg <= (c.n > 32 ? 2 : 0); wg++) {
-            cu_v8_wg = c.n > 32 ? wg : 1;
+        /* 33-64 tokens: each 8-group form (cu_v8_wg: mma.sync, wgmma over 32 or 64 tokens;
+         * SwiGLU has no 64-token form, its launcher takes 32 for 2) */
+        const int forms = c.n <= 32 ? 1 : c.epi == CU_EPI_SWIGLU ? 2 : 3;
+        for (int wg = 0; wg < forms; wg++) {
+            cu_v8_wg = wg;
             (run_case(c) ? passed : failed)++;
         }
     }
