@@ -27,13 +27,12 @@
  *     At 33-64 tokens the MMAs can be wgmma instead (env BRISK_CUDA_WG, off: not faster yet). */
 #include "cuda_bulk.cuh"
 #include "cuda_mma.cuh"
+#include "cuda_switches.h"
 
-#define B_CW      16                /* consumer warps */
-#define B_THREADS ((B_CW + 1) * 32) /* + the producer warp */
-#define B_MAXST   8                 /* ring stages at most */
-#define B_RING    (192 << 10)       /* bytes of the ring */
-#define B_MAXKS   8                 /* K splits per tile group at most */
-#define B_BAR     1                 /* named barrier of the consumer warps */
+#define B_MAXST 8           /* ring stages at most */
+#define B_RING  (192 << 10) /* bytes of the ring */
+#define B_MAXKS 8           /* K splits per tile group at most */
+#define B_BAR   1           /* named barrier of the consumer warps */
 
 struct b_args {
     mma_mat_d m[3];
@@ -46,6 +45,8 @@ struct b_args {
     const float *xs;
     float *part; /* [group][ks][npad][tg * 16] when ks > 1 */
     int *count;  /* [group], zero between launches */
+    int aid;     /* measuring aids (BRISK_CUDA_SKIP), the producer's only (a test in the
+                  * consumers spills at 4 groups): 2 copy (no weight copies), 4 xcopy (no x) */
 };
 
 /* The consumer warps' layout for NG token groups and NTL matrices a tile (2: SwiGLU's gate and
@@ -63,14 +64,21 @@ struct b_args {
 /* wg (8 groups, sm_90a): the MMAs are wgmma, one per warpgroup of 4 warps on 4 adjacent tiles
  * and k-step, B (x) straight from the stage (k_xprep's wgmma order): 1 two warpgroups along the
  * tokens (32 each) over 8-tile items, as the layout above; 2 one (64 tokens) over 16-tile items. */
-__host__ __device__ constexpr int b_wn(int ng, int ntl, int wg = 0) {
-    return wg ? 3 - wg : ng == 4 ? ntl : ng == 8 ? 2 : ng;
+/* cw 8 (8 groups on mma.sync, cu_v8_cw): 8 consumer warps, each with all 8 groups and two A
+ * tiles a chunk (plain: 2 adjacent tiles of 16-tile items; SwiGLU: gate and up of one tile of
+ * 8-tile items), each group's x loaded once a chunk for both: a tile's chunk is decoded once and
+ * x's shared-memory reads halve against the 16-warp layout (round 28). */
+__host__ __device__ constexpr int b_wn(int ng, int ntl, int wg = 0, int cw = 16) {
+    return wg ? 3 - wg : cw == 8 ? 1 : ng == 4 ? ntl : ng == 8 ? 2 : ng;
 }
-__host__ __device__ constexpr int b_tg(int ng, int ntl, int wg = 0) {
-    return wg ? 8 * wg : ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
+__host__ __device__ constexpr int b_tg(int ng, int ntl, int wg = 0, int cw = 16) {
+    return wg ? 8 * wg : cw == 8 ? 16 / ntl : ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
 }
-__host__ __device__ constexpr int b_s(int ng, int ntl, int wg = 0) {
-    return wg == 2 ? 2 : ng <= 2 ? 8 : (ng == 4 && ntl == 1) || (ng == 8 && ntl == 2) ? 2 : 4;
+__host__ __device__ constexpr int b_s(int ng, int ntl, int wg = 0, int cw = 16) {
+    return wg == 2 || cw == 8                               ? 2
+           : ng <= 2                                        ? 8
+           : (ng == 4 && ntl == 1) || (ng == 8 && ntl == 2) ? 2
+                                                            : 4;
 }
 /* 8 groups (33-64 tokens) fold each row's (scale, bias) into the decoded A fragments once a chunk
  * (fold_scale: fp16 weights s*q + b, as the prefill's dequantized tiles) and accumulate the MMAs
@@ -80,8 +88,8 @@ __host__ __device__ constexpr bool b_fold(int ng) {
     return ng == 8;
 }
 
-__device__ __forceinline__ void batch_sync() {
-    named_sync(B_BAR, B_CW * 32);
+template <int CW> __device__ __forceinline__ void batch_sync() {
+    named_sync(B_BAR, CW * 32);
 }
 
 /* x in a chunk's block for wgmma: the B fragments' k order (word i of lane (g, t)'s 16-byte unit
@@ -182,19 +190,20 @@ template <class F> __device__ __forceinline__ void each_stage(const b_args &a, F
     }
 }
 
-template <int ST, int EPI, int NG, int WG>
-__global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_constant__ b_args a) {
+template <int ST, int EPI, int NG, int WG, int CW>
+__global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_constant__ b_args a) {
     typedef typename sb_raw<ST>::T SBT;
     constexpr int NTL = EPI == CU_EPI_SWIGLU ? 2 : 1;
     constexpr int PS = sizeof(SBT);
-    constexpr int WN = b_wn(NG, NTL, WG); /* warps along the token groups */
-    constexpr int TPN = NG / WN;          /* token groups per warp */
-    constexpr int WT = B_CW / WN;         /* warps along the tiles */
-    constexpr int TG = b_tg(NG, NTL, WG); /* tiles per item */
-    constexpr int TPW = TG / WT;          /* tiles per warp */
+    constexpr int WN = b_wn(NG, NTL, WG, CW); /* warps along the token groups */
+    constexpr int TPN = NG / WN;              /* token groups per warp */
+    constexpr int WT = CW / WN;               /* warps along the tiles */
+    constexpr int TG = b_tg(NG, NTL, WG, CW); /* tiles per item */
+    constexpr int TPW = TG / WT;              /* tiles per warp */
     constexpr bool FOLD = b_fold(NG);
     static_assert(TPW * WT == TG && NTL * TG <= 32, "warp layout");
-    static_assert(!WG || (NG == 8 && FOLD && TPW == 1), "wgmma layout");
+    static_assert(!WG || (NG == 8 && FOLD && TPW == 1 && CW == 16), "wgmma layout");
+    static_assert(CW == 16 || (NG == 8 && FOLD && !WG && NTL * TPW == 2), "8-warp layout");
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
@@ -203,17 +212,18 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
     uint64_t *full = (uint64_t *)(sm + a.stages * a.stage_bytes);
     uint64_t *empty = full + B_MAXST;
     int *flag = (int *)(empty + B_MAXST);
-    ring_init(full, empty, a.stages, B_CW);
+    ring_init(full, empty, a.stages, CW);
 
-    if (wid == B_CW) { /* producer: lane i copies tile i's codes and pairs, lane 31 the x part */
+    if (wid == CW) { /* producer: lane i copies tile i's codes and pairs, lane 31 the x part */
         const uint64_t pol = policy_evict_first();
         auto weights = [&](int st, int m, int tile0, int c0, int nc) {
             const int nt = min(a.tg, a.m[m].tiles - tile0);
-            const uint32_t xb = nc * NG * (1024 + 32);
-            if (lane == 0) mbar_expect(&full[st], NTL * nt * tile_slice_bytes<ST>(c0, nc, d) + xb);
+            const uint32_t xb = a.aid & 4 ? 0 : nc * NG * (1024 + 32);
+            const uint32_t wb = a.aid & 2 ? 0 : NTL * nt * tile_slice_bytes<ST>(c0, nc, d);
+            if (lane == 0) mbar_expect(&full[st], wb + xb);
             __syncwarp();
             const int i = lane / TG, tt = lane % TG;
-            if (i < NTL && tt < nt) {
+            if (i < NTL && tt < nt && !(a.aid & 2)) {
                 uint8_t *dst = ring + st * a.stage_bytes;
                 bulk_tile_slice<ST>(dst + (i * TG + tt) * a.S * 512,
                                     dst + a.off_pairs + (i * TG + tt) * a.gmax * 16 * PS,
@@ -222,7 +232,7 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
             }
         };
         auto xpart = [&](int st, int c0, int nc) {
-            if (lane != 31) return;
+            if (lane != 31 || (a.aid & 4)) return;
             uint8_t *dst = ring + st * a.stage_bytes;
             bulk_copy(dst + a.off_x, a.xq + (int64_t)c0 * NG * 1024, nc * NG * 1024, &full[st], 0);
             bulk_copy(dst + a.off_xs, a.xs + (int64_t)c0 * NG * 8, nc * NG * 32, &full[st], 0);
@@ -276,82 +286,115 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
             mbar_wait(&full[st], (k / a.stages) & 1);
             for (int c = 0; c < (idle ? 0 : nc); c++) {
                 const int gl = ((c0 + c) >> d) - g0;
-                /* per matrix (SwiGLU: gate, then up): the tile's chunk decoded once (LOP3 ->
-                 * half A fragments of its 4 k-steps) and then run against each token group: its
-                 * 4 k-steps' MMAs in one chain (the groups' chains independent), then the group's
-                 * scale/bias. One matrix's fragments at a time keep SwiGLU's 2 x TPN accumulators
-                 * out of local memory. (Tiles past the matrix compute stale data never stored.) */
+                /* tile tt's chunk of matrix i (SwiGLU: 0 gate, 1 up) decoded (LOP3 -> half A
+                 * fragments of its 4 k-steps; FOLD: with the rows' scale and bias folded in) */
+                auto decode = [&](int i, int tt, uint32_t(&A)[4][4], SBT &r0, SBT &r1) {
+                    const uint4 q =
+                        *(const uint4 *)(base + ((i * TG + tt) * a.S + c) * 512 + lane * 16);
+                    ld_pair2<ST, false>(pairs + ((i * TG + tt) * a.gmax + gl) * 16 + 2 * g, r0, r1);
 #pragma unroll
-                for (int ti = 0; ti < TPW; ti++)
-#pragma unroll
-                    for (int i = 0; i < NTL; i++) {
-                        const int tt = wt * TPW + ti;
-                        const uint4 q =
-                            *(const uint4 *)(base + ((i * TG + tt) * a.S + c) * 512 + lane * 16);
-                        SBT r0, r1;
-                        ld_pair2<ST, false>(pairs + ((i * TG + tt) * a.gmax + gl) * 16 + 2 * g, r0,
-                                            r1);
-                        uint32_t A[4][4];
+                    for (int s = 0; s < 4; s++) {
+                        const uint32_t w = s == 0 ? q.x : s == 1 ? q.y : s == 2 ? q.z : q.w;
+                        A[s][0] = lop_or(w, 0x000F000Fu), A[s][1] = lop_or(w, 0x00F000F0u);
+                        A[s][2] = lop_or(w >> 8, 0x000F000Fu),
+                        A[s][3] = lop_or(w >> 8, 0x00F000F0u);
+                    }
+                    if constexpr (FOLD) { /* rows g: s, b; rows g + 8 hold 16 c: s / 16, b */
+                        const float2 p0 = sb_dec<ST>(r0), p1 = sb_dec<ST>(r1);
+                        const __half2 s0 = __float2half2_rn(p0.x), b0 = __float2half2_rn(p0.y);
+                        const __half2 s1 = __float2half2_rn(0.0625f * p1.x),
+                                      b1 = __float2half2_rn(p1.y);
+                        const uint32_t S0 = *(const uint32_t *)&s0, B0 = *(const uint32_t *)&b0;
+                        const uint32_t S1 = *(const uint32_t *)&s1, B1 = *(const uint32_t *)&b1;
 #pragma unroll
                         for (int s = 0; s < 4; s++) {
-                            const uint32_t w = s == 0 ? q.x : s == 1 ? q.y : s == 2 ? q.z : q.w;
-                            A[s][0] = lop_or(w, 0x000F000Fu), A[s][1] = lop_or(w, 0x00F000F0u);
-                            A[s][2] = lop_or(w >> 8, 0x000F000Fu),
-                            A[s][3] = lop_or(w >> 8, 0x00F000F0u);
-                        }
-                        if constexpr (FOLD) { /* rows g: s, b; rows g + 8 hold 16 c: s / 16, b */
-                            const float2 p0 = sb_dec<ST>(r0), p1 = sb_dec<ST>(r1);
-                            const __half2 s0 = __float2half2_rn(p0.x), b0 = __float2half2_rn(p0.y);
-                            const __half2 s1 = __float2half2_rn(0.0625f * p1.x),
-                                          b1 = __float2half2_rn(p1.y);
-                            const uint32_t S0 = *(const uint32_t *)&s0, B0 = *(const uint32_t *)&b0;
-                            const uint32_t S1 = *(const uint32_t *)&s1, B1 = *(const uint32_t *)&b1;
-#pragma unroll
-                            for (int s = 0; s < 4; s++) {
-                                A[s][0] = fold_scale(A[s][0], S0, B0);
-                                A[s][1] = fold_scale(A[s][1], S1, B1);
-                                A[s][2] = fold_scale(A[s][2], S0, B0);
-                                A[s][3] = fold_scale(A[s][3], S1, B1);
-                            }
-                        }
-                        if constexpr (WG != 0) { /* the warpgroup's 4 tiles x its tokens */
-                            const uint8_t *xb = base + a.off_x + c * NG * 1024 + wn * TPN * 128;
-                            wg_fence();
-#pragma unroll
-                            for (int s = 0; s < 4; s++)
-                                wgmma_rs<8 * TPN>(&acc[i][ti][0][0], A[s], xb + s * 2 * NG * 128,
-                                                  NG * 128, 128);
-                            wg_commit();
-                            wg_wait<0>(); /* before A is rewritten and the stage released */
-                        } else {
-#pragma unroll
-                            for (int jn = 0; jn < TPN; jn++) {
-                                const int tg = wn * TPN + jn;
-                                const uint8_t *xp =
-                                    base + a.off_x + (c * NG + tg) * 1024 + lane * 16;
-                                const uint4 xa = *(const uint4 *)xp,
-                                            xb = *(const uint4 *)(xp + 512);
-                                const uint32_t bx0[4] = {xa.x, xa.z, xb.x, xb.z};
-                                const uint32_t bx1[4] = {xa.y, xa.w, xb.y, xb.w};
-                                if constexpr (FOLD) {
-#pragma unroll
-                                    for (int s = 0; s < 4; s++)
-                                        mma16816(acc[i][ti][jn], A[s][0], A[s][1], A[s][2], A[s][3],
-                                                 bx0[s], bx1[s]);
-                                    continue;
-                                }
-                                const float2 s2 =
-                                    *(const float2 *)(base + a.off_xs +
-                                                      ((c * NG + tg) * 8 + 2 * t) * 4);
-                                const float X[4] = {s2.x, s2.y, s2.x, s2.y};
-                                float C[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-                                for (int s = 0; s < 4; s++)
-                                    mma16816(C, A[s][0], A[s][1], A[s][2], A[s][3], bx0[s], bx1[s]);
-                                mma_chunk_scale<ST>(acc[i][ti][jn], C, r0, r1, X);
-                            }
+                            A[s][0] = fold_scale(A[s][0], S0, B0);
+                            A[s][1] = fold_scale(A[s][1], S1, B1);
+                            A[s][2] = fold_scale(A[s][2], S0, B0);
+                            A[s][3] = fold_scale(A[s][3], S1, B1);
                         }
                     }
+                };
+                /* token group tg's x (B fragments of the chunk's 4 k-steps) */
+                auto xfrag = [&](int tg, uint32_t(&bx0)[4], uint32_t(&bx1)[4]) {
+                    const uint8_t *xp = base + a.off_x + (c * NG + tg) * 1024 + lane * 16;
+                    const uint4 xa = *(const uint4 *)xp, xb = *(const uint4 *)(xp + 512);
+                    bx0[0] = xa.x, bx0[1] = xa.z, bx0[2] = xb.x, bx0[3] = xb.z;
+                    bx1[0] = xa.y, bx1[1] = xa.w, bx1[2] = xb.y, bx1[3] = xb.w;
+                };
+                if constexpr (CW == 8) { /* both A tiles decoded, then each group's x once */
+                    uint32_t A[NTL * TPW][4][4];
+#pragma unroll
+                    for (int ti = 0; ti < TPW; ti++)
+#pragma unroll
+                        for (int i = 0; i < NTL; i++) {
+                            SBT r0, r1;
+                            decode(i, wt * TPW + ti, A[ti * NTL + i], r0, r1);
+                        }
+#pragma unroll
+                    for (int jn = 0; jn < TPN; jn++) {
+                        uint32_t bx0[4], bx1[4];
+                        xfrag(jn, bx0, bx1);
+#pragma unroll
+                        for (int ti = 0; ti < TPW; ti++)
+#pragma unroll
+                            for (int i = 0; i < NTL; i++)
+#pragma unroll
+                                for (int s = 0; s < 4; s++) {
+                                    const uint32_t *f = A[ti * NTL + i][s];
+                                    mma16816(acc[i][ti][jn], f[0], f[1], f[2], f[3], bx0[s],
+                                             bx1[s]);
+                                }
+                    }
+                } else {
+                    /* per matrix (SwiGLU: gate, then up): the tile's chunk decoded once and then
+                     * run against each token group: its 4 k-steps' MMAs in one chain (the groups'
+                     * chains independent), then the group's scale/bias (FOLD: none). One matrix's
+                     * fragments at a time keep SwiGLU's 2 x TPN accumulators out of local memory.
+                     * (Tiles past the matrix compute stale data never stored.) */
+#pragma unroll
+                    for (int ti = 0; ti < TPW; ti++)
+#pragma unroll
+                        for (int i = 0; i < NTL; i++) {
+                            uint32_t A[4][4];
+                            SBT r0, r1;
+                            decode(i, wt * TPW + ti, A, r0, r1);
+                            if constexpr (WG != 0) { /* the warpgroup's 4 tiles x its tokens */
+                                const uint8_t *xb = base + a.off_x + c * NG * 1024 + wn * TPN * 128;
+                                wg_fence();
+#pragma unroll
+                                for (int s = 0; s < 4; s++)
+                                    wgmma_rs<8 * TPN>(&acc[i][ti][0][0], A[s],
+                                                      xb + s * 2 * NG * 128, NG * 128, 128);
+                                wg_commit();
+                                wg_wait<0>(); /* before A is rewritten and the stage released */
+                            } else {
+#pragma unroll
+                                for (int jn = 0; jn < TPN; jn++) {
+                                    const int tg = wn * TPN + jn;
+                                    uint32_t bx0[4], bx1[4];
+                                    xfrag(tg, bx0, bx1);
+                                    if constexpr (FOLD) {
+#pragma unroll
+                                        for (int s = 0; s < 4; s++)
+                                            mma16816(acc[i][ti][jn], A[s][0], A[s][1], A[s][2],
+                                                     A[s][3], bx0[s], bx1[s]);
+                                        continue;
+                                    }
+                                    const float2 s2 =
+                                        *(const float2 *)(base + a.off_xs +
+                                                          ((c * NG + tg) * 8 + 2 * t) * 4);
+                                    const float X[4] = {s2.x, s2.y, s2.x, s2.y};
+                                    float C[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+                                    for (int s = 0; s < 4; s++)
+                                        mma16816(C, A[s][0], A[s][1], A[s][2], A[s][3], bx0[s],
+                                                 bx1[s]);
+                                    mma_chunk_scale<ST>(acc[i][ti][jn], C, r0, r1, X);
+                                }
+                            }
+                        }
+                }
             }
             ring_release(&empty[st]); /* this warp is done with the stage */
         }
@@ -399,13 +442,13 @@ __global__ void __launch_bounds__(B_THREADS, 1) k_gemv_batch(const __grid_consta
                     }
             }
             __threadfence();
-            batch_sync();
+            batch_sync<CW>();
             if (threadIdx.x == 0) *flag = atomicAdd(a.count + grp, 1) == a.ks - 1;
-            batch_sync();
+            batch_sync<CW>();
             if (*flag) {
                 __threadfence();
                 const float *P0 = a.part + (int64_t)grp * a.ks * npad * (TG * 16);
-                for (int e = threadIdx.x; e < a.n * (TG * 16); e += B_CW * 32) {
+                for (int e = threadIdx.x; e < a.n * (TG * 16); e += CW * 32) {
                     const int tok = e / (TG * 16), row = tile0 * 16 + e % (TG * 16);
                     if (row >= M.rows) continue;
                     float p[B_MAXKS]; /* every split's load in flight at once */
@@ -436,34 +479,39 @@ int cu_gemv_v8 = 1; /* env BRISK_CUDA_BATCH=0: steps of several tokens on v4 (A/
  * 0.5% and 15% (round 27; each chunk waits for its wgmmas before the next is decoded). */
 int cu_v8_wg = 0;
 
-template <int ST, int EPI, int NG, int WG = 0>
+/* env BRISK_CUDA_V8_CW: which 8-group launches run on 8 consumer warps (b_wn): 0 SwiGLU's, 8
+ * every one, 16 none (16 warps of 1 A tile and 4 groups each, as before round 28; A/B). */
+int cu_v8_cw = 0;
+
+template <int ST, int EPI, int NG, int WG = 0, int CW = 16>
 static cudaError_t launch_b(cudaStream_t st, const b_args &a, int smem) {
-    return launch_persistent(k_gemv_batch<ST, EPI, NG, WG>, smem, B_THREADS, st, a);
+    return launch_persistent(k_gemv_batch<ST, EPI, NG, WG, CW>, smem, (CW + 1) * 32, st, a);
 }
 
 /* wg 2 for plain matmuls only: SwiGLU's two 64-token accumulators spill (96 registers a thread) */
 template <int ST, int EPI>
-static cudaError_t launch_b_wg2(cudaStream_t st, const b_args &a, int smem, int wg) {
+static cudaError_t launch_b_wg2(cudaStream_t st, const b_args &a, int smem, int wg, int cw) {
     if constexpr (EPI != CU_EPI_SWIGLU)
         if (wg == 2) return launch_b<ST, EPI, 8, 2>(st, a, smem);
+    if (cw == 8) return launch_b<ST, EPI, 8, 0, 8>(st, a, smem);
     return launch_b<ST, EPI, 8>(st, a, smem);
 }
 
 template <int ST, int EPI>
-static cudaError_t launch_b_ng(cudaStream_t st, const b_args &a, int smem, int ng, int wg) {
+static cudaError_t launch_b_ng(cudaStream_t st, const b_args &a, int smem, int ng, int wg, int cw) {
     return ng == 1   ? launch_b<ST, EPI, 1>(st, a, smem)
            : ng == 2 ? launch_b<ST, EPI, 2>(st, a, smem)
            : ng == 4 ? launch_b<ST, EPI, 4>(st, a, smem)
            : wg == 1 ? launch_b<ST, EPI, 8, 1>(st, a, smem)
-                     : launch_b_wg2<ST, EPI>(st, a, smem, wg);
+                     : launch_b_wg2<ST, EPI>(st, a, smem, wg, cw);
 }
 
 template <int ST>
-static cudaError_t launch_b_epi(cudaStream_t st, const b_args &a, int smem, int epi, int ng,
-                                int wg) {
-    if (epi == CU_EPI_SWIGLU) return launch_b_ng<ST, CU_EPI_SWIGLU>(st, a, smem, ng, wg);
-    if (epi == CU_EPI_ADD) return launch_b_ng<ST, CU_EPI_ADD>(st, a, smem, ng, wg);
-    return launch_b_ng<ST, CU_EPI_STORE>(st, a, smem, ng, wg);
+static cudaError_t launch_b_epi(cudaStream_t st, const b_args &a, int smem, int epi, int ng, int wg,
+                                int cw) {
+    if (epi == CU_EPI_SWIGLU) return launch_b_ng<ST, CU_EPI_SWIGLU>(st, a, smem, ng, wg, cw);
+    if (epi == CU_EPI_ADD) return launch_b_ng<ST, CU_EPI_ADD>(st, a, smem, ng, wg, cw);
+    return launch_b_ng<ST, CU_EPI_STORE>(st, a, smem, ng, wg, cw);
 }
 
 size_t cu_gemv_batch_xq_bytes(int64_t max_cols) {
@@ -502,7 +550,8 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     const int wg = ng != 8 || !cu_wgmma_ok || cu_v8_wg < 1 || cu_v8_wg > 2 ? 0
                    : ntl == 2                                              ? 1
                                                                            : cu_v8_wg;
-    const int tg = b_tg(ng, ntl, wg); /* the stage's tile slots */
+    const int cw = ng == 8 && !wg && (cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2)) ? 8 : 16;
+    const int tg = b_tg(ng, ntl, wg, cw); /* the stage's tile slots */
     const int nsm = sm_count();
     b_args a = {};
     /* SwiGLU (no K split: its epilogue needs whole sums): fewer tiles an item where that cuts
@@ -533,7 +582,7 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     const int groups = a.gbase[a.nmat];
 
     /* stage: codes [NTL*tg][S][512] | pairs [NTL*tg][gmax][16] | x [S][ng][1 KB] | sums */
-    a.S = b_s(ng, ntl, wg);
+    a.S = b_s(ng, ntl, wg, cw);
     const int ps = w0->stype == BRISK_W_F32 ? 8 : 4;
     a.gmax = ((a.S - 1) >> d) + 2;
     a.off_pairs = ntl * tg * a.S * 512;
@@ -560,12 +609,13 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     }
     a.cpi = (a.nch + a.ks - 1) / a.ks;
     a.xq = (const uint8_t *)sc->xq, a.xs = sc->xs, a.part = sc->part, a.count = sc->count;
+    a.aid = (cu_skip & SKIP_COPY ? 2 : 0) | (cu_skip & SKIP_XCOPY ? 4 : 0);
 
     cudaError_t e = cu_launch(k_xprep, dim3(npad), dim3(256), 0, st, x, n, a.K, ng, nw, eps,
                               (uint8_t *)sc->xq, sc->xs, wg);
     if (e != cudaSuccess) return e;
     const int smem = a.stages * a.stage_bytes + tail;
-    if (w0->stype == BRISK_W_BF16) return launch_b_epi<BRISK_W_BF16>(st, a, smem, epi, ng, wg);
-    if (w0->stype == BRISK_W_F32) return launch_b_epi<BRISK_W_F32>(st, a, smem, epi, ng, wg);
-    return launch_b_epi<BRISK_W_F16>(st, a, smem, epi, ng, wg);
+    if (w0->stype == BRISK_W_BF16) return launch_b_epi<BRISK_W_BF16>(st, a, smem, epi, ng, wg, cw);
+    if (w0->stype == BRISK_W_F32) return launch_b_epi<BRISK_W_F32>(st, a, smem, epi, ng, wg, cw);
+    return launch_b_epi<BRISK_W_F16>(st, a, smem, epi, ng, wg, cw);
 }

@@ -52,6 +52,8 @@ void cu_switches_read(void) {
     if (e && e[0] >= '0' && e[0] <= '2') cu_v8_wg = e[0] - '0';
     /* the probe launch only when the form is asked for: it is off by default */
     cu_wgmma_ok = cu_v8_wg && cu_sm90 && cu_code_wgmma();
+    e = getenv("BRISK_CUDA_V8_CW"); /* 16: v8's 8-group layout on 16 warps (A/B) */
+    if (e) cu_v8_cw = atoi(e) == 16 ? 16 : atoi(e) == 8 ? 8 : 0;
     e = getenv("BRISK_CUDA_V8_ONE");
     cu_v8_one = e && e[0] == '1';
     e = getenv("BRISK_CUDA_BATCH_PREFILL"); /* 1: prefills on it too, 64 tokens a pass */
@@ -117,8 +119,8 @@ void cu_switches_read(void) {
     e = getenv("BRISK_CUDA_SKIP");
     cu_skip = 0;
     if (e) {
-        const char *names[] = {"norm", "rope",     "attn", "qkv",   "add",  "swiglu",
-                               "head", "attnbody", "hbm",  "oproj", "math", "copy"};
+        const char *names[] = {"norm",     "rope", "attn",  "qkv",  "add",  "swiglu", "head",
+                               "attnbody", "hbm",  "oproj", "math", "copy", "xcopy"};
         for (const char *p = e; *p;) {
             const size_t len = strcspn(p, ",");
             for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)

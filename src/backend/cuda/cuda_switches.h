@@ -21,6 +21,8 @@ extern int cu_attn_pf, cu_attn_pf_auto, cu_v7_pf, cu_v7_pf_auto, cu_v7_opf;
 extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
 /* env BRISK_CUDA_WG: v8's 8-group layout on wgmma (cuda_gemv_batch.cu: 0 off, 1, 2) */
 extern int cu_v8_wg;
+extern int
+    cu_v8_cw; /* env BRISK_CUDA_V8_CW: v8 at 33-64 tokens on 8 warps: 0 SwiGLU, 8 all, 16 none */
 /* Captured one-token steps: the v7 GEMV's blocks draw their tile groups after the first from a
  * counter (env BRISK_CUDA_V7_DYN: 1 every launch; 2, the default: SwiGLU's only; 0: round-robin).
  * Round 11 (before the v7 launches issued 2 stages before x): 8B -0.4..+0.3%, 1B -1.2%; round 16,
@@ -49,8 +51,10 @@ enum {
     SKIP_OPROJ = 512,    /* the attention's output projection alone: the square matmul + add */
     SKIP_MATH = 1024,    /* the one-token GEMV's (v7) consumers wait for each stage and free it
                           * without its math: the step with the copies and handoffs alone */
-    SKIP_COPY = 2048     /* the v7 GEMV's producer frees each stage without copying: its consumers
-                          * compute on stale shared memory (the math and handoffs alone) */
+    SKIP_COPY = 2048,    /* the v7 and v8 GEMVs' producers free each stage without copying the
+                          * weights: the consumers compute on stale shared memory (the math and
+                          * handoffs alone) */
+    SKIP_XCOPY = 4096    /* v8's producer copies no x into the stages (stale x: its traffic) */
 };
 extern int cu_skip;
 /* RoPE + KV store inside the decode attention kernel (BRISK_CUDA_ROPEFUSE=0: a kernel of its own,

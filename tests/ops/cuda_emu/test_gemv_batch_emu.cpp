@@ -6,7 +6,8 @@
  * b_tg, b_s) and a step of more than 64 (two passes), every epilogue, 1-3 matrices, the folded
  * RMSNorm, group sizes 64 and 128, the three scale types, and matrices small enough that the
  * launcher splits K over work items (partials merged by a group's last item through a counter).
- * 33-64-token cases run in each 8-group form (mma.sync; wgmma over 32 or 64 tokens, cu_v8_wg).
+ * 33-64-token cases run in each 8-group form (mma.sync on 8 or 16 warps, cu_v8_cw; wgmma over 32
+ * or 64 tokens, cu_v8_wg).
  * Each case runs twice (another thread and copy order) and must give the same bits, write no row
  * or token past its own, and leave the counters at zero. What it checks is the kernels' logic
  * (hangs, divergent collectives, indexing, stage and barrier use), not their speed.
@@ -23,7 +24,7 @@
 
 #include <vector>
 
-int cu_sm90 = 1, cu_pdl = 0, cu_wgmma_ok = 1;
+int cu_sm90 = 1, cu_pdl = 0, cu_wgmma_ok = 1, cu_skip = 0;
 
 struct bcase {
     const char *name;
@@ -135,7 +136,8 @@ static bool run_case(const bcase &c) {
     printf("%-4s %-46s rel L2 %.2e%s\n", ok ? "ok" : "FAIL", c.name, worst,
            n > 32 ? (cu_v8_wg == 1   ? "  (wgmma 1)"
                      : cu_v8_wg == 2 ? "  (wgmma 2)"
-                                     : "  (mma)")
+                     : cu_v8_cw == 8 ? "  (mma, 8 warps)"
+                                     : "  (mma, 16 warps)")
                   : "");
     return ok;
 }
@@ -232,11 +234,12 @@ int main(void) {
     int passed = 0, failed = 0;
     for (const bcase &c : cases) {
         if (only && !strstr(c.name, only)) continue;
-        /* 33-64 tokens: each 8-group form (cu_v8_wg: mma.sync, wgmma over 32 or 64 tokens;
-         * SwiGLU has no 64-token form, its launcher takes 32 for 2) */
-        const int forms = c.n <= 32 ? 1 : c.epi == CU_EPI_SWIGLU ? 2 : 3;
-        for (int wg = 0; wg < forms; wg++) {
-            cu_v8_wg = wg;
+        /* 33-64 tokens: each 8-group form (mma.sync on 8 warps (cu_v8_cw) or 16; wgmma over
+         * 32 or 64 tokens (cu_v8_wg); SwiGLU has no 64-token form, its launcher takes 32 for 2) */
+        const int forms = c.n <= 32 ? 1 : c.epi == CU_EPI_SWIGLU ? 3 : 4;
+        for (int f = 0; f < forms; f++) {
+            cu_v8_cw = f == 1 ? 16 : 8; /* every launch on 8 warps, or on 16 */
+            cu_v8_wg = f < 2 ? 0 : f - 1;
             (run_case(c) ? passed : failed)++;
         }
     }
