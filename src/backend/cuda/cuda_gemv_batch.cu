@@ -15,7 +15,8 @@
  *     stages into an mbarrier ring; it issues the first ring's weights before the PDL wait).
  *     A work item is (group of 8 or 16 16-row tiles, slice of K); a stage holds S chunks of the
  *     group's codes and (scale, bias) pairs plus the same chunks of the prepared x and sums. The
- *     16 consumer warps split the item's tiles x token groups (b_wn, b_tg; no reduction over
+ *     consumer warps (16; 8 for SwiGLU at 33-64 tokens, b_cw) split the item's tiles x token
+ *     groups (b_wn, b_tg; no reduction over
  *     warps): each decodes its tile's chunk once (LOP3 -> half A fragments) and runs it against
  *     each of its token groups (4 MMAs each), so the tensor cores see up to 64 columns per weight
  *     load.
@@ -50,7 +51,7 @@ struct b_args {
 };
 
 /* The consumer warps' layout for NG token groups and NTL matrices a tile (2: SwiGLU's gate and
- * up): b_wn warps along the token groups, B_CW / b_wn along the b_tg 16-row tiles of an item, and
+ * up): b_wn warps along the token groups, CW / b_wn along the b_tg 16-row tiles of an item, and
  * b_s chunks a stage. Each warp decodes its tiles' chunks once for its NG / b_wn groups, so b_wn
  * warps decode every chunk. 4 groups (25-32 tokens): every group in one warp (SwiGLU: two), 16
  * tiles, 2 chunks a stage: +10% on 8B at batch 32 against 4 warps of one group each (round 25).
@@ -64,10 +65,12 @@ struct b_args {
 /* wg (8 groups, sm_90a): the MMAs are wgmma, one per warpgroup of 4 warps on 4 adjacent tiles
  * and k-step, B (x) straight from the stage (k_xprep's wgmma order): 1 two warpgroups along the
  * tokens (32 each) over 8-tile items, as the layout above; 2 one (64 tokens) over 16-tile items. */
-/* cw 8 (8 groups on mma.sync, cu_v8_cw): 8 consumer warps, each with all 8 groups and two A
- * tiles a chunk (plain: 2 adjacent tiles of 16-tile items; SwiGLU: gate and up of one tile of
+/* cw 8 (8 groups on mma.sync, cu_v8_cw; b_cw): 8 consumer warps, each with all 8 groups and two
+ * A tiles a chunk (plain: 2 adjacent tiles of 16-tile items; SwiGLU: gate and up of one tile of
  * 8-tile items), each group's x loaded once a chunk for both: a tile's chunk is decoded once and
- * x's shared-memory reads halve against the 16-warp layout (round 28). */
+ * x's shared-memory reads halve against the 16-warp layout. Half the instructions (ncu, 8B batch
+ * 64), but 2 warps a scheduler: SwiGLU +3.5% on 8B, +0.3-2% on 1B (same bits); every launch on 8
+ * warps lost 8% / 29% (the plain matmuls' 16-tile items leave SMs idle; round 28, H200). */
 __host__ __device__ constexpr int b_wn(int ng, int ntl, int wg = 0, int cw = 16) {
     return wg ? 3 - wg : cw == 8 ? 1 : ng == 4 ? ntl : ng == 8 ? 2 : ng;
 }
@@ -550,7 +553,8 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     const int wg = ng != 8 || !cu_wgmma_ok || cu_v8_wg < 1 || cu_v8_wg > 2 ? 0
                    : ntl == 2                                              ? 1
                                                                            : cu_v8_wg;
-    const int cw = ng == 8 && !wg && (cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2)) ? 8 : 16;
+    const int cw =
+        ng == 8 && !wg && (cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2)) ? 8 : 16; /* b_cw */
     const int tg = b_tg(ng, ntl, wg, cw); /* the stage's tile slots */
     const int nsm = sm_count();
     b_args a = {};
