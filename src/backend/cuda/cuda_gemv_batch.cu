@@ -15,7 +15,7 @@
  *     stages into an mbarrier ring; it issues the first ring's weights before the PDL wait).
  *     A work item is (group of 8 or 16 16-row tiles, slice of K); a stage holds S chunks of the
  *     group's codes and (scale, bias) pairs plus the same chunks of the prepared x and sums. The
- *     consumer warps (16; 8 for SwiGLU at 33-64 tokens, b_cw) split the item's tiles x token
+ *     consumer warps (16; 8 for SwiGLU at 33-64 tokens, cu_v8_cw) split the item's tiles x token
  *     groups (b_wn, b_tg; no reduction over
  *     warps): each decodes its tile's chunk once (LOP3 -> half A fragments) and runs it against
  *     each of its token groups (4 MMAs each), so the tensor cores see up to 64 columns per weight
@@ -65,7 +65,7 @@ struct b_args {
 /* wg (8 groups, sm_90a): the MMAs are wgmma, one per warpgroup of 4 warps on 4 adjacent tiles
  * and k-step, B (x) straight from the stage (k_xprep's wgmma order): 1 two warpgroups along the
  * tokens (32 each) over 8-tile items, as the layout above; 2 one (64 tokens) over 16-tile items. */
-/* cw 8 (8 groups on mma.sync, cu_v8_cw; b_cw): 8 consumer warps, each with all 8 groups and two
+/* cw 8 (8 groups on mma.sync, cu_v8_cw): 8 consumer warps, each with all 8 groups and two
  * A tiles a chunk (plain: 2 adjacent tiles of 16-tile items; SwiGLU: gate and up of one tile of
  * 8-tile items), each group's x loaded once a chunk for both: a tile's chunk is decoded once and
  * x's shared-memory reads halve against the 16-warp layout. Half the instructions (ncu, 8B batch
@@ -553,8 +553,7 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     const int wg = ng != 8 || !cu_wgmma_ok || cu_v8_wg < 1 || cu_v8_wg > 2 ? 0
                    : ntl == 2                                              ? 1
                                                                            : cu_v8_wg;
-    const int cw =
-        ng == 8 && !wg && (cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2)) ? 8 : 16; /* b_cw */
+    const int cw = ng == 8 && !wg && (cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2)) ? 8 : 16;
     const int tg = b_tg(ng, ntl, wg, cw); /* the stage's tile slots */
     const int nsm = sm_count();
     b_args a = {};
