@@ -25,7 +25,9 @@ static float frand(void) {
 } /* [-1, 1) */
 
 /* Per-op thresholds on the relative L2 error vs the reference. matmul: the decode path uses
- * int16 activations (~3e-5 measured), the GEMM f32 (~1e-7). */
+ * int16 activations (~3e-5 measured here; make_weight's codes have a positive mean, so each
+ * output carries a common term; 3-5e-4 on 4-bit weights with x zero-sum per group, which
+ * removes it), the GEMM f32 (~1e-7). */
 static const double TOL_MATMUL = 1e-3, TOL_NORM = 1e-5, TOL_ROPE = 1e-6, TOL_ATTN = 1e-5,
                     TOL_SWIGLU = 1e-5;
 static double worst_matmul;
@@ -234,20 +236,26 @@ static void test_fused(brisk_backend *be, brisk_backend *ref, const char *isa) {
             CHECK_MSG(!memcmp(fy, cy, nf * 4) && e <= TOL_MATMUL && guards_ok(fy, nf),
                       "%s matmul_add bits %d G %d n %d: rel L2 %.3g", isa, kinds[ki].bits,
                       kinds[ki].G, n, e);
-            float *u = floats(nf);
+            /* swiglu: bit for bit the backend's composition, whose two matmuls are each held to
+             * TOL_MATMUL against the reference's. Not the product against the reference's
+             * product: silu(g) * u turns a gate's absolute error near g = 0 times a large up
+             * into a relative one several times the matmuls' (1.07e-3 seen from 1.2-1.4e-5). */
+            float *u = floats(nf), *rg = floats(nf), *ru = floats(nf);
             be->ops->matmul_swiglu(be, &W[3], &W[4], xf, n, fy);
             be->ops->matmul(be, &W[3], NULL, xf, n, cy);
             be->ops->matmul(be, &W[4], NULL, xf, n, u);
+            ref->ops->matmul(ref, &W[3], NULL, xf, n, rg);
+            ref->ops->matmul(ref, &W[4], NULL, xf, n, ru);
+            const double eg = test_rel_l2(cy, rg, nf), eu = test_rel_l2(u, ru, nf);
             be->ops->swiglu(be, cy, u, nf, cy);
-            ref->ops->matmul(ref, &W[3], NULL, xf, n, ry);
-            ref->ops->matmul(ref, &W[4], NULL, xf, n, u);
-            ref->ops->swiglu(ref, ry, u, nf, ry);
-            e = test_rel_l2(fy, ry, nf);
-            CHECK_MSG(!memcmp(fy, cy, nf * 4) && e <= TOL_MATMUL && finite_all(fy, nf) &&
-                          guards_ok(fy, nf),
-                      "%s matmul_swiglu bits %d G %d n %d: rel L2 %.3g", isa, kinds[ki].bits,
-                      kinds[ki].G, n, e);
-            unguard(fy), free(cy), free(ry), free(t), free(u), free(xf), free(y0), free(x);
+            CHECK_MSG(!memcmp(fy, cy, nf * 4) && eg <= TOL_MATMUL && eu <= TOL_MATMUL &&
+                          finite_all(fy, nf) && guards_ok(fy, nf),
+                      "%s matmul_swiglu bits %d G %d n %d: gate rel L2 %.3g, up %.3g (composition "
+                      "%s)",
+                      isa, kinds[ki].bits, kinds[ki].G, n, eg, eu,
+                      memcmp(fy, cy, nf * 4) ? "differs" : "same");
+            unguard(fy), free(cy), free(ry), free(t), free(u), free(rg), free(ru), free(xf),
+                free(y0), free(x);
             for (int i = 0; i < 3; i++) free(b[i]);
         }
         for (int i = 0; i < 5; i++) free(own[i][0]), free(own[i][1]), free(own[i][2]);
