@@ -65,17 +65,18 @@ struct b_args {
 /* wg (8 groups, sm_90a): the MMAs are wgmma, one per warpgroup of 4 warps on 4 adjacent tiles
  * and k-step, B (x) straight from the stage (k_xprep's wgmma order): 1 two warpgroups along the
  * tokens (32 each) over 8-tile items, as the layout above; 2 one (64 tokens) over 16-tile items. */
-/* cw 8 (8 groups on mma.sync, cu_v8_cw): 8 consumer warps, each with all 8 groups and two
- * A tiles a chunk (plain: 2 adjacent tiles of 16-tile items; SwiGLU: gate and up of one tile of
- * 8-tile items), each group's x loaded once a chunk for both: a tile's chunk is decoded once and
- * x's shared-memory reads halve against the 16-warp layout. Half the instructions (ncu, 8B batch
- * 64), but 2 warps a scheduler: SwiGLU +3.5% on 8B, +0.3-2% on 1B (same bits); every launch on 8
- * warps lost 8% / 29% (the plain matmuls' 16-tile items leave SMs idle; round 28, H200). */
+/* cw 8 (8 groups on mma.sync, cu_v8_cw): 8 consumer warps over 8-tile items, each warp with all 8
+ * groups of one tile (SwiGLU: its gate and up tiles, each group's x loaded once a chunk for both).
+ * A tile's chunk is decoded once (the 16-warp layout: twice) and SwiGLU's x reads halve. Half the
+ * instructions (ncu, 8B batch 64), but 2 warps a scheduler: SwiGLU +3.5% on 8B, +0.3-2% on 1B
+ * (same bits). The plain matmuls lose: with 2 adjacent tiles a warp over 16-tile items 8% / 29%
+ * at batch 64 (the items left SMs idle; round 28), with one tile a warp over the same 8-tile items
+ * as the 16-warp layout still 10% / 11% (round 29, H200): the loss is the warps' IPC. */
 __host__ __device__ constexpr int b_wn(int ng, int ntl, int wg = 0, int cw = 16) {
     return wg ? 3 - wg : cw == 8 ? 1 : ng == 4 ? ntl : ng == 8 ? 2 : ng;
 }
 __host__ __device__ constexpr int b_tg(int ng, int ntl, int wg = 0, int cw = 16) {
-    return wg ? 8 * wg : cw == 8 ? 16 / ntl : ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
+    return wg ? 8 * wg : cw == 8 ? 8 : ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
 }
 __host__ __device__ constexpr int b_s(int ng, int ntl, int wg = 0, int cw = 16) {
     return wg == 2 || cw == 8                               ? 2
@@ -206,7 +207,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
     constexpr bool FOLD = b_fold(NG);
     static_assert(TPW * WT == TG && NTL * TG <= 32, "warp layout");
     static_assert(!WG || (NG == 8 && FOLD && TPW == 1 && CW == 16), "wgmma layout");
-    static_assert(CW == 16 || (NG == 8 && FOLD && !WG && NTL * TPW == 2), "8-warp layout");
+    static_assert(CW == 16 || (NG == 8 && FOLD && !WG && TPW == 1), "8-warp layout");
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
