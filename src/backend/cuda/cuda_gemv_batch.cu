@@ -71,7 +71,9 @@ struct b_args {
  * instructions (ncu, 8B batch 64), but 2 warps a scheduler: SwiGLU +3.5% on 8B, +0.3-2% on 1B
  * (same bits). The plain matmuls lose: with 2 adjacent tiles a warp over 16-tile items 8% / 29%
  * at batch 64 (the items left SMs idle; round 28), with one tile a warp over the same 8-tile items
- * as the 16-warp layout still 10% / 11% (round 29, H200): the loss is the warps' IPC. */
+ * as the 16-warp layout still 10% / 11% (round 29, H200): the loss is the warps' IPC. 4-chunk
+ * stages (2 in the ring): SwiGLU +3.6% on 8B and +4% on 1B at batch 64 against 2-chunk stages
+ * (1-chunk: -12%; round 29, BRISK_CUDA_V8_S). */
 __host__ __device__ constexpr int b_wn(int ng, int ntl, int wg = 0, int cw = 16) {
     return wg ? 3 - wg : cw == 8 ? 1 : ng == 4 ? ntl : ng == 8 ? 2 : ng;
 }
@@ -79,7 +81,8 @@ __host__ __device__ constexpr int b_tg(int ng, int ntl, int wg = 0, int cw = 16)
     return wg ? 8 * wg : cw == 8 ? 8 : ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
 }
 __host__ __device__ constexpr int b_s(int ng, int ntl, int wg = 0, int cw = 16) {
-    return wg == 2 || cw == 8                               ? 2
+    return wg == 2                                          ? 2
+           : cw == 8                                        ? 4
            : ng <= 2                                        ? 8
            : (ng == 4 && ntl == 1) || (ng == 8 && ntl == 2) ? 2
                                                             : 4;
@@ -486,6 +489,7 @@ int cu_v8_wg = 0;
 /* env BRISK_CUDA_V8_CW: which 8-group launches run on 8 consumer warps (b_wn): 0 SwiGLU's, 8
  * every one, 16 none (16 warps of 1 A tile and 4 groups each, as before round 28; A/B). */
 int cu_v8_cw = 0;
+int cu_v8_s[2] = {0, 0};
 
 template <int ST, int EPI, int NG, int WG = 0, int CW = 16>
 static cudaError_t launch_b(cudaStream_t st, const b_args &a, int smem) {
@@ -587,6 +591,7 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
 
     /* stage: codes [NTL*tg][S][512] | pairs [NTL*tg][gmax][16] | x [S][ng][1 KB] | sums */
     a.S = b_s(ng, ntl, wg, cw);
+    if (ng == 8 && !wg && cu_v8_s[ntl - 1] >= 1 && cu_v8_s[ntl - 1] <= 8) a.S = cu_v8_s[ntl - 1];
     const int ps = w0->stype == BRISK_W_F32 ? 8 : 4;
     a.gmax = ((a.S - 1) >> d) + 2;
     a.off_pairs = ntl * tg * a.S * 512;

@@ -54,6 +54,8 @@ void cu_switches_read(void) {
     cu_wgmma_ok = cu_v8_wg && cu_sm90 && cu_code_wgmma();
     e = getenv("BRISK_CUDA_V8_CW"); /* 16: v8's 8-group layout on 16 warps (A/B) */
     if (e) cu_v8_cw = atoi(e) == 16 ? 16 : atoi(e) == 8 ? 8 : 0;
+    e = getenv("BRISK_CUDA_V8_S"); /* chunks a stage at 33-64 tokens: "plain,swiglu" (tuning) */
+    if (e) cu_v8_s[0] = atoi(e), cu_v8_s[1] = strchr(e, ',') ? atoi(strchr(e, ',') + 1) : 0;
     e = getenv("BRISK_CUDA_V8_ONE");
     cu_v8_one = e && e[0] == '1';
     e = getenv("BRISK_CUDA_BATCH_PREFILL"); /* 1: prefills on it too, 64 tokens a pass */

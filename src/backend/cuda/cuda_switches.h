@@ -23,6 +23,9 @@ extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B
 extern int cu_v8_wg;
 extern int
     cu_v8_cw; /* env BRISK_CUDA_V8_CW: v8 at 33-64 tokens on 8 warps: 0 SwiGLU, 8 all, 16 none */
+/* env BRISK_CUDA_V8_S=p,s: chunks a stage of v8's mma.sync launches at 33-64 tokens, plain and
+ * SwiGLU (1-8; 0: b_s's) */
+extern int cu_v8_s[2];
 /* Captured one-token steps: the v7 GEMV's blocks draw their tile groups after the first from a
  * counter (env BRISK_CUDA_V7_DYN: 1 every launch; 2, the default: SwiGLU's only; 0: round-robin).
  * Round 11 (before the v7 launches issued 2 stages before x): 8B -0.4..+0.3%, 1B -1.2%; round 16,
