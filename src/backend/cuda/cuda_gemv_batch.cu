@@ -197,6 +197,78 @@ template <class F> __device__ __forceinline__ void each_stage(const b_args &a, F
     }
 }
 
+/* The K splits' merge, by the group's last item: y rows tile0 * 16.. (R of them) x the n tokens
+ * = the splits' partials added in split order (deterministic), plus the epilogue (store + bias or
+ * residual add). Four rows a thread as float4 with H x ks loads in flight (H 2 at 8 token
+ * groups; 1 below, where 2 spilled and a group has half the rows or fewer): the merge was one
+ * 4-byte load a split per thread and round trip, 16 round trips to L2 for a 64-token group, and
+ * it runs once per round of items while the other SMs wait (8B batch 64: q, k, v 54.6 us a
+ * launch in ncu, ~3 rounds of 8 chunks). Same sums in the same order as the scalar form, which
+ * stays for outputs that are not 16-byte aligned. */
+template <int EPI, int R, int NT, int H>
+__device__ __forceinline__ void b_merge(const b_args &a, const mma_mat_d &M, int grp, int tile0,
+                                        int npad) {
+    const float *P0 = a.part + (int64_t)grp * a.ks * npad * R;
+    const int64_t ss = (int64_t)npad * R; /* one split's floats */
+    auto epi = [&](float *y, int row, float v) {
+        if constexpr (EPI == CU_EPI_ADD)
+            *y += v;
+        else
+            *y = v + (M.bias ? M.bias[row] : 0.f);
+    };
+    if (((uintptr_t)M.y & 15) || (M.ystride & 3)) {
+        for (int e = threadIdx.x; e < a.n * R; e += NT) {
+            const int tok = e / R, row = tile0 * 16 + e % R;
+            if (row >= M.rows) continue;
+            float p[B_MAXKS]; /* every split's load in flight at once */
+#pragma unroll
+            for (int s = 0; s < B_MAXKS; s++) p[s] = s < a.ks ? __ldcg(P0 + s * ss + e) : 0.f;
+            float v = 0.f;
+#pragma unroll
+            for (int s = 0; s < B_MAXKS; s++) v += p[s];
+            epi(M.y + (int64_t)tok * M.ystride + row, row, v);
+        }
+        return;
+    }
+    constexpr int U = R / 4; /* float4 units a token */
+    const int units = a.n * U;
+    for (int u0 = threadIdx.x; u0 < units; u0 += H * NT) {
+        float4 p[H][B_MAXKS];
+#pragma unroll
+        for (int h = 0; h < H; h++)
+#pragma unroll
+            for (int s = 0; s < B_MAXKS; s++)
+                p[h][s] = s < a.ks && u0 + h * NT < units
+                              ? __ldcg((const float4 *)(P0 + s * ss) + u0 + h * NT)
+                              : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+        for (int h = 0; h < H; h++) {
+            const int u = u0 + h * NT;
+            if (u >= units) break;
+            const int tok = u / U, row = tile0 * 16 + 4 * (u % U);
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int s = 0; s < B_MAXKS; s++)
+                v.x += p[h][s].x, v.y += p[h][s].y, v.z += p[h][s].z, v.w += p[h][s].w;
+            float *y = M.y + (int64_t)tok * M.ystride + row;
+            if (row + 3 < M.rows) {
+                float4 o = v;
+                if constexpr (EPI == CU_EPI_ADD) {
+                    const float4 r = *(const float4 *)y;
+                    o.x += r.x, o.y += r.y, o.z += r.z, o.w += r.w;
+                } else if (M.bias) {
+                    o.x += M.bias[row], o.y += M.bias[row + 1], o.z += M.bias[row + 2],
+                        o.w += M.bias[row + 3];
+                }
+                *(float4 *)y = o;
+            } else {
+                const float f[4] = {v.x, v.y, v.z, v.w};
+                for (int i = 0; i < 4 && row + i < M.rows; i++) epi(y + i, row + i, f[i]);
+            }
+        }
+    }
+}
+
 template <int ST, int EPI, int NG, int WG, int CW>
 __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_constant__ b_args a) {
     typedef typename sb_raw<ST>::T SBT;
@@ -454,23 +526,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
             batch_sync<CW>();
             if (*flag) {
                 __threadfence();
-                const float *P0 = a.part + (int64_t)grp * a.ks * npad * (TG * 16);
-                for (int e = threadIdx.x; e < a.n * (TG * 16); e += CW * 32) {
-                    const int tok = e / (TG * 16), row = tile0 * 16 + e % (TG * 16);
-                    if (row >= M.rows) continue;
-                    float p[B_MAXKS]; /* every split's load in flight at once */
-#pragma unroll
-                    for (int s = 0; s < B_MAXKS; s++)
-                        p[s] = s < a.ks ? __ldcg(P0 + (int64_t)s * npad * (TG * 16) + e) : 0.f;
-                    float v = 0.f;
-#pragma unroll
-                    for (int s = 0; s < B_MAXKS; s++) v += p[s];
-                    float *y = M.y + (int64_t)tok * M.ystride + row;
-                    if constexpr (EPI == CU_EPI_ADD)
-                        *y += v;
-                    else
-                        *y = v + (M.bias ? M.bias[row] : 0.f);
-                }
+                b_merge<EPI, TG * 16, CW * 32, NG == 8 ? 2 : 1>(a, M, grp, tile0, npad);
                 if (threadIdx.x == 0) a.count[grp] = 0; /* ready for the next launch */
             }
         }
@@ -490,6 +546,9 @@ int cu_v8_wg = 0;
  * every one, 16 none (16 warps of 1 A tile and 4 groups each, as before round 28; A/B). */
 int cu_v8_cw = 0;
 int cu_v8_s[2] = {0, 0};
+/* env BRISK_CUDA_V8_KS (forced K splits) and BRISK_CUDA_V8_KSM (the split model's merge cost):
+ * tuning (cuda_switches.h) */
+int cu_v8_ks = 0, cu_v8_ksm = 8;
 
 template <int ST, int EPI, int NG, int WG = 0, int CW = 16>
 static cudaError_t launch_b(cudaStream_t st, const b_args &a, int smem) {
@@ -604,16 +663,26 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     while (a.stages > 2 && a.stages * a.stage_bytes + tail > 227 * 1024) a.stages--;
     if (a.stages < 2 || a.stages * a.stage_bytes + tail > 227 * 1024) return cudaErrorNotSupported;
 
-    /* K splits: the fewest that keep the SMs busy, by the time of the busiest block (in chunks,
-     * plus a merge's cost), within the scratch */
+    /* K splits: the fewest that keep the SMs busy, by the time of the busiest block in chunks:
+     * its rounds of items, each with a merge (cu_v8_ksm chunks, env BRISK_CUDA_V8_KSM; a
+     * group's splits run in the same round, so every round ends in merges), within the scratch.
+     * 8B batch 64: q, k, v in 2 splits (96 items, one round) instead of 8 (3 rounds): +4.4%;
+     * a merge of 2 or 4 chunks picks 5 (+2.7%); -1 is the older model (one merge in all, 4
+     * chunks). No other shape of 8B or 1B at 1-64 tokens changes (round 30, H200). */
     a.ks = 1;
     if (ntl == 1 && sc->part && sc->count && groups <= sc->count_cap) {
         double best = 1e30;
         for (int ks = 1; ks <= B_MAXKS && ks <= a.nch; ks++) {
             if ((size_t)groups * ks * npad * (tg * 16) > sc->part_cap) break;
             const int cpi = (a.nch + ks - 1) / ks;
-            const double cost = (double)((groups * ks + nsm - 1) / nsm) * cpi + (ks > 1 ? 4 : 0);
+            const int rounds = (groups * ks + nsm - 1) / nsm;
+            const double cost = cu_v8_ksm < 0 ? (double)rounds * cpi + (ks > 1 ? 4 : 0)
+                                              : (double)rounds * (cpi + (ks > 1 ? cu_v8_ksm : 0));
             if (cost < best - 1e-9) best = cost, a.ks = ks;
+            if (ks == cu_v8_ks) { /* forced (tuning) */
+                a.ks = ks;
+                break;
+            }
         }
     }
     a.cpi = (a.nch + a.ks - 1) / a.ks;

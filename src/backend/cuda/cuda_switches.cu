@@ -56,6 +56,10 @@ void cu_switches_read(void) {
     if (e) cu_v8_cw = atoi(e) == 16 ? 16 : atoi(e) == 8 ? 8 : 0;
     e = getenv("BRISK_CUDA_V8_S"); /* chunks a stage at 33-64 tokens: "plain,swiglu" (tuning) */
     if (e) cu_v8_s[0] = atoi(e), cu_v8_s[1] = strchr(e, ',') ? atoi(strchr(e, ',') + 1) : 0;
+    e = getenv("BRISK_CUDA_V8_KS");
+    if (e) cu_v8_ks = atoi(e);
+    e = getenv("BRISK_CUDA_V8_KSM");
+    if (e) cu_v8_ksm = atoi(e);
     e = getenv("BRISK_CUDA_V8_ONE");
     cu_v8_one = e && e[0] == '1';
     e = getenv("BRISK_CUDA_BATCH_PREFILL"); /* 1: prefills on it too, 64 tokens a pass */

@@ -26,6 +26,11 @@ extern int
 /* env BRISK_CUDA_V8_S=p,s: chunks a stage of v8's mma.sync launches at 33-64 tokens, plain and
  * SwiGLU (1-8; 0: b_s's) */
 extern int cu_v8_s[2];
+/* env BRISK_CUDA_V8_KS=k: v8's K splits forced to k (1-8, within the scratch; tuning) */
+extern int cu_v8_ks;
+/* env BRISK_CUDA_V8_KSM=m: the merge cost (chunks) in v8's K split model (tuning; default 8,
+ * -1 the older model) */
+extern int cu_v8_ksm;
 /* Captured one-token steps: the v7 GEMV's blocks draw their tile groups after the first from a
  * counter (env BRISK_CUDA_V7_DYN: 1 every launch; 2, the default: SwiGLU's only; 0: round-robin).
  * Round 11 (before the v7 launches issued 2 stages before x): 8B -0.4..+0.3%, 1B -1.2%; round 16,

@@ -197,6 +197,9 @@ int main(void) {
         {"swiglu n=40 K=1024 gs128 rows=72", SW, 1024, 128, F16, 40, {72, 72}, 2, false, false},
         {"swiglu n=64 K=2048 rows=136 norm", SW, 2048, 64, F16, 64, {136, 136}, 2, false, true},
         {"down add n=32 K=4096 rows=32", ADD, 4096, 64, F16, 32, {32}, 1, false, false},
+        /* rows not a multiple of 4: the K split's merge takes its scalar path */
+        {"add n=40 K=2048 rows=42", ADD, 2048, 64, F16, 40, {42}, 1, false, false},
+        {"store+bias n=12 K=2048 rows=38", S, 2048, 64, F16, 12, {38}, 1, true, false},
         {"store+bias bf16 scales n=20 K=1024 rows=40", S, 1024, 64, BF16, 20, {40}, 1, true, false},
         {"add f32 scales n=24 K=1024 rows=40", ADD, 1024, 64, F32, 24, {40}, 1, false, false},
         {"swiglu f32 scales n=31 K=1024 rows=24 norm",
