@@ -109,14 +109,19 @@ __host__ __device__ constexpr int b_wg_off(int ng, int grp, int g, int t, int h,
 
 /* ------------------------------------------------------------------------------------------ */
 
-/* Block = one token (of the padded count); x row -> half B fragments and chunk sums. wg: the
- * chunk's block of ng KB in wgmma's B order instead (b_wg_off). */
+/* Block (token of the padded count, slice): x row -> half B fragments and chunk sums, units
+ * 256 * (blockIdx.y + gridDim.y * k) of the row (one pass a block at the launcher's grid), the
+ * RMSNorm's scale over the whole row in every block of the token (the same sum in the same
+ * order). One block a token took a round trip to L2 a pass, 7 in a row for 8B's down (14,336
+ * columns), on as many blocks as tokens (8 at batch 8). wg: the chunk's block of ng KB in wgmma's
+ * B order instead (b_wg_off). */
 __global__ void __launch_bounds__(256)
     k_xprep(const float *x, int n, int K, int ng, const float *nw, float eps, uint8_t *xq,
             float *xs, int wg) {
     pdl_launch();
     pdl_wait();
     const int tok = blockIdx.x, grp = tok >> 3, g = tok & 7, tid = threadIdx.x;
+    const int e0 = 256 * blockIdx.y, estep = 256 * gridDim.y;
     const bool live = tok < n;
     const float *xr = x + (int64_t)(live ? tok : 0) * K;
     __shared__ float red[8];
@@ -124,7 +129,7 @@ __global__ void __launch_bounds__(256)
         nw && live ? rms_scale<256>(xr, K, eps, tid, red, [] { __syncthreads(); }) : 1.f;
     /* unit e = (chunk c, u): 8 halves, columns 64c + 8u; u = 2t + h -> half h of lane (g, t) */
     const int units = (K >> 6) * 8, span = (units + 255) & ~255; /* whole warps in the loop */
-    for (int e = tid; e < span; e += 256) {
+    for (int e = e0 + tid; e < span; e += estep) {
         const bool act = e < units;
         const int c = e >> 3, u = e & 7, t = u >> 1, h = u & 1;
         float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
@@ -689,7 +694,8 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     a.xq = (const uint8_t *)sc->xq, a.xs = sc->xs, a.part = sc->part, a.count = sc->count;
     a.aid = (cu_skip & SKIP_COPY ? 2 : 0) | (cu_skip & SKIP_XCOPY ? 4 : 0);
 
-    cudaError_t e = cu_launch(k_xprep, dim3(npad), dim3(256), 0, st, x, n, a.K, ng, nw, eps,
+    const int passes = (a.nch * 8 + 255) / 256; /* of 256 units (8 a chunk) */
+    cudaError_t e = cu_launch(k_xprep, dim3(npad, passes), dim3(256), 0, st, x, n, a.K, ng, nw, eps,
                               (uint8_t *)sc->xq, sc->xs, wg);
     if (e != cudaSuccess) return e;
     const int smem = a.stages * a.stage_bytes + tail;

@@ -197,6 +197,8 @@ int main(void) {
         {"swiglu n=40 K=1024 gs128 rows=72", SW, 1024, 128, F16, 40, {72, 72}, 2, false, false},
         {"swiglu n=64 K=2048 rows=136 norm", SW, 2048, 64, F16, 64, {136, 136}, 2, false, true},
         {"down add n=32 K=4096 rows=32", ADD, 4096, 64, F16, 32, {32}, 1, false, false},
+        /* K of 3 x-staging passes with the norm (every pass's block recomputes its scale) */
+        {"swiglu n=36 K=5120 rows=40 norm", SW, 5120, 64, F16, 36, {40, 40}, 2, false, true},
         /* rows not a multiple of 4: the K split's merge takes its scalar path */
         {"add n=40 K=2048 rows=42", ADD, 2048, 64, F16, 40, {42}, 1, false, false},
         {"store+bias n=12 K=2048 rows=38", S, 2048, 64, F16, 12, {38}, 1, true, false},
