@@ -205,7 +205,7 @@ template <class F> __device__ __forceinline__ void each_stage(const b_args &a, F
 /* The K splits' merge, by the group's last item: y rows tile0 * 16.. (R of them) x the n tokens
  * = the splits' partials added in split order (deterministic), plus the epilogue (store + bias or
  * residual add). Four rows a thread as float4 with H x ks loads in flight (H 2 at 8 token
- * groups; 1 below, where 2 spilled and a group has half the rows or fewer): the merge was one
+ * groups; 1 below, where 2 spilled and there are half the tokens or fewer): the merge was one
  * 4-byte load a split per thread and round trip, 16 round trips to L2 for a 64-token group, and
  * it runs once per round of items while the other SMs wait (8B batch 64: q, k, v 54.6 us a
  * launch in ncu, ~3 rounds of 8 chunks). Same sums in the same order as the scalar form, which
