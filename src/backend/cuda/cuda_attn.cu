@@ -68,6 +68,7 @@ extern "C" {
 #define FD_THREADS     (FD_WARPS * 32)
 #define FD_MAX_SPLIT   256
 #define FD_MAX_CLUSTER 8 /* pieces merged through distributed shared memory (portable size) */
+#define FD_SM_SMEM     (228 << 10) /* shared memory of an SM (sm_90) */
 #define FD_LOG2E       1.4426950408889634f
 
 __device__ __forceinline__ void h8_to_f(const uint4 &raw, float *f) {
@@ -79,11 +80,11 @@ __device__ __forceinline__ void h8_to_f(const uint4 &raw, float *f) {
     }
 }
 
-/* Halves of the TC variant's per-warp K/V tiles, [warp][buffer][K, V][32][hd + 8], and then the
- * token's new K and V rows [2][hd] (fused RoPE: the tile that holds the new position takes its
+/* Halves of the TC variant's per-warp K/V tiles, [warp][buffer (nb)][K, V][32][hd + 8], and then
+ * the token's new K and V rows [2][hd] (fused RoPE: the tile that holds the new position takes its
  * row from there, not from the cache it was just stored to). */
-__host__ __device__ __forceinline__ int tc_kv_halves(int hd) {
-    return FD_WARPS * 2 * 2 * 32 * (hd + 8) + 2 * hd;
+__host__ __device__ __forceinline__ int tc_kv_halves(int hd, int nb = 2) {
+    return FD_WARPS * nb * 2 * 32 * (hd + 8) + 2 * hd;
 }
 
 /* Measuring aid (env BRISK_CUDA_TRACE): block (0, 0, 0) adds its stage times (globaltimer ns)
@@ -103,7 +104,11 @@ __device__ __forceinline__ void attn_prefetch(const cu_attn_args &a) {
 
 /* SV 0: the general kernel. 1: slim (fd_launch: the fused RoPE, the slice merge), without the
  * measuring aids; 2: slim with them. */
-template <int GP, int LPR, bool CL, int TC, int SV>
+/* NB: the TC tiles' buffers a warp: 2 (a tile copied while the one before is computed), or 1 for
+ * steps of many sequences (env BRISK_CUDA_ATTN_NB=1): ~81 KB a block instead of ~147, so two
+ * blocks share an SM and one's prologue overlaps the other's tiles (each warp then waits for its
+ * tile's copy). */
+template <int GP, int LPR, bool CL, int TC, int SV, int NB = 2>
 __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
     unsigned long long *const trace = SV == 1 ? nullptr : a.trace;
@@ -161,7 +166,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
      * every block pushes its partial into block 0's, or (a.slice) slice j of it into block j's
      * (a region no block uses for anything else, so a push may land while the receiver is still
      * in its tiles) */
-    float *rcv = reinterpret_cast<float *>(kvs + (TC != 0 ? tc_kv_halves(hd) : 0));
+    float *rcv = reinterpret_cast<float *>(kvs + (TC != 0 ? tc_kv_halves(hd, NB) : 0));
     float *rml = rcv + ns * G * hd;
     __shared__ int is_last;
 
@@ -205,8 +210,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     /* TC: copies 32-position tile tl of this piece into buffer buf of the warp's K/V tiles
      * (positions past t1 zero); want >= 0: only the row in that slot, skip >= 0: all but it */
     constexpr int TLD = TC + 8;
-    __half *kvw = kvs + warp * (2 * 2 * 32 * TLD);
-    __half *nrow = kvs + FD_WARPS * 2 * 2 * 32 * TLD; /* TC: the new K and V rows */
+    __half *kvw = kvs + warp * (NB * 2 * 32 * TLD);
+    __half *nrow = kvs + FD_WARPS * NB * 2 * 32 * TLD; /* TC: the new K and V rows */
     auto tc_issue = [&](int tl, int buf, int want, int skip) {
         if constexpr (TC != 0) {
             const int tj = t0 + tl * 32 + lane;
@@ -353,8 +358,8 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             }
             tc_commit();
         }
-        for (int buf = 0; tile < ntile; tile += FD_WARPS, buf ^= 1) {
-            if (tile + FD_WARPS < ntile) {
+        for (int buf = 0; tile < ntile; tile += FD_WARPS, buf ^= NB - 1) {
+            if (NB == 2 && tile + FD_WARPS < ntile) {
                 tc_issue(tile + FD_WARPS, buf ^ 1, -1, -1);
                 tc_commit();
                 tc_wait<1>();
@@ -412,7 +417,11 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
                     mma16816(o[jd + 1], p0, 0u, p2, 0u, b[2], b[3]);
                 }
             }
-            __syncwarp(); /* the buffer is refilled two tiles on */
+            __syncwarp(); /* the buffer is refilled two tiles on (NB 1: now) */
+            if (NB == 1 && tile + FD_WARPS < ntile) {
+                tc_issue(tile + FD_WARPS, 0, -1, -1);
+                tc_commit();
+            }
         }
         if (tr) tr_add(trace, 2, T1); /* -> tiles done */
         lr += __shfl_xor_sync(0xffffffffu, lr, 1);
@@ -701,8 +710,15 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
 
 typedef void (*fd_kernel)(cu_attn_args);
 
-template <bool CL> static fd_kernel fd_pick(int gp, int lpr, int tc) {
-    if (tc) return tc == 64 ? k_attn_decode<1, 8, CL, 64, 0> : k_attn_decode<1, 8, CL, 128, 0>;
+/* The TC kernel of a cluster (CL), variant SV and tile buffers nb (1 or 2). */
+template <bool CL, int SV> static fd_kernel fd_tc(int tc, int nb) {
+    if (tc == 64)
+        return nb == 1 ? k_attn_decode<1, 8, CL, 64, SV, 1> : k_attn_decode<1, 8, CL, 64, SV>;
+    return nb == 1 ? k_attn_decode<1, 8, CL, 128, SV, 1> : k_attn_decode<1, 8, CL, 128, SV>;
+}
+
+template <bool CL> static fd_kernel fd_pick(int gp, int lpr, int tc, int nb) {
+    if (tc) return fd_tc<CL, 0>(tc, nb);
 #define FD_LPR(gp)                                                                                 \
     (lpr == 8    ? k_attn_decode<gp, 8, CL, 0, 0>                                                  \
      : lpr == 16 ? k_attn_decode<gp, 16, CL, 0, 0>                                                 \
@@ -713,6 +729,7 @@ template <bool CL> static fd_kernel fd_pick(int gp, int lpr, int tc) {
 
 /* The tensor-core tiles (env BRISK_CUDA_ATTN_TC=0: the FMA tiles, for A/B). */
 int cu_attn_tc = 1;
+int cu_attn_nb = 0; /* cuda_switches.h */
 /* A one-token step's cluster launch with tensor-core tiles, the fused RoPE and the slice merge (the
  * default) runs a slim kernel: the same code less the unfused and block-0 merge paths and, unless
  * one is on, the measuring aids (env BRISK_CUDA_ATTN_SLIM=0: the general kernel, A/B). As for the
@@ -763,16 +780,26 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     wo = (wo + 3) & ~(size_t)3;
     /* cluster: block 0's receive buffers for the pieces' partials (allocated in every block) */
     const size_t rcv = a->cluster ? (size_t)a->n_split * G * (hd + 2) : 0;
-    const size_t smem = ((size_t)G * hd + FD_WARPS * 32 * gp + FD_WARPS * G * 2 + wo + rcv) * 4 +
-                        (tc ? (size_t)tc_kv_halves(hd) * 2 : 0);
-    if (smem > 200 * 1024) return cudaErrorInvalidValue; /* within the opt-in maximum */
-    fd_kernel k = a->cluster ? fd_pick<true>(gp, lpr, tc) : fd_pick<false>(gp, lpr, tc);
-    if (cu_attn_slim && a->cluster && tc && cu_attn_slice && a->k_new && !a->empty) {
-        const bool aids = a->trace || a->tl;
-        k = tc == 64
-                ? (aids ? k_attn_decode<1, 8, true, 64, 2> : k_attn_decode<1, 8, true, 64, 1>)
-                : (aids ? k_attn_decode<1, 8, true, 128, 2> : k_attn_decode<1, 8, true, 128, 1>);
+    const size_t fixed = ((size_t)G * hd + FD_WARPS * 32 * gp + FD_WARPS * G * 2 + wo + rcv) * 4;
+    /* TC tile buffers a warp: one where the double buffers leave one block an SM and the grid is
+     * more than one wave of those (8B shape at batch 64: 512 blocks of ~147 KB ran as 4 waves,
+     * each paying its prologue alone; single-buffered, ~81 KB, two share an SM: +4% a step,
+     * round 31). Env BRISK_CUDA_ATTN_NB=1 / 2 forces one (A/B). */
+    int nb = 2;
+    if (tc) {
+        const size_t half_sm = FD_SM_SMEM / 2 - 1024; /* two blocks, each with its reserved KB */
+        const long blocks = (long)a->n_split * a->n_head_kv * a->n_tokens;
+        nb = cu_attn_nb ? cu_attn_nb
+             : fixed + (size_t)tc_kv_halves(hd, 2) * 2 > half_sm &&
+                     fixed + (size_t)tc_kv_halves(hd, 1) * 2 <= half_sm && blocks > a->n_sm
+                 ? 1
+                 : 2;
     }
+    const size_t smem = fixed + (tc ? (size_t)tc_kv_halves(hd, nb) * 2 : 0);
+    if (smem > 200 * 1024) return cudaErrorInvalidValue; /* within the opt-in maximum */
+    fd_kernel k = a->cluster ? fd_pick<true>(gp, lpr, tc, nb) : fd_pick<false>(gp, lpr, tc, nb);
+    if (cu_attn_slim && a->cluster && tc && cu_attn_slice && a->k_new && !a->empty)
+        k = a->trace || a->tl ? fd_tc<true, 2>(tc, nb) : fd_tc<true, 1>(tc, nb);
     if (smem > 48 * 1024) {
         const cudaError_t e = cu_smem_optin((const void *)k, smem);
         if (e != cudaSuccess) return e;

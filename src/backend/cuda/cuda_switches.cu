@@ -120,6 +120,8 @@ void cu_switches_read(void) {
     cu_attn_outq = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_ATTN_TC"); /* 0: the decode attention's FMA tiles (A/B) */
     cu_attn_tc = cu_mma_ok && !(e && e[0] == '0');
+    e = getenv("BRISK_CUDA_ATTN_NB");
+    cu_attn_nb = e && (e[0] == '1' || e[0] == '2') ? e[0] - '0' : 0;
     e = getenv("BRISK_CUDA_ROPEFUSE");
     cu_rope_fuse = !(e && e[0] == '0');
     e = getenv("BRISK_CUDA_SKIP");

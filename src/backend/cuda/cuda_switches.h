@@ -73,6 +73,9 @@ extern int cu_rope_fuse;
 extern int cu_attn_cluster, cu_attn_cl_max; /* cl_max: env BRISK_CUDA_ATTN_CL (A/B) */
 /* defined by the kernel files */
 extern int cu_attn_tc, cu_attn_slice, cu_attn_outq, cu_attn_slim;
+/* the decode attention's tensor-core tile buffers a warp: 0 (the default) chosen by the launch
+ * (fd_launch), env BRISK_CUDA_ATTN_NB=1 or 2 forces single or double (A/B) */
+extern int cu_attn_nb;
 extern int cu_gemv_v2, cu_gemv_v7, cu_gemv_v8, cu_v7_ring, cu_v7_cw, cu_v7_fit, cu_v7_pre,
     cu_v7_preq, cu_v7_pref, cu_v7_pace, cu_v7_actq, cu_v7_slim, cu_v7_norm, cu_norm_fuse, cu_mma_u,
     cu_mma_tt;
