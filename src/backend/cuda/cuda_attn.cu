@@ -104,10 +104,10 @@ __device__ __forceinline__ void attn_prefetch(const cu_attn_args &a) {
 
 /* SV 0: the general kernel. 1: slim (fd_launch: the fused RoPE, the slice merge), without the
  * measuring aids; 2: slim with them. */
-/* NB: the TC tiles' buffers a warp: 2 (a tile copied while the one before is computed), or 1 for
- * steps of many sequences (env BRISK_CUDA_ATTN_NB=1): ~81 KB a block instead of ~147, so two
- * blocks share an SM and one's prologue overlaps the other's tiles (each warp then waits for its
- * tile's copy). */
+/* NB: the TC tiles' buffers a warp: 2 (a tile copied while the one before is computed), or 1
+ * where that lets two blocks share an SM in a grid of more than one wave (fd_launch): ~81 KB a
+ * block instead of ~147 at head_dim 128, and one block's prologue overlaps the other's tiles
+ * (each warp then waits for its tile's copy). */
 template <int GP, int LPR, bool CL, int TC, int SV, int NB = 2>
 __global__ void __launch_bounds__(FD_THREADS, 2)
     k_attn_decode(const __grid_constant__ cu_attn_args a) {
