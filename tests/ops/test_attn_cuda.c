@@ -297,7 +297,9 @@ static int run_cfg(const cfg *c) {
     return 0;
 }
 
-int main(void) {
+/* argv[1], optional: only the configurations whose name holds it (a short run, e.g. under
+ * compute-sanitizer --tool racecheck: test_attn_cuda llama3-8b) */
+int main(int argc, char **argv) {
     static const cfg C[] = {
         {8, 4, 128, 16, 0, "llama3-8b"},
         {8, 4, 64, 32, 0, "llama3.2-1b"},
@@ -311,10 +313,17 @@ int main(void) {
         {2, 3, 40, 16, 0, "head_dim 40"},
         {2, 2, 20, 16, 50, "head_dim 20: the split-K kernel"},
     };
+    int ran = 0;
     for (int k = 0; k < (int)(sizeof C / sizeof C[0]); k++) {
+        if (argc > 1 && !strstr(C[k].why, argv[1])) continue;
+        ran++;
         const int r = run_cfg(&C[k]);
         if (r == 77) return 77;
         if (r) break;
+    }
+    if (!ran) {
+        fprintf(stderr, "test_attn_cuda: no configuration named like '%s'\n", argv[1]);
+        return 2;
     }
     CHECK_DONE();
 }
