@@ -202,6 +202,15 @@ template <class F> __device__ __forceinline__ void each_stage(const b_args &a, F
     }
 }
 
+/* One output's epilogue (not SwiGLU): residual add, or store + bias. */
+template <int EPI>
+__device__ __forceinline__ void b_epi(const mma_mat_d &M, float *y, int row, float v) {
+    if constexpr (EPI == CU_EPI_ADD)
+        *y += v;
+    else
+        *y = v + (M.bias ? M.bias[row] : 0.f);
+}
+
 /* The K splits' merge, by the group's last item: y rows tile0 * 16.. (R of them) x the n tokens
  * = the splits' partials added in split order (deterministic), plus the epilogue (store + bias or
  * residual add). Four rows a thread as float4 with H x ks loads in flight (H 2 at 8 token
@@ -215,12 +224,6 @@ __device__ __forceinline__ void b_merge(const b_args &a, const mma_mat_d &M, int
                                         int npad) {
     const float *P0 = a.part + (int64_t)grp * a.ks * npad * R;
     const int64_t ss = (int64_t)npad * R; /* one split's floats */
-    auto epi = [&](float *y, int row, float v) {
-        if constexpr (EPI == CU_EPI_ADD)
-            *y += v;
-        else
-            *y = v + (M.bias ? M.bias[row] : 0.f);
-    };
     if (((uintptr_t)M.y & 15) || (M.ystride & 3)) {
         for (int e = threadIdx.x; e < a.n * R; e += NT) {
             const int tok = e / R, row = tile0 * 16 + e % R;
@@ -231,7 +234,7 @@ __device__ __forceinline__ void b_merge(const b_args &a, const mma_mat_d &M, int
             float v = 0.f;
 #pragma unroll
             for (int s = 0; s < B_MAXKS; s++) v += p[s];
-            epi(M.y + (int64_t)tok * M.ystride + row, row, v);
+            b_epi<EPI>(M, M.y + (int64_t)tok * M.ystride + row, row, v);
         }
         return;
     }
@@ -268,7 +271,7 @@ __device__ __forceinline__ void b_merge(const b_args &a, const mma_mat_d &M, int
                 *(float4 *)y = o;
             } else {
                 const float f[4] = {v.x, v.y, v.z, v.w};
-                for (int i = 0; i < 4 && row + i < M.rows; i++) epi(y + i, row + i, f[i]);
+                for (int i = 0; i < 4 && row + i < M.rows; i++) b_epi<EPI>(M, y + i, row + i, f[i]);
             }
         }
     }
@@ -501,10 +504,8 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
                         const float v = acc[0][ti][jn][j];
                         if constexpr (EPI == CU_EPI_SWIGLU)
                             *y = v / (1.0f + expf(-v)) * acc[NTL - 1][ti][jn][j];
-                        else if constexpr (EPI == CU_EPI_ADD)
-                            *y += v;
                         else
-                            *y = v + (M.bias ? M.bias[row] : 0.f);
+                            b_epi<EPI>(M, y, row, v);
                     }
             }
             continue;
