@@ -349,6 +349,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
     const int wn = WG ? (wid >> 2) % WN : wid % WN;
     const int wt = WG ? ((wid >> 2) / WN) * 4 + (wid & 3) : wid / WN;
     float acc[NTL][TPW][TPN][4];
+    uint32_t WA[2][4][4]; /* wgmma: A double-buffered */
     int k = 0;
     const int items = a.gbase[a.nmat] * a.ks;
     for (int it = blockIdx.x; it < items; it += gridDim.x) {
@@ -371,7 +372,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
             const uint8_t *base = ring + st * a.stage_bytes;
             const SBT *pairs = (const SBT *)(base + a.off_pairs);
             mbar_wait(&full[st], (k / a.stages) & 1);
-            for (int c = 0; c < (idle ? 0 : nc); c++) {
+            /* chunk c of the stage (a lambda so that the wgmma form can unroll it: there each
+             * unit's A buffer, WA[unit parity], must be a fixed set of registers) */
+            auto chunk = [&](const int c) {
                 const int gl = ((c0 + c) >> d) - g0;
                 /* tile tt's chunk of matrix i (SwiGLU: 0 gate, 1 up) decoded (LOP3 -> half A
                  * fragments of its 4 k-steps; FOLD: with the rows' scale and bias folded in) */
@@ -443,19 +446,32 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
                     for (int ti = 0; ti < TPW; ti++)
 #pragma unroll
                         for (int i = 0; i < NTL; i++) {
-                            uint32_t A[4][4];
                             SBT r0, r1;
-                            decode(i, wt * TPW + ti, A, r0, r1);
                             if constexpr (WG != 0) { /* the warpgroup's 4 tiles x its tokens */
+                                /* WA's buffer u (unit c * NTL + i, parity static per branch):
+                                 * decoded while the other buffer's wgmmas run, then its own
+                                 * issued; wait<1> leaves only these in flight, so the next unit
+                                 * may rewrite the other buffer */
                                 const uint8_t *xb = base + a.off_x + c * NG * 1024 + wn * TPN * 128;
-                                wg_fence();
+                                auto unit = [&](uint32_t(&A)[4][4]) {
+                                    decode(i, wt * TPW + ti, A, r0, r1);
+                                    wg_fence();
 #pragma unroll
-                                for (int s = 0; s < 4; s++)
-                                    wgmma_rs<8 * TPN>(&acc[i][ti][0][0], A[s],
-                                                      xb + s * 2 * NG * 128, NG * 128, 128);
-                                wg_commit();
-                                wg_wait<0>(); /* before A is rewritten and the stage released */
-                            } else {
+                                    for (int s = 0; s < 4; s++)
+                                        wgmma_rs<8 * TPN>(&acc[i][ti][0][0], A[s],
+                                                          xb + s * 2 * NG * 128, NG * 128, 128);
+                                    wg_commit();
+                                    wg_wait<1>();
+                                };
+                                if ((NTL == 2 ? i : c) & 1)
+                                    unit(WA[1]);
+                                else
+                                    unit(WA[0]);
+                                continue;
+                            }
+                            uint32_t A[4][4];
+                            decode(i, wt * TPW + ti, A, r0, r1);
+                            {
 #pragma unroll
                                 for (int jn = 0; jn < TPN; jn++) {
                                     const int tg = wn * TPN + jn;
@@ -482,8 +498,17 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
                             }
                         }
                 }
+            };
+            if constexpr (WG != 0) {
+                constexpr int SC = b_s(NG, NTL, WG, CW); /* a.S of these forms */
+#pragma unroll
+                for (int c = 0; c < SC; c++)
+                    if (!idle && c < nc) chunk(c);
+            } else {
+                for (int c = 0; c < (idle ? 0 : nc); c++) chunk(c);
             }
-            ring_release(&empty[st]); /* this warp is done with the stage */
+            if constexpr (WG != 0) wg_wait<0>(); /* the stage's wgmmas read x from it */
+            ring_release(&empty[st]);            /* this warp is done with the stage */
         }
 
         /* the item's sums: lane (g, t) holds rows g, g + 8 x tokens 2t, 2t + 1 of each tile and
