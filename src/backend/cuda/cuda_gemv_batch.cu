@@ -78,11 +78,11 @@ __host__ __device__ constexpr int b_wn(int ng, int ntl, int wg = 0, int cw = 16)
     return wg ? 3 - wg : cw == 8 ? 1 : ng == 4 ? ntl : ng == 8 ? 2 : ng;
 }
 __host__ __device__ constexpr int b_tg(int ng, int ntl, int wg = 0, int cw = 16) {
-    return wg ? 8 * wg : cw == 8 ? 8 : ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
+    return wg ? cw / (3 - wg) : cw == 8 ? 8 : ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
 }
 __host__ __device__ constexpr int b_s(int ng, int ntl, int wg = 0, int cw = 16) {
-    return wg == 2                                          ? 2
-           : cw == 8                                        ? 4
+    return cw == 8                                          ? 4
+           : wg == 2                                        ? 2
            : ng <= 2                                        ? 8
            : (ng == 4 && ntl == 1) || (ng == 8 && ntl == 2) ? 2
                                                             : 4;
@@ -289,8 +289,8 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
     constexpr int TPW = TG / WT;              /* tiles per warp */
     constexpr bool FOLD = b_fold(NG);
     static_assert(TPW * WT == TG && NTL * TG <= 32, "warp layout");
-    static_assert(!WG || (NG == 8 && FOLD && TPW == 1 && CW == 16), "wgmma layout");
-    static_assert(CW == 16 || (NG == 8 && FOLD && !WG && TPW == 1), "8-warp layout");
+    static_assert(!WG || (NG == 8 && FOLD && TPW == 1 && (CW == 16 || WG == 2)), "wgmma layout");
+    static_assert(CW == 16 || (NG == 8 && FOLD && TPW == 1), "8-warp layout");
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
@@ -412,7 +412,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
                     bx0[0] = xa.x, bx0[1] = xa.z, bx0[2] = xb.x, bx0[3] = xb.z;
                     bx1[0] = xa.y, bx1[1] = xa.w, bx1[2] = xb.y, bx1[3] = xb.w;
                 };
-                if constexpr (CW == 8) { /* both A tiles decoded, then each group's x once */
+                if constexpr (CW == 8 && !WG) { /* both A tiles decoded, then x once a group */
                     uint32_t A[NTL * TPW][4][4];
 #pragma unroll
                     for (int ti = 0; ti < TPW; ti++)
@@ -590,8 +590,10 @@ static cudaError_t launch_b(cudaStream_t st, const b_args &a, int smem) {
 template <int ST, int EPI>
 static cudaError_t launch_b_wg2(cudaStream_t st, const b_args &a, int smem, int wg, int cw) {
     if constexpr (EPI != CU_EPI_SWIGLU)
-        if (wg == 2) return launch_b<ST, EPI, 8, 2>(st, a, smem);
-    if (cw == 8) return launch_b<ST, EPI, 8, 0, 8>(st, a, smem);
+        if (wg == 2 && cw == 16) return launch_b<ST, EPI, 8, 2>(st, a, smem);
+    if (cw == 8)
+        return wg == 2 ? launch_b<ST, EPI, 8, 2, 8>(st, a, smem)
+                       : launch_b<ST, EPI, 8, 0, 8>(st, a, smem);
     return launch_b<ST, EPI, 8>(st, a, smem);
 }
 
@@ -645,10 +647,11 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     if (epi == CU_EPI_SWIGLU && (nmat != 2 || m[1].w->rows != w0->rows))
         return cudaErrorNotSupported;
     const int ng = n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8, npad = ng * 8;
-    const int wg = ng != 8 || !cu_wgmma_ok || cu_v8_wg < 1 || cu_v8_wg > 2 ? 0
-                   : ntl == 2                                              ? 1
-                                                                           : cu_v8_wg;
-    const int cw = ng == 8 && !wg && (cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2)) ? 8 : 16;
+    /* cw 8 takes wgmma 2 (BRISK_CUDA_WG=3: those launches only, the others on mma.sync) */
+    const int cw8 = ng == 8 && (cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2));
+    const int wgo = ng != 8 || !cu_wgmma_ok || cu_v8_wg < 1 || cu_v8_wg > 3 ? 0 : cu_v8_wg;
+    const int wg = wgo == 3 ? (cw8 ? 2 : 0) : !wgo ? 0 : ntl == 2 ? 1 : wgo;
+    const int cw = cw8 && (!wg || wgo == 3) ? 8 : 16;
     const int tg = b_tg(ng, ntl, wg, cw); /* the stage's tile slots */
     const int nsm = sm_count();
     b_args a = {};

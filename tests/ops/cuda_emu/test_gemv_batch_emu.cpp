@@ -136,6 +136,7 @@ static bool run_case(const bcase &c) {
     printf("%-4s %-46s rel L2 %.2e%s\n", ok ? "ok" : "FAIL", c.name, worst,
            n > 32 ? (cu_v8_wg == 1   ? "  (wgmma 1)"
                      : cu_v8_wg == 2 ? "  (wgmma 2)"
+                     : cu_v8_wg == 3 ? "  (wgmma 2, 8 warps)"
                      : cu_v8_cw == 8 ? "  (mma, 8 warps)"
                                      : "  (mma, 16 warps)")
                   : "");
@@ -240,11 +241,12 @@ int main(void) {
     for (const bcase &c : cases) {
         if (only && !strstr(c.name, only)) continue;
         /* 33-64 tokens: each 8-group form (mma.sync on 8 warps (cu_v8_cw) or 16; wgmma over
-         * 32 or 64 tokens (cu_v8_wg); SwiGLU has no 64-token form, its launcher takes 32 for 2) */
-        const int forms = c.n <= 32 ? 1 : c.epi == CU_EPI_SWIGLU ? 3 : 4;
-        for (int f = 0; f < forms; f++) {
-            cu_v8_cw = f == 1 ? 16 : 8; /* every launch on 8 warps, or on 16 */
-            cu_v8_wg = f < 2 ? 0 : f - 1;
+         * 32 or 64 tokens on 16 warps, or 64 on 8 (cu_v8_wg 3); SwiGLU has no 64-token form on
+         * 16 warps, its launcher takes 32 for 2) */
+        static const int form[5][2] = {{8, 0}, {16, 0}, {8, 1}, {8, 2}, {8, 3}}; /* cw, wg */
+        for (int f = 0; f < (c.n <= 32 ? 1 : 5); f++) {
+            if (f == 3 && c.epi == CU_EPI_SWIGLU) continue;
+            cu_v8_cw = form[f][0], cu_v8_wg = form[f][1];
             (run_case(c) ? passed : failed)++;
         }
     }
