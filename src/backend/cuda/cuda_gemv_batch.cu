@@ -25,7 +25,8 @@
  *     order (deterministic) and applies the epilogue: store + bias, residual add, or SwiGLU
  *     (gate and up tiles in one item, never split: SwiGLU takes fewer tiles an item instead
  *     where that fills more SMs).
- *     At 33-64 tokens the MMAs can be wgmma instead (env BRISK_CUDA_WG, off: not faster yet). */
+ *     At 33-64 tokens the MMAs are wgmma where the code has them (sm_90a; BRISK_CUDA_WG=0: all
+ *     mma.sync). */
 #include "cuda_bulk.cuh"
 #include "cuda_mma.cuh"
 #include "cuda_switches.h"
@@ -62,10 +63,8 @@ struct b_args {
  * was +3.7% on 8B at batch 64 but -12% on 1B (its matrices give fewer items than SMs) and reads
  * every group's x in every warp (round 26); beside this SwiGLU, -2% on 8B and -19% on 1B (round
  * 27, H200). */
-/* wg (8 groups, sm_90a): the MMAs are wgmma, one per warpgroup of 4 warps on 4 adjacent tiles
- * and k-step, B (x) straight from the stage (k_xprep's wgmma order): 1 two warpgroups along the
- * tokens (32 each) over 8-tile items, as the layout above; 2 one (64 tokens) over 16-tile items. */
-/* cw 8 (8 groups on mma.sync, cu_v8_cw): 8 consumer warps over 8-tile items, each warp with all 8
+/* cw 8 (8 groups; wgmma, or mma.sync and cu_v8_cw): 8 consumer warps over 8-tile items, each warp
+ * with all 8
  * groups of one tile (SwiGLU: its gate and up tiles, each group's x loaded once a chunk for both).
  * A tile's chunk is decoded once (the 16-warp layout: twice) and SwiGLU's x reads halve. Half the
  * instructions (ncu, 8B batch 64), but 2 warps a scheduler: SwiGLU +3.5% on 8B, +0.3-2% on 1B
@@ -74,18 +73,21 @@ struct b_args {
  * as the 16-warp layout still 10% / 11% (round 29, H200): the loss is the warps' IPC. 4-chunk
  * stages (2 in the ring): SwiGLU +3.6% on 8B and +4% on 1B at batch 64 against 2-chunk stages
  * (1-chunk: -12%; round 29, BRISK_CUDA_V8_S). */
-__host__ __device__ constexpr int b_wn(int ng, int ntl, int wg = 0, int cw = 16) {
-    return wg ? 3 - wg : cw == 8 ? 1 : ng == 4 ? ntl : ng == 8 ? 2 : ng;
+/* wg (cw 8 only, sm_90a): the same layout with wgmma for the MMAs: each warpgroup's 4 warps
+ * decode their tiles' chunk (A from registers, double-buffered so that a unit's decode overlaps
+ * the previous unit's wgmmas) and one m64n64k16 a k-step takes all 64 tokens, B (x) straight from
+ * the stage (k_xprep's wgmma order). Against mma.sync on 8 warps (SwiGLU) and 16 (the others):
+ * +11.5% on 8B and +5.8% on 1B at batch 64 (round 32, H200). The 17-warp wgmma forms tried before
+ * (rounds 27-32: two warpgroups of 32 tokens over 8-tile items, one of 64 over 16) left ~96
+ * registers a thread, and ptxas serialized their wgmmas: 7-14% slower than mma.sync. */
+__host__ __device__ constexpr int b_wn(int ng, int ntl, int cw = 16) {
+    return cw == 8 ? 1 : ng == 4 ? ntl : ng == 8 ? 2 : ng;
 }
-__host__ __device__ constexpr int b_tg(int ng, int ntl, int wg = 0, int cw = 16) {
-    return wg ? cw / (3 - wg) : cw == 8 ? 8 : ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
+__host__ __device__ constexpr int b_tg(int ng, int ntl, int cw = 16) {
+    return cw == 8 ? 8 : ng == 1 || (ng == 4 && ntl == 1) ? 16 : 8;
 }
-__host__ __device__ constexpr int b_s(int ng, int ntl, int wg = 0, int cw = 16) {
-    return cw == 8                                          ? 4
-           : wg == 2                                        ? 2
-           : ng <= 2                                        ? 8
-           : (ng == 4 && ntl == 1) || (ng == 8 && ntl == 2) ? 2
-                                                            : 4;
+__host__ __device__ constexpr int b_s(int ng, int ntl, int cw = 16) {
+    return cw == 8 ? 4 : ng <= 2 ? 8 : (ng == 4 && ntl == 1) || (ng == 8 && ntl == 2) ? 2 : 4;
 }
 /* 8 groups (33-64 tokens) fold each row's (scale, bias) into the decoded A fragments once a chunk
  * (fold_scale: fp16 weights s*q + b, as the prefill's dequantized tiles) and accumulate the MMAs
@@ -282,14 +284,14 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
     typedef typename sb_raw<ST>::T SBT;
     constexpr int NTL = EPI == CU_EPI_SWIGLU ? 2 : 1;
     constexpr int PS = sizeof(SBT);
-    constexpr int WN = b_wn(NG, NTL, WG, CW); /* warps along the token groups */
-    constexpr int TPN = NG / WN;              /* token groups per warp */
-    constexpr int WT = CW / WN;               /* warps along the tiles */
-    constexpr int TG = b_tg(NG, NTL, WG, CW); /* tiles per item */
-    constexpr int TPW = TG / WT;              /* tiles per warp */
+    constexpr int WN = b_wn(NG, NTL, CW); /* warps along the token groups */
+    constexpr int TPN = NG / WN;          /* token groups per warp */
+    constexpr int WT = CW / WN;           /* warps along the tiles */
+    constexpr int TG = b_tg(NG, NTL, CW); /* tiles per item */
+    constexpr int TPW = TG / WT;          /* tiles per warp */
     constexpr bool FOLD = b_fold(NG);
     static_assert(TPW * WT == TG && NTL * TG <= 32, "warp layout");
-    static_assert(!WG || (NG == 8 && FOLD && TPW == 1 && (CW == 16 || WG == 2)), "wgmma layout");
+    static_assert(!WG || (NG == 8 && FOLD && TPW == 1 && CW == 8), "wgmma layout");
     static_assert(CW == 16 || (NG == 8 && FOLD && TPW == 1), "8-warp layout");
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
@@ -345,9 +347,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
 
     pdl_wait(); /* the epilogue reads y (residual add), which earlier kernels wrote */
     const int g = lane >> 2, t = lane & 3;
-    /* wgmma: warpgroup wid / 4 takes token half (wid / 4) % WN and 4 adjacent tiles */
-    const int wn = WG ? (wid >> 2) % WN : wid % WN;
-    const int wt = WG ? ((wid >> 2) / WN) * 4 + (wid & 3) : wid / WN;
+    const int wn = wid % WN, wt = wid / WN; /* wgmma: warpgroup wid / 4 has tiles 4 (wid / 4).. */
     float acc[NTL][TPW][TPN][4];
     uint32_t WA[2][4][4]; /* wgmma: A double-buffered */
     int k = 0;
@@ -500,7 +500,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
                 }
             };
             if constexpr (WG != 0) {
-                constexpr int SC = b_s(NG, NTL, WG, CW); /* a.S of these forms */
+                constexpr int SC = b_s(NG, NTL, CW); /* a.S of these forms */
 #pragma unroll
                 for (int c = 0; c < SC; c++)
                     if (!idle && c < nc) chunk(c);
@@ -568,10 +568,9 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
 
 int cu_gemv_v8 = 1; /* env BRISK_CUDA_BATCH=0: steps of several tokens on v4 (A/B) */
 
-/* env BRISK_CUDA_WG: the 8-group layout on wgmma where the code has it (cu_wgmma_ok): 0 off, 1 or
- * 2 (b_wn). Off: at batch 64 on an H200 wgmma 1 was 1.5% slower than mma.sync on 8B and 1B, 2
- * 0.5% and 15% (round 27; each chunk waits for its wgmmas before the next is decoded). */
-int cu_v8_wg = 0;
+/* env BRISK_CUDA_WG=0: the 8-group launches on mma.sync, not wgmma (A/B; wgmma needs
+ * cu_wgmma_ok too) */
+int cu_v8_wg = 1;
 
 /* env BRISK_CUDA_V8_CW: which 8-group launches run on 8 consumer warps (b_wn): 0 SwiGLU's, 8
  * every one, 16 none (16 warps of 1 A tile and 4 groups each, as before round 28; A/B). */
@@ -586,24 +585,14 @@ static cudaError_t launch_b(cudaStream_t st, const b_args &a, int smem) {
     return launch_persistent(k_gemv_batch<ST, EPI, NG, WG, CW>, smem, (CW + 1) * 32, st, a);
 }
 
-/* wg 2 for plain matmuls only: SwiGLU's two 64-token accumulators spill (96 registers a thread) */
-template <int ST, int EPI>
-static cudaError_t launch_b_wg2(cudaStream_t st, const b_args &a, int smem, int wg, int cw) {
-    if constexpr (EPI != CU_EPI_SWIGLU)
-        if (wg == 2 && cw == 16) return launch_b<ST, EPI, 8, 2>(st, a, smem);
-    if (cw == 8)
-        return wg == 2 ? launch_b<ST, EPI, 8, 2, 8>(st, a, smem)
-                       : launch_b<ST, EPI, 8, 0, 8>(st, a, smem);
-    return launch_b<ST, EPI, 8>(st, a, smem);
-}
-
 template <int ST, int EPI>
 static cudaError_t launch_b_ng(cudaStream_t st, const b_args &a, int smem, int ng, int wg, int cw) {
     return ng == 1   ? launch_b<ST, EPI, 1>(st, a, smem)
            : ng == 2 ? launch_b<ST, EPI, 2>(st, a, smem)
            : ng == 4 ? launch_b<ST, EPI, 4>(st, a, smem)
-           : wg == 1 ? launch_b<ST, EPI, 8, 1>(st, a, smem)
-                     : launch_b_wg2<ST, EPI>(st, a, smem, wg, cw);
+           : wg      ? launch_b<ST, EPI, 8, 1, 8>(st, a, smem)
+           : cw == 8 ? launch_b<ST, EPI, 8, 0, 8>(st, a, smem)
+                     : launch_b<ST, EPI, 8>(st, a, smem);
 }
 
 template <int ST>
@@ -647,12 +636,9 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     if (epi == CU_EPI_SWIGLU && (nmat != 2 || m[1].w->rows != w0->rows))
         return cudaErrorNotSupported;
     const int ng = n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8, npad = ng * 8;
-    /* cw 8 takes wgmma 2 (BRISK_CUDA_WG=3: those launches only, the others on mma.sync) */
-    const int cw8 = ng == 8 && (cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2));
-    const int wgo = ng != 8 || !cu_wgmma_ok || cu_v8_wg < 1 || cu_v8_wg > 3 ? 0 : cu_v8_wg;
-    const int wg = wgo == 3 ? (cw8 ? 2 : 0) : !wgo ? 0 : ntl == 2 ? 1 : wgo;
-    const int cw = cw8 && (!wg || wgo == 3) ? 8 : 16;
-    const int tg = b_tg(ng, ntl, wg, cw); /* the stage's tile slots */
+    const int wg = ng == 8 && cu_wgmma_ok && cu_v8_wg;
+    const int cw = ng == 8 && (wg || cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2)) ? 8 : 16;
+    const int tg = b_tg(ng, ntl, cw); /* the stage's tile slots */
     const int nsm = sm_count();
     b_args a = {};
     /* SwiGLU (no K split: its epilogue needs whole sums): fewer tiles an item where that cuts
@@ -683,7 +669,7 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     const int groups = a.gbase[a.nmat];
 
     /* stage: codes [NTL*tg][S][512] | pairs [NTL*tg][gmax][16] | x [S][ng][1 KB] | sums */
-    a.S = b_s(ng, ntl, wg, cw);
+    a.S = b_s(ng, ntl, cw);
     if (ng == 8 && !wg && cu_v8_s[ntl - 1] >= 1 && cu_v8_s[ntl - 1] <= 8) a.S = cu_v8_s[ntl - 1];
     const int ps = w0->stype == BRISK_W_F32 ? 8 : 4;
     a.gmax = ((a.S - 1) >> d) + 2;

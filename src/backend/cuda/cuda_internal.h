@@ -184,7 +184,7 @@ void cu_tl_step(cudaStream_t st); /* at a step's start: slots from 0, cleared */
 void cu_tl_dump(void);            /* at destroy: prints the last step */
 extern int cu_pdl;
 extern int cu_sm90; /* the loaded device code is sm_90+: the cluster and bulk-copy kernels */
-/* ... and sm_90a machine code: wgmma (cu_code_wgmma; probed only when BRISK_CUDA_WG asks) */
+/* ... and sm_90a machine code: wgmma (cu_code_wgmma; probed unless BRISK_CUDA_WG=0) */
 extern int cu_wgmma_ok;
 template <typename... KArgs, typename... Args>
 static inline cudaError_t cu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,

@@ -48,11 +48,9 @@ void cu_switches_read(void) {
     cu_gemv_v7 = !(e && e[0] == '4'); /* 4: one-token steps on v4 too (A/B) */
     e = getenv("BRISK_CUDA_BATCH");   /* 0: steps of several tokens on v4 (A/B) */
     cu_gemv_v8 = !(e && e[0] == '0');
-    e = getenv("BRISK_CUDA_WG"); /* 0: v8's 8-group layout on mma.sync (A/B); 1, 2: b_wn; 3: wgmma 2
-                                    on the 8-warp launches only */
-    if (e && e[0] >= '0' && e[0] <= '3') cu_v8_wg = e[0] - '0';
-    /* the probe launch only when the form is asked for: it is off by default */
-    cu_wgmma_ok = cu_v8_wg && cu_sm90 && cu_code_wgmma();
+    e = getenv("BRISK_CUDA_WG"); /* 0: v8's 8-group layout on mma.sync, not wgmma (A/B) */
+    if (e) cu_v8_wg = e[0] != '0';
+    cu_wgmma_ok = cu_v8_wg && cu_sm90 && cu_code_wgmma(); /* a probe launch */
     e = getenv("BRISK_CUDA_V8_CW"); /* 16: v8's 8-group layout on 16 warps (A/B) */
     if (e) cu_v8_cw = atoi(e) == 16 ? 16 : atoi(e) == 8 ? 8 : 0;
     e = getenv("BRISK_CUDA_V8_S"); /* chunks a stage at 33-64 tokens: "plain,swiglu" (tuning) */
