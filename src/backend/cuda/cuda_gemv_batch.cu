@@ -93,8 +93,8 @@ __host__ __device__ constexpr int b_s(int ng, int ntl, int cw = 16) {
  * (fold_scale: fp16 weights s*q + b, as the prefill's dequantized tiles) and accumulate the MMAs
  * straight into the sums: per group 4 MMAs and no scale step (8 FMAs and a load of the chunk
  * sums). +1.1-1.5% on 8B at batch 64, 1B unchanged (round 26). */
-__host__ __device__ constexpr bool b_fold(int ng) {
-    return ng == 8;
+__host__ __device__ constexpr bool b_fold(int ng, int wg = 0) {
+    return ng == 8 || wg;
 }
 
 template <int CW> __device__ __forceinline__ void batch_sync() {
@@ -289,10 +289,10 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
     constexpr int WT = CW / WN;           /* warps along the tiles */
     constexpr int TG = b_tg(NG, NTL, CW); /* tiles per item */
     constexpr int TPW = TG / WT;          /* tiles per warp */
-    constexpr bool FOLD = b_fold(NG);
+    constexpr bool FOLD = b_fold(NG, WG);
     static_assert(TPW * WT == TG && NTL * TG <= 32, "warp layout");
-    static_assert(!WG || (NG == 8 && FOLD && TPW == 1 && CW == 8), "wgmma layout");
-    static_assert(CW == 16 || (NG == 8 && FOLD && TPW == 1), "8-warp layout");
+    static_assert(!WG || ((NG == 8 || NG == 4) && FOLD && TPW == 1 && CW == 8), "wgmma layout");
+    static_assert(CW == 16 || ((NG == 8 || WG) && FOLD && TPW == 1), "8-warp layout");
     extern __shared__ __align__(128) uint8_t sm[];
     pdl_launch();
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
@@ -589,7 +589,8 @@ template <int ST, int EPI>
 static cudaError_t launch_b_ng(cudaStream_t st, const b_args &a, int smem, int ng, int wg, int cw) {
     return ng == 1   ? launch_b<ST, EPI, 1>(st, a, smem)
            : ng == 2 ? launch_b<ST, EPI, 2>(st, a, smem)
-           : ng == 4 ? launch_b<ST, EPI, 4>(st, a, smem)
+           : ng == 4
+               ? (wg ? launch_b<ST, EPI, 4, 1, 8>(st, a, smem) : launch_b<ST, EPI, 4>(st, a, smem))
            : wg      ? launch_b<ST, EPI, 8, 1, 8>(st, a, smem)
            : cw == 8 ? launch_b<ST, EPI, 8, 0, 8>(st, a, smem)
                      : launch_b<ST, EPI, 8>(st, a, smem);
@@ -636,8 +637,8 @@ cudaError_t cu_gemv_batch(cudaStream_t st, const cu_gemv_mat *m, int nmat, int e
     if (epi == CU_EPI_SWIGLU && (nmat != 2 || m[1].w->rows != w0->rows))
         return cudaErrorNotSupported;
     const int ng = n <= 8 ? 1 : n <= 16 ? 2 : n <= 32 ? 4 : 8, npad = ng * 8;
-    const int wg = ng == 8 && cu_wgmma_ok && cu_v8_wg;
-    const int cw = ng == 8 && (wg || cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2)) ? 8 : 16;
+    const int wg = ng >= 4 && cu_wgmma_ok && cu_v8_wg;
+    const int cw = wg || (ng == 8 && (cu_v8_cw == 8 || (cu_v8_cw == 0 && ntl == 2))) ? 8 : 16;
     const int tg = b_tg(ng, ntl, cw); /* the stage's tile slots */
     const int nsm = sm_count();
     b_args a = {};

@@ -6,8 +6,8 @@
  * b_tg, b_s) and a step of more than 64 (two passes), every epilogue, 1-3 matrices, the folded
  * RMSNorm, group sizes 64 and 128, the three scale types, and matrices small enough that the
  * launcher splits K over work items (partials merged by a group's last item through a counter).
- * 33-64-token cases run in each 8-group form (mma.sync on 8 or 16 warps, cu_v8_cw; wgmma on 8,
- * cu_v8_wg).
+ * 25-64-token cases run on mma.sync and on wgmma (cu_v8_wg), 33-64 on mma.sync with 16 and 8
+ * warps (cu_v8_cw).
  * Each case runs twice (another thread and copy order) and must give the same bits, write no row
  * or token past its own, and leave the counters at zero. What it checks is the kernels' logic
  * (hangs, divergent collectives, indexing, stage and barrier use), not their speed.
@@ -134,7 +134,8 @@ static bool run_case(const bcase &c) {
             }
     }
     printf("%-4s %-46s rel L2 %.2e%s\n", ok ? "ok" : "FAIL", c.name, worst,
-           n > 32 ? (cu_v8_wg        ? "  (wgmma)"
+           n > 24 ? (cu_v8_wg        ? "  (wgmma)"
+                     : n <= 32       ? "  (mma)"
                      : cu_v8_cw == 8 ? "  (mma, 8 warps)"
                                      : "  (mma, 16 warps)")
                   : "");
@@ -238,9 +239,9 @@ int main(void) {
     int passed = 0, failed = 0;
     for (const bcase &c : cases) {
         if (only && !strstr(c.name, only)) continue;
-        /* 33-64 tokens: each 8-group form (mma.sync on 8 warps (cu_v8_cw) or 16, wgmma) */
-        static const int form[3][2] = {{8, 0}, {16, 0}, {8, 1}}; /* cu_v8_cw, cu_v8_wg */
-        for (int f = 0; f < (c.n <= 32 ? 1 : 3); f++) {
+        /* 25-64 tokens: mma.sync (33-64: on 16 warps, then 8: cu_v8_cw) and wgmma */
+        static const int form[3][2] = {{16, 0}, {8, 1}, {8, 0}}; /* cu_v8_cw, cu_v8_wg */
+        for (int f = 0; f < (c.n > 32 ? 3 : c.n > 24 ? 2 : 1); f++) {
             cu_v8_cw = form[f][0], cu_v8_wg = form[f][1];
             (run_case(c) ? passed : failed)++;
         }
