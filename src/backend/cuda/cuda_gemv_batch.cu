@@ -63,21 +63,21 @@ struct b_args {
  * was +3.7% on 8B at batch 64 but -12% on 1B (its matrices give fewer items than SMs) and reads
  * every group's x in every warp (round 26); beside this SwiGLU, -2% on 8B and -19% on 1B (round
  * 27, H200). */
-/* cw 8 (8 groups; wgmma, or mma.sync and cu_v8_cw): 8 consumer warps over 8-tile items, each warp
- * with all 8
- * groups of one tile (SwiGLU: its gate and up tiles, each group's x loaded once a chunk for both).
- * A tile's chunk is decoded once (the 16-warp layout: twice) and SwiGLU's x reads halve. Half the
- * instructions (ncu, 8B batch 64), but 2 warps a scheduler: SwiGLU +3.5% on 8B, +0.3-2% on 1B
- * (same bits). The plain matmuls lose: with 2 adjacent tiles a warp over 16-tile items 8% / 29%
- * at batch 64 (the items left SMs idle; round 28), with one tile a warp over the same 8-tile items
- * as the 16-warp layout still 10% / 11% (round 29, H200): the loss is the warps' IPC. 4-chunk
- * stages (2 in the ring): SwiGLU +3.6% on 8B and +4% on 1B at batch 64 against 2-chunk stages
- * (1-chunk: -12%; round 29, BRISK_CUDA_V8_S). */
+/* cw 8 (wgmma at 4 or 8 groups, or mma.sync at 8 and cu_v8_cw): 8 consumer warps over 8-tile
+ * items, each warp with all the groups of one tile (SwiGLU: its gate and up tiles, each group's x
+ * loaded once a chunk for both). A tile's chunk is decoded once (the 16-warp layout: twice) and
+ * SwiGLU's x reads halve. Half the instructions (ncu, 8B batch 64), but 2 warps a scheduler: SwiGLU
+ * +3.5% on 8B, +0.3-2% on 1B (same bits). The plain matmuls lose: with 2 adjacent tiles a warp over
+ * 16-tile items 8% / 29% at batch 64 (the items left SMs idle; round 28), with one tile a warp over
+ * the same 8-tile items as the 16-warp layout still 10% / 11% (round 29, H200): the loss is the
+ * warps' IPC. 4-chunk stages (2 in the ring): SwiGLU +3.6% on 8B and +4% on 1B at batch 64 against
+ * 2-chunk stages (1-chunk: -12%; round 29, BRISK_CUDA_V8_S). */
 /* wg (cw 8 only, sm_90a): the same layout with wgmma for the MMAs: each warpgroup's 4 warps
  * decode their tiles' chunk (A from registers, double-buffered so that a unit's decode overlaps
- * the previous unit's wgmmas) and one m64n64k16 a k-step takes all 64 tokens, B (x) straight from
- * the stage (k_xprep's wgmma order). Against mma.sync on 8 warps (SwiGLU) and 16 (the others):
- * +11.5% on 8B and +5.8% on 1B at batch 64 (round 32, H200). The 17-warp wgmma forms tried before
+ * the previous unit's wgmmas) and one m64n64k16 (4 groups: m64n32k16) a k-step takes all the
+ * tokens, B (x) straight from the stage (k_xprep's wgmma order). Against mma.sync on 8 warps
+ * (SwiGLU) and 16 (the others): +11.5% on 8B and +5.8% on 1B at batch 64; at batch 32, against
+ * the one-warp layout above, +24% and +22% (round 32, H200). The 17-warp wgmma forms tried before
  * (rounds 27-32: two warpgroups of 32 tokens over 8-tile items, one of 64 over 16) left ~96
  * registers a thread, and ptxas serialized their wgmmas: 7-14% slower than mma.sync. */
 __host__ __device__ constexpr int b_wn(int ng, int ntl, int cw = 16) {
@@ -89,7 +89,8 @@ __host__ __device__ constexpr int b_tg(int ng, int ntl, int cw = 16) {
 __host__ __device__ constexpr int b_s(int ng, int ntl, int cw = 16) {
     return cw == 8 ? 4 : ng <= 2 ? 8 : (ng == 4 && ntl == 1) || (ng == 8 && ntl == 2) ? 2 : 4;
 }
-/* 8 groups (33-64 tokens) fold each row's (scale, bias) into the decoded A fragments once a chunk
+/* 8 groups (33-64 tokens) and every wgmma form (which accumulates straight into the sums) fold
+ * each row's (scale, bias) into the decoded A fragments once a chunk
  * (fold_scale: fp16 weights s*q + b, as the prefill's dequantized tiles) and accumulate the MMAs
  * straight into the sums: per group 4 MMAs and no scale step (8 FMAs and a load of the chunk
  * sums). +1.1-1.5% on 8B at batch 64, 1B unchanged (round 26). */
