@@ -25,7 +25,7 @@
  *     order (deterministic) and applies the epilogue: store + bias, residual add, or SwiGLU
  *     (gate and up tiles in one item, never split: SwiGLU takes fewer tiles an item instead
  *     where that fills more SMs).
- *     At 33-64 tokens the MMAs are wgmma where the code has them (sm_90a; BRISK_CUDA_WG=0: all
+ *     At 25-64 tokens the MMAs are wgmma where the code has them (sm_90a; BRISK_CUDA_WG=0: all
  *     mma.sync). */
 #include "cuda_bulk.cuh"
 #include "cuda_mma.cuh"
@@ -569,7 +569,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
 
 int cu_gemv_v8 = 1; /* env BRISK_CUDA_BATCH=0: steps of several tokens on v4 (A/B) */
 
-/* env BRISK_CUDA_WG=0: the 8-group launches on mma.sync, not wgmma (A/B; wgmma needs
+/* env BRISK_CUDA_WG=0: the 25-64-token launches on mma.sync, not wgmma (A/B; wgmma needs
  * cu_wgmma_ok too) */
 int cu_v8_wg = 1;
 

@@ -48,7 +48,7 @@ void cu_switches_read(void) {
     cu_gemv_v7 = !(e && e[0] == '4'); /* 4: one-token steps on v4 too (A/B) */
     e = getenv("BRISK_CUDA_BATCH");   /* 0: steps of several tokens on v4 (A/B) */
     cu_gemv_v8 = !(e && e[0] == '0');
-    e = getenv("BRISK_CUDA_WG"); /* 0: v8's 8-group layout on mma.sync, not wgmma (A/B) */
+    e = getenv("BRISK_CUDA_WG"); /* 0: v8 at 25-64 tokens on mma.sync, not wgmma (A/B) */
     if (e) cu_v8_wg = e[0] != '0';
     cu_wgmma_ok = cu_v8_wg && cu_sm90 && cu_code_wgmma(); /* a probe launch */
     e = getenv("BRISK_CUDA_V8_CW"); /* 16: v8's 8-group layout on 16 warps (A/B) */
