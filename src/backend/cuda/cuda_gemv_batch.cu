@@ -15,16 +15,15 @@
  *     stages into an mbarrier ring; it issues the first ring's weights before the PDL wait).
  *     A work item is (group of 8 or 16 16-row tiles, slice of K); a stage holds S chunks of the
  *     group's codes and (scale, bias) pairs plus the same chunks of the prepared x and sums. The
- *     consumer warps (16; 8 for SwiGLU at 33-64 tokens, cu_v8_cw) split the item's tiles x token
- *     groups (b_wn, b_tg; no reduction over
- *     warps): each decodes its tile's chunk once (LOP3 -> half A fragments) and runs it against
- *     each of its token groups (4 MMAs each), so the tensor cores see up to 64 columns per weight
- *     load.
- *     Small matrices split K over B_MAXKS items per group to fill the SMs; the partial sums go to
- *     scratch and the last item of a group to finish (a device-scope counter) adds them in split
- *     order (deterministic) and applies the epilogue: store + bias, residual add, or SwiGLU
- *     (gate and up tiles in one item, never split: SwiGLU takes fewer tiles an item instead
- *     where that fills more SMs).
+ *     consumer warps (16; 8 at 25-64 tokens on wgmma, or for SwiGLU at 33-64 on mma.sync,
+ *     cu_v8_cw) split the item's tiles x token groups (b_wn, b_tg; no reduction over warps):
+ *     each decodes its tile's chunk once (LOP3 -> half A fragments) and runs it against each of
+ *     its token groups (4 MMAs each), so the tensor cores see up to 64 columns per weight load.
+ *     Small matrices split K over B_MAXKS items per group to fill the SMs; the partial sums go
+ *     to scratch and the last item of a group to finish (a device-scope counter) adds them in
+ *     split order (deterministic) and applies the epilogue: store + bias, residual add, or
+ *     SwiGLU (gate and up tiles in one item, never split: SwiGLU takes fewer tiles an item
+ *     instead where that fills more SMs).
  *     At 25-64 tokens the MMAs are wgmma where the code has them (sm_90a; BRISK_CUDA_WG=0: all
  *     mma.sync). */
 #include "cuda_bulk.cuh"
@@ -573,8 +572,9 @@ int cu_gemv_v8 = 1; /* env BRISK_CUDA_BATCH=0: steps of several tokens on v4 (A/
  * cu_wgmma_ok too) */
 int cu_v8_wg = 1;
 
-/* env BRISK_CUDA_V8_CW: which 8-group launches run on 8 consumer warps (b_wn): 0 SwiGLU's, 8
- * every one, 16 none (16 warps of 1 A tile and 4 groups each, as before round 28; A/B). */
+/* env BRISK_CUDA_V8_CW (mma.sync only, BRISK_CUDA_WG=0): which 8-group launches run on 8 consumer
+ * warps (b_wn): 0 SwiGLU's, 8 every one, 16 none (16 warps of 1 A tile and 4 groups each, as
+ * before round 28; A/B). */
 int cu_v8_cw = 0;
 int cu_v8_s[2] = {0, 0};
 /* env BRISK_CUDA_V8_KS (forced K splits) and BRISK_CUDA_V8_KSM (the split model's merge cost):

@@ -21,8 +21,8 @@ extern int cu_attn_pf, cu_attn_pf_auto, cu_v7_pf, cu_v7_pf_auto, cu_v7_opf;
 extern int cu_v8_one; /* env BRISK_CUDA_V8_ONE=1: one-token steps on v8 too (A/B) */
 /* env BRISK_CUDA_WG=0: v8 at 25-64 tokens on mma.sync, not wgmma (cuda_gemv_batch.cu) */
 extern int cu_v8_wg;
-extern int
-    cu_v8_cw; /* env BRISK_CUDA_V8_CW: v8 at 33-64 tokens on 8 warps: 0 SwiGLU, 8 all, 16 none */
+extern int cu_v8_cw; /* env BRISK_CUDA_V8_CW (mma.sync): v8 at 33-64 tokens on 8 warps: 0 SwiGLU, 8
+                        all, 16 none */
 /* env BRISK_CUDA_V8_S=p,s: chunks a stage of v8's mma.sync launches at 33-64 tokens, plain and
  * SwiGLU (1-8; 0: b_s's) */
 extern int cu_v8_s[2];
