@@ -47,10 +47,14 @@ static inline uint64_t policy_evict_first() {
     return 0;
 }
 #define mma16816(...) emu_mma16816(__LINE__, __VA_ARGS__)
-/* wgmma: synchronous here, so the fence, commit and wait do nothing */
+/* wgmma: queued until a wait retires its group (emu_cuda.h); the fence does nothing */
 static inline void wg_fence() {}
-static inline void wg_commit() {}
-template <int N> static inline void wg_wait() {}
+static inline void wg_commit() {
+    emu_wg_commit();
+}
+template <int N> static inline void wg_wait() {
+    emu_wg_wait(N);
+}
 struct emu_wgmma_at { /* wgmma_rs<N>(...) -> emu_wgmma_at{line}.run<N>(...) */
     int line;
     template <int N>

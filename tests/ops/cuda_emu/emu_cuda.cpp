@@ -105,8 +105,10 @@ void emu_named_bar(int id, int n, int line) {
     emu_swap(&g_sp[g_cur], g_sched_sp);
 }
 
+static void wg_check_done(void);
 static void fiber_main(void) {
     (*g_body)();
+    wg_check_done();
     g_events++;
     g_state[g_cur] = F_DONE;
     emu_swap(&g_sp[g_cur], g_sched_sp);
@@ -390,8 +392,8 @@ void emu_mma16816(int line, float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2
 /* wgmma m64nNk16 (A in registers, B K-major in shared memory, no swizzle) as seen by one warp of
  * the warpgroup: its 16 rows of A and D, so the same collective as mma16816 over N / 8 column
  * blocks, B read where the descriptor's strides put it (cuda_ptx.cuh's comment). */
-void emu_wgmma(int line, float *d, int N, const uint32_t (&a)[4], const void *b, uint32_t lbo,
-               uint32_t sbo) {
+static void wgmma_run(int line, float *d, int N, const uint32_t *a, const void *b, uint32_t lbo,
+                      uint32_t sbo) {
     const uint32_t(*f)[6] = mma_gather(line, a, 4);
     const unsigned lane = threadIdx.x & 31;
     const int g = (int)(lane >> 2), t = (int)(lane & 3);
@@ -407,6 +409,44 @@ void emu_wgmma(int line, float *d, int N, const uint32_t (&a)[4], const void *b,
             }
             d[4 * j + o] += sum;
         }
+}
+
+/* The asynchronous model: an issued wgmma is only queued (with the addresses of its A registers,
+ * D and B, not their values) and runs when a wgmma.wait_group retires its group, the latest the
+ * hardware may read its operands and write D. So A or B rewritten, or D touched, between the
+ * issue and the wait gives wrong sums (a test failure), as it may on a card. */
+struct wg_op {
+    int line, N, group;
+    float *d;
+    const uint32_t *a;
+    const void *b;
+    uint32_t lbo, sbo;
+};
+static std::vector<wg_op> g_wgq[MAX_T];
+static int g_wgc[MAX_T]; /* groups committed by the thread */
+
+void emu_wgmma(int line, float *d, int N, const uint32_t (&a)[4], const void *b, uint32_t lbo,
+               uint32_t sbo) {
+    g_wgq[g_cur].push_back({line, N, g_wgc[g_cur], d, a, b, lbo, sbo});
+}
+void emu_wg_commit(void) {
+    g_wgc[g_cur]++;
+}
+void emu_wg_wait(int n) {
+    std::vector<wg_op> &q = g_wgq[g_cur];
+    size_t k = 0;
+    while (k < q.size() && q[k].group < g_wgc[g_cur] - n) k++;
+    const std::vector<wg_op> run(q.begin(), q.begin() + (long)k);
+    q.erase(q.begin(), q.begin() + (long)k);
+    for (const wg_op &o : run) wgmma_run(o.line, o.d, o.N, o.a, o.b, o.lbo, o.sbo);
+}
+static void wg_check_done(void) {
+    if (!g_wgq[g_cur].empty()) {
+        fprintf(stderr, "emu: thread %d exits with %zu wgmma not waited for (line %d)\n", g_cur,
+                g_wgq[g_cur].size(), g_wgq[g_cur][0].line);
+        abort();
+    }
+    g_wgc[g_cur] = 0;
 }
 
 cudaError_t cudaGetDevice(int *dev) {

@@ -106,9 +106,13 @@ void emu_bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *b);
 void emu_mma16816(int line, float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                   uint32_t b0, uint32_t b1);
 /* wgmma.mma_async m64nNk16 f32.f16.f16, A in registers, as one warp of the group sees it
- * (cuda_ptx.cuh's wgmma_rs: d += A B, run at once) */
+ * (cuda_ptx.cuh's wgmma_rs: d += A B), queued; commit closes the thread's open group; wait(n)
+ * runs the queued wgmmas of all but the n most recent committed groups, reading A, B and D then.
+ * A thread that exits with wgmmas queued aborts. */
 void emu_wgmma(int line, float *d, int N, const uint32_t (&a)[4], const void *b, uint32_t lbo,
                uint32_t sbo);
+void emu_wg_commit(void);
+void emu_wg_wait(int n);
 void emu_poison(void *p, size_t n); /* fills n bytes with the scheduler's random bytes */
 uint64_t emu_random(void);
 extern void (*emu_block_hook)(void); /* when set: called before each block runs */

@@ -17,7 +17,8 @@
 # src/backend/cuda/cuda_gemv_tma.cu with cuda_bulk.cuh, cuda_mma.cuh and cuda_switches.h, copied)
 # through its launcher against a double-precision reference (test_gemv_emu.cpp; EMU_CASE=substring:
 # those cases only), with 7, 1 and 3 blocks (EMU_SMS=n: n only). The inline PTX comes from this folder's
-# cuda_ptx.cuh (mbarriers, bulk copies landing at random later rounds, named barriers, mma.sync),
+# cuda_ptx.cuh (mbarriers, bulk copies landing at random later rounds, named barriers, mma.sync,
+# wgmma run only when a wait_group retires it, reading its A registers and B then),
 # which the copies find through -I: the build folder must hold no cuda_ptx.cuh or cuda_internal.h.
 # The one change to the copied kernel file: `extern __shared__ __align__(128) uint8_t sm[];` (a
 # CUDA dynamic shared-memory array) becomes a pointer to the launch's emulated buffer.

@@ -6,8 +6,9 @@
  * b_tg, b_s) and a step of more than 64 (two passes), every epilogue, 1-3 matrices, the folded
  * RMSNorm, group sizes 64 and 128, the three scale types, and matrices small enough that the
  * launcher splits K over work items (partials merged by a group's last item through a counter).
- * 25-64-token cases run on mma.sync and on wgmma (cu_v8_wg), 33-64 on mma.sync with 16 and 8
- * warps (cu_v8_cw).
+ * 25-64-token cases run on mma.sync and on wgmma (cu_v8_wg; the emulator runs a wgmma only when a
+ * wait retires it, so the double-buffered A and the wait before a stage's release are checked),
+ * 33-64 on mma.sync with 16 and 8 warps (cu_v8_cw).
  * Each case runs twice (another thread and copy order) and must give the same bits, write no row
  * or token past its own, and leave the counters at zero. What it checks is the kernels' logic
  * (hangs, divergent collectives, indexing, stage and barrier use), not their speed.
