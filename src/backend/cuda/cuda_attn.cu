@@ -791,7 +791,7 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
         const long blocks = (long)a->n_split * a->n_head_kv * a->n_tokens;
         nb = cu_attn_nb ? cu_attn_nb
              : fixed + (size_t)tc_kv_halves(hd, 2) * 2 > half_sm &&
-                     fixed + (size_t)tc_kv_halves(hd, 1) * 2 <= half_sm && blocks > a->n_sm
+                     fixed + (size_t)tc_kv_halves(hd, 1) * 2 <= half_sm && blocks > sm_count()
                  ? 1
                  : 2;
     }

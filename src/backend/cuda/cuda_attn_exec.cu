@@ -61,7 +61,6 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
          * context length */
         a.n_split = cu_attn_decode_splits(s->n_sm, HKV, nb, s->max_ctx);
         a.count = s->count;
-        a.n_sm = s->n_sm;
         const int cl =
             cu_attn_cluster && cu_sm90 ? cu_attn_cluster_splits(a.n_split, s->max_ctx) : 0;
         if (cl) a.n_split = cl, a.cluster = 1;
