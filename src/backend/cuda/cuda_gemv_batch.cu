@@ -412,7 +412,31 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
                     bx0[0] = xa.x, bx0[1] = xa.z, bx0[2] = xb.x, bx0[3] = xb.z;
                     bx1[0] = xa.y, bx1[1] = xa.w, bx1[2] = xb.y, bx1[3] = xb.w;
                 };
-                if constexpr (CW == 8 && !WG) { /* both A tiles decoded, then x once a group */
+                if constexpr (WG != 0) {
+                    /* the warpgroup's 4 tiles x its tokens, per matrix: unit (c, i) decoded into
+                     * WA's buffer of its parity (static: the chunk loop is unrolled) while the
+                     * other buffer's wgmmas run, then its own issued; wait<1> leaves only these in
+                     * flight, so the next unit may rewrite the other buffer */
+                    const uint8_t *xb = base + a.off_x + c * NG * 1024 + wn * TPN * 128;
+#pragma unroll
+                    for (int i = 0; i < NTL; i++) {
+                        auto unit = [&](uint32_t(&A)[4][4]) {
+                            SBT r0, r1;
+                            decode(i, wt, A, r0, r1);
+                            wg_fence();
+#pragma unroll
+                            for (int s = 0; s < 4; s++)
+                                wgmma_rs<8 * TPN>(&acc[i][0][0][0], A[s], xb + s * 2 * NG * 128,
+                                                  NG * 128, 128);
+                            wg_commit();
+                            wg_wait<1>();
+                        };
+                        if ((NTL == 2 ? i : c) & 1)
+                            unit(WA[1]);
+                        else
+                            unit(WA[0]);
+                    }
+                } else if constexpr (CW == 8) { /* both A tiles decoded, then x once a group */
                     uint32_t A[NTL * TPW][4][4];
 #pragma unroll
                     for (int ti = 0; ti < TPW; ti++)
@@ -447,54 +471,29 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
 #pragma unroll
                         for (int i = 0; i < NTL; i++) {
                             SBT r0, r1;
-                            if constexpr (WG != 0) { /* the warpgroup's 4 tiles x its tokens */
-                                /* WA's buffer u (unit c * NTL + i, parity static per branch):
-                                 * decoded while the other buffer's wgmmas run, then its own
-                                 * issued; wait<1> leaves only these in flight, so the next unit
-                                 * may rewrite the other buffer */
-                                const uint8_t *xb = base + a.off_x + c * NG * 1024 + wn * TPN * 128;
-                                auto unit = [&](uint32_t(&A)[4][4]) {
-                                    decode(i, wt * TPW + ti, A, r0, r1);
-                                    wg_fence();
-#pragma unroll
-                                    for (int s = 0; s < 4; s++)
-                                        wgmma_rs<8 * TPN>(&acc[i][ti][0][0], A[s],
-                                                          xb + s * 2 * NG * 128, NG * 128, 128);
-                                    wg_commit();
-                                    wg_wait<1>();
-                                };
-                                if ((NTL == 2 ? i : c) & 1)
-                                    unit(WA[1]);
-                                else
-                                    unit(WA[0]);
-                                continue;
-                            }
                             uint32_t A[4][4];
                             decode(i, wt * TPW + ti, A, r0, r1);
-                            {
 #pragma unroll
-                                for (int jn = 0; jn < TPN; jn++) {
-                                    const int tg = wn * TPN + jn;
-                                    uint32_t bx0[4], bx1[4];
-                                    xfrag(tg, bx0, bx1);
-                                    if constexpr (FOLD) {
-#pragma unroll
-                                        for (int s = 0; s < 4; s++)
-                                            mma16816(acc[i][ti][jn], A[s][0], A[s][1], A[s][2],
-                                                     A[s][3], bx0[s], bx1[s]);
-                                        continue;
-                                    }
-                                    const float2 s2 =
-                                        *(const float2 *)(base + a.off_xs +
-                                                          ((c * NG + tg) * 8 + 2 * t) * 4);
-                                    const float X[4] = {s2.x, s2.y, s2.x, s2.y};
-                                    float C[4] = {0.f, 0.f, 0.f, 0.f};
+                            for (int jn = 0; jn < TPN; jn++) {
+                                const int tg = wn * TPN + jn;
+                                uint32_t bx0[4], bx1[4];
+                                xfrag(tg, bx0, bx1);
+                                if constexpr (FOLD) {
 #pragma unroll
                                     for (int s = 0; s < 4; s++)
-                                        mma16816(C, A[s][0], A[s][1], A[s][2], A[s][3], bx0[s],
-                                                 bx1[s]);
-                                    mma_chunk_scale<ST>(acc[i][ti][jn], C, r0, r1, X);
+                                        mma16816(acc[i][ti][jn], A[s][0], A[s][1], A[s][2], A[s][3],
+                                                 bx0[s], bx1[s]);
+                                    continue;
                                 }
+                                const float2 s2 =
+                                    *(const float2 *)(base + a.off_xs +
+                                                      ((c * NG + tg) * 8 + 2 * t) * 4);
+                                const float X[4] = {s2.x, s2.y, s2.x, s2.y};
+                                float C[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+                                for (int s = 0; s < 4; s++)
+                                    mma16816(C, A[s][0], A[s][1], A[s][2], A[s][3], bx0[s], bx1[s]);
+                                mma_chunk_scale<ST>(acc[i][ti][jn], C, r0, r1, X);
                             }
                         }
                 }
