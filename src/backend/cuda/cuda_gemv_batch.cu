@@ -349,7 +349,33 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
     const int g = lane >> 2, t = lane & 3;
     const int wn = wid % WN, wt = wid / WN; /* wgmma: warpgroup wid / 4 has tiles 4 (wid / 4).. */
     float acc[NTL][TPW][TPN][4];
-    uint32_t WA[2][4][4]; /* wgmma: A double-buffered */
+    uint32_t WA[2][4][4];              /* wgmma: A double-buffered */
+    int pw = wt * a.gmax * 16 + 2 * g; /* wgmma: this warp's pairs in a stage (opaque: kept) */
+    asm("" : "+r"(pw));
+    /* a tile's chunk q (its 16 rows' 4 k-steps, lane's words) with pairs r0, r1 -> half A
+     * fragments (LOP3; FOLD: with the rows' scale and bias folded in) */
+    auto dec = [&](const uint4 &q, const SBT &r0, const SBT &r1, uint32_t(&A)[4][4]) {
+#pragma unroll
+        for (int s = 0; s < 4; s++) {
+            const uint32_t w = s == 0 ? q.x : s == 1 ? q.y : s == 2 ? q.z : q.w;
+            A[s][0] = lop_or(w, 0x000F000Fu), A[s][1] = lop_or(w, 0x00F000F0u);
+            A[s][2] = lop_or(w >> 8, 0x000F000Fu), A[s][3] = lop_or(w >> 8, 0x00F000F0u);
+        }
+        if constexpr (FOLD) { /* rows g: s, b; rows g + 8 hold 16 c: s / 16, b */
+            const float2 p0 = sb_dec<ST>(r0), p1 = sb_dec<ST>(r1);
+            const __half2 s0 = __float2half2_rn(p0.x), b0 = __float2half2_rn(p0.y);
+            const __half2 s1 = __float2half2_rn(0.0625f * p1.x), b1 = __float2half2_rn(p1.y);
+            const uint32_t S0 = *(const uint32_t *)&s0, B0 = *(const uint32_t *)&b0;
+            const uint32_t S1 = *(const uint32_t *)&s1, B1 = *(const uint32_t *)&b1;
+#pragma unroll
+            for (int s = 0; s < 4; s++) {
+                A[s][0] = fold_scale(A[s][0], S0, B0);
+                A[s][1] = fold_scale(A[s][1], S1, B1);
+                A[s][2] = fold_scale(A[s][2], S0, B0);
+                A[s][3] = fold_scale(A[s][3], S1, B1);
+            }
+        }
+    };
     int k = 0;
     const int items = a.gbase[a.nmat] * a.ks;
     for (int it = blockIdx.x; it < items; it += gridDim.x) {
@@ -372,8 +398,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
             const uint8_t *base = ring + st * a.stage_bytes;
             const SBT *pairs = (const SBT *)(base + a.off_pairs);
             mbar_wait(&full[st], (k / a.stages) & 1);
-            /* chunk c of the stage (a lambda so that the wgmma form can unroll it: there each
-             * unit's A buffer, WA[unit parity], must be a fixed set of registers) */
+            /* chunk c of the stage (the mma.sync forms) */
             auto chunk = [&](const int c) {
                 const int gl = ((c0 + c) >> d) - g0;
                 /* tile tt's chunk of matrix i (SwiGLU: 0 gate, 1 up) decoded (LOP3 -> half A
@@ -382,28 +407,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
                     const uint4 q =
                         *(const uint4 *)(base + ((i * TG + tt) * a.S + c) * 512 + lane * 16);
                     ld_pair2<ST, false>(pairs + ((i * TG + tt) * a.gmax + gl) * 16 + 2 * g, r0, r1);
-#pragma unroll
-                    for (int s = 0; s < 4; s++) {
-                        const uint32_t w = s == 0 ? q.x : s == 1 ? q.y : s == 2 ? q.z : q.w;
-                        A[s][0] = lop_or(w, 0x000F000Fu), A[s][1] = lop_or(w, 0x00F000F0u);
-                        A[s][2] = lop_or(w >> 8, 0x000F000Fu),
-                        A[s][3] = lop_or(w >> 8, 0x00F000F0u);
-                    }
-                    if constexpr (FOLD) { /* rows g: s, b; rows g + 8 hold 16 c: s / 16, b */
-                        const float2 p0 = sb_dec<ST>(r0), p1 = sb_dec<ST>(r1);
-                        const __half2 s0 = __float2half2_rn(p0.x), b0 = __float2half2_rn(p0.y);
-                        const __half2 s1 = __float2half2_rn(0.0625f * p1.x),
-                                      b1 = __float2half2_rn(p1.y);
-                        const uint32_t S0 = *(const uint32_t *)&s0, B0 = *(const uint32_t *)&b0;
-                        const uint32_t S1 = *(const uint32_t *)&s1, B1 = *(const uint32_t *)&b1;
-#pragma unroll
-                        for (int s = 0; s < 4; s++) {
-                            A[s][0] = fold_scale(A[s][0], S0, B0);
-                            A[s][1] = fold_scale(A[s][1], S1, B1);
-                            A[s][2] = fold_scale(A[s][2], S0, B0);
-                            A[s][3] = fold_scale(A[s][3], S1, B1);
-                        }
-                    }
+                    dec(q, r0, r1, A);
                 };
                 /* token group tg's x (B fragments of the chunk's 4 k-steps) */
                 auto xfrag = [&](int tg, uint32_t(&bx0)[4], uint32_t(&bx1)[4]) {
@@ -412,31 +416,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
                     bx0[0] = xa.x, bx0[1] = xa.z, bx0[2] = xb.x, bx0[3] = xb.z;
                     bx1[0] = xa.y, bx1[1] = xa.w, bx1[2] = xb.y, bx1[3] = xb.w;
                 };
-                if constexpr (WG != 0) {
-                    /* the warpgroup's 4 tiles x its tokens, per matrix: unit (c, i) decoded into
-                     * WA's buffer of its parity (static: the chunk loop is unrolled) while the
-                     * other buffer's wgmmas run, then its own issued; wait<1> leaves only these in
-                     * flight, so the next unit may rewrite the other buffer */
-                    const uint8_t *xb = base + a.off_x + c * NG * 1024 + wn * TPN * 128;
-#pragma unroll
-                    for (int i = 0; i < NTL; i++) {
-                        auto unit = [&](uint32_t(&A)[4][4]) {
-                            SBT r0, r1;
-                            decode(i, wt, A, r0, r1);
-                            wg_fence();
-#pragma unroll
-                            for (int s = 0; s < 4; s++)
-                                wgmma_rs<8 * TPN>(&acc[i][0][0][0], A[s], xb + s * 2 * NG * 128,
-                                                  NG * 128, 128);
-                            wg_commit();
-                            wg_wait<1>();
-                        };
-                        if ((NTL == 2 ? i : c) & 1)
-                            unit(WA[1]);
-                        else
-                            unit(WA[0]);
-                    }
-                } else if constexpr (CW == 8) { /* both A tiles decoded, then x once a group */
+                if constexpr (CW == 8) { /* both A tiles decoded, then x once a group */
                     uint32_t A[NTL * TPW][4][4];
 #pragma unroll
                     for (int ti = 0; ti < TPW; ti++)
@@ -499,10 +479,46 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
                 }
             };
             if constexpr (WG != 0) {
-                constexpr int SC = b_s(NG, NTL, CW); /* a.S of these forms */
+                /* the warpgroup's 4 tiles x its tokens, unit u = (chunk u / NTL, matrix u % NTL):
+                 * unit u + 1's codes and pairs loaded before unit u's decode (their latency under
+                 * it), unit u decoded into WA[u & 1] while unit u - 1's wgmmas run, then its own
+                 * issued; wait<1> leaves only these in flight, so unit u + 1 may rewrite the other
+                 * buffer. The addresses and B's descriptor are made once a stage (SC, the stage's
+                 * chunks, is a.S here): 110 -> 87 instructions a unit of the plain matmuls, 90 ->
+                 * 79 of SwiGLU's (SASS; ~52 of them the decode itself). */
+                constexpr int SC = b_s(NG, NTL, CW), NU = SC * NTL;
+                const int nu = idle ? 0 : nc * NTL, cm = c0 & ((1 << d) - 1);
+                const uint8_t *cp = base + wt * SC * 512 + lane * 16;
+                const SBT *pp = pairs + pw;
+                int po[SC]; /* chunk c's pairs: its group of the stage (opaque: kept, not remade) */
 #pragma unroll
-                for (int c = 0; c < SC; c++)
-                    if (!idle && c < nc) chunk(c);
+                for (int c = 0; c < SC; c++) {
+                    po[c] = ((cm + c) >> d) * 16;
+                    asm("" : "+r"(po[c]));
+                }
+                const wg_bd xd = wg_bdesc(base + a.off_x, NG * 128, 128);
+                uint4 q[2];
+                SBT r0[2], r1[2];
+                auto load = [&](int u) {
+                    const int c = u / NTL, i = u % NTL;
+                    q[u & 1] = *(const uint4 *)(cp + (i * TG * SC + c) * 512);
+                    ld_pair2<ST, false>(pp + i * TG * a.gmax * 16 + po[c], r0[u & 1], r1[u & 1]);
+                };
+                if (nu > 0) load(0);
+#pragma unroll
+                for (int u = 0; u < NU; u++) {
+                    if (u >= nu) break;
+                    if (u + 1 < NU && u + 1 < nu) load(u + 1);
+                    const int c = u / NTL, i = u % NTL;
+                    dec(q[u & 1], r0[u & 1], r1[u & 1], WA[u & 1]);
+                    wg_fence();
+#pragma unroll
+                    for (int s = 0; s < 4; s++)
+                        wgmma_rs<8 * TPN>(&acc[i][0][0][0], WA[u & 1][s],
+                                          wg_boff(xd, (c * NG * 8 + s * 2 * NG) * 128));
+                    wg_commit();
+                    wg_wait<1>();
+                }
             } else {
                 for (int c = 0; c < (idle ? 0 : nc); c++) chunk(c);
             }

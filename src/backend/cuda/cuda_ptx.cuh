@@ -180,16 +180,24 @@ template <int N> __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
 }
-__device__ __forceinline__ uint64_t wg_desc(const void *b, uint32_t lbo, uint32_t sbo) {
-    return (uint64_t)((smem_addr(b) & 0x3FFFF) >> 4) | (uint64_t)(lbo >> 4) << 16 |
-           (uint64_t)(sbo >> 4) << 32;
+/* B's descriptor: the address field (bits 0-13, address / 16) in lo with lbo, sbo in hi, so that
+ * wg_boff moves it with one 32-bit add (a shared-memory address + offset stays below 256 KB: no
+ * carry out of the field). Made once a stage, not per wgmma: the 4 descriptors of a chunk cost ~20
+ * uniform instructions a unit when each was built from a pointer. */
+struct wg_bd {
+    uint32_t lo, hi;
+};
+__device__ __forceinline__ wg_bd wg_bdesc(const void *b, uint32_t lbo, uint32_t sbo) {
+    return {((smem_addr(b) & 0x3FFFF) >> 4) | (lbo >> 4) << 16, sbo >> 4};
+}
+__device__ __forceinline__ wg_bd wg_boff(wg_bd d, uint32_t bytes) {
+    return {d.lo + (bytes >> 4), d.hi};
 }
 /* d (N / 2 floats a thread) += A B, N = 32 or 64 */
 template <int N>
-__device__ __forceinline__ void wgmma_rs(float *d, const uint32_t (&a)[4], const void *b,
-                                         uint32_t lbo, uint32_t sbo) {
+__device__ __forceinline__ void wgmma_rs(float *d, const uint32_t (&a)[4], wg_bd bd) {
 #if P_WGMMA
-    const uint64_t desc = wg_desc(b, lbo, sbo);
+    const uint64_t desc = (uint64_t)bd.hi << 32 | bd.lo;
     if constexpr (N == 32)
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
@@ -217,7 +225,7 @@ __device__ __forceinline__ void wgmma_rs(float *d, const uint32_t (&a)[4], const
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)
                      : "memory");
 #else
-    (void)d, (void)a, (void)b, (void)lbo, (void)sbo;
+    (void)d, (void)a, (void)bd;
 #endif
 }
 

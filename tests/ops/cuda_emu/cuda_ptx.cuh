@@ -55,11 +55,21 @@ static inline void wg_commit() {
 template <int N> static inline void wg_wait() {
     emu_wg_wait(N);
 }
+/* B's descriptor: the pointer itself (the card's packs address / 16, lbo and sbo) */
+struct wg_bd {
+    const uint8_t *b;
+    uint32_t lbo, sbo;
+};
+static inline wg_bd wg_bdesc(const void *b, uint32_t lbo, uint32_t sbo) {
+    return {(const uint8_t *)b, lbo, sbo};
+}
+static inline wg_bd wg_boff(wg_bd d, uint32_t bytes) {
+    return {d.b + bytes, d.lbo, d.sbo};
+}
 struct emu_wgmma_at { /* wgmma_rs<N>(...) -> emu_wgmma_at{line}.run<N>(...) */
     int line;
-    template <int N>
-    void run(float *d, const uint32_t (&a)[4], const void *b, uint32_t lbo, uint32_t sbo) const {
-        emu_wgmma(line, d, N, a, b, lbo, sbo);
+    template <int N> void run(float *d, const uint32_t (&a)[4], wg_bd bd) const {
+        emu_wgmma(line, d, N, a, bd.b, bd.lbo, bd.sbo);
     }
 };
 #define wgmma_rs emu_wgmma_at{__LINE__}.run
