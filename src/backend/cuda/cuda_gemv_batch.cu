@@ -519,11 +519,11 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1) k_gemv_batch(const __grid_co
                     wg_commit();
                     wg_wait<1>();
                 }
+                wg_wait<0>(); /* the stage's wgmmas read x from it */
             } else {
                 for (int c = 0; c < (idle ? 0 : nc); c++) chunk(c);
             }
-            if constexpr (WG != 0) wg_wait<0>(); /* the stage's wgmmas read x from it */
-            ring_release(&empty[st]);            /* this warp is done with the stage */
+            ring_release(&empty[st]); /* this warp is done with the stage */
         }
 
         /* the item's sums: lane (g, t) holds rows g, g + 8 x tokens 2t, 2t + 1 of each tile and
