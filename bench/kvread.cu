@@ -1,0 +1,194 @@
+/* bench/kvread.cu: what the decode attention's K/V reads achieve on this card by cache layout,
+ * with the attention kernel's copy pattern and nothing else: blocks (kv head, sequence) of 4
+ * warps, each warp copying 32-position tiles (K and V rows of head_dim 128 halves) with cp.async
+ * into its shared-memory buffers, tiles w, w + 4, ... of the sequence. Layouts:
+ *   0 interleaved: [position][kv head][head_dim] (the engine's paged cache: a position's heads
+ *     side by side, so one head's rows lie 2 KB apart at 8 kv heads);
+ *   1 per head:    [sequence][kv head][position][head_dim] (a head's rows contiguous);
+ *   2 paged per head: [block of 16 positions][kv head][16][head_dim] (a paged cache whose block
+ *     keeps each head's 16 rows together: 4 KB runs), a sequence's blocks in order.
+ * Buffers: 1 (two blocks an SM, ~81 KB each), 2 (one block an SM, the next tile's copy in
+ * flight while this one is waited for) or "1 split" (one buffer whose K and V refill apart), and
+ * a stand-in for the compute a tile (a spin of so many cycles). Not part of the build:
+ *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o kvread bench/kvread.cu && ./kvread
+ * Prints GB/s per layout and buffer count, and a plain streaming read of the same bytes. */
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define HD    128 /* halves a row: 16 uint4 */
+#define ROWU4 (HD / 8)
+
+__device__ __forceinline__ void cp16(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(
+                     (unsigned)__cvta_generic_to_shared(dst)),
+                 "l"(src)
+                 : "memory");
+}
+
+/* NB 3: one buffer whose K and V refill apart (K after the scores' half of the compute, V after
+ * the rest); spin: cycles of stand-in compute a tile (half of it for NB 3's each half) */
+__device__ __forceinline__ void spin_for(int cycles) {
+    const long long t = clock64();
+    while (clock64() - t < cycles) {
+    }
+}
+
+template <int LAYOUT, int NB>
+__global__ void __launch_bounds__(128)
+    k_tiles(const uint4 *K, const uint4 *V, int npos, int nh, unsigned *out, int spin) {
+    extern __shared__ uint4 sm[];
+    constexpr int NBUF = NB == 2 ? 2 : 1;
+    const int h = blockIdx.x, seq = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    uint4 *buf = sm + warp * NBUF * 2 * 32 * ROWU4; /* [NBUF][K, V][32][16] */
+    const int ntile = npos / 32;
+    auto row = [&](int pos) -> size_t {
+        return LAYOUT == 0   ? ((size_t)seq * npos + pos) * nh + h
+               : LAYOUT == 1 ? ((size_t)seq * nh + h) * npos + pos
+                             : (((size_t)seq * npos + (pos & ~15)) * nh + h * 16) + (pos & 15);
+    };
+    auto issue = [&](int tile, int b, int parts) {
+        uint4 *kd = buf + b * 2 * 32 * ROWU4, *vd = kd + 32 * ROWU4;
+#pragma unroll
+        for (int u = 0; u < ROWU4; u++) {
+            const int c = u * 32 + lane, j = c / ROWU4, col = c % ROWU4;
+            const size_t r = row(tile * 32 + j) * ROWU4 + col;
+            if (parts & 1) cp16(kd + j * ROWU4 + col, K + r);
+            if (parts & 2) cp16(vd + j * ROWU4 + col, V + r);
+        }
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+    };
+    unsigned acc = 0;
+    int b = 0;
+    if (warp < ntile) {
+        if (NB == 3)
+            issue(warp, 0, 1), issue(warp, 0, 2);
+        else
+            issue(warp, 0, 3);
+    }
+    for (int tile = warp; tile < ntile; tile += 4, b ^= NBUF - 1) {
+        const bool more = tile + 4 < ntile;
+        if (NB == 3) {
+            asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+            __syncwarp();
+            acc += buf[lane].x;
+            spin_for(spin / 2);
+            __syncwarp();
+            if (more)
+                issue(tile + 4, 0, 1);
+            else
+                asm volatile("cp.async.commit_group;\n" ::: "memory");
+            asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+            __syncwarp();
+            acc += buf[32 * ROWU4 + lane].y;
+            spin_for(spin / 2);
+            __syncwarp();
+            if (more)
+                issue(tile + 4, 0, 2);
+            else
+                asm volatile("cp.async.commit_group;\n" ::: "memory");
+            continue;
+        }
+        if (NB == 2 && more) {
+            issue(tile + 4, b ^ 1, 3);
+            asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+        }
+        __syncwarp();
+        acc += buf[b * 2 * 32 * ROWU4 + lane].x ^ buf[b * 2 * 32 * ROWU4 + 32 * ROWU4 + lane].y;
+        spin_for(spin);
+        __syncwarp();
+        if (NB == 1 && more) issue(tile + 4, 0, 3);
+    }
+    if (acc == 0x12345678u) out[0] = acc;
+}
+
+__global__ void k_stream(const uint4 *p, size_t n, unsigned *out) {
+    unsigned acc = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const uint4 v = __ldcg(p + i);
+        acc ^= v.x ^ v.w;
+    }
+    if (acc == 0x12345678u) out[0] = acc;
+}
+
+#define CK(x)                                                                                      \
+    do {                                                                                           \
+        cudaError_t e_ = (x);                                                                      \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));            \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+template <int LAYOUT, int NB>
+static int run(const uint4 *K, const uint4 *V, int nseq, int npos, int nh, unsigned *out,
+               int spin) {
+    const int smem = NB != 2 ? 81 * 1024 : 147 * 1024; /* the attention kernel's footprints */
+    CK(cudaFuncSetAttribute(k_tiles<LAYOUT, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            smem));
+    cudaEvent_t a, b;
+    cudaEventCreate(&a), cudaEventCreate(&b);
+    for (int w = 0; w < 3; w++)
+        k_tiles<LAYOUT, NB><<<dim3(nh, nseq), 128, smem>>>(K, V, npos, nh, out, spin);
+    const int reps = 20;
+    cudaEventRecord(a);
+    for (int r = 0; r < reps; r++)
+        k_tiles<LAYOUT, NB><<<dim3(nh, nseq), 128, smem>>>(K, V, npos, nh, out, spin);
+    cudaEventRecord(b);
+    CK(cudaEventSynchronize(b));
+    float ms;
+    cudaEventElapsedTime(&ms, a, b);
+    const double bytes = 2.0 * nseq * npos * nh * HD * 2;
+    printf("layout %s buffers %s spin %5d  seqs %3d ctx %5d: %7.1f us  %6.0f GB/s\n",
+           LAYOUT == 2 ? "paged/head "
+           : LAYOUT    ? "per-head   "
+                       : "interleaved",
+           NB == 3   ? "1 split"
+           : NB == 2 ? "2      "
+                     : "1      ",
+           spin, nseq, npos, ms * 1e3 / reps, bytes * reps / (ms * 1e-3) / 1e9);
+    return 0;
+}
+
+int main(void) {
+    const int nh = 8;
+    const int shapes[][2] = {{64, 1024}, {32, 1024}, {64, 4096}};
+    for (const auto &sh : shapes) {
+        const int nseq = sh[0], npos = sh[1];
+        const size_t n = (size_t)nseq * npos * nh * ROWU4; /* uint4 per cache */
+        uint4 *K, *V;
+        unsigned *out;
+        CK(cudaMalloc(&K, n * 16));
+        CK(cudaMalloc(&V, n * 16));
+        CK(cudaMalloc(&out, 4));
+        cudaMemset(K, 1, n * 16), cudaMemset(V, 2, n * 16);
+        if (run<0, 1>(K, V, nseq, npos, nh, out, 0) || run<1, 1>(K, V, nseq, npos, nh, out, 0) ||
+            run<2, 1>(K, V, nseq, npos, nh, out, 0) || run<0, 2>(K, V, nseq, npos, nh, out, 0))
+            return 1;
+        /* the tiles with stand-in compute: what overlap each buffering buys */
+        for (int spin : {1000, 2000, 4000, 8000})
+            if (run<0, 1>(K, V, nseq, npos, nh, out, spin) ||
+                run<0, 3>(K, V, nseq, npos, nh, out, spin) ||
+                run<0, 2>(K, V, nseq, npos, nh, out, spin))
+                return 1;
+        cudaEvent_t a, b;
+        cudaEventCreate(&a), cudaEventCreate(&b);
+        k_stream<<<132 * 8, 256>>>(K, n, out);
+        cudaEventRecord(a);
+        for (int r = 0; r < 20; r++) {
+            k_stream<<<132 * 8, 256>>>(K, n, out);
+            k_stream<<<132 * 8, 256>>>(V, n, out);
+        }
+        cudaEventRecord(b);
+        CK(cudaEventSynchronize(b));
+        float ms;
+        cudaEventElapsedTime(&ms, a, b);
+        printf("stream read of the same bytes            : %7.1f us  %6.0f GB/s\n", ms * 1e3 / 20,
+               2.0 * n * 16 * 20 / (ms * 1e-3) / 1e9);
+        cudaFree(K), cudaFree(V), cudaFree(out);
+    }
+    return 0;
+}
