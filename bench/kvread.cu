@@ -9,7 +9,9 @@
  *     keeps each head's 16 rows together: 4 KB runs), a sequence's blocks in order.
  * Buffers: 1 (two blocks an SM, ~81 KB each), 2 (one block an SM, the next tile's copy in
  * flight while this one is waited for) or "1 split" (one buffer whose K and V refill apart), and
- * a stand-in for the compute a tile (a spin of so many cycles). Not part of the build:
+ * a stand-in for the compute a tile (a spin of so many cycles); then the real kernel's other costs
+ * one by one (the block table's loads, a q prologue and the output) at 4 and 2 warps a block. Not
+ * part of the build:
  *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o kvread bench/kvread.cu && ./kvread
  * Prints GB/s per layout and buffer count, and a plain streaming read of the same bytes. */
 #include <cuda_runtime.h>
@@ -34,31 +36,53 @@ __device__ __forceinline__ void spin_for(int cycles) {
     }
 }
 
-template <int LAYOUT, int NB>
-__global__ void __launch_bounds__(128)
-    k_tiles(const uint4 *K, const uint4 *V, int npos, int nh, unsigned *out, int spin) {
+/* The parts of the real kernel's work other than the copies, each optional: */
+struct extras {
+    int spin;         /* cycles of stand-in compute a tile (NB 3: half after K, half after V) */
+    const int *table; /* a block table [sequence][npos / 16] of 16-position blocks: the tile's
+                       * addresses come from a load of it (as the attention's), not arithmetic */
+    const float *q;   /* a prologue: the block's q (4 heads x 128 floats) into shared memory
+                       * before its tiles, and its output written after them */
+    float *o;
+};
+
+template <int LAYOUT, int NB, int W>
+__global__ void __launch_bounds__(W * 32)
+    k_tiles(const uint4 *K, const uint4 *V, int npos, int nh, unsigned *out, extras x) {
     extern __shared__ uint4 sm[];
     constexpr int NBUF = NB == 2 ? 2 : 1;
     const int h = blockIdx.x, seq = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     uint4 *buf = sm + warp * NBUF * 2 * 32 * ROWU4; /* [NBUF][K, V][32][16] */
+    float *qs = (float *)(sm + W * NBUF * 2 * 32 * ROWU4);
     const int ntile = npos / 32;
+    unsigned acc = 0;
+    if (x.q) { /* two dependent rounds, as the real prologue's q load and RoPE */
+        for (int e = threadIdx.x; e < 512; e += W * 32)
+            qs[e] = x.q[((size_t)seq * nh + h) * 512 + e];
+        __syncthreads();
+        for (int e = threadIdx.x; e < 512; e += W * 32) qs[e] = qs[e] * 0.5f + qs[511 - e];
+        __syncthreads();
+    }
     auto row = [&](int pos) -> size_t {
+        if (LAYOUT == 0 && x.table) /* a paged interleaved cache through the table */
+            return ((size_t)x.table[seq * (npos / 16) + pos / 16] * 16 + pos % 16) * nh + h;
         return LAYOUT == 0   ? ((size_t)seq * npos + pos) * nh + h
                : LAYOUT == 1 ? ((size_t)seq * nh + h) * npos + pos
                              : (((size_t)seq * npos + (pos & ~15)) * nh + h * 16) + (pos & 15);
     };
     auto issue = [&](int tile, int b, int parts) {
         uint4 *kd = buf + b * 2 * 32 * ROWU4, *vd = kd + 32 * ROWU4;
+        /* each lane the row of its position, then shuffled (the attention's form) */
+        const size_t mine = row(tile * 32 + lane);
 #pragma unroll
         for (int u = 0; u < ROWU4; u++) {
             const int c = u * 32 + lane, j = c / ROWU4, col = c % ROWU4;
-            const size_t r = row(tile * 32 + j) * ROWU4 + col;
+            const size_t r = __shfl_sync(0xffffffffu, mine, j) * ROWU4 + col;
             if (parts & 1) cp16(kd + j * ROWU4 + col, K + r);
             if (parts & 2) cp16(vd + j * ROWU4 + col, V + r);
         }
         asm volatile("cp.async.commit_group;\n" ::: "memory");
     };
-    unsigned acc = 0;
     int b = 0;
     if (warp < ntile) {
         if (NB == 3)
@@ -66,40 +90,45 @@ __global__ void __launch_bounds__(128)
         else
             issue(warp, 0, 3);
     }
-    for (int tile = warp; tile < ntile; tile += 4, b ^= NBUF - 1) {
-        const bool more = tile + 4 < ntile;
+    for (int tile = warp; tile < ntile; tile += W, b ^= NBUF - 1) {
+        const bool more = tile + W < ntile;
         if (NB == 3) {
             asm volatile("cp.async.wait_group 1;\n" ::: "memory");
             __syncwarp();
             acc += buf[lane].x;
-            spin_for(spin / 2);
+            spin_for(x.spin / 2);
             __syncwarp();
             if (more)
-                issue(tile + 4, 0, 1);
+                issue(tile + W, 0, 1);
             else
                 asm volatile("cp.async.commit_group;\n" ::: "memory");
             asm volatile("cp.async.wait_group 1;\n" ::: "memory");
             __syncwarp();
             acc += buf[32 * ROWU4 + lane].y;
-            spin_for(spin / 2);
+            spin_for(x.spin / 2);
             __syncwarp();
             if (more)
-                issue(tile + 4, 0, 2);
+                issue(tile + W, 0, 2);
             else
                 asm volatile("cp.async.commit_group;\n" ::: "memory");
             continue;
         }
         if (NB == 2 && more) {
-            issue(tile + 4, b ^ 1, 3);
+            issue(tile + W, b ^ 1, 3);
             asm volatile("cp.async.wait_group 1;\n" ::: "memory");
         } else {
             asm volatile("cp.async.wait_group 0;\n" ::: "memory");
         }
         __syncwarp();
         acc += buf[b * 2 * 32 * ROWU4 + lane].x ^ buf[b * 2 * 32 * ROWU4 + 32 * ROWU4 + lane].y;
-        spin_for(spin);
+        spin_for(x.spin);
         __syncwarp();
-        if (NB == 1 && more) issue(tile + 4, 0, 3);
+        if (NB == 1 && more) issue(tile + W, 0, 3);
+    }
+    if (x.q) { /* the warps' merge and the output */
+        __syncthreads();
+        for (int e = threadIdx.x; e < 512; e += W * 32)
+            x.o[((size_t)seq * nh + h) * 512 + e] = qs[e] + (float)(acc & 1);
     }
     if (acc == 0x12345678u) out[0] = acc;
 }
@@ -123,33 +152,35 @@ __global__ void k_stream(const uint4 *p, size_t n, unsigned *out) {
         }                                                                                          \
     } while (0)
 
-template <int LAYOUT, int NB>
-static int run(const uint4 *K, const uint4 *V, int nseq, int npos, int nh, unsigned *out,
-               int spin) {
-    const int smem = NB != 2 ? 81 * 1024 : 147 * 1024; /* the attention kernel's footprints */
-    CK(cudaFuncSetAttribute(k_tiles<LAYOUT, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+template <int LAYOUT, int NB, int W = 4>
+static int run(const uint4 *K, const uint4 *V, int nseq, int npos, int nh, unsigned *out, extras x,
+               const char *what = "") {
+    /* the attention kernel's footprints: two blocks of 4 warps an SM with one buffer, one with
+     * two; at 2 warps a block, four blocks */
+    const int smem = W == 2 ? 55 * 1024 : NB != 2 ? 81 * 1024 : 147 * 1024;
+    CK(cudaFuncSetAttribute(k_tiles<LAYOUT, NB, W>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                             smem));
     cudaEvent_t a, b;
     cudaEventCreate(&a), cudaEventCreate(&b);
     for (int w = 0; w < 3; w++)
-        k_tiles<LAYOUT, NB><<<dim3(nh, nseq), 128, smem>>>(K, V, npos, nh, out, spin);
+        k_tiles<LAYOUT, NB, W><<<dim3(nh, nseq), W * 32, smem>>>(K, V, npos, nh, out, x);
     const int reps = 20;
     cudaEventRecord(a);
     for (int r = 0; r < reps; r++)
-        k_tiles<LAYOUT, NB><<<dim3(nh, nseq), 128, smem>>>(K, V, npos, nh, out, spin);
+        k_tiles<LAYOUT, NB, W><<<dim3(nh, nseq), W * 32, smem>>>(K, V, npos, nh, out, x);
     cudaEventRecord(b);
     CK(cudaEventSynchronize(b));
     float ms;
     cudaEventElapsedTime(&ms, a, b);
     const double bytes = 2.0 * nseq * npos * nh * HD * 2;
-    printf("layout %s buffers %s spin %5d  seqs %3d ctx %5d: %7.1f us  %6.0f GB/s\n",
+    printf("layout %s buffers %s warps %d spin %5d%s  seqs %3d ctx %5d: %7.1f us  %6.0f GB/s\n",
            LAYOUT == 2 ? "paged/head "
            : LAYOUT    ? "per-head   "
                        : "interleaved",
            NB == 3   ? "1 split"
            : NB == 2 ? "2      "
                      : "1      ",
-           spin, nseq, npos, ms * 1e3 / reps, bytes * reps / (ms * 1e-3) / 1e9);
+           W, x.spin, what, nseq, npos, ms * 1e3 / reps, bytes * reps / (ms * 1e-3) / 1e9);
     return 0;
 }
 
@@ -165,15 +196,42 @@ int main(void) {
         CK(cudaMalloc(&V, n * 16));
         CK(cudaMalloc(&out, 4));
         cudaMemset(K, 1, n * 16), cudaMemset(V, 2, n * 16);
-        if (run<0, 1>(K, V, nseq, npos, nh, out, 0) || run<1, 1>(K, V, nseq, npos, nh, out, 0) ||
-            run<2, 1>(K, V, nseq, npos, nh, out, 0) || run<0, 2>(K, V, nseq, npos, nh, out, 0))
+        int *table;
+        float *q, *o;
+        const int nblk = nseq * npos / 16;
+        CK(cudaMalloc(&table, nblk * sizeof(int)));
+        CK(cudaMalloc(&q, (size_t)nseq * nh * 512 * sizeof(float)));
+        CK(cudaMalloc(&o, (size_t)nseq * nh * 512 * sizeof(float)));
+        { /* block i of the sequence's table: the cache's block i (a fresh pool's order) */
+            int *t = new int[nblk];
+            for (int i = 0; i < nblk; i++) t[i] = i;
+            cudaMemcpy(table, t, nblk * sizeof(int), cudaMemcpyHostToDevice);
+            delete[] t;
+        }
+        cudaMemset(q, 0, (size_t)nseq * nh * 512 * sizeof(float));
+        const extras e0 = {0, nullptr, nullptr, nullptr};
+        if (run<0, 1>(K, V, nseq, npos, nh, out, e0) || run<1, 1>(K, V, nseq, npos, nh, out, e0) ||
+            run<2, 1>(K, V, nseq, npos, nh, out, e0) || run<0, 2>(K, V, nseq, npos, nh, out, e0))
             return 1;
         /* the tiles with stand-in compute: what overlap each buffering buys */
-        for (int spin : {1000, 2000, 4000, 8000})
-            if (run<0, 1>(K, V, nseq, npos, nh, out, spin) ||
-                run<0, 3>(K, V, nseq, npos, nh, out, spin) ||
-                run<0, 2>(K, V, nseq, npos, nh, out, spin))
+        for (int spin : {1000, 2000, 4000, 8000}) {
+            const extras e = {spin, nullptr, nullptr, nullptr};
+            if (run<0, 1>(K, V, nseq, npos, nh, out, e) ||
+                run<0, 3>(K, V, nseq, npos, nh, out, e) || run<0, 2>(K, V, nseq, npos, nh, out, e))
                 return 1;
+        }
+        /* the real kernel's other costs one by one, at 4 warps a block (two blocks an SM: two
+         * waves at 64 x 1,024) and at 2 (four an SM: one wave) */
+        for (int spin : {0, 1000, 2000}) {
+            const extras et = {spin, table, nullptr, nullptr}, ep = {spin, table, q, o};
+            if (run<0, 1>(K, V, nseq, npos, nh, out, {spin, nullptr, nullptr, nullptr}) ||
+                run<0, 1>(K, V, nseq, npos, nh, out, et, " +table") ||
+                run<0, 1>(K, V, nseq, npos, nh, out, ep, " +table +q/out") ||
+                run<0, 1, 2>(K, V, nseq, npos, nh, out, {spin, nullptr, nullptr, nullptr}) ||
+                run<0, 1, 2>(K, V, nseq, npos, nh, out, ep, " +table +q/out"))
+                return 1;
+        }
+        cudaFree(table), cudaFree(q), cudaFree(o);
         cudaEvent_t a, b;
         cudaEventCreate(&a), cudaEventCreate(&b);
         k_stream<<<132 * 8, 256>>>(K, n, out);
