@@ -10,10 +10,13 @@
  * Buffers: 1 (two blocks an SM, ~81 KB each), 2 (one block an SM, the next tile's copy in
  * flight while this one is waited for) or "1 split" (one buffer whose K and V refill apart), and
  * a stand-in for the compute a tile (a spin of so many cycles); then the real kernel's other costs
- * one by one (the block table's loads, a q prologue and the output) at 4 and 2 warps a block. Not
- * part of the build:
- *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o kvread bench/kvread.cu && ./kvread
+ * one by one (the block table's loads, a q prologue and the output) at 4 and 2 warps a block, and
+ * the decode kernel's own tile compute in place of the spin. Not part of the build:
+ *   nvcc -O3 -Isrc -gencode=arch=compute_90a,code=sm_90a -o kvread bench/kvread.cu && ./kvread
  * Prints GB/s per layout and buffer count, and a plain streaming read of the same bytes. */
+#include "backend/cuda/cuda_ptx.cuh"
+#include "backend/cuda/cuda_tc.cuh"
+
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,14 +49,27 @@ struct extras {
     float *o;
 };
 
-template <int LAYOUT, int NB, int W>
+/* REAL: the decode kernel's own tile compute (cuda_attn.cu's tensor-core tiles: S = q K^T for 4
+ * heads by mma.sync from ldmatrix, the online softmax, P V) on rows padded to 136 halves as there,
+ * in place of a spin. */
+template <int LAYOUT, int NB, int W, int REAL = 0>
 __global__ void __launch_bounds__(W * 32)
     k_tiles(const uint4 *K, const uint4 *V, int npos, int nh, unsigned *out, extras x) {
     extern __shared__ uint4 sm[];
     constexpr int NBUF = NB == 2 ? 2 : 1;
+    constexpr int RS = REAL ? ROWU4 + 1 : ROWU4, TLD = RS * 8; /* a row's stride: uint4, halves */
     const int h = blockIdx.x, seq = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    uint4 *buf = sm + warp * NBUF * 2 * 32 * ROWU4; /* [NBUF][K, V][32][16] */
-    float *qs = (float *)(sm + W * NBUF * 2 * 32 * ROWU4);
+    uint4 *buf = sm + warp * NBUF * 2 * 32 * RS; /* [NBUF][K, V][32][RS] */
+    float *qs = (float *)(sm + W * NBUF * 2 * 32 * RS);
+    /* REAL: q's A fragments (heads 0-3 in rows 0-3), the running (m, l) and o */
+    const int g = lane >> 2;
+    uint32_t qf[8][2];
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) {
+        qf[kk][0] = g < 4 ? tc_pack(0.01f * (kk + 1), 0.02f) : 0u;
+        qf[kk][1] = g < 4 ? tc_pack(0.03f, -0.01f * kk) : 0u;
+    }
+    float o[16][4] = {}, mr = -INFINITY, lr = 0.f;
     const int ntile = npos / 32;
     unsigned acc = 0;
     if (x.q) { /* two dependent rounds, as the real prologue's q load and RoPE */
@@ -71,15 +87,15 @@ __global__ void __launch_bounds__(W * 32)
                              : (((size_t)seq * npos + (pos & ~15)) * nh + h * 16) + (pos & 15);
     };
     auto issue = [&](int tile, int b, int parts) {
-        uint4 *kd = buf + b * 2 * 32 * ROWU4, *vd = kd + 32 * ROWU4;
+        uint4 *kd = buf + b * 2 * 32 * RS, *vd = kd + 32 * RS;
         /* each lane the row of its position, then shuffled (the attention's form) */
         const size_t mine = row(tile * 32 + lane);
 #pragma unroll
         for (int u = 0; u < ROWU4; u++) {
             const int c = u * 32 + lane, j = c / ROWU4, col = c % ROWU4;
             const size_t r = __shfl_sync(0xffffffffu, mine, j) * ROWU4 + col;
-            if (parts & 1) cp16(kd + j * ROWU4 + col, K + r);
-            if (parts & 2) cp16(vd + j * ROWU4 + col, V + r);
+            if (parts & 1) cp16(kd + j * RS + col, K + r);
+            if (parts & 2) cp16(vd + j * RS + col, V + r);
         }
         asm volatile("cp.async.commit_group;\n" ::: "memory");
     };
@@ -104,7 +120,7 @@ __global__ void __launch_bounds__(W * 32)
                 asm volatile("cp.async.commit_group;\n" ::: "memory");
             asm volatile("cp.async.wait_group 1;\n" ::: "memory");
             __syncwarp();
-            acc += buf[32 * ROWU4 + lane].y;
+            acc += buf[32 * RS + lane].y;
             spin_for(x.spin / 2);
             __syncwarp();
             if (more)
@@ -120,7 +136,50 @@ __global__ void __launch_bounds__(W * 32)
             asm volatile("cp.async.wait_group 0;\n" ::: "memory");
         }
         __syncwarp();
-        acc += buf[b * 2 * 32 * ROWU4 + lane].x ^ buf[b * 2 * 32 * ROWU4 + 32 * ROWU4 + lane].y;
+        if constexpr (REAL) {
+            const __half *Kb = (const __half *)(buf + b * 2 * 32 * RS), *Vb = Kb + 32 * TLD;
+            float sc[4][4] = {};
+#pragma unroll
+            for (int kk = 0; kk < 8; kk += 2)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    uint32_t bb[4];
+                    tc_ldm4<false>(bb, Kb + (j * 8 + (lane & 7)) * TLD + kk * 16 + (lane >> 3) * 8);
+                    mma16816(sc[j], qf[kk][0], 0u, qf[kk][1], 0u, bb[0], bb[1]);
+                    mma16816(sc[j], qf[kk + 1][0], 0u, qf[kk + 1][1], 0u, bb[2], bb[3]);
+                }
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < 4; j++) mx = fmaxf(mx, fmaxf(sc[j][0], sc[j][1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mn = fmaxf(mr, mx), alpha = exp2f(mr - mn);
+            mr = mn;
+            float sum = 0.f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                sc[j][0] = exp2f(sc[j][0] - mn), sc[j][1] = exp2f(sc[j][1] - mn);
+                sum += sc[j][0] + sc[j][1];
+            }
+            lr = fmaf(lr, alpha, sum);
+#pragma unroll
+            for (int jd = 0; jd < 16; jd++) o[jd][0] *= alpha, o[jd][1] *= alpha;
+#pragma unroll
+            for (int k2 = 0; k2 < 2; k2++) {
+                const uint32_t p0 = tc_pack(sc[2 * k2][0], sc[2 * k2][1]);
+                const uint32_t p2 = tc_pack(sc[2 * k2 + 1][0], sc[2 * k2 + 1][1]);
+#pragma unroll
+                for (int jd = 0; jd < 16; jd += 2) {
+                    uint32_t bb[4];
+                    tc_ldm4<true>(bb, Vb + (k2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * TLD +
+                                          jd * 8 + (lane >> 4) * 8);
+                    mma16816(o[jd], p0, 0u, p2, 0u, bb[0], bb[1]);
+                    mma16816(o[jd + 1], p0, 0u, p2, 0u, bb[2], bb[3]);
+                }
+            }
+        } else {
+            acc += buf[b * 2 * 32 * RS + lane].x ^ buf[b * 2 * 32 * RS + 32 * RS + lane].y;
+        }
         spin_for(x.spin);
         __syncwarp();
         if (NB == 1 && more) issue(tile + W, 0, 3);
@@ -129,6 +188,12 @@ __global__ void __launch_bounds__(W * 32)
         __syncthreads();
         for (int e = threadIdx.x; e < 512; e += W * 32)
             x.o[((size_t)seq * nh + h) * 512 + e] = qs[e] + (float)(acc & 1);
+    }
+    if constexpr (REAL) {
+        float t = lr;
+#pragma unroll
+        for (int jd = 0; jd < 16; jd++) t += o[jd][0] + o[jd][1] + o[jd][2] + o[jd][3];
+        acc += __float_as_uint(t);
     }
     if (acc == 0x12345678u) out[0] = acc;
 }
@@ -152,22 +217,22 @@ __global__ void k_stream(const uint4 *p, size_t n, unsigned *out) {
         }                                                                                          \
     } while (0)
 
-template <int LAYOUT, int NB, int W = 4>
+template <int LAYOUT, int NB, int W = 4, int REAL = 0>
 static int run(const uint4 *K, const uint4 *V, int nseq, int npos, int nh, unsigned *out, extras x,
                const char *what = "") {
     /* the attention kernel's footprints: two blocks of 4 warps an SM with one buffer, one with
      * two; at 2 warps a block, four blocks */
     const int smem = W == 2 ? 55 * 1024 : NB != 2 ? 81 * 1024 : 147 * 1024;
-    CK(cudaFuncSetAttribute(k_tiles<LAYOUT, NB, W>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                            smem));
+    CK(cudaFuncSetAttribute(k_tiles<LAYOUT, NB, W, REAL>,
+                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     cudaEvent_t a, b;
     cudaEventCreate(&a), cudaEventCreate(&b);
     for (int w = 0; w < 3; w++)
-        k_tiles<LAYOUT, NB, W><<<dim3(nh, nseq), W * 32, smem>>>(K, V, npos, nh, out, x);
+        k_tiles<LAYOUT, NB, W, REAL><<<dim3(nh, nseq), W * 32, smem>>>(K, V, npos, nh, out, x);
     const int reps = 20;
     cudaEventRecord(a);
     for (int r = 0; r < reps; r++)
-        k_tiles<LAYOUT, NB, W><<<dim3(nh, nseq), W * 32, smem>>>(K, V, npos, nh, out, x);
+        k_tiles<LAYOUT, NB, W, REAL><<<dim3(nh, nseq), W * 32, smem>>>(K, V, npos, nh, out, x);
     cudaEventRecord(b);
     CK(cudaEventSynchronize(b));
     float ms;
@@ -229,6 +294,13 @@ int main(void) {
                 run<0, 1>(K, V, nseq, npos, nh, out, ep, " +table +q/out") ||
                 run<0, 1, 2>(K, V, nseq, npos, nh, out, {spin, nullptr, nullptr, nullptr}) ||
                 run<0, 1, 2>(K, V, nseq, npos, nh, out, ep, " +table +q/out"))
+                return 1;
+        }
+        /* the real tile compute in place of the spin (one buffer, 4 warps) */
+        {
+            const extras e = {0, nullptr, nullptr, nullptr}, ep = {0, table, q, o};
+            if (run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, e, " real tiles") ||
+                run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, ep, " real tiles +table +q/out"))
                 return 1;
         }
         cudaFree(table), cudaFree(q), cudaFree(o);
