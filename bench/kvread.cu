@@ -24,13 +24,6 @@
 #define HD    128 /* halves a row: 16 uint4 */
 #define ROWU4 (HD / 8)
 
-__device__ __forceinline__ void cp16(void *dst, const void *src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(
-                     (unsigned)__cvta_generic_to_shared(dst)),
-                 "l"(src)
-                 : "memory");
-}
-
 /* NB 3: one buffer whose K and V refill apart (K after the scores' half of the compute, V after
  * the rest); spin: cycles of stand-in compute a tile (half of it for NB 3's each half) */
 __device__ __forceinline__ void spin_for(int cycles) {
@@ -94,10 +87,10 @@ __global__ void __launch_bounds__(W * 32)
         for (int u = 0; u < ROWU4; u++) {
             const int c = u * 32 + lane, j = c / ROWU4, col = c % ROWU4;
             const size_t r = __shfl_sync(0xffffffffu, mine, j) * ROWU4 + col;
-            if (parts & 1) cp16(kd + j * RS + col, K + r);
-            if (parts & 2) cp16(vd + j * RS + col, V + r);
+            if (parts & 1) tc_cp16((__half *)(kd + j * RS + col), (const __half *)(K + r), true);
+            if (parts & 2) tc_cp16((__half *)(vd + j * RS + col), (const __half *)(V + r), true);
         }
-        asm volatile("cp.async.commit_group;\n" ::: "memory");
+        tc_commit();
     };
     int b = 0;
     if (warp < ntile) {
@@ -108,32 +101,26 @@ __global__ void __launch_bounds__(W * 32)
     }
     for (int tile = warp; tile < ntile; tile += W, b ^= NBUF - 1) {
         const bool more = tile + W < ntile;
-        if (NB == 3) {
-            asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-            __syncwarp();
-            acc += buf[lane].x;
-            spin_for(x.spin / 2);
-            __syncwarp();
-            if (more)
-                issue(tile + W, 0, 1);
-            else
-                asm volatile("cp.async.commit_group;\n" ::: "memory");
-            asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-            __syncwarp();
-            acc += buf[32 * RS + lane].y;
-            spin_for(x.spin / 2);
-            __syncwarp();
-            if (more)
-                issue(tile + W, 0, 2);
-            else
-                asm volatile("cp.async.commit_group;\n" ::: "memory");
+        if (NB == 3) { /* part 1 K, then 2 V: wait for it, compute, refill it */
+#pragma unroll
+            for (int part = 1; part <= 2; part++) {
+                tc_wait<1>();
+                __syncwarp();
+                acc += buf[(part - 1) * 32 * RS + lane].x;
+                spin_for(x.spin / 2);
+                __syncwarp();
+                if (more)
+                    issue(tile + W, 0, part);
+                else
+                    tc_commit(); /* an empty group keeps the count the waits assume */
+            }
             continue;
         }
         if (NB == 2 && more) {
             issue(tile + W, b ^ 1, 3);
-            asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+            tc_wait<1>();
         } else {
-            asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+            tc_wait<0>();
         }
         __syncwarp();
         if constexpr (REAL) {
