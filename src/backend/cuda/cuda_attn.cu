@@ -215,9 +215,9 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
     __half *nrow = kvs + FD_WARPS * NB * 2 * 32 * TLD; /* TC: the new K and V rows */
     /* NB 1: the same copies with less address arithmetic (ncu, round 34: ~300 of a tile's ~980
      * instructions were its copies' addresses): each lane's row as a 32-bit offset in 16-byte
-     * units (a layer's cache is far below 64 GB), one shuffle a copy pair, a lane's column and
-     * shared-memory row fixed. SKIP: leave out the row in slot `skip` (the new row, stored from
-     * nrow later: a zero-filling copy could land after that store). */
+     * units (fd_launch takes this form only for caches below 32 GB), one shuffle a copy pair, a
+     * lane's column and shared-memory row fixed. SKIP: leave out the row in slot `skip` (the new
+     * row, stored from nrow later: a zero-filling copy could land after that store). */
     auto tc_issue1 = [&](int tl, int skip, auto skipc) {
         if constexpr (TC != 0) {
             constexpr bool SKIP = decltype(skipc)::value;
@@ -819,9 +819,10 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     /* TC tile buffers a warp: one where the double buffers leave one block an SM and the grid is
      * more than one wave of those (8B shape at batch 64: 512 blocks of ~147 KB ran as 4 waves,
      * each paying its prologue alone; single-buffered, ~81 KB, two share an SM: +4% a step,
-     * round 31). Env BRISK_CUDA_ATTN_NB=1 / 2 forces one (A/B). */
+     * round 31). Env BRISK_CUDA_ATTN_NB=1 / 2 forces one (A/B). Caches past 32 GB (a->wide):
+     * two, whose copies take 64-bit offsets. */
     int nb = 2;
-    if (tc) {
+    if (tc && !a->wide) {
         const size_t half_sm = FD_SM_SMEM / 2 - 1024; /* two blocks, each with its reserved KB */
         const long blocks = (long)a->n_split * a->n_head_kv * a->n_tokens;
         nb = cu_attn_nb ? cu_attn_nb

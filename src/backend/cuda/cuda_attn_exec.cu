@@ -88,6 +88,7 @@ static void attn_split(cu_state *s, const op_rec *r, int b0, int nb) {
         a.part_ml = s->part + (size_t)a.n_tokens * H * a.n_split * hd;
         a.empty = cu_skip & SKIP_ATTNBODY ? 1 : 0;
         a.min_tiles = cu_attn_min_tiles;
+        a.wide = s->max_alloc >= (size_t)1 << 35;
         a.trace = s->trace;
         if (fd) cu_attn_pf_ranges(s, r, &a);
         a.tl = cu_tl_take("attn");

@@ -710,7 +710,7 @@ static void *cu_op_alloc(brisk_backend *be, size_t bytes) {
         cudaFree(p);
         return NULL;
     }
-    (void)be;
+    if (bytes > S(be)->max_alloc) S(be)->max_alloc = bytes;
     return p;
 }
 

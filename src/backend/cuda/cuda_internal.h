@@ -85,6 +85,8 @@ typedef struct cu_attn_args {
                   * the output (block 0 all of it otherwise) */
     int empty; /* measuring aid (BRISK_CUDA_SKIP=attnbody): the kernel returns after the PDL wait */
     int min_tiles; /* flash-decoding: 32-position tiles per warp a piece holds at least (>= 1) */
+    int wide;      /* the caches may pass 32 GB: no single-buffered tiles (their copies' 32-bit row
+                    * offsets in 16-byte units would overflow) */
     unsigned long long *trace; /* measuring aid (BRISK_CUDA_TRACE): stage times, cuda_attn.cu */
     unsigned long long *tl;    /* measuring aid (BRISK_CUDA_TL): this launch's timeline slot */
     /* flash-decoding: byte ranges (the next matmuls' weights) the blocks prefetch into L2 before

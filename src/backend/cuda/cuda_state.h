@@ -76,7 +76,9 @@ typedef struct cu_state {
     int *count; /* flash-decoding arrival counters [count_cap], zero between launches */
     size_t count_cap;
     int n_sm;
-    void *deq, *xh; /* prefill: dequantized tiles (two halves when overlapping), x in half */
+    size_t max_alloc; /* the largest cu_op_alloc (a layer's K or V cache is one): the decode
+                       * attention's 32-bit copy offsets need it below 32 GB (cu_attn_args.wide) */
+    void *deq, *xh;   /* prefill: dequantized tiles (two halves when overlapping), x in half */
     size_t deq_cap, xh_cap;
     /* a one-token activation as half [max_cols], written beside the floats by the op before a
      * GEMV without a norm, which stages it instead of them (the same bits): the SwiGLU's output
