@@ -38,6 +38,10 @@ if(BRISK_CUDA)
   # the attention op (flash-decoding and split-K kernels) against the reference
   brisk_test(test_attn_cuda SOURCES ops/test_attn_cuda.c LABELS gpu)
   target_link_libraries(test_attn_cuda PRIVATE CUDA::cudart_static m)
+  # the same without clusters: the kernels large batches and contexts past 8,192 run (the
+  # counter merge; the fused RoPE on the slim kernel)
+  add_test(NAME test_attn_cuda_counter COMMAND test_attn_cuda)
+  set_tests_properties(test_attn_cuda_counter PROPERTIES ENVIRONMENT BRISK_CUDA_ATTN=counter)
   # the prefill attention (tensor-core flash kernel) against the reference
   brisk_test(test_fattn_cuda SOURCES ops/test_fattn_cuda.c LABELS gpu)
   target_link_libraries(test_fattn_cuda PRIVATE CUDA::cudart_static m)
@@ -45,7 +49,7 @@ if(BRISK_CUDA)
   brisk_test(test_sample_cuda SOURCES ops/test_sample_cuda.c LABELS gpu)
   target_link_libraries(test_sample_cuda PRIVATE CUDA::cudart_static m)
   set_tests_properties(test_stories_gpu test_goldens_gpu test_ops_cuda test_attn_cuda
-    test_fattn_cuda test_sample_cuda PROPERTIES
+    test_attn_cuda_counter test_fattn_cuda test_sample_cuda PROPERTIES
     LABELS gpu SKIP_RETURN_CODE 77)
 endif()
 # The same model checks on the fast CPU backend (backend/cpu/, issue 6).

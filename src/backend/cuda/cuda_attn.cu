@@ -765,10 +765,12 @@ template <bool CL> static fd_kernel fd_pick(int gp, int lpr, int tc, int nb) {
 /* The tensor-core tiles (env BRISK_CUDA_ATTN_TC=0: the FMA tiles, for A/B). */
 int cu_attn_tc = 1;
 int cu_attn_nb = 0; /* cuda_switches.h */
-/* A one-token step's cluster launch with tensor-core tiles, the fused RoPE and the slice merge (the
- * default) runs a slim kernel: the same code less the unfused and block-0 merge paths and, unless
- * one is on, the measuring aids (env BRISK_CUDA_ATTN_SLIM=0: the general kernel, A/B). As for the
- * GEMVs (cuda_gemv_tma.cu, launch_p), code a kernel never runs still costs time. */
+/* A launch with tensor-core tiles and the fused RoPE runs a slim kernel: the same code less the
+ * unfused and block-0 merge paths and the measuring aids. A cluster launch with the slice merge
+ * (the default) takes it, with the aids where one is on; one without a cluster (steps of tokens x
+ * kv heads >= 2 blocks an SM, 8B from 33 tokens on an H100; contexts past 8,192) takes it where no
+ * aid is on (env BRISK_CUDA_ATTN_SLIM=0: the general kernel, A/B). As for the GEMVs
+ * (cuda_gemv_tma.cu, launch_p), code a kernel never runs still costs time. */
 int cu_attn_slim = 1;
 
 int cu_attn_decode_ok(int n_head, int n_head_kv, int head_dim) {
@@ -834,8 +836,13 @@ static cudaError_t fd_launch(cudaStream_t st, const cu_attn_args *a) {
     const size_t smem = fixed + (tc ? (size_t)tc_kv_halves(hd, nb) * 2 : 0);
     if (smem > 200 * 1024) return cudaErrorInvalidValue; /* within the opt-in maximum */
     fd_kernel k = a->cluster ? fd_pick<true>(gp, lpr, tc, nb) : fd_pick<false>(gp, lpr, tc, nb);
-    if (cu_attn_slim && a->cluster && tc && cu_attn_slice && a->k_new && !a->empty)
-        k = a->trace || a->tl ? fd_tc<true, 2>(tc, nb) : fd_tc<true, 1>(tc, nb);
+    if (cu_attn_slim && tc && a->k_new && !a->empty) {
+        const bool aids = a->trace || a->tl;
+        if (a->cluster && cu_attn_slice)
+            k = aids ? fd_tc<true, 2>(tc, nb) : fd_tc<true, 1>(tc, nb);
+        else if (!a->cluster && !aids) /* batches: one piece, or the counter merge */
+            k = fd_tc<false, 1>(tc, nb);
+    }
     if (smem > 48 * 1024) {
         const cudaError_t e = cu_smem_optin((const void *)k, smem);
         if (e != cudaSuccess) return e;
