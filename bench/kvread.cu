@@ -13,13 +13,16 @@
  * one by one (the block table's loads, a q prologue and the output) at 4 and 2 warps a block, and
  * the decode kernel's own tile compute in place of the spin. Not part of the build:
  *   nvcc -O3 -Isrc -gencode=arch=compute_90a,code=sm_90a -o kvread bench/kvread.cu && ./kvread
- * Prints GB/s per layout and buffer count, and a plain streaming read of the same bytes. */
+ * Prints GB/s per layout and buffer count, and a plain streaming read of the same bytes.
+ * `./kvread real`: only the first shape's real-tile rows (few launches: for ncu beside the engine's
+ * attention). */
 #include "backend/cuda/cuda_ptx.cuh"
 #include "backend/cuda/cuda_tc.cuh"
 
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #define HD    128 /* halves a row: 16 uint4 */
 #define ROWU4 (HD / 8)
@@ -236,7 +239,9 @@ static int run(const uint4 *K, const uint4 *V, int nseq, int npos, int nh, unsig
     return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    /* "real": only the first shape's rows with the real tile compute (few launches, for ncu) */
+    const bool only_real = argc > 1 && !strcmp(argv[1], "real");
     const int nh = 8;
     const int shapes[][2] = {{64, 1024}, {32, 1024}, {64, 4096}};
     for (const auto &sh : shapes) {
@@ -262,11 +267,13 @@ int main(void) {
         }
         cudaMemset(q, 0, (size_t)nseq * nh * 512 * sizeof(float));
         const extras e0 = {0, nullptr, nullptr, nullptr};
-        if (run<0, 1>(K, V, nseq, npos, nh, out, e0) || run<1, 1>(K, V, nseq, npos, nh, out, e0) ||
-            run<2, 1>(K, V, nseq, npos, nh, out, e0) || run<0, 2>(K, V, nseq, npos, nh, out, e0))
+        if (!only_real &&
+            (run<0, 1>(K, V, nseq, npos, nh, out, e0) || run<1, 1>(K, V, nseq, npos, nh, out, e0) ||
+             run<2, 1>(K, V, nseq, npos, nh, out, e0) || run<0, 2>(K, V, nseq, npos, nh, out, e0)))
             return 1;
         /* the tiles with stand-in compute: what overlap each buffering buys */
         for (int spin : {1000, 2000, 4000, 8000}) {
+            if (only_real) break;
             const extras e = {spin, nullptr, nullptr, nullptr};
             if (run<0, 1>(K, V, nseq, npos, nh, out, e) ||
                 run<0, 3>(K, V, nseq, npos, nh, out, e) || run<0, 2>(K, V, nseq, npos, nh, out, e))
@@ -275,6 +282,7 @@ int main(void) {
         /* the real kernel's other costs one by one, at 4 warps a block (two blocks an SM: two
          * waves at 64 x 1,024) and at 2 (four an SM: one wave) */
         for (int spin : {0, 1000, 2000}) {
+            if (only_real) break;
             const extras et = {spin, table, nullptr, nullptr}, ep = {spin, table, q, o};
             if (run<0, 1>(K, V, nseq, npos, nh, out, {spin, nullptr, nullptr, nullptr}) ||
                 run<0, 1>(K, V, nseq, npos, nh, out, et, " +table") ||
@@ -290,6 +298,7 @@ int main(void) {
                 run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, ep, " real tiles +table +q/out"))
                 return 1;
         }
+        if (only_real) return 0;
         cudaFree(table), cudaFree(q), cudaFree(o);
         cudaEvent_t a, b;
         cudaEventCreate(&a), cudaEventCreate(&b);
