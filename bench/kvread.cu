@@ -49,7 +49,7 @@ struct extras {
  * heads by mma.sync from ldmatrix, the online softmax, P V) on rows padded to 136 halves as there,
  * in place of a spin. */
 template <int LAYOUT, int NB, int W, int REAL = 0>
-__global__ void __launch_bounds__(W * 32)
+__global__ void __launch_bounds__(W * 32, REAL == 2 ? 3 : 1)
     k_tiles(const uint4 *K, const uint4 *V, int npos, int nh, unsigned *out, extras x) {
     extern __shared__ uint4 sm[];
     constexpr int NBUF = NB == 2 ? 2 : 1;
@@ -212,7 +212,10 @@ static int run(const uint4 *K, const uint4 *V, int nseq, int npos, int nh, unsig
                const char *what = "") {
     /* the attention kernel's footprints: two blocks of 4 warps an SM with one buffer, one with
      * two; at 2 warps a block, four blocks */
-    const int smem = W == 2 ? 55 * 1024 : NB != 2 ? 81 * 1024 : 147 * 1024;
+    const int smem = REAL == 2 ? 72 * 1024 /* three an SM */
+                     : W == 2  ? 55 * 1024
+                     : NB != 2 ? 81 * 1024
+                               : 147 * 1024;
     CK(cudaFuncSetAttribute(k_tiles<LAYOUT, NB, W, REAL>,
                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     cudaEvent_t a, b;
@@ -295,7 +298,10 @@ int main(int argc, char **argv) {
         {
             const extras e = {0, nullptr, nullptr, nullptr}, ep = {0, table, q, o};
             if (run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, e, " real tiles") ||
-                run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, ep, " real tiles +table +q/out"))
+                run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, ep, " real tiles +table +q/out") ||
+                run<0, 1, 4, 2>(K, V, nseq, npos, nh, out, e, " real tiles, 3 blocks an SM") ||
+                run<0, 1, 4, 2>(K, V, nseq, npos, nh, out, ep,
+                                " real tiles +table +q/out, 3 an SM"))
                 return 1;
         }
         if (only_real) return 0;
