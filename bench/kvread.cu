@@ -47,7 +47,7 @@ struct extras {
 
 /* REAL: the decode kernel's own tile compute (cuda_attn.cu's tensor-core tiles: S = q K^T for 4
  * heads by mma.sync from ldmatrix, the online softmax, P V) on rows padded to 136 halves as there,
- * in place of a spin. */
+ * in place of a spin; 2: the same at three blocks an SM (registers capped for it, 72 KB). */
 template <int LAYOUT, int NB, int W, int REAL = 0>
 __global__ void __launch_bounds__(W * 32, REAL == 2 ? 3 : 1)
     k_tiles(const uint4 *K, const uint4 *V, int npos, int nh, unsigned *out, extras x) {
