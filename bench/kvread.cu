@@ -11,7 +11,9 @@
  * flight while this one is waited for) or "1 split" (one buffer whose K and V refill apart), and
  * a stand-in for the compute a tile (a spin of so many cycles); then the real kernel's other costs
  * one by one (the block table's loads, a q prologue and the output) at 4 and 2 warps a block, and
- * the decode kernel's own tile compute in place of the spin. Not part of the build:
+ * the decode kernel's own tile compute in place of the spin, with the kernel's remaining parts
+ * added one at a time (the position mask, the warps' merge and float + half output, the fused
+ * RoPE prologue with its cache store: extras.parts). Not part of the build:
  *   nvcc -O3 -Isrc -gencode=arch=compute_90a,code=sm_90a -o kvread bench/kvread.cu && ./kvread
  * Prints GB/s per layout and buffer count, and a plain streaming read of the same bytes.
  * `./kvread real`: only the first shape's real-tile rows (few launches: for ncu beside the engine's
@@ -20,6 +22,7 @@
 #include "backend/cuda/cuda_tc.cuh"
 
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +46,14 @@ struct extras {
     const float *q;   /* a prologue: the block's q (4 heads x 128 floats) into shared memory
                        * before its tiles, and its output written after them */
     float *o;
+    /* REAL, the engine's other parts (bits): 1 the position mask a tile; 2 the warps' merge
+     * through shared memory and the output as floats and halves (oh); 4 the fused RoPE
+     * prologue (angles by sincosf from inv, the new k and v rows kn [2][seqs][heads][128] loaded,
+     * rotated and stored to the cache, q rotated into shared memory and its A fragments built
+     * from it), after the first tile's copies as there */
+    int parts;
+    const float *kn, *inv;
+    __half *oh;
 };
 
 /* REAL: the decode kernel's own tile compute (cuda_attn.cu's tensor-core tiles: S = q K^T for 4
@@ -68,7 +79,10 @@ __global__ void __launch_bounds__(W * 32, REAL == 2 ? 3 : 1)
     float o[16][4] = {}, mr = -INFINITY, lr = 0.f;
     const int ntile = npos / 32;
     unsigned acc = 0;
-    if (x.q) { /* two dependent rounds, as the real prologue's q load and RoPE */
+    /* parts 2 and 4: the angles [128], (m, l) [W][4][2] and the warps' o [W][4][128] (raw q
+     * before the tiles) after q */
+    float *ang = qs + 512, *wml = ang + 128, *wo = wml + W * 8;
+    if (x.q && !(x.parts & 4)) { /* two dependent rounds, as the real prologue's q load and RoPE */
         for (int e = threadIdx.x; e < 512; e += W * 32)
             qs[e] = x.q[((size_t)seq * nh + h) * 512 + e];
         __syncthreads();
@@ -101,6 +115,53 @@ __global__ void __launch_bounds__(W * 32, REAL == 2 ? 3 : 1)
             issue(warp, 0, 1), issue(warp, 0, 2);
         else
             issue(warp, 0, 3);
+    }
+    if (REAL && (x.parts & 4)) { /* cuda_attn.cu's fused prologue, every block the owner */
+        const int p = npos - 1, tid = threadIdx.x;
+        for (int j = tid; j < 64; j += W * 32)
+            sincosf((float)p * x.inv[j], &ang[2 * j + 1], &ang[2 * j]);
+        float *raw = wo + 128;
+        const size_t hb = ((size_t)seq * nh + h) * 128;
+        const float *kg = x.kn + hb, *vg = x.kn + (size_t)gridDim.y * nh * 128 + hb;
+        float kx = 0.f, ky = 0.f, vx = 0.f;
+        if (tid < 128) kx = kg[tid], ky = kg[tid < 64 ? tid + 64 : tid - 64], vx = vg[tid];
+        for (int e0 = tid; e0 < 512; e0 += 8 * W * 32) {
+            float qr[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const int e = e0 + u * W * 32;
+                qr[u] = e < 512 ? x.q[((size_t)seq * nh + h) * 512 + e] : 0.f;
+            }
+            __threadfence_block();
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (e0 + u * W * 32 < 512) raw[e0 + u * W * 32] = qr[u];
+        }
+        __syncthreads();
+        const float qscale = rsqrtf(128.f) * 1.4426950408889634f;
+        for (int e = tid; e < 512; e += W * 32) {
+            const int d = e % 128, lo = d < 64, j = lo ? d : d - 64;
+            const float cs = ang[2 * j], sn = ang[2 * j + 1];
+            const float xx = raw[e], yy = raw[lo ? e + 64 : e - 64];
+            qs[e] = (lo ? xx * cs - yy * sn : xx * cs + yy * sn) * qscale;
+        }
+        if (tid < 128) { /* the new row into the cache (as halves) */
+            const int lo = tid < 64, j = lo ? tid : tid - 64;
+            const float cs = ang[2 * j], sn = ang[2 * j + 1];
+            const size_t r = row(p) * ROWU4;
+            ((__half *)(K + r))[tid] = __float2half_rn(lo ? kx * cs - ky * sn : kx * cs + ky * sn);
+            ((__half *)(V + r))[tid] = __float2half_rn(vx);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) {
+            const int d = kk * 16 + 2 * (lane & 3);
+            float2 lo = make_float2(0.f, 0.f), hi = lo;
+            if (g < 4)
+                lo = *(const float2 *)(qs + g * 128 + d),
+                hi = *(const float2 *)(qs + g * 128 + d + 8);
+            qf[kk][0] = tc_pack(lo.x, lo.y), qf[kk][1] = tc_pack(hi.x, hi.y);
+        }
     }
     for (int tile = warp; tile < ntile; tile += W, b ^= NBUF - 1) {
         const bool more = tile + W < ntile;
@@ -140,7 +201,13 @@ __global__ void __launch_bounds__(W * 32, REAL == 2 ? 3 : 1)
                 }
             float mx = -INFINITY;
 #pragma unroll
-            for (int j = 0; j < 4; j++) mx = fmaxf(mx, fmaxf(sc[j][0], sc[j][1]));
+            for (int j = 0; j < 4; j++) {
+                if (x.parts & 1) /* the position mask, against the context's end */
+#pragma unroll
+                    for (int e = 0; e < 2; e++)
+                        if (tile * 32 + 8 * j + 2 * (lane & 3) + e >= npos) sc[j][e] = -INFINITY;
+                mx = fmaxf(mx, fmaxf(sc[j][0], sc[j][1]));
+            }
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float mn = fmaxf(mr, mx), alpha = exp2f(mr - mn);
@@ -174,12 +241,39 @@ __global__ void __launch_bounds__(W * 32, REAL == 2 ? 3 : 1)
         __syncwarp();
         if (NB == 1 && more) issue(tile + W, 0, 3);
     }
-    if (x.q) { /* the warps' merge and the output */
+    if (REAL && (x.parts & 2)) { /* cuda_attn.cu's warp merge and float + half output */
+        lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+        lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+        if (g < 4) {
+            const int tq = lane & 3;
+            if (tq == 0) wml[(warp * 4 + g) * 2] = mr, wml[(warp * 4 + g) * 2 + 1] = lr;
+            float *dst = wo + (warp * 4 + g) * 128 + 2 * tq;
+#pragma unroll
+            for (int jd = 0; jd < 16; jd++)
+                *(float2 *)(dst + jd * 8) = make_float2(o[jd][0], o[jd][1]);
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < 512; e += W * 32) {
+            const int gg = e / 128, d = e - gg * 128;
+            float M = -INFINITY;
+#pragma unroll
+            for (int w = 0; w < W; w++) M = fmaxf(M, wml[(w * 4 + gg) * 2]);
+            float a = 0.f, den = 0.f;
+#pragma unroll
+            for (int w = 0; w < W; w++) {
+                const float f = exp2f(wml[(w * 4 + gg) * 2] - M);
+                den = fmaf(wml[(w * 4 + gg) * 2 + 1], f, den);
+                a = fmaf(wo[(w * 4 + gg) * 128 + d], f, a);
+            }
+            const size_t oe = ((size_t)seq * nh + h) * 512 + e;
+            x.o[oe] = a / den, x.oh[oe] = __float2half_rn(a / den);
+        }
+    } else if (x.q) { /* the warps' merge and the output */
         __syncthreads();
         for (int e = threadIdx.x; e < 512; e += W * 32)
             x.o[((size_t)seq * nh + h) * 512 + e] = qs[e] + (float)(acc & 1);
     }
-    if constexpr (REAL) {
+    if (REAL && !(x.parts & 2)) {
         float t = lr;
 #pragma unroll
         for (int jd = 0; jd < 16; jd++) t += o[jd][0] + o[jd][1] + o[jd][2] + o[jd][3];
@@ -269,6 +363,21 @@ int main(int argc, char **argv) {
             delete[] t;
         }
         cudaMemset(q, 0, (size_t)nseq * nh * 512 * sizeof(float));
+        float *kn, *inv;
+        __half *oh;
+        CK(cudaMalloc(&kn, (size_t)2 * nseq * nh * 128 * sizeof(float)));
+        CK(cudaMalloc(&inv, 64 * sizeof(float)));
+        CK(cudaMalloc(&oh, (size_t)nseq * nh * 512 * sizeof(__half)));
+        cudaMemset(kn, 0, (size_t)2 * nseq * nh * 128 * sizeof(float));
+        { /* Llama's angles, base 500,000 */
+            float f[64];
+            for (int j = 0; j < 64; j++) f[j] = (float)pow(500000.0, -j / 64.0);
+            cudaMemcpy(inv, f, sizeof f, cudaMemcpyHostToDevice);
+        }
+        auto with = [&](extras e, int parts) {
+            e.parts = parts, e.kn = kn, e.inv = inv, e.oh = oh;
+            return e;
+        };
         const extras e0 = {0, nullptr, nullptr, nullptr};
         if (!only_real &&
             (run<0, 1>(K, V, nseq, npos, nh, out, e0) || run<1, 1>(K, V, nseq, npos, nh, out, e0) ||
@@ -299,13 +408,17 @@ int main(int argc, char **argv) {
             const extras e = {0, nullptr, nullptr, nullptr}, ep = {0, table, q, o};
             if (run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, e, " real tiles") ||
                 run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, ep, " real tiles +table +q/out") ||
+                run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, with(ep, 1), " ... +mask") ||
+                run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, with(ep, 2), " ... +merge/out") ||
+                run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, with(ep, 4), " ... +rope/store") ||
+                run<0, 1, 4, 1>(K, V, nseq, npos, nh, out, with(ep, 7), " ... all three") ||
                 run<0, 1, 4, 2>(K, V, nseq, npos, nh, out, e, " real tiles, 3 blocks an SM") ||
                 run<0, 1, 4, 2>(K, V, nseq, npos, nh, out, ep,
                                 " real tiles +table +q/out, 3 an SM"))
                 return 1;
         }
         if (only_real) return 0;
-        cudaFree(table), cudaFree(q), cudaFree(o);
+        cudaFree(table), cudaFree(q), cudaFree(o), cudaFree(kn), cudaFree(inv), cudaFree(oh);
         cudaEvent_t a, b;
         cudaEventCreate(&a), cudaEventCreate(&b);
         k_stream<<<132 * 8, 256>>>(K, n, out);
