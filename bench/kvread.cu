@@ -56,9 +56,10 @@ struct extras {
     __half *oh;
 };
 
-/* REAL: the decode kernel's own tile compute (cuda_attn.cu's tensor-core tiles: S = q K^T for 4
- * heads by mma.sync from ldmatrix, the online softmax, P V) on rows padded to 136 halves as there,
- * in place of a spin; 2: the same at three blocks an SM (registers capped for it, 72 KB). */
+/* REAL: the decode kernel's own tile compute (cuda_tc.cuh's tc_attn_tile, as cuda_attn.cu runs it:
+ * S = q K^T for 4 heads by mma.sync from ldmatrix, the online softmax, P V) on rows padded to 136
+ * halves as there, in place of a spin; 2: the same at three blocks an SM (registers capped for it,
+ * 72 KB). */
 template <int LAYOUT, int NB, int W, int REAL = 0>
 __global__ void __launch_bounds__(W * 32, REAL == 2 ? 3 : 1)
     k_tiles(const uint4 *K, const uint4 *V, int npos, int nh, unsigned *out, extras x) {
@@ -189,51 +190,10 @@ __global__ void __launch_bounds__(W * 32, REAL == 2 ? 3 : 1)
         __syncwarp();
         if constexpr (REAL) {
             const __half *Kb = (const __half *)(buf + b * 2 * 32 * RS), *Vb = Kb + 32 * TLD;
-            float sc[4][4] = {};
-#pragma unroll
-            for (int kk = 0; kk < 8; kk += 2)
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    uint32_t bb[4];
-                    tc_ldm4<false>(bb, Kb + (j * 8 + (lane & 7)) * TLD + kk * 16 + (lane >> 3) * 8);
-                    mma16816(sc[j], qf[kk][0], 0u, qf[kk][1], 0u, bb[0], bb[1]);
-                    mma16816(sc[j], qf[kk + 1][0], 0u, qf[kk + 1][1], 0u, bb[2], bb[3]);
-                }
-            float mx = -INFINITY;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                if (x.parts & 1) /* the position mask, against the context's end */
-#pragma unroll
-                    for (int e = 0; e < 2; e++)
-                        if (tile * 32 + 8 * j + 2 * (lane & 3) + e >= npos) sc[j][e] = -INFINITY;
-                mx = fmaxf(mx, fmaxf(sc[j][0], sc[j][1]));
-            }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mn = fmaxf(mr, mx), alpha = exp2f(mr - mn);
-            mr = mn;
-            float sum = 0.f;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                sc[j][0] = exp2f(sc[j][0] - mn), sc[j][1] = exp2f(sc[j][1] - mn);
-                sum += sc[j][0] + sc[j][1];
-            }
-            lr = fmaf(lr, alpha, sum);
-#pragma unroll
-            for (int jd = 0; jd < 16; jd++) o[jd][0] *= alpha, o[jd][1] *= alpha;
-#pragma unroll
-            for (int k2 = 0; k2 < 2; k2++) {
-                const uint32_t p0 = tc_pack(sc[2 * k2][0], sc[2 * k2][1]);
-                const uint32_t p2 = tc_pack(sc[2 * k2 + 1][0], sc[2 * k2 + 1][1]);
-#pragma unroll
-                for (int jd = 0; jd < 16; jd += 2) {
-                    uint32_t bb[4];
-                    tc_ldm4<true>(bb, Vb + (k2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * TLD +
-                                          jd * 8 + (lane >> 4) * 8);
-                    mma16816(o[jd], p0, 0u, p2, 0u, bb[0], bb[1]);
-                    mma16816(o[jd + 1], p0, 0u, p2, 0u, bb[2], bb[3]);
-                }
-            }
+            if (x.parts & 1) /* the position mask, against the context's end */
+                tc_attn_tile<8, 16, true>(o, mr, lr, qf, Kb, Vb, TLD, lane, tile * 32, npos);
+            else
+                tc_attn_tile<8, 16, false>(o, mr, lr, qf, Kb, Vb, TLD, lane, tile * 32, npos);
         } else {
             acc += buf[b * 2 * 32 * RS + lane].x ^ buf[b * 2 * 32 * RS + 32 * RS + lane].y;
         }

@@ -403,55 +403,7 @@ __global__ void __launch_bounds__(FD_THREADS, 2)
             }
             __syncwarp();
             const __half *Kb = kvw + buf * (2 * 32 * TLD), *Vb = Kb + 32 * TLD;
-            const int tb = t0 + tile * 32;
-            float sc[4][4];
-#pragma unroll
-            for (int j = 0; j < 4; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-#pragma unroll
-            for (int kk = 0; kk < KS; kk += 2)
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    uint32_t b[4];
-                    tc_ldm4<false>(b, Kb + (j * 8 + (lane & 7)) * TLD + kk * 16 + (lane >> 3) * 8);
-                    mma16816(sc[j], qf[kk][0], 0u, qf[kk][1], 0u, b[0], b[1]);
-                    mma16816(sc[j], qf[kk + 1][0], 0u, qf[kk + 1][1], 0u, b[2], b[3]);
-                }
-            /* row g: position tb + 8j + 2tq + e (e = 0, 1) */
-            float mx = -INFINITY;
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    if (tb + 8 * j + 2 * tq + e >= t1) sc[j][e] = -INFINITY;
-                    mx = fmaxf(mx, sc[j][e]);
-                }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mn = fmaxf(mr, mx); /* finite: a tile holds at least one position */
-            const float alpha = exp2f(mr - mn);
-            mr = mn;
-            float sum = 0.f;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                sc[j][0] = exp2f(sc[j][0] - mn), sc[j][1] = exp2f(sc[j][1] - mn);
-                sum += sc[j][0] + sc[j][1];
-            }
-            lr = fmaf(lr, alpha, sum); /* this lane's columns; summed over the quad at the end */
-#pragma unroll
-            for (int jd = 0; jd < ND; jd++) o[jd][0] *= alpha, o[jd][1] *= alpha;
-#pragma unroll
-            for (int k2 = 0; k2 < 2; k2++) {
-                const uint32_t p0 = tc_pack(sc[2 * k2][0], sc[2 * k2][1]);
-                const uint32_t p2 = tc_pack(sc[2 * k2 + 1][0], sc[2 * k2 + 1][1]);
-#pragma unroll
-                for (int jd = 0; jd < ND; jd += 2) {
-                    uint32_t b[4];
-                    tc_ldm4<true>(b, Vb + (k2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * TLD +
-                                         jd * 8 + (lane >> 4) * 8);
-                    mma16816(o[jd], p0, 0u, p2, 0u, b[0], b[1]); /* A rows 8-15 zero */
-                    mma16816(o[jd + 1], p0, 0u, p2, 0u, b[2], b[3]);
-                }
-            }
+            tc_attn_tile<KS, ND, true>(o, mr, lr, qf, Kb, Vb, TLD, lane, t0 + tile * 32, t1);
             __syncwarp(); /* the buffer is refilled two tiles on (NB 1: now) */
             if (NB == 1 && tile + FD_WARPS < ntile) {
                 tc_issue1(tile + FD_WARPS, -1, std::false_type{});
