@@ -1,7 +1,8 @@
 /* cuda_tc.cuh: PTX pieces of the tensor-core attention kernels (cuda_fattn.cu: prefill,
  * cuda_attn.cu: the decode kernel's TC tiles): ldmatrix, 16-byte cp.async with zero fill, and
  * half2 packing (sm_80+; launchers pick these kernels only where the device code has them; the
- * MMA itself is mma16816 in cuda_mma.cuh). nvcc only. */
+ * MMA itself is mma16816 in cuda_ptx.cuh), and the decode kernel's tile (tc_attn_tile). nvcc
+ * only. */
 #ifndef BRISK_CUDA_TC_CUH
 #define BRISK_CUDA_TC_CUH
 
